@@ -1,0 +1,23 @@
+// `npm start`: a short guided tour that runs each example and says what it shows.
+import { spawnSync } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const stops = [
+  ["semaphore-basics.ts", "Semaphore basics: N at a time, locked(), over-release refused, resizable capacity"],
+  ["limit-concurrent-api-calls.ts", "Use case: at most 5 API calls in flight"],
+  ["bounded-file-processing.ts", "Use case: process files 5 at a time"],
+  ["acquire-with-timeout.ts", "Use case: acquire with a timeout or an AbortSignal; nothing leaks"],
+  ["critical-section-lock.ts", "Use case: a lock around a critical section"],
+  ["weighted-priority.ts", "Weights and priorities: heavy jobs are not starved, urgent ones go first"],
+];
+
+let failed = 0;
+for (const [file, title] of stops) {
+  console.log(`\n── ${title}\n   (examples/${file})\n`);
+  const result = spawnSync(process.execPath, ["--import", "tsx", join(here, file)], { stdio: "inherit" });
+  if (result.status !== 0) failed++;
+}
+console.log(failed === 0 ? "\nAll examples ran." : `\n${failed} example(s) failed.`);
+process.exit(failed === 0 ? 0 : 1);

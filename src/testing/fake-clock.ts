@@ -1,0 +1,127 @@
+/**
+ * A clock that moves only when told to, for exact tests of anything time-based in sluice.
+ */
+import type { Clock, TimerHandle } from "../core/clock.js";
+
+interface FakeTimer {
+  readonly at: number;
+  readonly order: number;
+  readonly callback: () => void;
+  cancelled: boolean;
+}
+
+/**
+ * A manual {@link Clock}: `now()` stands still until {@link FakeClock.advance} moves it, and timers fire
+ * in time order (ties in creation order) as time passes them.
+ *
+ * @example
+ * ```ts
+ * import { Semaphore, TimeoutError } from "sluice";
+ * import { FakeClock } from "sluice/testing";
+ * const clock = new FakeClock();
+ * const semaphore = new Semaphore(1, { clock });
+ * const held = semaphore.tryAcquire();
+ * const waiting = semaphore.acquire({ timeout: 100 });
+ * await clock.advanceAsync(100); // the waiter times out, exactly at 100 ms
+ * await waiting.catch((error) => error instanceof TimeoutError); // true
+ * ```
+ */
+export class FakeClock implements Clock {
+  private time: number;
+  private sequence = 0;
+  /** Pending timers, sorted by (at, order). */
+  private timers: FakeTimer[] = [];
+
+  constructor(start = 0) {
+    this.time = start;
+  }
+
+  now(): number {
+    return this.time;
+  }
+
+  setTimeout(callback: () => void, ms: number): TimerHandle {
+    const timer: FakeTimer = { at: this.time + Math.max(0, ms), order: this.sequence++, callback, cancelled: false };
+    const timers = this.timers;
+    let low = 0;
+    let high = timers.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      const other = timers[middle] as FakeTimer;
+      if (other.at < timer.at || (other.at === timer.at && other.order < timer.order)) low = middle + 1;
+      else high = middle;
+    }
+    timers.splice(low, 0, timer);
+    return timer;
+  }
+
+  clearTimeout(handle: TimerHandle): void {
+    const timer = handle as FakeTimer;
+    if (timer === undefined || timer === null || timer.cancelled) return;
+    timer.cancelled = true;
+    const index = this.timers.indexOf(timer);
+    if (index !== -1) this.timers.splice(index, 1);
+  }
+
+  /** Timers scheduled and not yet fired or cancelled. */
+  get pendingTimers(): number {
+    return this.timers.length;
+  }
+
+  /** When the next timer fires, or `undefined` if none is pending. */
+  get nextTimerAt(): number | undefined {
+    return this.timers[0]?.at;
+  }
+
+  /**
+   * Moves time forward by `ms`, firing due timers synchronously in order. Promise callbacks queued
+   * by those timers run only after this returns; use {@link FakeClock.advanceAsync} to let them run
+   * between timers.
+   */
+  advance(ms: number): void {
+    const target = this.time + ms;
+    for (let timer = this.timers[0]; timer !== undefined && timer.at <= target; timer = this.timers[0]) {
+      this.timers.shift();
+      this.time = timer.at;
+      timer.callback();
+    }
+    this.time = target;
+  }
+
+  /**
+   * Moves time forward by `ms`, firing due timers in order and letting pending promise callbacks run
+   * after each one (and before the first), so async code reacts to each timer as it would in real time.
+   */
+  async advanceAsync(ms: number): Promise<void> {
+    const target = this.time + ms;
+    await flushMicrotasks();
+    for (let timer = this.timers[0]; timer !== undefined && timer.at <= target; timer = this.timers[0]) {
+      this.timers.shift();
+      this.time = timer.at;
+      timer.callback();
+      await flushMicrotasks();
+    }
+    this.time = target;
+    await flushMicrotasks();
+  }
+
+  /** Advances to the next pending timer and fires it (and any due at the same instant). */
+  async next(): Promise<void> {
+    const at = this.nextTimerAt;
+    if (at !== undefined) await this.advanceAsync(at - this.time);
+  }
+
+  /** Fires timers until none is pending, at most `limit` of them (a guard against timers that re-arm forever). */
+  async runAll(limit = 100_000): Promise<void> {
+    for (let fired = 0; this.timers.length > 0; fired++) {
+      if (fired >= limit) throw new Error(`FakeClock.runAll: still ${this.timers.length} timers after firing ${limit}`);
+      await this.next();
+    }
+  }
+}
+
+/** Lets every promise callback that is already queued (and those they queue) run. */
+export async function flushMicrotasks(rounds = 20): Promise<void> {
+  for (let i = 0; i < rounds; i++) await Promise.resolve();
+  await new Promise<void>((resolve) => setImmediate(resolve));
+}

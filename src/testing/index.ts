@@ -1,0 +1,18 @@
+/**
+ * `sluice/testing`: tools for testing code that uses sluice.
+ *
+ * @packageDocumentation
+ */
+export { FakeClock, flushMicrotasks } from "./fake-clock.js";
+export type {
+  MockFailure,
+  MockLatency,
+  MockOutcome,
+  MockProviderStyle,
+  MockRequestInfo,
+  MockRequestRecord,
+  MockServer,
+  MockServerOptions,
+  MockServerSummary,
+} from "./mock-server.js";
+export { formatGoDuration, startMockServer } from "./mock-server.js";

@@ -1,0 +1,57 @@
+import { systemClock } from "sluice";
+import { FakeClock } from "sluice/testing";
+import { afterEach, describe, expect, it, vi } from "vitest";
+
+describe("systemClock", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it("looks the global timers up at call time, so fake timers installed later take effect", () => {
+    vi.useFakeTimers();
+    const fired = vi.fn();
+    systemClock.setTimeout(fired, 1_000);
+    vi.advanceTimersByTime(999);
+    expect(fired).not.toHaveBeenCalled();
+    vi.advanceTimersByTime(1);
+    expect(fired).toHaveBeenCalledOnce();
+  });
+
+  it("a delay beyond setTimeout's 24.8-day limit fires at the right time, not at once", () => {
+    vi.useFakeTimers();
+    const fired = vi.fn();
+    const month = 30 * 24 * 3_600_000;
+    systemClock.setTimeout(fired, month);
+    vi.advanceTimersByTime(month - 1);
+    expect(fired).not.toHaveBeenCalled();
+    vi.advanceTimersByTime(1);
+    expect(fired).toHaveBeenCalledOnce();
+  });
+
+  it("a long timer can be cleared", () => {
+    vi.useFakeTimers();
+    const fired = vi.fn();
+    const handle = systemClock.setTimeout(fired, 2 ** 32);
+    systemClock.clearTimeout(handle);
+    vi.advanceTimersByTime(2 ** 33);
+    expect(fired).not.toHaveBeenCalled();
+  });
+});
+
+describe("FakeClock", () => {
+  it("fires timers in time order, ties in creation order, and only when time passes them", () => {
+    const clock = new FakeClock(100);
+    const order: string[] = [];
+    clock.setTimeout(() => order.push("b"), 20);
+    clock.setTimeout(() => order.push("a"), 10);
+    clock.setTimeout(() => order.push("c"), 20);
+    const cancelled = clock.setTimeout(() => order.push("x"), 5);
+    clock.clearTimeout(cancelled);
+    clock.advance(15);
+    expect(order).toEqual(["a"]);
+    expect(clock.now()).toBe(115);
+    clock.advance(5);
+    expect(order).toEqual(["a", "b", "c"]);
+    expect(clock.pendingTimers).toBe(0);
+  });
+});

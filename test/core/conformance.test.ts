@@ -1,0 +1,6 @@
+import { Mutex, Semaphore } from "sluice";
+import { describeLimiterConformance } from "../conformance/limiter.js";
+
+describeLimiterConformance("Semaphore", (capacity) => ({ limiter: new Semaphore(capacity) }));
+
+describeLimiterConformance("Mutex", () => ({ limiter: new Mutex() }), { weighted: false, maxCapacity: 1 });

@@ -1,0 +1,18 @@
+import { defineConfig } from "tsup";
+
+export default defineConfig([
+  {
+    entry: {
+      index: "src/index.ts",
+      testing: "src/testing/index.ts",
+    },
+    format: ["esm", "cjs"],
+    dts: true,
+    splitting: true,
+    sourcemap: true,
+    clean: false,
+    target: "node20",
+    platform: "node",
+    external: ["ioredis"],
+  },
+]);
