@@ -24,5 +24,7 @@ class RateLimitedClient {
 
 const client = new RateLimitedClient();
 const responses = await Promise.all(Array.from({ length: 50 }, (_, id) => client.request(id)));
-console.log(`${responses.length} responses, all ${new Set(responses.map((r) => r.status)).size === 1 ? "200" : "mixed"}`);
+console.log(
+  `${responses.length} responses, all ${new Set(responses.map((r) => r.status)).size === 1 ? "200" : "mixed"}`,
+);
 console.log(`most requests in flight at once: ${mostInFlight} (limit 5)`);

@@ -4,6 +4,7 @@
 // accepts the lock. The entries carry os/cpu/libc inferred from the package name, so npm skips them
 // on every platform they are not for (as it would skip the real ones).
 import { readFileSync, writeFileSync } from "node:fs";
+
 const lockPath = process.argv[2] ?? "package-lock.json";
 const lock = JSON.parse(readFileSync(lockPath, "utf8"));
 const packages = lock.packages;
@@ -14,8 +15,13 @@ for (const [path, entry] of Object.entries(packages)) {
     const candidates = [`${base}node_modules/${name}`, `node_modules/${name}`];
     if (candidates.some((candidate) => packages[candidate])) continue;
     const platform = name.split("/").pop();
-    const os = ["android", "darwin", "freebsd", "linux", "netbsd", "openbsd", "sunos", "win32", "aix", "openharmony"].find((o) => platform.includes(o === "win32" ? "win32" : o)) ?? (platform.includes("windows") || platform.includes("win") ? "win32" : undefined);
-    const cpu = ["arm64", "x64", "ia32", "arm", "loong64", "mips64el", "ppc64", "riscv64", "s390x", "wasm32"].find((c) => platform.includes(c));
+    const os =
+      ["android", "darwin", "freebsd", "linux", "netbsd", "openbsd", "sunos", "win32", "aix", "openharmony"].find((o) =>
+        platform.includes(o === "win32" ? "win32" : o),
+      ) ?? (platform.includes("windows") || platform.includes("win") ? "win32" : undefined);
+    const cpu = ["arm64", "x64", "ia32", "arm", "loong64", "mips64el", "ppc64", "riscv64", "s390x", "wasm32"].find(
+      (c) => platform.includes(c),
+    );
     const record = { version: spec.replace(/^[\^~=]/, ""), dev: entry.dev, optional: true };
     if (os) record.os = [os];
     if (cpu) record.cpu = [cpu];

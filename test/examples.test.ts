@@ -36,16 +36,21 @@ function runExample(file: string): Promise<{ code: number | null; output: string
 
 beforeAll(() => {
   // Examples import "sluice" by name, which resolves to the built package.
-  if (!existsSync(join(root, "dist", "index.js"))) execFileSync("npm", ["run", "build"], { cwd: root, stdio: "ignore" });
+  if (!existsSync(join(root, "dist", "index.js")))
+    execFileSync("npm", ["run", "build"], { cwd: root, stdio: "ignore" });
 }, 120_000);
 
 describe("examples", () => {
-  it.each(examples)("examples/%s runs and exits 0", async (file) => {
-    const { code, output } = await runExample(file);
-    if (code !== 0) console.error(output);
-    expect(code).toBe(0);
-    expect(output.trim().length).toBeGreaterThan(0);
-  }, 90_000);
+  it.each(examples)(
+    "examples/%s runs and exits 0",
+    async (file) => {
+      const { code, output } = await runExample(file);
+      if (code !== 0) console.error(output);
+      expect(code).toBe(0);
+      expect(output.trim().length).toBeGreaterThan(0);
+    },
+    90_000,
+  );
 });
 
 describe("README", () => {
