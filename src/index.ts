@@ -3,6 +3,9 @@
  *
  * @packageDocumentation
  */
+
+export type { ChannelOptions, ChannelStatistics, Received } from "./core/channel.js";
+export { Channel } from "./core/channel.js";
 export type { Clock, TimerHandle } from "./core/clock.js";
 export { systemClock } from "./core/clock.js";
 export type { Duration } from "./core/duration.js";
@@ -10,7 +13,27 @@ export { parseDurationText, toMilliseconds } from "./core/duration.js";
 export { ClosedError, LeaseLostError, ReleasedError, TimeoutError } from "./core/errors.js";
 export type { AcquireOptions, Limiter, Permit } from "./core/limiter.js";
 export { NEVER_ABORTED } from "./core/limiter.js";
+export type { MapAllOptions, MapOptions, Mapper, MapStreamOptions } from "./core/map.js";
+export { map, mapSettled, mapStream } from "./core/map.js";
 export type { LockOptions } from "./core/mutex.js";
 export { Mutex } from "./core/mutex.js";
+export type { Lease, PoolErrorEvent, PoolOptions, PoolStatistics } from "./core/pool.js";
+export { Pool } from "./core/pool.js";
+export type { HeaderInput, ObservedRateLimit, RateLimitHeaders } from "./core/rate-headers.js";
+export { parseRateLimitHeaders, parseRetryAfter } from "./core/rate-headers.js";
+export type {
+  RateAcquireOptions,
+  RateCost,
+  RateLimit,
+  RateLimiterEvents,
+  RateLimiterOptions,
+  RateLimiterStatistics,
+  RateLimitStatistics,
+  RatePermit,
+} from "./core/rate-limiter.js";
+export { RateLimiter } from "./core/rate-limiter.js";
 export type { SemaphoreOptions, SemaphoreStatistics } from "./core/semaphore.js";
 export { Semaphore } from "./core/semaphore.js";
+export type { TaskGroupOptions } from "./core/task-group.js";
+export { TaskGroup } from "./core/task-group.js";
+export type { WaitOptions } from "./core/wait-options.js";

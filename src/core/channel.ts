@@ -1,0 +1,329 @@
+/**
+ * Channel: a bounded FIFO between producers and consumers (Go's channel, asyncio.Queue), with
+ * backpressure, close, and async iteration. Waiting senders and receivers sit in two WaitQueues; a
+ * value always moves in the same synchronous step that settles the waiter it belongs to.
+ */
+import { checkCapacity } from "./arguments.js";
+import { type Clock, systemClock } from "./clock.js";
+import { Deque } from "./deque.js";
+import { ClosedError, TimeoutError } from "./errors.js";
+import { type CheckedWaitOptions, checkWaitOptions, type WaitOptions } from "./wait-options.js";
+import { WaitQueue } from "./wait-queue.js";
+
+/** Options for {@link Channel}. */
+export interface ChannelOptions {
+  /** Shows up in error messages. */
+  name?: string;
+  /** Time source for `timeout`s; defaults to the global timers. */
+  clock?: Clock;
+}
+
+/** What {@link Channel.tryReceive} returns: a value, or why there was none. */
+export type Received<T> = { ok: true; value: T } | { ok: false; closed: boolean };
+
+/** A snapshot of a channel's state and lifetime counters. */
+export interface ChannelStatistics {
+  name: string | undefined;
+  capacity: number;
+  /** Values buffered, waiting for a receiver. */
+  size: number;
+  /** Senders waiting for room (or, at capacity 0, for a receiver). */
+  waitingSenders: number;
+  /** Receivers waiting for a value. */
+  waitingReceivers: number;
+  closed: boolean;
+  /** Values delivered to receivers since creation. */
+  delivered: number;
+}
+
+/** Marks "nothing to take" where `undefined` is a legitimate value. */
+const EMPTY: unique symbol = Symbol("empty");
+const RESOLVED: Promise<void> = Promise.resolve();
+const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
+
+/**
+ * A channel: `send` waits while the buffer is full, `receive` waits while it is empty, values come out
+ * in the order they went in, and waiting senders and receivers are each served FIFO (then by priority,
+ * if given).
+ *
+ * - `capacity` 0 is hand to hand: `send` completes only when a receiver takes the value.
+ * - `close()` stops new sends; values already buffered are still received; after them `receive()`
+ *   rejects with `ClosedError` and iterators end. Senders still waiting at `close()` reject with
+ *   `ClosedError` (their values were never accepted).
+ * - Leaving a `for await` loop early does not close the channel; other consumers keep receiving.
+ *
+ * Use it for producer/consumer pipelines with backpressure. To cap concurrency, use `Semaphore`;
+ * to process a collection N at a time, use `map`.
+ *
+ * @example
+ * ```ts
+ * import { Channel } from "sluice";
+ * const jobs = new Channel<string>(10);
+ * const consumer = (async () => { for await (const job of jobs) console.log("got", job); })();
+ * for (const job of ["a", "b", "c"]) await jobs.send(job); // waits while 10 are buffered
+ * jobs.close();
+ * await consumer;
+ * ```
+ */
+export class Channel<T> implements AsyncIterable<T> {
+  /** Optional name, used in error messages and statistics. */
+  readonly name: string | undefined;
+  /** How many values can be buffered without a receiver: an integer >= 0, or `Infinity`. */
+  readonly capacity: number;
+  /**
+   * Invariants, after every public method returns:
+   * - `buffer.length <= capacity`;
+   * - receivers wait only when the buffer is empty and no sender waits (else they would have been
+   *   handed a value);
+   * - senders wait only when the buffer is full (`length === capacity`) and no receiver waits.
+   * So at most one of the two queues is non-empty, and at most one of {receivers, buffer} is.
+   */
+  private readonly buffer: Deque<T>;
+  /** Waiting senders; each waiter's request is the value it wants to send. */
+  private readonly senders: WaitQueue<T, void>;
+  private readonly receivers: WaitQueue<undefined, T>;
+  private isClosed = false;
+  private delivered = 0;
+
+  /**
+   * @param capacity - values buffered without a receiver: an integer >= 0 (0 = hand to hand) or `Infinity`.
+   * @throws RangeError/TypeError for a bad capacity.
+   */
+  constructor(capacity: number, options: ChannelOptions = {}) {
+    this.capacity = checkCapacity(capacity);
+    this.name = options.name;
+    const clock = options.clock ?? systemClock;
+    this.buffer = new Deque<T>(Math.min(this.capacity, 16));
+    const subject = () => (this.name === undefined ? "the channel" : `channel ${JSON.stringify(this.name)}`);
+    // Neither side's cancellation unblocks anyone else, so there is nothing to re-dispatch.
+    this.senders = new WaitQueue<T, void>(clock, () => {}, subject);
+    this.receivers = new WaitQueue<undefined, T>(clock, () => {}, subject);
+  }
+
+  /** Values buffered right now. */
+  get size(): number {
+    return this.buffer.length;
+  }
+
+  /** Whether `close()` was called. Buffered values may still be waiting to be received. */
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /** Senders waiting for room. */
+  get waitingSenders(): number {
+    return this.senders.size;
+  }
+
+  /** Receivers waiting for a value. */
+  get waitingReceivers(): number {
+    return this.receivers.size;
+  }
+
+  /**
+   * Sends `value`: hands it to a waiting receiver, or buffers it, or waits for room. Resolves once the
+   * channel has taken the value.
+   *
+   * Rejects with `ClosedError` if the channel is closed (also if it closes while this waits),
+   * `signal.reason` on abort, `TimeoutError` after `timeout` ms (`0`: only if it can be taken now).
+   */
+  send(value: T, options?: WaitOptions): Promise<void> {
+    if (options === undefined && !this.isClosed) {
+      if (this.offer(value)) return RESOLVED;
+      return this.senders.enqueue(value, 0, undefined, Number.POSITIVE_INFINITY);
+    }
+    let wait: CheckedWaitOptions;
+    try {
+      wait = checkWaitOptions(options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (this.isClosed) return Promise.reject(this.closedError("send to"));
+    if (wait.signal?.aborted) return Promise.reject(wait.signal.reason);
+    if (this.offer(value)) return RESOLVED;
+    if (wait.timeout === 0) return Promise.reject(new TimeoutError(0, this.senders.timeoutMessage(0)));
+    return this.senders.enqueue(value, wait.priority, wait.signal, wait.timeout);
+  }
+
+  /**
+   * Sends `value` only if that is possible without waiting; returns whether the channel took it.
+   * At capacity 0 that means a receiver is waiting.
+   *
+   * @throws ClosedError if the channel is closed (a closed channel never takes a value; returning
+   *   `false` would invite a retry loop that spins forever).
+   */
+  trySend(value: T): boolean {
+    if (this.isClosed) throw this.closedError("send to");
+    return this.offer(value);
+  }
+
+  /**
+   * Receives the oldest value, waiting for one if the channel is empty.
+   *
+   * Rejects with `ClosedError` once the channel is closed and empty (also if it closes while this
+   * waits), `signal.reason` on abort, `TimeoutError` after `timeout` ms (`0`: only if a value is ready).
+   */
+  receive(options?: WaitOptions): Promise<T> {
+    if (options === undefined) {
+      const value = this.take();
+      if (value !== EMPTY) return Promise.resolve(value);
+      if (this.isClosed) return Promise.reject(this.closedError("receive from"));
+      return this.receivers.enqueue(undefined, 0, undefined, Number.POSITIVE_INFINITY);
+    }
+    let wait: CheckedWaitOptions;
+    try {
+      wait = checkWaitOptions(options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (wait.signal?.aborted) return Promise.reject(wait.signal.reason);
+    const value = this.take();
+    if (value !== EMPTY) return Promise.resolve(value);
+    if (this.isClosed) return Promise.reject(this.closedError("receive from"));
+    if (wait.timeout === 0) return Promise.reject(new TimeoutError(0, this.receivers.timeoutMessage(0)));
+    return this.receivers.enqueue(undefined, wait.priority, wait.signal, wait.timeout);
+  }
+
+  /**
+   * Receives a value only if one is ready. Returns `{ ok: true, value }`, or `{ ok: false, closed }`
+   * where `closed` says whether the channel is closed and drained (so none will ever come). The wrapper
+   * lets a channel carry `undefined` as a value.
+   */
+  tryReceive(): Received<T> {
+    const value = this.take();
+    if (value !== EMPTY) return { ok: true, value };
+    return { ok: false, closed: this.isClosed };
+  }
+
+  /**
+   * Stops new sends. Buffered values stay receivable; once they are gone, receivers reject with
+   * `ClosedError` and iterators end. Senders still waiting reject with `ClosedError`. Idempotent.
+   */
+  close(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    // Each waiter gets its own error so its stack trace is its own, not a shared singleton's.
+    this.senders.forEach((sender) => {
+      this.senders.reject(sender, this.closedError("send to"));
+    });
+    // Receivers wait only when the buffer is empty (invariant), so for them the channel has ended.
+    this.receivers.forEach((receiver) => {
+      this.receivers.reject(receiver, this.closedError("receive from"));
+    });
+  }
+
+  /**
+   * Iterates over received values until the channel is closed and drained. With `signal`, aborting
+   * rejects the pending `next()` with `signal.reason`. Breaking out of the loop does not close the
+   * channel.
+   *
+   * @example
+   * ```ts
+   * for await (const job of jobs.values({ signal: AbortSignal.timeout(60_000) })) await handle(job);
+   * ```
+   */
+  values(options?: { signal?: AbortSignal }): AsyncIterableIterator<T> {
+    const signal = checkWaitOptions(options).signal;
+    return new ChannelIterator(this, signal);
+  }
+
+  /** Same as {@link Channel.values} without a signal: `for await (const value of channel)`. */
+  [Symbol.asyncIterator](): AsyncIterableIterator<T> {
+    return new ChannelIterator(this, undefined);
+  }
+
+  /** A snapshot of the state and lifetime counters. */
+  statistics(): ChannelStatistics {
+    return {
+      name: this.name,
+      capacity: this.capacity,
+      size: this.buffer.length,
+      waitingSenders: this.senders.size,
+      waitingReceivers: this.receivers.size,
+      closed: this.isClosed,
+      delivered: this.delivered,
+    };
+  }
+
+  /** Hands `value` to the first waiting receiver, or buffers it if there is room. */
+  private offer(value: T): boolean {
+    const receiver = this.receivers.head;
+    if (receiver !== undefined) {
+      // Receivers wait only on an empty buffer, so giving straight to one keeps FIFO order.
+      this.delivered++;
+      this.receivers.grant(receiver, value);
+      return true;
+    }
+    if (this.buffer.length < this.capacity) {
+      this.buffer.push(value);
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * Takes the oldest value, or `EMPTY`. Taking from a full buffer makes room, which the first waiting
+   * sender fills in the same step, so its value queues behind the buffered ones and no later `send`
+   * can overtake it.
+   */
+  private take(): T | typeof EMPTY {
+    const sender = this.senders.head;
+    if (this.buffer.length > 0) {
+      const value = this.buffer.shift() as T;
+      if (sender !== undefined) {
+        this.buffer.push(sender.request);
+        this.senders.grant(sender, undefined);
+      }
+      this.delivered++;
+      return value;
+    }
+    // Capacity 0: the value goes straight from the waiting sender to us.
+    if (sender !== undefined) {
+      this.senders.grant(sender, undefined);
+      this.delivered++;
+      return sender.request;
+    }
+    return EMPTY;
+  }
+
+  /** The iterator's receive: "closed and empty" is the end of the stream, not an error. */
+  // biome-ignore lint/correctness/noUnusedPrivateClassMembers: called by ChannelIterator through an index access.
+  private receiveOrEnd(signal: AbortSignal | undefined): Promise<IteratorResult<T>> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    const value = this.take();
+    if (value !== EMPTY) return Promise.resolve({ done: false, value });
+    if (this.isClosed) return Promise.resolve(DONE);
+    return this.receivers.enqueue(undefined, 0, signal, Number.POSITIVE_INFINITY).then(toResult, (error: unknown) => {
+      // Only close() rejects an iterator's receive with ClosedError: that is the end of the stream.
+      if (error instanceof ClosedError && this.isClosed) return DONE;
+      throw error;
+    });
+  }
+
+  private closedError(what: string): ClosedError {
+    return new ClosedError(
+      `cannot ${what} ${this.name === undefined ? "the channel" : `channel ${JSON.stringify(this.name)}`}: it is closed`,
+    );
+  }
+}
+
+function toResult<T>(value: T): IteratorYieldResult<T> {
+  return { done: false, value };
+}
+
+class ChannelIterator<T> implements AsyncIterableIterator<T> {
+  constructor(
+    private readonly channel: Channel<T>,
+    private readonly signal: AbortSignal | undefined,
+  ) {}
+  next(): Promise<IteratorResult<T>> {
+    return this.channel["receiveOrEnd"](this.signal);
+  }
+  /** Leaving a loop early must not close the channel: other consumers may still be reading. */
+  return(): Promise<IteratorResult<T>> {
+    return Promise.resolve(DONE);
+  }
+  [Symbol.asyncIterator](): AsyncIterableIterator<T> {
+    return this;
+  }
+}

@@ -1,0 +1,271 @@
+/**
+ * The arithmetic of one rate limit: a token bucket (GCRA) or an exact sliding window.
+ *
+ * Internal to `RateLimiter`, which asks every limit the same questions — "when can this cost be paid?"
+ * (`readyAt`), "pay it now" (`charge`), "correct what was paid" (`adjust`) — and admits a call only when
+ * every limit answers "now", so that no limit is ever charged for a call another one refused.
+ *
+ * Time is the limiter's clock in milliseconds. `readyAt` is the single source of truth for admission:
+ * the limiter admits exactly when `readyAt(cost, now) <= now`, and arms its one timer for the largest
+ * `readyAt` of the head's limits. Because both come from the same expression, a timer that fires at the
+ * time it was armed for always finds the cost payable (no "fired a hair early, re-arm for 0 ms" loop).
+ */
+
+/** What a limit keeps about one charge, so that `permit.settle()` can correct it later. */
+export type ChargeHandle = WindowEntry | undefined;
+
+/** The questions `RateLimiter` asks each of its limits. */
+export interface RateBucket {
+  readonly unit: string;
+  readonly algorithm: "token-bucket" | "sliding-window";
+  /** The configured limit per interval. */
+  readonly limit: number;
+  /** The interval, in ms. */
+  readonly interval: number;
+  /** The most cost one call may ever have here (token bucket: burst; sliding window: limit). */
+  readonly capacity: number;
+  /** The earliest time `cost` (> 0) can be paid; `<= now` means now. */
+  readyAt(cost: number, now: number): number;
+  /** Pays `cost` (> 0) at `now`; the caller has checked `readyAt(cost, now) <= now`. */
+  charge(cost: number, now: number): ChargeHandle;
+  /** Charges `delta` more (> 0, may go into debt) or refunds `-delta` (< 0) of the charge `handle`. */
+  adjust(handle: ChargeHandle, delta: number, now: number): void;
+  /** Budget left right now (negative while in debt). */
+  available(now: number): number;
+  /** Server feedback: at most `remaining` is left now; `resetAt` (clock ms) is when the server resets. */
+  tighten(remaining: number, resetAt: number | undefined, now: number): void;
+  /** A pause ends at `until`: hold nothing in reserve then, so calls resume at the steady rate. */
+  emptyAt(until: number): void;
+  /** Run-time change of the configuration; what was spent stays spent. */
+  reconfigure(limit: number, interval: number, burst: number, now: number): void;
+}
+
+/**
+ * A token bucket as GCRA: instead of a token count and a refill timer, one number says when the bucket
+ * will be full again. Refill is continuous; the bucket starts full; a charge above what is left is
+ * refused (all-or-nothing), but `adjust` may push it into debt, which later charges wait out.
+ *
+ * To stay exact with integer times and costs (so the property tests can check the promise
+ * `cost admitted in any span <= burst + rate × span` without an epsilon), the state is kept multiplied by
+ * `limit`: `fullAtScaled = fullAt × limit`, and one unit of cost moves it by `interval`.
+ */
+export class TokenBucket implements RateBucket {
+  readonly algorithm = "token-bucket" as const;
+  /**
+   * When the bucket is full again, times `limit`. A value at or below `now × limit` means "full now".
+   * Invariant: tokens available at `t` = `burst - max(0, fullAtScaled - t × limit) / interval`.
+   */
+  private fullAtScaled = Number.NEGATIVE_INFINITY;
+
+  constructor(
+    readonly unit: string,
+    public limit: number,
+    public interval: number,
+    public burst: number,
+  ) {}
+
+  get capacity(): number {
+    return this.burst;
+  }
+
+  readyAt(cost: number, now: number): number {
+    // Payable at t when max(fullAt, t) + cost × interval / limit - t <= burst × interval / limit.
+    // If the bucket is full at `now`, the answer is <= now because cost <= burst was checked at entry.
+    const ready = (this.fullAtScaled + (cost - this.burst) * this.interval) / this.limit;
+    return Math.max(ready, now);
+  }
+
+  charge(cost: number, now: number): ChargeHandle {
+    this.fullAtScaled = Math.max(this.fullAtScaled, now * this.limit) + cost * this.interval;
+    return undefined;
+  }
+
+  adjust(_handle: ChargeHandle, delta: number, now: number): void {
+    if (delta > 0) this.charge(delta, now);
+    // A refund into a bucket that has refilled since is lost: a bucket never holds more than `burst`,
+    // which `max(fullAt, now)` everywhere enforces without a clamp here.
+    else this.fullAtScaled += delta * this.interval;
+  }
+
+  available(now: number): number {
+    return this.burst - Math.max(0, this.fullAtScaled - now * this.limit) / this.interval;
+  }
+
+  tighten(remaining: number, _resetAt: number | undefined, now: number): void {
+    // Level the bucket down to what the server says is left; never up. The server's reset time is not
+    // used: with a different burst than ours it says nothing reliable about our refill.
+    this.fullAtScaled = Math.max(this.fullAtScaled, now * this.limit + (this.burst - remaining) * this.interval);
+  }
+
+  emptyAt(until: number): void {
+    this.fullAtScaled = Math.max(this.fullAtScaled, until * this.limit + this.burst * this.interval);
+  }
+
+  reconfigure(limit: number, interval: number, burst: number, now: number): void {
+    const spent = Math.max(0, this.fullAtScaled - now * this.limit) / this.interval;
+    this.limit = limit;
+    this.interval = interval;
+    this.burst = burst;
+    this.fullAtScaled = spent === 0 ? Number.NEGATIVE_INFINITY : now * limit + spent * interval;
+  }
+
+  /** Whether the bucket is full at `now` (used to retire a sliding window's ramp). */
+  isFull(now: number): boolean {
+    return this.fullAtScaled <= now * this.limit;
+  }
+}
+
+/** One charge in a sliding window's log. */
+export class WindowEntry {
+  constructor(
+    readonly at: number,
+    public cost: number,
+  ) {}
+}
+
+/** What the server said a sliding window has left: at most `left` more cost before `until`. */
+interface ServerCap {
+  left: number;
+  until: number;
+}
+
+/** Compact the log once this many expired entries sit at its front. */
+const COMPACT_AFTER = 1024;
+
+/**
+ * An exact sliding window: at most `limit` cost in any half-open window `[t, t + interval)`.
+ *
+ * Admission at `now` counts the charges made in `(now - interval, now]`. That is enough for every
+ * window: a window `[t, t + interval)` holding a charge made at `s` is checked in full when its last
+ * charge was admitted, because all its charges lie in `(s - interval, s]`.
+ */
+export class SlidingWindow implements RateBucket {
+  readonly algorithm = "sliding-window" as const;
+  /** Charges in admission order; `entries[first..]` are the ones not yet expired (`at + interval > now`). */
+  private entries: WindowEntry[] = [];
+  private first = 0;
+  /** Invariant: `used` is the sum of `entries[first..].cost`. */
+  private used = 0;
+  /**
+   * After a pause, a bucket of the same rate that starts empty at the pause's end, so the window fills
+   * again at the steady rate instead of all at once. Retired once it is full.
+   */
+  private ramp: TokenBucket | undefined = undefined;
+  private cap: ServerCap | undefined = undefined;
+
+  constructor(
+    readonly unit: string,
+    public limit: number,
+    public interval: number,
+  ) {}
+
+  get capacity(): number {
+    return this.limit;
+  }
+
+  readyAt(cost: number, now: number): number {
+    this.expire(now);
+    let ready = now;
+    const excess = this.used + cost - this.limit;
+    if (excess > 0) {
+      // Wait for enough of the oldest charges to leave the window.
+      let freed = 0;
+      for (let i = this.first; i < this.entries.length; i++) {
+        const entry = this.entries[i] as WindowEntry;
+        freed += entry.cost;
+        if (freed >= excess) {
+          ready = entry.at + this.interval;
+          break;
+        }
+      }
+    }
+    const ramp = this.ramp;
+    if (ramp !== undefined) {
+      if (ramp.isFull(now)) this.ramp = undefined;
+      else ready = Math.max(ready, ramp.readyAt(cost, now));
+    }
+    const cap = this.cap;
+    if (cap !== undefined) {
+      if (cap.until <= now) this.cap = undefined;
+      else if (cost > cap.left) ready = Math.max(ready, cap.until);
+    }
+    return ready;
+  }
+
+  charge(cost: number, now: number): ChargeHandle {
+    const entry = new WindowEntry(now, cost);
+    this.entries.push(entry);
+    this.used += cost;
+    this.ramp?.charge(cost, now);
+    if (this.cap !== undefined) this.cap.left -= cost;
+    return entry;
+  }
+
+  adjust(handle: ChargeHandle, delta: number, now: number): void {
+    if (delta > 0) {
+      // The extra is charged now, as a charge of its own: it counts in the windows from now on.
+      this.charge(delta, now);
+      return;
+    }
+    // A refund comes out of the original charge while that is still in the window; once it has left
+    // the window there is nothing to give back.
+    if (handle === undefined || handle.at + this.interval <= now) return;
+    const refund = Math.min(-delta, handle.cost);
+    handle.cost -= refund;
+    this.used -= refund;
+  }
+
+  available(now: number): number {
+    this.expire(now);
+    let available = this.limit - this.used;
+    if (this.ramp !== undefined) available = Math.min(available, this.ramp.available(now));
+    if (this.cap !== undefined && this.cap.until > now) available = Math.min(available, this.cap.left);
+    return available;
+  }
+
+  tighten(remaining: number, resetAt: number | undefined, now: number): void {
+    // Until the server's window resets, at most `remaining` more. Merging with an earlier report keeps
+    // the tighter of both numbers, so a stale report can never loosen a fresh one.
+    const until = resetAt !== undefined && resetAt > now ? resetAt : now + this.interval;
+    const cap = this.cap;
+    if (cap !== undefined && cap.until > now) {
+      cap.left = Math.min(cap.left, remaining);
+      cap.until = Math.max(cap.until, until);
+    } else {
+      this.cap = { left: remaining, until };
+    }
+  }
+
+  emptyAt(until: number): void {
+    this.ramp ??= new TokenBucket(this.unit, this.limit, this.interval, this.limit);
+    this.ramp.emptyAt(until);
+  }
+
+  reconfigure(limit: number, interval: number, _burst: number, now: number): void {
+    this.limit = limit;
+    this.interval = interval;
+    this.ramp?.reconfigure(limit, interval, limit, now);
+  }
+
+  /** Drops the charges that have left the window `(now - interval, now]`. */
+  private expire(now: number): void {
+    const entries = this.entries;
+    let first = this.first;
+    while (first < entries.length && (entries[first] as WindowEntry).at + this.interval <= now) {
+      this.used -= (entries[first] as WindowEntry).cost;
+      first++;
+    }
+    if (first === entries.length) {
+      // Empty: reset exactly, so rounding in fractional costs cannot accumulate.
+      this.entries = [];
+      this.first = 0;
+      this.used = 0;
+      return;
+    }
+    if (first >= COMPACT_AFTER && first * 2 >= entries.length) {
+      this.entries = entries.slice(first);
+      first = 0;
+    }
+    this.first = first;
+  }
+}

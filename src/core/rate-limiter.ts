@@ -1,0 +1,930 @@
+/**
+ * RateLimiter: several rate limits at once (requests per minute AND tokens per minute ...), a cap on calls
+ * in flight, a minimum spacing between starts, per-call cost corrected after the fact, a shared pause
+ * after a 429, and server feedback from rate-limit headers — on the one wait queue every primitive uses.
+ */
+import { checkCapacity, checkFunction, checkPriority, checkSignal, checkTimeout, checkWeight } from "./arguments.js";
+import { type Clock, systemClock, type TimerHandle } from "./clock.js";
+import { type Duration, describe, toMilliseconds } from "./duration.js";
+import { defaultAbortReason, ReleasedError, TimeoutError } from "./errors.js";
+import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
+import { type ChargeHandle, type RateBucket, SlidingWindow, TokenBucket } from "./rate-buckets.js";
+import { type HeaderInput, parseRateLimitHeaders, type RateLimitHeaders } from "./rate-headers.js";
+import { type CancelReason, type Waiter, WaitQueue } from "./wait-queue.js";
+
+/** The default unit: what a plain-number cost counts. */
+const REQUESTS = "requests";
+
+/**
+ * One rate limit: at most `limit` of `unit` per `interval`.
+ *
+ * @example
+ * ```ts
+ * const rpm: RateLimit = { limit: 500, interval: "1m" };                   // requests per minute
+ * const tpm: RateLimit = { limit: 200_000, interval: "1m", unit: "tokens" }; // tokens per minute
+ * ```
+ */
+export interface RateLimit {
+  /** How much of `unit` may be spent per `interval`: a finite number > 0. */
+  limit: number;
+  /** The interval: ms or a duration string (`"1s"`, `"1m"`). Must be > 0. */
+  interval: Duration;
+  /** What a call's cost counts in this limit. Default `"requests"`. */
+  unit?: string;
+  /**
+   * Token bucket only: the most that may be spent at once from a full bucket. Default `limit` (a full
+   * interval's worth at once); `1` with requests means evenly spaced calls.
+   */
+  burst?: number;
+  /**
+   * `"token-bucket"` (default; GCRA, continuous refill, what LLM providers enforce): at most
+   * `burst + limit / interval × span` in any span. `"sliding-window"`: at most `limit` in any half-open
+   * window `[t, t + interval)`, exactly.
+   */
+  algorithm?: "token-bucket" | "sliding-window";
+}
+
+/** A call's cost: a number of `requests`, or an amount per unit (`requests` defaults to 1, others to 0). */
+export type RateCost = number | Readonly<Record<string, number>>;
+
+/** Options for {@link RateLimiter.acquire} and {@link RateLimiter.run}. */
+export type RateAcquireOptions = AcquireOptions & {
+  /**
+   * What the call costs: a number of requests (default 1), or per unit, e.g. `{ requests: 1, tokens: 1200 }`.
+   * A unit left out costs 0, except `requests`, which costs 1. Units no limit counts are free.
+   * `weight` is separate: it is how many of the `concurrency` slots the call holds.
+   */
+  cost?: RateCost;
+};
+
+/** Options for {@link RateLimiter}. Every field is optional; an empty limiter admits everything. */
+export interface RateLimiterOptions {
+  /** Rate limits that must all admit a call; they are charged together or not at all. */
+  limits?: readonly RateLimit[];
+  /** Calls in flight at once (permits held); default unlimited. */
+  concurrency?: number;
+  /** The least time between two starts; default 0. */
+  minInterval?: Duration;
+  /** Time source; defaults to `performance.now()` and the global timers. */
+  clock?: Clock;
+  /** Shows up in error messages and statistics. */
+  name?: string;
+  /**
+   * Whether `permit.settle(actual)` gives back the unused part of an estimate. `true` (default) refunds
+   * every unit; `false` keeps estimates (for providers that charge the estimate, as OpenAI does with
+   * `max_tokens`); an object decides per unit, units left out refunding. Extra cost is charged either way.
+   */
+  refund?: boolean | Readonly<Record<string, boolean>>;
+}
+
+/** A permit of a {@link RateLimiter}: a {@link Permit} whose cost can be corrected once it is known. */
+export interface RatePermit extends Permit {
+  /** What this call is charged now, per unit (the estimate until settled). */
+  readonly cost: Readonly<Record<string, number>>;
+  /**
+   * Sets the call's charge to its actual cost: the extra is charged (a token bucket may go into debt,
+   * which later calls wait out), the unused estimate is refunded unless the limiter's `refund` option
+   * says otherwise. A number sets `requests`; in an object, units left out keep their charge. May be
+   * called after `release()`, and again (each call sets the charge anew).
+   *
+   * @throws TypeError/RangeError for a cost that is not finite and >= 0.
+   */
+  settle(actual: RateCost): void;
+}
+
+/** The events a {@link RateLimiter} reports, with what each listener receives. */
+export interface RateLimiterEvents {
+  /** A pause started or was extended. `until` is on the limiter's clock. */
+  pause: { until: number; reason: unknown };
+  /** A permit was settled: what was charged before and after. */
+  settle: { estimate: Readonly<Record<string, number>>; actual: Readonly<Record<string, number>> };
+  /** `observe()` read rate-limit headers; `headers` is what it found. */
+  observe: { headers: RateLimitHeaders };
+}
+
+/** A snapshot of one configured limit. */
+export interface RateLimitStatistics {
+  unit: string;
+  algorithm: "token-bucket" | "sliding-window";
+  limit: number;
+  /** ms */
+  interval: number;
+  /** Largest cost one call may have (token bucket: burst; sliding window: limit). */
+  capacity: number;
+  /** Budget left now; negative while in debt after a settle. */
+  available: number;
+}
+
+/** A snapshot of a rate limiter's state and lifetime counters, for logs and metrics. */
+export interface RateLimiterStatistics {
+  name: string | undefined;
+  /** Callers waiting. */
+  waiting: number;
+  /** Concurrency weight held by calls in flight. */
+  inFlight: number;
+  concurrency: number;
+  /** ms */
+  minInterval: number;
+  /** On the limiter's clock; `undefined` when not paused. */
+  pausedUntil: number | undefined;
+  pauseReason: unknown;
+  limits: RateLimitStatistics[];
+  /** Per unit, the least budget left among the limits counting it. */
+  available: Record<string, number>;
+  granted: number;
+  /** Waits that ended by timeout, including `timeout: 0` calls that could not start at once. */
+  timedOut: number;
+  /** Waits that ended by their signal, including signals already aborted at the call. */
+  aborted: number;
+  /** Waits rejected by `clear()` or because a configuration change made them impossible. */
+  rejected: number;
+  /** Settled calls: the estimates they were admitted with and the actual costs they settled at. */
+  settled: { calls: number; estimated: Record<string, number>; actual: Record<string, number> };
+}
+
+/**
+ * What a waiter asks for. The common case — weight 1, a cost only in requests — is kept as a plain
+ * number (the request count), so a queued `acquire()` costs no allocation beyond the queue's own.
+ */
+type Demand = number | Order;
+
+class Order {
+  constructor(
+    readonly weight: number,
+    /** Normalized: `requests` always present; every value finite and >= 0. */
+    readonly cost: Readonly<Record<string, number>>,
+  ) {}
+}
+
+function weightOf(demand: Demand): number {
+  return typeof demand === "number" ? 1 : demand.weight;
+}
+
+function costOf(demand: Demand, unit: string): number {
+  if (typeof demand === "number") return unit === REQUESTS ? demand : 0;
+  return demand.cost[unit] ?? 0;
+}
+
+function costRecord(demand: Demand): Record<string, number> {
+  return typeof demand === "number" ? { [REQUESTS]: demand } : { ...demand.cost };
+}
+
+/** One limit's share of a grant: kept by the permit so `settle` can correct exactly that charge. */
+interface Charge {
+  readonly bucket: RateBucket;
+  readonly handle: ChargeHandle;
+}
+
+class RateLimiterPermit implements RatePermit {
+  /** @internal */
+  held = true;
+  private settledOnce = false;
+  constructor(
+    private readonly limiter: RateLimiter,
+    readonly weight: number,
+    readonly signal: AbortSignal,
+    /** What is charged now per unit. Mutated by `settle`. */
+    readonly cost: Record<string, number>,
+    /** @internal */
+    readonly charges: readonly Charge[],
+  ) {}
+
+  release(): void {
+    if (!this.held) throw new ReleasedError(`this permit (weight ${this.weight}) was already released`);
+    this.held = false;
+    this.limiter["giveBack"](this.weight);
+  }
+
+  settle(actual: RateCost): void {
+    const target = normalizeSettlement(actual);
+    const first = !this.settledOnce;
+    this.settledOnce = true;
+    this.limiter["settlePermit"](this, target, first);
+  }
+
+  [Symbol.dispose](): void {
+    if (this.held) this.release();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    if (this.held) this.release();
+    return Promise.resolve();
+  }
+}
+
+/**
+ * Admission by rate: several limits at once, concurrency, spacing, per-call cost, pause and server
+ * feedback. Use it for calls to an API with published limits — above all LLM APIs, which limit requests
+ * per minute AND tokens per minute AND often concurrent requests. For a plain cap on how many run at once,
+ * `Semaphore` is simpler and faster.
+ *
+ * How it decides (DESIGN.md, "Precise semantics"):
+ * - a call starts only when every limit can pay its whole cost, `concurrency` has room for its weight,
+ *   `minInterval` has passed since the last start and no pause is in force; then all limits are charged
+ *   in the same step (all-or-nothing: a refused call costs nothing anywhere);
+ * - callers are served by priority, then arrival; the head blocks those behind it (head-of-line), so a
+ *   costly call is never starved by cheap ones; a cost no limit could ever pay rejects at once;
+ * - one timer for the whole limiter, armed for the moment the head becomes payable — none per waiter,
+ *   no polling, and none at all when nobody waits (an idle limiter never keeps the process alive);
+ * - `pause()` and `observe()` only ever slow it down.
+ *
+ * @example
+ * ```ts
+ * import { RateLimiter } from "sluice";
+ * // The classic "5 at a time, 100 ms apart":
+ * const api = new RateLimiter({ concurrency: 5, minInterval: 100 });
+ * // An LLM API: 500 requests and 200k tokens per minute, 20 in flight.
+ * const llm = new RateLimiter({
+ *   limits: [{ limit: 500, interval: "1m" }, { limit: 200_000, interval: "1m", unit: "tokens" }],
+ *   concurrency: 20,
+ * });
+ * const answer = await llm.run(async (signal, permit) => {
+ *   const response = await callModel(prompt, { signal });
+ *   permit.settle({ tokens: response.usage.total_tokens }); // refund or charge the difference
+ *   return response;
+ * }, { cost: { tokens: estimateTokens(prompt) } });
+ * ```
+ */
+export class RateLimiter implements Limiter<RateAcquireOptions> {
+  /** Optional name, used in error messages and statistics. */
+  readonly name: string | undefined;
+  private readonly clock: Clock;
+  /** Invariant: every bucket's unit and algorithm are fixed; run-time changes reconfigure in place. */
+  private buckets: RateBucket[] = [];
+  private limitConfigs: RateLimit[] = [];
+  private concurrencyLimit: number;
+  /** Concurrency weight of permits not yet released. */
+  private inFlight = 0;
+  private spacing: number;
+  /** The clock time of the last start, for `minInterval`. */
+  private lastStartAt = Number.NEGATIVE_INFINITY;
+  /** Nothing starts before this clock time. Only ever moves forward (pauses extend, never shorten). */
+  private pauseEnd = Number.NEGATIVE_INFINITY;
+  private pauseReason: unknown = undefined;
+  private readonly refund: boolean | Readonly<Record<string, boolean>>;
+  /**
+   * Invariant (after every public method returns): the head of the queue, if any, cannot start now.
+   * If it is held back only by time (not by concurrency), `timer` is armed for the moment it can;
+   * otherwise no timer is armed. Never more than one.
+   */
+  private readonly queue: WaitQueue<Demand, RatePermit>;
+  private timer: TimerHandle | undefined = undefined;
+  private timerAt = Number.NaN;
+  private readonly onTimer = (): void => {
+    this.timer = undefined;
+    this.dispatch();
+  };
+  private counters = { granted: 0, timedOut: 0, aborted: 0, rejected: 0 };
+  private settledTotals = { calls: 0, estimated: {} as Record<string, number>, actual: {} as Record<string, number> };
+  private idleResolvers: (() => void)[] | undefined = undefined;
+  private listeners: { [E in keyof RateLimiterEvents]?: Set<(event: RateLimiterEvents[E]) => void> } = {};
+
+  /**
+   * @throws TypeError/RangeError naming the option and the value for bad options (a limit that is not
+   *   > 0, an interval such as `"5 parsecs"`, a concurrency that is not an integer >= 1 or Infinity, ...).
+   */
+  constructor(options: RateLimiterOptions = {}) {
+    if (typeof options !== "object" || options === null) {
+      throw new TypeError(`options must be an object; got ${describe(options)}`);
+    }
+    this.name = options.name;
+    this.clock = options.clock ?? systemClock;
+    this.concurrencyLimit = checkConcurrency(options.concurrency ?? Number.POSITIVE_INFINITY);
+    this.spacing = toMilliseconds(options.minInterval ?? 0, "minInterval");
+    this.refund = checkRefund(options.refund ?? true);
+    this.queue = new WaitQueue<Demand, RatePermit>(
+      this.clock,
+      (waiter, reason, wasHead) => this.onCancel(waiter, reason, wasHead),
+      () => this.subject(),
+    );
+    this.setLimits(options.limits ?? []);
+  }
+
+  /**
+   * The rate limits. Settable at run time: a limit keeps what it has spent when its numbers change
+   * (matched by unit and algorithm, in order); a new limit starts full. Waiters whose cost can no longer
+   * ever be paid are rejected with a `RangeError`.
+   */
+  get limits(): readonly RateLimit[] {
+    return this.limitConfigs.map((limit) => ({ ...limit }));
+  }
+  set limits(value: readonly RateLimit[]) {
+    this.setLimits(value);
+    this.rejectImpossible();
+    this.dispatch();
+    this.notifyIfIdle();
+  }
+
+  /** Calls in flight at once. Settable at run time, like `Semaphore.capacity`. */
+  get concurrency(): number {
+    return this.concurrencyLimit;
+  }
+  set concurrency(value: number) {
+    this.concurrencyLimit = checkConcurrency(value);
+    this.rejectImpossible();
+    this.dispatch();
+    this.notifyIfIdle();
+  }
+
+  /** The least time between two starts, in ms. Settable at run time (ms or a duration string). */
+  get minInterval(): number {
+    return this.spacing;
+  }
+  set minInterval(value: Duration) {
+    this.spacing = toMilliseconds(value, "minInterval");
+    this.dispatch();
+  }
+
+  /** Until when (limiter clock ms) nothing starts, or `undefined` when not paused. */
+  get pausedUntil(): number | undefined {
+    return this.pauseEnd > this.clock.now() ? this.pauseEnd : undefined;
+  }
+
+  /** How many callers are waiting. */
+  get waiting(): number {
+    return this.queue.size;
+  }
+
+  /** Concurrency weight held by calls in flight. */
+  get inUse(): number {
+    return this.inFlight;
+  }
+
+  /**
+   * Waits until the call may start and returns its {@link RatePermit}; release it when the call is done
+   * (that frees its concurrency slot; its rate cost stays spent).
+   *
+   * Rejects (never throws) with a `TypeError`/`RangeError` for bad options, a `RangeError` naming both
+   * numbers when the cost is above what a limit can ever pay or the weight above the concurrency,
+   * `signal.reason` if the signal aborts first, and a `TimeoutError` when `timeout` elapses.
+   *
+   * @example
+   * ```ts
+   * const permit = await limiter.acquire({ cost: { tokens: 1200 }, timeout: 30_000 });
+   * try { ... } finally { permit.release(); }
+   * ```
+   */
+  acquire(options?: RateAcquireOptions): Promise<RatePermit> {
+    const outcome = this.admit(options);
+    return outcome instanceof RateLimiterPermit ? Promise.resolve(outcome) : outcome;
+  }
+
+  /**
+   * Starts a call now if it may start now without passing anyone in line; otherwise `undefined`.
+   *
+   * @throws TypeError/RangeError for bad options or a cost/weight that could never be admitted.
+   */
+  tryAcquire(options?: Pick<RateAcquireOptions, "cost" | "weight">): RatePermit | undefined {
+    const weight = options?.weight === undefined ? 1 : checkWeight(options.weight);
+    const demand = normalizeDemand(options?.cost, weight);
+    const impossible = this.whyImpossible(demand);
+    if (impossible !== undefined) throw impossible;
+    const now = this.clock.now();
+    if (!this.queue.isFirstInLine(0) || !this.canStart(demand, now)) return undefined;
+    return this.start(demand, NEVER_ABORTED, now);
+  }
+
+  /**
+   * Runs `fn` once admitted and releases its concurrency slot when it settles (returned, thrown or
+   * rejected). `fn` receives the work's signal and the permit, so it can `settle` the actual cost.
+   *
+   * @example
+   * ```ts
+   * const reply = await limiter.run(async (signal, permit) => {
+   *   const response = await openai.chat.completions.create(request, { signal });
+   *   permit.settle({ tokens: response.usage?.total_tokens ?? 0 });
+   *   return response;
+   * }, { cost: { tokens: 1500 } });
+   * ```
+   */
+  run<T>(
+    fn: (signal: AbortSignal, permit: RatePermit) => T | PromiseLike<T>,
+    options?: RateAcquireOptions,
+  ): Promise<T> {
+    if (typeof fn !== "function") return Promise.reject(new TypeError(`fn must be a function; got ${describe(fn)}`));
+    const outcome = this.admit(options);
+    // Admitted now: the work starts in this very call, so a burst of run() calls reaches the API as the
+    // limiter admitted it, not after the caller's loop ends (which would bunch it with the next refill).
+    if (outcome instanceof RateLimiterPermit) return this.runHolding(fn, outcome);
+    return outcome.then((permit) => this.runHolding(fn, permit as RateLimiterPermit));
+  }
+
+  /**
+   * Stops admitting until `forOrUntil` (a duration from now, or a `Date`) — for everyone sharing this
+   * limiter, as a 429 with `Retry-After` asks. A pause can only be extended: one that would end earlier
+   * than the current one does nothing. Calls in flight are not touched.
+   *
+   * Resuming is gradual: every limit is treated as empty at the pause's end and refills from there, so
+   * the calls that piled up start at the configured steady rate (`interval / limit` apart per unit of
+   * cost) instead of as one burst that would trip the server again. A limiter with only `concurrency` /
+   * `minInterval` resumes under those.
+   *
+   * @throws TypeError/RangeError for a duration that is not >= 0 or an invalid Date.
+   */
+  pause(forOrUntil: Duration | Date, reason?: unknown): void {
+    const now = this.clock.now();
+    let until: number;
+    if (forOrUntil instanceof Date) {
+      const at = forOrUntil.getTime();
+      if (Number.isNaN(at)) throw new RangeError("pause: the Date is invalid");
+      // Dates are wall-clock; the limiter's clock is monotonic: carry the distance over.
+      until = now + (at - Date.now());
+    } else {
+      until = now + toMilliseconds(forOrUntil, "pause duration");
+    }
+    if (until <= now || until <= this.pauseEnd) return;
+    this.pauseEnd = until;
+    this.pauseReason = reason;
+    for (const bucket of this.buckets) bucket.emptyAt(until);
+    this.emit("pause", { until, reason });
+    this.dispatch();
+  }
+
+  /**
+   * Tightens the limits from a response's rate-limit headers (OpenAI `x-ratelimit-*`, Anthropic
+   * `anthropic-ratelimit-*`, IETF `RateLimit` / `RateLimit-Policy`; see `parseRateLimitHeaders`), and
+   * pauses for `Retry-After` / `retry-after-ms`. Only ever tightens: a limit whose unit the server reports
+   * is lowered to the `remaining` the server reports (a sliding window: at most that much more until the
+   * server's reset); nothing is ever raised past the configuration. Units are matched by name.
+   *
+   * @example
+   * ```ts
+   * const response = await limiter.run(() => fetch(url));
+   * limiter.observe(response.headers);
+   * ```
+   */
+  observe(headers: HeaderInput): void {
+    const wallNow = Date.now();
+    const found = parseRateLimitHeaders(headers, wallNow);
+    const now = this.clock.now();
+    const wallToClock = now - wallNow;
+    for (const bucket of this.buckets) {
+      const observed = found.units[bucket.unit];
+      if (observed?.remaining === undefined) continue;
+      bucket.tighten(
+        observed.remaining,
+        observed.resetAt === undefined ? undefined : observed.resetAt + wallToClock,
+        now,
+      );
+    }
+    this.emit("observe", { headers: found });
+    if (found.retryAfterMs !== undefined && found.retryAfterMs > 0) this.pause(found.retryAfterMs, "Retry-After");
+    this.dispatch();
+  }
+
+  /**
+   * Rejects every waiting caller with `reason` — by default an `AbortError` `DOMException`, the value
+   * `AbortSignal.abort().reason` gives. Calls in flight are not affected.
+   */
+  clear(reason: unknown = defaultAbortReason()): void {
+    this.counters.rejected += this.queue.size;
+    this.queue.rejectAll(reason);
+    this.disarm();
+    this.notifyIfIdle();
+  }
+
+  /** Resolves once no call is in flight and nobody waits (at once if that is so now). */
+  onIdle(): Promise<void> {
+    if (this.inFlight === 0 && this.queue.size === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      this.idleResolvers ??= [];
+      this.idleResolvers.push(resolve);
+    });
+  }
+
+  /**
+   * Subscribes to an event; returns the function that unsubscribes. Listeners run synchronously; one
+   * that throws does not disturb the limiter (the error is rethrown asynchronously).
+   *
+   * @example
+   * ```ts
+   * limiter.on("pause", ({ until, reason }) => console.warn(`paused ${until - performance.now()} ms`, reason));
+   * ```
+   */
+  on<E extends keyof RateLimiterEvents>(event: E, listener: (event: RateLimiterEvents[E]) => void): () => void {
+    checkFunction(listener, "listener");
+    let set = this.listeners[event] as Set<(event: RateLimiterEvents[E]) => void> | undefined;
+    if (set === undefined) {
+      set = new Set();
+      (this.listeners as Record<string, unknown>)[event] = set;
+    }
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+    };
+  }
+
+  /** A snapshot of the state and lifetime counters. */
+  stats(): RateLimiterStatistics {
+    const now = this.clock.now();
+    const available: Record<string, number> = {};
+    const limits = this.buckets.map((bucket) => {
+      const left = bucket.available(now);
+      available[bucket.unit] = Math.min(available[bucket.unit] ?? Number.POSITIVE_INFINITY, left);
+      return {
+        unit: bucket.unit,
+        algorithm: bucket.algorithm,
+        limit: bucket.limit,
+        interval: bucket.interval,
+        capacity: bucket.capacity,
+        available: left,
+      };
+    });
+    return {
+      name: this.name,
+      waiting: this.queue.size,
+      inFlight: this.inFlight,
+      concurrency: this.concurrencyLimit,
+      minInterval: this.spacing,
+      pausedUntil: this.pausedUntil,
+      pauseReason: this.pausedUntil === undefined ? undefined : this.pauseReason,
+      limits,
+      available,
+      ...this.counters,
+      settled: {
+        calls: this.settledTotals.calls,
+        estimated: { ...this.settledTotals.estimated },
+        actual: { ...this.settledTotals.actual },
+      },
+    };
+  }
+
+  // -------------------------------------------------------------------------------------------------
+
+  /**
+   * The one admission path of `acquire` and `run`: a permit if the call starts now, otherwise the
+   * promise of the wait (rejected at once for bad options, an impossible cost, an aborted signal or
+   * `timeout: 0`). Never throws.
+   */
+  private admit(options: RateAcquireOptions | undefined): RateLimiterPermit | Promise<RatePermit> {
+    let demand: Demand;
+    let priority = 0;
+    let signal: AbortSignal | undefined;
+    let timeout = Number.POSITIVE_INFINITY;
+    try {
+      if (options === undefined) {
+        demand = 1;
+      } else {
+        if (typeof options !== "object" || options === null) {
+          throw new TypeError(`options must be an object; got ${describe(options)}`);
+        }
+        const weight = options.weight === undefined ? 1 : checkWeight(options.weight);
+        demand = normalizeDemand(options.cost, weight);
+        if (options.priority !== undefined) priority = checkPriority(options.priority);
+        if (options.timeout !== undefined) timeout = checkTimeout(options.timeout);
+        signal = checkSignal(options.signal);
+      }
+      // Head-of-line means a request that can never be admitted would block everyone behind it forever.
+      const impossible = this.whyImpossible(demand);
+      if (impossible !== undefined) throw impossible;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (signal?.aborted) {
+      this.counters.aborted++;
+      return Promise.reject(signal.reason);
+    }
+    // A request that sorts to the head and can start now starts now, passing a lower-priority head.
+    if (this.queue.isFirstInLine(priority)) {
+      const now = this.clock.now();
+      if (this.canStart(demand, now)) return this.start(demand, signal ?? NEVER_ABORTED, now);
+    }
+    if (timeout === 0) {
+      this.counters.timedOut++;
+      return Promise.reject(new TimeoutError(0, this.queue.timeoutMessage(0)));
+    }
+    const headBefore = this.queue.head;
+    const promise = this.queue.enqueue(demand, priority, signal, timeout);
+    // A new head may become payable earlier or later than the old one: the timer must follow it.
+    if (this.queue.head !== headBefore) this.dispatch();
+    return promise;
+  }
+
+  /** Runs `fn` on a granted permit; the `finally` owns the permit from the first line. */
+  private async runHolding<T>(
+    fn: (signal: AbortSignal, permit: RatePermit) => T | PromiseLike<T>,
+    permit: RateLimiterPermit,
+  ): Promise<T> {
+    try {
+      return await fn(permit.signal, permit);
+    } finally {
+      if (permit.held) permit.release();
+    }
+  }
+
+  /** Whether `demand` may start at `now`: room in flight, and the time-based constraints all met. */
+  private canStart(demand: Demand, now: number): boolean {
+    return this.inFlight + weightOf(demand) <= this.concurrencyLimit && this.readyAt(demand, now) <= now;
+  }
+
+  /**
+   * The earliest time `demand` can start as far as time is concerned: the pause, the spacing, and every
+   * limit that counts one of its units. `<= now` means now.
+   */
+  private readyAt(demand: Demand, now: number): number {
+    let ready = this.pauseEnd;
+    if (this.spacing > 0) ready = Math.max(ready, this.lastStartAt + this.spacing);
+    for (const bucket of this.buckets) {
+      const cost = costOf(demand, bucket.unit);
+      if (cost > 0) ready = Math.max(ready, bucket.readyAt(cost, now));
+    }
+    return ready;
+  }
+
+  /** Charges every limit and hands out the permit. The caller has checked `canStart`. */
+  private start(demand: Demand, signal: AbortSignal, now: number): RateLimiterPermit {
+    const weight = weightOf(demand);
+    const charges: Charge[] = [];
+    for (const bucket of this.buckets) {
+      const cost = costOf(demand, bucket.unit);
+      if (cost > 0) charges.push({ bucket, handle: bucket.charge(cost, now) });
+    }
+    this.inFlight += weight;
+    this.lastStartAt = now;
+    this.counters.granted++;
+    return new RateLimiterPermit(this, weight, signal, costRecord(demand), charges);
+  }
+
+  /**
+   * Starts waiters from the head while the head may start; at the first that may not, arms the timer
+   * for when it may (if time is what it waits for) or disarms it (if it waits for a release).
+   */
+  private dispatch(): void {
+    const queue = this.queue;
+    const now = this.clock.now();
+    for (let head = queue.head; head !== undefined; head = queue.head) {
+      const demand = head.request;
+      // Waiting for a release: `giveBack` re-dispatches, so no timer is needed (or wanted).
+      if (this.inFlight + weightOf(demand) > this.concurrencyLimit) break;
+      const ready = this.readyAt(demand, now);
+      if (ready > now) {
+        this.arm(ready, now);
+        return;
+      }
+      queue.grant(head, this.start(demand, head.cancellation?.signal ?? NEVER_ABORTED, now));
+    }
+    this.disarm();
+  }
+
+  /**
+   * Arms the one timer for `at`, replacing one armed for another time.
+   *
+   * The delay is the exact, fractional distance to `at`. Node counts timers from the event loop's cached
+   * whole-millisecond time, so a timer may fire up to ~1 ms before `at` on `performance.now()`; `dispatch`
+   * then finds the head not yet payable and re-arms for the remainder, so nothing is ever admitted early.
+   * Measured against rounding the delay up, this fires no later on average (about 0.6 ms after `at`) and
+   * keeps fake clocks exact.
+   */
+  private arm(at: number, now: number): void {
+    if (this.timer !== undefined) {
+      if (this.timerAt === at) return;
+      this.clock.clearTimeout(this.timer);
+    }
+    this.timerAt = at;
+    this.timer = this.clock.setTimeout(this.onTimer, at - now);
+  }
+
+  private disarm(): void {
+    if (this.timer === undefined) return;
+    this.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Frees a concurrency slot and hands it on in the same synchronous step. Called by permits. */
+  // biome-ignore lint/correctness/noUnusedPrivateClassMembers: permits call it as limiter["giveBack"].
+  private giveBack(weight: number): void {
+    this.inFlight -= weight;
+    if (this.queue.size !== 0) this.dispatch();
+    if (this.inFlight === 0 && this.idleResolvers !== undefined) this.notifyIfIdle();
+  }
+
+  private notifyIfIdle(): void {
+    const resolvers = this.idleResolvers;
+    if (resolvers === undefined || this.inFlight !== 0 || this.queue.size !== 0) return;
+    this.idleResolvers = undefined;
+    for (const resolve of resolvers) resolve();
+  }
+
+  /** Applies a settlement to the limits. Called by permits. */
+  // biome-ignore lint/correctness/noUnusedPrivateClassMembers: permits call it as limiter["settlePermit"].
+  private settlePermit(permit: RateLimiterPermit, target: Record<string, number>, first: boolean): void {
+    const now = this.clock.now();
+    const before = { ...permit.cost };
+    for (const unit of Object.keys(target)) {
+      const old = permit.cost[unit] ?? 0;
+      let actual = target[unit] as number;
+      if (actual < old && !this.refunds(unit)) actual = old;
+      const delta = actual - old;
+      if (delta === 0) continue;
+      const charged = new Set<RateBucket>();
+      for (const charge of permit.charges) {
+        if (charge.bucket.unit !== unit) continue;
+        charged.add(charge.bucket);
+        charge.bucket.adjust(charge.handle, delta, now);
+      }
+      // A limit this call paid nothing into (the estimate left its unit out) can take an extra, but has
+      // nothing to refund.
+      if (delta > 0) {
+        for (const bucket of this.buckets) {
+          if (bucket.unit === unit && !charged.has(bucket)) bucket.adjust(undefined, delta, now);
+        }
+      }
+      permit.cost[unit] = actual;
+    }
+    const totals = this.settledTotals;
+    if (first) {
+      totals.calls++;
+      for (const [unit, amount] of Object.entries(before))
+        totals.estimated[unit] = (totals.estimated[unit] ?? 0) + amount;
+      for (const [unit, amount] of Object.entries(before)) totals.actual[unit] = (totals.actual[unit] ?? 0) + amount;
+    }
+    for (const unit of Object.keys(permit.cost)) {
+      const change = (permit.cost[unit] ?? 0) - (before[unit] ?? 0);
+      if (change !== 0) totals.actual[unit] = (totals.actual[unit] ?? 0) + change;
+    }
+    this.emit("settle", { estimate: before, actual: { ...permit.cost } });
+    // A refund may let the head start earlier, an extra later: either way the timer must follow.
+    if (this.queue.size !== 0) this.dispatch();
+  }
+
+  private refunds(unit: string): boolean {
+    const refund = this.refund;
+    if (typeof refund === "boolean") return refund;
+    return refund[unit] ?? true;
+  }
+
+  private onCancel(_waiter: Waiter<Demand, RatePermit>, reason: CancelReason, wasHead: boolean): void {
+    if (reason === "abort") this.counters.aborted++;
+    else this.counters.timedOut++;
+    // The head was what the timer (or head-of-line) waited for: follow the new head, or disarm.
+    if (wasHead) this.dispatch();
+    this.notifyIfIdle();
+  }
+
+  /** A RangeError if `demand` could never be admitted under the current configuration. */
+  private whyImpossible(demand: Demand): RangeError | undefined {
+    const weight = weightOf(demand);
+    if (weight > this.concurrencyLimit) {
+      return new RangeError(
+        `weight ${weight} is above the concurrency ${this.concurrencyLimit} of ${this.subject()}; it could never be admitted`,
+      );
+    }
+    for (const bucket of this.buckets) {
+      const cost = costOf(demand, bucket.unit);
+      if (cost > bucket.capacity) {
+        const what = bucket.algorithm === "token-bucket" ? "burst" : "limit";
+        return new RangeError(
+          `cost ${cost} ${bucket.unit} is above the ${what} ${bucket.capacity} of the limit ` +
+            `${bucket.limit} ${bucket.unit} per ${bucket.interval} ms of ${this.subject()}; it could never be admitted`,
+        );
+      }
+    }
+    return undefined;
+  }
+
+  /** After a configuration change: nothing may wait for what can no longer happen. */
+  private rejectImpossible(): void {
+    this.queue.forEach((waiter) => {
+      const impossible = this.whyImpossible(waiter.request);
+      if (impossible !== undefined) {
+        this.counters.rejected++;
+        this.queue.reject(waiter, impossible);
+      }
+    });
+  }
+
+  private setLimits(value: readonly RateLimit[]): void {
+    if (!Array.isArray(value)) throw new TypeError(`limits must be an array; got ${describe(value)}`);
+    const configs = value.map((limit, index) => checkLimit(limit, `limits[${index}]`));
+    const now = this.clock.now();
+    const unused = [...this.buckets];
+    this.buckets = configs.map((config) => {
+      const index = unused.findIndex((bucket) => bucket.unit === config.unit && bucket.algorithm === config.algorithm);
+      if (index !== -1) {
+        const [bucket] = unused.splice(index, 1) as [RateBucket];
+        bucket.reconfigure(config.limit, config.intervalMs, config.burst, now);
+        return bucket;
+      }
+      return config.algorithm === "sliding-window"
+        ? new SlidingWindow(config.unit, config.limit, config.intervalMs)
+        : new TokenBucket(config.unit, config.limit, config.intervalMs, config.burst);
+    });
+    this.limitConfigs = configs.map(({ limit, interval, unit, burst, algorithm }) =>
+      algorithm === "token-bucket" ? { limit, interval, unit, burst, algorithm } : { limit, interval, unit, algorithm },
+    );
+  }
+
+  private emit<E extends keyof RateLimiterEvents>(event: E, payload: RateLimiterEvents[E]): void {
+    const set = this.listeners[event] as Set<(event: RateLimiterEvents[E]) => void> | undefined;
+    if (set === undefined) return;
+    for (const listener of set) {
+      try {
+        listener(payload);
+      } catch (error) {
+        queueMicrotask(() => {
+          throw error;
+        });
+      }
+    }
+  }
+
+  private subject(): string {
+    return this.name === undefined ? "the rate limiter" : `rate limiter ${JSON.stringify(this.name)}`;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Argument checks. Each failure names the argument and the value.
+
+interface CheckedLimit {
+  limit: number;
+  interval: Duration;
+  intervalMs: number;
+  unit: string;
+  burst: number;
+  algorithm: "token-bucket" | "sliding-window";
+}
+
+function checkLimit(value: unknown, argument: string): CheckedLimit {
+  if (typeof value !== "object" || value === null) {
+    throw new TypeError(`${argument} must be an object such as { limit: 100, interval: "1m" }; got ${describe(value)}`);
+  }
+  const limit = value as RateLimit;
+  const amount = checkPositive(limit.limit, `${argument}.limit`);
+  if (limit.interval === undefined)
+    throw new TypeError(`${argument}.interval is required (ms or a duration such as "1m")`);
+  const intervalMs = toMilliseconds(limit.interval, `${argument}.interval`);
+  if (intervalMs === 0) throw new RangeError(`${argument}.interval must be > 0; got ${describe(limit.interval)}`);
+  const unit = limit.unit ?? REQUESTS;
+  if (typeof unit !== "string" || unit === "") {
+    throw new TypeError(`${argument}.unit must be a non-empty string; got ${describe(unit)}`);
+  }
+  const algorithm = limit.algorithm ?? "token-bucket";
+  if (algorithm !== "token-bucket" && algorithm !== "sliding-window") {
+    throw new RangeError(
+      `${argument}.algorithm must be "token-bucket" or "sliding-window"; got ${describe(algorithm)}`,
+    );
+  }
+  if (algorithm === "sliding-window" && limit.burst !== undefined) {
+    throw new RangeError(`${argument}.burst applies to token buckets only; a sliding window's burst is its limit`);
+  }
+  const burst = limit.burst === undefined ? amount : checkPositive(limit.burst, `${argument}.burst`);
+  return { limit: amount, interval: limit.interval, intervalMs, unit, burst, algorithm };
+}
+
+function checkPositive(value: unknown, argument: string): number {
+  if (typeof value !== "number") throw new TypeError(`${argument} must be a number; got ${describe(value)}`);
+  if (!Number.isFinite(value) || value <= 0)
+    throw new RangeError(`${argument} must be a finite number > 0; got ${value}`);
+  return value;
+}
+
+function checkConcurrency(value: unknown): number {
+  const concurrency = checkCapacity(value, "concurrency");
+  if (concurrency === 0) throw new RangeError("concurrency must be an integer >= 1 or Infinity; got 0");
+  return concurrency;
+}
+
+function checkRefund(value: unknown): boolean | Readonly<Record<string, boolean>> {
+  if (typeof value === "boolean") return value;
+  if (typeof value === "object" && value !== null && !Array.isArray(value)) {
+    for (const [unit, refund] of Object.entries(value)) {
+      if (typeof refund !== "boolean") throw new TypeError(`refund.${unit} must be a boolean; got ${describe(refund)}`);
+    }
+    return { ...(value as Record<string, boolean>) };
+  }
+  throw new TypeError(`refund must be a boolean or an object of booleans per unit; got ${describe(value)}`);
+}
+
+function checkCostValue(value: unknown, argument: string): number {
+  if (typeof value !== "number") throw new TypeError(`${argument} must be a number; got ${describe(value)}`);
+  if (!Number.isFinite(value) || value < 0)
+    throw new RangeError(`${argument} must be a finite number >= 0; got ${value}`);
+  return value;
+}
+
+/** Validates a cost and returns the compact demand for the queue. */
+function normalizeDemand(cost: RateCost | undefined, weight: number): Demand {
+  if (cost === undefined) return weight === 1 ? 1 : new Order(weight, { [REQUESTS]: 1 });
+  if (typeof cost === "number") {
+    checkCostValue(cost, "cost");
+    return weight === 1 ? cost : new Order(weight, { [REQUESTS]: cost });
+  }
+  if (typeof cost !== "object" || cost === null || Array.isArray(cost)) {
+    throw new TypeError(`cost must be a number or an object of numbers per unit; got ${describe(cost)}`);
+  }
+  const normalized: Record<string, number> = { [REQUESTS]: 1 };
+  for (const [unit, amount] of Object.entries(cost)) normalized[unit] = checkCostValue(amount, `cost.${unit}`);
+  return new Order(weight, normalized);
+}
+
+/** The charge after `settle(actual)`: units `actual` names change, the others keep their charge. */
+function normalizeSettlement(actual: RateCost): Record<string, number> {
+  if (typeof actual === "number") return { [REQUESTS]: checkCostValue(actual, "actual") };
+  if (typeof actual !== "object" || actual === null || Array.isArray(actual)) {
+    throw new TypeError(`actual must be a number or an object of numbers per unit; got ${describe(actual)}`);
+  }
+  const target: Record<string, number> = {};
+  for (const [unit, amount] of Object.entries(actual)) target[unit] = checkCostValue(amount, `actual.${unit}`);
+  return target;
+}
