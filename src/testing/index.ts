@@ -4,3 +4,15 @@
  * @packageDocumentation
  */
 export { FakeClock, flushMicrotasks } from "./fake-clock.js";
+export type {
+  MockFailure,
+  MockLatency,
+  MockOutcome,
+  MockProviderStyle,
+  MockRequestInfo,
+  MockRequestRecord,
+  MockServer,
+  MockServerOptions,
+  MockServerSummary,
+} from "./mock-server.js";
+export { formatGoDuration, startMockServer } from "./mock-server.js";

@@ -1,0 +1,857 @@
+/**
+ * `limitedFetch`: a `fetch` that waits for a Limiter before every attempt, learns from the server's
+ * rate-limit headers, backs off together with every other caller when the server says "too many", and
+ * retries what is safe to retry — so a bulk job against a rate-limited API finishes without being
+ * blocked, and as fast as the limits allow.
+ */
+import { setMaxListeners } from "node:events";
+import { type Clock, systemClock, type TimerHandle } from "../core/clock.js";
+import { type Duration, describe, toMilliseconds } from "../core/duration.js";
+import { TimeoutError } from "../core/errors.js";
+import type { AcquireOptions, Limiter, Permit } from "../core/limiter.js";
+import { parseRateLimitHeaders, type RateLimitHeaders } from "../core/rate-headers.js";
+import {
+  type Cost,
+  costFromEventStream,
+  costFromUsage,
+  costIn,
+  estimateLlmCost,
+  type RequestDescription,
+} from "./cost.js";
+import { type FailedResponse, type NonRetryableError, QuotaExhaustedError, RequestTooLargeError } from "./errors.js";
+
+/** Any function with the signature of the global `fetch`. */
+export type FetchFunction = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
+
+/** When and how often to try again. */
+export interface RetryOptions {
+  /** Attempts in all, the first included. Default 5; 1 turns retries off. */
+  attempts?: number;
+  /**
+   * The longest a call may take from start to its last attempt, waiting in the limiter included.
+   * Once spent, the call returns the last failed response (or throws `TimeoutError` if there was
+   * none). Default: no limit (the attempt count bounds it).
+   */
+  totalTime?: Duration;
+  /** The backoff before the second attempt; doubles each time (full jitter). Default `"500ms"`. */
+  baseDelay?: Duration;
+  /** The backoff never exceeds this. Default `"30s"`. */
+  maxDelay?: Duration;
+  /** Statuses worth retrying. Default `[408, 425, 429, 500, 502, 503, 504, 529]`. */
+  statuses?: readonly number[];
+  /**
+   * Also retry methods that are not idempotent (POST, PATCH) — on failed statuses and network errors.
+   * Default false: a request the server may already have acted on is not sent twice unless you say so
+   * (or it carries an `Idempotency-Key` header). LLM completions are safe to repeat; opt in for them.
+   */
+  nonIdempotent?: boolean;
+}
+
+/** Why a call is about to be retried, for logging and metrics. */
+export interface RetryEvent {
+  readonly url: string;
+  /** The attempt that failed (1 for the first). */
+  readonly attempt: number;
+  /** The failed status, or `undefined` for a network error or attempt timeout. */
+  readonly status: number | undefined;
+  readonly error: unknown;
+  /** How long the retry waits before queueing again (0 when a limiter pause does the waiting). */
+  readonly delayMs: number;
+  /** How long the whole limiter was paused for, if it was. */
+  readonly pauseMs: number | undefined;
+}
+
+/** Options for {@link limitedFetch}. Every field is optional. */
+export interface LimitedFetchOptions {
+  /** The fetch to wrap. Default: the global `fetch`, looked up at call time. */
+  fetch?: FetchFunction;
+  /**
+   * The cost of a request before it is sent, in the limiter's units. Default {@link estimateLlmCost}:
+   * `{ requests: 1, tokens: characters / 4 + max_tokens }` for requests with a body, `1` otherwise.
+   * Used only with limiters that take a cost (`RateLimiter`); a `Semaphore` just counts requests.
+   */
+  estimate?: (request: RequestDescription) => Cost | undefined;
+  /**
+   * The actual cost once the response is in, to settle the estimate (refund or charge the difference).
+   * Receives a clone, so reading it leaves the caller's body untouched. Default: `usage` in a JSON body
+   * ({@link costFromUsage}). Return `undefined` to keep the estimate.
+   */
+  actualCost?: (response: Response, request: RequestDescription) => Cost | undefined | Promise<Cost | undefined>;
+  /** Retry policy, or `false` for a single attempt. See {@link RetryOptions}. */
+  retry?: RetryOptions | false;
+  /**
+   * Statuses that mean "everyone slow down": the whole limiter pauses for what the server asked
+   * (`retry-after-ms`, `Retry-After`, else the rate-limit reset headers, else the backoff), so calls
+   * sharing it stop too instead of each finding out with its own 429. Default `[429, 503, 529]`.
+   */
+  pauseOn?: readonly number[];
+  /** Extra random pause, as a fraction of the pause, so many clients do not resume in step. Default 0.1. */
+  pauseJitter?: number;
+  /** Abort an attempt that has not answered within this long and treat it as a network error. Default: none. */
+  attemptTimeout?: Duration;
+  /**
+   * On a quota error (nothing left to spend), fail every call queued through this fetch and every later
+   * call with the same {@link QuotaExhaustedError}. Default true.
+   */
+  stopOnQuotaExhausted?: boolean;
+  /** Queue priority for each request (higher first). A function decides per request. Default 0. */
+  priority?: number | ((request: RequestDescription) => number);
+  /** Source of randomness for jitter, in [0, 1). Default `Math.random`. */
+  random?: () => number;
+  /** Time source for backoff sleeps and attempt timeouts. Default: the system clock. */
+  clock?: Clock;
+  /** Called before each retry. */
+  onRetry?: (event: RetryEvent) => void;
+  /**
+   * Learn limits the limiter was not configured with from the server's headers (a `RateLimiter` only).
+   * When a response reports a limit for a unit the limiter has no limit for (`x-ratelimit-limit-tokens`,
+   * `anthropic-ratelimit-requests-limit`, ...), a token-bucket limit of that size is added; its interval
+   * is inferred from how fast the server says the bucket refills (`limit × timeToFull / used`, rounded
+   * towards slower), or, until that can be told, `learnLimits.interval` (default `"1m"`: providers
+   * publish per-minute limits). Limits you configured are never changed here; `observe()` tightens them.
+   * Default true; assumes the provider's reset headers mean "full again at" (OpenAI, Anthropic).
+   */
+  learnLimits?: boolean | { interval?: Duration };
+}
+
+/** Lifetime counters of a {@link LimitedFetch}. */
+export interface LimitedFetchStatistics {
+  /** Calls made to the wrapped fetch. */
+  calls: number;
+  /** Requests actually sent (first attempts and retries). */
+  attempts: number;
+  retries: number;
+  /** Responses with status 429. */
+  rateLimited: number;
+  /** Responses per status. */
+  statuses: Record<number, number>;
+  /** Attempts that failed without a response (network error, reset, attempt timeout). */
+  networkErrors: number;
+  /** Times the limiter (or this fetch, for limiters that cannot pause) was paused. */
+  pauses: number;
+  /** Whether a non-retryable error stopped this fetch. */
+  stopped: boolean;
+}
+
+/**
+ * A fetch-compatible function that goes through a limiter, with a few extras for the program that
+ * runs it.
+ */
+export interface LimitedFetch extends FetchFunction {
+  /** Counters for logs and dashboards. */
+  statistics(): LimitedFetchStatistics;
+  /**
+   * Stops this fetch: calls waiting for the limiter reject with `reason`, and so does every later call.
+   * Requests already sent are left to finish. Done automatically on a quota error.
+   */
+  stop(reason?: unknown): void;
+  /** Why this fetch stopped, or `undefined` while it runs. */
+  readonly stopReason: unknown;
+}
+
+/** The parts of `RateLimiter` that this wrapper uses when they are there (feature-detected). */
+interface RateAware {
+  pause?(forOrUntil: Duration | Date, reason?: unknown): void;
+  observe?(headers: Headers): void;
+  limits?: readonly LimitConfig[];
+}
+/** A rate limit as `RateLimiter.limits` holds it. */
+interface LimitConfig {
+  limit: number;
+  interval: Duration;
+  unit?: string;
+  burst?: number;
+  algorithm?: "token-bucket" | "sliding-window";
+}
+interface SettlablePermit extends Permit {
+  settle?(actual: Cost): void;
+}
+
+const IDEMPOTENT_METHODS = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
+const DEFAULT_RETRY_STATUSES = [408, 425, 429, 500, 502, 503, 504, 529];
+const DEFAULT_PAUSE_STATUSES = [429, 503, 529];
+/** Error codes/types meaning "no quota or credit left" (OpenAI, Anthropic). Matched as codes, never as prose. */
+const QUOTA_CODES = new Set(["insufficient_quota", "billing_error", "billing_hard_limit_reached"]);
+
+/**
+ * Wraps `fetch` so that every request first waits for `limiter`.
+ *
+ * With a `RateLimiter`, each request is charged its estimated cost (requests and tokens), settled to
+ * the real cost from the response's `usage`; every response's rate-limit headers are fed to
+ * `limiter.observe()`; and a 429/503/529 pauses the whole limiter for as long as the server asks
+ * (`retry-after-ms`, `Retry-After`, reset headers), so every caller sharing it backs off together.
+ * Limits the server reports and the limiter was not given are learned, refill rate included (see
+ * `learnLimits`), so `new RateLimiter({ concurrency: 8 })` is enough to start. With any other `Limiter` (a `Semaphore`, a `RedisSemaphore`) it caps requests in flight and this
+ * fetch pauses its own callers on a 429.
+ *
+ * Failed attempts are retried with exponential backoff and full jitter, each retry queueing through the
+ * limiter again so retries count against the limits too. Only idempotent requests are retried unless
+ * `retry.nonIdempotent` is set (do set it for LLM completions). When retrying cannot help — quota
+ * exhausted, or a request larger than a whole window's limit — the call fails at once with a
+ * {@link QuotaExhaustedError} or {@link RequestTooLargeError}, and a quota error stops the queue.
+ * After the last attempt, the last response is returned as fetch would (a 429 stays a 429).
+ *
+ * The permit is held until the response body has arrived — for JSON and server-sent-event bodies (what
+ * LLM APIs send, streamed or not), which are read from a clone to find the usage — or until the headers
+ * have, for other bodies (downloads are not buffered twice).
+ *
+ * @example
+ * ```ts
+ * import OpenAI from "openai";
+ * import { RateLimiter } from "sluice";
+ * import { limitedFetch } from "sluice/http";
+ * const limiter = new RateLimiter({
+ *   limits: [
+ *     { limit: 500, interval: "1m" },                   // requests per minute
+ *     { limit: 200_000, interval: "1m", unit: "tokens" }, // tokens per minute
+ *   ],
+ *   concurrency: 16,
+ * });
+ * const client = new OpenAI({
+ *   fetch: limitedFetch(limiter, { retry: { attempts: 6, nonIdempotent: true } }),
+ *   maxRetries: 0, // sluice retries, through the limiter
+ * });
+ * ```
+ */
+export function limitedFetch(limiter: Limiter, options: LimitedFetchOptions = {}): LimitedFetch {
+  return new FetchLimiter(limiter, options).fetch;
+}
+
+interface Settings {
+  attempts: number;
+  totalTime: number;
+  baseDelay: number;
+  maxDelay: number;
+  retryStatuses: ReadonlySet<number>;
+  retryNonIdempotent: boolean;
+  pauseStatuses: ReadonlySet<number>;
+  pauseJitter: number;
+  attemptTimeout: number | undefined;
+  stopOnQuotaExhausted: boolean;
+  /** The interval assumed for a learned limit until its refill rate shows; `undefined`: do not learn. */
+  learnInterval: number | undefined;
+}
+
+function checkOptions(limiter: Limiter, options: LimitedFetchOptions): Settings {
+  if (typeof limiter !== "object" || limiter === null || typeof limiter.acquire !== "function") {
+    throw new TypeError(`limiter must be a Limiter (an object with acquire()); got ${describe(limiter)}`);
+  }
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(`options must be an object; got ${describe(options)}`);
+  }
+  for (const name of ["fetch", "estimate", "actualCost", "random", "onRetry"] as const) {
+    if (options[name] !== undefined && typeof options[name] !== "function") {
+      throw new TypeError(`options.${name} must be a function; got ${describe(options[name])}`);
+    }
+  }
+  const retry = options.retry === false ? { attempts: 1 } : (options.retry ?? {});
+  const attempts = retry.attempts ?? 5;
+  if (typeof attempts !== "number" || !Number.isInteger(attempts) || attempts < 1) {
+    throw new RangeError(`retry.attempts must be an integer >= 1; got ${describe(attempts)}`);
+  }
+  const totalTime =
+    retry.totalTime === undefined || retry.totalTime === Number.POSITIVE_INFINITY
+      ? Number.POSITIVE_INFINITY
+      : toMilliseconds(retry.totalTime, "retry.totalTime");
+  const pauseJitter = options.pauseJitter ?? 0.1;
+  if (typeof pauseJitter !== "number" || !(pauseJitter >= 0) || !Number.isFinite(pauseJitter)) {
+    throw new RangeError(`pauseJitter must be a finite number >= 0; got ${describe(pauseJitter)}`);
+  }
+  const priority = options.priority;
+  if (
+    priority !== undefined &&
+    typeof priority !== "function" &&
+    (typeof priority !== "number" || Number.isNaN(priority))
+  ) {
+    throw new TypeError(`priority must be a number or a function; got ${describe(priority)}`);
+  }
+  return {
+    attempts,
+    totalTime,
+    baseDelay: toMilliseconds(retry.baseDelay ?? 500, "retry.baseDelay"),
+    maxDelay: toMilliseconds(retry.maxDelay ?? 30_000, "retry.maxDelay"),
+    retryStatuses: new Set(checkStatuses(retry.statuses ?? DEFAULT_RETRY_STATUSES, "retry.statuses")),
+    retryNonIdempotent: retry.nonIdempotent === true,
+    pauseStatuses: new Set(checkStatuses(options.pauseOn ?? DEFAULT_PAUSE_STATUSES, "pauseOn")),
+    pauseJitter,
+    attemptTimeout:
+      options.attemptTimeout === undefined ? undefined : toMilliseconds(options.attemptTimeout, "attemptTimeout"),
+    stopOnQuotaExhausted: options.stopOnQuotaExhausted !== false,
+    learnInterval:
+      options.learnLimits === false
+        ? undefined
+        : toMilliseconds(
+            (typeof options.learnLimits === "object" && options.learnLimits !== null
+              ? options.learnLimits.interval
+              : undefined) ?? "1m",
+            "learnLimits.interval",
+          ),
+  };
+}
+
+function checkStatuses(statuses: unknown, argument: string): number[] {
+  if (!Array.isArray(statuses) || !statuses.every((status) => Number.isInteger(status))) {
+    throw new TypeError(`${argument} must be an array of HTTP status codes; got ${describe(statuses)}`);
+  }
+  return statuses as number[];
+}
+
+/** The outcome of one attempt, as the retry loop sees it. */
+type Attempt =
+  | { kind: "response"; response: Response }
+  | {
+      kind: "retry";
+      response: Response | undefined;
+      status: number | undefined;
+      error: unknown;
+      delayMs: number;
+      pauseMs: number | undefined;
+    };
+
+class FetchLimiter {
+  private readonly settings: Settings;
+  private readonly clock: Clock;
+  private readonly random: () => number;
+  /** Aborted by `stop()`: every acquire of this fetch listens to it, so stopping empties our queue. */
+  private readonly stopper = new AbortController();
+  /** Whether the limiter takes costs, pauses and observes (a RateLimiter) or only counts (a Semaphore). */
+  private readonly rateAware: boolean;
+  /**
+   * For limiters that cannot pause: the wall-clock-free (clock.now()) time until which this fetch holds
+   * back its own new attempts after a 429. A RateLimiter keeps this state itself.
+   */
+  private pausedUntil = 0;
+  /**
+   * Limits this fetch added from headers, by unit, with the interval they have now. Only these are ever
+   * changed by learning, and their interval only ever shrinks towards the truth from above (see `learn`).
+   */
+  private readonly learned = new Map<string, { limit: number; interval: number }>();
+  private readonly counters: LimitedFetchStatistics = {
+    calls: 0,
+    attempts: 0,
+    retries: 0,
+    rateLimited: 0,
+    statuses: {},
+    networkErrors: 0,
+    pauses: 0,
+    stopped: false,
+  };
+  readonly fetch: LimitedFetch;
+
+  constructor(
+    private readonly limiter: Limiter & RateAware,
+    private readonly options: LimitedFetchOptions,
+  ) {
+    this.settings = checkOptions(limiter, options);
+    // Every call waiting for the limiter listens to the stop switch: thousands at once is normal.
+    setMaxListeners(0, this.stopper.signal);
+    this.clock = options.clock ?? systemClock;
+    this.random = options.random ?? Math.random;
+    this.rateAware = typeof limiter.pause === "function" && typeof limiter.observe === "function";
+    const fetch = ((input: string | URL | Request, init?: RequestInit) => this.call(input, init)) as LimitedFetch;
+    Object.defineProperties(fetch, {
+      statistics: { value: () => ({ ...this.counters, statuses: { ...this.counters.statuses } }) },
+      stop: { value: (reason?: unknown) => this.stop(reason) },
+      stopReason: { get: () => (this.stopper.signal.aborted ? this.stopper.signal.reason : undefined) },
+    });
+    this.fetch = fetch;
+  }
+
+  stop(reason: unknown = new Error("this limitedFetch was stopped")): void {
+    if (this.stopper.signal.aborted) return;
+    this.counters.stopped = true;
+    this.stopper.abort(reason);
+  }
+
+  private async call(input: string | URL | Request, init: RequestInit | undefined): Promise<Response> {
+    this.counters.calls++;
+    if (this.stopper.signal.aborted) throw this.stopper.signal.reason;
+    const callerSignal = init?.signal ?? (input instanceof Request ? input.signal : undefined) ?? undefined;
+    callerSignal?.throwIfAborted();
+    const startedAt = this.clock.now();
+    const deadline = startedAt + this.settings.totalTime;
+    const request = await describeRequest(input, init);
+    const cost = this.rateAware ? (this.options.estimate ?? estimateLlmCost)(request) : undefined;
+    const priorityOption = this.options.priority;
+    const priority = typeof priorityOption === "function" ? priorityOption(request) : priorityOption;
+    if (priority !== undefined && (typeof priority !== "number" || Number.isNaN(priority))) {
+      throw new TypeError(`the priority option returned ${describe(priority)} for ${request.url}; it must be a number`);
+    }
+    // A retry re-sends the body; a stream body can be sent only once.
+    const replayable = !(init?.body instanceof ReadableStream) && !isAsyncIterable(init?.body);
+    const retryable =
+      replayable &&
+      (this.settings.retryNonIdempotent ||
+        IDEMPOTENT_METHODS.has(request.method) ||
+        request.headers.has("idempotency-key"));
+
+    let lastResponse: Response | undefined;
+    for (let attempt = 1; ; attempt++) {
+      let permit: SettlablePermit;
+      try {
+        await this.waitOutOwnPause(callerSignal);
+        permit = await this.acquire(cost, priority, callerSignal, deadline);
+      } catch (error) {
+        if (error instanceof TimeoutError && lastResponse !== undefined) return lastResponse;
+        if (error instanceof RangeError && cost !== undefined) {
+          // The limiter refuses a cost larger than a whole window: no amount of waiting admits it.
+          throw new RequestTooLargeError(
+            `${request.method} ${request.url} cannot fit the limiter: ${error.message}`,
+            undefined,
+            {
+              cause: error,
+            },
+          );
+        }
+        throw error;
+      }
+      if (this.pausedUntil > this.clock.now()) {
+        // Granted by a limiter that cannot pause while this fetch is paused: wait it out holding the slot
+        // (everyone is waiting anyway), so a waiter granted during the pause does not break it.
+        try {
+          await this.waitOutOwnPause(callerSignal);
+        } catch (error) {
+          giveBack(permit);
+          throw error;
+        }
+      }
+      const outcome = await this.attempt(input, init, request, cost, permit, callerSignal, attempt, retryable);
+      if (outcome.kind === "response") return outcome.response;
+      lastResponse = outcome.response;
+      const finalAttempt = attempt >= this.settings.attempts || this.clock.now() + outcome.delayMs >= deadline;
+      if (finalAttempt) {
+        if (outcome.response !== undefined) return outcome.response;
+        throw outcome.error;
+      }
+      this.counters.retries++;
+      this.options.onRetry?.({
+        url: request.url,
+        attempt,
+        status: outcome.status,
+        error: outcome.error,
+        delayMs: outcome.delayMs,
+        pauseMs: outcome.pauseMs,
+      });
+      if (outcome.delayMs > 0) await this.sleep(outcome.delayMs, callerSignal);
+    }
+  }
+
+  /** One attempt, from the acquired permit to a decision. Releases the permit on every path. */
+  private async attempt(
+    input: string | URL | Request,
+    init: RequestInit | undefined,
+    request: RequestDescription,
+    cost: Cost | undefined,
+    permit: SettlablePermit,
+    callerSignal: AbortSignal | undefined,
+    attempt: number,
+    retryable: boolean,
+  ): Promise<Attempt> {
+    this.counters.attempts++;
+    let response: Response;
+    const timeout = this.settings.attemptTimeout;
+    const timer = timeout === undefined ? undefined : new AbortController();
+    const timerHandle: TimerHandle | undefined =
+      timer === undefined
+        ? undefined
+        : this.clock.setTimeout(
+            () => timer.abort(new TimeoutError(timeout as number, `no response within attemptTimeout (${timeout} ms)`)),
+            timeout as number,
+          );
+    const link = linkSignals(callerSignal, timer?.signal);
+    const sentAt = this.clock.now();
+    try {
+      const target = input instanceof Request ? input.clone() : input;
+      const fetchImpl = this.options.fetch ?? globalThis.fetch;
+      response = await fetchImpl(target, { ...init, signal: link.signal });
+    } catch (error) {
+      giveBack(permit);
+      this.counters.networkErrors++;
+      // The caller's own abort is final; anything else (reset, DNS, attempt timeout) may be retried.
+      if (callerSignal?.aborted) throw callerSignal.reason;
+      if (!retryable) throw error;
+      return {
+        kind: "retry",
+        response: undefined,
+        status: undefined,
+        error,
+        delayMs: this.backoff(attempt),
+        pauseMs: undefined,
+      };
+    } finally {
+      link.dispose();
+      if (timerHandle !== undefined) this.clock.clearTimeout(timerHandle);
+    }
+
+    this.counters.statuses[response.status] = (this.counters.statuses[response.status] ?? 0) + 1;
+    if (response.status === 429) this.counters.rateLimited++;
+    const nowWall = Date.now();
+    if (this.rateAware) {
+      if (this.settings.learnInterval !== undefined) {
+        const roundTrip = this.clock.now() - sentAt;
+        this.learn(parseRateLimitHeaders(response.headers, nowWall), nowWall, roundTrip, response.headers);
+      }
+      this.limiter.observe?.(response.headers);
+    }
+
+    if (response.status < 400) {
+      this.finishSuccess(response, request, cost, permit);
+      return { kind: "response", response };
+    }
+
+    const headers = parseRateLimitHeaders(response.headers, nowWall);
+    // A request bigger than a whole window shows in the headers alone; it must not pause everyone else.
+    const tooLarge = response.status === 429 ? this.exceedsLimit(headers, cost) : undefined;
+    // "Everyone slow down" takes effect now, before anything else is sent — not after the body is read.
+    let pauseMs: number | undefined;
+    if (tooLarge === undefined && this.settings.pauseStatuses.has(response.status)) {
+      pauseMs = this.pauseFor(headers, nowWall, attempt, response.status);
+    }
+    // Then read the (small) error body from a clone to tell "wait" from "never".
+    let failure: FailedResponse;
+    try {
+      failure = await readFailure(response, request.url);
+    } catch (error) {
+      giveBack(permit);
+      throw error;
+    }
+    const nonRetryable = this.classify(failure, tooLarge);
+    // Stop before releasing: the release hands the slot to the next waiter at once, which would
+    // otherwise send one more request into an exhausted quota.
+    if (nonRetryable instanceof QuotaExhaustedError && this.settings.stopOnQuotaExhausted) this.stop(nonRetryable);
+    giveBack(permit);
+    if (nonRetryable !== undefined) throw nonRetryable;
+    const shouldRetry = response.headers.get("x-should-retry");
+    const statusRetryable =
+      shouldRetry === "true" || (shouldRetry !== "false" && this.settings.retryStatuses.has(response.status));
+    if (!statusRetryable || !retryable) return { kind: "response", response };
+    // When the whole limiter was paused, the retry's wait for the limiter is the backoff; otherwise back off
+    // on our own, honouring the server's Retry-After if it sent one.
+    const delayMs =
+      pauseMs !== undefined && this.rateAware ? 0 : Math.max(headers.retryAfterMs ?? 0, this.backoff(attempt));
+    return { kind: "retry", response, status: response.status, error: undefined, delayMs, pauseMs };
+  }
+
+  /** The unit and numbers by which `cost` exceeds a limit the server reports, if it does. */
+  private exceedsLimit(
+    headers: RateLimitHeaders,
+    cost: Cost | undefined,
+  ): { unit: string; needed: number; limit: number } | undefined {
+    if (cost === undefined) return undefined;
+    for (const [unit, report] of Object.entries(headers.units)) {
+      const needed = costIn(cost, unit);
+      if (report.limit !== undefined && needed > report.limit) return { unit, needed, limit: report.limit };
+    }
+    return undefined;
+  }
+
+  /** A non-retryable failure, or `undefined` when waiting might help. */
+  private classify(
+    failure: FailedResponse,
+    tooLarge: { unit: string; needed: number; limit: number } | undefined,
+  ): NonRetryableError | undefined {
+    const { status } = failure;
+    const code = errorCode(failure.body);
+    const where = `${failure.url}: HTTP ${status}`;
+    const said = serverMessage(failure.body);
+    if (status === 402 || (code !== undefined && QUOTA_CODES.has(code))) {
+      return new QuotaExhaustedError(
+        `quota exhausted (${where}${code === undefined ? "" : ` ${code}`}): ${said ?? "the account has no quota or credit left"}`,
+        failure,
+      );
+    }
+    if (status === 413) {
+      return new RequestTooLargeError(
+        `request too large (${where}): ${said ?? "the server refused its size"}`,
+        failure,
+      );
+    }
+    if (tooLarge !== undefined) {
+      // A 429 for a request that needs more than the whole limit is not a matter of waiting.
+      return new RequestTooLargeError(
+        `request too large (${where}): it needs ${tooLarge.needed} ${tooLarge.unit} but the limit is ${tooLarge.limit} per window`,
+        failure,
+      );
+    }
+    return undefined;
+  }
+
+  /**
+   * Pauses the whole limiter for as long as the server asked — `retry-after-ms`/`Retry-After`, else the
+   * reset of an exhausted budget, else the backoff — plus jitter. Returns the pause in ms.
+   */
+  private pauseFor(headers: RateLimitHeaders, nowWall: number, attempt: number, status: number): number {
+    let wait = headers.retryAfterMs;
+    if (wait === undefined) {
+      for (const report of Object.values(headers.units)) {
+        if (report.remaining !== undefined && report.remaining < 1 && report.resetAt !== undefined) {
+          wait = Math.max(wait ?? 0, report.resetAt - nowWall);
+        }
+      }
+    }
+    wait ??= Math.min(this.settings.maxDelay, this.settings.baseDelay * 2 ** (attempt - 1));
+    const pauseMs = wait * (1 + this.settings.pauseJitter * this.random());
+    this.counters.pauses++;
+    if (this.rateAware) {
+      this.limiter.pause?.(pauseMs, `HTTP ${status}`);
+    } else {
+      // Extend-only, like RateLimiter.pause: a shorter pause never cuts a longer one short.
+      this.pausedUntil = Math.max(this.pausedUntil, this.clock.now() + pauseMs);
+    }
+    return pauseMs;
+  }
+
+  /**
+   * Adds (or refines) limits for units the server reports and the limiter lacks.
+   *
+   * The server reports, right after charging, `limit`, `remaining` (rounded down) and when the bucket is
+   * full again, `timeToFull = (limit - level) / rate`, so `interval = limit / rate =
+   * limit × timeToFull / (limit - level)`. Every error is rounded towards a slower, safe limit: `level` is
+   * somewhere in `[remaining, remaining + 1)`, so we divide by `limit - remaining - 1`; and an absolute
+   * reset (Anthropic's RFC 3339 instant) was computed when the response left the server, up to a round
+   * trip before we read it against our clock, so we add the round trip (and a millisecond of rounding);
+   * a relative reset (OpenAI's `6m0s`) needs no such correction.
+   * The estimate sharpens as more of the bucket is used; we keep the smallest seen. Until one can be
+   * made, the assumed interval (per minute) stands.
+   */
+  private learn(headers: RateLimitHeaders, nowWall: number, roundTrip: number, raw: Headers): void {
+    const configured = this.limiter.limits;
+    if (configured === undefined) return;
+    let next: LimitConfig[] | undefined;
+    for (const [unit, report] of Object.entries(headers.units)) {
+      const limit = report.limit;
+      if (limit === undefined || !(limit > 0) || !Number.isFinite(limit)) continue;
+      const known = this.learned.get(unit);
+      if (known === undefined && configured.some((config) => (config.unit ?? "requests") === unit)) continue;
+      let inferred: number | undefined = report.window;
+      if (inferred === undefined && report.remaining !== undefined && report.resetAt !== undefined) {
+        const used = limit - report.remaining - 1;
+        const absolute = isAbsoluteTime(
+          raw.get(`anthropic-ratelimit-${unit}-reset`) ?? raw.get(`x-ratelimit-reset-${unit}`),
+        );
+        const timeToFull = report.resetAt - nowWall + (absolute ? roundTrip + 1 : 0);
+        if (used >= 1 && report.resetAt > nowWall) inferred = (limit * timeToFull) / used;
+      }
+      let interval = known?.interval ?? inferred ?? (this.settings.learnInterval as number);
+      if (inferred !== undefined && inferred < interval) interval = inferred;
+      // Re-configuring on every response for a sliver of difference would only churn the limiter.
+      if (known !== undefined && known.limit === limit && interval > known.interval * 0.97) continue;
+      this.learned.set(unit, { limit, interval });
+      next ??= [...(this.limiter.limits ?? [])];
+      const index = next.findIndex((config) => (config.unit ?? "requests") === unit);
+      const config: LimitConfig = { limit, interval: Math.ceil(interval), unit };
+      if (index === -1) next.push(config);
+      else next[index] = config;
+    }
+    if (next !== undefined) this.limiter.limits = next;
+  }
+
+  /** Full jitter (AWS): uniformly random in [0, min(maxDelay, baseDelay * 2^(attempt-1))). */
+  private backoff(attempt: number): number {
+    return this.random() * Math.min(this.settings.maxDelay, this.settings.baseDelay * 2 ** (attempt - 1));
+  }
+
+  private acquire(
+    cost: Cost | undefined,
+    priority: number | undefined,
+    callerSignal: AbortSignal | undefined,
+    deadline: number,
+  ): Promise<SettlablePermit> {
+    const link = linkSignals(callerSignal, this.stopper.signal);
+    const options: AcquireOptions & { cost?: Cost } = { signal: link.signal };
+    if (cost !== undefined) options.cost = cost;
+    if (priority !== undefined) options.priority = priority;
+    if (deadline !== Number.POSITIVE_INFINITY) options.timeout = Math.max(0, deadline - this.clock.now());
+    let acquired: Promise<Permit>;
+    try {
+      acquired = this.limiter.acquire(options);
+    } catch (error) {
+      link.dispose();
+      return Promise.reject(error);
+    }
+    return acquired.then(
+      (permit) => {
+        link.dispose();
+        return permit as SettlablePermit;
+      },
+      (error: unknown) => {
+        link.dispose();
+        throw error;
+      },
+    );
+  }
+
+  /**
+   * Holds the permit until the response body has arrived, then settles it from the usage the body
+   * reports and releases it. Only JSON and server-sent-event bodies (what LLM APIs send) are read, from a
+   * clone, so the caller's body is untouched; a stream holds its slot until its last event, as the server
+   * counts it. Other bodies (downloads) release at once: reading them alongside the caller would buffer
+   * whatever the caller has not consumed yet.
+   */
+  private finishSuccess(
+    response: Response,
+    request: RequestDescription,
+    cost: Cost | undefined,
+    permit: SettlablePermit,
+  ): void {
+    const canSettle = cost !== undefined && typeof permit.settle === "function";
+    const custom = this.options.actualCost;
+    const type = response.headers.get("content-type") ?? "";
+    const isJson = type.includes("json");
+    const isEventStream = type.includes("text/event-stream");
+    if (response.body === null || (!isJson && !isEventStream && !(canSettle && custom !== undefined))) {
+      giveBack(permit);
+      return;
+    }
+    const clone = response.clone();
+    let actual: Promise<Cost | undefined>;
+    if (custom !== undefined && canSettle) {
+      actual = Promise.resolve().then(() => custom(clone, request));
+    } else {
+      actual = clone.text().then(
+        (text) => (isJson ? costFromUsage(parseJson(text)) : costFromEventStream(text)),
+        // The caller aborted or the connection broke mid-body: nothing to settle from.
+        () => undefined,
+      );
+    }
+    actual
+      .then(
+        (value) => {
+          if (value !== undefined && canSettle) permit.settle?.(value);
+        },
+        () => {
+          // An actualCost callback that throws keeps the estimate: the charge was already made.
+        },
+      )
+      .finally(() => giveBack(permit));
+  }
+
+  private async waitOutOwnPause(signal: AbortSignal | undefined): Promise<void> {
+    const wait = this.pausedUntil - this.clock.now();
+    if (wait > 0) await this.sleep(wait, signal);
+  }
+
+  private sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const link = linkSignals(signal, this.stopper.signal);
+      const onAbort = () => {
+        this.clock.clearTimeout(handle);
+        link.dispose();
+        reject(link.signal?.reason);
+      };
+      const handle = this.clock.setTimeout(() => {
+        link.signal?.removeEventListener("abort", onAbort);
+        link.dispose();
+        resolve();
+      }, ms);
+      if (link.signal?.aborted) onAbort();
+      else link.signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+}
+
+/**
+ * One signal that aborts when any of the given ones does, with the first one's reason. `dispose()`
+ * removes the listeners, so a long-lived signal (a stop switch, a caller's job-wide signal) does not
+ * collect one listener per request. (`AbortSignal.any` would do, but Node 20.0–20.2 lack it and it
+ * cannot be disposed.)
+ */
+function linkSignals(...signals: (AbortSignal | undefined)[]): { signal: AbortSignal | undefined; dispose(): void } {
+  const present = signals.filter((signal): signal is AbortSignal => signal !== undefined);
+  if (present.length <= 1) return { signal: present[0], dispose: () => {} };
+  const controller = new AbortController();
+  const aborted = present.find((signal) => signal.aborted);
+  if (aborted !== undefined) {
+    controller.abort(aborted.reason);
+    return { signal: controller.signal, dispose: () => {} };
+  }
+  const listeners = present.map((signal) => {
+    const listener = () => controller.abort(signal.reason);
+    signal.addEventListener("abort", listener, { once: true });
+    return [signal, listener] as const;
+  });
+  return {
+    signal: controller.signal,
+    dispose: () => {
+      for (const [signal, listener] of listeners) signal.removeEventListener("abort", listener);
+    },
+  };
+}
+
+/**
+ * Releases a permit whichever kind it is. A distributed permit's release is a promise that may reject
+ * (its lease already lost, Redis unreachable); its lease then ends on its own and the loss was reported
+ * through `permit.signal`, so the rejection is not the HTTP caller's error and must not go unhandled.
+ */
+function giveBack(permit: Permit): void {
+  const result = permit.release();
+  if (result !== undefined) result.catch(() => {});
+}
+
+/** Whether a reset header names an instant (`2024-06-03T12:34:56Z`) rather than a delay (`6m0s`, `30`). */
+function isAbsoluteTime(value: string | null): boolean {
+  return value !== null && /\d{4}-\d{2}-\d{2}|[a-z]{3},/i.test(value);
+}
+
+function isAsyncIterable(value: unknown): boolean {
+  return typeof value === "object" && value !== null && Symbol.asyncIterator in value;
+}
+
+/** What estimators see: URL, method, headers and the body as text when it is text. */
+async function describeRequest(
+  input: string | URL | Request,
+  init: RequestInit | undefined,
+): Promise<RequestDescription> {
+  const isRequest = input instanceof Request;
+  const url = isRequest ? input.url : String(input);
+  const method = (init?.method ?? (isRequest ? input.method : "GET")).toUpperCase();
+  const headers = new Headers(isRequest ? input.headers : undefined);
+  if (init?.headers !== undefined) for (const [name, value] of new Headers(init.headers)) headers.set(name, value);
+  let body: string | undefined;
+  const raw = init?.body;
+  if (typeof raw === "string") body = raw;
+  else if (raw instanceof URLSearchParams) body = raw.toString();
+  else if (raw instanceof ArrayBuffer || ArrayBuffer.isView(raw)) body = new TextDecoder().decode(raw as ArrayBuffer);
+  else if (raw === undefined && isRequest && input.body !== null) body = await input.clone().text();
+  let json: unknown;
+  if (body !== undefined && /^\s*[[{]/.test(body)) {
+    try {
+      json = JSON.parse(body);
+    } catch {
+      json = undefined;
+    }
+  }
+  return { url, method, headers, body, json };
+}
+
+async function readFailure(response: Response, url: string): Promise<FailedResponse> {
+  const body = await response
+    .clone()
+    .text()
+    .catch(() => "");
+  return { status: response.status, headers: response.headers, body, url: response.url || url };
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The machine-readable error code: OpenAI `error.code`/`error.type`, Anthropic `error.type`. */
+function errorCode(text: string): string | undefined {
+  const json = parseJson(text) as { error?: { code?: unknown; type?: unknown } } | undefined;
+  const error = json?.error;
+  if (typeof error !== "object" || error === null) return undefined;
+  if (typeof error.code === "string" && QUOTA_CODES.has(error.code)) return error.code;
+  if (typeof error.type === "string") return error.type;
+  return typeof error.code === "string" ? error.code : undefined;
+}
+
+function serverMessage(text: string): string | undefined {
+  const json = parseJson(text) as { error?: { message?: unknown } } | undefined;
+  const message = json?.error?.message;
+  return typeof message === "string" ? message : undefined;
+}

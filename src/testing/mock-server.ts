@@ -1,0 +1,765 @@
+/**
+ * A local stand-in for a rate-limited LLM API: an HTTP server on loopback that enforces requests per
+ * minute, tokens per minute and a concurrency cap the way providers do (continuously refilled token
+ * buckets), answers like OpenAI (`/v1/chat/completions`) or Anthropic (`/v1/messages`), can fail on
+ * purpose, and records every request it saw so a test can check exactly what happened.
+ *
+ * It is deliberately written without sluice's own RateLimiter: a client tested against a server that
+ * shares its bucket code would pass by construction.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { type Duration, describe, toMilliseconds } from "../core/duration.js";
+import {
+  type ErrorKind,
+  errorResponse,
+  type LimitReport,
+  type MockProviderStyle,
+  rateLimitHeaders,
+  retryAfterHeaders,
+} from "./mock-styles.js";
+
+export type { MockProviderStyle } from "./mock-styles.js";
+export { formatGoDuration } from "./mock-styles.js";
+
+/** A deliberate failure the server can produce instead of serving a request. */
+export type MockFailure =
+  /** HTTP 500. */
+  | "server-error"
+  /** HTTP 503 (OpenAI style) or 529 (Anthropic style), with `retry-after`. */
+  | "overloaded"
+  /** The connection is destroyed before any response: the client sees a network error. */
+  | "reset"
+  /** No response ever (until the client gives up or the server closes): a timeout for the client. */
+  | "hang"
+  /** The non-retryable "quota exhausted" error (429 `insufficient_quota` / 402 `billing_error`). */
+  | "quota"
+  /** An ordinary 429, as if a limit were exhausted. */
+  | "rate-limit";
+
+/** What a failure hook sees about a request before the server decides what to do with it. */
+export interface MockRequestInfo {
+  /** 0 for the first request the server received, 1 for the next, ... */
+  readonly index: number;
+  readonly method: string;
+  readonly path: string;
+  readonly headers: Readonly<Record<string, string>>;
+  /** The parsed JSON body, or the raw text when it is not JSON, or `undefined` when empty. */
+  readonly body: unknown;
+}
+
+/** How long the server takes to answer an admitted request, in milliseconds. */
+export type MockLatency =
+  | number
+  | { min: number; max: number }
+  | ((random: () => number, request: MockRequestInfo) => number);
+
+/** Options for {@link startMockServer}. Every limit defaults to "none". */
+export interface MockServerOptions {
+  /** Requests admitted per minute: a token bucket of this size, refilled continuously. */
+  requestsPerMinute?: number;
+  /**
+   * Tokens admitted per minute (input and output together), a token bucket refilled continuously.
+   * A request is charged on arrival for its input (characters of the body / 4, rounded up) plus its
+   * `max_tokens` (or `max_completion_tokens` / `max_output_tokens`; when absent, the completion it will
+   * get), and settled to input plus the completion actually produced when it finishes.
+   */
+  tokensPerMinute?: number;
+  /**
+   * How long "a minute" lasts. Default `"1m"`. Shrink it to run the same scenario faster: with
+   * `minute: "6s"` every limit refills ten times as fast and reset headers shrink to match, so a
+   * test sees the same shape of traffic in a tenth of the time.
+   */
+  minute?: Duration;
+  /** Requests served at once; one more is answered with a 429 at once. Default: no cap. */
+  concurrency?: number;
+  /** Response time of an admitted request. Default 0. */
+  latency?: MockLatency;
+  /**
+   * Completion tokens a chat request produces, never more than its `max_tokens`. A number, a
+   * `{ min, max }` range drawn uniformly (integers), or a function. Default 16.
+   */
+  completionTokens?:
+    | number
+    | { min: number; max: number }
+    | ((random: () => number, request: MockRequestInfo) => number);
+  /**
+   * The text a chat request gets back. Default: `"echo:<start of the last user message>"` padded to the
+   * completion size. When given, the completion is this text's characters / 4 (rounded up) tokens,
+   * cut to `max_tokens`, and `completionTokens` is not used.
+   */
+  reply?: (request: MockRequestInfo) => string;
+  /**
+   * A total budget: once this many tokens (or requests) have been served, every request fails with
+   * the non-retryable quota error. Default: unlimited.
+   */
+  quota?: { tokens?: number; requests?: number };
+  /** Probability (0..1) per request of each failure, drawn from the seeded generator. */
+  failures?: Partial<Record<"server-error" | "overloaded" | "reset" | "hang", number>>;
+  /**
+   * Decides a failure for one request; return `undefined` to serve it normally. Runs before the
+   * random `failures`, so tests can target exact requests (e.g. "the 10th request is reset").
+   */
+  inject?: (request: MockRequestInfo) => MockFailure | undefined;
+  /**
+   * Which provider's headers and bodies to use for paths other than `/v1/chat/completions` (always
+   * OpenAI style) and `/v1/messages` (always Anthropic style). Default `"openai"`.
+   */
+  style?: MockProviderStyle;
+  /** Seed for latency, completion sizes and random failures, so runs are reproducible. Default 1. */
+  seed?: number;
+  /** Interface to listen on. Default `"127.0.0.1"`. */
+  host?: string;
+  /** Port to listen on. Default 0 (any free port). */
+  port?: number;
+}
+
+/** How the server handled a request. */
+export type MockOutcome =
+  | "ok"
+  | "rate-limited"
+  | "concurrency-limited"
+  | "too-large"
+  | "quota"
+  | "server-error"
+  | "overloaded"
+  | "reset"
+  | "hang"
+  | "bad-request"
+  /** The client went away before the response was sent. */
+  | "aborted";
+
+/** One request as the server saw it. Times are milliseconds since the server started. */
+export interface MockRequestRecord extends MockRequestInfo {
+  /** When the request's headers arrived. */
+  readonly arrivedAt: number;
+  /** When the body had been read and the request was admitted or refused. */
+  startedAt: number | undefined;
+  /** When the response was sent (or the connection reset); `undefined` while in progress or hanging. */
+  endedAt: number | undefined;
+  /** Prompt tokens: characters of the body / 4, rounded up. */
+  readonly inputTokens: number;
+  /** Completion tokens produced; 0 unless the request succeeded. */
+  outputTokens: number;
+  /** The tokens this request was charged on arrival (input + reserved output), 0 if refused. */
+  reservedTokens: number;
+  /** HTTP status sent; `undefined` for a reset or a request still hanging. */
+  status: number | undefined;
+  outcome: MockOutcome | undefined;
+}
+
+/** Counts over every request so far, for assertions and benchmark tables. */
+export interface MockServerSummary {
+  total: number;
+  /** Requests per outcome (only outcomes that happened appear). */
+  outcomes: Partial<Record<MockOutcome, number>>;
+  /** Every 429, whatever the reason. */
+  status429: number;
+  /** The most requests the server was serving at once. */
+  maxInFlight: number;
+  /** Tokens charged for successful requests (input + output). */
+  tokensServed: number;
+}
+
+/**
+ * A running mock API server. Close it with `close()` or `await using`.
+ *
+ * @example
+ * ```ts
+ * import { startMockServer } from "sluice/testing";
+ * await using server = await startMockServer({ requestsPerMinute: 600, tokensPerMinute: 40_000, minute: "6s" });
+ * const response = await fetch(`${server.url}/v1/chat/completions`, {
+ *   method: "POST",
+ *   headers: { "content-type": "application/json" },
+ *   body: JSON.stringify({ model: "mock", max_tokens: 20, messages: [{ role: "user", content: "hi" }] }),
+ * });
+ * console.log(response.status, response.headers.get("x-ratelimit-remaining-requests")); // 200 "599"
+ * console.log(server.summary().outcomes); // { ok: 1 }
+ * ```
+ */
+export interface MockServer extends AsyncDisposable {
+  /** `http://127.0.0.1:<port>`. The OpenAI SDK's `baseURL` is `${url}/v1`; Anthropic's is `url`. */
+  readonly url: string;
+  readonly port: number;
+  /** Every request received, in arrival order; records of requests in progress are updated in place. */
+  readonly requests: readonly MockRequestRecord[];
+  /** Requests being served right now. */
+  readonly inFlight: number;
+  summary(): MockServerSummary;
+  /** Stops listening and drops every open connection (hanging requests included). */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a {@link MockServer} on loopback and resolves once it is listening.
+ *
+ * Limits are continuously refilled token buckets that start full (what OpenAI and Anthropic describe):
+ * a bucket of `requestsPerMinute` refills at `requestsPerMinute` per `minute`. A request is admitted
+ * only when every bucket can pay for it, and then all are charged together. Refused requests cost
+ * nothing. Every response (successes too) carries the current rate-limit headers.
+ *
+ * `POST /v1/chat/completions` answers like OpenAI — streamed as server-sent events when the body says
+ * `stream: true` (with a final `usage` chunk for `stream_options: { include_usage: true }`), a stream
+ * holding its concurrency slot until its last chunk; `POST /v1/messages` answers like Anthropic; any
+ * other path answers `{ ok: true, path }`, counting the body's characters / 4 as tokens.
+ *
+ * @example
+ * ```ts
+ * import OpenAI from "openai";
+ * import { startMockServer } from "sluice/testing";
+ * await using server = await startMockServer({ requestsPerMinute: 60, latency: { min: 5, max: 20 } });
+ * const client = new OpenAI({ apiKey: "test", baseURL: `${server.url}/v1`, maxRetries: 0 });
+ * const completion = await client.chat.completions.create({
+ *   model: "mock", max_tokens: 10, messages: [{ role: "user", content: "Say hi" }],
+ * });
+ * console.log(completion.usage); // { prompt_tokens: ..., completion_tokens: 10, total_tokens: ... }
+ * ```
+ */
+export async function startMockServer(options: MockServerOptions = {}): Promise<MockServer> {
+  const server = new MockApiServer(options);
+  await server.listen();
+  return server;
+}
+
+/**
+ * A continuously refilled token bucket. `level` may go below zero when a finished request turns out to
+ * have used more than it reserved (debt), which delays the next admission — what providers do.
+ */
+class Bucket {
+  private level: number;
+  private updatedAt: number;
+  /** Tokens per millisecond. */
+  private readonly rate: number;
+
+  constructor(
+    readonly capacity: number,
+    minuteMs: number,
+    now: number,
+  ) {
+    this.level = capacity;
+    this.updatedAt = now;
+    this.rate = capacity / minuteMs;
+  }
+
+  private refill(now: number): void {
+    if (now > this.updatedAt) {
+      this.level = Math.min(this.capacity, this.level + (now - this.updatedAt) * this.rate);
+      this.updatedAt = now;
+    }
+  }
+
+  /** Milliseconds until `cost` fits, 0 if it fits now. */
+  waitFor(cost: number, now: number): number {
+    this.refill(now);
+    return this.level >= cost ? 0 : (cost - this.level) / this.rate;
+  }
+
+  charge(cost: number, now: number): void {
+    this.refill(now);
+    this.level = Math.min(this.capacity, this.level - cost);
+  }
+
+  report(now: number): LimitReport {
+    this.refill(now);
+    return { limit: this.capacity, remaining: this.level, resetMs: (this.capacity - this.level) / this.rate };
+  }
+}
+
+/** Mulberry32: a tiny seeded generator, good enough for jitter and reproducible enough for tests. */
+function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+function checkLimit(value: unknown, argument: string): number | undefined {
+  if (value === undefined || value === Number.POSITIVE_INFINITY) return undefined;
+  if (typeof value !== "number") throw new TypeError(`${argument} must be a number; got ${describe(value)}`);
+  if (!(value > 0) || !Number.isFinite(value)) {
+    throw new RangeError(`${argument} must be a positive number or Infinity; got ${value}`);
+  }
+  return value;
+}
+
+function checkProbability(value: unknown, argument: string): number {
+  if (typeof value !== "number" || !(value >= 0 && value <= 1)) {
+    throw new RangeError(`${argument} must be a probability between 0 and 1; got ${describe(value)}`);
+  }
+  return value;
+}
+
+const FAILURE_KINDS = ["server-error", "overloaded", "reset", "hang"] as const;
+
+class MockApiServer implements MockServer {
+  readonly requests: MockRequestRecord[] = [];
+  private readonly http: Server;
+  private readonly origin = performance.now();
+  private readonly random: () => number;
+  private readonly style: MockProviderStyle;
+  private readonly minuteMs: number;
+  private readonly requestBucket: Bucket | undefined;
+  private readonly tokenBucket: Bucket | undefined;
+  private readonly concurrency: number;
+  /** Requests admitted and not yet answered: never above `concurrency`. */
+  private serving = 0;
+  private maxServing = 0;
+  private quotaTokensUsed = 0;
+  private quotaRequestsUsed = 0;
+  private readonly failureRates: [MockFailure, number][];
+  private address: AddressInfo | undefined;
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly options: MockServerOptions) {
+    this.minuteMs = toMilliseconds(options.minute ?? "1m", "minute");
+    if (!(this.minuteMs > 0)) throw new RangeError(`minute must be longer than 0 ms; got ${describe(options.minute)}`);
+    const requests = checkLimit(options.requestsPerMinute, "requestsPerMinute");
+    const tokens = checkLimit(options.tokensPerMinute, "tokensPerMinute");
+    const concurrency = options.concurrency ?? Number.POSITIVE_INFINITY;
+    if (typeof concurrency !== "number" || !(concurrency >= 1)) {
+      throw new RangeError(`concurrency must be a number >= 1 or Infinity; got ${describe(options.concurrency)}`);
+    }
+    this.concurrency = concurrency;
+    this.style = options.style ?? "openai";
+    if (this.style !== "openai" && this.style !== "anthropic") {
+      throw new RangeError(`style must be "openai" or "anthropic"; got ${describe(options.style)}`);
+    }
+    this.random = seededRandom(options.seed ?? 1);
+    this.failureRates = FAILURE_KINDS.filter((kind) => options.failures?.[kind] !== undefined).map((kind) => [
+      kind,
+      checkProbability(options.failures?.[kind], `failures["${kind}"]`),
+    ]);
+    const now = this.now();
+    this.requestBucket = requests === undefined ? undefined : new Bucket(requests, this.minuteMs, now);
+    this.tokenBucket = tokens === undefined ? undefined : new Bucket(tokens, this.minuteMs, now);
+    this.http = createServer((request, response) => {
+      this.handle(request, response).catch((error: unknown) => {
+        if (!response.headersSent) response.writeHead(500).end(String(error));
+      });
+    });
+    // Clients keep connections alive between requests; so does the server, or a run of a thousand
+    // requests would spend its time in TCP handshakes and TIME_WAIT.
+    this.http.keepAliveTimeout = 10_000;
+  }
+
+  get url(): string {
+    const address = this.address;
+    if (address === undefined) throw new Error("the mock server is not listening");
+    const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+    return `http://${host}:${address.port}`;
+  }
+
+  get port(): number {
+    return this.address?.port ?? 0;
+  }
+
+  get inFlight(): number {
+    return this.serving;
+  }
+
+  listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.http.once("error", reject);
+      this.http.listen(this.options.port ?? 0, this.options.host ?? "127.0.0.1", () => {
+        this.http.off("error", reject);
+        this.address = this.http.address() as AddressInfo;
+        resolve();
+      });
+    });
+  }
+
+  summary(): MockServerSummary {
+    const outcomes: Partial<Record<MockOutcome, number>> = {};
+    let status429 = 0;
+    let tokensServed = 0;
+    for (const record of this.requests) {
+      if (record.outcome !== undefined) outcomes[record.outcome] = (outcomes[record.outcome] ?? 0) + 1;
+      if (record.status === 429) status429++;
+      if (record.outcome === "ok") tokensServed += record.inputTokens + record.outputTokens;
+    }
+    return { total: this.requests.length, outcomes, status429, maxInFlight: this.maxServing, tokensServed };
+  }
+
+  close(): Promise<void> {
+    this.closing ??= new Promise<void>((resolve) => {
+      this.http.close(() => resolve());
+      // Hanging requests and idle keep-alive sockets would otherwise hold close() open forever.
+      this.http.closeAllConnections();
+    });
+    return this.closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  private now(): number {
+    return performance.now() - this.origin;
+  }
+
+  private async handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const arrivedAt = this.now();
+    const path = (request.url ?? "/").split("?")[0] ?? "/";
+    const headers: Record<string, string> = {};
+    for (const [name, value] of Object.entries(request.headers)) {
+      if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(", ") : value;
+    }
+    const text = await readBody(request);
+    const body = parseBody(text);
+    const style: MockProviderStyle =
+      path === "/v1/chat/completions" ? "openai" : path === "/v1/messages" ? "anthropic" : this.style;
+    const isCompletion = path === "/v1/chat/completions" || path === "/v1/messages";
+    const inputTokens = Math.ceil(text.length / 4);
+    const record: MockRequestRecord = {
+      index: this.requests.length,
+      method: request.method ?? "GET",
+      path,
+      headers,
+      body,
+      arrivedAt,
+      startedAt: undefined,
+      endedAt: undefined,
+      inputTokens,
+      outputTokens: 0,
+      reservedTokens: 0,
+      status: undefined,
+      outcome: undefined,
+    };
+    this.requests.push(record);
+    response.on("close", () => {
+      if (record.outcome === undefined || record.outcome === "hang") {
+        if (record.outcome === undefined) record.outcome = "aborted";
+        record.endedAt ??= this.now();
+      }
+    });
+
+    const now = this.now();
+    record.startedAt = now;
+    const send = (status: number, payload: unknown, extra: Record<string, string> = {}) => {
+      record.status = status;
+      record.endedAt = this.now();
+      const headersOut = {
+        "content-type": "application/json",
+        ...rateLimitHeaders(
+          style,
+          this.requestBucket?.report(this.now()),
+          this.tokenBucket?.report(this.now()),
+          Date.now(),
+        ),
+        ...extra,
+      };
+      response.writeHead(status, headersOut).end(JSON.stringify(payload));
+    };
+    const fail = (
+      kind: ErrorKind,
+      message: string,
+      extra: Record<string, string> = {},
+      unit?: "requests" | "tokens",
+    ) => {
+      record.outcome = kind;
+      const { status, body: errorBody } = errorResponse(style, kind, message, unit);
+      send(status, errorBody, extra);
+    };
+
+    if (isCompletion && (body === undefined || typeof body !== "object" || body === null)) {
+      fail("bad-request", "the request body must be a JSON object");
+      return;
+    }
+    const requested = requestedOutputTokens(body);
+    const quota = this.options.quota;
+    if (
+      (quota?.tokens !== undefined && this.quotaTokensUsed >= quota.tokens) ||
+      (quota?.requests !== undefined && this.quotaRequestsUsed >= quota.requests)
+    ) {
+      fail("quota", "You exceeded your current quota, please check your plan and billing details.");
+      return;
+    }
+
+    const failure = this.options.inject?.(record) ?? this.randomFailure();
+    switch (failure) {
+      case undefined:
+        break;
+      case "reset":
+        record.outcome = "reset";
+        record.endedAt = this.now();
+        request.socket.destroy();
+        return;
+      case "hang":
+        // Left unanswered on purpose; the client's timeout or close() ends it.
+        record.outcome = "hang";
+        return;
+      case "quota":
+        fail("quota", "You exceeded your current quota, please check your plan and billing details.");
+        return;
+      case "rate-limit":
+        fail("rate-limited", "Rate limit reached (injected).", retryAfterHeaders(style, 1000));
+        return;
+      case "overloaded":
+        fail("overloaded", "The server is overloaded. Please retry later.", retryAfterHeaders(style, 1000));
+        return;
+      case "server-error":
+        fail("server-error", "The server had an error while processing your request.");
+        return;
+    }
+
+    if (this.serving >= this.concurrency) {
+      const wait = Math.max(10, this.typicalLatency());
+      fail(
+        "concurrency-limited",
+        `Too many concurrent requests: limit ${this.concurrency}.`,
+        retryAfterHeaders(style, wait),
+      );
+      return;
+    }
+    // What the request reserves: OpenAI counts max_tokens against TPM up front, whatever is produced.
+    const replyText = isCompletion ? this.options.reply?.(record) : undefined;
+    const produced = replyText === undefined ? this.completionSize(record) : Math.ceil(replyText.length / 4);
+    const completion = isCompletion ? Math.min(requested ?? Number.POSITIVE_INFINITY, produced) : 0;
+    const reserved = inputTokens + (requested ?? completion);
+    if (this.tokenBucket !== undefined && reserved > this.tokenBucket.capacity) {
+      fail(
+        "too-large",
+        `Request too large on tokens per min (TPM): Limit ${this.tokenBucket.capacity}, Requested ${reserved}.`,
+        {},
+        "tokens",
+      );
+      return;
+    }
+    const waitRequests = this.requestBucket?.waitFor(1, now) ?? 0;
+    const waitTokens = this.tokenBucket?.waitFor(reserved, now) ?? 0;
+    if (waitRequests > 0 || waitTokens > 0) {
+      const unit = waitRequests >= waitTokens ? "requests" : "tokens";
+      const limit = unit === "requests" ? this.requestBucket?.capacity : this.tokenBucket?.capacity;
+      const wait = Math.max(waitRequests, waitTokens);
+      fail(
+        "rate-limited",
+        `Rate limit reached on ${unit} per min: Limit ${limit}, Requested ${unit === "requests" ? 1 : reserved}. Please try again in ${Math.ceil(wait)}ms.`,
+        retryAfterHeaders(style, wait),
+        unit,
+      );
+      return;
+    }
+
+    // Admitted: every bucket pays together.
+    this.requestBucket?.charge(1, now);
+    this.tokenBucket?.charge(reserved, now);
+    record.reservedTokens = reserved;
+    // The quota counts what is admitted, in flight included, so it is never overspent by concurrency.
+    this.quotaTokensUsed += reserved;
+    this.quotaRequestsUsed++;
+    this.serving++;
+    this.maxServing = Math.max(this.maxServing, this.serving);
+    const answer = replyText === undefined ? completionText(body, completion) : replyText.slice(0, completion * 4);
+    const streaming = path === "/v1/chat/completions" && (body as { stream?: unknown }).stream === true;
+    const settle = () => {
+      // The unused part of the reservation comes back (or the overrun is charged as debt).
+      this.tokenBucket?.charge(inputTokens + completion - reserved, this.now());
+      this.quotaTokensUsed += inputTokens + completion - reserved;
+      record.outputTokens = completion;
+    };
+    if (streaming) {
+      // A stream holds its concurrency slot until its last chunk, as with a real provider.
+      try {
+        await this.stream(response, record, body, answer, inputTokens, completion, this.latencyFor(record));
+      } finally {
+        this.serving--;
+        settle();
+      }
+      return;
+    }
+    try {
+      const latency = this.latencyFor(record);
+      if (latency > 0) await sleep(latency);
+    } finally {
+      this.serving--;
+    }
+    settle();
+    // A client that gave up mid-response was still charged, as with a real provider.
+    if (response.destroyed) {
+      record.outcome = "aborted";
+      return;
+    }
+    record.outcome = "ok";
+    send(200, successBody(path, body, inputTokens, completion, record.index, answer));
+  }
+
+  /**
+   * Streams a chat completion as OpenAI does (server-sent events of `chat.completion.chunk`, a final
+   * chunk with `usage` when `stream_options.include_usage` is set, then `[DONE]`): headers after half the
+   * latency (time to first token), the chunks spread over the other half.
+   */
+  private async stream(
+    response: ServerResponse,
+    record: MockRequestRecord,
+    body: unknown,
+    answer: string,
+    input: number,
+    output: number,
+    latency: number,
+  ): Promise<void> {
+    if (latency > 0) await sleep(latency / 2);
+    if (response.destroyed) {
+      record.outcome = "aborted";
+      return;
+    }
+    record.status = 200;
+    response.writeHead(200, {
+      "content-type": "text/event-stream",
+      "cache-control": "no-cache",
+      ...rateLimitHeaders(
+        "openai",
+        this.requestBucket?.report(this.now()),
+        this.tokenBucket?.report(this.now()),
+        Date.now(),
+      ),
+    });
+    const model = typeof (body as { model?: unknown }).model === "string" ? (body as { model: string }).model : "mock";
+    const base = {
+      id: `chatcmpl-mock-${record.index}`,
+      object: "chat.completion.chunk",
+      created: Math.floor(Date.now() / 1000),
+      model,
+    };
+    const words = answer.split(/(?<= )/);
+    const pieces = Math.max(1, Math.min(8, words.length));
+    const perPiece = Math.ceil(words.length / pieces);
+    const event = (data: unknown) => response.write(`data: ${JSON.stringify(data)}\n\n`);
+    event({ ...base, choices: [{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }] });
+    for (let i = 0; i < pieces; i++) {
+      if (latency > 0) await sleep(latency / 2 / pieces);
+      if (response.destroyed) {
+        record.outcome = "aborted";
+        return;
+      }
+      const content = words.slice(i * perPiece, (i + 1) * perPiece).join("");
+      event({ ...base, choices: [{ index: 0, delta: { content }, finish_reason: null }] });
+    }
+    event({ ...base, choices: [{ index: 0, delta: {}, finish_reason: "stop" }] });
+    const options = (body as { stream_options?: { include_usage?: unknown } }).stream_options;
+    if (options?.include_usage === true) {
+      event({
+        ...base,
+        choices: [],
+        usage: { prompt_tokens: input, completion_tokens: output, total_tokens: input + output },
+      });
+    }
+    response.end("data: [DONE]\n\n");
+    record.outcome = "ok";
+    record.endedAt = this.now();
+  }
+
+  private randomFailure(): MockFailure | undefined {
+    for (const [kind, probability] of this.failureRates) {
+      if (this.random() < probability) return kind;
+    }
+    return undefined;
+  }
+
+  private latencyFor(request: MockRequestInfo): number {
+    const latency = this.options.latency ?? 0;
+    if (typeof latency === "number") return latency;
+    if (typeof latency === "function") return Math.max(0, latency(this.random, request));
+    return latency.min + (latency.max - latency.min) * this.random();
+  }
+
+  private typicalLatency(): number {
+    const latency = this.options.latency ?? 0;
+    if (typeof latency === "number") return latency;
+    if (typeof latency === "function") return 100;
+    return (latency.min + latency.max) / 2;
+  }
+
+  private completionSize(request: MockRequestInfo): number {
+    const size = this.options.completionTokens ?? 16;
+    if (typeof size === "number") return size;
+    if (typeof size === "function") return Math.max(0, Math.round(size(this.random, request)));
+    return Math.floor(size.min + (size.max - size.min + 1) * this.random());
+  }
+}
+
+function readBody(request: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    request.on("data", (chunk: Buffer) => chunks.push(chunk));
+    request.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    request.on("error", reject);
+  });
+}
+
+function parseBody(text: string): unknown {
+  if (text === "") return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/** The output cap a chat request asks for, under any of the names the APIs use. */
+function requestedOutputTokens(body: unknown): number | undefined {
+  if (typeof body !== "object" || body === null) return undefined;
+  const fields = body as Record<string, unknown>;
+  for (const name of ["max_tokens", "max_completion_tokens", "max_output_tokens"]) {
+    const value = fields[name];
+    if (typeof value === "number" && Number.isFinite(value) && value >= 0) return value;
+  }
+  return undefined;
+}
+
+function lastUserText(body: unknown): string {
+  if (typeof body !== "object" || body === null) return "";
+  const messages = (body as { messages?: unknown }).messages;
+  if (!Array.isArray(messages)) return "";
+  const last = messages[messages.length - 1] as { content?: unknown } | undefined;
+  return typeof last?.content === "string" ? last.content : "";
+}
+
+/** A deterministic completion: the same request always gets the same text, so tests can check it. */
+function completionText(body: unknown, tokens: number): string {
+  const prompt = lastUserText(body);
+  const words = [`echo:${prompt.slice(0, 64)}`];
+  while (words.length < tokens) words.push("lorem");
+  return words.slice(0, Math.max(0, tokens)).join(" ");
+}
+
+function successBody(path: string, body: unknown, input: number, output: number, index: number, text: string): unknown {
+  const model = typeof (body as { model?: unknown })?.model === "string" ? (body as { model: string }).model : "mock";
+  if (path === "/v1/messages") {
+    return {
+      id: `msg_mock_${index}`,
+      type: "message",
+      role: "assistant",
+      model,
+      content: [{ type: "text", text }],
+      stop_reason: "end_turn",
+      stop_sequence: null,
+      usage: { input_tokens: input, output_tokens: output },
+    };
+  }
+  if (path === "/v1/chat/completions") {
+    return {
+      id: `chatcmpl-mock-${index}`,
+      object: "chat.completion",
+      created: Math.floor(Date.now() / 1000),
+      model,
+      choices: [
+        {
+          index: 0,
+          message: { role: "assistant", content: text, refusal: null },
+          finish_reason: "stop",
+          logprobs: null,
+        },
+      ],
+      usage: { prompt_tokens: input, completion_tokens: output, total_tokens: input + output },
+    };
+  }
+  return { ok: true, path, usage: { total_tokens: input } };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
