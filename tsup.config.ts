@@ -5,6 +5,8 @@ export default defineConfig([
     entry: {
       index: "src/index.ts",
       http: "src/http/index.ts",
+      redis: "src/redis/index.ts",
+      threads: "src/threads/index.ts",
       testing: "src/testing/index.ts",
     },
     format: ["esm", "cjs"],

@@ -360,16 +360,16 @@ export function describeLimiterConformance(
           const controller = new AbortController();
           const waiter = limiter.acquire({ signal: controller.signal });
           await new Promise((resolve) => setTimeout(resolve, settleMs));
+          // Observe the waiter before racing: with an asynchronous release (Redis) the abort may win,
+          // and its rejection must not go unhandled.
+          const observed = waiter.then(
+            (permit) => permit,
+            () => undefined,
+          );
           const released = held.release();
           controller.abort(new Error("raced"));
           await released;
-          const outcome = await guard(
-            waiter.then(
-              (permit) => permit,
-              () => undefined,
-            ),
-            "raced waiter",
-          );
+          const outcome = await guard(observed, "raced waiter");
           if (outcome !== undefined) await outcome.release();
           await drainAll(limiter, 1).then(releaseAll);
         }

@@ -1,0 +1,288 @@
+// Distributed semaphores on a local redis-server: sluice/redis vs redis-semaphore.
+//
+//   npm run build && node bench/redis.mjs [--runs 3] [--seconds 5]
+//
+// Starts its own redis-server (from PATH, free loopback port, no persistence) and measures, per library:
+// - uncontended acquire+release latency (p50/p99);
+// - contended: capacity 4, 32 callers over 2 processes, each holding 1 ms, for --seconds: grants/s,
+//   worst wait, per-caller fairness (least/most served), FIFO violations, hand-off latency (a release to
+//   the next holder starting, p50/p99), Redis commands per grant (INFO commandstats before and after;
+//   "all" counts the commands scripts run inside Redis too, "calls" only EVALSHA/EVAL/BLPOP and plain
+//   commands sent by the clients), and the CPU time the two client processes spent per grant.
+// Prints one Markdown table (medians over --runs).
+import { spawn } from "node:child_process";
+import { createServer } from "node:net";
+import { fileURLToPath } from "node:url";
+import { Redis } from "ioredis";
+import { Semaphore as PeerSemaphore } from "redis-semaphore";
+import { RedisSemaphore } from "../dist/redis.js";
+import { machine, median, quantile, table } from "./harness.mjs";
+
+const self = fileURLToPath(import.meta.url);
+const argument = (name, fallback) => {
+  const index = process.argv.indexOf(`--${name}`);
+  return index === -1 ? fallback : Number(process.argv[index + 1]);
+};
+const now = () => performance.timeOrigin + performance.now();
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+const CAPACITY = 4;
+const HOLD_MS = 1;
+// --callers N: callers per process (default 16, the issue's 32 over 2 processes). More callers show how
+// each library's Redis load grows with the number waiting.
+const CALLERS_PER_PROCESS = argument("callers", 16);
+
+/** One acquirer per library: acquire() resolves to a release function. */
+function makeAcquirer(library, redis, name) {
+  if (library === "sluice") {
+    const semaphore = new RedisSemaphore(redis, { name, capacity: CAPACITY, leaseTtl: "10s", guardRestarts: false });
+    return {
+      acquire: async () => {
+        const permit = await semaphore.acquire();
+        const release = () => permit.release();
+        release.token = permit.fencingToken;
+        return release;
+      },
+      close: () => semaphore.close(),
+    };
+  }
+  // redis-semaphore: one Semaphore object per holder (its identifier), polling every retryInterval
+  // (default 10 ms) while the semaphore is full.
+  return {
+    acquire: async () => {
+      const semaphore = new PeerSemaphore(redis, name, CAPACITY, { lockTimeout: 10_000, acquireTimeout: 60_000 });
+      await semaphore.acquire();
+      return () => semaphore.release();
+    },
+    close: async () => undefined,
+  };
+}
+
+// ---- child process: 16 closed-loop callers ------------------------------------------------------
+
+async function child(config) {
+  const redis = new Redis(config.port, "127.0.0.1");
+  const acquirer = makeAcquirer(config.library, redis, config.name);
+  // Warm up the connection and the script cache outside the measurement.
+  await (await acquirer.acquire())();
+  await sleep(Math.max(0, config.startAt - now()));
+  const cpuBefore = process.cpuUsage();
+  const end = config.startAt + config.seconds * 1000;
+  const grants = [];
+  const releases = [];
+  const caller = async (id) => {
+    while (now() < end) {
+      const requested = now();
+      const release = await acquirer.acquire();
+      const granted = now();
+      await sleep(HOLD_MS);
+      const released = now();
+      await release();
+      grants.push([id, requested, granted, release.token]);
+      releases.push(released);
+    }
+  };
+  await Promise.all(Array.from({ length: config.callers }, (_, index) => caller(`${process.pid}:${index}`)));
+  const cpu = process.cpuUsage(cpuBefore);
+  await acquirer.close();
+  redis.disconnect();
+  process.stdout.write(JSON.stringify({ grants, releases, cpuMs: (cpu.user + cpu.system) / 1000 }));
+}
+
+// ---- parent --------------------------------------------------------------------------------------
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function startRedis() {
+  const port = await freePort();
+  const child = spawn(
+    "redis-server",
+    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    {
+      stdio: "ignore",
+    },
+  );
+  const redis = new Redis(port, "127.0.0.1", { retryStrategy: (times) => (times > 50 ? null : 50) });
+  redis.on("error", () => undefined);
+  await redis.ping();
+  return { port, redis, stop: () => child.kill("SIGKILL") };
+}
+
+async function commandStats(redis) {
+  const text = await redis.info("commandstats");
+  const stats = {};
+  for (const match of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) stats[match[1]] = Number(match[2]);
+  return stats;
+}
+
+function statsDelta(before, after) {
+  let all = 0;
+  let calls = 0;
+  for (const [command, count] of Object.entries(after)) {
+    if (command === "info" || command === "ping" || command === "script|load" || command.startsWith("client")) continue;
+    const delta = count - (before[command] ?? 0);
+    all += delta;
+    if (command === "evalsha" || command === "eval" || command === "blpop") calls += delta;
+  }
+  return { all, calls };
+}
+
+async function uncontended(library, redis) {
+  const acquirer = makeAcquirer(library, redis, `bench-uncontended-${library}-${Math.random()}`);
+  for (let i = 0; i < 200; i++) await (await acquirer.acquire())();
+  const samples = [];
+  for (let i = 0; i < 2_000; i++) {
+    const start = performance.now();
+    await (await acquirer.acquire())();
+    samples.push(performance.now() - start);
+  }
+  await acquirer.close();
+  return { p50: quantile(samples, 0.5), p99: quantile(samples, 0.99) };
+}
+
+function runChild(config) {
+  return new Promise((resolve, reject) => {
+    const process_ = spawn(process.execPath, [self, "--child", JSON.stringify(config)], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let output = "";
+    process_.stdout.on("data", (chunk) => {
+      output += chunk;
+    });
+    process_.on("exit", (code) =>
+      code === 0 ? resolve(JSON.parse(output)) : reject(new Error(`child exited ${code}`)),
+    );
+  });
+}
+
+/**
+ * FIFO violations: grants that overtook a caller who had asked at least 1 ms earlier and was granted
+ * at least 1 ms later. The 1 ms on both sides absorbs what the library cannot control — two processes
+ * stamp times before sending and after receiving, and the scheduler of a busy machine sits between.
+ * Requests in the first 100 ms are left out: all 32 callers ask at once then.
+ *
+ * With `byToken`, "granted later" is decided by the fencing token (the order in which Redis granted),
+ * so only the request side is measured by the clocks of the processes.
+ */
+function fifoViolations(grants, startAt, byToken = false) {
+  const order = byToken ? (grant) => grant[3] : (grant) => grant[2];
+  const slack = byToken ? 0 : 1;
+  const byRequest = grants.filter((grant) => grant[1] >= startAt + 100).sort((a, b) => a[1] - b[1]);
+  let violations = 0;
+  let latestOfEarlier = Number.NEGATIVE_INFINITY;
+  let earlier = 0;
+  for (const grant of byRequest) {
+    while (earlier < byRequest.length && byRequest[earlier][1] <= grant[1] - 1) {
+      latestOfEarlier = Math.max(latestOfEarlier, order(byRequest[earlier]));
+      earlier++;
+    }
+    if (latestOfEarlier >= order(grant) + slack) violations++;
+  }
+  return violations;
+}
+
+/** For each grant that had to wait, the time from the latest release before it to its start. */
+function handOffs(grants, releases) {
+  const sortedReleases = [...releases].sort((a, b) => a - b);
+  const result = [];
+  for (const [, requested, granted] of grants) {
+    // Find the latest release before `granted` (binary search); only grants that waited for one count.
+    let low = 0;
+    let high = sortedReleases.length;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if (sortedReleases[middle] <= granted) low = middle + 1;
+      else high = middle;
+    }
+    const release = sortedReleases[low - 1];
+    if (release !== undefined && release > requested) result.push(granted - release);
+  }
+  return result;
+}
+
+async function contended(library, server, seconds) {
+  const name = `bench-contended-${library}-${Math.random()}`;
+  const startAt = now() + 1_500;
+  const before = await commandStats(server.redis);
+  const outputs = await Promise.all(
+    [0, 1].map(() => runChild({ library, port: server.port, name, startAt, seconds, callers: CALLERS_PER_PROCESS })),
+  );
+  const after = await commandStats(server.redis);
+  const grants = outputs.flatMap((output) => output.grants);
+  const releases = outputs.flatMap((output) => output.releases);
+  const perCaller = new Map();
+  for (const [id] of grants) perCaller.set(id, (perCaller.get(id) ?? 0) + 1);
+  const counts = [...perCaller.values()];
+  const { all, calls } = statsDelta(before, after);
+  // Two warm-up grants (one per process) happened outside the measured window but inside the stats.
+  const measured = grants.length;
+  const handOff = handOffs(grants, releases);
+  return {
+    grantsPerSecond: measured / seconds,
+    worstWait: Math.max(...grants.map(([, requested, granted]) => granted - requested)),
+    fairness: Math.min(...counts) / Math.max(...counts),
+    leastMost: `${Math.min(...counts)}-${Math.max(...counts)}`,
+    fifo: fifoViolations(grants, startAt),
+    fifoByToken: library === "sluice" ? fifoViolations(grants, startAt, true) : Number.NaN,
+    handOffP50: quantile(handOff, 0.5),
+    handOffP99: quantile(handOff, 0.99),
+    cpuPerGrant: (outputs.reduce((sum, output) => sum + output.cpuMs, 0) * 1000) / measured,
+    commandsPerGrant: all / (measured + 2),
+    callsPerGrant: calls / (measured + 2),
+  };
+}
+
+async function main() {
+  const runs = argument("runs", 3);
+  const seconds = argument("seconds", 5);
+  const server = await startRedis();
+  try {
+    const rows = [];
+    for (const library of ["sluice", "redis-semaphore"]) {
+      const latency = [];
+      const results = [];
+      for (let run = 0; run < runs; run++) {
+        latency.push(await uncontended(library, server.redis));
+        results.push(await contended(library, server, seconds));
+      }
+      const mid = (pick) => median(results.map(pick));
+      rows.push({
+        library,
+        "uncontended p50 ms": median(latency.map((entry) => entry.p50)),
+        "uncontended p99 ms": median(latency.map((entry) => entry.p99)),
+        "grants/s": mid((result) => result.grantsPerSecond),
+        "worst wait ms": mid((result) => result.worstWait),
+        "least/most served": results[Math.floor(results.length / 2)].leastMost,
+        "fairness (least/most)": mid((result) => result.fairness),
+        "FIFO violations": mid((result) => result.fifo),
+        "FIFO violations (Redis grant order)": library === "sluice" ? mid((result) => result.fifoByToken) : "n/a",
+        "hand-off p50 ms": mid((result) => result.handOffP50),
+        "hand-off p99 ms": mid((result) => result.handOffP99),
+        "commands/grant (all)": mid((result) => result.commandsPerGrant),
+        "calls/grant (client)": mid((result) => result.callsPerGrant),
+        "client CPU µs/grant": mid((result) => result.cpuPerGrant),
+      });
+    }
+    console.log(
+      `Redis semaphores — capacity ${CAPACITY}, ${CALLERS_PER_PROCESS * 2} callers over 2 processes, ${HOLD_MS} ms hold, ${seconds} s, median of ${runs}`,
+    );
+    console.log(machine());
+    console.log();
+    console.log(table(rows));
+  } finally {
+    server.redis.disconnect();
+    server.stop();
+  }
+}
+
+if (process.argv[2] === "--child") await child(JSON.parse(process.argv[3]));
+else await main();

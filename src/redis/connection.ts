@@ -1,0 +1,123 @@
+/**
+ * The little sluice needs from a Redis client, behind one interface so that ioredis, node-redis or
+ * iovalkey can sit under the same primitives. Only ioredis has an adapter today ({@link fromIoredis});
+ * anything that implements {@link RedisConnection} works.
+ */
+import { createHash } from "node:crypto";
+
+/** The Redis operations sluice uses. Every method returns a promise and never throws synchronously. */
+export interface RedisConnection {
+  /** `EVALSHA sha numkeys keys... args...`. Must reject with an error whose message starts with `NOSCRIPT` when the script is not loaded. */
+  evalsha(sha: string, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown>;
+  /** `EVAL script numkeys keys... args...` (which also caches the script for later `EVALSHA`s). */
+  eval(script: string, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown>;
+  /** `BLPOP key timeout`: `[key, value]`, or `null` when `timeoutSeconds` (fractional) passed. */
+  blpop(key: string, timeoutSeconds: number): Promise<[string, string] | null>;
+  /** `SCAN cursor MATCH pattern COUNT count`: `[nextCursor, keys]`. */
+  scan(cursor: string, pattern: string, count: number): Promise<[string, string[]]>;
+  /**
+   * A new connection to the same server with the same options. sluice takes one per primitive per
+   * process for its blocking pops, because a blocked connection cannot carry other commands.
+   */
+  duplicate(): RedisConnection;
+  /** Closes a connection made by {@link RedisConnection.duplicate}. */
+  disconnect(): void;
+}
+
+/** The subset of an ioredis client (`Redis` from "ioredis", v5 or later) that the adapter calls. */
+export interface IoredisLike {
+  evalsha(sha: string, numkeys: number, ...keysAndArgs: (string | number)[]): Promise<unknown>;
+  eval(script: string, numkeys: number, ...keysAndArgs: (string | number)[]): Promise<unknown>;
+  blpop(key: string, timeout: number): Promise<[string, string] | null>;
+  scan(cursor: string, match: "MATCH", pattern: string, count: "COUNT", n: number): Promise<[string, string[]]>;
+  duplicate(): IoredisLike;
+  disconnect(): void;
+  on?(event: "error", listener: (error: Error) => void): unknown;
+}
+
+/**
+ * Adapts an ioredis client.
+ *
+ * @example
+ * ```ts
+ * import Redis from "ioredis";
+ * import { fromIoredis } from "sluice/redis";
+ * const connection = fromIoredis(new Redis(6380));
+ * ```
+ */
+export function fromIoredis(client: IoredisLike): RedisConnection {
+  return asRedisConnection({
+    evalsha: (sha, keys, args) => client.evalsha(sha, keys.length, ...keys, ...args),
+    eval: (script, keys, args) => client.eval(script, keys.length, ...keys, ...args),
+    blpop: (key, timeoutSeconds) => client.blpop(key, timeoutSeconds),
+    scan: (cursor, pattern, count) => client.scan(cursor, "MATCH", pattern, "COUNT", count),
+    duplicate: () => {
+      const copy = client.duplicate();
+      // Our own connection: its failures reach us through the commands; without a listener ioredis
+      // would also print every reconnect attempt as an unhandled error event.
+      copy.on?.("error", () => undefined);
+      return fromIoredis(copy);
+    },
+    disconnect: () => client.disconnect(),
+  });
+}
+
+/** What the constructors accept: an ioredis client or any {@link RedisConnection}. */
+export type RedisClient = RedisConnection | IoredisLike;
+
+/** Marks objects that already speak {@link RedisConnection} (both interfaces have `evalsha`). */
+const CONNECTION = Symbol.for("sluice.redis.connection");
+
+function isConnection(client: RedisClient): client is RedisConnection {
+  return (client as { [CONNECTION]?: true })[CONNECTION] === true;
+}
+
+/** Turns whatever the user passed into a {@link RedisConnection}. */
+export function toConnection(client: RedisClient): RedisConnection {
+  if (client === null || typeof client !== "object") {
+    throw new TypeError(`redis must be an ioredis client or a RedisConnection; got ${String(client)}`);
+  }
+  if (isConnection(client)) return client;
+  const candidate = client as Partial<IoredisLike>;
+  if (typeof candidate.evalsha !== "function" || typeof candidate.duplicate !== "function") {
+    throw new TypeError("redis must be an ioredis client or a RedisConnection (it has no evalsha/duplicate)");
+  }
+  return fromIoredis(client as IoredisLike);
+}
+
+/**
+ * Marks a hand-written {@link RedisConnection} so the constructors use it as is.
+ *
+ * @example
+ * ```ts
+ * const connection = asRedisConnection({ evalsha, eval, blpop, scan, duplicate, disconnect });
+ * ```
+ */
+export function asRedisConnection(connection: RedisConnection): RedisConnection {
+  (connection as { [CONNECTION]?: true })[CONNECTION] = true;
+  return connection;
+}
+
+/** A Lua script run by SHA, loaded on demand: one round trip per call once Redis knows it. */
+export class Script {
+  readonly sha: string;
+  constructor(readonly source: string) {
+    this.sha = createHash("sha1").update(source).digest("hex");
+  }
+
+  async run(
+    connection: RedisConnection,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+  ): Promise<unknown> {
+    try {
+      return await connection.evalsha(this.sha, keys, args);
+    } catch (error) {
+      // After a restart or SCRIPT FLUSH the cache is empty: EVAL sends the body once and caches it.
+      if (error instanceof Error && error.message.startsWith("NOSCRIPT")) {
+        return connection.eval(this.source, keys, args);
+      }
+      throw error;
+    }
+  }
+}

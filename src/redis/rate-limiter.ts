@@ -1,0 +1,693 @@
+/**
+ * RedisRateLimiter: the in-memory RateLimiter's limits model — several limits with units, a cost per
+ * call settled once known, minInterval, pause, observe — shared by every process through Redis.
+ *
+ * Each process keeps its callers in a local {@link WaitQueue} and asks Redis for its head only, one
+ * script at a time: the script admits (charging every limit) or answers with the exact time until
+ * every limit could pay, and the process sleeps precisely that long on its one timer. No polling, no
+ * timer per waiter, no charge for a refused call.
+ */
+import { checkFunction, checkPriority, checkSignal, checkTimeout, checkWeight } from "../core/arguments.js";
+import { systemClock, type TimerHandle } from "../core/clock.js";
+import { type Duration, describe, toMilliseconds } from "../core/duration.js";
+import { ClosedError, ReleasedError, TimeoutError } from "../core/errors.js";
+import { type Limiter, NEVER_ABORTED, type Permit } from "../core/limiter.js";
+import { type HeaderInput, parseRateLimitHeaders } from "../core/rate-headers.js";
+import {
+  type RateAcquireOptions,
+  type RateCost,
+  type RateLimit,
+  RateLimiter,
+  type RatePermit,
+} from "../core/rate-limiter.js";
+import { type Waiter, WaitQueue } from "../core/wait-queue.js";
+import { type RedisClient, type RedisConnection, Script, toConnection } from "./connection.js";
+import { RedisUnavailableError, withDeadline } from "./errors.js";
+import { RATE_ACQUIRE, RATE_INSPECT, RATE_PAUSE, RATE_SETTLE, RATE_TIGHTEN } from "./rate-scripts.js";
+import { RedisSemaphore, type UnavailablePolicy } from "./semaphore.js";
+
+const scripts = {
+  acquire: new Script(RATE_ACQUIRE),
+  settle: new Script(RATE_SETTLE),
+  pause: new Script(RATE_PAUSE),
+  tighten: new Script(RATE_TIGHTEN),
+  inspect: new Script(RATE_INSPECT),
+};
+
+const REQUESTS = "requests";
+
+/** Options for {@link RedisRateLimiter}. */
+export interface RedisRateLimiterOptions {
+  /** Identifies the limiter in Redis: every process using the same name shares the same budget. */
+  name: string;
+  /** Rate limits that must all admit a call (token buckets, GCRA). All processes must agree on them. */
+  limits?: readonly RateLimit[];
+  /** The least time between two starts, across all processes. */
+  minInterval?: Duration;
+  /** Calls in flight at once across all processes (a {@link RedisSemaphore} under the hood). */
+  concurrency?: number;
+  /** Lease of the concurrency permits (see RedisSemaphore). Default `"10s"`. */
+  leaseTtl?: Duration;
+  /** Whether `settle` refunds unused estimates: as RateLimiter's `refund`. Default true. */
+  refund?: boolean | Readonly<Record<string, boolean>>;
+  /** Key prefix. Default `"sluice:"`; the key is `<prefix>{<name>}:rate`. */
+  prefix?: string;
+  /** Longest wait for one Redis reply. Default `"5s"`. */
+  commandTimeout?: Duration;
+  /** As RedisSemaphore's `onUnavailable`: `"fail"` (default), `"allow"` or a local Limiter. */
+  onUnavailable?: UnavailablePolicy;
+}
+
+/** One configured limit as it travels to the scripts. */
+interface Bucket {
+  unit: string;
+  field: string;
+  /** µs per unit of cost. */
+  emission: number;
+  /** burst × emission, µs. */
+  tolerance: number;
+  burst: number;
+  limit: number;
+  intervalMs: number;
+}
+
+/** A snapshot of a rate limiter's state in Redis. */
+export interface RedisRateLimiterSnapshot {
+  kind: "rate-limiter";
+  name: string;
+  key: string;
+  /** Milliseconds the shared pause still lasts; 0 when not paused. */
+  pauseRemaining: number;
+  /** Per configured limit, the budget left now (negative while in debt). */
+  limits: { unit: string; limit: number; interval: number; burst: number; available: number }[];
+}
+
+/** A permit of a {@link RedisRateLimiter}. */
+export interface RedisRatePermit extends RatePermit {
+  /** When Redis admitted the call, in Redis server time (ms since the epoch); undefined for a fallback grant. */
+  readonly admittedAt: number | undefined;
+}
+
+class RatePermit_ implements RedisRatePermit {
+  private held = true;
+  constructor(
+    private readonly limiter: RedisRateLimiter,
+    readonly weight: number,
+    readonly signal: AbortSignal,
+    readonly cost: Record<string, number>,
+    private readonly slot: Permit | undefined,
+    readonly admittedAt: number | undefined,
+  ) {}
+  release(): void | Promise<void> {
+    if (!this.held) throw new ReleasedError("this permit was already released");
+    this.held = false;
+    return this.slot?.release();
+  }
+  settle(actual: RateCost): void {
+    this.limiter["settlePermit"](this, actual);
+  }
+  get isHeld(): boolean {
+    return this.held;
+  }
+  [Symbol.dispose](): void {
+    if (this.held) Promise.resolve(this.release()).catch(() => undefined);
+  }
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.held) await this.release();
+  }
+}
+
+/** A waiting caller's demand: cost per unit (requests always present). */
+interface Demand {
+  cost: Record<string, number>;
+  weight: number;
+  slot: Permit | undefined;
+}
+
+/**
+ * A rate limiter shared by every process that uses the same Redis and `name`: requests per minute AND
+ * tokens per minute (and more) across a fleet, with the exact semantics of the in-memory
+ * `RateLimiter`'s token buckets:
+ * - GCRA for every limit of a call in one script: admitted by all or charged by none;
+ * - a refused call learns the exact time until it could pass and its process sleeps exactly that
+ *   long (one timer per process, for its first waiter);
+ * - `permit.settle(actual)` charges the extra or refunds the unused estimate;
+ * - `pause()` (or `observe()` of a 429's `Retry-After`) pauses every process sharing the limiter;
+ * - times are Redis server time, never the clocks of the processes.
+ *
+ * @example
+ * ```ts
+ * import { RedisRateLimiter } from "sluice/redis";
+ * const openai = new RedisRateLimiter(redis, {
+ *   name: "openai",
+ *   limits: [
+ *     { limit: 500, interval: "1m" },
+ *     { limit: 200_000, interval: "1m", unit: "tokens" },
+ *   ],
+ * });
+ * const reply = await openai.run(async (signal, permit) => {
+ *   const response = await callModel(prompt, { signal });
+ *   permit.settle({ tokens: response.usage.total_tokens });
+ *   return response;
+ * }, { cost: { tokens: 1_500 } });
+ * ```
+ */
+export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
+  readonly name: string;
+  private readonly connection: RedisConnection;
+  private readonly key: string;
+  private readonly buckets: Bucket[];
+  private readonly commandMs: number;
+  private readonly refund: boolean | Readonly<Record<string, boolean>>;
+  private readonly onUnavailable: UnavailablePolicy;
+  private readonly concurrency: RedisSemaphore | undefined;
+  private readonly clock = systemClock;
+  /**
+   * Local callers in order. Invariant: at most one script asks Redis for the head at a time
+   * (`asking`), and when the head was refused, `timer` is armed for the moment Redis said it can pass.
+   */
+  private readonly queue: WaitQueue<Demand, RatePermit>;
+  private asking = false;
+  private timer: TimerHandle | undefined;
+  private closed = false;
+
+  constructor(redis: RedisClient, options: RedisRateLimiterOptions) {
+    if (options === null || typeof options !== "object") {
+      throw new TypeError(`options must be an object with a name and limits; got ${describe(options)}`);
+    }
+    this.connection = toConnection(redis);
+    if (typeof options.name !== "string" || options.name === "") {
+      throw new TypeError(`name must be a non-empty string; got ${describe(options.name)}`);
+    }
+    this.name = options.name;
+    // The in-memory RateLimiter validates limits and refund exactly as users learn them; reuse it.
+    const validated = new RateLimiter({
+      limits: options.limits ?? [],
+      refund: options.refund ?? true,
+      name: options.name,
+    });
+    this.buckets = validated.limits.map((limit, index) => {
+      if (limit.algorithm === "sliding-window") {
+        throw new RangeError(
+          `limits[${index}].algorithm "sliding-window" is not supported by RedisRateLimiter; its limits are token buckets (GCRA)`,
+        );
+      }
+      const unit = limit.unit ?? REQUESTS;
+      const intervalMs = toMilliseconds(limit.interval, `limits[${index}].interval`);
+      const burst = limit.burst ?? limit.limit;
+      const emission = (intervalMs * 1000) / limit.limit;
+      return {
+        unit,
+        field: `tat:${unit}:${limit.limit}/${intervalMs}:${burst}`,
+        emission,
+        tolerance: burst * emission,
+        burst,
+        limit: limit.limit,
+        intervalMs,
+      };
+    });
+    const spacing = toMilliseconds(options.minInterval ?? 0, "minInterval");
+    if (spacing > 0) {
+      this.buckets.push({
+        unit: "\0start",
+        field: `tat:spacing:${spacing}`,
+        emission: spacing * 1000,
+        tolerance: spacing * 1000,
+        burst: 1,
+        limit: 1,
+        intervalMs: spacing,
+      });
+    }
+    this.refund = options.refund ?? true;
+    this.commandMs = toMilliseconds(options.commandTimeout ?? "5s", "commandTimeout");
+    const policy = options.onUnavailable ?? "fail";
+    if (
+      policy !== "fail" &&
+      policy !== "allow" &&
+      (typeof policy !== "object" || typeof policy.acquire !== "function")
+    ) {
+      throw new TypeError(`onUnavailable must be "fail", "allow" or a Limiter; got ${describe(policy)}`);
+    }
+    this.onUnavailable = policy;
+    const prefix = options.prefix ?? "sluice:";
+    this.key = `${prefix}{${this.name}}:rate`;
+    this.concurrency =
+      options.concurrency === undefined || options.concurrency === Number.POSITIVE_INFINITY
+        ? undefined
+        : new RedisSemaphore(redis, {
+            name: `${this.name}/concurrency`,
+            capacity: options.concurrency,
+            prefix,
+            leaseTtl: options.leaseTtl ?? "10s",
+            commandTimeout: this.commandMs,
+            onUnavailable: policy,
+          });
+    if (this.concurrency?.capacity === 0)
+      throw new RangeError("concurrency must be an integer >= 1 or Infinity; got 0");
+    this.queue = new WaitQueue<Demand, RatePermit>(
+      this.clock,
+      (_waiter, _reason, wasHead) => {
+        if (wasHead) this.restart();
+      },
+      () => `Redis rate limiter ${JSON.stringify(this.name)}`,
+    );
+  }
+
+  /** Callers of this process waiting. */
+  get waiting(): number {
+    return this.queue.size;
+  }
+
+  /**
+   * Waits until every limit admits the call's cost (and a concurrency slot is free, if configured),
+   * and returns the permit. Rejects like `RateLimiter.acquire`, and with RedisUnavailableError when
+   * Redis cannot be reached (see `onUnavailable`).
+   */
+  acquire(options?: RateAcquireOptions): Promise<RedisRatePermit> {
+    let cost: Record<string, number>;
+    let weight = 1;
+    let priority = 0;
+    let signal: AbortSignal | undefined;
+    let timeout = Number.POSITIVE_INFINITY;
+    try {
+      if (options !== undefined && (typeof options !== "object" || options === null)) {
+        throw new TypeError(`options must be an object; got ${describe(options)}`);
+      }
+      if (options?.weight !== undefined) weight = checkWeight(options.weight);
+      cost = normalizeCost(options?.cost);
+      if (options?.priority !== undefined) priority = checkPriority(options.priority);
+      if (options?.timeout !== undefined) timeout = checkTimeout(options.timeout);
+      signal = checkSignal(options?.signal);
+      this.checkPossible(cost, weight);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (this.closed)
+      return Promise.reject(new ClosedError(`Redis rate limiter ${JSON.stringify(this.name)} was closed`));
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (this.concurrency === undefined) {
+      return this.enqueue({ cost, weight, slot: undefined }, priority, signal, timeout) as Promise<RedisRatePermit>;
+    }
+    return this.acquireWithSlot(cost, weight, priority, signal, timeout);
+  }
+
+  /**
+   * Runs `fn` once admitted; `fn` gets the work's signal and the permit (to `settle` the actual cost).
+   *
+   * @example
+   * ```ts
+   * await limiter.run(async (signal, permit) => {
+   *   const usage = await complete(prompt, { signal });
+   *   permit.settle({ tokens: usage.totalTokens });
+   * }, { cost: { tokens: 2_000 } });
+   * ```
+   */
+  async run<T>(
+    fn: (signal: AbortSignal, permit: RatePermit) => T | PromiseLike<T>,
+    options?: RateAcquireOptions,
+  ): Promise<T> {
+    checkFunction(fn, "fn");
+    const permit = (await this.acquire(options)) as RatePermit_;
+    try {
+      return await fn(permit.signal, permit);
+    } finally {
+      if (permit.isHeld) await permit.release();
+    }
+  }
+
+  /**
+   * Pauses every process sharing this limiter until `forOrUntil` (a duration from now, or a Date):
+   * what a 429 with `Retry-After` asks. Only ever extends. Every limit is empty when the pause ends,
+   * so the calls that piled up resume at the steady rate. Resolves once Redis has it.
+   */
+  async pause(forOrUntil: Duration | Date, _reason?: unknown): Promise<void> {
+    let ms: number;
+    if (forOrUntil instanceof Date) {
+      const at = forOrUntil.getTime();
+      if (Number.isNaN(at)) throw new RangeError("pause: the Date is invalid");
+      ms = Math.max(0, at - Date.now());
+    } else ms = toMilliseconds(forOrUntil, "pause duration");
+    if (ms <= 0) return;
+    await this.call(
+      scripts.pause,
+      ms,
+      this.buckets.map((bucket) => [bucket, 0]),
+      "pause",
+    );
+    // Our own head learns the new time at its next try; try again now so it sleeps until the end.
+    this.restart();
+  }
+
+  /**
+   * Tightens the shared budget from a response's rate-limit headers (`parseRateLimitHeaders`), and
+   * pauses everyone for `Retry-After`. Only ever tightens.
+   *
+   * @example
+   * ```ts
+   * const response = await limiter.run(() => fetch(url));
+   * await limiter.observe(response.headers);
+   * ```
+   */
+  async observe(headers: HeaderInput): Promise<void> {
+    const found = parseRateLimitHeaders(headers, Date.now());
+    const tightened = this.buckets.map((bucket): [Bucket, number] => [
+      bucket,
+      found.units[bucket.unit]?.remaining ?? -1,
+    ]);
+    if (tightened.some(([, remaining]) => remaining >= 0)) {
+      await this.call(scripts.tighten, 0, tightened, "observe");
+    }
+    if (found.retryAfterMs !== undefined && found.retryAfterMs > 0) await this.pause(found.retryAfterMs, "Retry-After");
+    else this.restart();
+  }
+
+  /** The shared state in Redis: pause and budget left per limit. */
+  async inspect(): Promise<RedisRateLimiterSnapshot> {
+    const snapshot = await inspectRateLimiter(this.connection, this.key, this.name, this.commandMs);
+    // Report every configured limit, also those Redis has no state for (full).
+    const found = new Map(snapshot.limits.map((limit) => [limitField(limit), limit]));
+    snapshot.limits = this.buckets
+      .filter((bucket) => !bucket.unit.startsWith("\0"))
+      .map(
+        (bucket) =>
+          found.get(bucket.field) ?? {
+            unit: bucket.unit,
+            limit: bucket.limit,
+            interval: bucket.intervalMs,
+            burst: bucket.burst,
+            available: bucket.burst,
+          },
+      );
+    return snapshot;
+  }
+
+  /** Rejects this process's waiters with ClosedError and closes the concurrency semaphore, if any. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.queue.rejectAll(new ClosedError(`Redis rate limiter ${JSON.stringify(this.name)} was closed`));
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.concurrency?.close();
+  }
+
+  // -------------------------------------------------------------------------------------------------
+
+  private async acquireWithSlot(
+    cost: Record<string, number>,
+    weight: number,
+    priority: number,
+    signal: AbortSignal | undefined,
+    timeout: number,
+  ): Promise<RedisRatePermit> {
+    const started = this.clock.now();
+    const slot = await (this.concurrency as RedisSemaphore).acquire({ weight, priority, signal, timeout });
+    try {
+      const left = timeout === Number.POSITIVE_INFINITY ? timeout : Math.max(0, timeout - (this.clock.now() - started));
+      return (await this.enqueue({ cost, weight, slot }, priority, signal, left)) as RedisRatePermit;
+    } catch (error) {
+      await Promise.resolve(slot.release()).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  private enqueue(
+    demand: Demand,
+    priority: number,
+    signal: AbortSignal | undefined,
+    timeout: number,
+  ): Promise<RatePermit> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (timeout === 0) return this.tryNow(demand, priority, signal);
+    const promise = this.queue.enqueue(demand, priority, signal, timeout);
+    if (this.queue.head?.request === demand) this.restart();
+    return promise;
+  }
+
+  /** `timeout: 0`: one question to Redis, if nobody here waits ahead; no queueing. */
+  private async tryNow(demand: Demand, priority: number, signal: AbortSignal | undefined): Promise<RatePermit> {
+    const refused = () =>
+      new TimeoutError(0, `timed out after 0 ms waiting for Redis rate limiter ${JSON.stringify(this.name)}`);
+    if (!this.queue.isFirstInLine(priority)) throw refused();
+    let reply: number[];
+    try {
+      reply = (await this.ask(demand)) as number[];
+    } catch (error) {
+      if (!(error instanceof RedisUnavailableError) || this.onUnavailable === "fail") throw error;
+      if (this.onUnavailable === "allow") return this.permit(demand, signal);
+      return this.fallback(demand, signal, 0);
+    }
+    if (reply[0] !== 1) throw refused();
+    return this.permit(demand, signal, reply[1]);
+  }
+
+  /** The head changed (or Redis state did): forget the timer and ask again. */
+  private restart(): void {
+    if (this.timer !== undefined) {
+      this.clock.clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    this.pump();
+  }
+
+  /** Asks Redis for the head, unless a question is in flight or the head sleeps until its time. */
+  private pump(): void {
+    if (this.asking || this.timer !== undefined) return;
+    const head = this.queue.head;
+    if (head === undefined) return;
+    this.asking = true;
+    void this.askForHead(head).finally(() => {
+      this.asking = false;
+    });
+  }
+
+  /** One acquire script for `demand`: `{1, now}` admitted (charged), `{0, µs}` not yet (nothing charged). */
+  private ask(demand: Demand): Promise<unknown> {
+    return this.call(
+      scripts.acquire,
+      0,
+      this.buckets.map((bucket) => [bucket, this.costFor(bucket, demand.cost)]),
+      "acquire",
+      (late) => {
+        // Admitted after we gave up on the answer: give the charge back.
+        if ((late as number[])[0] === 1) this.refundAll(demand.cost);
+      },
+    );
+  }
+
+  private async askForHead(head: Waiter<Demand, RatePermit>): Promise<void> {
+    const demand = head.request;
+    let reply: number[];
+    try {
+      reply = (await this.ask(demand)) as number[];
+    } catch (error) {
+      this.asking = false;
+      this.unavailable(head, error);
+      this.pump();
+      return;
+    }
+    this.asking = false;
+    if (reply[0] === 1) {
+      if (head.queued) this.queue.grant(head, this.permit(demand, head.cancellation?.signal, reply[1]));
+      // The caller left while the script ran: nothing was used, so nothing should stay charged.
+      else this.refundAll(demand.cost);
+      this.pump();
+      return;
+    }
+    if (this.queue.head !== head) {
+      this.pump();
+      return;
+    }
+    // Sleep exactly until every limit can pay (a server time difference; +1 ms for timer rounding).
+    const waitMs = (reply[1] as number) / 1000;
+    this.timer = this.clock.setTimeout(() => {
+      this.timer = undefined;
+      this.pump();
+    }, Math.ceil(waitMs) + 1);
+  }
+
+  private permit(demand: Demand, signal: AbortSignal | undefined, admittedAtUs?: number): RatePermit_ {
+    const admittedAt = admittedAtUs === undefined ? undefined : admittedAtUs / 1000;
+    return new RatePermit_(this, demand.weight, signal ?? NEVER_ABORTED, { ...demand.cost }, demand.slot, admittedAt);
+  }
+
+  /** Admits through the `onUnavailable` limiter; the permit releases both its slot and the fallback's. */
+  private async fallback(
+    demand: Demand,
+    signal: AbortSignal | undefined,
+    timeout: number | undefined,
+  ): Promise<RatePermit> {
+    const limiter = this.onUnavailable as Limiter;
+    const inner = await limiter.acquire(
+      timeout === undefined ? { weight: demand.weight, signal } : { weight: demand.weight, signal, timeout },
+    );
+    const slot = demand.slot;
+    const both: Permit = {
+      weight: demand.weight,
+      signal: inner.signal,
+      release: async () => {
+        await inner.release();
+        await slot?.release();
+      },
+      [Symbol.dispose]: () => undefined,
+      [Symbol.asyncDispose]: () => Promise.resolve(),
+    };
+    return new RatePermit_(this, demand.weight, signal ?? inner.signal, { ...demand.cost }, both, undefined);
+  }
+
+  private unavailable(head: Waiter<Demand, RatePermit>, error: unknown): void {
+    if (!head.queued) return;
+    const demand = head.request;
+    const policy = this.onUnavailable;
+    if (!(error instanceof RedisUnavailableError) || policy === "fail") this.queue.reject(head, error);
+    else if (policy === "allow") this.queue.grant(head, this.permit(demand, head.cancellation?.signal));
+    else {
+      // Leave the local queue now (so the next waiter is asked); the caller's promise follows the fallback.
+      const admitted = this.fallback(demand, head.cancellation?.signal, undefined);
+      this.queue.grant(head, admitted as unknown as RatePermit);
+    }
+  }
+
+  private costFor(bucket: Bucket, cost: Record<string, number>): number {
+    if (bucket.unit === "\0start") return 1;
+    return cost[bucket.unit] ?? 0;
+  }
+
+  private refundAll(cost: Record<string, number>): void {
+    const deltas = this.buckets.map((bucket): [Bucket, number] => [bucket, -this.costFor(bucket, cost)]);
+    this.call(scripts.settle, 0, deltas, "refund").catch(() => undefined);
+  }
+
+  /** Called by permits. Settling is asynchronous; its failure is not the caller's problem. */
+  // biome-ignore lint/correctness/noUnusedPrivateClassMembers: permits call it as limiter["settlePermit"].
+  private settlePermit(permit: RatePermit_, actual: RateCost): void {
+    const target = normalizeSettlement(actual);
+    const deltas = new Map<string, number>();
+    for (const [unit, amount] of Object.entries(target)) {
+      const old = permit.cost[unit] ?? 0;
+      let next = amount;
+      if (next < old && !this.refunds(unit)) next = old;
+      if (next !== old) deltas.set(unit, next - old);
+      permit.cost[unit] = next;
+    }
+    if (deltas.size === 0) return;
+    const changes = this.buckets.map((bucket): [Bucket, number] => [bucket, deltas.get(bucket.unit) ?? 0]);
+    this.call(scripts.settle, 0, changes, "settle").then(
+      () => this.restart(),
+      () => undefined,
+    );
+  }
+
+  private refunds(unit: string): boolean {
+    const refund = this.refund;
+    if (typeof refund === "boolean") return refund;
+    return refund[unit] ?? true;
+  }
+
+  private checkPossible(cost: Record<string, number>, weight: number): void {
+    if (this.concurrency !== undefined && weight > this.concurrency.capacity) {
+      throw new RangeError(
+        `weight ${weight} is above the concurrency ${this.concurrency.capacity} of Redis rate limiter ${JSON.stringify(this.name)}; it could never be admitted`,
+      );
+    }
+    for (const bucket of this.buckets) {
+      const amount = this.costFor(bucket, cost);
+      if (amount > bucket.burst) {
+        throw new RangeError(
+          `cost ${amount} ${bucket.unit} is above the burst ${bucket.burst} of the limit ${bucket.limit} ${bucket.unit} per ${bucket.intervalMs} ms of Redis rate limiter ${JSON.stringify(this.name)}; it could never be admitted`,
+        );
+      }
+    }
+  }
+
+  private call(
+    script: Script,
+    first: number,
+    limits: [Bucket, number][],
+    what: string,
+    onLate?: (value: unknown) => void,
+  ): Promise<unknown> {
+    const args: (string | number)[] = [first, limits.length];
+    for (const [bucket, amount] of limits) args.push(bucket.field, bucket.emission, bucket.tolerance, amount);
+    let running: Promise<unknown>;
+    try {
+      running = script.run(this.connection, [this.key], args);
+    } catch (error) {
+      running = Promise.reject(error);
+    }
+    return withDeadline(running, this.commandMs, `${what} on Redis rate limiter ${JSON.stringify(this.name)}`, onLate);
+  }
+}
+
+function limitField(limit: { unit: string; limit: number; interval: number; burst: number }): string {
+  return `tat:${limit.unit}:${limit.limit}/${limit.interval}:${limit.burst}`;
+}
+
+/**
+ * Reads one rate limiter's state. The field names carry each limit's configuration, so this works
+ * without knowing how the limiter was set up (what `sluice inspect` needs).
+ */
+export async function inspectRateLimiter(
+  connection: RedisConnection,
+  key: string,
+  name: string,
+  timeoutMs = 5_000,
+): Promise<RedisRateLimiterSnapshot> {
+  const reply = (await withDeadline(scripts.inspect.run(connection, [key], []), timeoutMs, `inspect ${name}`)) as [
+    number,
+    string[],
+  ];
+  const [now, flat] = reply;
+  let pause = 0;
+  const limits: RedisRateLimiterSnapshot["limits"] = [];
+  for (let index = 0; index + 1 < flat.length; index += 2) {
+    const field = flat[index] as string;
+    const value = Number(flat[index + 1]);
+    if (field === "pause") {
+      pause = value;
+      continue;
+    }
+    const match = /^tat:(.+):([\d.e+-]+)\/([\d.e+-]+):([\d.e+-]+)$/.exec(field);
+    if (match === null || match[1] === "spacing") continue;
+    const limit = Number(match[2]);
+    const interval = Number(match[3]);
+    const burst = Number(match[4]);
+    const emission = (interval * 1000) / limit;
+    limits.push({
+      unit: match[1] as string,
+      limit,
+      interval,
+      burst,
+      available: burst - Math.max(0, value - now) / emission,
+    });
+  }
+  return { kind: "rate-limiter", name, key, pauseRemaining: pause > now ? (pause - now) / 1000 : 0, limits };
+}
+
+function checkCostValue(value: unknown, argument: string): number {
+  if (typeof value !== "number") throw new TypeError(`${argument} must be a number; got ${describe(value)}`);
+  if (!Number.isFinite(value) || value < 0)
+    throw new RangeError(`${argument} must be a finite number >= 0; got ${value}`);
+  return value;
+}
+
+/** A cost per unit; `requests` is 1 unless given (DESIGN.md: a unit left out costs 0, requests 1). */
+function normalizeCost(cost: RateCost | undefined): Record<string, number> {
+  if (cost === undefined) return { [REQUESTS]: 1 };
+  if (typeof cost === "number") return { [REQUESTS]: checkCostValue(cost, "cost") };
+  if (typeof cost !== "object" || cost === null || Array.isArray(cost)) {
+    throw new TypeError(`cost must be a number or an object of numbers per unit; got ${describe(cost)}`);
+  }
+  const normalized: Record<string, number> = { [REQUESTS]: 1 };
+  for (const [unit, amount] of Object.entries(cost)) normalized[unit] = checkCostValue(amount, `cost.${unit}`);
+  return normalized;
+}
+
+function normalizeSettlement(actual: RateCost): Record<string, number> {
+  if (typeof actual === "number") return { [REQUESTS]: checkCostValue(actual, "actual") };
+  if (typeof actual !== "object" || actual === null || Array.isArray(actual)) {
+    throw new TypeError(`actual must be a number or an object of numbers per unit; got ${describe(actual)}`);
+  }
+  const target: Record<string, number> = {};
+  for (const [unit, amount] of Object.entries(actual)) target[unit] = checkCostValue(amount, `actual.${unit}`);
+  return target;
+}

@@ -1,0 +1,121 @@
+/**
+ * The Lua side of RedisRateLimiter: GCRA (the token bucket as "theoretical arrival times") for every
+ * limit of a call in one script, so a call is admitted by all limits or charged by none.
+ *
+ * Key layout: one HASH `<prefix>{<name>}:rate`
+ *   `tat:<unit>:<limit>/<interval ms>:<burst>`  per limit, the time (server µs) at which the bucket is
+ *       full again. Invariant: budget left at t = burst - max(0, tat - t) / T, where T = interval / limit
+ *       (µs per unit). Naming the field after the configuration means processes configured differently
+ *       never read each other's state as their own.
+ *   `tat:spacing:<ms>`  minInterval, as a bucket of burst 1 that every start pays 1 into.
+ *   `pause`  server µs before which nothing is admitted (a 429 seen by any process).
+ * The key expires when every bucket is full again and no pause is in force — at that point deleting it
+ * changes nothing, so nothing is ever left behind.
+ *
+ * Each limit travels as four arguments: field, T (µs per unit), tau (burst × T, µs), and an amount
+ * (the cost to charge, a settlement delta, or a `remaining` to tighten to).
+ */
+
+const PRELUDE = `
+local key = KEYS[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local n = tonumber(ARGV[2])
+local function arg(i, k) return ARGV[2 + (i - 1) * 4 + k] end
+local function field(i) return arg(i, 1) end
+local function num(i, k) return tonumber(arg(i, k)) end
+
+local fields = {'pause'}
+for i = 1, n do fields[#fields + 1] = field(i) end
+local values = redis.call('HMGET', key, unpack(fields))
+local pause = tonumber(values[1]) or 0
+local tats = {}
+for i = 1, n do tats[i] = tonumber(values[i + 1]) or 0 end
+
+local function save()
+  local writes = {'pause', pause}
+  local horizon = pause
+  for i = 1, n do
+    writes[#writes + 1] = field(i)
+    writes[#writes + 1] = tats[i]
+    if tats[i] > horizon then horizon = tats[i] end
+  end
+  if horizon <= now then
+    -- Every bucket is full and no pause holds: the state is the same as no state.
+    redis.call('DEL', key)
+    return
+  end
+  redis.call('HSET', key, unpack(writes))
+  redis.call('PEXPIRE', key, math.ceil((horizon - now) / 1000) + 1000)
+end
+`;
+
+/**
+ * ARGV 1 unused, 2 n, then per limit: field, T, tau, cost. Returns `{1, now}` when admitted and
+ * charged, `{0, wait µs}` when not (nothing charged): the exact time until every limit can pay.
+ */
+export const RATE_ACQUIRE = `${PRELUDE}
+local ready = pause
+for i = 1, n do
+  local cost = num(i, 4)
+  if cost > 0 then
+    -- Payable at t when max(tat, t) + cost * T - tau <= t.
+    local at = math.max(tats[i], now) + cost * num(i, 2) - num(i, 3)
+    if at > ready then ready = at end
+  end
+end
+if ready > now then return {0, math.ceil(ready - now)} end
+for i = 1, n do
+  local cost = num(i, 4)
+  if cost > 0 then tats[i] = math.max(tats[i], now) + cost * num(i, 2) end
+end
+save()
+return {1, now}
+`;
+
+/**
+ * Per limit: field, T, tau, delta (positive: charge the extra, a bucket may go into debt; negative:
+ * refund into the bucket, and a refund into a bucket that refilled since is simply lost).
+ */
+export const RATE_SETTLE = `${PRELUDE}
+for i = 1, n do
+  local delta = num(i, 4)
+  if delta > 0 then tats[i] = math.max(tats[i], now) + delta * num(i, 2)
+  elseif delta < 0 then tats[i] = tats[i] + delta * num(i, 2) end
+end
+save()
+return {1}
+`;
+
+/**
+ * ARGV 1 pause ms. Nothing starts until now + ms, and every bucket is empty at that moment so the
+ * callers that piled up resume at the steady rate instead of in one burst. Only ever extends.
+ * Returns `{extended, until - now µs}`.
+ */
+export const RATE_PAUSE = `${PRELUDE}
+local untilUs = now + tonumber(ARGV[1]) * 1000
+if untilUs <= pause then return {0, math.ceil(pause - now)} end
+pause = untilUs
+for i = 1, n do tats[i] = math.max(tats[i], untilUs + num(i, 3)) end
+save()
+return {1, math.ceil(untilUs - now)}
+`;
+
+/** Per limit: field, T, tau, remaining (-1: not reported). Levels buckets down, never up. */
+export const RATE_TIGHTEN = `${PRELUDE}
+for i = 1, n do
+  local remaining = num(i, 4)
+  if remaining >= 0 then
+    -- budget left at now = (tau - (tat - now)) / T; make it at most 'remaining'.
+    tats[i] = math.max(tats[i], now + num(i, 3) - remaining * num(i, 2))
+  end
+end
+save()
+return {1}
+`;
+
+/** Read-only: `{now, flat HGETALL}`. */
+export const RATE_INSPECT = `
+local t = redis.call('TIME')
+return {tonumber(t[1]) * 1000000 + tonumber(t[2]), redis.call('HGETALL', KEYS[1])}
+`;

@@ -1,0 +1,297 @@
+/**
+ * The Lua side of RedisSemaphore. Every state change is one script, so each is atomic and costs one
+ * round trip. The key layout (all under one hash tag, so Redis Cluster keeps them on one node):
+ *
+ * - `<prefix>{<name>}:meta` HASH
+ *     `used`     weight held now. Invariant: `used` = the sum of the weights in the `h:*` fields.
+ *     `fence`    the last fencing token handed out; +1 per grant.
+ *     `seq`      the last ticket number; +1 per queued waiter.
+ *     `waiting`  tickets in `queue`. Invariant: `waiting` = ZCARD queue.
+ *     `ready`    server time (µs) before which nothing is granted (see "restart guard"), 0 when none.
+ *     `capacity` the capacity the last caller configured (for `inspect`).
+ *     `h:<token>` one field per holder: `<weight>:<client>`.
+ * - `<prefix>{<name>}:queue` ZSET of waiting tickets: member `<seq, 16 digits>:<weight>:<client>`,
+ *     score `-priority`. Equal scores sort by member, so the zero-padded seq makes equal priorities FIFO.
+ * - `<prefix>{<name>}:clients` ZSET: client id -> lease expiry (server µs). One lease per process covers
+ *     all of its holders and tickets, so renewing costs one script per process, not one per permit.
+ * - `<prefix>{<name>}:wake:<client>` LIST: `<seq>:<token>` grant notices, popped by that client's BLPOP.
+ *
+ * Every key expires (`keyTtl`) unless some process keeps using the semaphore; heartbeats refresh them.
+ *
+ * Fencing tokens and ticket numbers start from the server clock in µs when the state is created, so
+ * they keep increasing even when the state is lost (restart without persistence, expiry after idling):
+ * Redis runs far fewer than one script per µs, so the counters never outrun the clock.
+ *
+ * Restart guard: when `meta` is missing and the server has been up for less than one lease, holders
+ * from before a restart may still be working, unaware that their state is gone. Nothing is granted
+ * until a lease has passed since the server started; those holders fail to renew by then and stop.
+ */
+
+const PRELUDE = `
+local meta, queue, clients = KEYS[1], KEYS[2], KEYS[3]
+local prefix, me = ARGV[1], ARGV[2]
+local capacity = tonumber(ARGV[3])
+local leaseUs = tonumber(ARGV[4]) * 1000
+local keyTtl = tonumber(ARGV[5])
+local guardRestarts = ARGV[6] == '1'
+
+-- Lua's '..' prints numbers with 14 digits; tokens and times need all of theirs.
+local function int(x) return string.format('%.0f', x) end
+
+local nowUs
+local function now()
+  if not nowUs then
+    local t = redis.call('TIME')
+    nowUs = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  end
+  return nowUs
+end
+
+local used, fence, seq, waiting, ready
+local added = {}
+local created = false
+
+-- Reads the state; false when it does not exist.
+local function load(extra)
+  local m = redis.call('HMGET', meta, 'used', 'fence', 'seq', 'waiting', 'ready', extra or 'used')
+  if not m[1] then return false, nil end
+  used, fence, seq, waiting, ready = tonumber(m[1]), tonumber(m[2]), tonumber(m[3]), tonumber(m[4]), tonumber(m[5])
+  return true, m[6]
+end
+
+local function create()
+  created = true
+  used, fence, seq = 0, now(), now()
+  waiting = redis.call('ZCARD', queue)
+  ready = 0
+  if guardRestarts then
+    local uptime = tonumber(string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)')) or 0
+    -- uptime is truncated to whole seconds, so this start time is never earlier than the real one.
+    local guardUntil = now() - uptime * 1000000 + leaseUs + leaseUs / 50 + 10000
+    if guardUntil > now() then ready = guardUntil end
+  end
+end
+
+-- Whether the restart guard still holds grants back.
+local function guarded()
+  if ready == 0 then return false end
+  if now() >= ready then ready = 0 return false end
+  return true
+end
+
+local function save()
+  redis.call('HSET', meta, 'used', used, 'fence', fence, 'seq', seq, 'waiting', waiting, 'ready', ready,
+    'capacity', capacity, unpack(added))
+  if created then
+    redis.call('PEXPIRE', meta, keyTtl)
+    redis.call('PEXPIRE', clients, keyTtl)
+  end
+end
+
+local function grant(weight, client)
+  fence = fence + 1
+  used = used + weight
+  added[#added + 1] = 'h:' .. int(fence)
+  added[#added + 1] = int(weight) .. ':' .. client
+  return fence
+end
+
+-- Serves tickets from the head while the head fits; stops at the first that does not (head-of-line).
+-- Grants to this client are returned in 'mine' (seq, token pairs) instead of going through its list.
+local function dispatch(mine)
+  if guarded() then return end
+  while waiting > 0 and used < capacity do
+    local popped = redis.call('ZPOPMIN', queue)
+    local member, score = popped[1], popped[2]
+    if not member then waiting = 0 break end
+    local s, w, c = string.match(member, '^(%d+):(%d+):(.+)$')
+    w = tonumber(w)
+    local token
+    if w > capacity then
+      -- Another process configured a smaller capacity: this ticket can never fit. Token 0 refuses it.
+      waiting = waiting - 1
+      token = 0
+    elseif w > capacity - used then
+      redis.call('ZADD', queue, score, member)
+      break
+    else
+      waiting = waiting - 1
+      token = grant(w, c)
+    end
+    if c == me then
+      mine[#mine + 1] = tonumber(s)
+      mine[#mine + 1] = token
+    else
+      local wake = prefix .. 'wake:' .. c
+      if redis.call('RPUSH', wake, s .. ':' .. int(token)) == 1 then redis.call('PEXPIRE', wake, keyTtl) end
+    end
+  end
+end
+
+-- Removes everything the given clients hold or wait for (their leases ended).
+local function evict(dead)
+  local isDead = {}
+  for _, c in ipairs(dead) do
+    isDead[c] = true
+    redis.call('DEL', prefix .. 'wake:' .. c)
+  end
+  local all = redis.call('HGETALL', meta)
+  for i = 1, #all, 2 do
+    local field = all[i]
+    if string.sub(field, 1, 2) == 'h:' then
+      local w, c = string.match(all[i + 1], '^(%d+):(.+)$')
+      if isDead[c] then
+        redis.call('HDEL', meta, field)
+        used = used - tonumber(w)
+      end
+    end
+  end
+  if waiting > 0 then
+    for _, member in ipairs(redis.call('ZRANGE', queue, 0, -1)) do
+      local c = string.match(member, '^%d+:%d+:(.+)$')
+      if isDead[c] then
+        redis.call('ZREM', queue, member)
+        waiting = waiting - 1
+      end
+    end
+  end
+  redis.call('ZREM', clients, unpack(dead))
+end
+
+-- Evicts every client whose lease has ended.
+local function purge()
+  local dead = redis.call('ZRANGEBYSCORE', clients, '-inf', '(' .. int(now()))
+  if #dead > 0 then evict(dead) end
+end
+
+local function register()
+  redis.call('ZADD', clients, now() + leaseUs, me)
+end
+`;
+
+/**
+ * ARGV 7 weight, 8 score (-priority), 9 mode (`try` | `wait`), 10 register (`1` when this client's
+ * lease must be (re)written). Returns `{status, value, ready}` — `{1, token}` granted, `{0}` busy
+ * (try), `{2, seq, ready}` queued (`ready`: the restart guard's end, or 0) — followed by the grants a
+ * purge made to this client's own tickets (seq, token pairs).
+ */
+export const ACQUIRE = `${PRELUDE}
+local weight = tonumber(ARGV[7])
+local score = tonumber(ARGV[8])
+local mode = ARGV[9]
+if not load() then create() end
+if ARGV[10] == '1' or created then register() end
+local function fits()
+  if guarded() or weight > capacity - used then return false end
+  if waiting == 0 then return true end
+  -- A request that sorts to the head and fits is served at once; equal priority waits its turn.
+  local head = redis.call('ZRANGE', queue, 0, 0, 'WITHSCORES')
+  return head[2] == nil or tonumber(head[2]) > score
+end
+local ok = fits()
+-- Grants the purge below may make to this client's own queued tickets travel back in the reply.
+local mine = {0, 0, 0}
+if not ok and mode == 'try' then
+  -- Before refusing, make sure it is not a dead process's permits that block (try has no waiting to
+  -- notice them later).
+  purge()
+  dispatch(mine)
+  ok = fits()
+end
+if ok then
+  mine[1], mine[2] = 1, grant(weight, me)
+  save()
+  return mine
+end
+if mode == 'try' then
+  save()
+  return mine
+end
+seq = seq + 1
+local member = string.format('%016.0f', seq) .. ':' .. int(weight) .. ':' .. me
+redis.call('ZADD', queue, score, member)
+waiting = waiting + 1
+if waiting == 1 then redis.call('PEXPIRE', queue, keyTtl) end
+save()
+mine[1], mine[2], mine[3] = 2, seq, ready
+return mine
+`;
+
+/** ARGV 7 token. Returns `{removed}` followed by self-grants (seq, token pairs). */
+export const RELEASE = `${PRELUDE}
+local exists, holder = load('h:' .. ARGV[7])
+if not exists then return {0} end
+local mine = {0}
+if holder then
+  redis.call('HDEL', meta, 'h:' .. ARGV[7])
+  used = used - tonumber(string.match(holder, '^(%d+)'))
+  mine[1] = 1
+end
+dispatch(mine)
+save()
+return mine
+`;
+
+/** ARGV 7 ticket member. Returns `{removed}` followed by self-grants. */
+export const CANCEL = `${PRELUDE}
+if not load() then return {0} end
+local mine = {redis.call('ZREM', queue, ARGV[7])}
+if mine[1] == 1 then
+  waiting = waiting - 1
+  -- The cancelled ticket may have been the head that blocked the others.
+  dispatch(mine)
+  save()
+end
+return mine
+`;
+
+/**
+ * ARGV 7 mode: `renew` (keep this client's lease, evict the dead, dispatch) or `leave` (drop everything
+ * this client holds or waits for). Returns `{lost, now, earliestOtherLeaseEnd, ready, n}`, then n numbers
+ * of self-grants (seq, token pairs), then the tokens Redis holds for this client. `lost` = 1 when this client's lease had already ended (or the state was gone): its
+ * holders and tickets are no longer in Redis.
+ */
+export const HEARTBEAT = `${PRELUDE}
+local mode = ARGV[7]
+local exists = load()
+if not exists then
+  if mode == 'leave' then return {1, now(), 0, 0} end
+  create()
+end
+local lease = redis.call('ZSCORE', clients, me)
+local lost = 0
+if not exists or not lease or tonumber(lease) < now() then lost = 1 end
+if mode == 'leave' or lost == 1 then evict({me}) end
+purge()
+if mode ~= 'leave' then register() end
+local mine = {lost, now(), 0, ready, 0}
+dispatch(mine)
+mine[5] = #mine - 5
+save()
+redis.call('PEXPIRE', meta, keyTtl)
+redis.call('PEXPIRE', clients, keyTtl)
+if waiting > 0 then redis.call('PEXPIRE', queue, keyTtl) end
+local first = redis.call('ZRANGE', clients, 0, 1, 'WITHSCORES')
+for i = 1, #first, 2 do
+  if first[i] ~= me then mine[3] = tonumber(first[i + 1]) break end
+end
+-- The tokens Redis holds for this client, so it can release any it never heard of.
+if mode ~= 'leave' then
+  local all = redis.call('HGETALL', meta)
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, 2) == 'h:' and string.match(all[i + 1], '^%d+:(.+)$') == me then
+      mine[#mine + 1] = tonumber(string.sub(all[i], 3))
+    end
+  end
+end
+mine[4] = ready
+return mine
+`;
+
+/** Read-only snapshot for inspect(): `{now, metaFlat, queueFlatWithScores, clientsFlatWithScores}`. */
+export const INSPECT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+return {now, redis.call('HGETALL', KEYS[1]), redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES'),
+  redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')}
+`;

@@ -1,0 +1,999 @@
+/**
+ * RedisSemaphore and RedisMutex: the Semaphore and Mutex contracts across processes and machines.
+ *
+ * Redis holds the truth (who holds what, who waits in which order); each process keeps a local
+ * {@link WaitQueue} of its callers for abort and timeout handling. The Lua scripts and the key layout
+ * are in `semaphore-scripts.ts`; this file is the process side:
+ *
+ * - acquire: one script. It grants at once when the request fits and nobody waits ahead, or puts a
+ *   ticket in the Redis queue (FIFO within a priority, across all processes).
+ * - release: one script. It frees the weight and hands it to the tickets that now fit, writing a
+ *   notice onto each receiving process's wake list (grants to the releasing process come back in the
+ *   reply instead).
+ * - waiting: each process with waiters runs one BLPOP loop on its own wake list over one dedicated
+ *   connection — push, not polling. The BLPOP has a bounded timeout after which the process runs a
+ *   heartbeat (which also evicts dead processes and dispatches), so a lost notice costs a delay, never
+ *   a hang.
+ * - leases: one lease per process covers all its permits and tickets, renewed by a heartbeat every
+ *   third of the lease. A process that cannot renew in time marks every permit it holds as lost (the
+ *   permit's signal aborts with LeaseLostError) *before* Redis can give the weight to anyone else,
+ *   because the local deadline is counted from when the renewal was sent.
+ */
+
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import {
+  checkCapacity,
+  checkFunction,
+  checkPriority,
+  checkSignal,
+  checkTimeout,
+  checkWeight,
+} from "../core/arguments.js";
+import { systemClock, type TimerHandle } from "../core/clock.js";
+import { type Duration, describe, toMilliseconds } from "../core/duration.js";
+import { ClosedError, LeaseLostError, ReleasedError, TimeoutError } from "../core/errors.js";
+import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "../core/limiter.js";
+import type { LockOptions } from "../core/mutex.js";
+import { type Waiter, WaitQueue } from "../core/wait-queue.js";
+import { type RedisClient, type RedisConnection, Script, toConnection } from "./connection.js";
+import { RedisUnavailableError, withDeadline } from "./errors.js";
+import { ACQUIRE, CANCEL, HEARTBEAT, INSPECT, RELEASE } from "./semaphore-scripts.js";
+
+const scripts = {
+  acquire: new Script(ACQUIRE),
+  release: new Script(RELEASE),
+  cancel: new Script(CANCEL),
+  heartbeat: new Script(HEARTBEAT),
+  inspect: new Script(INSPECT),
+};
+
+/** The largest capacity Redis counts exactly (Infinity is stored as this). */
+const UNLIMITED = Number.MAX_SAFE_INTEGER;
+
+/** What to do when Redis cannot be reached for an acquire. */
+export type UnavailablePolicy = "fail" | "allow" | Limiter;
+
+/** Options for {@link RedisSemaphore}. */
+export interface RedisSemaphoreOptions {
+  /** Identifies the semaphore in Redis: every process using the same name shares the same permits. */
+  name: string;
+  /** Permits shared by all processes: an integer >= 0, or Infinity. All processes must agree on it. */
+  capacity: number;
+  /**
+   * How long a permit outlives a process that stops renewing it (crashed, frozen, cut off).
+   * Renewed automatically every third of it. Default `"10s"`. All processes should use the same value.
+   */
+  leaseTtl?: Duration;
+  /** Prefix of every key. Default `"sluice:"`. Keys are `<prefix>{<name>}:...`. */
+  prefix?: string;
+  /** Longest wait for one Redis reply before the call fails with RedisUnavailableError. Default `"5s"`. */
+  commandTimeout?: Duration;
+  /**
+   * The bound on one BLPOP: after it, the process checks in with a heartbeat even if no notice came.
+   * Default: a third of the lease, at most 5 s.
+   */
+  wakeTimeout?: Duration;
+  /** How long the keys outlive the last process that used them. Default: 6 leases, at least 60 s. */
+  keyTtl?: Duration;
+  /**
+   * When an acquire cannot reach Redis: `"fail"` (default) rejects with RedisUnavailableError — fail
+   * closed, since nobody can vouch for the limit; `"allow"` grants a local permit without a fencing token
+   * (the limit is not enforced while Redis is down); a Limiter (say a local `Semaphore` with a smaller
+   * capacity) admits through that limiter instead.
+   */
+  onUnavailable?: UnavailablePolicy;
+  /**
+   * After a Redis restart that lost the data, grant nothing until one lease has passed since the
+   * server started, so holders from before the restart have noticed they lost their leases. Default
+   * true; turn it off only with persistence you trust.
+   */
+  guardRestarts?: boolean;
+}
+
+/** A permit of a {@link RedisSemaphore}. */
+export interface RedisPermit extends Permit {
+  /**
+   * Increases with every grant of this semaphore (across processes and restarts of Redis). Pass it to
+   * the resource you protect and have it refuse tokens lower than the highest it has seen: a holder
+   * that lost its lease without noticing (a long GC pause) then cannot corrupt anything.
+   * `undefined` for permits granted by the `onUnavailable` fallback.
+   */
+  readonly fencingToken: number | undefined;
+  /** Whether the lease ended before the permit was released. */
+  readonly leaseLost: boolean;
+  /** Gives the permit back to Redis. Throws ReleasedError synchronously when already released. */
+  release(): Promise<void>;
+}
+
+/** One holder, as {@link RedisSemaphore.inspect} reports it. */
+export interface RedisHolder {
+  fencingToken: number;
+  weight: number;
+  client: string;
+  /** Milliseconds until the holder's lease ends unless renewed; negative when it ended already. */
+  leaseRemaining: number;
+}
+
+/** One waiting ticket, in queue order. */
+export interface RedisWaiter {
+  ticket: number;
+  weight: number;
+  priority: number;
+  client: string;
+}
+
+/** A snapshot of a semaphore's state in Redis. */
+export interface RedisSemaphoreSnapshot {
+  kind: "semaphore";
+  name: string;
+  key: string;
+  capacity: number | undefined;
+  used: number;
+  /** The last fencing token handed out. */
+  fencingToken: number;
+  holders: RedisHolder[];
+  waiters: RedisWaiter[];
+  /** Every process with a lease: its id and milliseconds left. */
+  clients: { client: string; leaseRemaining: number }[];
+  /** Milliseconds the restart guard still holds grants back; 0 when it does not. */
+  guardRemaining: number;
+}
+
+/** A caller's place in line: local first, and in Redis once `seq` is known. */
+class Ticket {
+  /** The ticket number in Redis; undefined while the acquire script is in flight. */
+  seq: number | undefined = undefined;
+  /** Set when the caller left (abort, timeout, clear) so a late reply is undone instead of granted. */
+  cancelled = false;
+  constructor(
+    readonly weight: number,
+    readonly priority: number,
+  ) {}
+}
+
+class Permit_ implements RedisPermit {
+  private held = true;
+  private lost: LeaseLostError | undefined = undefined;
+  /** Created on first use of `signal`: most permits are released without anyone asking for it. */
+  private lease: AbortController | undefined = undefined;
+  private combined: AbortSignal | undefined = undefined;
+  constructor(
+    private readonly owner: RedisSemaphore | undefined,
+    readonly weight: number,
+    readonly fencingToken: number | undefined,
+    private readonly callerSignal: AbortSignal | undefined,
+  ) {}
+  get signal(): AbortSignal {
+    if (this.combined !== undefined) return this.combined;
+    if (this.owner === undefined) return (this.combined = this.callerSignal ?? NEVER_ABORTED);
+    this.lease = new AbortController();
+    if (this.lost !== undefined) this.lease.abort(this.lost);
+    const caller = this.callerSignal;
+    this.combined = caller === undefined ? this.lease.signal : AbortSignal.any([caller, this.lease.signal]);
+    return this.combined;
+  }
+  get leaseLost(): boolean {
+    return this.lost !== undefined;
+  }
+  get isHeld(): boolean {
+    return this.held;
+  }
+  release(): Promise<void> {
+    if (!this.held) throw new ReleasedError(`this permit (fencing token ${this.fencingToken}) was already released`);
+    this.held = false;
+    if (this.owner === undefined || this.fencingToken === undefined) return Promise.resolve();
+    return this.owner["releasePermit"](this);
+  }
+  /** @internal */
+  loseLease(reason: LeaseLostError): void {
+    if (this.lost !== undefined) return;
+    this.lost = reason;
+    this.lease?.abort(reason);
+  }
+  [Symbol.dispose](): void {
+    // A synchronous dispose cannot wait for Redis; a failed release is covered by the lease running out.
+    if (this.held) this.release().catch(() => undefined);
+  }
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.held ? this.release() : Promise.resolve();
+  }
+}
+
+/**
+ * A semaphore shared by every process that uses the same Redis and `name`: at most `capacity` weight
+ * held at once across all of them.
+ *
+ * Same contract as the in-memory `Semaphore` (weights, priorities, FIFO, timeout, abort), plus:
+ * - FIFO across processes: waiters queue in Redis, in one order for everyone;
+ * - leases: a crashed holder's permits come back when its lease (`leaseTtl`) ends; a holder that cannot
+ *   renew learns it through `permit.signal` (aborted with `LeaseLostError`) and `run` rejects with
+ *   `LeaseLostError`;
+ * - `permit.fencingToken` increases with every grant;
+ * - one round trip to acquire when free and one to release; waiters are woken by push.
+ *
+ * ioredis is an optional peer dependency: pass an ioredis client (or any {@link RedisConnection}).
+ * The semaphore takes one extra connection (`duplicate()`) while it has waiters, for its blocking pops.
+ *
+ * @example
+ * ```ts
+ * import Redis from "ioredis";
+ * import { RedisSemaphore } from "sluice/redis";
+ * const semaphore = new RedisSemaphore(new Redis(), { name: "openai", capacity: 8 });
+ * const answer = await semaphore.run((signal) => callTheApi({ signal }));
+ * ```
+ */
+export class RedisSemaphore implements Limiter {
+  readonly name: string;
+  /** This process's id in Redis (shows up in `inspect()` and in the wake list's key). */
+  readonly client: string;
+  private limit: number;
+  private readonly connection: RedisConnection;
+  private readonly keys: [string, string, string];
+  private readonly wakeKey: string;
+  private readonly tag: string;
+  private readonly leaseMs: number;
+  private readonly commandMs: number;
+  private readonly wakeMs: number;
+  private readonly keyTtlMs: number;
+  private readonly guardRestarts: boolean;
+  private readonly onUnavailable: UnavailablePolicy;
+  private readonly clock = systemClock;
+
+  /** Local callers waiting; abort and timeout are handled here, the order that counts is Redis'. */
+  private readonly queue: WaitQueue<Ticket, Permit>;
+  /** Tickets queued in Redis, by number. Invariant: each is also in `queue` (not cancelled). */
+  private readonly tickets = new Map<number, Ticket>();
+  /** Permits granted and not released whose lease this process keeps alive. */
+  private readonly held = new Set<Permit_>();
+  /** Local time the last lease write was *sent*; the lease is good until this + lease - margin. */
+  private leaseSentAt = Number.NEGATIVE_INFINITY;
+  private heartbeatTimer: TimerHandle | undefined;
+  private watchdogTimer: TimerHandle | undefined;
+  private heartbeating = false;
+  /** Local time by which the wake loop should check in (the earliest other lease end, the restart guard). */
+  private checkBy = Number.POSITIVE_INFINITY;
+  private blocking: RedisConnection | undefined;
+  private waking = false;
+  private closed = false;
+  /** Tokens Redis says we hold but we do not know, seen at the last heartbeat (see `sweepOrphans`). */
+  private orphanCandidates = new Set<number>();
+
+  constructor(redis: RedisClient, options: RedisSemaphoreOptions) {
+    if (options === null || typeof options !== "object") {
+      throw new TypeError(`options must be an object with name and capacity; got ${describe(options)}`);
+    }
+    this.connection = toConnection(redis);
+    if (typeof options.name !== "string" || options.name === "") {
+      throw new TypeError(`name must be a non-empty string; got ${describe(options.name)}`);
+    }
+    this.name = options.name;
+    this.limit = checkCapacity(options.capacity);
+    this.leaseMs = toMilliseconds(options.leaseTtl ?? "10s", "leaseTtl");
+    if (this.leaseMs < 30) throw new RangeError(`leaseTtl must be at least 30 ms; got ${this.leaseMs}`);
+    this.commandMs = toMilliseconds(options.commandTimeout ?? "5s", "commandTimeout");
+    this.wakeMs = toMilliseconds(options.wakeTimeout ?? Math.min(this.leaseMs / 3, 5_000), "wakeTimeout");
+    this.keyTtlMs = Math.ceil(toMilliseconds(options.keyTtl ?? Math.max(this.leaseMs * 6, 60_000), "keyTtl"));
+    if (this.keyTtlMs < this.leaseMs * 2) {
+      throw new RangeError(`keyTtl must be at least twice leaseTtl (${this.leaseMs} ms); got ${this.keyTtlMs}`);
+    }
+    this.guardRestarts = options.guardRestarts ?? true;
+    const policy = options.onUnavailable ?? "fail";
+    if (
+      policy !== "fail" &&
+      policy !== "allow" &&
+      (typeof policy !== "object" || typeof policy.acquire !== "function")
+    ) {
+      throw new TypeError(`onUnavailable must be "fail", "allow" or a Limiter; got ${describe(policy)}`);
+    }
+    this.onUnavailable = policy;
+    const prefix = options.prefix ?? "sluice:";
+    this.tag = `${prefix}{${this.name}}:`;
+    this.keys = [`${this.tag}meta`, `${this.tag}queue`, `${this.tag}clients`];
+    this.client = `${hostname()}/${process.pid}/${randomBytes(6).toString("hex")}`;
+    this.wakeKey = `${this.tag}wake:${this.client}`;
+    this.queue = new WaitQueue<Ticket, Permit>(
+      this.clock,
+      (waiter) => this.onCancel(waiter),
+      () => `Redis semaphore ${JSON.stringify(this.name)}`,
+    );
+  }
+
+  /**
+   * The capacity this process enforces (and writes to Redis with each call). Settable; every process
+   * must be told the same value.
+   */
+  get capacity(): number {
+    return this.limit;
+  }
+  set capacity(value: number) {
+    this.limit = checkCapacity(value);
+    this.queue.forEach((waiter) => {
+      const ticket = waiter.request;
+      if (ticket.weight <= this.limit) return;
+      ticket.cancelled = true;
+      if (ticket.seq !== undefined) this.cancelTicket(ticket);
+      this.queue.reject(waiter, this.tooHeavy(ticket.weight));
+    });
+  }
+
+  /** Callers of this process waiting for a permit. */
+  get waiting(): number {
+    return this.queue.size;
+  }
+
+  /** Weight this process holds. */
+  get heldHere(): number {
+    let weight = 0;
+    for (const permit of this.held) weight += permit.weight;
+    return weight;
+  }
+
+  /**
+   * Waits until `weight` permits can be granted across all processes and returns them.
+   *
+   * Rejects (never throws) with a RangeError/TypeError for bad options, a RangeError when
+   * `weight > capacity`, `signal.reason` on abort, TimeoutError on timeout, RedisUnavailableError when
+   * Redis cannot be reached (unless `onUnavailable` says otherwise), ClosedError after `close()`.
+   *
+   * @example
+   * ```ts
+   * const permit = await semaphore.acquire({ weight: 2, timeout: 5_000 });
+   * try { await work(permit.signal, permit.fencingToken); } finally { await permit.release(); }
+   * ```
+   */
+  acquire(options?: AcquireOptions): Promise<RedisPermit> {
+    let weight = 1;
+    let priority = 0;
+    let signal: AbortSignal | undefined;
+    let timeout = Number.POSITIVE_INFINITY;
+    try {
+      if (options !== undefined) {
+        if (typeof options !== "object" || options === null) {
+          throw new TypeError(`options must be an object; got ${describe(options)}`);
+        }
+        if (options.weight !== undefined) weight = checkWeight(options.weight);
+        if (options.priority !== undefined) priority = checkPriority(options.priority);
+        if (options.timeout !== undefined) timeout = checkTimeout(options.timeout);
+        signal = checkSignal(options.signal);
+      }
+      if (weight > this.limit) throw this.tooHeavy(weight);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (this.closed) return Promise.reject(new ClosedError(`Redis semaphore ${JSON.stringify(this.name)} was closed`));
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (timeout === 0) return this.acquireIfFree(weight, priority, signal);
+    const ticket = new Ticket(weight, priority);
+    const promise = this.queue.enqueue(ticket, priority, signal, timeout) as Promise<RedisPermit>;
+    this.submit(ticket);
+    return promise;
+  }
+
+  /**
+   * Takes `weight` permits if that is possible right now without passing anyone in line; otherwise
+   * resolves `undefined`. One round trip.
+   */
+  async tryAcquire(weight = 1): Promise<RedisPermit | undefined> {
+    checkWeight(weight);
+    if (weight > this.limit) throw this.tooHeavy(weight);
+    if (this.closed) throw new ClosedError(`Redis semaphore ${JSON.stringify(this.name)} was closed`);
+    const sentAt = this.clock.now();
+    const register = this.mustRegister(sentAt);
+    const reply = (await this.call(scripts.acquire, [weight, 0, "try", register ? "1" : "0"], "tryAcquire", (late) =>
+      this.undoAcquire(late as number[]),
+    )) as number[];
+    if (register) this.leaseWritten(sentAt);
+    this.takeGrants(reply, 3);
+    if (reply[0] === 1) return this.makePermit(weight, reply[1] as number, undefined);
+    return undefined;
+  }
+
+  /**
+   * Runs `fn` once admitted and releases afterwards. `fn` receives a signal that aborts when the
+   * caller's signal does or when the lease is lost; in the latter case `run` rejects with
+   * `LeaseLostError` once `fn` settles, whatever `fn` returned.
+   *
+   * @example
+   * ```ts
+   * const rows = await semaphore.run((signal) => db.query(sql, { signal }), { timeout: 10_000 });
+   * ```
+   */
+  async run<T>(fn: (signal: AbortSignal) => T | PromiseLike<T>, options?: AcquireOptions): Promise<T> {
+    checkFunction(fn, "fn");
+    const permit = await this.acquire(options);
+    let result: T;
+    try {
+      result = await fn(permit.signal);
+    } catch (error) {
+      await permit.release().catch(() => undefined);
+      if (permit.leaseLost) throw this.lostError(permit, error);
+      throw error;
+    }
+    try {
+      await permit.release();
+    } catch (error) {
+      if (!permit.leaseLost) throw error;
+    }
+    if (permit.leaseLost) throw this.lostError(permit);
+    return result;
+  }
+
+  /**
+   * A snapshot of the semaphore in Redis: holders with their remaining lease, waiters in queue order,
+   * the fencing counter.
+   */
+  inspect(): Promise<RedisSemaphoreSnapshot> {
+    return inspectSemaphore(this.connection, this.tag, this.name, this.commandMs);
+  }
+
+  /**
+   * Leaves: rejects this process's waiters with ClosedError, gives back what it holds (their signals
+   * abort with LeaseLostError), removes its entries from Redis and closes the blocking connection.
+   * The Redis client passed in stays open.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.queue.rejectAll(new ClosedError(`Redis semaphore ${JSON.stringify(this.name)} was closed`));
+    for (const permit of this.held) permit.loseLease(new LeaseLostError("the semaphore was closed"));
+    this.held.clear();
+    this.tickets.clear();
+    this.stopTimers();
+    try {
+      await this.call(scripts.heartbeat, ["leave"], "close");
+    } catch {
+      // Our lease runs out on its own.
+    }
+    this.blocking?.disconnect();
+    this.blocking = undefined;
+  }
+
+  // ---- acquiring ----------------------------------------------------------------------------------
+
+  /** Sends the acquire script for a queued local caller. */
+  private submit(ticket: Ticket): void {
+    const sentAt = this.clock.now();
+    const register = this.mustRegister(sentAt);
+    const score = ticket.priority === 0 ? 0 : -ticket.priority;
+    this.call(scripts.acquire, [ticket.weight, redisNumber(score), "wait", register ? "1" : "0"], "acquire", (late) =>
+      this.undoAcquire(late as number[], ticket),
+    ).then(
+      (reply) => {
+        if (register) this.leaseWritten(sentAt);
+        this.onSubmitted(ticket, reply as number[]);
+      },
+      (error: unknown) => this.onSubmitFailed(ticket, error),
+    );
+  }
+
+  private onSubmitted(ticket: Ticket, reply: number[]): void {
+    this.takeGrants(reply, 3);
+    if (this.closed) ticket.cancelled = true;
+    if (reply[0] === 1) {
+      const token = reply[1] as number;
+      const waiter = ticket.cancelled ? undefined : this.findWaiter(ticket);
+      if (waiter === undefined) this.discard(token);
+      else this.queue.grant(waiter, this.makePermit(ticket.weight, token, waiter.cancellation?.signal));
+      return;
+    }
+    const seq = reply[1] as number;
+    ticket.seq = seq;
+    if (ticket.cancelled) {
+      this.cancelTicket(ticket);
+      return;
+    }
+    this.tickets.set(seq, ticket);
+    const guardUntil = reply[2] as number;
+    if (guardUntil > 0) this.checkBy = Math.min(this.checkBy, this.clock.now() + this.leaseMs);
+    this.startWaking();
+    this.scheduleHeartbeat();
+  }
+
+  private onSubmitFailed(ticket: Ticket, error: unknown): void {
+    if (ticket.cancelled) return;
+    const waiter = this.findWaiter(ticket);
+    if (waiter === undefined) return;
+    const policy = this.onUnavailable;
+    if (!(error instanceof RedisUnavailableError) || policy === "fail") {
+      this.queue.reject(waiter, error);
+    } else if (policy === "allow") {
+      this.queue.grant(waiter, new Permit_(undefined, ticket.weight, undefined, waiter.cancellation?.signal));
+    } else {
+      // The waiter stays in the local queue (its timeout and signal still apply) until the fallback admits.
+      const signal = waiter.cancellation?.signal;
+      policy.acquire({ weight: ticket.weight, priority: ticket.priority, signal }).then(
+        (permit) => {
+          if (waiter.queued) this.queue.grant(waiter, permit);
+          else void permit.release();
+        },
+        (fallbackError: unknown) => {
+          if (waiter.queued) this.queue.reject(waiter, fallbackError);
+        },
+      );
+    }
+  }
+
+  /** An acquire that answered after its deadline: give back whatever it took. */
+  private undoAcquire(reply: number[], ticket?: Ticket): void {
+    this.takeGrants(reply, 3);
+    if (reply[0] === 1) this.discard(reply[1] as number);
+    else if (reply[0] === 2 && ticket !== undefined) {
+      ticket.seq = reply[1] as number;
+      this.cancelTicket(ticket);
+    }
+  }
+
+  private async acquireIfFree(weight: number, priority: number, signal: AbortSignal | undefined): Promise<RedisPermit> {
+    const sentAt = this.clock.now();
+    const register = this.mustRegister(sentAt);
+    let reply: number[];
+    try {
+      reply = (await this.call(
+        scripts.acquire,
+        [weight, redisNumber(priority === 0 ? 0 : -priority), "try", register ? "1" : "0"],
+        "acquire",
+        (late) => this.undoAcquire(late as number[]),
+      )) as number[];
+    } catch (error) {
+      if (!(error instanceof RedisUnavailableError) || this.onUnavailable === "fail") throw error;
+      if (this.onUnavailable === "allow") return new Permit_(undefined, weight, undefined, signal);
+      return (await this.onUnavailable.acquire({ weight, priority, signal, timeout: 0 })) as RedisPermit;
+    }
+    if (register) this.leaseWritten(sentAt);
+    this.takeGrants(reply, 3);
+    if (reply[0] === 1) return this.makePermit(weight, reply[1] as number, signal);
+    throw new TimeoutError(0, `timed out after 0 ms waiting for Redis semaphore ${JSON.stringify(this.name)}`);
+  }
+
+  private onCancel(waiter: Waiter<Ticket, Permit>): void {
+    const ticket = waiter.request;
+    ticket.cancelled = true;
+    // Still in flight: onSubmitted undoes it when the reply comes.
+    if (ticket.seq !== undefined) this.cancelTicket(ticket);
+  }
+
+  /** Takes a ticket out of the Redis queue at once, so it does not hold up the processes behind it. */
+  private cancelTicket(ticket: Ticket): void {
+    const seq = ticket.seq as number;
+    this.tickets.delete(seq);
+    const member = `${String(seq).padStart(16, "0")}:${ticket.weight}:${this.client}`;
+    this.call(scripts.cancel, [member], "cancel").then(
+      (reply) => this.takeGrants(reply as number[], 1),
+      // If Redis is unreachable, the ticket goes when our lease does, or is released when granted.
+      () => undefined,
+    );
+  }
+
+  /** Finds the local waiter of `ticket`: almost always the head, since Redis grants in the same order. */
+  private findWaiter(ticket: Ticket): Waiter<Ticket, Permit> | undefined {
+    const head = this.queue.head;
+    if (head === undefined || head.request === ticket) return head;
+    let found: Waiter<Ticket, Permit> | undefined;
+    this.queue.forEach((waiter) => {
+      if (waiter.request === ticket) found = waiter;
+    });
+    return found;
+  }
+
+  private makePermit(weight: number, token: number, signal: AbortSignal | undefined): Permit_ {
+    const permit = new Permit_(this, weight, token, signal);
+    this.held.add(permit);
+    this.scheduleHeartbeat();
+    this.armWatchdog();
+    return permit;
+  }
+
+  /** Grants Redis made to this process, returned in a script reply from `offset` on as (seq, token) pairs. */
+  private takeGrants(reply: number[], offset: number): void {
+    for (let index = offset; index + 1 < reply.length; index += 2) {
+      this.onGrant(reply[index] as number, reply[index + 1] as number);
+    }
+  }
+
+  /** Redis granted ticket `seq` with `token` (0: refused as too heavy for the shared capacity). */
+  private onGrant(seq: number, token: number): void {
+    const ticket = this.tickets.get(seq);
+    if (ticket === undefined) {
+      // Cancelled here while Redis granted it, or a ticket from before a lost lease: give it back.
+      if (token !== 0) this.discard(token);
+      return;
+    }
+    this.tickets.delete(seq);
+    const waiter = this.findWaiter(ticket);
+    if (waiter === undefined) {
+      if (token !== 0) this.discard(token);
+    } else if (token === 0) {
+      this.queue.reject(
+        waiter,
+        new RangeError(`weight ${ticket.weight} is above the capacity another process set for ${this.subject()}`),
+      );
+    } else {
+      this.queue.grant(waiter, this.makePermit(ticket.weight, token, waiter.cancellation?.signal));
+    }
+  }
+
+  // ---- releasing ----------------------------------------------------------------------------------
+
+  /** Called by a permit's release(). */
+  // biome-ignore lint/correctness/noUnusedPrivateClassMembers: permits call it as owner["releasePermit"].
+  private releasePermit(permit: Permit_): Promise<void> {
+    this.held.delete(permit);
+    if (permit.leaseLost) {
+      // Redis may have given the weight away already; the token is released only if still ours.
+      return this.releaseToken(permit.fencingToken as number).catch(() => undefined);
+    }
+    return this.releaseToken(permit.fencingToken as number);
+  }
+
+  /**
+   * Gives back a grant nobody here will use (its caller left, or it was never heard of). If Redis cannot
+   * be reached, the lease (or the orphan sweep) returns it later; nothing to report to anyone.
+   */
+  private discard(token: number): void {
+    this.releaseToken(token).catch(() => undefined);
+  }
+
+  private releaseToken(token: number): Promise<void> {
+    return this.call(scripts.release, [redisNumber(token)], "release").then((reply) => {
+      this.takeGrants(reply as number[], 1);
+    });
+  }
+
+  // ---- waking -------------------------------------------------------------------------------------
+
+  /** Runs the BLPOP loop while this process has tickets in Redis. One loop, one connection. */
+  private startWaking(): void {
+    if (this.waking || this.closed) return;
+    this.waking = true;
+    this.wakeLoop()
+      // Not expected; but a waiter must hear of any failure rather than wait for a loop that died.
+      .catch((error: unknown) => this.failWaiters(error))
+      .finally(() => {
+        this.waking = false;
+        if (this.tickets.size > 0 && !this.closed) this.startWaking();
+      });
+  }
+
+  private async wakeLoop(): Promise<void> {
+    while (this.tickets.size > 0 && !this.closed) {
+      if (this.blocking === undefined) this.blocking = this.connection.duplicate();
+      const connection = this.blocking;
+      const wait = Math.max(10, Math.min(this.wakeMs, this.checkBy - this.clock.now()));
+      const pop = connection.blpop(this.wakeKey, Math.ceil(wait) / 1000);
+      let reply: [string, string] | null;
+      try {
+        reply = await withDeadline(pop, wait + this.commandMs, "waiting for a grant", (late) => {
+          if (late !== null) this.onNotice(late[1]);
+          connection.disconnect();
+        });
+      } catch (error) {
+        // A notice this BLPOP may have taken is not lost for good: the orphan sweep releases its grant.
+        if (this.blocking === connection) this.blocking = undefined;
+        connection.disconnect();
+        this.failWaiters(error);
+        return;
+      }
+      if (reply !== null) this.onNotice(reply[1]);
+      else await this.heartbeat();
+    }
+  }
+
+  private onNotice(notice: string): void {
+    const colon = notice.indexOf(":");
+    this.onGrant(Number(notice.slice(0, colon)), Number(notice.slice(colon + 1)));
+  }
+
+  /** Redis cannot be reached while callers wait: fail closed, every waiter learns it now. */
+  private failWaiters(error: unknown): void {
+    const reason =
+      error instanceof RedisUnavailableError
+        ? error
+        : new RedisUnavailableError("Redis is unavailable", { cause: error });
+    for (const ticket of [...this.tickets.values()]) {
+      ticket.cancelled = true;
+      const waiter = this.findWaiter(ticket);
+      if (waiter !== undefined) this.queue.reject(waiter, reason);
+      // Best effort: if Redis is only slow, the ticket leaves now; if it is gone, it goes with our lease.
+      this.cancelTicket(ticket);
+    }
+  }
+
+  // ---- leases -------------------------------------------------------------------------------------
+
+  /** Whether the next script must (re)write this process's lease. */
+  private mustRegister(now: number): boolean {
+    return now - this.leaseSentAt > this.leaseMs / 3;
+  }
+
+  private leaseWritten(sentAt: number): void {
+    if (sentAt > this.leaseSentAt) this.leaseSentAt = sentAt;
+    this.armWatchdog();
+  }
+
+  /** The local time after which this process must assume Redis gave its permits away. */
+  private leaseDeadline(): number {
+    // Counted from the send time, minus a margin for clock rate differences, so we always give up first.
+    return this.leaseSentAt + this.leaseMs - (this.leaseMs / 50 + 5);
+  }
+
+  private active(): boolean {
+    return !this.closed && (this.held.size > 0 || this.tickets.size > 0 || this.queue.size > 0);
+  }
+
+  private scheduleHeartbeat(): void {
+    if (this.heartbeatTimer !== undefined || !this.active()) return;
+    this.heartbeatTimer = this.clock.setTimeout(() => {
+      this.heartbeatTimer = undefined;
+      void this.heartbeat().finally(() => this.scheduleHeartbeat());
+    }, this.leaseMs / 3);
+  }
+
+  /** Renews this process's lease, evicts dead processes, dispatches; learns whether our lease was lost. */
+  private async heartbeat(): Promise<void> {
+    if (this.heartbeating || this.closed) return;
+    this.heartbeating = true;
+    const sentAt = this.clock.now();
+    try {
+      const reply = (await this.call(scripts.heartbeat, ["renew"], "heartbeat")) as number[];
+      const [lost, now, earliestOther, guardUntil] = reply as [number, number, number, number];
+      if (lost === 1) this.leaseLost(sentAt);
+      this.leaseWritten(sentAt);
+      let checkIn = Number.POSITIVE_INFINITY;
+      if (earliestOther > 0) checkIn = Math.min(checkIn, (earliestOther - now) / 1000 + 1);
+      if (guardUntil > 0) checkIn = Math.min(checkIn, (guardUntil - now) / 1000 + 1);
+      this.checkBy = this.clock.now() + Math.max(0, checkIn);
+      const grantsEnd = 5 + (reply[4] as number);
+      this.takeGrants(reply.slice(0, grantsEnd), 5);
+      if (lost !== 1) this.sweepOrphans(reply.slice(grantsEnd));
+    } catch {
+      // Unreachable: the watchdog ends the leases when the deadline passes.
+    } finally {
+      this.heartbeating = false;
+    }
+  }
+
+  /**
+   * Tokens Redis lists as ours that no permit here carries: a grant whose reply was lost (a timeout, a
+   * dropped connection). Our lease would keep them alive forever, so they are released — but only when
+   * seen at two heartbeats in a row, because a notice may be on its way for a fresh one.
+   */
+  private sweepOrphans(tokens: number[]): void {
+    const known = new Set<number>();
+    for (const permit of this.held) known.add(permit.fencingToken as number);
+    const candidates = new Set<number>();
+    for (const token of tokens) {
+      if (known.has(token)) continue;
+      if (this.orphanCandidates.has(token)) this.discard(token);
+      else candidates.add(token);
+    }
+    this.orphanCandidates = candidates;
+  }
+
+  /** Redis no longer has our lease: every permit we hold is lost, every ticket must queue again. */
+  private leaseLost(sentAt: number): void {
+    const error = new LeaseLostError(
+      `the lease on Redis semaphore ${JSON.stringify(this.name)} ended before it was renewed`,
+    );
+    for (const permit of this.held) permit.loseLease(error);
+    this.held.clear();
+    // Tickets were evicted with the lease; queue them again, in their local order.
+    const again: Ticket[] = [];
+    this.queue.forEach((waiter) => {
+      const ticket = waiter.request;
+      if (ticket.seq !== undefined && this.tickets.get(ticket.seq) === ticket) again.push(ticket);
+    });
+    this.tickets.clear();
+    this.leaseSentAt = Math.max(this.leaseSentAt, sentAt);
+    for (const ticket of again) {
+      ticket.seq = undefined;
+      this.submit(ticket);
+    }
+  }
+
+  /**
+   * One timer at the lease deadline while permits are held: if no renewal moved the deadline by the time
+   * it fires, the permits are lost; if one did, it sleeps again until the new deadline. Arming it once
+   * rather than on every grant and renewal keeps timers off the hot path.
+   */
+  private armWatchdog(): void {
+    if (this.held.size === 0 || this.closed) {
+      if (this.watchdogTimer !== undefined) this.clock.clearTimeout(this.watchdogTimer);
+      this.watchdogTimer = undefined;
+      return;
+    }
+    if (this.watchdogTimer !== undefined) return;
+    this.watchdogTimer = this.clock.setTimeout(
+      () => {
+        this.watchdogTimer = undefined;
+        if (this.held.size > 0 && this.clock.now() >= this.leaseDeadline()) {
+          const error = new LeaseLostError(
+            `the lease on Redis semaphore ${JSON.stringify(this.name)} could not be renewed in time (Redis unreachable or too slow)`,
+          );
+          for (const permit of this.held) permit.loseLease(error);
+          this.held.clear();
+        }
+        this.armWatchdog();
+      },
+      Math.max(0, this.leaseDeadline() - this.clock.now()),
+    );
+  }
+
+  private stopTimers(): void {
+    if (this.heartbeatTimer !== undefined) this.clock.clearTimeout(this.heartbeatTimer);
+    if (this.watchdogTimer !== undefined) this.clock.clearTimeout(this.watchdogTimer);
+    this.heartbeatTimer = undefined;
+    this.watchdogTimer = undefined;
+  }
+
+  // ---- plumbing -----------------------------------------------------------------------------------
+
+  private call(
+    script: Script,
+    extra: (string | number)[],
+    what: string,
+    onLate?: (value: unknown) => void,
+  ): Promise<unknown> {
+    const args = [
+      this.tag,
+      this.client,
+      this.limit === Number.POSITIVE_INFINITY ? UNLIMITED : this.limit,
+      this.leaseMs,
+      this.keyTtlMs,
+      this.guardRestarts ? "1" : "0",
+      ...extra,
+    ];
+    let running: Promise<unknown>;
+    try {
+      running = script.run(this.connection, this.keys, args);
+    } catch (error) {
+      running = Promise.reject(error);
+    }
+    return withDeadline(running, this.commandMs, `${what} on ${this.subject()}`, onLate);
+  }
+
+  private lostError(permit: RedisPermit, cause?: unknown): LeaseLostError {
+    return new LeaseLostError(
+      `the lease on ${this.subject()} (fencing token ${permit.fencingToken}) was lost while the work ran`,
+      cause === undefined ? undefined : { cause },
+    );
+  }
+
+  private tooHeavy(weight: number): RangeError {
+    return new RangeError(
+      `weight ${weight} is above the capacity ${this.limit} of ${this.subject()}; it could never be granted`,
+    );
+  }
+
+  private subject(): string {
+    return `Redis semaphore ${JSON.stringify(this.name)}`;
+  }
+}
+
+/** Numbers as Redis' Lua reads them (tonumber accepts "inf"). */
+function redisNumber(value: number): string | number {
+  if (value === Number.POSITIVE_INFINITY) return "inf";
+  if (value === Number.NEGATIVE_INFINITY) return "-inf";
+  return value;
+}
+
+/** Reads one semaphore's state. */
+export async function inspectSemaphore(
+  connection: RedisConnection,
+  tag: string,
+  name: string,
+  timeoutMs = 5_000,
+): Promise<RedisSemaphoreSnapshot> {
+  const reply = (await withDeadline(
+    scripts.inspect.run(connection, [`${tag}meta`, `${tag}queue`, `${tag}clients`], []),
+    timeoutMs,
+    `inspect ${name}`,
+  )) as [number, string[], string[], string[]];
+  const [now, metaFlat, queueFlat, clientsFlat] = reply;
+  const meta = new Map<string, string>();
+  for (let index = 0; index + 1 < metaFlat.length; index += 2)
+    meta.set(metaFlat[index] as string, metaFlat[index + 1] as string);
+  const leases = new Map<string, number>();
+  const clients: { client: string; leaseRemaining: number }[] = [];
+  for (let index = 0; index + 1 < clientsFlat.length; index += 2) {
+    const remaining = (Number(clientsFlat[index + 1]) - now) / 1000;
+    leases.set(clientsFlat[index] as string, remaining);
+    clients.push({ client: clientsFlat[index] as string, leaseRemaining: remaining });
+  }
+  const holders: RedisHolder[] = [];
+  for (const [field, value] of meta) {
+    if (!field.startsWith("h:")) continue;
+    const colon = value.indexOf(":");
+    const client = value.slice(colon + 1);
+    holders.push({
+      fencingToken: Number(field.slice(2)),
+      weight: Number(value.slice(0, colon)),
+      client,
+      leaseRemaining: leases.get(client) ?? Number.NEGATIVE_INFINITY,
+    });
+  }
+  holders.sort((a, b) => a.fencingToken - b.fencingToken);
+  const waiters: RedisWaiter[] = [];
+  for (let index = 0; index + 1 < queueFlat.length; index += 2) {
+    const member = queueFlat[index] as string;
+    const [seq, weight, ...client] = member.split(":");
+    const score = Number(queueFlat[index + 1]);
+    waiters.push({
+      ticket: Number(seq),
+      weight: Number(weight),
+      priority: score === 0 ? 0 : -score,
+      client: client.join(":"),
+    });
+  }
+  const capacity = meta.get("capacity");
+  const guard = Number(meta.get("ready") ?? 0);
+  return {
+    kind: "semaphore",
+    name,
+    key: `${tag}meta`,
+    capacity:
+      capacity === undefined ? undefined : Number(capacity) >= UNLIMITED ? Number.POSITIVE_INFINITY : Number(capacity),
+    used: Number(meta.get("used") ?? 0),
+    fencingToken: Number(meta.get("fence") ?? 0),
+    holders,
+    waiters,
+    clients,
+    guardRemaining: guard > now ? (guard - now) / 1000 : 0,
+  };
+}
+
+/**
+ * A lock shared by every process using the same Redis and `name`: a {@link RedisSemaphore} of
+ * capacity 1 with lock vocabulary.
+ *
+ * @example
+ * ```ts
+ * import { RedisMutex } from "sluice/redis";
+ * const mutex = new RedisMutex(redis, { name: "nightly-report" });
+ * await mutex.runExclusive(async (signal) => {
+ *   await buildReport({ signal }); // one process at a time, everywhere
+ * });
+ * ```
+ */
+export class RedisMutex implements Limiter<LockOptions> {
+  private readonly semaphore: RedisSemaphore;
+
+  constructor(redis: RedisClient, options: Omit<RedisSemaphoreOptions, "capacity">) {
+    this.semaphore = new RedisSemaphore(redis, { ...options, capacity: 1 });
+  }
+
+  get name(): string {
+    return this.semaphore.name;
+  }
+
+  /** Waits for the lock. */
+  lock(options?: LockOptions): Promise<RedisPermit> {
+    return this.semaphore.acquire(options);
+  }
+
+  /** Takes the lock if it is free and nobody waits; otherwise resolves `undefined`. */
+  tryLock(): Promise<RedisPermit | undefined> {
+    return this.semaphore.tryAcquire(1);
+  }
+
+  /** Runs `fn` holding the lock (see {@link RedisSemaphore.run} for lease loss). */
+  runExclusive<T>(fn: (signal: AbortSignal) => T | PromiseLike<T>, options?: LockOptions): Promise<T> {
+    return this.semaphore.run(fn, options);
+  }
+
+  acquire(options?: LockOptions): Promise<RedisPermit> {
+    return this.lock(options);
+  }
+
+  run<T>(fn: (signal: AbortSignal) => T | PromiseLike<T>, options?: LockOptions): Promise<T> {
+    return this.runExclusive(fn, options);
+  }
+
+  inspect(): Promise<RedisSemaphoreSnapshot> {
+    return this.semaphore.inspect();
+  }
+
+  close(): Promise<void> {
+    return this.semaphore.close();
+  }
+}

@@ -1,0 +1,25 @@
+/**
+ * `sluice/threads`: admission control shared by the worker threads of one process, over
+ * SharedArrayBuffer and Atomics.
+ *
+ * @packageDocumentation
+ */
+
+export { processClock } from "./process-clock.js";
+export { SharedMutex, type SharedMutexOptions } from "./shared-mutex.js";
+export {
+  type RateAcquireOptions,
+  type RatePermit,
+  type SharedRateLimit,
+  SharedRateLimiter,
+  type SharedRateLimiterAttachOptions,
+  type SharedRateLimiterHandle,
+  type SharedRateLimiterOptions,
+} from "./shared-rate-limiter.js";
+export {
+  SharedSemaphore,
+  type SharedSemaphoreAttachOptions,
+  type SharedSemaphoreHandle,
+  type SharedSemaphoreOptions,
+  type SharedSemaphoreStatistics,
+} from "./shared-semaphore.js";

@@ -1,0 +1,589 @@
+/**
+ * SharedSemaphore: one semaphore for all the worker threads of a process. Its state lives in a
+ * SharedArrayBuffer (see `shared-queue.ts` for the layout and the cross-thread protocol); each thread
+ * parks its own callers in an ordinary `WaitQueue`, so abort, timeout and listener cleanup are the
+ * core's, not re-implemented here.
+ */
+import { threadId, type Worker } from "node:worker_threads";
+import {
+  checkCapacity,
+  checkFunction,
+  checkPriority,
+  checkSignal,
+  checkTimeout,
+  checkWeight,
+} from "../core/arguments.js";
+import { type Clock, systemClock } from "../core/clock.js";
+import { describe } from "../core/duration.js";
+import { ReleasedError, TimeoutError } from "../core/errors.js";
+import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "../core/limiter.js";
+import { type Waiter, WaitQueue } from "../core/wait-queue.js";
+import { ENTRY_STATUS, OwnRecord, SharedQueue, WINDOW, WINDOW_SIZE_MASK, waitAsync } from "./shared-queue.js";
+
+/**
+ * What crosses the thread boundary: pass it in `workerData` or `postMessage`, and rebuild the semaphore
+ * on the other side with {@link SharedSemaphore.from}. A plain object, so structured clone keeps it.
+ */
+export interface SharedSemaphoreHandle {
+  readonly kind: "sluice:SharedSemaphore";
+  readonly buffer: SharedArrayBuffer;
+  readonly name: string | undefined;
+}
+
+/** Options for {@link SharedSemaphore}. */
+export interface SharedSemaphoreOptions {
+  /** Shows up in error messages and statistics. */
+  name?: string;
+  /**
+   * The most threads that can use the semaphore at the same time (each takes one slot of about 700
+   * bytes in the shared buffer until it exits and is reclaimed). Default 64.
+   */
+  maxThreads?: number;
+  /** Time source for this thread's timeouts; defaults to the global timers. */
+  clock?: Clock;
+}
+
+/** Options for {@link SharedSemaphore.from}: what is local to the thread that rebuilds it. */
+export interface SharedSemaphoreAttachOptions {
+  /** Time source for this thread's timeouts; defaults to the global timers. */
+  clock?: Clock;
+}
+
+/** A snapshot of a shared semaphore, summed over all threads. */
+export interface SharedSemaphoreStatistics {
+  name: string | undefined;
+  capacity: number;
+  /** `capacity - inUse`. */
+  available: number;
+  /** Weight held (or granted and about to be collected) in all threads. */
+  inUse: number;
+  /** Callers waiting in all threads. */
+  waiting: number;
+  /** Threads that use the semaphore right now (hold a slot). */
+  threads: number;
+  /** Grants since creation, in all threads. */
+  granted: number;
+}
+
+/** What one local caller asks for, and where it stands in the shared ring. */
+interface Request {
+  readonly weight: number;
+  /** The caller's place in the cross-thread arrival order. */
+  readonly ticket: number;
+  readonly signal: AbortSignal;
+  /** True while an entry for this caller is in the ring (waiting or granted, not yet collected). */
+  published: boolean;
+  sequence: number;
+  /** Set when granted, so `tryAcquire` can return it synchronously. */
+  permit: Permit | undefined;
+}
+
+type LocalWaiter = Waiter<Request, Permit>;
+
+/** A permit of a shared semaphore. Belongs to the thread that acquired it. */
+class SharedPermit implements Permit {
+  private held = true;
+  constructor(
+    private readonly owner: SharedSemaphore,
+    readonly weight: number,
+    readonly signal: AbortSignal,
+  ) {}
+  release(): void {
+    if (!this.held) throw new ReleasedError(`this permit (weight ${this.weight}) was already released`);
+    this.held = false;
+    this.owner["giveBack"](this.weight);
+  }
+  [Symbol.dispose](): void {
+    if (this.held) this.release();
+  }
+  [Symbol.asyncDispose](): Promise<void> {
+    if (this.held) this.release();
+    return Promise.resolve();
+  }
+}
+
+// The longest timer Node accepts: the keep-alive below never actually fires in practice.
+const KEEP_ALIVE_MS = 2_147_483_647;
+function keepAliveTick(): void {}
+
+/**
+ * A counting semaphore shared by worker threads: at most `capacity` weight held at once across every
+ * thread that uses it, served by priority and then arrival across threads.
+ *
+ * Create it in one thread, hand `semaphore.handle` to workers through `workerData` or `postMessage`, and
+ * rebuild it there with {@link SharedSemaphore.from}. All copies are the same semaphore.
+ *
+ * Guarantees:
+ * - never more than `capacity` weight held across all threads;
+ * - waiters are served by priority, then arrival (a ticket taken when `acquire()` is called), across
+ *   threads; if the first in line does not fit, nobody behind it is served (head-of-line, so heavy
+ *   requests are not starved);
+ * - waiting never blocks the event loop: a thread with waiters has one `Atomics.waitAsync` outstanding,
+ *   woken by the thread that grants (no polling, no spinning);
+ * - abort and timeout remove the waiter; a cancel racing a grant in another thread is settled by one
+ *   compare-exchange, so no permit is ever lost or duplicated;
+ * - permits of a worker that exits (or is terminated) are reclaimed when the thread that called
+ *   {@link SharedSemaphore.track} sees its `exit` event; its waiters stop blocking the line then too.
+ *
+ * A permit belongs to the thread that acquired it and must be released there.
+ *
+ * @example
+ * ```ts
+ * // main thread
+ * import { Worker } from "node:worker_threads";
+ * import { SharedSemaphore } from "sluice/threads";
+ * const semaphore = new SharedSemaphore(3, { name: "gpu" });
+ * const worker = semaphore.track(new Worker("./job.js", { workerData: { gpu: semaphore.handle } }));
+ *
+ * // job.js (in the worker)
+ * import { workerData } from "node:worker_threads";
+ * const gpu = SharedSemaphore.from(workerData.gpu);
+ * await gpu.run(() => render());
+ * ```
+ */
+export class SharedSemaphore implements Limiter {
+  /** Optional name, used in error messages and statistics. */
+  readonly name: string | undefined;
+  /** Pass this to other threads; rebuild the semaphore there with {@link SharedSemaphore.from}. */
+  readonly handle: SharedSemaphoreHandle;
+  /** Fixed at creation: the shared layout cannot be resized under running threads. */
+  readonly capacity: number;
+  private readonly shared: SharedQueue;
+  /** This thread's slot in the shared buffer; taken on first use, so a handle passed along costs nothing. */
+  private own: OwnRecord | undefined;
+  /**
+   * This thread's callers, in priority-then-arrival order.
+   * Invariant (after every public method returns): the ring's WAITING entries are the first not-yet-
+   * granted waiters of this queue, in queue order, as many as fit in the ring; `overflow` is set
+   * exactly when some waiter is left out.
+   */
+  private readonly queue: WaitQueue<Request, Permit>;
+  /** The waiter each ring entry stands for, by `sequence & mask`; `undefined` once it left the queue. */
+  private readonly slots: (LocalWaiter | undefined)[] = new Array(WINDOW).fill(undefined);
+  /** Set when something changed that a dispatch pass must see (a release, a withdrawn head). */
+  private dirty = false;
+  /** True while an `Atomics.waitAsync` on the doorbell is outstanding. */
+  private armed = false;
+  /** A pending `Atomics.waitAsync` does not keep a thread alive; this ref'd timer does, while callers wait. */
+  private keepAlive: ReturnType<typeof setInterval> | undefined;
+  private readonly wake = (): void => {
+    this.armed = false;
+    this.sync();
+  };
+
+  /**
+   * @param capacity - permits available: an integer >= 0 (below 2^31), or `Infinity`.
+   * @throws RangeError/TypeError for a bad capacity or `maxThreads`.
+   */
+  constructor(capacity: number, options?: SharedSemaphoreOptions);
+  /** @internal Rebuilds from a handle; use {@link SharedSemaphore.from}. */
+  constructor(handle: SharedSemaphoreHandle, options?: SharedSemaphoreAttachOptions);
+  constructor(capacityOrHandle: number | SharedSemaphoreHandle, options: SharedSemaphoreOptions = {}) {
+    if (typeof capacityOrHandle === "number") {
+      const capacity = checkCapacity(capacityOrHandle);
+      if (capacity !== Number.POSITIVE_INFINITY && capacity > 0x7ffffffe) {
+        throw new RangeError(`capacity must be below 2^31 - 1 or Infinity; got ${capacity}`);
+      }
+      const maxThreads = options.maxThreads ?? 64;
+      if (typeof maxThreads !== "number" || !Number.isInteger(maxThreads) || maxThreads < 1 || maxThreads > 4096) {
+        throw new RangeError(`maxThreads must be an integer from 1 to 4096; got ${describe(maxThreads)}`);
+      }
+      this.name = options.name;
+      this.shared = new SharedQueue(SharedQueue.allocate(capacity, maxThreads));
+    } else {
+      const handle = checkHandle(capacityOrHandle);
+      this.name = handle.name;
+      this.shared = new SharedQueue(handle.buffer);
+    }
+    this.capacity = this.shared.capacity;
+    if (instances.get(this.shared.id)?.deref() === undefined) {
+      instances.set(this.shared.id, new WeakRef(this));
+      forget.register(this, this.shared.id);
+    }
+    this.handle = Object.freeze({ kind: "sluice:SharedSemaphore", buffer: this.shared.buffer, name: this.name });
+    this.queue = new WaitQueue<Request, Permit>(
+      options.clock ?? systemClock,
+      (waiter) => this.onCancel(waiter),
+      () => this.subject(),
+    );
+  }
+
+  /**
+   * Rebuilds, in this thread, the semaphore whose `handle` another thread passed over. Cheap: it takes
+   * a thread slot only when first used, and a thread gets one instance per semaphore — calling `from`
+   * again (or in the thread that created it) returns the same object, so `options` count only the
+   * first time.
+   *
+   * @example
+   * ```ts
+   * import { workerData } from "node:worker_threads";
+   * import { SharedSemaphore } from "sluice/threads";
+   * const semaphore = SharedSemaphore.from(workerData.semaphore);
+   * ```
+   * @throws TypeError if `handle` is not a SharedSemaphore handle.
+   */
+  static from(handle: SharedSemaphoreHandle, options?: SharedSemaphoreAttachOptions): SharedSemaphore {
+    const existing = instances.get(new SharedQueue(checkHandle(handle).buffer).id)?.deref();
+    return existing ?? new SharedSemaphore(handle, options);
+  }
+
+  /** `capacity - inUse`, summed over all threads at this instant. */
+  get available(): number {
+    return this.capacity - this.shared.snapshot().inUse;
+  }
+
+  /** Weight held in all threads at this instant. */
+  get inUse(): number {
+    return this.shared.snapshot().inUse;
+  }
+
+  /** Callers waiting in all threads at this instant (this thread's count is exact). */
+  get waiting(): number {
+    return this.shared.snapshot().waiting;
+  }
+
+  /** Whether an `acquire()` of weight 1 would wait right now: nothing free, or someone waiting. */
+  isLocked(): boolean {
+    const { inUse, waiting } = this.shared.snapshot();
+    return waiting > 0 || this.capacity - inUse < 1;
+  }
+
+  /**
+   * Waits until `weight` permits can be granted and returns them as a {@link Permit}.
+   *
+   * Rejects (never throws) with a `RangeError`/`TypeError` for bad options, a `RangeError` when
+   * `weight > capacity` or more threads than `maxThreads` use the semaphore, `signal.reason` if the
+   * signal aborts first, and a `TimeoutError` when `timeout` elapses.
+   *
+   * @example
+   * ```ts
+   * await using permit = await semaphore.acquire({ weight: 2, timeout: 5_000 });
+   * ```
+   */
+  acquire(options?: AcquireOptions): Promise<Permit> {
+    let weight = 1;
+    let priority = 0;
+    let signal: AbortSignal | undefined;
+    let timeout = Number.POSITIVE_INFINITY;
+    try {
+      if (options !== undefined) {
+        if (typeof options !== "object" || options === null) {
+          throw new TypeError(`options must be an object; got ${describe(options)}`);
+        }
+        if (options.weight !== undefined) weight = checkWeight(options.weight);
+        if (options.priority !== undefined) priority = checkPriority(options.priority);
+        if (options.timeout !== undefined) timeout = checkTimeout(options.timeout);
+        signal = checkSignal(options.signal);
+      }
+      // A request that can never fit would block everyone behind it in every thread: refuse it.
+      if (weight > this.capacity) throw this.tooHeavy(weight);
+      if (signal?.aborted) throw signal.reason;
+      this.attach();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const [promise, waiter] = this.park(weight, priority, signal, timeout === 0 ? Number.POSITIVE_INFINITY : timeout);
+    // `timeout: 0` means "only if free right now": the park above already dispatched, so if the waiter
+    // is still queued it would have to wait. Cancelling goes through the same path as any timeout.
+    if (timeout === 0 && waiter.queued) {
+      this.queue.cancel(waiter, "timeout", new TimeoutError(0, this.queue.timeoutMessage(0)));
+    }
+    return promise;
+  }
+
+  /**
+   * Takes `weight` permits if that is possible right now without waiting and without passing anyone
+   * already in line in any thread; otherwise returns `undefined`.
+   *
+   * @throws RangeError/TypeError for a bad weight (including one above the capacity).
+   */
+  tryAcquire(weight = 1): Permit | undefined {
+    checkWeight(weight);
+    if (weight > this.capacity) throw this.tooHeavy(weight);
+    this.attach();
+    const [promise, waiter] = this.park(weight, 0, undefined, Number.POSITIVE_INFINITY);
+    if (waiter.request.permit !== undefined) return waiter.request.permit;
+    promise.catch(ignore);
+    this.queue.cancel(waiter, "timeout", new TimeoutError(0, this.queue.timeoutMessage(0)));
+    // The cancel can lose to a grant made by another thread in between; the grant is then handed back
+    // by `collect`, so either way nothing is held.
+    return undefined;
+  }
+
+  /**
+   * Runs `fn` once admitted, and releases when it settles — returned, thrown or rejected. `fn` receives
+   * the caller's signal (after the grant it means "stop the work").
+   *
+   * @example
+   * ```ts
+   * const text = await semaphore.run((signal) => callModel(prompt, { signal }), { timeout: 30_000 });
+   * ```
+   */
+  async run<T>(fn: (signal: AbortSignal) => T | PromiseLike<T>, options?: AcquireOptions): Promise<T> {
+    checkFunction(fn, "fn");
+    const permit = await this.acquire(options);
+    // Nothing may come between the grant and the `try`: the finally must own the permit.
+    try {
+      return await fn(permit.signal);
+    } finally {
+      permit.release();
+    }
+  }
+
+  /**
+   * Watches `worker` and, when it exits for any reason (returned, threw, `process.exit`, terminated),
+   * takes back every permit it held and drops its waiters from the line. Call it in the thread that
+   * created the worker, for every worker that may use the semaphore. Returns the worker.
+   *
+   * What is guaranteed: from the moment this thread handles the worker's `exit` event, the worker's
+   * permits count as free and its waiters are gone, in every thread; waiters that now fit are granted
+   * in that same step. Until then (the worker is still running, or this thread's event loop is busy),
+   * they count as held. An untracked worker that dies holding permits leaks them for good.
+   *
+   * @example
+   * ```ts
+   * const worker = semaphore.track(new Worker(file, { workerData: { semaphore: semaphore.handle } }));
+   * ```
+   */
+  track<W extends Worker>(worker: W): W {
+    const id = worker.threadId;
+    worker.once("exit", () => this.reclaim(id));
+    return worker;
+  }
+
+  /**
+   * Takes back what thread `threadId` held and waited for. {@link SharedSemaphore.track} calls it for
+   * you; call it yourself only for a thread that has certainly exited. Returns whether it held a slot.
+   */
+  reclaim(threadId: number): boolean {
+    // A worker that has already exited reports threadId -1; nothing can be matched to it.
+    if (!Number.isInteger(threadId) || threadId < 0) return false;
+    // Reclaiming needs no slot of its own: a thread that only tracks workers may find them all taken.
+    const own = this.own;
+    const self = own === undefined ? -1 : own.index;
+    if (this.shared.reclaim(threadId, self) === 0) return false;
+    // Hand the freed permits on (to waiters here and, through the pass, in other threads) ...
+    if (own === undefined) this.shared.requestDispatch(-1);
+    else {
+      this.dirty = true;
+      this.sync();
+    }
+    // ... and wake every thread, in case the dead one was dispatching and granted without ringing.
+    this.shared.ringAll(self);
+    return true;
+  }
+
+  /** A snapshot over all threads. */
+  statistics(): SharedSemaphoreStatistics {
+    const { inUse, waiting, threads, granted } = this.shared.snapshot();
+    return {
+      name: this.name,
+      capacity: this.capacity,
+      available: this.capacity - inUse,
+      inUse,
+      waiting,
+      threads,
+      granted,
+    };
+  }
+
+  /** Takes this thread's slot on first use. */
+  private attach(): OwnRecord {
+    if (this.own === undefined) {
+      const index = this.shared.register(threadId);
+      this.own = new OwnRecord(this.shared, index);
+    }
+    return this.own;
+  }
+
+  /** Queues a caller locally, publishes it, and dispatches, all in one synchronous step. */
+  private park(
+    weight: number,
+    priority: number,
+    signal: AbortSignal | undefined,
+    timeout: number,
+  ): [Promise<Permit>, LocalWaiter] {
+    const request: Request = {
+      weight,
+      ticket: this.shared.ticket(),
+      signal: signal ?? NEVER_ABORTED,
+      published: false,
+      sequence: 0,
+      permit: undefined,
+    };
+    const promise = this.queue.enqueue(request, priority, signal, timeout);
+    const waiter = this.queue.newest(priority) as LocalWaiter;
+    // A caller that sorts ahead of callers already published (a higher priority) would be invisible
+    // behind them: take the waiting ones back and publish again in the new order.
+    if (this.queue.after(waiter) !== undefined) this.withdrawAll();
+    this.sync();
+    return [promise, waiter];
+  }
+
+  /**
+   * Brings this thread and the shared state up to date: collects grants, publishes waiters, dispatches
+   * until nothing changes, and waits for the doorbell if callers are left waiting.
+   */
+  private sync(): void {
+    const own = this.own as OwnRecord;
+    // Read before looking at the entries: a grant made after this read changes the doorbell, so the wait
+    // below returns at once instead of missing it (the futex pattern).
+    const doorbell = own.doorbell();
+    for (;;) {
+      const gaveBack = this.collect(own);
+      const published = this.publish(own);
+      if (!gaveBack && !published && !this.dirty) break;
+      this.dirty = false;
+      this.shared.requestDispatch(own.index);
+    }
+    own.setWaiting(this.queue.size);
+    this.arm(own, doorbell);
+  }
+
+  /**
+   * Takes the settled entries at the front of the ring out of it: grants go to their waiters (or
+   * straight back, if the waiter left in the meantime); withdrawn entries are dropped. Returns whether
+   * weight was given back (then a dispatch pass must run).
+   */
+  private collect(own: OwnRecord): boolean {
+    const end = own.published();
+    let gaveBack = false;
+    let collected = false;
+    for (let sequence = own.collected(); sequence !== end; sequence = (sequence + 1) | 0) {
+      const status = own.status(sequence);
+      if (status === ENTRY_STATUS.WAITING) break;
+      const slot = sequence & WINDOW_SIZE_MASK;
+      const waiter = this.slots[slot];
+      this.slots[slot] = undefined;
+      if (status === ENTRY_STATUS.GRANTED && waiter !== undefined) {
+        const weight = own.weight(sequence);
+        own.advance(sequence, weight);
+        const permit = new SharedPermit(this, weight, waiter.request.signal);
+        waiter.request.permit = permit;
+        waiter.request.published = false;
+        this.queue.grant(waiter, permit);
+        collected = true;
+      } else {
+        // GRANTED without a waiter: the caller was cancelled after the grant was made in another
+        // thread. The weight was never added to `held`, so dropping the entry gives it back.
+        if (status === ENTRY_STATUS.GRANTED) gaveBack = true;
+        own.advance(sequence, 0);
+      }
+    }
+    // A dispatcher running right now may have counted a just-collected grant twice and stopped early;
+    // the note makes it pass again.
+    if (collected) this.shared.nudge();
+    return gaveBack;
+  }
+
+  /**
+   * Publishes the first unpublished waiters while the ring has room, and the key of the first one left
+   * over. Returns whether anything changed that a dispatch pass must see.
+   */
+  private publish(own: OwnRecord): boolean {
+    let room = own.room();
+    let published = false;
+    let hidden: LocalWaiter | undefined;
+    for (let waiter = this.queue.head; waiter !== undefined; waiter = this.queue.after(waiter)) {
+      const request = waiter.request;
+      if (request.published) continue;
+      if (room === 0) {
+        hidden = waiter;
+        break;
+      }
+      request.sequence = own.publish(request.weight, request.ticket, waiter.priority);
+      request.published = true;
+      this.slots[request.sequence & WINDOW_SIZE_MASK] = waiter;
+      room--;
+      published = true;
+    }
+    const changed =
+      hidden === undefined ? own.setOverflow(false) : own.setOverflow(true, hidden.request.ticket, hidden.priority);
+    return published || changed;
+  }
+
+  /** Withdraws every published entry that is still waiting, so the next `publish` re-sorts them. */
+  private withdrawAll(): void {
+    const own = this.own as OwnRecord;
+    const end = own.published();
+    for (let sequence = own.collected(); sequence !== end; sequence = (sequence + 1) | 0) {
+      const slot = sequence & WINDOW_SIZE_MASK;
+      const waiter = this.slots[slot];
+      if (waiter === undefined || !own.withdraw(sequence)) continue;
+      this.slots[slot] = undefined;
+      waiter.request.published = false;
+    }
+  }
+
+  /** Abort or timeout of a local caller: take its entry back out of the ring. */
+  private onCancel(waiter: LocalWaiter): void {
+    const request = waiter.request;
+    if (request.published) {
+      this.slots[request.sequence & WINDOW_SIZE_MASK] = undefined;
+      // If the withdrawal loses to a grant, `collect` finds the entry GRANTED without a waiter and gives
+      // the weight back. Either way the line moves on: it may have been the head that blocked others.
+      (this.own as OwnRecord).withdraw(request.sequence);
+      request.published = false;
+    }
+    this.dirty = true;
+    this.sync();
+  }
+
+  /** Waits (without blocking) for the doorbell, while callers are waiting here. */
+  private arm(own: OwnRecord, doorbell: number): void {
+    if (this.queue.size === 0) {
+      if (this.keepAlive !== undefined) {
+        clearInterval(this.keepAlive);
+        this.keepAlive = undefined;
+      }
+      return;
+    }
+    this.keepAlive ??= setInterval(keepAliveTick, KEEP_ALIVE_MS);
+    if (this.armed) return;
+    const result = waitAsync(this.shared.words, own.doorbellIndex(), doorbell);
+    this.armed = true;
+    if (result.async) result.value.then(this.wake);
+    else queueMicrotask(this.wake);
+  }
+
+  /** Gives `weight` back and hands it on in the same synchronous step. Called by permits. */
+  // biome-ignore lint/correctness/noUnusedPrivateClassMembers: SharedPermit calls it (kept off the public API)
+  private giveBack(weight: number): void {
+    (this.own as OwnRecord).release(weight);
+    this.dirty = true;
+    this.sync();
+  }
+
+  private tooHeavy(weight: number): RangeError {
+    return new RangeError(
+      `weight ${weight} is above the capacity ${this.capacity} of ${this.subject()}; it could never be granted`,
+    );
+  }
+
+  private subject(): string {
+    return this.name === undefined ? "the shared semaphore" : `shared semaphore ${JSON.stringify(this.name)}`;
+  }
+}
+
+function ignore(): void {}
+
+/**
+ * This thread's instance of each shared semaphore, by id: one slot (and one doorbell wait) per thread
+ * however often a handle is rebuilt. Weak, so a semaphore nobody uses any more can be collected.
+ */
+const instances = new Map<string, WeakRef<SharedSemaphore>>();
+const forget = new FinalizationRegistry<string>((id) => {
+  if (instances.get(id)?.deref() === undefined) instances.delete(id);
+});
+
+function checkHandle(handle: unknown): SharedSemaphoreHandle {
+  if (
+    typeof handle !== "object" ||
+    handle === null ||
+    (handle as SharedSemaphoreHandle).kind !== "sluice:SharedSemaphore" ||
+    !((handle as SharedSemaphoreHandle).buffer instanceof SharedArrayBuffer)
+  ) {
+    throw new TypeError(`handle must be a SharedSemaphore's handle (semaphore.handle); got ${describe(handle)}`);
+  }
+  return handle as SharedSemaphoreHandle;
+}

@@ -1,0 +1,103 @@
+/**
+ * A child process for the multi-process tests, run with tsx: `tsx test/redis/worker.ts '<json>'`.
+ * It talks to the test's redis-server through sluice/redis (from source) and reports on stdout, one
+ * JSON object per line, so the parent can check the invariants across processes.
+ *
+ * Modes:
+ * - `loop`: `callers` callers acquire, hold `holdMs`, release, until `durationMs` passed; each grant is
+ *   reported as `{grant: {token, start, end, lostAt?}}` with wall-clock times (performance.timeOrigin
+ *   + now, comparable between processes on one machine). Errors are counted by name and the caller
+ *   retries after a short pause, so a Redis restart shows up as errors, never as a hang.
+ * - `hold`: takes `weight` permits, prints `{held: token}` and waits to be killed.
+ */
+import { Redis } from "ioredis";
+import { RedisRateLimiter, RedisSemaphore } from "../../src/redis/index.js";
+
+interface Config {
+  mode: "loop" | "hold" | "rate";
+  limits?: { limit: number; interval: number; burst?: number }[];
+  port: number;
+  name: string;
+  capacity: number;
+  leaseTtl: number;
+  callers?: number;
+  holdMs?: number;
+  durationMs?: number;
+  weight?: number;
+  commandTimeout?: number;
+}
+
+const config = JSON.parse(process.argv[2] as string) as Config;
+const redis = new Redis(config.port, "127.0.0.1", { maxRetriesPerRequest: 1 });
+redis.on("error", () => undefined);
+const semaphore = new RedisSemaphore(redis, {
+  name: config.name,
+  capacity: config.capacity,
+  leaseTtl: config.leaseTtl,
+  commandTimeout: config.commandTimeout ?? 1_000,
+});
+const clock = () => performance.timeOrigin + performance.now();
+const report = (line: unknown) => process.stdout.write(`${JSON.stringify(line)}\n`);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function loop(): Promise<void> {
+  const deadline = clock() + (config.durationMs ?? 1_000);
+  const errors: Record<string, number> = {};
+  let grants = 0;
+  const caller = async () => {
+    while (clock() < deadline) {
+      try {
+        const permit = await semaphore.acquire({ timeout: Math.max(1, deadline - clock()) });
+        const start = clock();
+        let lostAt: number | undefined;
+        permit.signal.addEventListener("abort", () => (lostAt = clock()), { once: true });
+        await sleep(config.holdMs ?? 1);
+        const end = clock();
+        grants++;
+        report({ grant: { token: permit.fencingToken, start, end, lostAt } });
+        await permit.release();
+      } catch (error) {
+        const name = (error as Error).name ?? "Error";
+        errors[name] = (errors[name] ?? 0) + 1;
+        if (name !== "TimeoutError") await sleep(50);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: config.callers ?? 1 }, caller));
+  report({ done: { grants, errors } });
+}
+
+/** `rate`: callers take from a shared RedisRateLimiter until the deadline; reports Redis admission times. */
+async function rate(): Promise<void> {
+  const limiter = new RedisRateLimiter(redis, { name: config.name, limits: config.limits ?? [] });
+  const deadline = clock() + (config.durationMs ?? 1_000);
+  const admitted: number[] = [];
+  const caller = async () => {
+    while (clock() < deadline) {
+      const permit = await limiter.acquire({ timeout: Math.max(1, deadline - clock()) }).catch(() => undefined);
+      if (permit === undefined) continue;
+      admitted.push(permit.admittedAt as number);
+      permit.release();
+    }
+  };
+  await Promise.all(Array.from({ length: config.callers ?? 1 }, caller));
+  report({ admitted });
+}
+
+async function hold(): Promise<void> {
+  const permit = await semaphore.acquire({ weight: config.weight ?? 1 });
+  report({ held: permit.fencingToken });
+  await new Promise(() => undefined);
+}
+
+try {
+  if (config.mode === "loop") await loop();
+  else if (config.mode === "rate") await rate();
+  else await hold();
+  await semaphore.close();
+  redis.disconnect();
+} catch (error) {
+  report({ fatal: String(error) });
+  process.exitCode = 1;
+  redis.disconnect();
+}
