@@ -18,4 +18,13 @@ export default defineConfig([
     platform: "node",
     external: ["ioredis"],
   },
+  {
+    entry: { cli: "src/cli/main.ts" },
+    format: ["esm"],
+    sourcemap: true,
+    clean: false,
+    target: "node20",
+    platform: "node",
+    external: ["ioredis"],
+  },
 ]);

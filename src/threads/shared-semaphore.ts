@@ -5,18 +5,12 @@
  * core's, not re-implemented here.
  */
 import { threadId, type Worker } from "node:worker_threads";
-import {
-  checkCapacity,
-  checkFunction,
-  checkPriority,
-  checkSignal,
-  checkTimeout,
-  checkWeight,
-} from "../core/arguments.js";
+import { checkCapacity, checkFunction, checkWeight } from "../core/arguments.js";
 import { type Clock, systemClock } from "../core/clock.js";
 import { describe } from "../core/duration.js";
 import { ReleasedError, TimeoutError } from "../core/errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "../core/limiter.js";
+import { type CheckedAcquireOptions, checkAcquireOptions } from "../core/wait-options.js";
 import { type Waiter, WaitQueue } from "../core/wait-queue.js";
 import { ENTRY_STATUS, OwnRecord, SharedQueue, WINDOW, WINDOW_SIZE_MASK, waitAsync } from "./shared-queue.js";
 
@@ -261,27 +255,17 @@ export class SharedSemaphore implements Limiter {
    * ```
    */
   acquire(options?: AcquireOptions): Promise<Permit> {
-    let weight = 1;
-    let priority = 0;
-    let signal: AbortSignal | undefined;
-    let timeout = Number.POSITIVE_INFINITY;
+    let checked: CheckedAcquireOptions;
     try {
-      if (options !== undefined) {
-        if (typeof options !== "object" || options === null) {
-          throw new TypeError(`options must be an object; got ${describe(options)}`);
-        }
-        if (options.weight !== undefined) weight = checkWeight(options.weight);
-        if (options.priority !== undefined) priority = checkPriority(options.priority);
-        if (options.timeout !== undefined) timeout = checkTimeout(options.timeout);
-        signal = checkSignal(options.signal);
-      }
+      checked = checkAcquireOptions(options);
       // A request that can never fit would block everyone behind it in every thread: refuse it.
-      if (weight > this.capacity) throw this.tooHeavy(weight);
-      if (signal?.aborted) throw signal.reason;
+      if (checked.weight > this.capacity) throw this.tooHeavy(checked.weight);
+      if (checked.signal?.aborted) throw checked.signal.reason;
       this.attach();
     } catch (error) {
       return Promise.reject(error);
     }
+    const { weight, priority, signal, timeout } = checked;
     const [promise, waiter] = this.park(weight, priority, signal, timeout === 0 ? Number.POSITIVE_INFINITY : timeout);
     // `timeout: 0` means "only if free right now": the park above already dispatched, so if the waiter
     // is still queued it would have to wait. Cancelling goes through the same path as any timeout.

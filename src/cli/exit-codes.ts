@@ -1,0 +1,42 @@
+/**
+ * The exit codes of the `sluice` command. Scripts branch on them, so they are part of the interface:
+ * a code's meaning never changes once released.
+ */
+export const ExitCode = {
+  /** Every job succeeded (or there was no input). */
+  ok: 0,
+  /** At least one job failed after its retries (non-zero exit, timeout, HTTP error, missing command). */
+  jobFailed: 1,
+  /** The command line was wrong: unknown option, bad value, missing command. Nothing was run. */
+  usage: 2,
+  /**
+   * sluice itself could not work: the input file could not be read, Redis was unreachable, the report
+   * or results file could not be written.
+   */
+  failure: 3,
+  /** `sluice run`'s program exists but cannot be executed (as xargs). Nothing was run. */
+  cannotExecute: 126,
+  /** `sluice run`'s program was not found (as xargs). Nothing was run. */
+  commandNotFound: 127,
+  /** Interrupted by SIGINT (Ctrl-C): admission stopped, the summary was printed. 128 + SIGINT's 2. */
+  interrupted: 130,
+  /** stdout was closed by its reader (`sluice run ... | head`): admission stopped. 128 + SIGPIPE's 13. */
+  brokenPipe: 141,
+  /** Terminated by SIGTERM: running jobs were ended. 128 + SIGTERM's 15. */
+  terminated: 143,
+} as const;
+
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+/** The exit codes as help text, shared by every command's `--help`. */
+export const EXIT_CODES_HELP = [
+  ["0", "every job succeeded (or the input was empty)"],
+  ["1", "at least one job failed after its retries"],
+  ["2", "usage error: bad option or value; nothing was run"],
+  ["3", "sluice could not work: unreadable input, Redis unreachable, unwritable file"],
+  ["126", "sluice run: the command exists but cannot be executed; nothing was run"],
+  ["127", "sluice run: the command was not found; nothing was run"],
+  ["130", "interrupted by Ctrl-C (SIGINT)"],
+  ["141", "stdout was closed by its reader (as by | head): no new jobs were started"],
+  ["143", "terminated by SIGTERM: running jobs were ended"],
+] as const;

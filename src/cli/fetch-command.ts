@@ -1,0 +1,485 @@
+/**
+ * `sluice fetch`: one HTTP request per input line through `sluice/http`'s `limitedFetch`, so 429s and
+ * `Retry-After` pause every request sharing the limits, and retries queue through the limits again.
+ */
+import { AsyncLocalStorage } from "node:async_hooks";
+import { createWriteStream } from "node:fs";
+import { Semaphore } from "../core/semaphore.js";
+import { estimateLlmCost, type FetchFunction, type LimitedFetch, limitedFetch } from "../http/index.js";
+import {
+  type CommandSpec,
+  flagOption,
+  listOption,
+  type ParsedCommandLine,
+  stringOption,
+  UsageError,
+} from "./command-line.js";
+import type { ExitCode } from "./exit-codes.js";
+import type { JobHandler, JobResult } from "./job-runner.js";
+import {
+  type BuiltLimits,
+  buildLimits,
+  costUnits,
+  LIMIT_OPTION_SPECS,
+  readLimitOptions,
+  withDefault,
+} from "./limits.js";
+import { observedLimiter } from "./observed-limiter.js";
+import { Output } from "./output.js";
+import { REQUESTS } from "./rates.js";
+import {
+  readSessionSettings,
+  runSession,
+  SESSION_OPTION_SPECS,
+  type SessionContext,
+  type SessionResult,
+  type SessionSettings,
+} from "./session.js";
+import { fieldOf, InputError, type InputLine } from "./template.js";
+
+export const FETCH_COMMAND: CommandSpec = {
+  name: "fetch",
+  summary: "send an HTTP request per input line, under limits, honouring 429 and Retry-After",
+  usage: ["fetch [options] < urls.txt", "fetch [options] --input requests.jsonl --output results.jsonl"],
+  description: [
+    'Each input line is a URL, or a JSON request {"url", "method", "headers", "body"} (a body that is',
+    "not a string is sent as JSON). Requests go through sluice/http: a 429 or 503 pauses every request",
+    "sharing the limits for as long as the server asks (Retry-After, rate-limit headers), rate-limit",
+    "headers tighten the limits, and failed attempts are retried with backoff through the limits again.",
+    "",
+    "Results are JSON lines (input, status, ok, duration, attempts, body) on stdout, or in --output FILE.",
+    "A non-2xx final status counts as a failed job (exit code 1).",
+  ].join("\n"),
+  options: [
+    ...withDefault(LIMIT_OPTION_SPECS, "concurrency", "16"),
+    {
+      name: "cost-field",
+      type: "string",
+      multiple: true,
+      value: "UNIT[=FIELD]",
+      description:
+        "a request's cost in UNIT is the number in field FIELD (default: UNIT) of its JSON line; without it, tokens are estimated from the body (characters / 4 + max_tokens)",
+    },
+    ...SESSION_OPTION_SPECS.map((option) =>
+      option.name === "retries"
+        ? { ...option, default: "4" }
+        : option.name === "json"
+          ? { ...option, description: "results as JSON lines on stdout (the default without --output)" }
+          : option,
+    ),
+    {
+      name: "output",
+      short: "o",
+      type: "string",
+      value: "FILE",
+      description: "write the results (JSON lines) to FILE",
+    },
+    {
+      name: "method",
+      short: "X",
+      type: "string",
+      value: "METHOD",
+      description: "method for lines without one",
+      default: "GET, or POST with a body",
+    },
+    {
+      name: "header",
+      short: "H",
+      type: "string",
+      multiple: true,
+      value: "'NAME: VALUE'",
+      description: "a header for every request",
+    },
+    {
+      name: "retry-post",
+      type: "boolean",
+      description: "also retry non-idempotent requests (POST, PATCH): right for LLM completions",
+    },
+    {
+      name: "max-output",
+      type: "string",
+      value: "BYTES",
+      description: "response body kept per request in the results (more is cut)",
+      default: "1048576",
+    },
+  ],
+  positionals: "none",
+  examples: [
+    {
+      command: "sluice fetch --rate 10/s -c 4 < urls.txt > results.jsonl",
+      explanation: "GET each URL, 10 per second, 4 at a time",
+    },
+    {
+      command:
+        "sluice fetch -i prompts.jsonl -o results.jsonl --rate 500/min --rate 200000/min:tokens --retry-post -H 'authorization: Bearer sk-…'",
+      explanation: "LLM requests under RPM and TPM limits, estimated tokens settled from each response's usage",
+    },
+    {
+      command: "sluice fetch --rate 5/s --report fetch.html < urls.txt",
+      explanation: "and a report showing the limits held",
+    },
+  ],
+};
+
+/** A request of `sluice fetch`. */
+export interface FetchJob {
+  readonly url: string;
+  readonly init: RequestInit;
+  /** From `--cost-field`, or `undefined` to estimate from the body. */
+  readonly cost: Record<string, number> | undefined;
+}
+
+/** How a request ended. */
+export interface FetchOutcome {
+  readonly status: number | undefined;
+  readonly body: unknown;
+  readonly truncated: boolean;
+  /** Network error, timeout, non-retryable refusal: the message. */
+  readonly error: string | undefined;
+  /** The same, as a category for the summary. */
+  readonly errorKind: string | undefined;
+  readonly attempts: number;
+  readonly rateLimited: number;
+}
+
+/** Per-job state the inner fetch sees through AsyncLocalStorage: attempts are counted per job. */
+interface JobState {
+  attempts: number;
+  rateLimited: number;
+  cost: Record<string, number> | undefined;
+}
+
+export interface FetchSetup {
+  readonly settings: SessionSettings;
+  readonly limits: BuiltLimits;
+  readonly headers: Headers;
+  readonly method: string | undefined;
+  readonly costFields: ReadonlyMap<string, string>;
+  readonly retryPost: boolean;
+  readonly maxOutput: number;
+  /** Where results go: stdout (`undefined`) or a file. */
+  readonly outputPath: string | undefined;
+  readonly commandLine: string;
+  readonly label: string;
+  /** The fetch to wrap; the global one by default. */
+  readonly fetch?: FetchFunction;
+  /** For the demo: its own lines, total and progress mode, no summary. */
+  readonly lines?: AsyncIterable<string>;
+  readonly total?: number;
+  readonly progressMode?: "terminal" | "lines" | "off";
+  readonly printSummary?: boolean;
+  readonly handleSignals?: boolean;
+  /** Whether a failed request is printed as a note on stderr (default true). */
+  readonly noteFailures?: boolean;
+}
+
+export async function fetchCommand(parsed: ParsedCommandLine, commandLine: string): Promise<ExitCode> {
+  const name = FETCH_COMMAND.name;
+  const limitOptions = readLimitOptions(parsed, name, { concurrency: 16 });
+  const settings = readSessionSettings(parsed, name);
+  const explicitRetries = parsed.values["retries"] !== undefined;
+  const headers = new Headers();
+  for (const header of listOption(parsed, "header")) {
+    const colon = header.indexOf(":");
+    if (colon <= 0) throw new UsageError(`--header must be 'NAME: VALUE'; got ${JSON.stringify(header)}`, name);
+    try {
+      headers.append(header.slice(0, colon).trim(), header.slice(colon + 1).trim());
+    } catch (error) {
+      throw new UsageError(`--header ${JSON.stringify(header)}: ${(error as Error).message}`, name);
+    }
+  }
+  const maxOutput = Number(stringOption(parsed, "max-output") ?? 1_048_576);
+  if (!Number.isInteger(maxOutput) || maxOutput < 0) {
+    throw new UsageError(
+      `--max-output must be a number of bytes >= 0; got ${JSON.stringify(stringOption(parsed, "max-output"))}`,
+      name,
+    );
+  }
+  const units = costUnits(limitOptions);
+  const costFields = new Map<string, string>();
+  for (const spec of listOption(parsed, "cost-field")) {
+    const [unit, field = unit] = spec.split("=", 2) as [string, string | undefined];
+    if (unit === REQUESTS || !units.includes(unit)) {
+      throw new UsageError(
+        `--cost-field ${spec}: no --rate counts ${JSON.stringify(unit)} (e.g. --rate 40000/min:${unit})`,
+        name,
+      );
+    }
+    costFields.set(unit, field);
+  }
+  const limits = await buildLimits(limitOptions);
+  try {
+    const result = await runFetchSession({
+      settings: { ...settings, retries: explicitRetries ? settings.retries : 4 },
+      limits,
+      headers,
+      method: stringOption(parsed, "method")?.toUpperCase(),
+      costFields,
+      retryPost: flagOption(parsed, "retry-post"),
+      maxOutput,
+      outputPath: stringOption(parsed, "output"),
+      commandLine,
+      label: name,
+    });
+    return result.exitCode;
+  } finally {
+    await limits.close();
+  }
+}
+
+/** Runs a fetch session (also the demo's). */
+export async function runFetchSession(setup: FetchSetup): Promise<SessionResult & { fetch: LimitedFetch | undefined }> {
+  const { settings, limits } = setup;
+  const file = setup.outputPath === undefined ? undefined : createWriteStream(setup.outputPath);
+  if (file !== undefined) {
+    await new Promise<void>((resolve, reject) => {
+      file.once("open", () => resolve());
+      file.once("error", reject);
+    });
+  }
+  const results = file === undefined ? undefined : new Output(file);
+  // The job loop only bounds how many requests are outstanding (waiting in the limiter or in flight);
+  // the limiter itself is acquired by limitedFetch, once per attempt, and records the attempts.
+  const outstanding = new Semaphore(
+    Number.isFinite(limits.description.concurrency) ? limits.description.concurrency * 2 : 1024,
+  );
+  let fetcher: LimitedFetch | undefined;
+  const result = await runSession<FetchJob, FetchOutcome>({
+    label: setup.label,
+    settings,
+    limits,
+    commandLine: setup.commandLine,
+    admission: { acquire: ({ signal }) => outstanding.acquire({ signal }) },
+    recordsAttempts: false,
+    ...(setup.lines === undefined ? {} : { lines: setup.lines }),
+    ...(setup.total === undefined ? {} : { total: setup.total }),
+    ...(setup.progressMode === undefined ? {} : { progressMode: setup.progressMode }),
+    ...(setup.printSummary === undefined ? {} : { printSummary: setup.printSummary }),
+    ...(setup.handleSignals === undefined ? {} : { handleSignals: setup.handleSignals }),
+    handler: (context) => {
+      const handler = fetchHandler(context, setup, results ?? context.stdout);
+      fetcher = handler.fetcher;
+      return handler;
+    },
+  });
+  let exitCode = result.exitCode;
+  if (results !== undefined) {
+    try {
+      await results.close();
+    } catch (error) {
+      process.stderr.write(`sluice ${setup.label}: cannot write ${setup.outputPath}: ${(error as Error).message}\n`);
+      if (exitCode === 0 || exitCode === 1) exitCode = 3;
+    }
+  }
+  return { ...result, exitCode, fetch: fetcher };
+}
+
+function fetchHandler(
+  context: SessionContext,
+  setup: FetchSetup,
+  results: Output,
+): JobHandler<FetchJob, FetchOutcome> & { fetcher: LimitedFetch } {
+  const { statistics, settings } = context;
+  const jobs = new AsyncLocalStorage<JobState>();
+  const baseFetch: FetchFunction = setup.fetch ?? ((input, init) => globalThis.fetch(input, init));
+  // Sees every attempt (limitedFetch calls it once per attempt, after admission): counts per job.
+  const countingFetch: FetchFunction = async (input, init) => {
+    const state = jobs.getStore();
+    if (state !== undefined) state.attempts++;
+    const response = await baseFetch(input, init);
+    if (response.status === 429) {
+      statistics.sawRateLimit();
+      if (state !== undefined) state.rateLimited++;
+    }
+    return response;
+  };
+  const fetcher = limitedFetch(observedLimiter(setup.limits.limiter, statistics), {
+    fetch: countingFetch,
+    estimate: (request) => jobs.getStore()?.cost ?? estimateLlmCost(request),
+    retry: {
+      attempts: settings.retries + 1,
+      baseDelay: settings.retryDelay,
+      maxDelay: settings.retryMaxDelay,
+      nonIdempotent: setup.retryPost,
+    },
+    ...(settings.timeout === undefined ? {} : { attemptTimeout: settings.timeout }),
+    onRetry: () => statistics.retried(),
+  });
+  return {
+    fetcher,
+    prepare: (input) => prepareRequest(input, setup),
+    cost: () => ({}),
+    async attempt(job, { signal }) {
+      const state: JobState = { attempts: 0, rateLimited: 0, cost: job.cost };
+      try {
+        const response = await jobs.run(state, () => fetcher(job.url, { ...job.init, signal }));
+        const { body, truncated } = await readBody(response, setup.maxOutput);
+        return {
+          status: response.status,
+          body,
+          truncated,
+          error: undefined,
+          errorKind: undefined,
+          attempts: state.attempts,
+          rateLimited: state.rateLimited,
+        };
+      } catch (error) {
+        const message = error instanceof Error ? `${error.message}${causeOf(error)}` : String(error);
+        return {
+          status: undefined,
+          body: null,
+          truncated: false,
+          error: message,
+          errorKind: errorKind(error),
+          attempts: state.attempts,
+          rateLimited: state.rateLimited,
+        };
+      }
+    },
+    classify(outcome) {
+      if (outcome.error !== undefined) {
+        // Stopped by an interrupt while still queued for the limits: never sent, so not a failure.
+        const notStarted = outcome.errorKind === "interrupted" && outcome.attempts === 0;
+        return { failure: outcome.errorKind, detail: outcome.error, retryable: false, notStarted };
+      }
+      const ok = outcome.status !== undefined && outcome.status >= 200 && outcome.status < 300;
+      // limitedFetch already retried what could be retried; what comes back is final.
+      return { failure: ok ? undefined : `HTTP ${outcome.status}`, retryable: false };
+    },
+    finished(result: JobResult<FetchJob, FetchOutcome>) {
+      // No request can succeed once the quota is gone: read no more input (limitedFetch already
+      // refuses what was queued).
+      if (result.failure === "quota exhausted") context.stop("quota exhausted");
+      results.write(`${JSON.stringify(fetchResult(result))}\n`);
+      if (result.failure !== undefined && setup.noteFailures !== false) {
+        context.note(`line ${result.input.number} failed (${result.error}): ${result.job?.url ?? result.input.line}`);
+      }
+    },
+    stopAdmitting(reason) {
+      // Requests queued inside limitedFetch (waiting for the limits) are not running yet: drop them.
+      fetcher.stop(reason);
+    },
+  };
+}
+
+/** A failure category for the summary: the same for every request that failed the same way. */
+function errorKind(error: unknown): string {
+  const name = error instanceof Error ? error.name : "";
+  if (name === "TimeoutError") return "timeout";
+  if (name === "QuotaExhaustedError") return "quota exhausted";
+  if (name === "RequestTooLargeError") return "request too large";
+  if (name === "InterruptedError" || name === "AbortError") return "interrupted";
+  // fetch rejects with a TypeError for every network failure (refused, reset, DNS).
+  if (name === "TypeError") return "network error";
+  return name === "" || name === "Error" ? "error" : name;
+}
+
+function causeOf(error: Error): string {
+  const cause = (error as { cause?: unknown }).cause;
+  return cause instanceof Error ? ` (${cause.message})` : "";
+}
+
+/** A URL line or a JSON request line, as fetch arguments. */
+export function prepareRequest(
+  input: InputLine,
+  setup: Pick<FetchSetup, "headers" | "method" | "costFields">,
+): FetchJob {
+  const record = input.record;
+  let url: string;
+  const headers = new Headers(setup.headers);
+  let body: string | undefined;
+  let method = setup.method;
+  if (record === undefined) {
+    url = input.line.trim();
+  } else {
+    if (typeof record["url"] !== "string")
+      throw new InputError(`line ${input.number}: a JSON request needs a "url" string`);
+    url = record["url"];
+    if (record["method"] !== undefined) {
+      if (typeof record["method"] !== "string") throw new InputError(`line ${input.number}: "method" must be a string`);
+      method = record["method"].toUpperCase();
+    }
+    const lineHeaders = record["headers"];
+    if (lineHeaders !== undefined) {
+      if (typeof lineHeaders !== "object" || lineHeaders === null || Array.isArray(lineHeaders)) {
+        throw new InputError(`line ${input.number}: "headers" must be an object of strings`);
+      }
+      for (const [name, value] of Object.entries(lineHeaders)) headers.set(name, String(value));
+    }
+    const rawBody = record["body"];
+    if (rawBody !== undefined && rawBody !== null) {
+      if (typeof rawBody === "string") body = rawBody;
+      else {
+        body = JSON.stringify(rawBody);
+        if (!headers.has("content-type")) headers.set("content-type", "application/json");
+      }
+    }
+  }
+  try {
+    const parsed = new URL(url);
+    if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new Error("not http(s)");
+  } catch {
+    throw new InputError(`line ${input.number}: not an http(s) URL: ${JSON.stringify(url.slice(0, 200))}`);
+  }
+  let cost: Record<string, number> | undefined;
+  if (setup.costFields.size > 0) {
+    cost = { requests: 1 };
+    for (const [unit, field] of setup.costFields) {
+      const value = fieldOf(record, field);
+      if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
+        throw new InputError(`line ${input.number}: the cost field ${field} must be a number >= 0`);
+      }
+      cost[unit] = value;
+    }
+  }
+  return {
+    url,
+    init: { method: method ?? (body === undefined ? "GET" : "POST"), headers, ...(body === undefined ? {} : { body }) },
+    cost,
+  };
+}
+
+/** Reads a response body up to `max` bytes; JSON bodies are parsed when complete. */
+async function readBody(response: Response, max: number): Promise<{ body: unknown; truncated: boolean }> {
+  if (response.body === null) return { body: null, truncated: false };
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  let truncated = false;
+  for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
+    if (size + chunk.length > max) {
+      chunks.push(chunk.subarray(0, max - size));
+      truncated = true;
+      break;
+    }
+    chunks.push(chunk);
+    size += chunk.length;
+  }
+  const text = Buffer.concat(chunks).toString("utf8");
+  if (!truncated && (response.headers.get("content-type") ?? "").includes("json")) {
+    try {
+      return { body: JSON.parse(text) as unknown, truncated };
+    } catch {
+      // Not JSON after all: keep the text.
+    }
+  }
+  return { body: text, truncated };
+}
+
+/** The JSON result line of a request. */
+function fetchResult(result: JobResult<FetchJob, FetchOutcome>): Record<string, unknown> {
+  const outcome = result.outcome;
+  return {
+    line: result.input.number,
+    input: result.input.record ?? result.input.line,
+    url: result.job?.url ?? null,
+    method: result.job?.init.method ?? null,
+    ok: result.failure === undefined,
+    status: outcome?.status ?? null,
+    durationMs: Math.round(result.durationMs * 10) / 10,
+    attempts: outcome?.attempts ?? 0,
+    ...(outcome !== undefined && outcome.rateLimited > 0 ? { rateLimited: outcome.rateLimited } : {}),
+    body: outcome?.body ?? null,
+    ...(outcome?.truncated ? { truncated: true } : {}),
+    ...(result.error === undefined ? {} : { error: result.error }),
+  };
+}

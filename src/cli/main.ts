@@ -1,0 +1,121 @@
+#!/usr/bin/env node
+/**
+ * The `sluice` command: xargs -P / GNU parallel for people who must respect rate limits.
+ *
+ *   sluice run [options] -- COMMAND {}     one process per input line, under limits
+ *   sluice fetch [options] < urls          one HTTP request per input line, under limits
+ *   sluice demo                            the mock provider, with and without sluice
+ *   sluice inspect --redis URL [--key K]   the state of limits shared through Redis
+ */
+import { readFileSync } from "node:fs";
+import { type CommandSpec, formatHelp, parseCommandLine, table, UsageError } from "./command-line.js";
+import { DEMO_COMMAND, demoCommand } from "./demo-command.js";
+import { EXIT_CODES_HELP, ExitCode } from "./exit-codes.js";
+import { FETCH_COMMAND, fetchCommand } from "./fetch-command.js";
+import { INSPECT_COMMAND, inspectCommand } from "./inspect-command.js";
+import { RUN_COMMAND, runCommand } from "./run-command.js";
+
+type Handler = (parsed: ReturnType<typeof parseCommandLine>, commandLine: string) => Promise<ExitCode>;
+
+const COMMANDS: readonly (readonly [CommandSpec, Handler])[] = [
+  [RUN_COMMAND, runCommand],
+  [FETCH_COMMAND, fetchCommand],
+  [DEMO_COMMAND, demoCommand],
+  [INSPECT_COMMAND, inspectCommand],
+];
+
+function version(): string {
+  try {
+    const url = new URL("../package.json", import.meta.url);
+    return (JSON.parse(readFileSync(url, "utf8")) as { version: string }).version;
+  } catch {
+    return "unknown";
+  }
+}
+
+function overview(): string {
+  return [
+    "sluice — run jobs and HTTP requests under concurrency and rate limits, shared across machines if need be",
+    "",
+    "Usage: sluice COMMAND [options]",
+    "",
+    "Commands:",
+    ...table(COMMANDS.map(([spec]) => [spec.name, spec.summary])),
+    "",
+    "Run 'sluice COMMAND --help' for a command's options and examples.",
+    "",
+    "Examples:",
+    "  cat urls.txt | sluice run -c 8 --rate 10/s -- curl -sS -o /dev/null {}",
+    "  sluice fetch --rate 600/min -c 8 --output results.jsonl < urls.txt",
+    "  sluice demo",
+    "",
+    "Exit codes:",
+    ...table(EXIT_CODES_HELP),
+    "",
+  ].join("\n");
+}
+
+/** Runs the command line `argv` (without `node` and the script) and resolves with the exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    const topic = name === "help" ? rest[0] : undefined;
+    const spec = COMMANDS.find(([command]) => command.name === topic)?.[0];
+    if (topic !== undefined && spec === undefined)
+      return usage(new UsageError(`unknown command ${JSON.stringify(topic)}`));
+    // `sluice` alone is a usage error for scripts, but help for people: the help on stderr, exit 2.
+    if (name === undefined) {
+      process.stderr.write(overview());
+      return ExitCode.usage;
+    }
+    process.stdout.write(spec === undefined ? overview() : formatHelp(spec));
+    return ExitCode.ok;
+  }
+  if (name === "--version" || name === "-V") {
+    process.stdout.write(`${version()}\n`);
+    return ExitCode.ok;
+  }
+  const entry = COMMANDS.find(([command]) => command.name === name);
+  if (entry === undefined) {
+    const hint = name.startsWith("-") ? "options come after the command" : "the commands are run, fetch, demo, inspect";
+    return usage(new UsageError(`unknown command ${JSON.stringify(name)} (${hint})`));
+  }
+  const [spec, handler] = entry;
+  try {
+    const parsed = parseCommandLine(spec, rest);
+    if (parsed.help) {
+      process.stdout.write(formatHelp(spec));
+      return ExitCode.ok;
+    }
+    return await handler(parsed, ["sluice", ...argv].map(quoteIfNeeded).join(" "));
+  } catch (error) {
+    if (error instanceof UsageError) return usage(error);
+    process.stderr.write(`sluice ${name}: ${error instanceof Error ? error.message : String(error)}\n`);
+    return ExitCode.failure;
+  }
+}
+
+function usage(error: UsageError): number {
+  const where = error.command === undefined ? "sluice" : `sluice ${error.command}`;
+  process.stderr.write(`${where}: ${error.message}\nRun '${where} --help' for usage.\n`);
+  return ExitCode.usage;
+}
+
+function quoteIfNeeded(argument: string): string {
+  return /^[\w@%+=:,./{}#-]+$/.test(argument) ? argument : `'${argument.replaceAll("'", `'\\''`)}'`;
+}
+
+main(process.argv.slice(2)).then(
+  async (code) => {
+    // Exit explicitly: an interrupted run may leave stdin open, which would keep the process alive.
+    // First let anything still queued for stdout reach it.
+    if (process.stdout.writableLength > 0) await new Promise((resolve) => process.stdout.once("drain", resolve));
+    process.exit(code);
+  },
+  (error: unknown) => {
+    process.stderr.write(
+      `sluice: internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
+    process.exit(ExitCode.failure);
+  },
+);

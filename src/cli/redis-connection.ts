@@ -1,0 +1,58 @@
+/**
+ * The Redis connection behind `--redis URL`: ioredis (the optional peer dependency), loaded only when
+ * asked for, so the command works without it for everything else.
+ */
+import type { IoredisLike } from "../redis/connection.js";
+
+/** An open connection and how to close it. */
+export interface RedisConnectionHandle {
+  readonly client: IoredisLike;
+  close(): Promise<void>;
+}
+
+/**
+ * Connects to `url`, failing within `timeout` ms with a message that says what to check.
+ *
+ * @throws Error when ioredis is not installed or the server cannot be reached.
+ */
+export async function connectRedis(url: string, timeout = 5000): Promise<RedisConnectionHandle> {
+  let Redis: new (
+    url: string,
+    options: Record<string, unknown>,
+  ) => IoredisLike & {
+    connect(): Promise<void>;
+    quit(): Promise<unknown>;
+  };
+  try {
+    const module = (await import("ioredis")) as unknown as { default?: unknown; Redis?: unknown };
+    Redis = (module.Redis ?? module.default) as typeof Redis;
+  } catch {
+    throw new Error("--redis needs the ioredis package next to sluice: npm install ioredis");
+  }
+  const client = new Redis(url, {
+    lazyConnect: true,
+    connectTimeout: timeout,
+    // A command waits for a reconnect a little, then fails: the primitives turn that into their
+    // RedisUnavailableError instead of hanging.
+    maxRetriesPerRequest: 2,
+    retryStrategy: (times: number) => Math.min(times * 200, 2000),
+  });
+  // Failures reach us through the commands; without a listener ioredis also prints each one.
+  client.on?.("error", () => undefined);
+  try {
+    await client.connect();
+  } catch (error) {
+    client.disconnect();
+    throw new Error(`cannot reach Redis at ${url}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  return {
+    client,
+    close: async () => {
+      try {
+        await client.quit();
+      } catch {
+        client.disconnect();
+      }
+    },
+  };
+}

@@ -1,0 +1,304 @@
+/**
+ * One run of jobs from start to summary, shared by `sluice run`, `sluice fetch` and `sluice demo`:
+ * input, limiter, progress, interrupts, report and exit code around a {@link JobRunner}.
+ */
+import { constants } from "node:fs";
+import { access, writeFile } from "node:fs/promises";
+import type { OptionSpec, ParsedCommandLine } from "./command-line.js";
+import { durationOption, flagOption, integerOption, stringOption } from "./command-line.js";
+import { ExitCode } from "./exit-codes.js";
+import { countLines, openInput, readLines } from "./input.js";
+import { type Admission, type JobHandler, JobRunner } from "./job-runner.js";
+import type { BuiltLimits } from "./limits.js";
+import { Output } from "./output.js";
+import { Progress, type ProgressMode, summary } from "./progress.js";
+import { renderReport } from "./report.js";
+import { RunStatistics } from "./statistics.js";
+import { type InputLine, parseRecord } from "./template.js";
+
+export const SESSION_OPTION_SPECS: readonly OptionSpec[] = [
+  {
+    name: "input",
+    short: "i",
+    type: "string",
+    value: "FILE",
+    description: "read input lines from FILE",
+    default: "stdin",
+  },
+  {
+    name: "retries",
+    type: "string",
+    value: "N",
+    description:
+      "retry a failed job up to N more times, with exponential backoff and full jitter; each retry waits for the limits again",
+    default: "0",
+  },
+  {
+    name: "retry-delay",
+    type: "string",
+    value: "DURATION",
+    description: "backoff base (the first retry waits up to this)",
+    default: "1s",
+  },
+  { name: "retry-max-delay", type: "string", value: "DURATION", description: "backoff ceiling", default: "30s" },
+  {
+    name: "timeout",
+    short: "t",
+    type: "string",
+    value: "DURATION",
+    description: "end an attempt that runs longer, e.g. 30s",
+  },
+  { name: "json", type: "boolean", description: "print one JSON line per finished job on stdout" },
+  {
+    name: "report",
+    type: "string",
+    value: "FILE.html",
+    description: "write a self-contained HTML report: concurrency and start rate against the limits, latency, 429s",
+  },
+  { name: "quiet", short: "q", type: "boolean", description: "no progress, no summary (the exit code still tells)" },
+  {
+    name: "progress-interval",
+    type: "string",
+    value: "DURATION",
+    description: "between progress lines when stderr is not a terminal",
+    default: "5s",
+  },
+];
+
+/** The options every session reads. */
+export interface SessionSettings {
+  readonly inputPath: string | undefined;
+  readonly retries: number;
+  readonly retryDelay: number;
+  readonly retryMaxDelay: number;
+  readonly timeout: number | undefined;
+  readonly json: boolean;
+  readonly reportPath: string | undefined;
+  readonly quiet: boolean;
+  readonly progressInterval: number;
+}
+
+export function readSessionSettings(parsed: ParsedCommandLine, command: string): SessionSettings {
+  return {
+    inputPath: stringOption(parsed, "input"),
+    retries: integerOption(parsed, "retries", command, { min: 0 }) ?? 0,
+    retryDelay: durationOption(parsed, "retry-delay", command) ?? 1000,
+    retryMaxDelay: durationOption(parsed, "retry-max-delay", command) ?? 30_000,
+    timeout: durationOption(parsed, "timeout", command),
+    json: flagOption(parsed, "json"),
+    reportPath: stringOption(parsed, "report"),
+    quiet: flagOption(parsed, "quiet"),
+    progressInterval: Math.max(100, durationOption(parsed, "progress-interval", command) ?? 5000),
+  };
+}
+
+/** What a handler may use: where results and job output go, and the run's statistics. */
+export interface SessionContext {
+  readonly stdout: Output;
+  readonly stderr: Output;
+  readonly statistics: RunStatistics;
+  readonly settings: SessionSettings;
+  /** Says something to the user on stderr (unless `--quiet`), above the progress line. */
+  readonly note: (message: string) => void;
+  /** Stops admitting for good (running jobs finish), e.g. when the API quota is gone; `cause` is shown. */
+  readonly stop: (cause: string) => void;
+}
+
+export interface SessionOptions<Job, Outcome> {
+  /** `run`, `fetch`, `demo`: shown in progress and summary. */
+  readonly label: string;
+  readonly settings: SessionSettings;
+  readonly limits: BuiltLimits;
+  readonly handler: (context: SessionContext) => JobHandler<Job, Outcome>;
+  /** The command line, for the report's title. */
+  readonly commandLine: string;
+  /** Lines to run instead of the input file / stdin (the demo makes its own). */
+  readonly lines?: AsyncIterable<string>;
+  /** Known total when `lines` is given. */
+  readonly total?: number;
+  /** Force a progress mode (tests, demo); by default: terminal if stderr is one, else lines, off if quiet. */
+  readonly progressMode?: ProgressMode;
+  /** Whether to install SIGINT/SIGTERM handlers (the demo runs two sessions in a row). */
+  readonly handleSignals?: boolean;
+  /**
+   * Admission for the job loop instead of the limits' own, with `recordsAttempts: false`, when the
+   * handler goes through the limiter itself (fetch: the HTTP wrapper acquires once per attempt).
+   */
+  readonly admission?: Admission;
+  readonly recordsAttempts?: boolean;
+  /** The statistics to fill (the fetch handler records through them before the session starts). */
+  readonly statistics?: RunStatistics;
+  /** Writes the summary and the report (default true; the demo prints its own). */
+  readonly printSummary?: boolean;
+}
+
+export interface SessionResult {
+  readonly exitCode: ExitCode;
+  readonly statistics: RunStatistics;
+  readonly interrupted: boolean;
+}
+
+/** Runs a session to the end and returns its exit code; prints progress, summary, report. */
+export async function runSession<Job, Outcome>(options: SessionOptions<Job, Outcome>): Promise<SessionResult> {
+  const { settings, limits } = options;
+  if (options.lines === undefined && settings.inputPath !== undefined && settings.inputPath !== "-") {
+    // Said before anything starts, rather than as a summary of nothing.
+    try {
+      await access(settings.inputPath, constants.R_OK);
+    } catch (error) {
+      throw new Error(`cannot read the input ${settings.inputPath}: ${describeError(error)}`);
+    }
+  }
+  const statistics = options.statistics ?? new RunStatistics(limits.description.rates, limits.description.algorithm);
+  const stderrStream = process.stderr;
+  const mode: ProgressMode =
+    options.progressMode ?? (settings.quiet ? "off" : stderrStream.isTTY ? "terminal" : "lines");
+  const progress = new Progress({
+    stream: stderrStream,
+    statistics,
+    limits: limits.description,
+    mode,
+    interval: settings.progressInterval,
+    label: options.label,
+  });
+  // Erasing the status line matters only where it is drawn: on the terminal stderr shares with stdout.
+  const sharesTerminal = mode === "terminal" && process.stdout.isTTY === true;
+  // Set once: why admission stopped before the input ran out.
+  let stopCause: string | undefined;
+  const stdout = new Output(process.stdout, sharesTerminal ? progress : undefined, (error) => {
+    // Nobody reads the results any more (`sluice run ... | head`): starting more jobs is pointless.
+    stopCause ??= error.code === "EPIPE" ? "stdout closed" : "stdout failed";
+    runner.stopAdmitting(stopCause);
+  });
+  const stderr = new Output(stderrStream, mode === "terminal" ? progress : undefined);
+  const note = (message: string) => {
+    if (!settings.quiet) stderr.write(`sluice: ${message}\n`);
+  };
+  const stop = (cause: string) => {
+    stopCause ??= cause;
+    runner.stopAdmitting(cause);
+  };
+  const context: SessionContext = { stdout, stderr, statistics, settings, note, stop };
+  const runner = new JobRunner<Job, Outcome>({
+    handler: options.handler(context),
+    admission: options.admission ?? limits.admission,
+    recordsAttempts: options.recordsAttempts ?? true,
+    statistics,
+    retries: settings.retries,
+    retryDelay: settings.retryDelay,
+    retryMaxDelay: settings.retryMaxDelay,
+    ready: () => stdout.ready(),
+    warn: (message) => stderr.write(`sluice: warning: ${message}\n`),
+  });
+
+  let interrupts = 0;
+  const onInterrupt = () => {
+    interrupts++;
+    if (interrupts === 1) {
+      stopCause ??= "interrupted";
+      runner.stopAdmitting("interrupted");
+      // Said even with --quiet: the user pressed a key and must learn what it did.
+      stderr.write(
+        `\nsluice: interrupted: no new jobs; waiting for ${statistics.inFlight} running (Ctrl-C again to end them)\n`,
+      );
+    } else {
+      runner.endRunning("interrupted twice");
+      stderr.write(`sluice: ending ${statistics.inFlight} running jobs\n`);
+    }
+  };
+  const onTerminate = () => {
+    stopCause = "terminated";
+    runner.endRunning("terminated");
+  };
+  if (options.handleSignals !== false) {
+    process.on("SIGINT", onInterrupt);
+    process.on("SIGTERM", onTerminate);
+  }
+
+  let input: ReturnType<typeof openInput> | undefined;
+  let inputError: unknown;
+  try {
+    let lines: AsyncIterable<string>;
+    if (options.lines !== undefined) {
+      lines = options.lines;
+      statistics.total = options.total;
+    } else {
+      input = openInput(settings.inputPath);
+      lines = readLines(input);
+      // The total (for the ETA) costs one streaming pass over a regular file; pipes stay unknown.
+      if (mode !== "off" || settings.reportPath !== undefined) {
+        void countLines(settings.inputPath).then(
+          (total) => {
+            if (statistics.total === undefined) statistics.total = total;
+          },
+          () => {},
+        );
+      }
+    }
+    progress.start();
+    await runner.run(numbered(lines));
+  } catch (error) {
+    inputError = error;
+  } finally {
+    statistics.finish();
+    progress.stop();
+    if (options.handleSignals !== false) {
+      process.off("SIGINT", onInterrupt);
+      process.off("SIGTERM", onTerminate);
+    }
+    // When stopped early, stdin may still be open and waiting: let go of it so the process can end.
+    input?.destroy();
+  }
+  const interrupted = stopCause === "interrupted" || stopCause === "terminated";
+  if (options.printSummary !== false && (!settings.quiet || interrupted)) {
+    stderr.write(summary(statistics, limits.description, { label: options.label, stopCause }));
+  }
+  let exitCode: ExitCode = statistics.failed > 0 ? ExitCode.jobFailed : ExitCode.ok;
+  if (inputError !== undefined) {
+    stderr.write(
+      `sluice: cannot read the input${settings.inputPath ? ` ${settings.inputPath}` : ""}: ${describeError(inputError)}\n`,
+    );
+    exitCode = ExitCode.failure;
+  }
+  if (settings.reportPath !== undefined) {
+    try {
+      await writeFile(
+        settings.reportPath,
+        renderReport({
+          statistics,
+          limits: limits.description,
+          title: options.commandLine,
+          label: options.label,
+          interrupted,
+        }),
+      );
+      if (!settings.quiet) stderr.write(`sluice: report written to ${settings.reportPath}\n`);
+    } catch (error) {
+      stderr.write(`sluice: cannot write the report ${settings.reportPath}: ${describeError(error)}\n`);
+      exitCode = ExitCode.failure;
+    }
+  }
+  if (stopCause === "stdout failed") {
+    stderr.write(`sluice: cannot write to stdout: ${describeError(stdout.error)}\n`);
+    exitCode = ExitCode.failure;
+  }
+  if (stopCause === "stdout closed") exitCode = ExitCode.brokenPipe;
+  if (stopCause === "terminated") exitCode = ExitCode.terminated;
+  else if (stopCause === "interrupted") exitCode = ExitCode.interrupted;
+  return { exitCode, statistics, interrupted };
+}
+
+/** Numbers the lines from 1 and parses JSON-object lines once, for templates, cost fields and requests. */
+async function* numbered(lines: AsyncIterable<string>): AsyncGenerator<InputLine> {
+  let number = 0;
+  for await (const line of lines) {
+    number++;
+    yield { line, number, record: parseRecord(line) };
+  }
+}
+
+export function describeError(error: unknown): string {
+  if (error instanceof Error)
+    return (error as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : error.message;
+  return String(error);
+}

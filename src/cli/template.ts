@@ -1,0 +1,106 @@
+/**
+ * The job command template: `{}` is the input line, `{#}` the job's number, `{name}` (or `{a.b}`) a
+ * field of a JSON-lines input record. Substitution fills argument vectors, never a shell string, unless
+ * `--shell` asks for one (and then every substituted value is quoted).
+ */
+
+/** One input line, numbered from 1, with its JSON record if the line is a JSON object. */
+export interface InputLine {
+  readonly line: string;
+  readonly number: number;
+  readonly record: Readonly<Record<string, unknown>> | undefined;
+}
+
+/** An input line the template cannot use (not JSON, a field missing). The job fails with this message. */
+export class InputError extends Error {
+  override readonly name = "InputError";
+}
+
+const PLACEHOLDER = /\{(#|[A-Za-z_][\w-]*(?:\.[\w-]+)*)?\}/g;
+
+/** Parses a line as a JSON object record, or returns `undefined` if it is not one. */
+export function parseRecord(line: string): Record<string, unknown> | undefined {
+  const trimmed = line.trimStart();
+  if (!trimmed.startsWith("{")) return undefined;
+  try {
+    const value: unknown = JSON.parse(trimmed);
+    return typeof value === "object" && value !== null && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reads a (dotted) field of a record; `undefined` when any step is missing. */
+export function fieldOf(record: Readonly<Record<string, unknown>> | undefined, path: string): unknown {
+  let value: unknown = record;
+  for (const key of path.split(".")) {
+    if (typeof value !== "object" || value === null || !Object.hasOwn(value, key)) return undefined;
+    value = (value as Record<string, unknown>)[key];
+  }
+  return value;
+}
+
+/** The argument vector of a job command with its placeholders. */
+export class CommandTemplate {
+  /** Named fields the template reads: input lines must then be JSON objects that have them. */
+  readonly fields: readonly string[];
+  private readonly argv: readonly string[];
+  private readonly shell: boolean;
+  /** Without any placeholder the line is appended as the last argument, as xargs and parallel do. */
+  private readonly appendLine: boolean;
+
+  constructor(argv: readonly string[], options: { shell?: boolean } = {}) {
+    if (argv.length === 0) throw new RangeError("the job command is empty");
+    this.shell = options.shell ?? false;
+    this.argv = this.shell ? [argv.join(" ")] : argv;
+    const fields = new Set<string>();
+    let placeholders = 0;
+    for (const argument of this.argv) {
+      for (const match of argument.matchAll(PLACEHOLDER)) {
+        placeholders++;
+        const name = match[1];
+        if (name !== undefined && name !== "#") fields.add(name);
+      }
+    }
+    this.fields = [...fields];
+    this.appendLine = placeholders === 0;
+  }
+
+  /**
+   * The program and its arguments for one input line.
+   *
+   * @throws InputError when the template reads fields and the line is not a JSON object that has them.
+   */
+  expand(input: InputLine): { file: string; args: string[] } {
+    const substitute = (argument: string) =>
+      argument.replace(PLACEHOLDER, (_, name: string | undefined) => {
+        const value = this.valueFor(input, name);
+        return this.shell ? quoteForShell(value) : value;
+      });
+    const expanded = this.argv.map(substitute);
+    if (this.shell) {
+      const script = this.appendLine ? `${expanded[0]} ${quoteForShell(input.line)}` : (expanded[0] as string);
+      return { file: "/bin/sh", args: ["-c", script] };
+    }
+    if (this.appendLine) expanded.push(input.line);
+    return { file: expanded[0] as string, args: expanded.slice(1) };
+  }
+
+  private valueFor(input: InputLine, name: string | undefined): string {
+    if (name === undefined) return input.line;
+    if (name === "#") return String(input.number);
+    if (input.record === undefined) {
+      throw new InputError(`line ${input.number} is not a JSON object, so it has no field {${name}}`);
+    }
+    const value = fieldOf(input.record, name);
+    if (value === undefined) throw new InputError(`line ${input.number} has no field {${name}}`);
+    return typeof value === "string" ? value : JSON.stringify(value);
+  }
+}
+
+/** Single-quotes a value for /bin/sh: nothing inside single quotes is special except the quote itself. */
+export function quoteForShell(value: string): string {
+  return `'${value.replaceAll("'", `'\\''`)}'`;
+}

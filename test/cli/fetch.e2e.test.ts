@@ -1,0 +1,174 @@
+/**
+ * End-to-end tests of `sluice fetch` and `sluice demo`: the real binary against the mock provider
+ * (sluice/testing) on loopback. The server's own records are the referee.
+ */
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type MockServer, startMockServer } from "sluice/testing";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { ensureBuilt, runCli, startCli, waitFor } from "./cli-process.js";
+
+let directory: string;
+let server: MockServer | undefined;
+
+beforeAll(async () => {
+  await ensureBuilt();
+  directory = mkdtempSync(join(tmpdir(), "sluice-fetch-"));
+}, 120_000);
+
+afterEach(async () => {
+  await server?.close();
+  server = undefined;
+});
+
+afterAll(() => {
+  rmSync(directory, { recursive: true, force: true });
+});
+
+const urls = (base: string, count: number) =>
+  `${Array.from({ length: count }, (_, index) => `${base}/v1/models?n=${index + 1}`).join("\n")}\n`;
+
+function readResults(path: string): Record<string, unknown>[] {
+  return readFileSync(path, "utf8")
+    .trim()
+    .split("\n")
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+describe("sluice fetch", () => {
+  it("with the server's limits, gets zero 429s and writes one result per request", async () => {
+    server = await startMockServer({
+      requestsPerMinute: 20,
+      minute: "1s",
+      concurrency: 4,
+      latency: { min: 5, max: 30 },
+    });
+    const output = join(directory, "ok.jsonl");
+    const result = await runCli(["fetch", "--rate", "20/s", "-c", "4", "-q", "-o", output], {
+      input: urls(server.url, 50),
+    });
+    expect(result.code).toBe(0);
+    expect(server.summary()).toMatchObject({ total: 50, status429: 0 });
+    const results = readResults(output);
+    expect(results).toHaveLength(50);
+    for (const entry of results) expect(entry).toMatchObject({ ok: true, status: 200, attempts: 1, method: "GET" });
+    expect(new Set(results.map((entry) => entry["line"])).size).toBe(50);
+    // The rate is what took the time: 50 at 20 per second needs two full windows after the first.
+    expect(result.durationMs).toBeGreaterThan(2000);
+  });
+
+  it("without limits, honours 429 and Retry-After: every request ends up served, the 429s are counted", async () => {
+    server = await startMockServer({
+      requestsPerMinute: 20,
+      minute: "1s",
+      concurrency: 4,
+      latency: { min: 5, max: 20 },
+    });
+    const result = await runCli(["fetch", "-c", "8", "--retries", "10", "--retry-delay", "50ms", "--json"], {
+      input: urls(server.url, 30),
+    });
+    expect(result.code).toBe(0);
+    const results = result.stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(results).toHaveLength(30);
+    expect(results.every((entry) => entry["ok"] === true && entry["status"] === 200)).toBe(true);
+    const seen = server.summary();
+    expect(seen.status429).toBeGreaterThan(0);
+    // Every 429 the server sent was seen, retried and reported: nothing lost, nothing sent twice.
+    expect(seen.outcomes.ok).toBe(30);
+    const attempts = results.reduce((sum, entry) => sum + (entry["attempts"] as number), 0);
+    expect(attempts).toBe(seen.total);
+    expect(result.stderr).toContain(`${seen.status429} × 429`);
+  });
+
+  it("sends JSON request lines and charges estimated tokens against a token rate", async () => {
+    server = await startMockServer({ requestsPerMinute: 600, tokensPerMinute: 600, minute: "1s", latency: 5 });
+    const line = (index: number) =>
+      JSON.stringify({
+        url: `${server?.url}/v1/chat/completions`,
+        method: "POST",
+        body: { model: "m", max_tokens: 100, messages: [{ role: "user", content: `question ${index}` }] },
+      });
+    const input = `${Array.from({ length: 10 }, (_, index) => line(index)).join("\n")}\n`;
+    const result = await runCli(["fetch", "--rate", "600/s:tokens", "--retry-post", "--json", "-q"], { input });
+    expect(result.code).toBe(0);
+    const results = result.stdout
+      .trim()
+      .split("\n")
+      .map((text) => JSON.parse(text) as Record<string, unknown>);
+    expect(results).toHaveLength(10);
+    expect(results[0]).toMatchObject({ ok: true, status: 200, method: "POST" });
+    expect((results[0]?.["body"] as { usage?: unknown } | undefined)?.usage).toBeDefined();
+    expect(server.summary().status429).toBe(0);
+  });
+
+  it("stops on a quota error instead of retrying, and reads no further", async () => {
+    server = await startMockServer({ quota: { requests: 3 } });
+    const result = await runCli(["fetch", "-c", "1", "--json"], { input: urls(server.url, 50) });
+    expect(result.code).toBe(1);
+    const results = result.stdout
+      .trim()
+      .split("\n")
+      .map((text) => JSON.parse(text) as Record<string, unknown>);
+    expect(results.filter((entry) => entry["ok"] === true)).toHaveLength(3);
+    const failed = results.filter((entry) => entry["ok"] === false);
+    expect(failed.length).toBeGreaterThan(0);
+    expect(failed.every((entry) => /quota/i.test(String(entry["error"])))).toBe(true);
+    // Only one request was spent finding out, and the run stopped reading its input.
+    expect(server.summary().total).toBe(4);
+    expect(results.length).toBeLessThan(10);
+    expect(result.stderr).toContain("quota exhausted: admission stopped");
+  });
+
+  it("on SIGINT stops sending, keeps the answers of requests already sent, and exits 130", async () => {
+    server = await startMockServer({ latency: 20 });
+    const cli = startCli(["fetch", "--rate", "10/s", "-c", "4", "--json"], { input: urls(server.url, 100) });
+    await waitFor(() => cli.stdout().split("\n").length > 3, 10_000, "a few results");
+    cli.child.kill("SIGINT");
+    const result = await cli.result;
+    expect(result.code).toBe(130);
+    const results = result.stdout
+      .trim()
+      .split("\n")
+      .map((text) => JSON.parse(text) as Record<string, unknown>);
+    // Everything sent was answered and reported; what was still queued was not sent and not reported.
+    expect(results.every((entry) => entry["ok"] === true)).toBe(true);
+    expect(results).toHaveLength(server.summary().total);
+    expect(results.length).toBeLessThan(100);
+    expect(result.stderr).toMatch(/interrupted: admission stopped; \d+ read but not started/);
+  });
+
+  it("fails a line that is not a URL and a request to a closed port, with clear errors", async () => {
+    const result = await runCli(["fetch", "--json", "-q", "--retries", "0"], {
+      input: "not a url\nhttp://127.0.0.1:1/\n",
+    });
+    expect(result.code).toBe(1);
+    const results = result.stdout
+      .trim()
+      .split("\n")
+      .map((text) => JSON.parse(text) as Record<string, unknown>);
+    expect(results.find((entry) => entry["line"] === 1)?.["error"]).toMatch(/not an http\(s\) URL/);
+    expect(results.find((entry) => entry["line"] === 2)?.["error"]).toMatch(/fetch failed|ECONNREFUSED/);
+  });
+});
+
+describe("sluice demo", () => {
+  it("runs at the mock provider's limits with zero 429s, writes the report, then shows the contrast", async () => {
+    const report = join(directory, "demo.html");
+    const result = await runCli(["demo", "-n", "60", "--report", report, "-q"], { timeout: 30_000 });
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain("60/60 succeeded");
+    expect(result.stdout).toMatch(/429 answers: 0 — none/);
+    // At the limit, never over it. (The server's rate-limit headers may hold a start or two back: the
+    // limiter only ever tightens on what the server reports.)
+    const busiest = Number(/busiest 2s window: (\d+)\/40 requests/.exec(result.stdout)?.[1]);
+    expect(busiest).toBeLessThanOrEqual(40);
+    expect(busiest).toBeGreaterThanOrEqual(30);
+    expect(result.stdout).toMatch(/without sluice's limiter[\s\S]*answered 429/);
+    expect(existsSync(report)).toBe(true);
+    expect(readFileSync(report, "utf8")).toContain("limits held");
+  }, 40_000);
+});
