@@ -107,9 +107,14 @@ function quoteIfNeeded(argument: string): string {
 
 main(process.argv.slice(2)).then(
   async (code) => {
+    // Set first: should the process end on its own while stdout flushes, it still ends with this code.
+    process.exitCode = code;
     // Exit explicitly: an interrupted run may leave stdin open, which would keep the process alive.
-    // First let anything still queued for stdout reach it.
-    if (process.stdout.writableLength > 0) await new Promise((resolve) => process.stdout.once("drain", resolve));
+    // First let anything still queued for stdout reach it. (Not by waiting for "drain": that event
+    // comes only after a write that returned false, so waiting for it can wait forever, and the process
+    // then ended with code 0 once the pipe emptied.) A write's callback runs once everything before it
+    // has been flushed, or failed.
+    if (process.stdout.writableLength > 0) await new Promise((resolve) => process.stdout.write("", resolve));
     process.exit(code);
   },
   (error: unknown) => {
