@@ -5,7 +5,8 @@
 // Starts its own redis-server (from PATH, free loopback port, no persistence) and measures, per library:
 // - uncontended acquire+release latency (p50/p99);
 // - contended: capacity 4, 32 callers over 2 processes, each holding 1 ms, for --seconds: grants/s,
-//   worst wait, per-caller fairness (least/most served), FIFO violations, hand-off latency (a release to
+//   worst wait, per-caller fairness (least/most served), FIFO violations (see fifoViolations and
+//   redisOrderViolations), hand-off latency (a release to
 //   the next holder starting, p50/p99), Redis commands per grant (INFO commandstats before and after;
 //   "all" counts the commands scripts run inside Redis too, "calls" only EVALSHA/EVAL/BLPOP and plain
 //   commands sent by the clients), and the CPU time the two client processes spent per grant.
@@ -15,7 +16,7 @@ import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import { Semaphore as PeerSemaphore } from "redis-semaphore";
-import { RedisSemaphore } from "../dist/redis.js";
+import { asRedisConnection, fromIoredis, RedisSemaphore } from "../dist/redis.js";
 import { machine, median, quantile, table } from "./harness.mjs";
 
 const self = fileURLToPath(import.meta.url);
@@ -32,17 +33,61 @@ const HOLD_MS = 1;
 // each library's Redis load grows with the number waiting.
 const CALLERS_PER_PROCESS = argument("callers", 16);
 
+/**
+ * The sluice client's connection, tapped to learn where each acquire arrived in Redis' order: the
+ * acquire script's reply carries the ticket's seq (queued) or the last seq handed out (granted at once).
+ * The script is sent synchronously inside `acquire()`, so `lastTicket` right after the call is its own.
+ */
+function tapArrivals(redis) {
+  const inner = fromIoredis(redis);
+  const tap = {
+    lastTicket: 0,
+    /** ticket id -> arrival position (seq; +0.5 for a grant at once: after the tickets up to seq). */
+    arrivals: new Map(),
+  };
+  const record = (args, reply) => {
+    // ACQUIRE: ARGV 9 is the mode, ARGV 11 this process's ticket id (0 for try).
+    if (args.length !== 11 || args[8] !== "wait") return reply;
+    const ticket = Number(args[10]);
+    tap.lastTicket = ticket;
+    return reply.then((value) => {
+      tap.arrivals.set(ticket, value[0] === 2 ? value[1] : value[2] + 0.5);
+      return value;
+    });
+  };
+  tap.connection = asRedisConnection({
+    evalsha: (sha, keys, args) => record(args, inner.evalsha(sha, keys, args)),
+    eval: (script, keys, args) => record(args, inner.eval(script, keys, args)),
+    blpop: (key, timeout) => inner.blpop(key, timeout),
+    scan: (cursor, pattern, count) => inner.scan(cursor, pattern, count),
+    duplicate: () => inner.duplicate(),
+    disconnect: () => inner.disconnect(),
+  });
+  return tap;
+}
+
 /** One acquirer per library: acquire() resolves to a release function. */
 function makeAcquirer(library, redis, name) {
   if (library === "sluice") {
-    const semaphore = new RedisSemaphore(redis, { name, capacity: CAPACITY, leaseTtl: "10s", guardRestarts: false });
+    const tap = tapArrivals(redis);
+    const semaphore = new RedisSemaphore(tap.connection, {
+      name,
+      capacity: CAPACITY,
+      leaseTtl: "10s",
+      guardRestarts: false,
+    });
     return {
       acquire: async () => {
-        const permit = await semaphore.acquire();
+        const pending = semaphore.acquire();
+        const ticket = tap.lastTicket;
+        const permit = await pending;
         const release = () => permit.release();
         release.token = permit.fencingToken;
+        release.ticket = ticket;
         return release;
       },
+      // Read once the run is over: a grant may overtake its acquire's reply.
+      arrival: (ticket) => tap.arrivals.get(ticket),
       close: () => semaphore.close(),
     };
   }
@@ -78,13 +123,15 @@ async function child(config) {
       await sleep(HOLD_MS);
       const released = now();
       await release();
-      grants.push([id, requested, granted, release.token]);
+      grants.push([id, requested, granted, release.token, release.ticket]);
       releases.push(released);
     }
   };
   await Promise.all(Array.from({ length: config.callers }, (_, index) => caller(`${process.pid}:${index}`)));
   const cpu = process.cpuUsage(cpuBefore);
   await acquirer.close();
+  // [4]: the ticket id becomes the arrival position in Redis.
+  if (acquirer.arrival !== undefined) for (const grant of grants) grant[4] = acquirer.arrival(grant[4]) ?? null;
   redis.disconnect();
   process.stdout.write(JSON.stringify({ grants, releases, cpuMs: (cpu.user + cpu.system) / 1000 }));
 }
@@ -165,17 +212,17 @@ function runChild(config) {
 }
 
 /**
- * FIFO violations: grants that overtook a caller who had asked at least 1 ms earlier and was granted
- * at least 1 ms later. The 1 ms on both sides absorbs what the library cannot control — two processes
- * stamp times before sending and after receiving, and the scheduler of a busy machine sits between.
- * Requests in the first 100 ms are left out: all 32 callers ask at once then.
- *
- * With `byToken`, "granted later" is decided by the fencing token (the order in which Redis granted),
- * so only the request side is measured by the clocks of the processes.
+ * FIFO violations as the callers see them: grants that overtook a caller who had asked at least 1 ms
+ * earlier and was granted at least 1 ms later. The 1 ms on both sides absorbs what the library cannot
+ * control — two processes stamp times before sending and after receiving, and the scheduler of a busy
+ * machine sits between. Requests in the first 100 ms are left out: all 32 callers ask at once then.
+ * The same for both libraries; on a loaded machine it also counts requests that were merely *sent*
+ * later than stamped (a process descheduled between its stamp and its write), which no library can
+ * order. For sluice, redisOrderViolations counts only what Redis itself did out of order.
  */
-function fifoViolations(grants, startAt, byToken = false) {
-  const order = byToken ? (grant) => grant[3] : (grant) => grant[2];
-  const slack = byToken ? 0 : 1;
+function fifoViolations(grants, startAt) {
+  const order = (grant) => grant[2];
+  const slack = 1;
   const byRequest = grants.filter((grant) => grant[1] >= startAt + 100).sort((a, b) => a[1] - b[1]);
   let violations = 0;
   let latestOfEarlier = Number.NEGATIVE_INFINITY;
@@ -186,6 +233,27 @@ function fifoViolations(grants, startAt, byToken = false) {
       earlier++;
     }
     if (latestOfEarlier >= order(grant) + slack) violations++;
+  }
+  return violations;
+}
+
+/**
+ * FIFO violations in Redis' own order (sluice only): grants that Redis made before the grant of a
+ * request that had arrived in Redis earlier. Arrival is the ticket's seq (a grant at once counts as
+ * arriving after every ticket up to the last seq handed out), grant order is the fencing token; both
+ * are Redis counters, so no clock or scheduler is involved — a count above 0 is a bug. (Previously
+ * this compared client-side request stamps with tokens: "FIFO violations (Redis grant order)" of 11
+ * on a loaded machine were requests stamped earlier but sent later by a descheduled process.)
+ */
+function redisOrderViolations(grants) {
+  const byArrival = grants
+    .filter((grant) => grant[4] !== null && grant[4] !== undefined)
+    .sort((a, b) => a[4] - b[4] || a[3] - b[3]);
+  let violations = 0;
+  let latestToken = Number.NEGATIVE_INFINITY;
+  for (const grant of byArrival) {
+    if (grant[3] < latestToken) violations++;
+    latestToken = Math.max(latestToken, grant[3]);
   }
   return violations;
 }
@@ -226,13 +294,17 @@ async function contended(library, server, seconds) {
   // Two warm-up grants (one per process) happened outside the measured window but inside the stats.
   const measured = grants.length;
   const handOff = handOffs(grants, releases);
+  const known = grants.filter((grant) => grant[4] !== null && grant[4] !== undefined).length;
+  if (library === "sluice" && known < grants.length) {
+    console.error(`warning: Redis arrival order unknown for ${grants.length - known} of ${grants.length} grants`);
+  }
   return {
     grantsPerSecond: measured / seconds,
     worstWait: Math.max(...grants.map(([, requested, granted]) => granted - requested)),
     fairness: Math.min(...counts) / Math.max(...counts),
     leastMost: `${Math.min(...counts)}-${Math.max(...counts)}`,
     fifo: fifoViolations(grants, startAt),
-    fifoByToken: library === "sluice" ? fifoViolations(grants, startAt, true) : Number.NaN,
+    fifoInRedis: library === "sluice" ? redisOrderViolations(grants) : Number.NaN,
     handOffP50: quantile(handOff, 0.5),
     handOffP99: quantile(handOff, 0.99),
     cpuPerGrant: (outputs.reduce((sum, output) => sum + output.cpuMs, 0) * 1000) / measured,
@@ -263,8 +335,8 @@ async function main() {
         "worst wait ms": mid((result) => result.worstWait),
         "least/most served": results[Math.floor(results.length / 2)].leastMost,
         "fairness (least/most)": mid((result) => result.fairness),
-        "FIFO violations": mid((result) => result.fifo),
-        "FIFO violations (Redis grant order)": library === "sluice" ? mid((result) => result.fifoByToken) : "n/a",
+        "FIFO violations (client clocks)": mid((result) => result.fifo),
+        "FIFO violations (Redis order)": library === "sluice" ? mid((result) => result.fifoInRedis) : "n/a",
         "hand-off p50 ms": mid((result) => result.handOffP50),
         "hand-off p99 ms": mid((result) => result.handOffP99),
         "commands/grant (all)": mid((result) => result.commandsPerGrant),

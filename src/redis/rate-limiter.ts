@@ -455,8 +455,13 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     const head = this.queue.head;
     if (head === undefined) return;
     this.asking = true;
-    void this.askForHead(head).finally(() => {
-      this.asking = false;
+    // askForHead clears `asking` itself as soon as the reply is in, before it pumps the next question.
+    // (Clearing it again here, once that promise settled, would clear the flag of the *next* question
+    // while it is in flight and let a second one start for the same head.)
+    void this.askForHead(head).catch((error: unknown) => {
+      // Not expected (and `asking` is already clear); but a waiter must hear of it rather than wait.
+      if (head.queued) this.queue.reject(head, error);
+      this.pump();
     });
   }
 

@@ -9,12 +9,20 @@
  *     `waiting`  tickets in `queue`. Invariant: `waiting` = ZCARD queue.
  *     `ready`    server time (µs) before which nothing is granted (see "restart guard"), 0 when none.
  *     `capacity` the capacity the last caller configured (for `inspect`).
- *     `h:<token>` one field per holder: `<weight>:<client>`.
- * - `<prefix>{<name>}:queue` ZSET of waiting tickets: member `<seq, 16 digits>:<weight>:<client>`,
+ *     `h:<token>` one field per holder: `<weight>:<ticket>:<client>` (`ticket` 0 for tryAcquire, whose
+ *     grant only ever travels in its own reply).
+ * - `<prefix>{<name>}:queue` ZSET of waiting tickets: member `<seq, 16 digits>:<weight>:<ticket>:<client>`,
  *     score `-priority`. Equal scores sort by member, so the zero-padded seq makes equal priorities FIFO.
  * - `<prefix>{<name>}:clients` ZSET: client id -> lease expiry (server µs). One lease per process covers
  *     all of its holders and tickets, so renewing costs one script per process, not one per permit.
- * - `<prefix>{<name>}:wake:<client>` LIST: `<seq>:<token>` grant notices, popped by that client's BLPOP.
+ * - `<prefix>{<name>}:wake:<client>` LIST: `<ticket>:<token>` grant notices, popped by that client's BLPOP.
+ *
+ * `seq` is Redis' (it orders the queue); `ticket` is the process's own number for the request, sent with
+ * the acquire. Grants name the ticket, not the seq, because a grant can overtake the acquire's reply: the
+ * notice travels on the process's blocking connection, the reply on its command connection, and nothing
+ * orders two sockets. A process that learned its seq only from the reply could not tell a grant for a
+ * request whose reply is still on its way from one for a request it abandoned. Holders keep their
+ * ticket too, so a heartbeat can hand over a grant whose notice was lost (see HEARTBEAT).
  *
  * Every key expires (`keyTtl`) unless some process keeps using the semaphore; heartbeats refresh them.
  *
@@ -88,23 +96,23 @@ local function save()
   end
 end
 
-local function grant(weight, client)
+local function grant(weight, ticket, client)
   fence = fence + 1
   used = used + weight
   added[#added + 1] = 'h:' .. int(fence)
-  added[#added + 1] = int(weight) .. ':' .. client
+  added[#added + 1] = int(weight) .. ':' .. ticket .. ':' .. client
   return fence
 end
 
 -- Serves tickets from the head while the head fits; stops at the first that does not (head-of-line).
--- Grants to this client are returned in 'mine' (seq, token pairs) instead of going through its list.
+-- Grants to this client are returned in 'mine' (ticket, token pairs) instead of going through its list.
 local function dispatch(mine)
   if guarded() then return end
   while waiting > 0 and used < capacity do
     local popped = redis.call('ZPOPMIN', queue)
     local member, score = popped[1], popped[2]
     if not member then waiting = 0 break end
-    local s, w, c = string.match(member, '^(%d+):(%d+):(.+)$')
+    local w, t, c = string.match(member, '^%d+:(%d+):(%d+):(.+)$')
     w = tonumber(w)
     local token
     if w > capacity then
@@ -116,14 +124,14 @@ local function dispatch(mine)
       break
     else
       waiting = waiting - 1
-      token = grant(w, c)
+      token = grant(w, t, c)
     end
     if c == me then
-      mine[#mine + 1] = tonumber(s)
+      mine[#mine + 1] = tonumber(t)
       mine[#mine + 1] = token
     else
       local wake = prefix .. 'wake:' .. c
-      if redis.call('RPUSH', wake, s .. ':' .. int(token)) == 1 then redis.call('PEXPIRE', wake, keyTtl) end
+      if redis.call('RPUSH', wake, t .. ':' .. int(token)) == 1 then redis.call('PEXPIRE', wake, keyTtl) end
     end
   end
 end
@@ -139,7 +147,7 @@ local function evict(dead)
   for i = 1, #all, 2 do
     local field = all[i]
     if string.sub(field, 1, 2) == 'h:' then
-      local w, c = string.match(all[i + 1], '^(%d+):(.+)$')
+      local w, c = string.match(all[i + 1], '^(%d+):%d+:(.+)$')
       if isDead[c] then
         redis.call('HDEL', meta, field)
         used = used - tonumber(w)
@@ -148,7 +156,7 @@ local function evict(dead)
   end
   if waiting > 0 then
     for _, member in ipairs(redis.call('ZRANGE', queue, 0, -1)) do
-      local c = string.match(member, '^%d+:%d+:(.+)$')
+      local c = string.match(member, '^%d+:%d+:%d+:(.+)$')
       if isDead[c] then
         redis.call('ZREM', queue, member)
         waiting = waiting - 1
@@ -171,14 +179,17 @@ end
 
 /**
  * ARGV 7 weight, 8 score (-priority), 9 mode (`try` | `wait`), 10 register (`1` when this client's
- * lease must be (re)written). Returns `{status, value, ready}` — `{1, token}` granted, `{0}` busy
- * (try), `{2, seq, ready}` queued (`ready`: the restart guard's end, or 0) — followed by the grants a
- * purge made to this client's own tickets (seq, token pairs).
+ * lease must be (re)written), 11 ticket (this client's number for the request; 0 for `try`). Returns
+ * `{status, value, third}` — `{1, token, seq}` granted (`seq`: the last ticket number handed out, so
+ * tickets up to it arrived earlier: what a FIFO check of the grant order needs), `{0}` busy (try),
+ * `{2, seq, ready}` queued (`ready`: the restart guard's end, or 0) — followed by the grants a purge
+ * made to this client's own tickets (ticket, token pairs).
  */
 export const ACQUIRE = `${PRELUDE}
 local weight = tonumber(ARGV[7])
 local score = tonumber(ARGV[8])
 local mode = ARGV[9]
+local ticket = ARGV[11]
 if not load() then create() end
 if ARGV[10] == '1' or created then register() end
 local function fits()
@@ -199,7 +210,7 @@ if not ok and mode == 'try' then
   ok = fits()
 end
 if ok then
-  mine[1], mine[2] = 1, grant(weight, me)
+  mine[1], mine[2], mine[3] = 1, grant(weight, ticket, me), seq
   save()
   return mine
 end
@@ -208,7 +219,7 @@ if mode == 'try' then
   return mine
 end
 seq = seq + 1
-local member = string.format('%016.0f', seq) .. ':' .. int(weight) .. ':' .. me
+local member = string.format('%016.0f', seq) .. ':' .. int(weight) .. ':' .. ticket .. ':' .. me
 redis.call('ZADD', queue, score, member)
 waiting = waiting + 1
 if waiting == 1 then redis.call('PEXPIRE', queue, keyTtl) end
@@ -217,7 +228,7 @@ mine[1], mine[2], mine[3] = 2, seq, ready
 return mine
 `;
 
-/** ARGV 7 token. Returns `{removed}` followed by self-grants (seq, token pairs). */
+/** ARGV 7 token. Returns `{removed}` followed by self-grants (ticket, token pairs). */
 export const RELEASE = `${PRELUDE}
 local exists, holder = load('h:' .. ARGV[7])
 if not exists then return {0} end
@@ -248,8 +259,10 @@ return mine
 /**
  * ARGV 7 mode: `renew` (keep this client's lease, evict the dead, dispatch) or `leave` (drop everything
  * this client holds or waits for). Returns `{lost, now, earliestOtherLeaseEnd, ready, n}`, then n numbers
- * of self-grants (seq, token pairs), then the tokens Redis holds for this client. `lost` = 1 when this client's lease had already ended (or the state was gone): its
- * holders and tickets are no longer in Redis.
+ * of self-grants (ticket, token pairs), then every grant Redis holds for this client as (token, ticket)
+ * pairs: the process takes up those whose notice it never got and releases those nobody here wants.
+ * `lost` = 1 when this client's lease had already ended (or the state was gone): its holders and
+ * tickets are no longer in Redis.
  */
 export const HEARTBEAT = `${PRELUDE}
 local mode = ARGV[7]
@@ -275,12 +288,16 @@ local first = redis.call('ZRANGE', clients, 0, 1, 'WITHSCORES')
 for i = 1, #first, 2 do
   if first[i] ~= me then mine[3] = tonumber(first[i + 1]) break end
 end
--- The tokens Redis holds for this client, so it can release any it never heard of.
+-- The grants Redis holds for this client: the safety net for a grant notice that never arrived.
 if mode ~= 'leave' then
   local all = redis.call('HGETALL', meta)
   for i = 1, #all, 2 do
-    if string.sub(all[i], 1, 2) == 'h:' and string.match(all[i + 1], '^%d+:(.+)$') == me then
-      mine[#mine + 1] = tonumber(string.sub(all[i], 3))
+    if string.sub(all[i], 1, 2) == 'h:' then
+      local t, c = string.match(all[i + 1], '^%d+:(%d+):(.+)$')
+      if c == me then
+        mine[#mine + 1] = tonumber(string.sub(all[i], 3))
+        mine[#mine + 1] = tonumber(t)
+      end
     end
   end
 end

@@ -11,9 +11,11 @@
  *   notice onto each receiving process's wake list (grants to the releasing process come back in the
  *   reply instead).
  * - waiting: each process with waiters runs one BLPOP loop on its own wake list over one dedicated
- *   connection — push, not polling. The BLPOP has a bounded timeout after which the process runs a
- *   heartbeat (which also evicts dead processes and dispatches), so a lost notice costs a delay, never
- *   a hang.
+ *   connection — push, not polling. A notice names the request by this process's own number for it
+ *   (not Redis' seq), because it can arrive before the reply of the acquire that queued it. The BLPOP
+ *   has a bounded timeout after which the process runs a heartbeat (which also evicts dead processes,
+ *   dispatches, and hands over any grant Redis holds for a request still waiting here), so a lost
+ *   notice costs a delay, never a hang.
  * - leases: one lease per process covers all its permits and tickets, renewed by a heartbeat every
  *   third of the lease. A process that cannot renew in time marks every permit it holds as lost (the
  *   permit's signal aborts with LeaseLostError) *before* Redis can give the weight to anyone else,
@@ -142,6 +144,12 @@ export interface RedisSemaphoreSnapshot {
 
 /** A caller's place in line: local first, and in Redis once `seq` is known. */
 class Ticket {
+  /**
+   * This process's number for the current submission, sent with the acquire script; Redis names it in
+   * the grant. A fresh one per submission, so a grant for an earlier submission (before a lost lease)
+   * can never be taken for this one. 0 until submitted.
+   */
+  id = 0;
   /** The ticket number in Redis; undefined while the acquire script is in flight. */
   seq: number | undefined = undefined;
   /** Set when the caller left (abort, timeout, clear) so a late reply is undone instead of granted. */
@@ -242,8 +250,20 @@ export class RedisSemaphore implements Limiter {
 
   /** Local callers waiting; abort and timeout are handled here, the order that counts is Redis'. */
   private readonly queue: WaitQueue<Ticket, Permit>;
-  /** Tickets queued in Redis, by number. Invariant: each is also in `queue` (not cancelled). */
+  /**
+   * Tickets submitted and not yet granted — acquire in flight or queued in Redis — by `Ticket.id`.
+   * Invariant: each is also in `queue` and not cancelled. A grant for an id not in here belongs to
+   * nobody here and is given back. The acquire's reply is *not* awaited before a ticket goes in: its
+   * grant may arrive first, on the blocking connection (see semaphore-scripts.ts).
+   */
   private readonly tickets = new Map<number, Ticket>();
+  private lastTicketId = 0;
+  /**
+   * Tickets in `tickets` whose seq is known: queued in Redis, so a notice may come for them. The BLPOP
+   * loop runs while this is above 0 — not for acquires still in flight, which may never queue (and,
+   * when Redis is down, would keep a failing loop spinning until their own deadline).
+   */
+  private queuedInRedis = 0;
   /** Permits granted and not released whose lease this process keeps alive. */
   private readonly held = new Set<Permit_>();
   /** Local time the last lease write was *sent*; the lease is good until this + lease - margin. */
@@ -256,7 +276,9 @@ export class RedisSemaphore implements Limiter {
   private blocking: RedisConnection | undefined;
   private waking = false;
   private closed = false;
-  /** Tokens Redis says we hold but we do not know, seen at the last heartbeat (see `sweepOrphans`). */
+  /** Whether Redis last said the restart guard holds grants back (for the timeout message). */
+  private guardSeen = false;
+  /** Tokens Redis says we hold but we do not know, seen at the last heartbeat (see `reconcile`). */
   private orphanCandidates = new Set<number>();
 
   constructor(redis: RedisClient, options: RedisSemaphoreOptions) {
@@ -295,7 +317,11 @@ export class RedisSemaphore implements Limiter {
     this.queue = new WaitQueue<Ticket, Permit>(
       this.clock,
       (waiter) => this.onCancel(waiter),
-      () => `Redis semaphore ${JSON.stringify(this.name)}`,
+      // Read when a wait times out: a wait the restart guard caused must say so, or it looks like a hang.
+      () =>
+        this.guardSeen
+          ? `${this.subject()} (held back by the restart guard: the semaphore's state was missing on a Redis server that started less than one lease ago, so nothing is granted until a lease has passed since it started; see guardRestarts and inspect().guardRemaining)`
+          : this.subject(),
     );
   }
 
@@ -311,8 +337,7 @@ export class RedisSemaphore implements Limiter {
     this.queue.forEach((waiter) => {
       const ticket = waiter.request;
       if (ticket.weight <= this.limit) return;
-      ticket.cancelled = true;
-      if (ticket.seq !== undefined) this.cancelTicket(ticket);
+      this.forget(ticket);
       this.queue.reject(waiter, this.tooHeavy(ticket.weight));
     });
   }
@@ -380,7 +405,7 @@ export class RedisSemaphore implements Limiter {
     if (this.closed) throw new ClosedError(`Redis semaphore ${JSON.stringify(this.name)} was closed`);
     const sentAt = this.clock.now();
     const register = this.mustRegister(sentAt);
-    const reply = (await this.call(scripts.acquire, [weight, 0, "try", register ? "1" : "0"], "tryAcquire", (late) =>
+    const reply = (await this.call(scripts.acquire, [weight, 0, "try", register ? "1" : "0", 0], "tryAcquire", (late) =>
       this.undoAcquire(late as number[]),
     )) as number[];
     if (register) this.leaseWritten(sentAt);
@@ -438,7 +463,10 @@ export class RedisSemaphore implements Limiter {
     this.queue.rejectAll(new ClosedError(`Redis semaphore ${JSON.stringify(this.name)} was closed`));
     for (const permit of this.held) permit.loseLease(new LeaseLostError("the semaphore was closed"));
     this.held.clear();
+    // An acquire still in flight then undoes itself when its reply comes (onSubmitted).
+    for (const ticket of this.tickets.values()) ticket.cancelled = true;
     this.tickets.clear();
+    this.queuedInRedis = 0;
     this.stopTimers();
     try {
       await this.call(scripts.heartbeat, ["leave"], "close");
@@ -456,8 +484,14 @@ export class RedisSemaphore implements Limiter {
     const sentAt = this.clock.now();
     const register = this.mustRegister(sentAt);
     const score = ticket.priority === 0 ? 0 : -ticket.priority;
-    this.call(scripts.acquire, [ticket.weight, redisNumber(score), "wait", register ? "1" : "0"], "acquire", (late) =>
-      this.undoAcquire(late as number[], ticket),
+    ticket.id = ++this.lastTicketId;
+    ticket.seq = undefined;
+    this.tickets.set(ticket.id, ticket);
+    this.call(
+      scripts.acquire,
+      [ticket.weight, redisNumber(score), "wait", register ? "1" : "0", ticket.id],
+      "acquire",
+      (late) => this.undoAcquire(late as number[], ticket),
     ).then(
       (reply) => {
         if (register) this.leaseWritten(sentAt);
@@ -469,29 +503,34 @@ export class RedisSemaphore implements Limiter {
 
   private onSubmitted(ticket: Ticket, reply: number[]): void {
     this.takeGrants(reply, 3);
-    if (this.closed) ticket.cancelled = true;
     if (reply[0] === 1) {
-      const token = reply[1] as number;
-      const waiter = ticket.cancelled ? undefined : this.findWaiter(ticket);
-      if (waiter === undefined) this.discard(token);
-      else this.queue.grant(waiter, this.makePermit(ticket.weight, token, waiter.cancellation?.signal));
+      // Granted at once: the grant is in this reply, not on the wake list.
+      this.onGrant(ticket.id, reply[1] as number);
       return;
     }
-    const seq = reply[1] as number;
-    ticket.seq = seq;
-    if (ticket.cancelled) {
-      this.cancelTicket(ticket);
+    ticket.seq = reply[1] as number;
+    if (this.tickets.get(ticket.id) !== ticket) {
+      // Its caller left while the script was in flight: take the ticket out of the Redis queue (if it
+      // was granted meanwhile, the grant was or will be given back by onGrant). Otherwise the grant
+      // overtook this reply and was delivered already: nothing left to do.
+      if (ticket.cancelled) this.cancelTicket(ticket);
       return;
     }
-    this.tickets.set(seq, ticket);
+    this.queuedInRedis++;
     const guardUntil = reply[2] as number;
-    if (guardUntil > 0) this.checkBy = Math.min(this.checkBy, this.clock.now() + this.leaseMs);
+    if (guardUntil > 0) {
+      this.guardSeen = true;
+      this.checkBy = Math.min(this.checkBy, this.clock.now() + this.leaseMs);
+    }
     this.startWaking();
     this.scheduleHeartbeat();
   }
 
   private onSubmitFailed(ticket: Ticket, error: unknown): void {
     if (ticket.cancelled) return;
+    // Whatever Redis did with this submission, undoAcquire undoes it if the reply still comes: a grant
+    // notice for it must find nobody.
+    this.untrack(ticket);
     const waiter = this.findWaiter(ticket);
     if (waiter === undefined) return;
     const policy = this.onUnavailable;
@@ -531,7 +570,7 @@ export class RedisSemaphore implements Limiter {
     try {
       reply = (await this.call(
         scripts.acquire,
-        [weight, redisNumber(priority === 0 ? 0 : -priority), "try", register ? "1" : "0"],
+        [weight, redisNumber(priority === 0 ? 0 : -priority), "try", register ? "1" : "0", 0],
         "acquire",
         (late) => this.undoAcquire(late as number[]),
       )) as number[];
@@ -547,17 +586,32 @@ export class RedisSemaphore implements Limiter {
   }
 
   private onCancel(waiter: Waiter<Ticket, Permit>): void {
-    const ticket = waiter.request;
+    this.forget(waiter.request);
+  }
+
+  /**
+   * The caller of `ticket` is leaving (or has left) the local queue: a grant for it from now on is given
+   * back, and the ticket leaves the Redis queue — now if its seq is known, else when the acquire's reply
+   * brings it (onSubmitted).
+   */
+  private forget(ticket: Ticket): void {
+    if (ticket.cancelled) return;
     ticket.cancelled = true;
-    // Still in flight: onSubmitted undoes it when the reply comes.
+    this.untrack(ticket);
     if (ticket.seq !== undefined) this.cancelTicket(ticket);
+  }
+
+  /** Takes `ticket` out of `tickets` (if there), keeping `queuedInRedis` true to its definition. */
+  private untrack(ticket: Ticket): void {
+    if (this.tickets.get(ticket.id) !== ticket) return;
+    this.tickets.delete(ticket.id);
+    if (ticket.seq !== undefined) this.queuedInRedis--;
   }
 
   /** Takes a ticket out of the Redis queue at once, so it does not hold up the processes behind it. */
   private cancelTicket(ticket: Ticket): void {
     const seq = ticket.seq as number;
-    this.tickets.delete(seq);
-    const member = `${String(seq).padStart(16, "0")}:${ticket.weight}:${this.client}`;
+    const member = `${String(seq).padStart(16, "0")}:${ticket.weight}:${ticket.id}:${this.client}`;
     this.call(scripts.cancel, [member], "cancel").then(
       (reply) => this.takeGrants(reply as number[], 1),
       // If Redis is unreachable, the ticket goes when our lease does, or is released when granted.
@@ -584,22 +638,29 @@ export class RedisSemaphore implements Limiter {
     return permit;
   }
 
-  /** Grants Redis made to this process, returned in a script reply from `offset` on as (seq, token) pairs. */
+  /** Grants Redis made to this process, returned in a script reply from `offset` on as (ticket, token) pairs. */
   private takeGrants(reply: number[], offset: number): void {
     for (let index = offset; index + 1 < reply.length; index += 2) {
       this.onGrant(reply[index] as number, reply[index + 1] as number);
     }
   }
 
-  /** Redis granted ticket `seq` with `token` (0: refused as too heavy for the shared capacity). */
-  private onGrant(seq: number, token: number): void {
-    const ticket = this.tickets.get(seq);
+  /**
+   * Redis granted ticket `id` with `token` (0: refused as too heavy for the shared capacity). The same
+   * grant may be delivered twice — by its notice and by a heartbeat that found it undelivered — so this
+   * must be idempotent: the first delivery wins, a repeat is ignored.
+   */
+  private onGrant(id: number, token: number): void {
+    const ticket = this.tickets.get(id);
     if (ticket === undefined) {
-      // Cancelled here while Redis granted it, or a ticket from before a lost lease: give it back.
-      if (token !== 0) this.discard(token);
+      // Cancelled here while Redis granted it, or from before a lost lease: give it back — unless this
+      // is a repeat of a grant already delivered and still held (releasing it would free a permit in use;
+      // once its permit is released, releasing the token again does nothing).
+      if (token !== 0 && !this.holds(token)) this.discard(token);
       return;
     }
-    this.tickets.delete(seq);
+    this.untrack(ticket);
+    if (token !== 0) this.guardSeen = false;
     const waiter = this.findWaiter(ticket);
     if (waiter === undefined) {
       if (token !== 0) this.discard(token);
@@ -651,12 +712,12 @@ export class RedisSemaphore implements Limiter {
       .catch((error: unknown) => this.failWaiters(error))
       .finally(() => {
         this.waking = false;
-        if (this.tickets.size > 0 && !this.closed) this.startWaking();
+        if (this.queuedInRedis > 0 && !this.closed) this.startWaking();
       });
   }
 
   private async wakeLoop(): Promise<void> {
-    while (this.tickets.size > 0 && !this.closed) {
+    while (this.queuedInRedis > 0 && !this.closed) {
       if (this.blocking === undefined) this.blocking = this.connection.duplicate();
       const connection = this.blocking;
       const wait = Math.max(10, Math.min(this.wakeMs, this.checkBy - this.clock.now()));
@@ -679,6 +740,7 @@ export class RedisSemaphore implements Limiter {
     }
   }
 
+  /** A grant notice from the wake list: `<ticket>:<token>`. */
   private onNotice(notice: string): void {
     const colon = notice.indexOf(":");
     this.onGrant(Number(notice.slice(0, colon)), Number(notice.slice(colon + 1)));
@@ -691,11 +753,12 @@ export class RedisSemaphore implements Limiter {
         ? error
         : new RedisUnavailableError("Redis is unavailable", { cause: error });
     for (const ticket of [...this.tickets.values()]) {
-      ticket.cancelled = true;
+      // Acquires still in flight fail (or succeed) on their own.
+      if (ticket.seq === undefined) continue;
       const waiter = this.findWaiter(ticket);
-      if (waiter !== undefined) this.queue.reject(waiter, reason);
       // Best effort: if Redis is only slow, the ticket leaves now; if it is gone, it goes with our lease.
-      this.cancelTicket(ticket);
+      this.forget(ticket);
+      if (waiter !== undefined) this.queue.reject(waiter, reason);
     }
   }
 
@@ -742,10 +805,11 @@ export class RedisSemaphore implements Limiter {
       let checkIn = Number.POSITIVE_INFINITY;
       if (earliestOther > 0) checkIn = Math.min(checkIn, (earliestOther - now) / 1000 + 1);
       if (guardUntil > 0) checkIn = Math.min(checkIn, (guardUntil - now) / 1000 + 1);
+      this.guardSeen = guardUntil > now;
       this.checkBy = this.clock.now() + Math.max(0, checkIn);
       const grantsEnd = 5 + (reply[4] as number);
       this.takeGrants(reply.slice(0, grantsEnd), 5);
-      if (lost !== 1) this.sweepOrphans(reply.slice(grantsEnd));
+      if (lost !== 1) this.reconcile(reply.slice(grantsEnd));
     } catch {
       // Unreachable: the watchdog ends the leases when the deadline passes.
     } finally {
@@ -754,20 +818,35 @@ export class RedisSemaphore implements Limiter {
   }
 
   /**
-   * Tokens Redis lists as ours that no permit here carries: a grant whose reply was lost (a timeout, a
-   * dropped connection). Our lease would keep them alive forever, so they are released — but only when
-   * seen at two heartbeats in a row, because a notice may be on its way for a fresh one.
+   * Squares what Redis holds for this process, as (token, ticket) pairs, with what it knows:
+   * - a grant to a ticket still waiting here is delivered now. Its notice was lost (a BLPOP reply lost
+   *   with its connection) or is late; either way the waiter must not wait for it any longer. This is
+   *   what makes the bounded BLPOP timeout a real safety net: a missed wake-up costs at most one
+   *   heartbeat, never a hang. A late notice then finds the grant delivered (see onGrant).
+   * - a token no permit here carries and no ticket here waits for: a grant whose reply was lost (a
+   *   timeout, a dropped connection). Our lease would keep it alive forever, so it is released — but only
+   *   when seen at two heartbeats in a row, because a reply may be on its way for a fresh one.
    */
-  private sweepOrphans(tokens: number[]): void {
-    const known = new Set<number>();
-    for (const permit of this.held) known.add(permit.fencingToken as number);
+  private reconcile(pairs: number[]): void {
     const candidates = new Set<number>();
-    for (const token of tokens) {
-      if (known.has(token)) continue;
+    for (let index = 0; index + 1 < pairs.length; index += 2) {
+      const token = pairs[index] as number;
+      const id = pairs[index + 1] as number;
+      if (this.holds(token)) continue;
+      if (id !== 0 && this.tickets.has(id)) {
+        this.onGrant(id, token);
+        continue;
+      }
       if (this.orphanCandidates.has(token)) this.discard(token);
       else candidates.add(token);
     }
     this.orphanCandidates = candidates;
+  }
+
+  /** Whether a permit held here carries `token`. */
+  private holds(token: number): boolean {
+    for (const permit of this.held) if (permit.fencingToken === token) return true;
+    return false;
   }
 
   /** Redis no longer has our lease: every permit we hold is lost, every ticket must queue again. */
@@ -778,17 +857,16 @@ export class RedisSemaphore implements Limiter {
     for (const permit of this.held) permit.loseLease(error);
     this.held.clear();
     // Tickets were evicted with the lease; queue them again, in their local order.
+    // (Acquires still in flight were sent after this heartbeat, so they queue under the new lease.)
     const again: Ticket[] = [];
     this.queue.forEach((waiter) => {
       const ticket = waiter.request;
-      if (ticket.seq !== undefined && this.tickets.get(ticket.seq) === ticket) again.push(ticket);
+      if (ticket.seq !== undefined && this.tickets.get(ticket.id) === ticket) again.push(ticket);
     });
-    this.tickets.clear();
+    for (const ticket of again) this.untrack(ticket);
     this.leaseSentAt = Math.max(this.leaseSentAt, sentAt);
-    for (const ticket of again) {
-      ticket.seq = undefined;
-      this.submit(ticket);
-    }
+    // Each gets a new id: a late notice for its old one then finds nobody.
+    for (const ticket of again) this.submit(ticket);
   }
 
   /**
@@ -903,8 +981,9 @@ export async function inspectSemaphore(
   const holders: RedisHolder[] = [];
   for (const [field, value] of meta) {
     if (!field.startsWith("h:")) continue;
+    // `<weight>:<ticket>:<client>`; the client id may itself contain colons.
     const colon = value.indexOf(":");
-    const client = value.slice(colon + 1);
+    const client = value.slice(value.indexOf(":", colon + 1) + 1);
     holders.push({
       fencingToken: Number(field.slice(2)),
       weight: Number(value.slice(0, colon)),
@@ -916,7 +995,7 @@ export async function inspectSemaphore(
   const waiters: RedisWaiter[] = [];
   for (let index = 0; index + 1 < queueFlat.length; index += 2) {
     const member = queueFlat[index] as string;
-    const [seq, weight, ...client] = member.split(":");
+    const [seq, weight, , ...client] = member.split(":");
     const score = Number(queueFlat[index + 1]);
     waiters.push({
       ticket: Number(seq),

@@ -405,4 +405,28 @@ describe("RedisSemaphore restart guard", () => {
       await own.stop();
     }
   });
+
+  it("a wait the restart guard caused is discoverable: inspect() shows it and a timeout names it", async () => {
+    const own = await RedisServer.start();
+    const client = new Redis(own.port, "127.0.0.1");
+    try {
+      const name = uniqueName("guard-reason");
+      const limited = semaphore(name, 1, { leaseTtl: "3s", guardRestarts: true }, client);
+      const error = await limited.acquire({ timeout: 200 }).catch((caught: unknown) => caught);
+      expect(error).toMatchObject({ name: "TimeoutError" });
+      expect((error as Error).message).toMatch(/restart guard/);
+      const snapshot = await limited.inspect();
+      expect(snapshot.guardRemaining).toBeGreaterThan(1_000);
+      expect(snapshot.guardRemaining).toBeLessThanOrEqual(3_000 + 1_000 + 100);
+      // Without the guard, the same wait is an ordinary timeout.
+      const other = semaphore(uniqueName("no-guard"), 1, {}, client);
+      const held = await other.acquire();
+      const plain = await other.acquire({ timeout: 50 }).catch((caught: unknown) => caught);
+      expect((plain as Error).message).not.toMatch(/restart guard/);
+      await held.release();
+    } finally {
+      client.disconnect();
+      await own.stop();
+    }
+  });
 });
