@@ -9,11 +9,11 @@ import { type Duration, describe, toMilliseconds } from "./duration.js";
 import { defaultAbortReason, ReleasedError, TimeoutError } from "./errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
 import { type ChargeHandle, type RateBucket, SlidingWindow, TokenBucket } from "./rate-buckets.js";
+import { checkCostValue, normalizeCost, normalizeSettlement, REQUESTS } from "./rate-cost.js";
 import { type HeaderInput, parseRateLimitHeaders, type RateLimitHeaders } from "./rate-headers.js";
 import { type CancelReason, type Waiter, WaitQueue } from "./wait-queue.js";
 
 /** The default unit: what a plain-number cost counts. */
-const REQUESTS = "requests";
 
 /**
  * One rate limit: at most `limit` of `unit` per `interval`.
@@ -896,13 +896,6 @@ function checkRefund(value: unknown): boolean | Readonly<Record<string, boolean>
   throw new TypeError(`refund must be a boolean or an object of booleans per unit; got ${describe(value)}`);
 }
 
-function checkCostValue(value: unknown, argument: string): number {
-  if (typeof value !== "number") throw new TypeError(`${argument} must be a number; got ${describe(value)}`);
-  if (!Number.isFinite(value) || value < 0)
-    throw new RangeError(`${argument} must be a finite number >= 0; got ${value}`);
-  return value;
-}
-
 /** Validates a cost and returns the compact demand for the queue. */
 function normalizeDemand(cost: RateCost | undefined, weight: number): Demand {
   if (cost === undefined) return weight === 1 ? 1 : new Order(weight, { [REQUESTS]: 1 });
@@ -910,21 +903,5 @@ function normalizeDemand(cost: RateCost | undefined, weight: number): Demand {
     checkCostValue(cost, "cost");
     return weight === 1 ? cost : new Order(weight, { [REQUESTS]: cost });
   }
-  if (typeof cost !== "object" || cost === null || Array.isArray(cost)) {
-    throw new TypeError(`cost must be a number or an object of numbers per unit; got ${describe(cost)}`);
-  }
-  const normalized: Record<string, number> = { [REQUESTS]: 1 };
-  for (const [unit, amount] of Object.entries(cost)) normalized[unit] = checkCostValue(amount, `cost.${unit}`);
-  return new Order(weight, normalized);
-}
-
-/** The charge after `settle(actual)`: units `actual` names change, the others keep their charge. */
-function normalizeSettlement(actual: RateCost): Record<string, number> {
-  if (typeof actual === "number") return { [REQUESTS]: checkCostValue(actual, "actual") };
-  if (typeof actual !== "object" || actual === null || Array.isArray(actual)) {
-    throw new TypeError(`actual must be a number or an object of numbers per unit; got ${describe(actual)}`);
-  }
-  const target: Record<string, number> = {};
-  for (const [unit, amount] of Object.entries(actual)) target[unit] = checkCostValue(amount, `actual.${unit}`);
-  return target;
+  return new Order(weight, normalizeCost(cost));
 }

@@ -12,6 +12,7 @@ import { systemClock, type TimerHandle } from "../core/clock.js";
 import { type Duration, describe, toMilliseconds } from "../core/duration.js";
 import { ClosedError, ReleasedError, TimeoutError } from "../core/errors.js";
 import { type Limiter, NEVER_ABORTED, type Permit } from "../core/limiter.js";
+import { normalizeCost, normalizeSettlement, REQUESTS } from "../core/rate-cost.js";
 import { type HeaderInput, parseRateLimitHeaders } from "../core/rate-headers.js";
 import {
   type RateAcquireOptions,
@@ -24,7 +25,7 @@ import { type Waiter, WaitQueue } from "../core/wait-queue.js";
 import { type RedisClient, type RedisConnection, Script, toConnection } from "./connection.js";
 import { RedisUnavailableError, withDeadline } from "./errors.js";
 import { RATE_ACQUIRE, RATE_INSPECT, RATE_PAUSE, RATE_SETTLE, RATE_TIGHTEN } from "./rate-scripts.js";
-import { RedisSemaphore, type UnavailablePolicy } from "./semaphore.js";
+import { checkUnavailablePolicy, RedisSemaphore, type UnavailablePolicy } from "./semaphore.js";
 
 const scripts = {
   acquire: new Script(RATE_ACQUIRE),
@@ -33,8 +34,6 @@ const scripts = {
   tighten: new Script(RATE_TIGHTEN),
   inspect: new Script(RATE_INSPECT),
 };
-
-const REQUESTS = "requests";
 
 /** Options for {@link RedisRateLimiter}. */
 export interface RedisRateLimiterOptions {
@@ -220,15 +219,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     }
     this.refund = options.refund ?? true;
     this.commandMs = toMilliseconds(options.commandTimeout ?? "5s", "commandTimeout");
-    const policy = options.onUnavailable ?? "fail";
-    if (
-      policy !== "fail" &&
-      policy !== "allow" &&
-      (typeof policy !== "object" || typeof policy.acquire !== "function")
-    ) {
-      throw new TypeError(`onUnavailable must be "fail", "allow" or a Limiter; got ${describe(policy)}`);
-    }
-    this.onUnavailable = policy;
+    this.onUnavailable = checkUnavailablePolicy(options.onUnavailable);
     const prefix = options.prefix ?? "sluice:";
     this.key = `${prefix}{${this.name}}:rate`;
     this.concurrency =
@@ -240,7 +231,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
             prefix,
             leaseTtl: options.leaseTtl ?? "10s",
             commandTimeout: this.commandMs,
-            onUnavailable: policy,
+            onUnavailable: this.onUnavailable,
           });
     if (this.concurrency?.capacity === 0)
       throw new RangeError("concurrency must be an integer >= 1 or Infinity; got 0");
@@ -666,33 +657,4 @@ export async function inspectRateLimiter(
     });
   }
   return { kind: "rate-limiter", name, key, pauseRemaining: pause > now ? (pause - now) / 1000 : 0, limits };
-}
-
-function checkCostValue(value: unknown, argument: string): number {
-  if (typeof value !== "number") throw new TypeError(`${argument} must be a number; got ${describe(value)}`);
-  if (!Number.isFinite(value) || value < 0)
-    throw new RangeError(`${argument} must be a finite number >= 0; got ${value}`);
-  return value;
-}
-
-/** A cost per unit; `requests` is 1 unless given (DESIGN.md: a unit left out costs 0, requests 1). */
-function normalizeCost(cost: RateCost | undefined): Record<string, number> {
-  if (cost === undefined) return { [REQUESTS]: 1 };
-  if (typeof cost === "number") return { [REQUESTS]: checkCostValue(cost, "cost") };
-  if (typeof cost !== "object" || cost === null || Array.isArray(cost)) {
-    throw new TypeError(`cost must be a number or an object of numbers per unit; got ${describe(cost)}`);
-  }
-  const normalized: Record<string, number> = { [REQUESTS]: 1 };
-  for (const [unit, amount] of Object.entries(cost)) normalized[unit] = checkCostValue(amount, `cost.${unit}`);
-  return normalized;
-}
-
-function normalizeSettlement(actual: RateCost): Record<string, number> {
-  if (typeof actual === "number") return { [REQUESTS]: checkCostValue(actual, "actual") };
-  if (typeof actual !== "object" || actual === null || Array.isArray(actual)) {
-    throw new TypeError(`actual must be a number or an object of numbers per unit; got ${describe(actual)}`);
-  }
-  const target: Record<string, number> = {};
-  for (const [unit, amount] of Object.entries(actual)) target[unit] = checkCostValue(amount, `actual.${unit}`);
-  return target;
 }

@@ -24,19 +24,13 @@
 
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
-import {
-  checkCapacity,
-  checkFunction,
-  checkPriority,
-  checkSignal,
-  checkTimeout,
-  checkWeight,
-} from "../core/arguments.js";
+import { checkCapacity, checkFunction, checkWeight } from "../core/arguments.js";
 import { systemClock, type TimerHandle } from "../core/clock.js";
 import { type Duration, describe, toMilliseconds } from "../core/duration.js";
 import { ClosedError, LeaseLostError, ReleasedError, TimeoutError } from "../core/errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "../core/limiter.js";
 import type { LockOptions } from "../core/mutex.js";
+import { type CheckedAcquireOptions, checkAcquireOptions } from "../core/wait-options.js";
 import { type Waiter, WaitQueue } from "../core/wait-queue.js";
 import { type RedisClient, type RedisConnection, Script, toConnection } from "./connection.js";
 import { RedisUnavailableError, withDeadline } from "./errors.js";
@@ -55,6 +49,19 @@ const UNLIMITED = Number.MAX_SAFE_INTEGER;
 
 /** What to do when Redis cannot be reached for an acquire. */
 export type UnavailablePolicy = "fail" | "allow" | Limiter;
+
+/** Reads the `onUnavailable` option (default `"fail"`: fail closed). */
+export function checkUnavailablePolicy(policy: UnavailablePolicy | undefined): UnavailablePolicy {
+  const checked = policy ?? "fail";
+  if (
+    checked !== "fail" &&
+    checked !== "allow" &&
+    (typeof checked !== "object" || checked === null || typeof checked.acquire !== "function")
+  ) {
+    throw new TypeError(`onUnavailable must be "fail", "allow" or a Limiter; got ${describe(checked)}`);
+  }
+  return checked;
+}
 
 /** Options for {@link RedisSemaphore}. */
 export interface RedisSemaphoreOptions {
@@ -300,15 +307,7 @@ export class RedisSemaphore implements Limiter {
       throw new RangeError(`keyTtl must be at least twice leaseTtl (${this.leaseMs} ms); got ${this.keyTtlMs}`);
     }
     this.guardRestarts = options.guardRestarts ?? true;
-    const policy = options.onUnavailable ?? "fail";
-    if (
-      policy !== "fail" &&
-      policy !== "allow" &&
-      (typeof policy !== "object" || typeof policy.acquire !== "function")
-    ) {
-      throw new TypeError(`onUnavailable must be "fail", "allow" or a Limiter; got ${describe(policy)}`);
-    }
-    this.onUnavailable = policy;
+    this.onUnavailable = checkUnavailablePolicy(options.onUnavailable);
     const prefix = options.prefix ?? "sluice:";
     this.tag = `${prefix}{${this.name}}:`;
     this.keys = [`${this.tag}meta`, `${this.tag}queue`, `${this.tag}clients`];
@@ -368,24 +367,14 @@ export class RedisSemaphore implements Limiter {
    * ```
    */
   acquire(options?: AcquireOptions): Promise<RedisPermit> {
-    let weight = 1;
-    let priority = 0;
-    let signal: AbortSignal | undefined;
-    let timeout = Number.POSITIVE_INFINITY;
+    let checked: CheckedAcquireOptions;
     try {
-      if (options !== undefined) {
-        if (typeof options !== "object" || options === null) {
-          throw new TypeError(`options must be an object; got ${describe(options)}`);
-        }
-        if (options.weight !== undefined) weight = checkWeight(options.weight);
-        if (options.priority !== undefined) priority = checkPriority(options.priority);
-        if (options.timeout !== undefined) timeout = checkTimeout(options.timeout);
-        signal = checkSignal(options.signal);
-      }
-      if (weight > this.limit) throw this.tooHeavy(weight);
+      checked = checkAcquireOptions(options);
+      if (checked.weight > this.limit) throw this.tooHeavy(checked.weight);
     } catch (error) {
       return Promise.reject(error);
     }
+    const { weight, priority, signal, timeout } = checked;
     if (this.closed) return Promise.reject(new ClosedError(`Redis semaphore ${JSON.stringify(this.name)} was closed`));
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (timeout === 0) return this.acquireIfFree(weight, priority, signal);
