@@ -126,7 +126,7 @@ export class Semaphore implements Limiter {
   private held = 0;
   /**
    * Invariant (after every public method returns): the head of `queue`, if any, does not fit
-   * (`head.request > limit - held`); otherwise dispatch would have granted it.
+   * (`weightOf(head.request) > limit - held`); otherwise dispatch would have granted it.
    */
   private readonly queue: WaitQueue<Request, Grant>;
   private idleResolvers: (() => void)[] | undefined = undefined;
