@@ -11,6 +11,15 @@ const stops = [
   ["acquire-with-timeout.ts", "Use case: acquire with a timeout or an AbortSignal; nothing leaks"],
   ["critical-section-lock.ts", "Use case: a lock around a critical section"],
   ["weighted-priority.ts", "Weights and priorities: heavy jobs are not starved, urgent ones go first"],
+  ["api-rate-limiter.ts", "RateLimiter: 5 concurrent calls, 100 ms apart (the seeds' ApiRateLimiter)"],
+  ["llm-judge-rate-limits.ts", "RateLimiter: requests/min, tokens/min and concurrency at once, settled from usage"],
+  ["connection-pool.ts", "Pool: connections created lazily, validated, reused, capped"],
+  ["producer-consumer.ts", "Channel: a bounded producer/consumer queue with backpressure and close"],
+  ["process-files.ts", "map: process files five at a time, results in order"],
+  ["llm-judge.ts", "sluice/http: LLM-as-judge through the openai SDK against the mock provider"],
+  ["worker-threads.ts", "sluice/threads: one limit shared by worker threads"],
+  ["redis-semaphore.ts", "sluice/redis: one semaphore shared by processes"],
+  ["redis-rate-limiter.ts", "sluice/redis: one rate limit shared by processes"],
 ];
 
 let failed = 0;
