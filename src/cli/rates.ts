@@ -15,7 +15,7 @@ export interface RateSpec {
 }
 
 /** The unit a rate counts when it names none: one per job. */
-export const REQUESTS = "requests";
+export { REQUESTS } from "../core/rate-cost.js";
 
 const RATE = /^\s*(\d+(?:\.\d+)?)\s*\/\s*([^:]+?)\s*(?::\s*([A-Za-z_][\w-]*)\s*)?$/;
 

@@ -17,6 +17,7 @@ import type { Clock, TimerHandle } from "../core/clock.js";
 import { type Duration, describe, toMilliseconds } from "../core/duration.js";
 import { ReleasedError, TimeoutError } from "../core/errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "../core/limiter.js";
+import { normalizeCost } from "../core/rate-cost.js";
 import { WaitQueue } from "../core/wait-queue.js";
 import { processClock } from "./process-clock.js";
 
@@ -380,31 +381,20 @@ export class SharedRateLimiter implements Limiter<RateAcquireOptions> {
     return BigInt(Math.round(this.clock.now() * 1e6));
   }
 
-  /** Cost per limit, in the order of `buckets`. */
+  /** Cost per limit, in the order of `buckets` (the same cost rule as every rate limiter: rate-cost.ts). */
   private costs(cost: RateAcquireOptions["cost"]): number[] {
-    if (cost === undefined) return this.buckets.map((bucket) => (bucket.unit === "requests" ? 1 : 0));
-    if (typeof cost === "number") {
-      checkCost(cost, "cost");
-      return this.buckets.map((bucket) => {
-        if (bucket.unit !== "requests") return 0;
-        if (cost > bucket.burst) throw this.tooCostly(cost, bucket);
-        return cost;
-      });
-    }
-    if (typeof cost !== "object" || cost === null) {
-      throw new TypeError(`cost must be a number or an object of costs per unit; got ${describe(cost)}`);
-    }
-    for (const unit of Object.keys(cost)) {
-      if (!this.buckets.some((bucket) => bucket.unit === unit)) {
-        throw new RangeError(
-          `cost names the unit ${JSON.stringify(unit)}, but ${this.subject()} limits only ${this.buckets.map((b) => JSON.stringify(b.unit)).join(", ")}`,
-        );
+    const normalized = normalizeCost(cost);
+    if (typeof cost === "object" && cost !== null) {
+      for (const unit of Object.keys(cost)) {
+        if (!this.buckets.some((bucket) => bucket.unit === unit)) {
+          throw new RangeError(
+            `cost names the unit ${JSON.stringify(unit)}, but ${this.subject()} limits only ${this.buckets.map((b) => JSON.stringify(b.unit)).join(", ")}`,
+          );
+        }
       }
     }
     return this.buckets.map((bucket) => {
-      const value = cost[bucket.unit];
-      if (value === undefined) return bucket.unit === "requests" ? 1 : 0;
-      checkCost(value, `cost.${bucket.unit}`);
+      const value = normalized[bucket.unit] ?? 0;
       if (value > bucket.burst) throw this.tooCostly(value, bucket);
       return value;
     });
@@ -419,12 +409,6 @@ export class SharedRateLimiter implements Limiter<RateAcquireOptions> {
   private subject(): string {
     return this.name === undefined ? "the shared rate limiter" : `shared rate limiter ${JSON.stringify(this.name)}`;
   }
-}
-
-function checkCost(value: unknown, argument: string): void {
-  if (typeof value !== "number") throw new TypeError(`${argument} must be a number; got ${describe(value)}`);
-  if (!Number.isFinite(value) || value < 0)
-    throw new RangeError(`${argument} must be a finite number >= 0; got ${value}`);
 }
 
 /** `weight` and `priority` are accepted for Limiter compatibility and checked, but change nothing here. */
