@@ -2,6 +2,7 @@
  * Rate strings as the command line writes them: `10/s`, `600/min`, `100/5s`, `40000/min:tokens`.
  */
 import { parseDurationText } from "../core/duration.js";
+import { REQUESTS } from "../core/rate-cost.js";
 
 /** One rate limit: at most `limit` of `unit` per `interval` milliseconds. */
 export interface RateSpec {
@@ -15,7 +16,7 @@ export interface RateSpec {
 }
 
 /** The unit a rate counts when it names none: one per job. */
-export { REQUESTS } from "../core/rate-cost.js";
+export { REQUESTS };
 
 const RATE = /^\s*(\d+(?:\.\d+)?)\s*\/\s*([^:]+?)\s*(?::\s*([A-Za-z_][\w-]*)\s*)?$/;
 
