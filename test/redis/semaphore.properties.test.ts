@@ -101,14 +101,20 @@ it("Redis state matches what the processes hold, and nothing leaks, under random
         const settled = Promise.all(pending);
         let done = false;
         void settled.then(() => (done = true));
-        for (let round = 0; round < 400 && !(done && held.size === 0); round++) {
+        // Bounded by time, not rounds: a wake-up lost to a busy machine is recovered by the next
+        // heartbeat (a third of the 2 s lease), which is part of the design, so allow a few of them.
+        const deadline = performance.now() + 5_000;
+        while (performance.now() < deadline && !(done && held.size === 0)) {
           for (const permit of [...held]) {
             held.delete(permit);
             await permit.release();
           }
           await sleep(2);
         }
-        expect(done).toBe(true);
+        if (!done) {
+          const state = await processes[0]!.inspect();
+          expect.fail(`callers still unsettled 5 s after the schedule ended; Redis: ${JSON.stringify(state)}`);
+        }
         await sleep(10);
         const end = await processes[0]!.inspect();
         expect(end.used).toBe(0);
