@@ -12,11 +12,11 @@
 //   commands sent by the clients), and the CPU time the two client processes spent per grant.
 // Prints one Markdown table (medians over --runs).
 import { spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import { Semaphore as PeerSemaphore } from "redis-semaphore";
 import { asRedisConnection, fromIoredis, RedisSemaphore } from "../dist/redis.js";
+import { localRedis } from "../examples/redis-server.mjs";
 import { machine, median, quantile, table } from "./harness.mjs";
 
 const self = fileURLToPath(import.meta.url);
@@ -138,30 +138,12 @@ async function child(config) {
 
 // ---- parent --------------------------------------------------------------------------------------
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 async function startRedis() {
-  const port = await freePort();
-  const child = spawn(
-    "redis-server",
-    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-    {
-      stdio: "ignore",
-    },
-  );
+  const { port, stop } = await localRedis({ isolated: true });
   const redis = new Redis(port, "127.0.0.1", { retryStrategy: (times) => (times > 50 ? null : 50) });
   redis.on("error", () => undefined);
   await redis.ping();
-  return { port, redis, stop: () => child.kill("SIGKILL") };
+  return { port, redis, stop };
 }
 
 async function commandStats(redis) {

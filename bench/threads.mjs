@@ -1,21 +1,5 @@
-// Worker-thread benchmarks: sluice/threads against a main-thread-only Semaphore and RedisSemaphore.
-//
-//   npm run build && node bench/threads.mjs [--runs 3] [--quick] [--no-redis]
-//
-// (a) Throughput: `run(async noop)` through a limit of capacity 4 by 16 concurrent callers in total,
-//     spread over 1 thread (Semaphore, SharedSemaphore), 2 workers x 8 and 8 workers x 2 (SharedSemaphore,
-//     RedisSemaphore). Operations per second over all threads; worker start-up is excluded (the workers
-//     wait at a barrier until all are ready).
-// (b) Hand-off latency: two parties alternate on a lock of capacity 1; each measures the time from the
-//     other's release to its own grant (ms on the process clock, shown in µs). In one thread (Semaphore),
-//     across two threads (SharedMutex), across two threads through Redis (RedisSemaphore).
-//
-// RedisSemaphore rows need `redis-server` on the PATH; the benchmark starts its own on a free loopback
-// port and stops it. Medians over --runs rounds (default 3).
-import { spawn as spawnProcess } from "node:child_process";
-import { once } from "node:events";
-import { createServer } from "node:net";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
+import { localRedis } from "../examples/redis-server.mjs";
 import { machine, median, quantile, table } from "./harness.mjs";
 
 const dist = (file) => new URL(`../dist/${file}`, import.meta.url).href;
@@ -184,37 +168,6 @@ async function handoff(kind, handoffs, extra, local) {
   return { p50: quantile(samples, 0.5), p99: quantile(samples, 0.99) };
 }
 
-async function freePort() {
-  const server = createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address();
-  server.close();
-  await once(server, "close");
-  return port;
-}
-
-async function startRedis() {
-  const port = await freePort();
-  const child = spawnProcess(
-    "redis-server",
-    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-    { stdio: ["ignore", "pipe", "ignore"] },
-  );
-  const ready = new Promise((resolve, reject) => {
-    let output = "";
-    child.stdout.on("data", (chunk) => {
-      output += chunk;
-      if (output.includes("Ready to accept connections")) resolve();
-    });
-    child.once("error", reject);
-    child.once("exit", (code) => reject(new Error(`redis-server exited with code ${code}`)));
-    setTimeout(() => reject(new Error("redis-server did not start within 5 s")), 5_000);
-  });
-  await ready;
-  return { port, stop: () => child.kill("SIGTERM") };
-}
-
 async function main() {
   const runs = argument("runs", 3);
   const quick = process.argv.includes("--quick");
@@ -228,7 +181,7 @@ async function main() {
   if (!process.argv.includes("--no-redis")) {
     try {
       await import(dist("redis.js"));
-      redis = await startRedis();
+      redis = await localRedis({ isolated: true });
     } catch (error) {
       console.error(`RedisSemaphore rows skipped: ${error.message}`);
     }

@@ -28,9 +28,15 @@ function ping(port) {
   });
 }
 
-/** Resolves to `{ url, stop() }`. */
-export async function localRedis() {
-  if (process.env.REDIS_URL) return { url: process.env.REDIS_URL, stop: () => undefined };
+/**
+ * Resolves to `{ url, port, stop() }`: REDIS_URL if set (unless `isolated`), otherwise a private
+ * redis-server started here. Rejects, rather than waiting, if redis-server is missing or exits.
+ * The benchmarks use it too, with `isolated: true`: they read INFO counters that other clients would skew.
+ */
+export async function localRedis({ isolated = false } = {}) {
+  if (process.env.REDIS_URL && !isolated) {
+    return { url: process.env.REDIS_URL, port: Number(new URL(process.env.REDIS_URL).port || 6379), stop: () => {} };
+  }
   const port = await freePort();
   const child = spawn(
     "redis-server",
@@ -39,8 +45,20 @@ export async function localRedis() {
       stdio: "ignore",
     },
   );
-  for (let attempt = 0; attempt < 100 && !(await ping(port)); attempt++) {
+  let failure;
+  child.once("error", (error) => {
+    failure = error;
+  });
+  child.once("exit", (code) => {
+    failure ??= new Error(`redis-server exited with code ${code}`);
+  });
+  for (let attempt = 0; !(await ping(port)); attempt++) {
+    if (failure !== undefined) throw failure;
+    if (attempt >= 100) {
+      child.kill("SIGKILL");
+      throw new Error("redis-server did not answer PING within 5 s");
+    }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  return { url: `redis://127.0.0.1:${port}`, stop: () => child.kill("SIGKILL") };
+  return { url: `redis://127.0.0.1:${port}`, port, stop: () => child.kill("SIGKILL") };
 }
