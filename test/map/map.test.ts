@@ -2,19 +2,11 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import fc from "fast-check";
 import { map, mapSettled, mapStream, RateLimiter, Semaphore } from "sluice";
 import { FakeClock, flushMicrotasks } from "sluice/testing";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
+import { expectNoUnhandledRejections } from "../support/no-unhandled-rejections.js";
 
 /** Every test in this file also proves that nothing map does causes an unhandled rejection. */
-const unhandled: unknown[] = [];
-const onUnhandled = (reason: unknown) => unhandled.push(reason);
-beforeAll(() => {
-  process.on("unhandledRejection", onUnhandled);
-});
-afterAll(async () => {
-  await flushMicrotasks();
-  process.off("unhandledRejection", onUnhandled);
-  expect(unhandled).toEqual([]);
-});
+expectNoUnhandledRejections();
 
 interface Deferred<T> {
   promise: Promise<T>;

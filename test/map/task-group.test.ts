@@ -1,17 +1,10 @@
 import { ClosedError, Semaphore, TaskGroup } from "sluice";
 import { flushMicrotasks } from "sluice/testing";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
+import { expectNoUnhandledRejections } from "../support/no-unhandled-rejections.js";
 
-const unhandled: unknown[] = [];
-const onUnhandled = (reason: unknown) => unhandled.push(reason);
-beforeAll(() => {
-  process.on("unhandledRejection", onUnhandled);
-});
-afterAll(async () => {
-  await flushMicrotasks();
-  process.off("unhandledRejection", onUnhandled);
-  expect(unhandled).toEqual([]);
-});
+/** Every test in this file also proves that nothing a TaskGroup does causes an unhandled rejection. */
+expectNoUnhandledRejections();
 
 /** A task that runs until its signal aborts, then takes `windDown` rounds of callbacks to stop. */
 function untilAborted(log: string[], name: string, windDown = 2) {
