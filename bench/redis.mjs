@@ -13,8 +13,10 @@
 // Prints one Markdown table (medians over --runs).
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import Bottleneck from "bottleneck";
 import { Redis } from "ioredis";
 import { Semaphore as PeerSemaphore } from "redis-semaphore";
+import { Semaphore } from "../dist/index.js";
 import { asRedisConnection, fromIoredis, RedisSemaphore } from "../dist/redis.js";
 import { localRedis } from "../examples/redis-server.mjs";
 import { machine, median, quantile, table } from "./harness.mjs";
@@ -28,6 +30,8 @@ const now = () => performance.timeOrigin + performance.now();
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const CAPACITY = 4;
+/** The row without Redis: in-process semaphores, to show what the hold loop itself allows. */
+const CEILING = "no Redis: in-process Semaphore(2) per process (ceiling)";
 const HOLD_MS = 1;
 // --callers N: callers per process (default 16, the issue's 32 over 2 processes). More callers show how
 // each library's Redis load grows with the number waiting.
@@ -67,7 +71,42 @@ function tapArrivals(redis) {
 }
 
 /** One acquirer per library: acquire() resolves to a release function. */
-function makeAcquirer(library, redis, name) {
+function makeAcquirer(library, redis, name, port) {
+  if (library === CEILING) {
+    // No Redis at all: each of the 2 processes has half the permits. Its grants/s is what the closed loop
+    // of 1 ms holds allows on this machine (setTimeout's lateness, scheduling), the real ceiling.
+    const semaphore = new Semaphore(CAPACITY / 2);
+    return {
+      acquire: async () => {
+        const permit = await semaphore.acquire();
+        return async () => permit.release();
+      },
+      close: async () => undefined,
+    };
+  }
+  if (library === "bottleneck") {
+    // bottleneck's Redis mode ("clustering"): the limiter's state and queue counts live in Redis; a job
+    // holds its slot until the promise it returns settles, so a held slot is a job waiting on `release`.
+    const limiter = new Bottleneck({
+      id: name,
+      maxConcurrent: CAPACITY,
+      datastore: "ioredis",
+      clientOptions: { host: "127.0.0.1", port },
+    });
+    limiter.on("error", () => undefined);
+    return {
+      acquire: () =>
+        new Promise((granted) => {
+          limiter.schedule(
+            () =>
+              new Promise((done) => {
+                granted(async () => done());
+              }),
+          );
+        }),
+      close: () => limiter.disconnect(),
+    };
+  }
   if (library === "sluice") {
     const tap = tapArrivals(redis);
     const semaphore = new RedisSemaphore(tap.connection, {
@@ -107,7 +146,7 @@ function makeAcquirer(library, redis, name) {
 
 async function child(config) {
   const redis = new Redis(config.port, "127.0.0.1");
-  const acquirer = makeAcquirer(config.library, redis, config.name);
+  const acquirer = makeAcquirer(config.library, redis, config.name, config.port);
   // Warm up the connection and the script cache outside the measurement.
   await (await acquirer.acquire())();
   await sleep(Math.max(0, config.startAt - now()));
@@ -156,17 +195,19 @@ async function commandStats(redis) {
 function statsDelta(before, after) {
   let all = 0;
   let calls = 0;
+  const byCommand = {};
   for (const [command, count] of Object.entries(after)) {
     if (command === "info" || command === "ping" || command === "script|load" || command.startsWith("client")) continue;
     const delta = count - (before[command] ?? 0);
+    if (delta > 0) byCommand[command] = delta;
     all += delta;
     if (command === "evalsha" || command === "eval" || command === "blpop") calls += delta;
   }
-  return { all, calls };
+  return { all, calls, byCommand };
 }
 
-async function uncontended(library, redis) {
-  const acquirer = makeAcquirer(library, redis, `bench-uncontended-${library}-${Math.random()}`);
+async function uncontended(library, redis, port) {
+  const acquirer = makeAcquirer(library, redis, `bench-uncontended-${Math.random()}`, port);
   for (let i = 0; i < 200; i++) await (await acquirer.acquire())();
   const samples = [];
   for (let i = 0; i < 2_000; i++) {
@@ -272,7 +313,7 @@ async function contended(library, server, seconds) {
   const perCaller = new Map();
   for (const [id] of grants) perCaller.set(id, (perCaller.get(id) ?? 0) + 1);
   const counts = [...perCaller.values()];
-  const { all, calls } = statsDelta(before, after);
+  const { all, calls, byCommand } = statsDelta(before, after);
   // Two warm-up grants (one per process) happened outside the measured window but inside the stats.
   const measured = grants.length;
   const handOff = handOffs(grants, releases);
@@ -292,23 +333,31 @@ async function contended(library, server, seconds) {
     cpuPerGrant: (outputs.reduce((sum, output) => sum + output.cpuMs, 0) * 1000) / measured,
     commandsPerGrant: all / (measured + 2),
     callsPerGrant: calls / (measured + 2),
+    byCommand: Object.fromEntries(
+      Object.entries(byCommand).map(([command, count]) => [command, count / (measured + 2)]),
+    ),
   };
 }
 
 async function main() {
   const runs = argument("runs", 3);
+  const only = process.argv.indexOf("--only");
+  const libraries =
+    only === -1 ? [CEILING, "sluice", "redis-semaphore", "bottleneck"] : process.argv[only + 1].split(",");
   const seconds = argument("seconds", 5);
   const server = await startRedis();
   try {
     const rows = [];
-    for (const library of ["sluice", "redis-semaphore"]) {
+    const breakdown = new Map();
+    for (const library of libraries) {
       const latency = [];
       const results = [];
       for (let run = 0; run < runs; run++) {
-        latency.push(await uncontended(library, server.redis));
+        latency.push(await uncontended(library, server.redis, server.port));
         results.push(await contended(library, server, seconds));
       }
       const mid = (pick) => median(results.map(pick));
+      if (library !== CEILING) breakdown.set(library, results[Math.floor(results.length / 2)].byCommand);
       rows.push({
         library,
         "uncontended p50 ms": median(latency.map((entry) => entry.p50)),
@@ -331,7 +380,24 @@ async function main() {
     );
     console.log(machine());
     console.log();
+    const ceiling = rows.find((row) => row.library === CEILING);
+    if (ceiling !== undefined) {
+      for (const row of rows) row["% of ceiling"] = `${((row["grants/s"] / ceiling["grants/s"]) * 100).toFixed(1)} %`;
+    }
     console.log(table(rows));
+    // Which commands a grant costs inside Redis (INFO commandstats), per library, for the middle run.
+    const commands = [...new Set([...breakdown.values()].flatMap((entry) => Object.keys(entry)))].sort();
+    console.log();
+    console.log("Redis commands per grant, by command (middle run):");
+    console.log();
+    console.log(
+      table(
+        commands.map((command) => ({
+          command,
+          ...Object.fromEntries([...breakdown].map(([library, entry]) => [library, (entry[command] ?? 0).toFixed(2)])),
+        })),
+      ),
+    );
   } finally {
     server.redis.disconnect();
     server.stop();
