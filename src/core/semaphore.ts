@@ -299,8 +299,8 @@ export class Semaphore implements Limiter {
   /** A snapshot of the state and lifetime counters. */
   statistics(): SemaphoreStatistics {
     let waitingWeight = 0;
-    this.queue.forEach((waiter) => {
-      waitingWeight += weightOf(waiter.request);
+    this.queue.forEachRequest((request) => {
+      waitingWeight += weightOf(request);
     });
     return {
       name: this.name,

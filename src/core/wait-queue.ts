@@ -9,10 +9,14 @@
  * trio and Go use; async-mutex's re-check after wake-up is the bug it avoids).
  *
  * Costs:
- * - enqueue: O(1) for a priority already waiting; a new priority level costs a binary search and an
- *   array insert over the *distinct priorities* waiting (almost always 1-3), never over the waiters.
- * - removal of any waiter (grant, abort, timeout, clear): O(1), by unlinking it from its level's
- *   circular list.
+ * - enqueue: O(1) for a priority already waiting (a push onto that level's ring); a new priority level
+ *   costs a binary search and an array insert over the *distinct priorities* waiting (almost always
+ *   1-3), never over the waiters.
+ * - removal of any waiter (grant, abort, timeout, clear): O(1) amortized. The head leaves by moving the
+ *   ring's start; a waiter from the middle leaves a tombstone, and a ring is compacted once its
+ *   tombstones (or its emptied front) outnumber its waiters.
+ * - memory: a waiter with neither signal nor timeout costs two array slots next to its promise, no
+ *   object of its own until the owner asks for it (see Level).
  * - no timer per waiter unless that waiter asked for a timeout; no closure per waiter unless it passed
  *   a signal or a timeout.
  */
@@ -23,41 +27,43 @@ import { TimeoutError } from "./errors.js";
 export type CancelReason = "abort" | "timeout";
 
 /**
- * A link in a circular doubly linked list. Each priority level is a sentinel {@link Level}; its waiters
- * hang between `level.next` (the oldest) and `level.prev` (the newest).
+ * The waiters of one priority level, in arrival order, as a ring of two-slot entries in one array:
+ * `items[i]` is the waiter — its bare resolving function, or a {@link Waiter} object — and
+ * `items[i + 1]` its request.
+ *
+ * A caller with neither a signal nor a timeout (the common case: a million queued `acquire()` calls)
+ * is stored as those two slots and nothing else: 16 bytes next to its promise, where an object per
+ * waiter with its links cost 72. It becomes a `Waiter` object only when the owner asks for it (the head,
+ * a walk), which for most is the moment it is granted.
+ *
+ * Invariants:
+ * - entries live between `start` (even) and `items.length`; the slots before `start` are undefined, so
+ *   the array holds no reference to a settled waiter's promise or request;
+ * - `live` counts the queued entries, `dead` the settled `Waiter` objects still in the ring (removed
+ *   from the middle: a tombstone, skipped by every walk, dropped by `compact`);
+ * - when `live > 0`, the entry at `start` is queued (tombstones are never left at the front);
+ * - a `Waiter` object in the ring knows its own `index`, kept true by every compaction.
  */
-abstract class Link {
-  prev: Link;
-  next: Link;
-  constructor() {
-    this.prev = this;
-    this.next = this;
-  }
-}
-
-/** The sentinel of one priority level. Empty exactly when `next === this`. */
-class Level extends Link {
-  constructor(readonly priority: number) {
-    super();
-  }
+class Level {
+  items: unknown[] = [];
+  start = 0;
+  live = 0;
+  dead = 0;
+  constructor(readonly priority: number) {}
 }
 
 /**
- * One parked caller.
+ * One parked caller, as its owner sees it.
  *
- * Invariant: a waiter is linked into exactly one level while it waits (`queued === true`), and is
- * unlinked, its listener removed and its timer cleared in the same synchronous step that settles its
- * promise. `queued === false` afterwards, so a late abort or timer can never settle it twice.
+ * Invariant: `level` is set exactly while the waiter is queued (`queued === true`); it is cleared, its
+ * listener removed and its timer cleared in the same synchronous step that settles its promise, so a
+ * late abort or timer can never settle it twice.
  */
-export class Waiter<Request, Grant> extends Link {
-  /**
-   * Derived rather than stored (a field would cost 8 bytes a waiter): a linked waiter's `next` is
-   * another waiter or its level's sentinel, never itself, and `settle` points it back at itself in
-   * the step that unlinks it.
-   */
-  get queued(): boolean {
-    return this.next !== this;
-  }
+export class Waiter<Request, Grant> {
+  /** @internal The level whose ring holds this waiter; undefined once settled. */
+  level: Level | undefined = undefined;
+  /** @internal Where its entry is in `level.items`. */
+  index = 0;
   /**
    * Only the resolving function is kept, not the rejecting one: a rejection is delivered as
    * `resolve(new Rejection(error))`, which rejects the caller's promise the same way. Keeping one
@@ -73,9 +79,17 @@ export class Waiter<Request, Grant> extends Link {
     readonly priority: number,
     resolve: (value: Grant | PromiseLike<Grant>) => void,
   ) {
-    super();
     this.resolve = resolve;
   }
+  /** Whether it is still waiting. */
+  get queued(): boolean {
+    return this.level !== undefined;
+  }
+}
+
+/** Whether a ring slot holds a waiter that has left (a tombstone). */
+function isDead(slot: unknown): boolean {
+  return slot instanceof Waiter && slot.level === undefined;
 }
 
 /**
@@ -143,6 +157,12 @@ function pendingPromise<T>(): [Promise<T>, (value: T | PromiseLike<T>) => void] 
   return [promise, resolve];
 }
 
+/** A level whose ring has grown past this many slots gets a fresh array when it empties. */
+const KEEP_SLOTS = 64;
+/** Compaction thresholds (slots at the front, tombstones): small, so the tests reach them too. */
+const SHIFT_AFTER = 16;
+const COMPACT_AFTER = 4;
+
 /**
  * A priority queue of waiters with O(1) removal. See the module comment for the contract.
  *
@@ -152,12 +172,13 @@ function pendingPromise<T>(): [Promise<T>, (value: T | PromiseLike<T>) => void] 
 export class WaitQueue<Request, Grant> {
   /**
    * The non-empty levels, highest priority first.
-   * Invariant: every level in here has at least one waiter, and priorities are strictly descending.
+   * Invariant: every level in here has at least one queued waiter, and priorities are strictly
+   * descending.
    */
   private readonly levels: Level[] = [];
   /** Level 0 is reused rather than reallocated each time the queue empties and fills again. */
   private readonly defaultLevel = new Level(0);
-  /** Invariant: `size` equals the number of waiters linked into `levels`. */
+  /** Invariant: `size` equals the sum of `live` over `levels`. */
   private count = 0;
 
   constructor(
@@ -175,7 +196,7 @@ export class WaitQueue<Request, Grant> {
   /** The waiter to serve next, or `undefined` if nobody waits. */
   get head(): Waiter<Request, Grant> | undefined {
     const level = this.levels[0];
-    return level === undefined ? undefined : (level.next as Waiter<Request, Grant>);
+    return level === undefined ? undefined : this.materialize(level, level.start);
   }
 
   /**
@@ -193,15 +214,24 @@ export class WaitQueue<Request, Grant> {
    */
   enqueue(request: Request, priority: number, signal: AbortSignal | undefined, timeout: number): Promise<Grant> {
     const [promise, resolve] = pendingPromise<Grant>();
+    const level = this.levelFor(priority);
+    this.count++;
+    level.live++;
+    if (signal === undefined && timeout === Number.POSITIVE_INFINITY) {
+      // Nothing can take this waiter out but its owner, who reaches it from the head or a walk: two
+      // slots in the ring and no object (see Level).
+      level.items.push(resolve, request);
+      return promise;
+    }
     const waiter = new Waiter<Request, Grant>(request, priority, resolve);
-    this.link(waiter);
-    if (signal !== undefined || timeout !== Number.POSITIVE_INFINITY) {
-      const cancellation = new Cancellation(this, waiter, signal, timeout);
-      waiter.cancellation = cancellation;
-      signal?.addEventListener("abort", cancellation.onAbort, ONCE);
-      if (timeout !== Number.POSITIVE_INFINITY) {
-        cancellation.timer = this.clock.setTimeout(() => cancellation.expire(), timeout);
-      }
+    waiter.level = level;
+    waiter.index = level.items.length;
+    level.items.push(waiter, request);
+    const cancellation = new Cancellation(this, waiter, signal, timeout);
+    waiter.cancellation = cancellation;
+    signal?.addEventListener("abort", cancellation.onAbort, ONCE);
+    if (timeout !== Number.POSITIVE_INFINITY) {
+      cancellation.timer = this.clock.setTimeout(() => cancellation.expire(), timeout);
     }
     return promise;
   }
@@ -224,16 +254,27 @@ export class WaitQueue<Request, Grant> {
   }
 
   /**
-   * Visits the waiters in queue order. `visit` may grant or reject the waiter it is given (the walk
-   * has already stepped past it), but must not touch others.
+   * Visits the waiters in queue order. `visit` may grant or reject the waiter it is given, but must
+   * not touch others. (The waiters are collected before the first visit, since a removal may compact
+   * a ring.)
    */
   forEach(visit: (waiter: Waiter<Request, Grant>) => void): void {
-    for (const level of this.levels.slice()) {
-      let link = level.next;
-      while (link !== level) {
-        const next = link.next;
-        visit(link as Waiter<Request, Grant>);
-        link = next;
+    const all: Waiter<Request, Grant>[] = [];
+    for (const level of this.levels) {
+      const items = level.items;
+      for (let index = level.start; index < items.length; index += 2) {
+        if (!isDead(items[index])) all.push(this.materialize(level, index));
+      }
+    }
+    for (const waiter of all) if (waiter.queued) visit(waiter);
+  }
+
+  /** Visits the requests in queue order without turning waiters into objects (for statistics). */
+  forEachRequest(visit: (request: Request) => void): void {
+    for (const level of this.levels) {
+      const items = level.items;
+      for (let index = level.start; index < items.length; index += 2) {
+        if (!isDead(items[index])) visit(items[index + 1] as Request);
       }
     }
   }
@@ -245,28 +286,36 @@ export class WaitQueue<Request, Grant> {
    */
   newest(priority: number): Waiter<Request, Grant> | undefined {
     for (const level of this.levels) {
-      if (level.priority === priority) return level.prev as Waiter<Request, Grant>;
+      if (level.priority !== priority) continue;
+      const items = level.items;
+      for (let index = items.length - 2; index >= level.start; index -= 2) {
+        if (!isDead(items[index])) return this.materialize(level, index);
+      }
     }
     return undefined;
   }
 
   /**
    * The waiter after `waiter` in queue order, or `undefined` if it is the last one or no longer queued.
-   * O(1) within a priority level; crossing to the next level costs a search over the distinct levels.
-   * (SharedSemaphore walks the first few waiters with it to publish them to other threads in order.)
+   * O(1) within a priority level but for tombstones; crossing to the next level costs a search over the
+   * distinct levels. (SharedSemaphore walks the first few waiters with it to publish them in order.)
    */
   after(waiter: Waiter<Request, Grant>): Waiter<Request, Grant> | undefined {
-    if (!waiter.queued) return undefined;
-    const next = waiter.next;
-    if (!(next instanceof Level)) return next as Waiter<Request, Grant>;
-    const following = this.levels[this.levels.indexOf(next) + 1];
-    return following === undefined ? undefined : (following.next as Waiter<Request, Grant>);
+    const level = waiter.level;
+    if (level === undefined) return undefined;
+    const items = level.items;
+    for (let index = waiter.index + 2; index < items.length; index += 2) {
+      if (!isDead(items[index])) return this.materialize(level, index);
+    }
+    const following = this.levels[this.levels.indexOf(level) + 1];
+    return following === undefined ? undefined : this.materialize(following, following.start);
   }
 
   /** Abort and timeout land here. A waiter that was already granted is left alone: the grant won. */
   cancel(waiter: Waiter<Request, Grant>, reason: CancelReason, error: unknown): void {
-    if (!waiter.queued) return;
-    const wasHead = this.head === waiter;
+    const level = waiter.level;
+    if (level === undefined) return;
+    const wasHead = level === this.levels[0] && waiter.index === level.start;
     this.reject(waiter, error);
     this.onCancel(waiter, reason, wasHead);
   }
@@ -276,17 +325,52 @@ export class WaitQueue<Request, Grant> {
     return `timed out after ${timeout} ms waiting for ${this.subject()}`;
   }
 
-  /** Unlinks the waiter and detaches its listener and timer: the one exit path of every waiter. */
+  /** The waiter object of the entry at `index` (creating it the first time it is asked for). */
+  private materialize(level: Level, index: number): Waiter<Request, Grant> {
+    const items = level.items;
+    const slot = items[index];
+    if (slot instanceof Waiter) return slot as Waiter<Request, Grant>;
+    const waiter = new Waiter<Request, Grant>(
+      items[index + 1] as Request,
+      level.priority,
+      slot as (value: Grant | PromiseLike<Grant>) => void,
+    );
+    waiter.level = level;
+    waiter.index = index;
+    items[index] = waiter;
+    return waiter;
+  }
+
+  /** Takes the waiter out of its ring and detaches its listener and timer: the one exit path of every waiter. */
   private settle(waiter: Waiter<Request, Grant>): void {
-    if (!waiter.queued) throw new Error("sluice internal error: a waiter was settled twice");
-    const { prev, next } = waiter;
-    prev.next = next;
-    next.prev = prev;
-    waiter.prev = waiter;
-    waiter.next = waiter;
+    const level = waiter.level;
+    if (level === undefined) throw new Error("sluice internal error: a waiter was settled twice");
+    waiter.level = undefined;
     this.count--;
-    // `prev === next` and a Level means the level just lost its last waiter.
-    if (prev === next && prev instanceof Level) this.dropLevel(prev);
+    level.live--;
+    const items = level.items;
+    if (level.live === 0) {
+      // The level empties: drop it and its ring (tombstones included).
+      this.dropLevel(level);
+      if (items.length > KEEP_SLOTS) level.items = [];
+      else items.length = 0;
+      level.start = 0;
+      level.dead = 0;
+    } else if (waiter.index === level.start) {
+      // The head leaves: advance past it and past any tombstones behind it.
+      let start = level.start;
+      do {
+        items[start] = undefined;
+        items[start + 1] = undefined;
+        start += 2;
+      } while (isDead(items[start]) && level.dead-- > 0);
+      level.start = start;
+      if (start >= SHIFT_AFTER && start * 2 >= items.length) this.compact(level);
+    } else {
+      // From the middle: leave a tombstone, and compact once they outnumber the waiters.
+      level.dead++;
+      if (level.dead >= COMPACT_AFTER && level.dead > level.live) this.compact(level);
+    }
     const cancellation = waiter.cancellation;
     if (cancellation !== undefined) {
       waiter.cancellation = undefined;
@@ -297,14 +381,25 @@ export class WaitQueue<Request, Grant> {
     }
   }
 
-  private link(waiter: Waiter<Request, Grant>): void {
-    const level = this.levelFor(waiter.priority);
-    const last = level.prev;
-    waiter.prev = last;
-    waiter.next = level;
-    last.next = waiter;
-    level.prev = waiter;
-    this.count++;
+  /**
+   * Moves the queued entries of `level` to the front of its ring, in order, dropping tombstones and the
+   * emptied front, and tells each waiter object its new index. O(entries), run only once the front or
+   * the tombstones are at least as many as the entries kept, so each removal pays O(1) for it.
+   */
+  private compact(level: Level): void {
+    const items = level.items;
+    let to = 0;
+    for (let from = level.start; from < items.length; from += 2) {
+      const slot = items[from];
+      if (isDead(slot)) continue;
+      if (slot instanceof Waiter) slot.index = to;
+      items[to] = slot;
+      items[to + 1] = items[from + 1];
+      to += 2;
+    }
+    items.length = to;
+    level.start = 0;
+    level.dead = 0;
   }
 
   /** Finds or inserts the level for `priority`, keeping `levels` sorted high to low. */

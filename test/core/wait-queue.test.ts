@@ -96,6 +96,126 @@ describe("WaitQueue", () => {
     );
   });
 
+  it("keeps order and settles every promise right through rings, tombstones and compactions (model-checked)", async () => {
+    type Operation =
+      | { kind: "add"; priority: number; cancellable: boolean }
+      | { kind: "grant-head" }
+      | { kind: "abort"; pick: number }
+      | { kind: "remove"; pick: number }
+      | { kind: "newest"; priority: number };
+    // Mostly one priority, so rings grow long enough to shift and to fill with tombstones.
+    const priority = fc.constantFrom(0, 0, 0, 1, -1);
+    const operation: fc.Arbitrary<Operation> = fc.oneof(
+      { weight: 5, arbitrary: fc.record({ kind: fc.constant("add" as const), priority, cancellable: fc.boolean() }) },
+      { weight: 3, arbitrary: fc.record({ kind: fc.constant("grant-head" as const) }) },
+      { weight: 3, arbitrary: fc.record({ kind: fc.constant("abort" as const), pick: fc.nat() }) },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant("remove" as const), pick: fc.nat() }) },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant("newest" as const), priority }) },
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(operation, { minLength: 50, maxLength: 400 }), async (operations) => {
+        const { queue, cancelled } = makeQueue();
+        // The model: [request, priority] in queue order; what each promise must settle to.
+        const model: [string, number][] = [];
+        const controllers = new Map<string, AbortController>();
+        const expected = new Map<string, string>();
+        const outcomes = new Map<string, Promise<string>>();
+        let next = 0;
+        const requests = () => {
+          const seen: string[] = [];
+          queue.forEachRequest((request) => seen.push(request));
+          return seen;
+        };
+        for (const step of operations) {
+          if (step.kind === "add") {
+            const request = `w${next++}`;
+            const controller = step.cancellable ? new AbortController() : undefined;
+            if (controller !== undefined) controllers.set(request, controller);
+            outcomes.set(
+              request,
+              queue
+                .enqueue(request, step.priority, controller?.signal, Number.POSITIVE_INFINITY)
+                .catch((error: Error) => `rejected:${error.message}`),
+            );
+            let index = model.findIndex(([, priority]) => priority < step.priority);
+            if (index === -1) index = model.length;
+            model.splice(index, 0, [request, step.priority]);
+          } else if (step.kind === "grant-head") {
+            const head = queue.head;
+            expect(head?.request).toBe(model[0]?.[0]);
+            if (head !== undefined) {
+              queue.grant(head, `granted:${head.request}`);
+              expected.set(head.request, `granted:${head.request}`);
+              model.shift();
+            }
+          } else if (step.kind === "abort") {
+            const queued = model.filter(([request]) => controllers.has(request));
+            if (queued.length > 0) {
+              const [request] = queued[step.pick % queued.length] as [string, number];
+              const wasHead = model[0]?.[0] === request;
+              model.splice(
+                model.findIndex(([r]) => r === request),
+                1,
+              );
+              controllers.get(request)?.abort(new Error(`aborted ${request}`));
+              controllers.delete(request);
+              expected.set(request, `rejected:aborted ${request}`);
+              expect(cancelled.at(-1)).toEqual({ request, reason: "abort", wasHead });
+            }
+          } else if (step.kind === "remove") {
+            if (model.length > 0) {
+              // Reached by walking from the head, as an owner would: the walk makes objects of those it passes.
+              const position = step.pick % model.length;
+              let waiter = queue.head as Waiter<string, string>;
+              for (let i = 0; i < position; i++) waiter = queue.after(waiter) as Waiter<string, string>;
+              const [request] = model.splice(position, 1)[0] as [string, number];
+              expect(waiter.request).toBe(request);
+              queue.reject(waiter, new Error(`removed ${request}`));
+              controllers.delete(request);
+              expected.set(request, `rejected:removed ${request}`);
+            }
+          } else {
+            const last = model.filter(([, priority]) => priority === step.priority).at(-1);
+            expect(queue.newest(step.priority)?.request).toBe(last?.[0]);
+          }
+          expect(requests()).toEqual(model.map(([request]) => request));
+          expect(queue.size).toBe(model.length);
+        }
+        // Drain: everyone left is granted in order.
+        for (let head = queue.head; head !== undefined; head = queue.head) {
+          expect(head.request).toBe(model.shift()?.[0]);
+          queue.grant(head, `granted:${head.request}`);
+          expected.set(head.request, `granted:${head.request}`);
+        }
+        expect(model).toEqual([]);
+        for (const [request, outcome] of outcomes) expect(await outcome).toBe(expected.get(request));
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it("keeps a long-lived ring proportional to its waiters, whatever has passed through it", async () => {
+    const { queue } = makeQueue();
+    const slots = () => (queue as unknown as { levels: { items: unknown[] }[] }).levels[0]?.items.length ?? 0;
+    const controllers: AbortController[] = [];
+    for (let i = 0; i < 10; i++) void queue.enqueue(`w${i}`, 0, undefined, Number.POSITIVE_INFINITY);
+    let most = 0;
+    for (let i = 10; i < 10_000; i++) {
+      // One in, one out at the head; every third newcomer is aborted from the middle later.
+      const controller = i % 3 === 0 ? new AbortController() : undefined;
+      if (controller !== undefined) controllers.push(controller);
+      void queue.enqueue(`w${i}`, 0, controller?.signal, Number.POSITIVE_INFINITY).catch(() => undefined);
+      if (i % 3 === 1) controllers.shift()?.abort();
+      else queue.grant(queue.head as Waiter<string, string>, "granted");
+      most = Math.max(most, slots());
+    }
+    expect(queue.size).toBeLessThan(40);
+    expect(most).toBeLessThan(200);
+    queue.rejectAll(new Error("done"));
+    expect(slots()).toBe(0);
+    await flushMicrotasks(2);
+  });
+
   it("settles a waiter once: a late abort or timer after the grant changes nothing", async () => {
     const { queue, cancelled, clock } = makeQueue();
     const controller = new AbortController();
