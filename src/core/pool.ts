@@ -73,6 +73,18 @@ export interface PoolOptions<T> {
    * Defaults: `{ attempts: 3, delay: 100, maxDelay: 10_000 }`.
    */
   createRetry?: { attempts?: number; delay?: Duration; maxDelay?: Duration };
+  /**
+   * The longest one `create` may take. When it passes, the signal `create` received aborts with a
+   * `TimeoutError` and the attempt counts as failed (reported, then retried as `createRetry` says), so a
+   * connect that hangs never holds a slot for good. A resource that still arrives later is destroyed at
+   * once, never lent. Default: no limit.
+   */
+  createTimeout?: Duration;
+  /**
+   * The longest one `destroy` may take. When it passes, a `TimeoutError` is reported (phase
+   * `"destroy"`) and the resource's slot is freed, as after a failed destroy. Default: no limit.
+   */
+  destroyTimeout?: Duration;
   /** Told about every failed create, validate that threw, and failed destroy. */
   onError?: (error: unknown, event: PoolErrorEvent) => void;
   /** Shows up in error messages and statistics. */
@@ -200,6 +212,8 @@ export class Pool<T> {
   private readonly retryAttempts: number;
   private readonly retryDelay: number;
   private readonly retryMaxDelay: number;
+  private readonly createTimeout: number;
+  private readonly destroyTimeout: number;
   private readonly onError: ((error: unknown, event: PoolErrorEvent) => void) | undefined;
   private readonly clock: Clock;
 
@@ -269,6 +283,8 @@ export class Pool<T> {
       throw new RangeError(`createRetry.attempts must be at least 1; got ${this.retryAttempts}`);
     this.retryDelay = retry.delay === undefined ? 100 : toMilliseconds(retry.delay, "createRetry.delay");
     this.retryMaxDelay = retry.maxDelay === undefined ? 10_000 : toMilliseconds(retry.maxDelay, "createRetry.maxDelay");
+    this.createTimeout = checkLimit(options.createTimeout, "createTimeout");
+    this.destroyTimeout = checkLimit(options.destroyTimeout, "destroyTimeout");
     this.factory = options.create;
     this.destroyer = options.destroy;
     this.onError = options.onError;
@@ -526,16 +542,65 @@ export class Pool<T> {
 
   private runCreate(job: CreateJob): void {
     job.attempt++;
+    const limit = this.createTimeout;
+    let signal = this.createController.signal;
+    let attempt: AbortController | undefined;
+    let timer: TimerHandle | undefined;
+    // Whichever comes first of the create settling and its timeout decides the attempt; the other is
+    // then a late arrival (a resource to destroy, an error nobody waits for).
+    let decided = false;
+    if (limit !== Number.POSITIVE_INFINITY) {
+      attempt = new AbortController();
+      signal = AbortSignal.any([this.createController.signal, attempt.signal]);
+      timer = this.clock.setTimeout(() => {
+        decided = true;
+        const error = new TimeoutError(
+          limit,
+          `create of ${this.subject()} took longer than createTimeout (${limit} ms)`,
+        );
+        attempt?.abort(error);
+        this.createFailed(job, error);
+      }, limit);
+    }
     let result: T | PromiseLike<T>;
     try {
-      result = this.factory(this.createController.signal);
+      result = this.factory(signal);
     } catch (error) {
       result = Promise.reject(error);
     }
     Promise.resolve(result).then(
-      (value) => this.created(value),
-      (error: unknown) => this.createFailed(job, error),
+      (value) => {
+        if (decided) {
+          this.retireLate(value);
+          return;
+        }
+        decided = true;
+        if (timer !== undefined) this.clock.clearTimeout(timer);
+        this.created(value);
+      },
+      (error: unknown) => {
+        if (decided) return;
+        decided = true;
+        if (timer !== undefined) this.clock.clearTimeout(timer);
+        this.createFailed(job, error);
+      },
     );
+  }
+
+  /**
+   * A resource whose create had already timed out: destroyed at once, outside the slots (its attempt
+   * gave its slot up when it timed out). A failing destroy is reported like any other.
+   */
+  private retireLate(value: T): void {
+    this.counters.created++;
+    const destroy = this.destroyer;
+    this.counters.destroyed++;
+    if (destroy === undefined) return;
+    try {
+      Promise.resolve(destroy(value)).then(undefined, (error: unknown) => this.report(error, { phase: "destroy" }));
+    } catch (error) {
+      this.report(error, { phase: "destroy" });
+    }
   }
 
   private created(value: T): void {
@@ -617,9 +682,33 @@ export class Pool<T> {
       return;
     }
     this.destroying++;
+    const limit = this.destroyTimeout;
+    let timer: TimerHandle | undefined;
+    // The first of the destroy settling and its timeout frees the slot; the other is ignored.
+    let done = false;
+    if (limit !== Number.POSITIVE_INFINITY) {
+      timer = this.clock.setTimeout(() => {
+        done = true;
+        this.report(
+          new TimeoutError(limit, `destroy took longer than destroyTimeout (${limit} ms) in ${this.subject()}`),
+          {
+            phase: "destroy",
+          },
+        );
+        this.destroyed();
+      }, limit);
+    }
     Promise.resolve(result).then(
-      () => this.destroyed(),
+      () => {
+        if (done) return;
+        done = true;
+        if (timer !== undefined) this.clock.clearTimeout(timer);
+        this.destroyed();
+      },
       (error: unknown) => {
+        if (done) return;
+        done = true;
+        if (timer !== undefined) this.clock.clearTimeout(timer);
         this.report(error, { phase: "destroy" });
         this.destroyed();
       },
@@ -681,4 +770,12 @@ export class Pool<T> {
   private subject(): string {
     return this.name === undefined ? "the pool" : `pool ${JSON.stringify(this.name)}`;
   }
+}
+
+/** A time limit option: a positive duration, or no limit (`undefined` or `Infinity`). */
+function checkLimit(value: Duration | undefined, argument: string): number {
+  if (value === undefined || value === Number.POSITIVE_INFINITY) return Number.POSITIVE_INFINITY;
+  const ms = toMilliseconds(value, argument);
+  if (ms <= 0) throw new RangeError(`${argument} must be greater than 0; got ${describe(value)}`);
+  return ms;
 }

@@ -305,6 +305,124 @@ describe("Pool: failing create", () => {
   });
 });
 
+describe("Pool: createTimeout and destroyTimeout", () => {
+  /** A create that hangs until told, recording the signal each attempt received. */
+  function hangingFactory() {
+    const attempts: { signal: AbortSignal; finish: (value: { id: number }) => void }[] = [];
+    return {
+      attempts,
+      create: (signal: AbortSignal) =>
+        new Promise<{ id: number }>((resolve) => {
+          attempts.push({ signal, finish: resolve });
+        }),
+    };
+  }
+
+  it("fails a hanging create after createTimeout, aborts its signal, and retries", async () => {
+    const clock = new FakeClock();
+    const factory = hangingFactory();
+    const events: [string, PoolErrorEvent][] = [];
+    const pool = new Pool({
+      create: factory.create,
+      max: 1,
+      clock,
+      createTimeout: 50,
+      createRetry: { attempts: 3, delay: 10 },
+      onError: (error, event) => events.push([(error as Error).name, event]),
+    });
+    const lease = pool.acquire();
+    await flushMicrotasks();
+    expect(factory.attempts).toHaveLength(1);
+    await clock.advanceAsync(50);
+    const first = factory.attempts[0]?.signal;
+    expect(first?.aborted).toBe(true);
+    expect(first?.reason).toBeInstanceOf(TimeoutError);
+    expect(events).toEqual([["TimeoutError", { phase: "create", attempt: 1, willRetry: true }]]);
+    // The retry (after the 10 ms backoff) answers in time and serves the waiter.
+    await clock.advanceAsync(10);
+    expect(factory.attempts).toHaveLength(2);
+    factory.attempts[1]?.finish({ id: 2 });
+    expect((await lease).value.id).toBe(2);
+    expect(pool.size).toBe(1);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it("rejects the waiter with a TimeoutError once every attempt timed out, and keeps no slot", async () => {
+    const clock = new FakeClock();
+    const factory = hangingFactory();
+    const pool = new Pool({
+      create: factory.create,
+      max: 1,
+      clock,
+      createTimeout: "20ms",
+      createRetry: { attempts: 2, delay: 5 },
+    });
+    const outcome = pool.acquire().catch((error: unknown) => error);
+    await flushMicrotasks();
+    await clock.runAll();
+    expect(await outcome).toBeInstanceOf(TimeoutError);
+    expect(await outcome).toMatchObject({ message: expect.stringContaining("createTimeout (20 ms)") });
+    expect(factory.attempts).toHaveLength(2);
+    expect(pool.pendingCreates).toBe(0);
+    expect(pool.size).toBe(0);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it("destroys a resource that arrives after its create timed out, and never lends it", async () => {
+    const clock = new FakeClock();
+    const factory = hangingFactory();
+    const destroyed: number[] = [];
+    const pool = new Pool({
+      create: factory.create,
+      destroy: (value) => {
+        destroyed.push(value.id);
+      },
+      max: 1,
+      clock,
+      createTimeout: 50,
+      createRetry: { attempts: 2, delay: 1 },
+    });
+    const lease = pool.acquire();
+    await flushMicrotasks();
+    await clock.advanceAsync(51);
+    expect(factory.attempts).toHaveLength(2);
+    // The first, timed-out create finishes late: destroyed; the second serves the waiter.
+    factory.attempts[0]?.finish({ id: 1 });
+    await flushMicrotasks();
+    expect(destroyed).toEqual([1]);
+    factory.attempts[1]?.finish({ id: 2 });
+    expect((await lease).value.id).toBe(2);
+    expect(pool.size).toBe(1);
+    expect(pool.statistics()).toMatchObject({ created: 2, destroyed: 1, createFailures: 1 });
+  });
+
+  it("frees the slot of a destroy that hangs past destroyTimeout, and reports it", async () => {
+    const clock = new FakeClock();
+    const errors: [string, PoolErrorEvent][] = [];
+    let next = 0;
+    const pool = new Pool({
+      create: () => ({ id: ++next }),
+      destroy: () => new Promise<void>(() => undefined),
+      max: 1,
+      clock,
+      destroyTimeout: "1s",
+      onError: (error, event) => errors.push([(error as Error).name, event]),
+    });
+    const first = await pool.acquire();
+    first.destroy();
+    await flushMicrotasks();
+    expect(pool.size).toBe(1);
+    // max 1 and the destroy still holds the slot: the next caller waits until destroyTimeout.
+    const second = pool.acquire();
+    await clock.advanceAsync(999);
+    expect(pool.waiting).toBe(1);
+    await clock.advanceAsync(1);
+    expect(errors).toEqual([["TimeoutError", { phase: "destroy" }]]);
+    expect((await second).value.id).toBe(2);
+    expect(clock.pendingTimers).toBe(0);
+  });
+});
+
 describe("Pool: min, idleTimeout, maxUses", () => {
   it("creates min resources at start and keeps them through idle eviction", async () => {
     const clock = new FakeClock();
@@ -436,6 +554,9 @@ describe("Pool: bad input", () => {
     expect(() => new Pool({ create, max: 1, idleTimeout: "5 parsecs" })).toThrow(/idleTimeout/);
     expect(() => new Pool({ create, max: 1, maxUses: 0 })).toThrow(/maxUses/);
     expect(() => new Pool({ create, max: 1, validateOn: "sometimes" as "borrow" })).toThrow(/validateOn/);
+    expect(() => new Pool({ create, max: 1, createTimeout: 0 })).toThrow(/createTimeout.*0/);
+    expect(() => new Pool({ create, max: 1, createTimeout: -1 })).toThrow(RangeError);
+    expect(() => new Pool({ create, max: 1, destroyTimeout: Number.NaN })).toThrow(/destroyTimeout.*NaN/);
   });
 
   it("rejects bad acquire options instead of throwing", async () => {
