@@ -31,7 +31,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const CAPACITY = 4;
 /** The row without Redis: in-process semaphores, to show what the hold loop itself allows. */
-const CEILING = "no Redis: in-process Semaphore(2) per process (ceiling)";
+const CEILING = "no Redis: in-process Semaphore (ceiling)";
 const HOLD_MS = 1;
 // --callers N: callers per process (default 16, the issue's 32 over 2 processes). More callers show how
 // each library's Redis load grows with the number waiting.
@@ -39,23 +39,23 @@ const CALLERS_PER_PROCESS = argument("callers", 16);
 
 /**
  * The sluice client's connection, tapped to learn where each acquire arrived in Redis' order: the
- * acquire script's reply carries the ticket's seq (queued) or the last seq handed out (granted at once).
- * The script is sent synchronously inside `acquire()`, so `lastTicket` right after the call is its own.
+ * acquire script's reply carries, per request, the ticket's seq (queued) or the last seq handed out
+ * (granted at once). Requests of one tick travel in one script, one (weight, score, ticket) triple each.
  */
 function tapArrivals(redis) {
   const inner = fromIoredis(redis);
   const tap = {
-    lastTicket: 0,
     /** ticket id -> arrival position (seq; +0.5 for a grant at once: after the tickets up to seq). */
     arrivals: new Map(),
   };
   const record = (args, reply) => {
-    // ACQUIRE: ARGV 9 is the mode, ARGV 11 this process's ticket id (0 for try).
-    if (args.length !== 11 || args[8] !== "wait") return reply;
-    const ticket = Number(args[10]);
-    tap.lastTicket = ticket;
+    // ACQUIRE: ARGV 7 is the mode, ARGV 9.. the triples (weight, score, ticket id).
+    if (args[6] !== "wait") return reply;
     return reply.then((value) => {
-      tap.arrivals.set(ticket, value[0] === 2 ? value[1] : value[2] + 0.5);
+      for (let index = 0; 8 + 3 * index < args.length; index++) {
+        const at = 1 + 3 * index;
+        tap.arrivals.set(Number(args[10 + 3 * index]), value[at] === 2 ? value[at + 1] : value[at + 2] + 0.5);
+      }
       return value;
     });
   };
@@ -73,8 +73,9 @@ function tapArrivals(redis) {
 /** One acquirer per library: acquire() resolves to a release function. */
 function makeAcquirer(library, redis, name, port) {
   if (library === CEILING) {
-    // No Redis at all: each of the 2 processes has half the permits. Its grants/s is what the closed loop
-    // of 1 ms holds allows on this machine (setTimeout's lateness, scheduling), the real ceiling.
+    // No Redis at all: in the contended runs, each of the 2 processes has half the permits. Its grants/s
+    // is what the closed loop of 1 ms holds allows on this machine (setTimeout's lateness, scheduling):
+    // the real ceiling.
     const semaphore = new Semaphore(CAPACITY / 2);
     return {
       acquire: async () => {
@@ -118,7 +119,8 @@ function makeAcquirer(library, redis, name, port) {
     return {
       acquire: async () => {
         const pending = semaphore.acquire();
-        const ticket = tap.lastTicket;
+        // The number acquire() just gave this request (private; its script goes out in a microtask).
+        const ticket = semaphore.lastTicketId;
         const permit = await pending;
         const release = () => permit.release();
         release.token = permit.fencingToken;
@@ -204,6 +206,41 @@ function statsDelta(before, after) {
     if (command === "evalsha" || command === "eval" || command === "blpop") calls += delta;
   }
   return { all, calls, byCommand };
+}
+
+/**
+ * A burst: BURST callers of one process ask at once (a batch job starting), capacity 4, each holding
+ * 1 ms. Wall time until all are served, and Redis commands per grant (INFO commandstats).
+ */
+const BURST = 1_000;
+async function burst(library, server) {
+  // One process here: the no-Redis row gets the whole capacity.
+  const local = new Semaphore(CAPACITY);
+  const acquirer =
+    library === CEILING
+      ? {
+          acquire: async () => {
+            const permit = await local.acquire();
+            return async () => permit.release();
+          },
+          close: async () => undefined,
+        }
+      : makeAcquirer(library, server.redis, `bench-burst-${Math.random()}`, server.port);
+  await (await acquirer.acquire())();
+  const before = await commandStats(server.redis);
+  const start = performance.now();
+  await Promise.all(
+    Array.from({ length: BURST }, async () => {
+      const release = await acquirer.acquire();
+      await sleep(HOLD_MS);
+      await release();
+    }),
+  );
+  const ms = performance.now() - start;
+  const after = await commandStats(server.redis);
+  await acquirer.close();
+  const { all, calls } = statsDelta(before, after);
+  return { ms, commands: all / BURST, calls: calls / BURST };
 }
 
 async function uncontended(library, redis, port) {
@@ -385,6 +422,23 @@ async function main() {
       for (const row of rows) row["% of ceiling"] = `${((row["grants/s"] / ceiling["grants/s"]) * 100).toFixed(1)} %`;
     }
     console.log(table(rows));
+    const burstRows = [];
+    for (const library of libraries) {
+      const results = [];
+      for (let run = 0; run < runs; run++) results.push(await burst(library, server));
+      burstRows.push({
+        library,
+        "ms until all served": median(results.map((result) => result.ms)),
+        "commands/grant (all)": median(results.map((result) => result.commands)),
+        "calls/grant (client)": median(results.map((result) => result.calls)),
+      });
+    }
+    console.log();
+    console.log(
+      `Burst: ${BURST.toLocaleString("en-US")} callers of one process ask at once, capacity ${CAPACITY}, each holding ${HOLD_MS} ms (median of ${runs}):`,
+    );
+    console.log();
+    console.log(table(burstRows));
     // Which commands a grant costs inside Redis (INFO commandstats), per library, for the middle run.
     const commands = [...new Set([...breakdown.values()].flatMap((entry) => Object.keys(entry)))].sort();
     console.log();

@@ -178,54 +178,58 @@ end
 `;
 
 /**
- * ARGV 7 weight, 8 score (-priority), 9 mode (`try` | `wait`), 10 register (`1` when this client's
- * lease must be (re)written), 11 ticket (this client's number for the request; 0 for `try`). Returns
- * `{status, value, third}` — `{1, token, seq}` granted (`seq`: the last ticket number handed out, so
- * tickets up to it arrived earlier: what a FIFO check of the grant order needs), `{0}` busy (try),
- * `{2, seq, ready}` queued (`ready`: the restart guard's end, or 0) — followed by the grants a purge
- * made to this client's own tickets (ticket, token pairs).
+ * ARGV 7 mode (`try` | `wait`), 8 register (`1` when this client's lease must be (re)written), then one
+ * triple per request, in arrival order: weight, score (-priority), ticket (this client's number for the
+ * request; 0 for `try`). `try` sends exactly one. Several `wait` requests arrive together — one script
+ * for all the callers of a process that asked in the same tick — and queue in the order given, so
+ * batching changes the Redis work, not the order.
+ *
+ * Returns `{n, then per request: status, value, third}` — `1, token, seq` granted (`seq`: the last
+ * ticket number handed out, so tickets up to it arrived earlier: what a FIFO check of the grant order
+ * needs), `0, 0, 0` busy (try), `2, seq, ready` queued (`ready`: the restart guard's end, or 0) — then
+ * the grants a purge made to this client's own tickets (ticket, token pairs).
  */
 export const ACQUIRE = `${PRELUDE}
-local weight = tonumber(ARGV[7])
-local score = tonumber(ARGV[8])
-local mode = ARGV[9]
-local ticket = ARGV[11]
+local mode = ARGV[7]
 if not load() then create() end
-if ARGV[10] == '1' or created then register() end
-local function fits()
+if ARGV[8] == '1' or created then register() end
+local function fits(weight, score)
   if guarded() or weight > capacity - used then return false end
   if waiting == 0 then return true end
   -- A request that sorts to the head and fits is served at once; equal priority waits its turn.
   local head = redis.call('ZRANGE', queue, 0, 0, 'WITHSCORES')
   return head[2] == nil or tonumber(head[2]) > score
 end
-local ok = fits()
+local n = (#ARGV - 8) / 3
+local out = {n}
 -- Grants the purge below may make to this client's own queued tickets travel back in the reply.
-local mine = {0, 0, 0}
-if not ok and mode == 'try' then
-  -- Before refusing, make sure it is not a dead process's permits that block (try has no waiting to
-  -- notice them later).
-  purge()
-  dispatch(mine)
-  ok = fits()
+local mine = {}
+for i = 0, n - 1 do
+  local weight, score, ticket = tonumber(ARGV[9 + 3 * i]), tonumber(ARGV[10 + 3 * i]), ARGV[11 + 3 * i]
+  local ok = fits(weight, score)
+  if not ok and mode == 'try' then
+    -- Before refusing, make sure it is not a dead process's permits that block (try has no waiting to
+    -- notice them later).
+    purge()
+    dispatch(mine)
+    ok = fits(weight, score)
+  end
+  if ok then
+    out[#out + 1], out[#out + 2], out[#out + 3] = 1, grant(weight, ticket, me), seq
+  elseif mode == 'try' then
+    out[#out + 1], out[#out + 2], out[#out + 3] = 0, 0, 0
+  else
+    seq = seq + 1
+    local member = string.format('%016.0f', seq) .. ':' .. int(weight) .. ':' .. ticket .. ':' .. me
+    redis.call('ZADD', queue, score, member)
+    waiting = waiting + 1
+    if waiting == 1 then redis.call('PEXPIRE', queue, keyTtl) end
+    out[#out + 1], out[#out + 2], out[#out + 3] = 2, seq, ready
+  end
 end
-if ok then
-  mine[1], mine[2], mine[3] = 1, grant(weight, ticket, me), seq
-  save()
-  return mine
-end
-if mode == 'try' then
-  save()
-  return mine
-end
-seq = seq + 1
-local member = string.format('%016.0f', seq) .. ':' .. int(weight) .. ':' .. ticket .. ':' .. me
-redis.call('ZADD', queue, score, member)
-waiting = waiting + 1
-if waiting == 1 then redis.call('PEXPIRE', queue, keyTtl) end
 save()
-mine[1], mine[2], mine[3] = 2, seq, ready
-return mine
+for i = 1, #mine do out[#out + 1] = mine[i] end
+return out
 `;
 
 /** ARGV 7 token. Returns `{removed}` followed by self-grants (ticket, token pairs). */

@@ -44,6 +44,12 @@ const scripts = {
   inspect: new Script(INSPECT),
 };
 
+/**
+ * The semaphore of this process whose requests of the current tick are not sent yet, if any (see
+ * `submit`): at most one at a time, so batching never reorders requests across semaphores.
+ */
+let gathering: RedisSemaphore | undefined;
+
 /** The largest capacity Redis counts exactly (Infinity is stored as this). */
 const UNLIMITED = Number.MAX_SAFE_INTEGER;
 
@@ -265,6 +271,8 @@ export class RedisSemaphore implements Limiter {
    */
   private readonly tickets = new Map<number, Ticket>();
   private lastTicketId = 0;
+  /** Tickets submitted in this tick, sent together by `flush` (a microtask). */
+  private unsent: Ticket[] = [];
   /**
    * Tickets in `tickets` whose seq is known: queued in Redis, so a notice may come for them. The BLPOP
    * loop runs while this is above 0 — not for acquires still in flight, which may never queue (and,
@@ -394,12 +402,12 @@ export class RedisSemaphore implements Limiter {
     if (this.closed) throw new ClosedError(`Redis semaphore ${JSON.stringify(this.name)} was closed`);
     const sentAt = this.clock.now();
     const register = this.mustRegister(sentAt);
-    const reply = (await this.call(scripts.acquire, [weight, 0, "try", register ? "1" : "0", 0], "tryAcquire", (late) =>
-      this.undoAcquire(late as number[]),
+    const reply = (await this.call(scripts.acquire, ["try", register ? "1" : "0", weight, 0, 0], "tryAcquire", (late) =>
+      this.undoAcquire(late as number[], []),
     )) as number[];
     if (register) this.leaseWritten(sentAt);
-    this.takeGrants(reply, 3);
-    if (reply[0] === 1) return this.makePermit(weight, reply[1] as number, undefined);
+    this.takeGrants(reply, 4);
+    if (reply[1] === 1) return this.makePermit(weight, reply[2] as number, undefined);
     return undefined;
   }
 
@@ -468,36 +476,62 @@ export class RedisSemaphore implements Limiter {
 
   // ---- acquiring ----------------------------------------------------------------------------------
 
-  /** Sends the acquire script for a queued local caller. */
+  /**
+   * Queues a local caller's request for Redis. Requests made in the same tick go in one acquire script
+   * (see `flush`): a burst of a thousand callers costs one round trip, not a thousand.
+   */
   private submit(ticket: Ticket): void {
-    const sentAt = this.clock.now();
-    const register = this.mustRegister(sentAt);
-    const score = ticket.priority === 0 ? 0 : -ticket.priority;
     ticket.id = ++this.lastTicketId;
     ticket.seq = undefined;
     this.tickets.set(ticket.id, ticket);
-    this.call(
-      scripts.acquire,
-      [ticket.weight, redisNumber(score), "wait", register ? "1" : "0", ticket.id],
-      "acquire",
-      (late) => this.undoAcquire(late as number[], ticket),
-    ).then(
-      (reply) => {
-        if (register) this.leaseWritten(sentAt);
-        this.onSubmitted(ticket, reply as number[]);
-      },
-      (error: unknown) => this.onSubmitFailed(ticket, error),
-    );
+    // Another semaphore of this process gathering requests in this tick sends them first, so requests
+    // reach Redis in the order they were made here even when semaphores take turns within a tick.
+    if (gathering !== undefined && gathering !== this) gathering.flush();
+    gathering = this;
+    this.unsent.push(ticket);
+    if (this.unsent.length === 1) queueMicrotask(this.flush);
   }
 
-  private onSubmitted(ticket: Ticket, reply: number[]): void {
-    this.takeGrants(reply, 3);
-    if (reply[0] === 1) {
+  /**
+   * Sends the requests gathered by `submit`, in their order, as one script. A caller that left before
+   * this (abort or timeout in the same tick) is simply not sent.
+   */
+  private readonly flush = (): void => {
+    if (gathering === this) gathering = undefined;
+    if (this.unsent.length === 0) return;
+    const batch = this.unsent.filter((ticket) => !ticket.cancelled && this.tickets.get(ticket.id) === ticket);
+    this.unsent = [];
+    if (batch.length === 0 || this.closed) return;
+    const sentAt = this.clock.now();
+    const register = this.mustRegister(sentAt);
+    const args: (string | number)[] = ["wait", register ? "1" : "0"];
+    for (const ticket of batch) {
+      args.push(ticket.weight, redisNumber(ticket.priority === 0 ? 0 : -ticket.priority), ticket.id);
+    }
+    this.call(scripts.acquire, args, "acquire", (late) => this.undoAcquire(late as number[], batch)).then(
+      (value) => {
+        const reply = value as number[];
+        if (register) this.leaseWritten(sentAt);
+        this.takeGrants(reply, 1 + 3 * batch.length);
+        for (const [index, ticket] of batch.entries()) {
+          const at = 1 + 3 * index;
+          this.onSubmitted(ticket, reply[at] as number, reply[at + 1] as number, reply[at + 2] as number);
+        }
+      },
+      (error: unknown) => {
+        for (const ticket of batch) this.onSubmitFailed(ticket, error);
+      },
+    );
+  };
+
+  /** The acquire script's answer for one request: `status` 1 granted (`value` the token), 2 queued (`value` its seq). */
+  private onSubmitted(ticket: Ticket, status: number, value: number, guardUntil: number): void {
+    if (status === 1) {
       // Granted at once: the grant is in this reply, not on the wake list.
-      this.onGrant(ticket.id, reply[1] as number);
+      this.onGrant(ticket.id, value);
       return;
     }
-    ticket.seq = reply[1] as number;
+    ticket.seq = value;
     if (this.tickets.get(ticket.id) !== ticket) {
       // Its caller left while the script was in flight: take the ticket out of the Redis queue (if it
       // was granted meanwhile, the grant was or will be given back by onGrant). Otherwise the grant
@@ -506,7 +540,6 @@ export class RedisSemaphore implements Limiter {
       return;
     }
     this.queuedInRedis++;
-    const guardUntil = reply[2] as number;
     if (guardUntil > 0) {
       this.guardSeen = true;
       this.checkBy = Math.min(this.checkBy, this.clock.now() + this.leaseMs);
@@ -542,13 +575,21 @@ export class RedisSemaphore implements Limiter {
     }
   }
 
-  /** An acquire that answered after its deadline: give back whatever it took. */
-  private undoAcquire(reply: number[], ticket?: Ticket): void {
-    this.takeGrants(reply, 3);
-    if (reply[0] === 1) this.discard(reply[1] as number);
-    else if (reply[0] === 2 && ticket !== undefined) {
-      ticket.seq = reply[1] as number;
-      this.cancelTicket(ticket);
+  /**
+   * An acquire that answered after its deadline: give back whatever it took. `batch` holds the tickets
+   * it carried (empty for a `try`, whose grant nobody here knows of).
+   */
+  private undoAcquire(reply: number[], batch: readonly Ticket[]): void {
+    const n = reply[0] as number;
+    this.takeGrants(reply, 1 + 3 * n);
+    for (let index = 0; index < n; index++) {
+      const at = 1 + 3 * index;
+      const ticket = batch[index];
+      if (reply[at] === 1) this.discard(reply[at + 1] as number);
+      else if (reply[at] === 2 && ticket !== undefined) {
+        ticket.seq = reply[at + 1] as number;
+        this.cancelTicket(ticket);
+      }
     }
   }
 
@@ -559,9 +600,9 @@ export class RedisSemaphore implements Limiter {
     try {
       reply = (await this.call(
         scripts.acquire,
-        [weight, redisNumber(priority === 0 ? 0 : -priority), "try", register ? "1" : "0", 0],
+        ["try", register ? "1" : "0", weight, redisNumber(priority === 0 ? 0 : -priority), 0],
         "acquire",
-        (late) => this.undoAcquire(late as number[]),
+        (late) => this.undoAcquire(late as number[], []),
       )) as number[];
     } catch (error) {
       if (!(error instanceof RedisUnavailableError) || this.onUnavailable === "fail") throw error;
@@ -569,8 +610,8 @@ export class RedisSemaphore implements Limiter {
       return (await this.onUnavailable.acquire({ weight, priority, signal, timeout: 0 })) as RedisPermit;
     }
     if (register) this.leaseWritten(sentAt);
-    this.takeGrants(reply, 3);
-    if (reply[0] === 1) return this.makePermit(weight, reply[1] as number, signal);
+    this.takeGrants(reply, 4);
+    if (reply[1] === 1) return this.makePermit(weight, reply[2] as number, signal);
     throw new TimeoutError(0, `timed out after 0 ms waiting for Redis semaphore ${JSON.stringify(this.name)}`);
   }
 

@@ -85,8 +85,8 @@ function tampered(redis: Redis) {
     asRedisConnection({
       evalsha: (sha, keys, args) => {
         const reply = inner.evalsha(sha, keys, args);
-        // ACQUIRE's ARGV 9 is the mode (keys are not part of args here).
-        if (!control.holdAcquires || args[8] !== "wait") return reply;
+        // ACQUIRE's ARGV 7 is the mode (keys are not part of args here).
+        if (!control.holdAcquires || args[6] !== "wait") return reply;
         return new Promise<void>((resolve) => control.held.push(resolve)).then(() => reply);
       },
       eval: (script, keys, args) => inner.eval(script, keys, args),
@@ -110,20 +110,22 @@ function tampered(redis: Redis) {
 
 /**
  * A connection that learns where each acquire arrived in Redis' order, from the acquire script's reply:
- * the ticket's seq when queued, or (granted at once) just after the last seq handed out. The script is
- * sent synchronously inside `acquire()`, so `lastTicket` right after the call is that acquire's.
+ * the ticket's seq when queued, or (granted at once) just after the last seq handed out. Requests of one
+ * tick travel in one script, one (weight, score, ticket) triple each from ARGV 9 on.
  */
 function tapArrivals(redis: Redis) {
   const inner = fromIoredis(redis);
-  const tap = { lastTicket: 0, arrivals: new Map<number, number>() };
+  const tap = { arrivals: new Map<number, number>() };
   const record = (args: readonly (string | number)[], reply: Promise<unknown>) => {
-    // ACQUIRE: ARGV 9 is the mode, ARGV 11 this process's number for the request.
-    if (args.length !== 11 || args[8] !== "wait") return reply;
-    const ticket = Number(args[10]);
-    tap.lastTicket = ticket;
+    // ACQUIRE: ARGV 7 is the mode, ARGV 9.. the triples.
+    if (args[6] !== "wait") return reply;
     return reply.then((value) => {
-      const [status, second, third] = value as number[];
-      tap.arrivals.set(ticket, status === 2 ? (second as number) : (third as number) + 0.5);
+      const numbers = value as number[];
+      for (let index = 0; 8 + 3 * index < args.length; index++) {
+        const ticket = Number(args[10 + 3 * index]);
+        const at = 1 + 3 * index;
+        tap.arrivals.set(ticket, numbers[at] === 2 ? (numbers[at + 1] as number) : (numbers[at + 2] as number) + 0.5);
+      }
       return value;
     });
   };
@@ -203,7 +205,8 @@ describe("RedisSemaphore: a grant that overtakes its acquire's reply is not lost
             const tap = (taps[index] as (typeof taps)[number]).tap;
             for (let run = 0; run < runsPerCaller; run++) {
               const pending = semaphore.acquire();
-              const ticket = tap.lastTicket;
+              // The number `acquire()` just gave this request (private; its script goes out in a microtask).
+              const ticket = (semaphore as unknown as { lastTicketId: number }).lastTicketId;
               const permit = await pending;
               grants.push({ tap, ticket, token: permit.fencingToken as number });
               inside++;

@@ -185,6 +185,47 @@ describe("RedisSemaphore round trips and wake-ups", () => {
   });
 });
 
+describe("RedisSemaphore batching", () => {
+  it("sends the requests of one tick as one script, and serves them in the order they were made", async () => {
+    const name = uniqueName("burst");
+    const holder = semaphore(name, 1);
+    const held = await holder.acquire();
+    const { connection, calls } = counting(redis);
+    const burst = semaphore(name, 1, {}, connection);
+    const order: number[] = [];
+    const waiters = Array.from({ length: 50 }, (_, index) =>
+      burst.acquire({ priority: index === 49 ? 1 : 0 }).then(async (permit) => {
+        order.push(index);
+        await permit.release();
+      }),
+    );
+    await expect.poll(async () => (await holder.inspect()).waiters.length).toBe(50);
+    // One acquire script for the 50 (the wake connection's BLPOP aside).
+    expect(calls.filter((call) => call === "evalsha")).toHaveLength(1);
+    await held.release();
+    await Promise.all(waiters);
+    // The higher priority first, then the others in the order they asked.
+    expect(order).toEqual([49, ...Array.from({ length: 49 }, (_, index) => index)]);
+    expect(await holder.inspect()).toMatchObject({ used: 0, waiters: [] });
+  });
+
+  it("a caller that leaves in the tick it asked never reaches Redis", async () => {
+    const name = uniqueName("left-at-once");
+    const holder = semaphore(name, 1);
+    const held = await holder.acquire();
+    const { connection, calls } = counting(redis);
+    const other = semaphore(name, 1, {}, connection);
+    const controller = new AbortController();
+    const gone = other.acquire({ signal: controller.signal }).catch((error: unknown) => error);
+    controller.abort(new Error("changed my mind"));
+    expect(await gone).toMatchObject({ message: "changed my mind" });
+    await sleep(20);
+    expect(calls).toEqual([]);
+    expect((await holder.inspect()).waiters).toEqual([]);
+    await held.release();
+  });
+});
+
 describe("RedisSemaphore leases", () => {
   it("a permit whose lease was lost aborts its signal and run rejects with LeaseLostError", async () => {
     const name = uniqueName("lost");
