@@ -37,8 +37,10 @@ export type CancelReason = "abort" | "timeout";
  * a walk), which for most is the moment it is granted.
  *
  * Invariants:
- * - entries live between `start` (even) and `items.length`; the slots before `start` are undefined, so
- *   the array holds no reference to a settled waiter's promise or request;
+ * - entries live between `start` and `end` (both even); every other slot is undefined, so the array
+ *   holds no reference to a settled waiter's promise or request. The array keeps its length when the
+ *   level empties (`start = end = 0`), so a queue that flips between empty and one waiter on every
+ *   hand-off (a channel, a saturated semaphore) reuses the same slots instead of reallocating;
  * - `live` counts the queued entries, `dead` the settled `Waiter` objects still in the ring (removed
  *   from the middle: a tombstone, skipped by every walk, dropped by `compact`);
  * - when `live > 0`, the entry at `start` is queued (tombstones are never left at the front);
@@ -47,6 +49,7 @@ export type CancelReason = "abort" | "timeout";
 class Level {
   items: unknown[] = [];
   start = 0;
+  end = 0;
   live = 0;
   dead = 0;
   constructor(readonly priority: number) {}
@@ -220,13 +223,19 @@ export class WaitQueue<Request, Grant> {
     if (signal === undefined && timeout === Number.POSITIVE_INFINITY) {
       // Nothing can take this waiter out but its owner, who reaches it from the head or a walk: two
       // slots in the ring and no object (see Level).
-      level.items.push(resolve, request);
+      const end = level.end;
+      level.items[end] = resolve;
+      level.items[end + 1] = request;
+      level.end = end + 2;
       return promise;
     }
     const waiter = new Waiter<Request, Grant>(request, priority, resolve);
     waiter.level = level;
-    waiter.index = level.items.length;
-    level.items.push(waiter, request);
+    const end = level.end;
+    waiter.index = end;
+    level.items[end] = waiter;
+    level.items[end + 1] = request;
+    level.end = end + 2;
     const cancellation = new Cancellation(this, waiter, signal, timeout);
     waiter.cancellation = cancellation;
     signal?.addEventListener("abort", cancellation.onAbort, ONCE);
@@ -262,7 +271,7 @@ export class WaitQueue<Request, Grant> {
     const all: Waiter<Request, Grant>[] = [];
     for (const level of this.levels) {
       const items = level.items;
-      for (let index = level.start; index < items.length; index += 2) {
+      for (let index = level.start; index < level.end; index += 2) {
         if (!isDead(items[index])) all.push(this.materialize(level, index));
       }
     }
@@ -273,7 +282,7 @@ export class WaitQueue<Request, Grant> {
   forEachRequest(visit: (request: Request) => void): void {
     for (const level of this.levels) {
       const items = level.items;
-      for (let index = level.start; index < items.length; index += 2) {
+      for (let index = level.start; index < level.end; index += 2) {
         if (!isDead(items[index])) visit(items[index + 1] as Request);
       }
     }
@@ -288,7 +297,7 @@ export class WaitQueue<Request, Grant> {
     for (const level of this.levels) {
       if (level.priority !== priority) continue;
       const items = level.items;
-      for (let index = items.length - 2; index >= level.start; index -= 2) {
+      for (let index = level.end - 2; index >= level.start; index -= 2) {
         if (!isDead(items[index])) return this.materialize(level, index);
       }
     }
@@ -304,7 +313,7 @@ export class WaitQueue<Request, Grant> {
     const level = waiter.level;
     if (level === undefined) return undefined;
     const items = level.items;
-    for (let index = waiter.index + 2; index < items.length; index += 2) {
+    for (let index = waiter.index + 2; index < level.end; index += 2) {
       if (!isDead(items[index])) return this.materialize(level, index);
     }
     const following = this.levels[this.levels.indexOf(level) + 1];
@@ -353,19 +362,24 @@ export class WaitQueue<Request, Grant> {
       // The level empties: drop it and its ring (tombstones included).
       this.dropLevel(level);
       if (items.length > KEEP_SLOTS) level.items = [];
-      else items.length = 0;
+      else for (let index = level.start; index < level.end; index++) items[index] = undefined;
       level.start = 0;
+      level.end = 0;
       level.dead = 0;
     } else if (waiter.index === level.start) {
       // The head leaves: advance past it and past any tombstones behind it.
       let start = level.start;
-      do {
+      items[start] = undefined;
+      items[start + 1] = undefined;
+      start += 2;
+      while (start < level.end && isDead(items[start])) {
         items[start] = undefined;
         items[start + 1] = undefined;
         start += 2;
-      } while (isDead(items[start]) && level.dead-- > 0);
+        level.dead--;
+      }
       level.start = start;
-      if (start >= SHIFT_AFTER && start * 2 >= items.length) this.compact(level);
+      if (start >= SHIFT_AFTER && start * 2 >= level.end) this.compact(level);
     } else {
       // From the middle: leave a tombstone, and compact once they outnumber the waiters.
       level.dead++;
@@ -389,7 +403,7 @@ export class WaitQueue<Request, Grant> {
   private compact(level: Level): void {
     const items = level.items;
     let to = 0;
-    for (let from = level.start; from < items.length; from += 2) {
+    for (let from = level.start; from < level.end; from += 2) {
       const slot = items[from];
       if (isDead(slot)) continue;
       if (slot instanceof Waiter) slot.index = to;
@@ -399,6 +413,7 @@ export class WaitQueue<Request, Grant> {
     }
     items.length = to;
     level.start = 0;
+    level.end = to;
     level.dead = 0;
   }
 

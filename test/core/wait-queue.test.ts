@@ -213,6 +213,17 @@ describe("WaitQueue", () => {
     expect(most).toBeLessThan(200);
     queue.rejectAll(new Error("done"));
     expect(slots()).toBe(0);
+    // Emptied, the level keeps no reference to any waiter, promise or request.
+    const kept = (queue as unknown as { defaultLevel: { items: unknown[] } }).defaultLevel.items;
+    expect(kept.every((slot) => slot === undefined)).toBe(true);
+    // Nor does a small ring that flips between one waiter and none (a channel's hand-off).
+    void queue.enqueue("once", 0, undefined, Number.POSITIVE_INFINITY);
+    queue.grant(queue.head as Waiter<string, string>, "granted");
+    expect(
+      (queue as unknown as { defaultLevel: { items: unknown[] } }).defaultLevel.items.every(
+        (slot) => slot === undefined,
+      ),
+    ).toBe(true);
     await flushMicrotasks(2);
   });
 
