@@ -8,7 +8,7 @@
 //   worst wait, per-caller fairness (least/most served), FIFO violations (see fifoViolations and
 //   redisOrderViolations), hand-off latency (a release to
 //   the next holder starting, p50/p99), Redis commands per grant (INFO commandstats before and after;
-//   "all" counts the commands scripts run inside Redis too, "calls" only EVALSHA/EVAL/BLPOP and plain
+//   "all" counts the commands scripts run inside Redis too, "calls" only EVALSHA/EVAL/BLPOP/SUBSCRIBE and plain
 //   commands sent by the clients), and the CPU time the two client processes spent per grant.
 // Prints one Markdown table (medians over --runs).
 import { spawn } from "node:child_process";
@@ -62,7 +62,7 @@ function tapArrivals(redis) {
   tap.connection = asRedisConnection({
     evalsha: (sha, keys, args) => record(args, inner.evalsha(sha, keys, args)),
     eval: (script, keys, args) => record(args, inner.eval(script, keys, args)),
-    blpop: (key, timeout) => inner.blpop(key, timeout),
+    subscribe: (channel, onMessage, onResubscribed) => inner.subscribe(channel, onMessage, onResubscribed),
     scan: (cursor, pattern, count) => inner.scan(cursor, pattern, count),
     duplicate: () => inner.duplicate(),
     disconnect: () => inner.disconnect(),
@@ -203,7 +203,7 @@ function statsDelta(before, after) {
     const delta = count - (before[command] ?? 0);
     if (delta > 0) byCommand[command] = delta;
     all += delta;
-    if (command === "evalsha" || command === "eval" || command === "blpop") calls += delta;
+    if (command === "evalsha" || command === "eval" || command === "blpop" || command === "subscribe") calls += delta;
   }
   return { all, calls, byCommand };
 }

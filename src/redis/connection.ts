@@ -11,13 +11,18 @@ export interface RedisConnection {
   evalsha(sha: string, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown>;
   /** `EVAL script numkeys keys... args...` (which also caches the script for later `EVALSHA`s). */
   eval(script: string, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown>;
-  /** `BLPOP key timeout`: `[key, value]`, or `null` when `timeoutSeconds` (fractional) passed. */
-  blpop(key: string, timeoutSeconds: number): Promise<[string, string] | null>;
+  /**
+   * `SUBSCRIBE channel` on this connection, resolving once Redis has confirmed it; from then on every
+   * message published on `channel` goes to `onMessage`. Called once, on a connection made by
+   * {@link RedisConnection.duplicate}. If the connection drops and comes back subscribed again,
+   * `onResubscribed` (when given) is called: messages published meanwhile were lost.
+   */
+  subscribe(channel: string, onMessage: (message: string) => void, onResubscribed?: () => void): Promise<void>;
   /** `SCAN cursor MATCH pattern COUNT count`: `[nextCursor, keys]`. */
   scan(cursor: string, pattern: string, count: number): Promise<[string, string[]]>;
   /**
-   * A new connection to the same server with the same options. sluice takes one per primitive per
-   * process for its blocking pops, because a blocked connection cannot carry other commands.
+   * A new connection to the same server with the same options. sluice takes one per semaphore per
+   * process to receive grant notices, because a subscribed connection cannot carry other commands.
    */
   duplicate(): RedisConnection;
   /** Closes a connection made by {@link RedisConnection.duplicate}. */
@@ -28,11 +33,13 @@ export interface RedisConnection {
 export interface IoredisLike {
   evalsha(sha: string, numkeys: number, ...keysAndArgs: (string | number)[]): Promise<unknown>;
   eval(script: string, numkeys: number, ...keysAndArgs: (string | number)[]): Promise<unknown>;
-  blpop(key: string, timeout: number): Promise<[string, string] | null>;
+  subscribe(channel: string): Promise<unknown>;
   scan(cursor: string, match: "MATCH", pattern: string, count: "COUNT", n: number): Promise<[string, string[]]>;
   duplicate(): IoredisLike;
   disconnect(): void;
   on?(event: "error", listener: (error: Error) => void): unknown;
+  on?(event: "message", listener: (channel: string, message: string) => void): unknown;
+  on?(event: "ready", listener: () => void): unknown;
 }
 
 /**
@@ -49,7 +56,18 @@ export function fromIoredis(client: IoredisLike): RedisConnection {
   return asRedisConnection({
     evalsha: (sha, keys, args) => client.evalsha(sha, keys.length, ...keys, ...args),
     eval: (script, keys, args) => client.eval(script, keys.length, ...keys, ...args),
-    blpop: (key, timeoutSeconds) => client.blpop(key, timeoutSeconds),
+    subscribe: async (channel, onMessage, onResubscribed) => {
+      client.on?.("message", (from: string, message: string) => {
+        if (from === channel) onMessage(message);
+      });
+      let subscribed = false;
+      // ioredis resubscribes by itself after a reconnect, then says "ready".
+      client.on?.("ready", () => {
+        if (subscribed) onResubscribed?.();
+      });
+      await client.subscribe(channel);
+      subscribed = true;
+    },
     scan: (cursor, pattern, count) => client.scan(cursor, "MATCH", pattern, "COUNT", count),
     duplicate: () => {
       const copy = client.duplicate();
@@ -90,7 +108,7 @@ export function toConnection(client: RedisClient): RedisConnection {
  *
  * @example
  * ```ts
- * const connection = asRedisConnection({ evalsha, eval, blpop, scan, duplicate, disconnect });
+ * const connection = asRedisConnection({ evalsha, eval, subscribe, scan, duplicate, disconnect });
  * ```
  */
 export function asRedisConnection(connection: RedisConnection): RedisConnection {

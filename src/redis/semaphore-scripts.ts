@@ -15,11 +15,13 @@
  *     score `-priority`. Equal scores sort by member, so the zero-padded seq makes equal priorities FIFO.
  * - `<prefix>{<name>}:clients` ZSET: client id -> lease expiry (server µs). One lease per process covers
  *     all of its holders and tickets, so renewing costs one script per process, not one per permit.
- * - `<prefix>{<name>}:wake:<client>` LIST: `<ticket>:<token>` grant notices, popped by that client's BLPOP.
+ * - `<prefix>{<name>}:wake:<client>` is a pub/sub channel, not a key: grant notices `<ticket>:<token>`
+ *     are PUBLISHed there for that client's subscribed connection. Nothing is stored, so nothing needs
+ *     an expiry; a notice nobody hears (a connection that was down) is made good by the next heartbeat.
  *
  * `seq` is Redis' (it orders the queue); `ticket` is the process's own number for the request, sent with
  * the acquire. Grants name the ticket, not the seq, because a grant can overtake the acquire's reply: the
- * notice travels on the process's blocking connection, the reply on its command connection, and nothing
+ * notice travels on the process's subscribed connection, the reply on its command connection, and nothing
  * orders two sockets. A process that learned its seq only from the reply could not tell a grant for a
  * request whose reply is still on its way from one for a request it abandoned. Holders keep their
  * ticket too, so a heartbeat can hand over a grant whose notice was lost (see HEARTBEAT).
@@ -130,8 +132,7 @@ local function dispatch(mine)
       mine[#mine + 1] = tonumber(t)
       mine[#mine + 1] = token
     else
-      local wake = prefix .. 'wake:' .. c
-      if redis.call('RPUSH', wake, t .. ':' .. int(token)) == 1 then redis.call('PEXPIRE', wake, keyTtl) end
+      redis.call('PUBLISH', prefix .. 'wake:' .. c, t .. ':' .. int(token))
     end
   end
 end
@@ -139,10 +140,7 @@ end
 -- Removes everything the given clients hold or wait for (their leases ended).
 local function evict(dead)
   local isDead = {}
-  for _, c in ipairs(dead) do
-    isDead[c] = true
-    redis.call('DEL', prefix .. 'wake:' .. c)
-  end
+  for _, c in ipairs(dead) do isDead[c] = true end
   local all = redis.call('HGETALL', meta)
   for i = 1, #all, 2 do
     local field = all[i]
@@ -247,7 +245,10 @@ save()
 return mine
 `;
 
-/** ARGV 7 ticket member. Returns `{removed}` followed by self-grants. */
+/**
+ * ARGV 7 ticket member. Returns `{status}` followed by self-grants: 1 the ticket left the queue, 2 it had
+ * been granted already and the grant was given back, 0 neither (refused, evicted, or gone with the state).
+ */
 export const CANCEL = `${PRELUDE}
 if not load() then return {0} end
 local mine = {redis.call('ZREM', queue, ARGV[7])}
@@ -256,6 +257,22 @@ if mine[1] == 1 then
   -- The cancelled ticket may have been the head that blocked the others.
   dispatch(mine)
   save()
+  return mine
+end
+-- Granted before the cancel arrived, to a caller who has left: give the weight back now rather than
+-- count on the grant's notice reaching this client (a notice published while its connection was down
+-- is lost, and nobody would release a grant nobody knows of before the lease ends).
+local holder = string.match(ARGV[7], '^%d+:(%d+:%d+:.+)$')
+local all = redis.call('HGETALL', meta)
+for i = 1, #all, 2 do
+  if all[i + 1] == holder and string.sub(all[i], 1, 2) == 'h:' then
+    redis.call('HDEL', meta, all[i])
+    used = used - tonumber(string.match(holder, '^(%d+)'))
+    mine[1] = 2
+    dispatch(mine)
+    save()
+    break
+  end
 end
 return mine
 `;

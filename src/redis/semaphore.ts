@@ -8,14 +8,14 @@
  * - acquire: one script. It grants at once when the request fits and nobody waits ahead, or puts a
  *   ticket in the Redis queue (FIFO within a priority, across all processes).
  * - release: one script. It frees the weight and hands it to the tickets that now fit, writing a
- *   notice onto each receiving process's wake list (grants to the releasing process come back in the
+ *   notice on each receiving process's channel (grants to the releasing process come back in the
  *   reply instead).
- * - waiting: each process with waiters runs one BLPOP loop on its own wake list over one dedicated
- *   connection — push, not polling. A notice names the request by this process's own number for it
- *   (not Redis' seq), because it can arrive before the reply of the acquire that queued it. The BLPOP
- *   has a bounded timeout after which the process runs a heartbeat (which also evicts dead processes,
- *   dispatches, and hands over any grant Redis holds for a request still waiting here), so a lost
- *   notice costs a delay, never a hang.
+ * - waiting: each process subscribes to its own notice channel over one dedicated connection and
+ *   hears of grants by push, not polling. A notice names the request by this process's own number
+ *   for it (not Redis' seq), because it can arrive before the reply of the acquire that queued it. A
+ *   process with requests queued in Redis also checks in (a heartbeat, which evicts dead processes,
+ *   dispatches, and hands over any grant Redis holds for a request still waiting here) at least every
+ *   `wakeTimeout`, so a notice lost with a dropped connection costs a delay, never a hang.
  * - leases: one lease per process covers all its permits and tickets, renewed by a heartbeat every
  *   third of the lease. A process that cannot renew in time marks every permit it holds as lost (the
  *   permit's signal aborts with LeaseLostError) *before* Redis can give the weight to anyone else,
@@ -85,8 +85,8 @@ export interface RedisSemaphoreOptions {
   /** Longest wait for one Redis reply before the call fails with RedisUnavailableError. Default `"5s"`. */
   commandTimeout?: Duration;
   /**
-   * The bound on one BLPOP: after it, the process checks in with a heartbeat even if no notice came.
-   * Default: a third of the lease, at most 5 s.
+   * The longest a process with waiters goes without checking in with Redis (a heartbeat that also
+   * delivers any grant whose notice was lost). Default: a third of the lease, at most 5 s.
    */
   wakeTimeout?: Duration;
   /** How long the keys outlive the last process that used them. Default: 6 leases, at least 60 s. */
@@ -234,7 +234,8 @@ class Permit_ implements RedisPermit {
  * - one round trip to acquire when free and one to release; waiters are woken by push.
  *
  * ioredis is an optional peer dependency: pass an ioredis client (or any {@link RedisConnection}).
- * The semaphore takes one extra connection (`duplicate()`) while it has waiters, for its blocking pops.
+ * The semaphore takes one extra connection (`duplicate()`) the first time it queues, subscribed to its
+ * grant notices until `close()`.
  *
  * @example
  * ```ts
@@ -246,7 +247,7 @@ class Permit_ implements RedisPermit {
  */
 export class RedisSemaphore implements Limiter {
   readonly name: string;
-  /** This process's id in Redis (shows up in `inspect()` and in the wake list's key). */
+  /** This process's id in Redis (shows up in `inspect()` and in its notice channel's name). */
   readonly client: string;
   private limit: number;
   private readonly connection: RedisConnection;
@@ -267,16 +268,16 @@ export class RedisSemaphore implements Limiter {
    * Tickets submitted and not yet granted — acquire in flight or queued in Redis — by `Ticket.id`.
    * Invariant: each is also in `queue` and not cancelled. A grant for an id not in here belongs to
    * nobody here and is given back. The acquire's reply is *not* awaited before a ticket goes in: its
-   * grant may arrive first, on the blocking connection (see semaphore-scripts.ts).
+   * grant may arrive first, on the notice connection (see semaphore-scripts.ts).
    */
   private readonly tickets = new Map<number, Ticket>();
   private lastTicketId = 0;
   /** Tickets submitted in this tick, sent together by `flush` (a microtask). */
   private unsent: Ticket[] = [];
   /**
-   * Tickets in `tickets` whose seq is known: queued in Redis, so a notice may come for them. The BLPOP
-   * loop runs while this is above 0 — not for acquires still in flight, which may never queue (and,
-   * when Redis is down, would keep a failing loop spinning until their own deadline).
+   * Tickets in `tickets` whose seq is known: queued in Redis, so a notice may come for them. The
+   * check-in timer runs while this is above 0 — not for acquires still in flight, which may never queue
+   * (and, when Redis is down, fail on their own deadline).
    */
   private queuedInRedis = 0;
   /** Permits granted and not released whose lease this process keeps alive. */
@@ -286,10 +287,18 @@ export class RedisSemaphore implements Limiter {
   private heartbeatTimer: TimerHandle | undefined;
   private watchdogTimer: TimerHandle | undefined;
   private heartbeating = false;
-  /** Local time by which the wake loop should check in (the earliest other lease end, the restart guard). */
+  /** Local time by which a waiting process should check in (the earliest other lease end, the restart guard). */
   private checkBy = Number.POSITIVE_INFINITY;
-  private blocking: RedisConnection | undefined;
-  private waking = false;
+  /** The connection subscribed to this process's grant notices, from the first time it queues. */
+  private subscriber: RedisConnection | undefined;
+  /** Settles when the subscription is confirmed; undefined before the first try or after one failed. */
+  private subscription: Promise<void> | undefined;
+  /** Whether the subscription is confirmed: requests go out at once from then on. */
+  private listening = false;
+  /** The safety net while requests wait in Redis: a check-in at most `wakeTimeout` (or `checkBy`) away. */
+  private checkTimer: TimerHandle | undefined;
+  /** A check-in was asked for while a heartbeat was in flight: run one more when it ends. */
+  private heartbeatAgain = false;
   private closed = false;
   /** Whether Redis last said the restart guard holds grants back (for the timeout message). */
   private guardSeen = false;
@@ -451,7 +460,7 @@ export class RedisSemaphore implements Limiter {
 
   /**
    * Leaves: rejects this process's waiters with ClosedError, gives back what it holds (their signals
-   * abort with LeaseLostError), removes its entries from Redis and closes the blocking connection.
+   * abort with LeaseLostError), removes its entries from Redis and closes the notice connection.
    * The Redis client passed in stays open.
    */
   async close(): Promise<void> {
@@ -470,8 +479,8 @@ export class RedisSemaphore implements Limiter {
     } catch {
       // Our lease runs out on its own.
     }
-    this.blocking?.disconnect();
-    this.blocking = undefined;
+    this.subscriber?.disconnect();
+    this.subscriber = undefined;
   }
 
   // ---- acquiring ----------------------------------------------------------------------------------
@@ -499,8 +508,31 @@ export class RedisSemaphore implements Limiter {
   private readonly flush = (): void => {
     if (gathering === this) gathering = undefined;
     if (this.unsent.length === 0) return;
-    const batch = this.unsent.filter((ticket) => !ticket.cancelled && this.tickets.get(ticket.id) === ticket);
+    const batch = this.unsent;
     this.unsent = [];
+    if (this.closed || !batch.some((ticket) => this.isWaiting(ticket))) return;
+    if (this.listening) {
+      this.send(batch);
+      return;
+    }
+    // The first time: listen for notices before any request of ours can be queued, so no notice is
+    // published before the subscription can hear it.
+    this.subscribe().then(
+      () => this.send(batch),
+      (error: unknown) => {
+        for (const ticket of batch) if (this.isWaiting(ticket)) this.onSubmitFailed(ticket, error);
+      },
+    );
+  };
+
+  /** Whether the caller of `ticket` still waits for this submission. */
+  private isWaiting(ticket: Ticket): boolean {
+    return !ticket.cancelled && this.tickets.get(ticket.id) === ticket;
+  }
+
+  /** Sends one acquire script for the requests of `all` whose callers still wait. */
+  private send(all: readonly Ticket[]): void {
+    const batch = all.filter((ticket) => this.isWaiting(ticket));
     if (batch.length === 0 || this.closed) return;
     const sentAt = this.clock.now();
     const register = this.mustRegister(sentAt);
@@ -522,12 +554,12 @@ export class RedisSemaphore implements Limiter {
         for (const ticket of batch) this.onSubmitFailed(ticket, error);
       },
     );
-  };
+  }
 
   /** The acquire script's answer for one request: `status` 1 granted (`value` the token), 2 queued (`value` its seq). */
   private onSubmitted(ticket: Ticket, status: number, value: number, guardUntil: number): void {
     if (status === 1) {
-      // Granted at once: the grant is in this reply, not on the wake list.
+      // Granted at once: the grant is in this reply, not in a notice.
       this.onGrant(ticket.id, value);
       return;
     }
@@ -544,7 +576,7 @@ export class RedisSemaphore implements Limiter {
       this.guardSeen = true;
       this.checkBy = Math.min(this.checkBy, this.clock.now() + this.leaseMs);
     }
-    this.startWaking();
+    this.armCheck();
     this.scheduleHeartbeat();
   }
 
@@ -733,44 +765,63 @@ export class RedisSemaphore implements Limiter {
 
   // ---- waking -------------------------------------------------------------------------------------
 
-  /** Runs the BLPOP loop while this process has tickets in Redis. One loop, one connection. */
-  private startWaking(): void {
-    if (this.waking || this.closed) return;
-    this.waking = true;
-    this.wakeLoop()
-      // Not expected; but a waiter must hear of any failure rather than wait for a loop that died.
-      .catch((error: unknown) => this.failWaiters(error))
-      .finally(() => {
-        this.waking = false;
-        if (this.queuedInRedis > 0 && !this.closed) this.startWaking();
+  /**
+   * Subscribes to this process's grant notices, once (again after a failed try); resolves when Redis
+   * has confirmed it. After a reconnect (ioredis subscribes again by itself) the process checks in at
+   * once: notices published while the connection was down are lost, the grants they told of are not.
+   */
+  private subscribe(): Promise<void> {
+    if (this.subscription !== undefined) return this.subscription;
+    const subscriber = this.connection.duplicate();
+    this.subscriber = subscriber;
+    const subscribing = subscriber.subscribe(
+      this.wakeKey,
+      (notice) => this.onNotice(notice),
+      () => this.checkInSoon(),
+    );
+    this.subscription = withDeadline(
+      subscribing,
+      this.commandMs,
+      `subscribing to grant notices of ${this.subject()}`,
+    ).then(
+      () => {
+        if (this.closed) subscriber.disconnect();
+        else this.listening = true;
+      },
+      (error: unknown) => {
+        // The next request tries again.
+        if (this.subscriber === subscriber) this.subscriber = undefined;
+        this.subscription = undefined;
+        subscriber.disconnect();
+        throw error;
+      },
+    );
+    return this.subscription;
+  }
+
+  /** Keeps one check-in timer while requests wait in Redis: the safety net for a notice that was lost. */
+  private armCheck(): void {
+    if (this.checkTimer !== undefined || this.queuedInRedis === 0 || this.closed) return;
+    const delay = Math.max(10, Math.min(this.wakeMs, this.checkBy - this.clock.now()));
+    this.checkTimer = this.clock.setTimeout(() => {
+      this.checkTimer = undefined;
+      if (this.queuedInRedis === 0 || this.closed) return;
+      void this.heartbeat().then((error) => {
+        // Fail closed: callers waiting on a Redis that cannot be reached learn it now.
+        if (error !== undefined && this.queuedInRedis > 0) this.failWaiters(error);
+        this.armCheck();
       });
+    }, delay);
   }
 
-  private async wakeLoop(): Promise<void> {
-    while (this.queuedInRedis > 0 && !this.closed) {
-      if (this.blocking === undefined) this.blocking = this.connection.duplicate();
-      const connection = this.blocking;
-      const wait = Math.max(10, Math.min(this.wakeMs, this.checkBy - this.clock.now()));
-      const pop = connection.blpop(this.wakeKey, Math.ceil(wait) / 1000);
-      let reply: [string, string] | null;
-      try {
-        reply = await withDeadline(pop, wait + this.commandMs, "waiting for a grant", (late) => {
-          if (late !== null) this.onNotice(late[1]);
-          connection.disconnect();
-        });
-      } catch (error) {
-        // A notice this BLPOP may have taken is not lost for good: the orphan sweep releases its grant.
-        if (this.blocking === connection) this.blocking = undefined;
-        connection.disconnect();
-        this.failWaiters(error);
-        return;
-      }
-      if (reply !== null) this.onNotice(reply[1]);
-      else await this.heartbeat();
-    }
+  /** A heartbeat now, or right after the one in flight (which may have read Redis too early). */
+  private checkInSoon(): void {
+    if (this.closed || this.tickets.size === 0) return;
+    if (this.heartbeating) this.heartbeatAgain = true;
+    else void this.heartbeat();
   }
 
-  /** A grant notice from the wake list: `<ticket>:<token>`. */
+  /** A grant notice: `<ticket>:<token>`. */
   private onNotice(notice: string): void {
     const colon = notice.indexOf(":");
     this.onGrant(Number(notice.slice(0, colon)), Number(notice.slice(colon + 1)));
@@ -823,10 +874,11 @@ export class RedisSemaphore implements Limiter {
   }
 
   /** Renews this process's lease, evicts dead processes, dispatches; learns whether our lease was lost. */
-  private async heartbeat(): Promise<void> {
-    if (this.heartbeating || this.closed) return;
+  private async heartbeat(): Promise<unknown> {
+    if (this.heartbeating || this.closed) return undefined;
     this.heartbeating = true;
     const sentAt = this.clock.now();
+    let failure: unknown;
     try {
       const reply = (await this.call(scripts.heartbeat, ["renew"], "heartbeat")) as number[];
       const [lost, now, earliestOther, guardUntil] = reply as [number, number, number, number];
@@ -840,19 +892,32 @@ export class RedisSemaphore implements Limiter {
       const grantsEnd = 5 + (reply[4] as number);
       this.takeGrants(reply.slice(0, grantsEnd), 5);
       if (lost !== 1) this.reconcile(reply.slice(grantsEnd));
-    } catch {
-      // Unreachable: the watchdog ends the leases when the deadline passes.
+    } catch (error) {
+      // Unreachable: the watchdog ends the leases when the deadline passes; waiters hear of it from
+      // the check-in that called (see armCheck).
+      failure = error;
     } finally {
       this.heartbeating = false;
     }
+    // `checkBy` may have moved closer: the check-in timer follows it.
+    if (this.checkTimer !== undefined) {
+      this.clock.clearTimeout(this.checkTimer);
+      this.checkTimer = undefined;
+    }
+    this.armCheck();
+    if (this.heartbeatAgain) {
+      this.heartbeatAgain = false;
+      if (failure === undefined) return this.heartbeat();
+    }
+    return failure;
   }
 
   /**
    * Squares what Redis holds for this process, as (token, ticket) pairs, with what it knows:
-   * - a grant to a ticket still waiting here is delivered now. Its notice was lost (a BLPOP reply lost
-   *   with its connection) or is late; either way the waiter must not wait for it any longer. This is
-   *   what makes the bounded BLPOP timeout a real safety net: a missed wake-up costs at most one
-   *   heartbeat, never a hang. A late notice then finds the grant delivered (see onGrant).
+   * - a grant to a ticket still waiting here is delivered now. Its notice was lost (published while
+   *   the notice connection was down or not yet subscribed) or is late; either way the waiter must not
+   *   wait for it any longer. This is what makes the check-ins a real safety net: a missed wake-up
+   *   costs at most one `wakeTimeout`, never a hang. A late notice then finds the grant delivered.
    * - a token no permit here carries and no ticket here waits for: a grant whose reply was lost (a
    *   timeout, a dropped connection). Our lease would keep it alive forever, so it is released — but only
    *   when seen at two heartbeats in a row, because a reply may be on its way for a fresh one.
@@ -930,6 +995,8 @@ export class RedisSemaphore implements Limiter {
   private stopTimers(): void {
     if (this.heartbeatTimer !== undefined) this.clock.clearTimeout(this.heartbeatTimer);
     if (this.watchdogTimer !== undefined) this.clock.clearTimeout(this.watchdogTimer);
+    if (this.checkTimer !== undefined) this.clock.clearTimeout(this.checkTimer);
+    this.checkTimer = undefined;
     this.heartbeatTimer = undefined;
     this.watchdogTimer = undefined;
   }

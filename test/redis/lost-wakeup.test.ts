@@ -1,8 +1,9 @@
 /**
  * Regression tests for a lost wake-up in RedisSemaphore: a grant that overtook its own acquire's reply.
  *
- * The bug: a waiter's grant notice travels on the process's blocking (BLPOP) connection, the reply of
- * the acquire that queued it on the command connection, and nothing orders two sockets. Grants named
+ * The bug: a waiter's grant notice travels on the process's notice connection (then a BLPOP, now a
+ * subscription), the reply of the acquire that queued it on the command connection, and nothing
+ * orders two sockets. Grants named
  * the ticket by its Redis seq, which the process learned only from that reply; a notice that came
  * first named a seq nobody here knew, so its permit was given back — and the waiter then waited for a
  * grant Redis had already made and would never make again. The heartbeat after each bounded BLPOP did
@@ -64,7 +65,7 @@ async function until(condition: () => boolean | Promise<boolean>, ms = 2_000): P
 /**
  * A connection whose traffic the test can hold back or drop:
  * - `holdAcquires`: replies to acquire scripts that queue (`wait` mode) wait for `releaseAcquires()`;
- * - `dropNotices`: that many grant notices popped by BLPOP vanish (the BLPOP answers "timed out"), as a
+ * - `dropNotices`: that many grant notices vanish on their way to the semaphore, as a
  *   reply lost with its connection does;
  * - `delayNoticesMs`: popped notices reach the semaphore that much later.
  */
@@ -90,17 +91,20 @@ function tampered(redis: Redis) {
         return new Promise<void>((resolve) => control.held.push(resolve)).then(() => reply);
       },
       eval: (script, keys, args) => inner.eval(script, keys, args),
-      blpop: async (key, timeout) => {
-        const reply = await inner.blpop(key, timeout);
-        if (reply === null) return null;
-        control.noticesPopped++;
-        if (control.dropNotices > 0) {
-          control.dropNotices--;
-          return null;
-        }
-        if (control.delayNoticesMs > 0) await sleep(control.delayNoticesMs);
-        return reply;
-      },
+      subscribe: (channel, onMessage, onResubscribed) =>
+        inner.subscribe(
+          channel,
+          (notice) => {
+            control.noticesPopped++;
+            if (control.dropNotices > 0) {
+              control.dropNotices--;
+              return;
+            }
+            if (control.delayNoticesMs > 0) setTimeout(() => onMessage(notice), control.delayNoticesMs);
+            else onMessage(notice);
+          },
+          onResubscribed,
+        ),
       scan: (cursor, pattern, count) => inner.scan(cursor, pattern, count),
       duplicate: () => wrap(inner.duplicate()),
       disconnect: () => inner.disconnect(),
@@ -132,7 +136,7 @@ function tapArrivals(redis: Redis) {
   const connection = asRedisConnection({
     evalsha: (sha, keys, args) => record(args, inner.evalsha(sha, keys, args)),
     eval: (script, keys, args) => record(args, inner.eval(script, keys, args)),
-    blpop: (key, timeout) => inner.blpop(key, timeout),
+    subscribe: (channel, onMessage, onResubscribed) => inner.subscribe(channel, onMessage, onResubscribed),
     scan: (cursor, pattern, count) => inner.scan(cursor, pattern, count),
     duplicate: () => inner.duplicate(),
     disconnect: () => inner.disconnect(),
@@ -155,7 +159,7 @@ describe("RedisSemaphore: a grant that overtakes its acquire's reply is not lost
     const waiterSide = new RedisSemaphore(connection, options(name, 1));
     try {
       const held = await holder.acquire();
-      // A low-priority waiter keeps this process's BLPOP loop running, as other callers do under load.
+      // A low-priority waiter keeps this process's check-ins running, as other callers do under load.
       const keeper = waiterSide.acquire({ priority: -1 });
       await until(async () => (await holder.inspect()).waiters.length === 1);
       control.holdAcquires = true;
@@ -266,7 +270,7 @@ describe("RedisSemaphore: a grant that overtakes its acquire's reply is not lost
   });
 });
 
-describe("RedisSemaphore: the bounded BLPOP timeout recovers a missed wake-up", () => {
+describe("RedisSemaphore: the bounded check-in recovers a missed wake-up", () => {
   it("a grant notice lost on the way is delivered by the next heartbeat", async () => {
     const name = uniqueName("lost-notice");
     const holder = new RedisSemaphore(client(), { name, capacity: 1, leaseTtl: "3s", guardRestarts: false });
@@ -352,7 +356,7 @@ describe("RedisRateLimiter: no lost wake-up under churn", () => {
     const connection = asRedisConnection({
       evalsha: (sha, keys, args) => counted(inner.evalsha(sha, keys, args)),
       eval: (script, keys, args) => counted(inner.eval(script, keys, args)),
-      blpop: (key, timeout) => inner.blpop(key, timeout),
+      subscribe: (channel, onMessage, onResubscribed) => inner.subscribe(channel, onMessage, onResubscribed),
       scan: (cursor, pattern, count) => inner.scan(cursor, pattern, count),
       duplicate: () => inner.duplicate(),
       disconnect: () => inner.disconnect(),
