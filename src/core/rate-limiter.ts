@@ -144,9 +144,11 @@ export interface RateLimiterStatistics {
 
 /**
  * What a waiter asks for. The common case — weight 1, a cost only in requests — is kept as a plain
- * number (the request count), so a queued `acquire()` costs no allocation beyond the queue's own.
+ * number (the request count), so a queued `acquire()` costs no allocation beyond the queue's own; a
+ * cost in several units at weight 1 is its normalized cost record alone; only another weight takes an
+ * {@link Order} around it.
  */
-type Demand = number | Order;
+type Demand = number | Order | Readonly<Record<string, number>>;
 
 class Order {
   constructor(
@@ -157,16 +159,17 @@ class Order {
 }
 
 function weightOf(demand: Demand): number {
-  return typeof demand === "number" ? 1 : demand.weight;
+  return demand instanceof Order ? demand.weight : 1;
 }
 
 function costOf(demand: Demand, unit: string): number {
   if (typeof demand === "number") return unit === REQUESTS ? demand : 0;
-  return demand.cost[unit] ?? 0;
+  return (demand instanceof Order ? demand.cost : demand)[unit] ?? 0;
 }
 
 function costRecord(demand: Demand): Record<string, number> {
-  return typeof demand === "number" ? { [REQUESTS]: demand } : { ...demand.cost };
+  if (typeof demand === "number") return { [REQUESTS]: demand };
+  return { ...(demand instanceof Order ? demand.cost : demand) };
 }
 
 /** One limit's share of a grant: kept by the permit so `settle` can correct exactly that charge. */
@@ -903,5 +906,6 @@ function normalizeDemand(cost: RateCost | undefined, weight: number): Demand {
     checkCostValue(cost, "cost");
     return weight === 1 ? cost : new Order(weight, { [REQUESTS]: cost });
   }
-  return new Order(weight, normalizeCost(cost));
+  const record = normalizeCost(cost);
+  return weight === 1 ? record : new Order(weight, record);
 }
