@@ -63,6 +63,7 @@ function tapArrivals(redis) {
     evalsha: (sha, keys, args) => record(args, inner.evalsha(sha, keys, args)),
     eval: (script, keys, args) => record(args, inner.eval(script, keys, args)),
     subscribe: (channel, onMessage, onResubscribed) => inner.subscribe(channel, onMessage, onResubscribed),
+    unsubscribe: (channel) => inner.unsubscribe(channel),
     scan: (cursor, pattern, count) => inner.scan(cursor, pattern, count),
     duplicate: () => inner.duplicate(),
     disconnect: () => inner.disconnect(),

@@ -13,16 +13,21 @@ export interface RedisConnection {
   eval(script: string, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown>;
   /**
    * `SUBSCRIBE channel` on this connection, resolving once Redis has confirmed it; from then on every
-   * message published on `channel` goes to `onMessage`. Called once, on a connection made by
-   * {@link RedisConnection.duplicate}. If the connection drops and comes back subscribed again,
-   * `onResubscribed` (when given) is called: messages published meanwhile were lost.
+   * message published on `channel` goes to `onMessage`, until {@link RedisConnection.unsubscribe}. Called
+   * on a connection made by {@link RedisConnection.duplicate}, once per channel; one connection may carry
+   * several channels (one per semaphore of the process), each with its own `onMessage`. If the
+   * connection drops and comes back subscribed again, `onResubscribed` (when given) is called: messages
+   * published meanwhile were lost.
    */
   subscribe(channel: string, onMessage: (message: string) => void, onResubscribed?: () => void): Promise<void>;
+  /** `UNSUBSCRIBE channel`: `onMessage` of that channel is not called any more. */
+  unsubscribe(channel: string): Promise<void>;
   /** `SCAN cursor MATCH pattern COUNT count`: `[nextCursor, keys]`. */
   scan(cursor: string, pattern: string, count: number): Promise<[string, string[]]>;
   /**
-   * A new connection to the same server with the same options. sluice takes one per semaphore per
-   * process to receive grant notices, because a subscribed connection cannot carry other commands.
+   * A new connection to the same server with the same options. sluice takes one per client passed to
+   * its constructors, shared by all their semaphores, to receive grant notices, because a subscribed
+   * connection cannot carry other commands.
    */
   duplicate(): RedisConnection;
   /** Closes a connection made by {@link RedisConnection.duplicate}. */
@@ -34,6 +39,7 @@ export interface IoredisLike {
   evalsha(sha: string, numkeys: number, ...keysAndArgs: (string | number)[]): Promise<unknown>;
   eval(script: string, numkeys: number, ...keysAndArgs: (string | number)[]): Promise<unknown>;
   subscribe(channel: string): Promise<unknown>;
+  unsubscribe(channel: string): Promise<unknown>;
   scan(cursor: string, match: "MATCH", pattern: string, count: "COUNT", n: number): Promise<[string, string[]]>;
   duplicate(): IoredisLike;
   disconnect(): void;
@@ -53,20 +59,31 @@ export interface IoredisLike {
  * ```
  */
 export function fromIoredis(client: IoredisLike): RedisConnection {
+  /** The subscribed channels' listeners, from the first `subscribe` on (only a duplicate gets one). */
+  let channels:
+    | Map<string, { onMessage: (message: string) => void; onResubscribed?: () => void; subscribed: boolean }>
+    | undefined;
   return asRedisConnection({
     evalsha: (sha, keys, args) => client.evalsha(sha, keys.length, ...keys, ...args),
     eval: (script, keys, args) => client.eval(script, keys.length, ...keys, ...args),
     subscribe: async (channel, onMessage, onResubscribed) => {
-      client.on?.("message", (from: string, message: string) => {
-        if (from === channel) onMessage(message);
-      });
-      let subscribed = false;
-      // ioredis resubscribes by itself after a reconnect, then says "ready".
-      client.on?.("ready", () => {
-        if (subscribed) onResubscribed?.();
-      });
+      if (channels === undefined) {
+        channels = new Map();
+        const listeners = channels;
+        client.on?.("message", (from: string, message: string) => listeners.get(from)?.onMessage(message));
+        // ioredis resubscribes by itself after a reconnect, then says "ready".
+        client.on?.("ready", () => {
+          for (const listener of listeners.values()) if (listener.subscribed) listener.onResubscribed?.();
+        });
+      }
+      const listener = { onMessage, onResubscribed, subscribed: false };
+      channels.set(channel, listener);
       await client.subscribe(channel);
-      subscribed = true;
+      listener.subscribed = true;
+    },
+    unsubscribe: async (channel) => {
+      channels?.delete(channel);
+      await client.unsubscribe(channel);
     },
     scan: (cursor, pattern, count) => client.scan(cursor, "MATCH", pattern, "COUNT", count),
     duplicate: () => {
@@ -108,7 +125,7 @@ export function toConnection(client: RedisClient): RedisConnection {
  *
  * @example
  * ```ts
- * const connection = asRedisConnection({ evalsha, eval, subscribe, scan, duplicate, disconnect });
+ * const connection = asRedisConnection({ evalsha, eval, subscribe, unsubscribe, scan, duplicate, disconnect });
  * ```
  */
 export function asRedisConnection(connection: RedisConnection): RedisConnection {
@@ -138,4 +155,62 @@ export class Script {
       throw error;
     }
   }
+}
+
+/**
+ * The one subscribed connection through which a process hears grant notices, shared by every semaphore
+ * made from the same client (see {@link sharedNotices}): a process with fifty semaphores holds one extra
+ * connection, not fifty. It is opened by the first channel and closed with the last, so a process whose
+ * semaphores are all closed keeps no connection (and no event-loop handle) of ours.
+ */
+export class NoticeConnection {
+  private subscriber: RedisConnection | undefined = undefined;
+  private readonly channels = new Set<string>();
+
+  constructor(private readonly connection: RedisConnection) {}
+
+  /** Subscribes `channel` (see {@link RedisConnection.subscribe}); settles when Redis confirmed it. */
+  listen(channel: string, onMessage: (message: string) => void, onResubscribed?: () => void): Promise<void> {
+    this.subscriber ??= this.connection.duplicate();
+    this.channels.add(channel);
+    try {
+      return this.subscriber.subscribe(channel, onMessage, onResubscribed);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** Stops listening on `channel`; the last channel to go closes the connection. Idempotent. */
+  leave(channel: string): void {
+    if (!this.channels.delete(channel)) return;
+    const subscriber = this.subscriber;
+    if (subscriber === undefined) return;
+    if (this.channels.size === 0) {
+      this.subscriber = undefined;
+      subscriber.disconnect();
+    } else {
+      // If the connection is down, its resubscription will not include the channel either.
+      subscriber.unsubscribe(channel).catch(() => undefined);
+    }
+  }
+
+  /** Channels listened on now (for tests and diagnostics). */
+  get size(): number {
+    return this.channels.size;
+  }
+}
+
+const noticeConnections = new WeakMap<object, NoticeConnection>();
+
+/**
+ * The {@link NoticeConnection} of the client `key` (what the user passed to a constructor), made on first
+ * use from `connection`.
+ */
+export function sharedNotices(key: object, connection: RedisConnection): NoticeConnection {
+  let notices = noticeConnections.get(key);
+  if (notices === undefined) {
+    notices = new NoticeConnection(connection);
+    noticeConnections.set(key, notices);
+  }
+  return notices;
 }

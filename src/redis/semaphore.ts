@@ -10,8 +10,8 @@
  * - release: one script. It frees the weight and hands it to the tickets that now fit, writing a
  *   notice on each receiving process's channel (grants to the releasing process come back in the
  *   reply instead).
- * - waiting: each process subscribes to its own notice channel over one dedicated connection and
- *   hears of grants by push, not polling. A notice names the request by this process's own number
+ * - waiting: each semaphore of a process subscribes to its own notice channel, all of them over one
+ *   connection per client (`sharedNotices`), and hears of grants by push, not polling. A notice names the request by this process's own number
  *   for it (not Redis' seq), because it can arrive before the reply of the acquire that queued it. A
  *   process with requests queued in Redis also checks in (a heartbeat, which evicts dead processes,
  *   dispatches, and hands over any grant Redis holds for a request still waiting here) at least every
@@ -32,7 +32,14 @@ import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from ".
 import type { LockOptions } from "../core/mutex.js";
 import { type CheckedAcquireOptions, checkAcquireOptions } from "../core/wait-options.js";
 import { type Waiter, WaitQueue } from "../core/wait-queue.js";
-import { type RedisClient, type RedisConnection, Script, toConnection } from "./connection.js";
+import {
+  type NoticeConnection,
+  type RedisClient,
+  type RedisConnection,
+  Script,
+  sharedNotices,
+  toConnection,
+} from "./connection.js";
 import { RedisUnavailableError, withDeadline } from "./errors.js";
 import { ACQUIRE, CANCEL, HEARTBEAT, INSPECT, RELEASE } from "./semaphore-scripts.js";
 
@@ -234,8 +241,9 @@ class Permit_ implements RedisPermit {
  * - one round trip to acquire when free and one to release; waiters are woken by push.
  *
  * ioredis is an optional peer dependency: pass an ioredis client (or any {@link RedisConnection}).
- * The semaphore takes one extra connection (`duplicate()`) the first time it queues, subscribed to its
- * grant notices until `close()`.
+ * The first semaphore made from a client that has to queue takes one extra connection (`duplicate()`)
+ * to hear grant notices on; every semaphore made from the same client shares it (one channel each), and
+ * the last one's `close()` closes it.
  *
  * @example
  * ```ts
@@ -289,8 +297,8 @@ export class RedisSemaphore implements Limiter {
   private heartbeating = false;
   /** Local time by which a waiting process should check in (the earliest other lease end, the restart guard). */
   private checkBy = Number.POSITIVE_INFINITY;
-  /** The connection subscribed to this process's grant notices, from the first time it queues. */
-  private subscriber: RedisConnection | undefined;
+  /** The process's notice connection for this client, shared with its other semaphores. */
+  private readonly notices: NoticeConnection;
   /** Settles when the subscription is confirmed; undefined before the first try or after one failed. */
   private subscription: Promise<void> | undefined;
   /** Whether the subscription is confirmed: requests go out at once from then on. */
@@ -310,6 +318,7 @@ export class RedisSemaphore implements Limiter {
       throw new TypeError(`options must be an object with name and capacity; got ${describe(options)}`);
     }
     this.connection = toConnection(redis);
+    this.notices = sharedNotices(redis, this.connection);
     if (typeof options.name !== "string" || options.name === "") {
       throw new TypeError(`name must be a non-empty string; got ${describe(options.name)}`);
     }
@@ -479,8 +488,7 @@ export class RedisSemaphore implements Limiter {
     } catch {
       // Our lease runs out on its own.
     }
-    this.subscriber?.disconnect();
-    this.subscriber = undefined;
+    this.notices.leave(this.wakeKey);
   }
 
   // ---- acquiring ----------------------------------------------------------------------------------
@@ -772,9 +780,7 @@ export class RedisSemaphore implements Limiter {
    */
   private subscribe(): Promise<void> {
     if (this.subscription !== undefined) return this.subscription;
-    const subscriber = this.connection.duplicate();
-    this.subscriber = subscriber;
-    const subscribing = subscriber.subscribe(
+    const subscribing = this.notices.listen(
       this.wakeKey,
       (notice) => this.onNotice(notice),
       () => this.checkInSoon(),
@@ -785,14 +791,13 @@ export class RedisSemaphore implements Limiter {
       `subscribing to grant notices of ${this.subject()}`,
     ).then(
       () => {
-        if (this.closed) subscriber.disconnect();
+        if (this.closed) this.notices.leave(this.wakeKey);
         else this.listening = true;
       },
       (error: unknown) => {
         // The next request tries again.
-        if (this.subscriber === subscriber) this.subscriber = undefined;
         this.subscription = undefined;
-        subscriber.disconnect();
+        this.notices.leave(this.wakeKey);
         throw error;
       },
     );

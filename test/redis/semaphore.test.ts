@@ -12,6 +12,7 @@ import {
   inspectRedis,
   type RedisConnection,
   RedisMutex,
+  type RedisPermit,
   RedisSemaphore,
   type RedisSemaphoreOptions,
   RedisUnavailableError,
@@ -70,6 +71,7 @@ function counting(client: Redis): { connection: RedisConnection; calls: string[]
         calls.push("subscribe");
         return inner.subscribe(channel, onMessage, onResubscribed);
       },
+      unsubscribe: (channel) => inner.unsubscribe(channel),
       scan: (cursor, pattern, count) => inner.scan(cursor, pattern, count),
       duplicate: () => wrap(inner.duplicate()),
       disconnect: () => inner.disconnect(),
@@ -190,6 +192,47 @@ describe("RedisSemaphore round trips and wake-ups", () => {
     const permit = await waiting;
     expect(performance.now() - releasedAt).toBeLessThan(50);
     await permit.release();
+  });
+
+  it("the semaphores made from one client share one notice connection, closed with the last of them", async () => {
+    const connectionName = uniqueName("shared-notices");
+    const own = new Redis(server.port, "127.0.0.1", { connectionName });
+    /** This client's subscribed connections, as `sub=<channels>` counts. */
+    const subscribed = async () => {
+      const list = (await redis.client("LIST", "TYPE", "pubsub")) as string;
+      return list
+        .split("\n")
+        .filter((line) => line.includes(` name=${connectionName} `))
+        .map((line) => Number(/ sub=(\d+) /.exec(line)?.[1]));
+    };
+    try {
+      const names = [uniqueName("notices-a"), uniqueName("notices-b"), uniqueName("notices-c")];
+      const holders = await Promise.all(names.map((name) => semaphore(name, 1).acquire()));
+      const sharing = names.map((name) => new RedisSemaphore(own, { name, capacity: 1, guardRestarts: false }));
+      const waiting = sharing.map((limited) => limited.acquire().catch((error: unknown) => error));
+      for (const limited of sharing) await expect.poll(async () => (await limited.inspect()).waiters.length).toBe(1);
+      // Three semaphores waiting, one connection listening on three channels.
+      expect(await subscribed()).toEqual([3]);
+
+      // Closing one leaves the others listening on the same connection.
+      await sharing[0]?.close();
+      expect(await waiting[0]).toBeInstanceOf(Error);
+      await expect.poll(subscribed).toEqual([2]);
+      await holders[1]?.release();
+      const second = (await waiting[1]) as RedisPermit;
+      expect(second.fencingToken).toBeGreaterThan(0);
+      await second.release();
+
+      // The last one to close takes the connection with it: nothing of ours keeps the process alive.
+      await sharing[1]?.close();
+      await expect.poll(subscribed).toEqual([1]);
+      await sharing[2]?.close();
+      await expect.poll(subscribed).toEqual([]);
+      expect(await waiting[2]).toBeInstanceOf(Error);
+      await Promise.all([holders[0]?.release(), holders[2]?.release()]);
+    } finally {
+      own.disconnect();
+    }
   });
 });
 
