@@ -6,6 +6,7 @@
 import { checkCapacity } from "./arguments.js";
 import { type Clock, systemClock } from "./clock.js";
 import { Deque } from "./deque.js";
+import { describe } from "./duration.js";
 import { ClosedError, TimeoutError } from "./errors.js";
 import { type CheckedWaitOptions, checkWaitOptions, type WaitOptions } from "./wait-options.js";
 import { WaitQueue } from "./wait-queue.js";
@@ -43,8 +44,8 @@ const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value:
 
 /**
  * A channel: `send` waits while the buffer is full, `receive` waits while it is empty, values come out
- * in the order they went in, and waiting senders and receivers are each served FIFO (then by priority,
- * if given).
+ * in the order they went in, and waiting senders and receivers are each served by priority (higher
+ * first, if given), then in arrival order.
  *
  * - `capacity` 0 is hand to hand: `send` completes only when a receiver takes the value.
  * - `close()` stops new sends; values already buffered are still received; after them `receive()`
@@ -87,10 +88,13 @@ export class Channel<T> implements AsyncIterable<T> {
 
   /**
    * @param capacity - values buffered without a receiver: an integer >= 0 (0 = hand to hand) or `Infinity`.
-   * @throws RangeError/TypeError for a bad capacity.
+   * @throws RangeError/TypeError for a bad capacity or options.
    */
   constructor(capacity: number, options: ChannelOptions = {}) {
     this.capacity = checkCapacity(capacity);
+    if (typeof options !== "object" || options === null) {
+      throw new TypeError(`options must be an object; got ${describe(options)}`);
+    }
     this.name = options.name;
     const clock = options.clock ?? systemClock;
     this.buffer = new Deque<T>(Math.min(this.capacity, 16));

@@ -86,7 +86,8 @@ export function map<T, R>(
   options: MapAllOptions = {},
 ): Promise<R[]> {
   try {
-    const run = new MapRun<T, R>(input, fn, options, "all", options.stopOnError ?? true);
+    // `?.`: a null `options` must reach the constructor's check, which names it.
+    const run = new MapRun<T, R>(input, fn, options, "all", options?.stopOnError ?? true);
     return run.start() as Promise<R[]>;
   } catch (error) {
     return Promise.reject(error);
@@ -347,7 +348,15 @@ class MapRun<T, R> implements AsyncIterableIterator<R> {
     ) {
       if (this.limiter !== undefined) {
         this.pulling = true;
-        this.limiter.acquire({ signal: this.controller.signal }).then(this.onPermit, this.onPermitFailed);
+        let permit: Promise<Permit>;
+        try {
+          permit = this.limiter.acquire({ signal: this.controller.signal });
+        } catch (error) {
+          // A limiter of the user's own that throws instead of rejecting: the same failure, not a
+          // throw out of a promise callback that would leave `pulling` set and the run pending forever.
+          permit = Promise.reject(error);
+        }
+        permit.then(this.onPermit, this.onPermitFailed);
         return;
       }
       if (!this.pull(undefined)) return;
@@ -380,6 +389,7 @@ class MapRun<T, R> implements AsyncIterableIterator<R> {
     let result: IteratorResult<T> | Promise<IteratorResult<T>>;
     try {
       result = this.iterator.next();
+      if (!this.isAsync && !isObject(result)) throw notAResult(result);
     } catch (error) {
       this.exhausted = true;
       if (permit !== undefined) this.release(permit);
@@ -393,6 +403,13 @@ class MapRun<T, R> implements AsyncIterableIterator<R> {
       (item) => {
         this.pulling = false;
         this.nextPending = false;
+        if (!isObject(item)) {
+          this.exhausted = true;
+          if (permit !== undefined) this.release(permit);
+          this.fail(notAResult(item));
+          this.finishIfDone();
+          return;
+        }
         if (this.closeInputAfterPull && !item.done) this.callReturn();
         if (this.pulled(item, permit)) this.pump();
         this.finishIfDone();
@@ -588,3 +605,12 @@ class MapRun<T, R> implements AsyncIterableIterator<R> {
 }
 
 function ignore(): void {}
+
+function isObject(value: unknown): boolean {
+  return (typeof value === "object" && value !== null) || typeof value === "function";
+}
+
+/** What `for...of` throws too when an iterator's `next()` breaks the protocol. */
+function notAResult(value: unknown): TypeError {
+  return new TypeError(`the input's iterator returned ${describe(value)} from next(), which is not an iterator result`);
+}

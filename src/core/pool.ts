@@ -175,7 +175,8 @@ interface CreateJob {
  * Guarantees:
  * - never more than `max` resources exist (counting those being created, validated and destroyed);
  * - a resource is lent to one borrower at a time; waiting borrowers are served by priority, then arrival,
- *   and a returned resource goes straight to the next borrower in the same synchronous step;
+ *   and a returned resource goes straight to the next borrower in the same synchronous step (with
+ *   borrow validation, straight into its check, and from there to the first borrower in line);
  * - a failing `create` never keeps a slot: it is retried with backoff while someone needs it, and after
  *   `createRetry.attempts` failures in a row its waiters are rejected with the error instead of hanging;
  * - `drain()` rejects waiters with `ClosedError`, waits for every lease to come back, and destroys every
@@ -220,8 +221,9 @@ export class Pool<T> {
   /**
    * Borrowers waiting. Invariant (after every public method and callback returns): if anyone waits,
    * no idle resource can be lent at once — the idle list is empty, or borrow validation is on and
-   * enough resources are already on their way (`validating + creating >= waiting`) — and either that
-   * many are on their way or the pool is full (`size + creating === max`).
+   * every waiter already has a resource being checked for it (`validating >= waiting`) — and either
+   * enough are on their way (`validating + creating >= waiting`) or the pool is full
+   * (`size + creating === max`).
    */
   private readonly queue: WaitQueue<undefined, Lease<T>>;
   /** Idle resources, oldest first. Borrowing takes the newest (warm, and lets the oldest expire). */
@@ -443,7 +445,11 @@ export class Pool<T> {
           queue.grant(head, this.lend(this.idleResources.pop() as Resource<T>));
           continue;
         }
-        if (onTheirWay >= queue.size) break;
+        // Creates under way do not count here: an idle resource is checked for a waiter even while a
+        // create it might have waited for is connecting, which can be slow and can fail (the waiter
+        // would be rejected with the create's error while a good resource sat idle). Whichever
+        // arrives second goes to the idle list.
+        if (this.validating >= queue.size) break;
         this.validate(this.idleResources.pop() as Resource<T>);
         continue;
       }
@@ -638,9 +644,11 @@ export class Pool<T> {
     }
     const willRetry = this.createStillNeeded();
     this.report(error, { phase: "create", attempt: job.attempt, willRetry });
-    if (!willRetry) {
+    // The hook may have drained the pool: then nothing is retried, and the drain waits for this slot.
+    if (!willRetry || this.drained !== undefined) {
       this.creating--;
       this.dispatch();
+      this.settleDrain();
       return;
     }
     const delay = Math.min(this.retryMaxDelay, this.retryDelay * 2 ** Math.min(job.attempt - 1, 52));

@@ -49,8 +49,8 @@ export class TaskGroup implements AsyncDisposable {
   private active = 0;
   /**
    * The group's error: the first task failure, or the outer signal's reason. Set at most once.
-   * Failures after the group was cancelled that are just the cancellation echoing back
-   * (`error === signal.reason`) are not failures.
+   * Failures after the group was cancelled that are just the cancellation echoing back (see
+   * {@link isCancellation}) are not failures.
    */
   private failure: { error: unknown } | undefined = undefined;
   /** The outcome promise of `wait()`, created on first call; settles when `active` reaches 0. */
@@ -106,14 +106,12 @@ export class TaskGroup implements AsyncDisposable {
     if (signal.aborted) return handled(Promise.reject(signal.reason));
     this.active++;
     let task: Promise<R>;
-    if (this.limiter !== undefined) {
-      task = this.limiter.run(fn, { signal });
-    } else {
-      try {
-        task = Promise.resolve(fn(signal));
-      } catch (error) {
-        task = Promise.reject(error);
-      }
+    // A limiter of the user's own may throw instead of rejecting: the task is counted already, so that
+    // must settle it like any failure (or `wait()` would wait for it forever).
+    try {
+      task = this.limiter !== undefined ? this.limiter.run(fn, { signal }) : Promise.resolve(fn(signal));
+    } catch (error) {
+      task = Promise.reject(error);
     }
     task.then(this.taskSucceeded, this.taskFailed);
     return handled(task);
@@ -151,7 +149,7 @@ export class TaskGroup implements AsyncDisposable {
   private readonly taskFailed = (error: unknown): void => {
     this.active--;
     const signal = this.controller.signal;
-    if (this.failure === undefined && !(signal.aborted && error === signal.reason)) {
+    if (this.failure === undefined && !(signal.aborted && isCancellation(error, signal.reason))) {
       this.failure = { error };
       this.cancel(error);
     }
@@ -173,6 +171,17 @@ export class TaskGroup implements AsyncDisposable {
     if (this.failure !== undefined) settle.reject(this.failure.error);
     else settle.resolve();
   }
+}
+
+/**
+ * Whether a task's error is the group's cancellation coming back: the reason itself (what `fetch`
+ * rejects with), or an error caused by it — Node's own APIs (`fs`, `timers/promises`, `events.once`)
+ * reject with a new `AbortError` whose `cause` is the reason, and `cancel()` must not turn that into a
+ * failure.
+ */
+function isCancellation(error: unknown, reason: unknown): boolean {
+  if (error === reason) return true;
+  return typeof error === "object" && error !== null && (error as { cause?: unknown }).cause === reason;
 }
 
 /** Marks a promise as handled (its failure is reported elsewhere) and returns it unchanged. */

@@ -1,0 +1,127 @@
+import { Pool } from "sluice";
+import { FakeClock, flushMicrotasks } from "sluice/testing";
+import { describe, expect, it } from "vitest";
+import { expectNoUnhandledRejections } from "../support/no-unhandled-rejections.js";
+
+expectNoUnhandledRejections();
+
+/** Resolves to "pending" if `promise` has not settled after the queued callbacks ran. */
+async function state(promise: Promise<unknown>): Promise<"pending" | "resolved" | "rejected"> {
+  let result: "pending" | "resolved" | "rejected" = "pending";
+  promise.then(
+    () => {
+      result = "resolved";
+    },
+    () => {
+      result = "rejected";
+    },
+  );
+  await flushMicrotasks();
+  return result;
+}
+
+describe("Pool: borrow validation does not wait for a create while a resource is idle", () => {
+  it("regression: a waiter was rejected with a create error although a returned resource sat idle", async () => {
+    const clock = new FakeClock();
+    let next = 0;
+    let failing = false;
+    const pool = new Pool<{ id: number }>({
+      create: async () => {
+        await Promise.resolve();
+        if (failing) throw new Error("connection refused");
+        return { id: ++next };
+      },
+      validate: () => true,
+      max: 2,
+      clock,
+      createRetry: { attempts: 2, delay: 100 },
+    });
+    const first = await pool.acquire();
+    failing = true;
+    // Starts a create (room for one more), which will keep failing.
+    const waiting = pool.acquire();
+    await flushMicrotasks();
+    expect(pool.pendingCreates).toBe(1);
+    // The first resource comes back: it is checked and lent to the waiter at once.
+    first.release();
+    expect(await state(waiting)).toBe("resolved");
+    expect((await waiting).value.id).toBe(1);
+    await clock.runAll();
+    expect(pool.pendingCreates).toBe(0);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it("serves a waiter from an idle resource while a slow create for it is still connecting", async () => {
+    const clock = new FakeClock();
+    const connects: ((value: { id: number }) => void)[] = [];
+    let next = 0;
+    const pool = new Pool<{ id: number }>({
+      create: () =>
+        next++ === 0
+          ? { id: 1 }
+          : new Promise<{ id: number }>((resolve) => {
+              connects.push(resolve);
+            }),
+      validate: () => true,
+      max: 2,
+      clock,
+    });
+    const first = await pool.acquire();
+    const waiting = pool.acquire();
+    await flushMicrotasks();
+    expect(connects).toHaveLength(1);
+    first.release();
+    expect(await state(waiting)).toBe("resolved");
+    // The slow connect finishes later and simply joins the idle list.
+    connects[0]?.({ id: 2 });
+    await flushMicrotasks();
+    expect(pool.statistics()).toMatchObject({ idle: 1, inUse: 1, size: 2, pendingCreates: 0, waiting: 0 });
+  });
+});
+
+describe("Pool: onError may drain the pool", () => {
+  it("regression: drain() called from onError after the last create attempt failed never settled", async () => {
+    const clock = new FakeClock();
+    let drained: Promise<void> | undefined;
+    const pool: Pool<object> = new Pool<object>({
+      create: () => Promise.reject(new Error("database is gone")),
+      max: 1,
+      clock,
+      createRetry: { attempts: 1 },
+      onError: () => {
+        drained ??= pool.drain();
+      },
+    });
+    await expect(pool.acquire()).rejects.toThrow("database is gone");
+    expect(drained).toBeDefined();
+    expect(await state(drained as Promise<void>)).toBe("resolved");
+    expect(pool.pendingCreates).toBe(0);
+  });
+
+  it("drain() called from onError while a retry would follow stops retrying and settles", async () => {
+    const clock = new FakeClock();
+    let creates = 0;
+    let drained: Promise<void> | undefined;
+    const pool: Pool<object> = new Pool<object>({
+      create: () => {
+        creates++;
+        return Promise.reject(new Error("database is gone"));
+      },
+      max: 1,
+      min: 1,
+      clock,
+      onError: () => {
+        drained ??= pool.drain();
+      },
+    });
+    await flushMicrotasks();
+    expect(creates).toBe(1);
+    expect(drained).toBeDefined();
+    expect(await state(drained as Promise<void>)).toBe("resolved");
+    // No retry timer was left behind to call the factory of a drained pool.
+    expect(clock.pendingTimers).toBe(0);
+    await clock.runAll();
+    expect(creates).toBe(1);
+    expect(pool.pendingCreates).toBe(0);
+  });
+});
