@@ -78,7 +78,9 @@ export function parseCommandLine(spec: CommandSpec, argv: readonly string[]): Pa
   const byLong = new Map(options.map((option) => [option.name, option]));
   const byShort = new Map(options.filter((o) => o.short !== undefined).map((option) => [option.short, option]));
 
-  let own = argv;
+  // Our own options, as parseArgs will see them: a value that looks like a negative number is joined to
+  // its option (`--retries=-1`, `-c-2`), or parseArgs would call it a missing value rather than a bad one.
+  const own: string[] = [];
   let command: string[] = [];
   // Split before parseArgs sees the job command: the job's own options (`grep -n`) are not ours. The
   // same pass checks our options, so the messages do not depend on parseArgs' wording (which varies
@@ -95,10 +97,14 @@ export function parseCommandLine(spec: CommandSpec, argv: readonly string[]): Pa
       throw new UsageError(`option --${option.name} needs a value (${option.value ?? "VALUE"})`, spec.name);
     }
   };
+  /** The option token followed by the next argument as its value. */
+  const withValue = (token: string, joiner: string, value: string) => {
+    if (/^-[\d.]/.test(value)) own.push(`${token}${joiner}${value}`);
+    else own.push(token, value);
+  };
   for (let index = 0; index < argv.length; index++) {
     const token = argv[index] as string;
     if (token === "--") {
-      own = argv.slice(0, index);
       command = argv.slice(index + 1);
       break;
     }
@@ -112,27 +118,32 @@ export function parseCommandLine(spec: CommandSpec, argv: readonly string[]): Pa
       if (option.type === "string" && value === undefined) {
         needsValue(option, index);
         index++;
-      }
+        withValue(token, "=", argv[index] as string);
+      } else own.push(token);
       continue;
     }
     if (token.startsWith("-") && token.length > 1) {
       // `-qc 4` is a group of flags ending with an option that takes the next argument; `-c4` carries
       // its value.
+      let takesNext = false;
       for (let at = 1; at < token.length; at++) {
         const option = byShort.get(token[at] as string);
         if (option === undefined) throw unknown(`-${token[at]}`);
         if (option.type === "string") {
           if (at === token.length - 1) {
             needsValue(option, index);
-            index++;
+            takesNext = true;
           }
           break;
         }
       }
+      if (takesNext) {
+        index++;
+        withValue(token, "", argv[index] as string);
+      } else own.push(token);
       continue;
     }
     if (spec.positionals === "command") {
-      own = argv.slice(0, index);
       command = argv.slice(index);
       break;
     }
@@ -142,7 +153,7 @@ export function parseCommandLine(spec: CommandSpec, argv: readonly string[]): Pa
   let parsed: ReturnType<typeof parseArgs>;
   try {
     parsed = parseArgs({
-      args: [...own],
+      args: own,
       options: Object.fromEntries(
         options.map((option) => [
           option.name,

@@ -195,6 +195,14 @@ export async function fetchCommand(parsed: ParsedCommandLine, commandLine: strin
       name,
     );
   }
+  const method = stringOption(parsed, "method")?.toUpperCase();
+  if (method !== undefined) {
+    try {
+      new Request("http://localhost/", { method });
+    } catch (error) {
+      throw new UsageError(`--method ${JSON.stringify(method)}: ${(error as Error).message}`, name);
+    }
+  }
   const units = costUnits(limitOptions);
   const costFields = new Map<string, string>();
   for (const spec of listOption(parsed, "cost-field")) {
@@ -213,7 +221,7 @@ export async function fetchCommand(parsed: ParsedCommandLine, commandLine: strin
       settings: { ...settings, retries: explicitRetries ? settings.retries : 4 },
       limits,
       headers,
-      method: stringOption(parsed, "method")?.toUpperCase(),
+      method,
       costFields,
       retryPost: flagOption(parsed, "retry-post"),
       maxOutput,
@@ -404,7 +412,13 @@ export function prepareRequest(
       if (typeof lineHeaders !== "object" || lineHeaders === null || Array.isArray(lineHeaders)) {
         throw new InputError(`line ${input.number}: "headers" must be an object of strings`);
       }
-      for (const [name, value] of Object.entries(lineHeaders)) headers.set(name, String(value));
+      for (const [name, value] of Object.entries(lineHeaders)) {
+        try {
+          headers.set(name, String(value));
+        } catch (error) {
+          throw new InputError(`line ${input.number}: header ${JSON.stringify(name)}: ${(error as Error).message}`);
+        }
+      }
     }
     const rawBody = record["body"];
     if (rawBody !== undefined && rawBody !== null) {
@@ -432,11 +446,19 @@ export function prepareRequest(
       cost[unit] = value;
     }
   }
-  return {
-    url,
-    init: { method: method ?? (body === undefined ? "GET" : "POST"), headers, ...(body === undefined ? {} : { body }) },
-    cost,
+  const init: RequestInit = {
+    method: method ?? (body === undefined ? "GET" : "POST"),
+    headers,
+    ...(body === undefined ? {} : { body }),
   };
+  // What fetch would refuse (a method that is not a token, a GET with a body) is this line's fault, not
+  // a network error worth retrying: say so now.
+  try {
+    new Request(url, init);
+  } catch (error) {
+    throw new InputError(`line ${input.number}: ${(error as Error).message}`);
+  }
+  return { url, init, cost };
 }
 
 /** Reads a response body up to `max` bytes; JSON bodies are parsed when complete. */

@@ -4,6 +4,7 @@
  * job *is* (a process, an HTTP request) is the handler's business.
  */
 import { setMaxListeners } from "node:events";
+import { systemClock } from "../core/clock.js";
 import type { Permit } from "../core/limiter.js";
 import type { RunStatistics } from "./statistics.js";
 import { InputError, type InputLine } from "./template.js";
@@ -303,10 +304,11 @@ export class JobRunner<Job, Outcome> {
     if (signal.aborted) return Promise.resolve(false);
     return new Promise((resolve) => {
       const onAbort = () => {
-        clearTimeout(timer);
+        systemClock.clearTimeout(timer);
         resolve(false);
       };
-      const timer = setTimeout(() => {
+      // Not the bare setTimeout: a wait beyond 24.8 days (a long --retry-max-delay) would fire at once.
+      const timer = systemClock.setTimeout(() => {
         signal.removeEventListener("abort", onAbort);
         resolve(true);
       }, ms);

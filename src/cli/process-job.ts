@@ -5,6 +5,7 @@
 import { spawn } from "node:child_process";
 import { accessSync, constants, statSync } from "node:fs";
 import { delimiter, isAbsolute, join, resolve } from "node:path";
+import { systemClock, type TimerHandle } from "../core/clock.js";
 
 /** How a process attempt ended. */
 export interface ProcessOutcome {
@@ -50,7 +51,7 @@ export function runProcess(file: string, args: readonly string[], options: Proce
     let timedOut = false;
     let interrupted = false;
     let settled = false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let timer: TimerHandle | undefined;
     let graceTimer: ReturnType<typeof setTimeout> | undefined;
 
     const child = spawn(file, args, {
@@ -74,7 +75,7 @@ export function runProcess(file: string, args: readonly string[], options: Proce
     const settle = (exitCode: number | null, signal: NodeJS.Signals | null, spawnError: string | undefined) => {
       if (settled) return;
       settled = true;
-      clearTimeout(timer);
+      if (timer !== undefined) systemClock.clearTimeout(timer);
       clearTimeout(graceTimer);
       options.signal.removeEventListener("abort", onAbort);
       resolvePromise({
@@ -100,7 +101,8 @@ export function runProcess(file: string, args: readonly string[], options: Proce
 
     if (child.pid !== undefined) {
       if (options.timeout !== undefined && Number.isFinite(options.timeout)) {
-        timer = setTimeout(() => {
+        // The system clock chains timers past setTimeout's 24.8-day ceiling, beyond which Node fires at once.
+        timer = systemClock.setTimeout(() => {
           timedOut = true;
           end();
         }, options.timeout);

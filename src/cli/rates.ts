@@ -44,6 +44,7 @@ export function parseRate(text: string): RateSpec {
   if (interval === undefined || !Number.isFinite(interval)) throw fail(`has no valid interval (${intervalText})`);
   if (interval <= 0) throw fail("has an interval of zero");
   if (!(limit > 0)) throw fail("has a limit of zero");
+  if (!Number.isFinite(limit)) throw fail("has a limit too large to count");
   return { limit, interval, unit: match[3] ?? REQUESTS, text: text.trim() };
 }
 

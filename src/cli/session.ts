@@ -5,7 +5,7 @@
 import { constants } from "node:fs";
 import { access, writeFile } from "node:fs/promises";
 import type { OptionSpec, ParsedCommandLine } from "./command-line.js";
-import { durationOption, flagOption, integerOption, stringOption } from "./command-line.js";
+import { durationOption, flagOption, integerOption, stringOption, UsageError } from "./command-line.js";
 import { ExitCode } from "./exit-codes.js";
 import { countLines, openInput, readLines } from "./input.js";
 import { type Admission, type JobHandler, JobRunner } from "./job-runner.js";
@@ -79,12 +79,20 @@ export interface SessionSettings {
 }
 
 export function readSessionSettings(parsed: ParsedCommandLine, command: string): SessionSettings {
+  const timeout = durationOption(parsed, "timeout", command);
+  // A zero timeout would end every attempt the moment it starts: surely not what was meant.
+  if (timeout === 0) {
+    throw new UsageError(
+      `--timeout must be longer than 0; got ${JSON.stringify(stringOption(parsed, "timeout"))} (leave it out for no timeout)`,
+      command,
+    );
+  }
   return {
     inputPath: stringOption(parsed, "input"),
     retries: integerOption(parsed, "retries", command, { min: 0 }) ?? 0,
     retryDelay: durationOption(parsed, "retry-delay", command) ?? 1000,
     retryMaxDelay: durationOption(parsed, "retry-max-delay", command) ?? 30_000,
-    timeout: durationOption(parsed, "timeout", command),
+    timeout,
     json: flagOption(parsed, "json"),
     reportPath: stringOption(parsed, "report"),
     quiet: flagOption(parsed, "quiet"),

@@ -486,26 +486,36 @@ class FetchLimiter {
     this.counters.statuses[response.status] = (this.counters.statuses[response.status] ?? 0) + 1;
     if (response.status === 429) this.counters.rateLimited++;
     const nowWall = Date.now();
-    if (this.rateAware) {
-      if (this.settings.learnInterval !== undefined) {
-        const roundTrip = this.clock.now() - sentAt;
-        this.learn(parseRateLimitHeaders(response.headers, nowWall), nowWall, roundTrip, response.headers);
+    let headers: RateLimitHeaders = { units: {} };
+    let tooLarge: { unit: string; needed: number; limit: number } | undefined;
+    let pauseMs: number | undefined;
+    // Headers come from the server and may be anything: should the limiter refuse what they say (a
+    // retry-after too large to represent), the permit still goes back, or it would be held for good.
+    try {
+      if (this.rateAware) {
+        if (this.settings.learnInterval !== undefined) {
+          const roundTrip = this.clock.now() - sentAt;
+          this.learn(parseRateLimitHeaders(response.headers, nowWall), nowWall, roundTrip, response.headers);
+        }
+        this.limiter.observe?.(response.headers);
       }
-      this.limiter.observe?.(response.headers);
+      if (response.status >= 400) {
+        headers = parseRateLimitHeaders(response.headers, nowWall);
+        // A request bigger than a whole window shows in the headers alone; it must not pause everyone else.
+        tooLarge = response.status === 429 ? this.exceedsLimit(headers, cost) : undefined;
+        // "Everyone slow down" takes effect now, before anything else is sent — not after the body is read.
+        if (tooLarge === undefined && this.settings.pauseStatuses.has(response.status)) {
+          pauseMs = this.pauseFor(headers, nowWall, attempt, response.status);
+        }
+      }
+    } catch (error) {
+      giveBack(permit);
+      throw error;
     }
 
     if (response.status < 400) {
       this.finishSuccess(response, request, cost, permit);
       return { kind: "response", response };
-    }
-
-    const headers = parseRateLimitHeaders(response.headers, nowWall);
-    // A request bigger than a whole window shows in the headers alone; it must not pause everyone else.
-    const tooLarge = response.status === 429 ? this.exceedsLimit(headers, cost) : undefined;
-    // "Everyone slow down" takes effect now, before anything else is sent — not after the body is read.
-    let pauseMs: number | undefined;
-    if (tooLarge === undefined && this.settings.pauseStatuses.has(response.status)) {
-      pauseMs = this.pauseFor(headers, nowWall, attempt, response.status);
     }
     // Then read the (small) error body from a clone to tell "wait" from "never".
     let failure: FailedResponse;
@@ -581,11 +591,15 @@ class FetchLimiter {
    * reset of an exhausted budget, else the backoff — plus jitter. Returns the pause in ms.
    */
   private pauseFor(headers: RateLimitHeaders, nowWall: number, attempt: number, status: number): number {
-    let wait = headers.retryAfterMs;
+    // Only a positive, finite wait says when: "0", a date already past (clock skew) or a number too big
+    // to represent would otherwise resend at once, in a burst, or never.
+    const usable = (ms: number | undefined) => (ms !== undefined && ms > 0 && Number.isFinite(ms) ? ms : undefined);
+    let wait = usable(headers.retryAfterMs);
     if (wait === undefined) {
       for (const report of Object.values(headers.units)) {
         if (report.remaining !== undefined && report.remaining < 1 && report.resetAt !== undefined) {
-          wait = Math.max(wait ?? 0, report.resetAt - nowWall);
+          const untilReset = usable(report.resetAt - nowWall);
+          if (untilReset !== undefined) wait = Math.max(wait ?? 0, untilReset);
         }
       }
     }
@@ -630,7 +644,10 @@ class FetchLimiter {
           raw.get(`anthropic-ratelimit-${unit}-reset`) ?? raw.get(`x-ratelimit-reset-${unit}`),
         );
         const timeToFull = report.resetAt - nowWall + (absolute ? roundTrip + 1 : 0);
-        if (used >= 1 && report.resetAt > nowWall) inferred = (limit * timeToFull) / used;
+        // A reset too far off to represent tells nothing about the refill rate.
+        if (used >= 1 && report.resetAt > nowWall && Number.isFinite(timeToFull)) {
+          inferred = (limit * timeToFull) / used;
+        }
       }
       let interval = known?.interval ?? inferred ?? (this.settings.learnInterval as number);
       if (inferred !== undefined && inferred < interval) interval = inferred;

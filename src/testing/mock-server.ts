@@ -313,6 +313,8 @@ class MockApiServer implements MockServer {
   private readonly failureRates: [MockFailure, number][];
   private address: AddressInfo | undefined;
   private closing: Promise<void> | undefined;
+  /** Aborted by close(): cuts every latency wait short, so no timer outlives the server. */
+  private readonly closed = new AbortController();
 
   constructor(private readonly options: MockServerOptions) {
     this.minuteMs = toMilliseconds(options.minute ?? "1m", "minute");
@@ -386,6 +388,7 @@ class MockApiServer implements MockServer {
 
   close(): Promise<void> {
     this.closing ??= new Promise<void>((resolve) => {
+      this.closed.abort();
       this.http.close(() => resolve());
       // Hanging requests and idle keep-alive sockets would otherwise hold close() open forever.
       this.http.closeAllConnections();
@@ -573,14 +576,15 @@ class MockApiServer implements MockServer {
     }
     try {
       const latency = this.latencyFor(record);
-      if (latency > 0) await sleep(latency);
+      if (latency > 0) await sleep(latency, this.closed.signal);
     } finally {
       this.serving--;
     }
     settle();
     // A client that gave up mid-response was still charged, as with a real provider.
-    if (response.destroyed) {
+    if (this.gone(response)) {
       record.outcome = "aborted";
+      record.endedAt ??= this.now();
       return;
     }
     record.outcome = "ok";
@@ -601,9 +605,10 @@ class MockApiServer implements MockServer {
     output: number,
     latency: number,
   ): Promise<void> {
-    if (latency > 0) await sleep(latency / 2);
-    if (response.destroyed) {
+    if (latency > 0) await sleep(latency / 2, this.closed.signal);
+    if (this.gone(response)) {
       record.outcome = "aborted";
+      record.endedAt ??= this.now();
       return;
     }
     record.status = 200;
@@ -630,9 +635,10 @@ class MockApiServer implements MockServer {
     const event = (data: unknown) => response.write(`data: ${JSON.stringify(data)}\n\n`);
     event({ ...base, choices: [{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }] });
     for (let i = 0; i < pieces; i++) {
-      if (latency > 0) await sleep(latency / 2 / pieces);
-      if (response.destroyed) {
+      if (latency > 0) await sleep(latency / 2 / pieces, this.closed.signal);
+      if (this.gone(response)) {
         record.outcome = "aborted";
+        record.endedAt ??= this.now();
         return;
       }
       const content = words.slice(i * perPiece, (i + 1) * perPiece).join("");
@@ -650,6 +656,12 @@ class MockApiServer implements MockServer {
     response.end("data: [DONE]\n\n");
     record.outcome = "ok";
     record.endedAt = this.now();
+  }
+
+  /** Whether nobody will read `response`: the client left, or close() dropped the connection. */
+  private gone(response: ServerResponse): boolean {
+    // After close(), the socket is destroyed but `response.destroyed` follows only on its close event.
+    return response.destroyed || this.closed.signal.aborted;
   }
 
   private randomFailure(): MockFailure | undefined {
@@ -760,6 +772,16 @@ function successBody(path: string, body: unknown, input: number, output: number,
   return { ok: true, path, usage: { total_tokens: input } };
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+/** Waits `ms`, or less if `signal` aborts first (the server closing). */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
 }

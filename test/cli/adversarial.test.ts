@@ -1,0 +1,104 @@
+/**
+ * The CLI's pieces against awkward input, in process (from source, no build): option values that are
+ * out of range or beyond what a timer can hold, and input lines that name a request fetch cannot send.
+ * Each must end as a usage error (exit 2) or as that one line's failure, never as a failed run.
+ */
+import { describe, expect, it } from "vitest";
+import { parseCommandLine, UsageError } from "../../src/cli/command-line.js";
+import { FETCH_COMMAND, fetchCommand, prepareRequest } from "../../src/cli/fetch-command.js";
+import { readLimitOptions } from "../../src/cli/limits.js";
+import { runProcess } from "../../src/cli/process-job.js";
+import { RUN_COMMAND } from "../../src/cli/run-command.js";
+import { readSessionSettings } from "../../src/cli/session.js";
+import { InputError, parseRecord } from "../../src/cli/template.js";
+
+function usageErrorOf(action: () => unknown): UsageError {
+  try {
+    action();
+  } catch (error) {
+    expect(error).toBeInstanceOf(UsageError);
+    return error as UsageError;
+  }
+  throw new Error("expected a UsageError");
+}
+
+describe("option values", () => {
+  it("a negative number is reported as out of range, not as a missing value", () => {
+    const error = usageErrorOf(() =>
+      readSessionSettings(parseCommandLine(RUN_COMMAND, ["--retries", "-1", "--", "true"]), "run"),
+    );
+    expect(error.message).toBe('--retries must be an integer >= 0; got "-1"');
+    const short = usageErrorOf(() =>
+      readLimitOptions(parseCommandLine(RUN_COMMAND, ["-qc", "-2", "--", "true"]), "run", { concurrency: 1 }),
+    );
+    expect(short.message).toMatch(/^--concurrency must be an integer >= 1 \(or unlimited\); got "-2"$/);
+  });
+
+  it("a value that is not a number still reads as a missing value", () => {
+    expect(() => parseCommandLine(RUN_COMMAND, ["--input", "--json", "--", "true"])).toThrow(
+      /option --input needs a value/,
+    );
+  });
+
+  it("--timeout 0 is a usage error, not a run where every job times out at once", () => {
+    const error = usageErrorOf(() =>
+      readSessionSettings(parseCommandLine(RUN_COMMAND, ["--timeout", "0", "--", "true"]), "run"),
+    );
+    expect(error.message).toMatch(/--timeout must be longer than 0/);
+  });
+
+  it("a rate whose limit is too large to be a number is a usage error naming it", () => {
+    const text = `1${"0".repeat(400)}/s`;
+    const error = usageErrorOf(() =>
+      readLimitOptions(parseCommandLine(RUN_COMMAND, ["--rate", text, "--", "true"]), "run", { concurrency: 1 }),
+    );
+    expect(error.message).toContain(`rate "${text}"`);
+  });
+});
+
+describe("a --timeout longer than a Node.js timer can hold", () => {
+  it("does not end the job at once (30 days is 30 days, not 1 ms)", async () => {
+    const outcome = await runProcess("sleep", ["0.2"], {
+      timeout: 30 * 86_400_000,
+      signal: new AbortController().signal,
+      maxCapture: 1024,
+    });
+    expect(outcome).toMatchObject({ exitCode: 0, timedOut: false });
+  });
+});
+
+describe("sluice fetch: a JSON request line fetch cannot send fails that line only", () => {
+  const setup = { headers: new Headers(), method: undefined, costFields: new Map<string, string>() };
+  const line = (json: unknown) => {
+    const text = JSON.stringify(json);
+    return { line: text, number: 7, record: parseRecord(text) };
+  };
+
+  it.each([
+    ["a header name with a space", { url: "http://a.test/", headers: { "bad name": "x" } }, /line 7: .*bad name/],
+    ["a header value with a newline", { url: "http://a.test/", headers: { x: "a\nb" } }, /line 7: .*header/],
+    ["a method that is not a token", { url: "http://a.test/", method: "GE T" }, /line 7: .*GE T/],
+    ["a GET with a body", { url: "http://a.test/", method: "GET", body: { a: 1 } }, /line 7: .*body/],
+  ])("%s is an InputError (the job fails as bad input; the run goes on)", (_, json, message) => {
+    let thrown: unknown;
+    try {
+      prepareRequest(line(json), setup);
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(InputError);
+    expect((thrown as Error).message).toMatch(message);
+  });
+
+  it("a --method fetch cannot send is a usage error before anything is read", async () => {
+    const parsed = parseCommandLine(FETCH_COMMAND, ["-X", "GE T"]);
+    await expect(fetchCommand(parsed, "sluice fetch -X 'GE T'")).rejects.toThrow(UsageError);
+    await expect(fetchCommand(parsed, "sluice fetch -X 'GE T'")).rejects.toThrow(/--method "GE T"/);
+  });
+
+  it("an ordinary JSON request line still prepares", () => {
+    const job = prepareRequest(line({ url: "http://a.test/x", headers: { "x-a": "1" }, body: { q: 1 } }), setup);
+    expect(job.init.method).toBe("POST");
+    expect(new Headers(job.init.headers).get("content-type")).toBe("application/json");
+  });
+});

@@ -1,0 +1,129 @@
+/**
+ * limitedFetch against hostile or broken servers, on a fake clock with a scripted fetch: rate-limit
+ * headers that are garbage, absurdly large, or point into the past must never lose a permit, hang every
+ * later call, or turn the shared pause into a burst of immediate retries.
+ */
+import { RateLimiter, Semaphore } from "sluice";
+import { type FetchFunction, limitedFetch } from "sluice/http";
+import { FakeClock, flushMicrotasks } from "sluice/testing";
+import { describe, expect, it } from "vitest";
+
+interface Scripted {
+  status: number;
+  headers?: Record<string, string>;
+}
+
+/** A fetch that answers from a script and notes the clock time of each call. */
+function scriptedFetch(clock: FakeClock, script: Scripted[]) {
+  const calls: number[] = [];
+  const fetch: FetchFunction = async () => {
+    calls.push(clock.now());
+    const next = script[Math.min(calls.length - 1, script.length - 1)] as Scripted;
+    return new Response("{}", {
+      status: next.status,
+      headers: { "content-type": "application/json", ...next.headers },
+    });
+  };
+  return { fetch, calls };
+}
+
+/** Runs timers until `promise` settles (or gives up after `rounds` timers, leaving it pending). */
+async function drive<T>(clock: FakeClock, promise: Promise<T>, rounds = 1000): Promise<T | "pending"> {
+  let settled = false;
+  const watched = promise.finally(() => {
+    settled = true;
+  });
+  for (let i = 0; i < rounds && !settled; i++) {
+    await flushMicrotasks();
+    if (!settled && clock.pendingTimers > 0) await clock.next();
+  }
+  await flushMicrotasks();
+  return settled ? watched : "pending";
+}
+
+const HUGE = "9".repeat(400); // Number(HUGE) is Infinity
+
+describe("limitedFetch: garbage rate-limit headers never lose a permit", () => {
+  it.each([
+    ["retry-after-ms of 400 digits on a 429", { status: 429, headers: { "retry-after-ms": HUGE } }],
+    ["retry-after-ms of 400 digits on a 200", { status: 200, headers: { "retry-after-ms": HUGE } }],
+    [
+      "a reset of 400 digits for an exhausted budget",
+      {
+        status: 429,
+        headers: {
+          "x-ratelimit-limit-tokens": "100",
+          "x-ratelimit-remaining-tokens": "0",
+          "x-ratelimit-reset-tokens": HUGE,
+        },
+      },
+    ],
+  ])("%s: the permit comes back and the next call is not blocked", async (_, answer) => {
+    const clock = new FakeClock();
+    const limiter = new RateLimiter({ clock, concurrency: 1 });
+    const { fetch } = scriptedFetch(clock, [answer, { status: 200 }]);
+    const limited = limitedFetch(limiter, { fetch, clock, random: () => 0, retry: false });
+    await drive(
+      clock,
+      limited("http://api.test/first").catch(() => undefined),
+    );
+    expect(limiter.stats().inFlight).toBe(0);
+    const second = await drive(
+      clock,
+      limited("http://api.test/second").catch(() => undefined),
+      50,
+    );
+    expect(second).not.toBe("pending");
+  });
+
+  it("an infinite retry-after-ms does not pause the callers of a limiter that cannot pause forever", async () => {
+    const clock = new FakeClock();
+    const { fetch, calls } = scriptedFetch(clock, [
+      { status: 429, headers: { "retry-after-ms": HUGE } },
+      { status: 200 },
+    ]);
+    const limited = limitedFetch(new Semaphore(1), { fetch, clock, random: () => 0, retry: false });
+    expect(((await drive(clock, limited("http://api.test/first"))) as Response).status).toBe(429);
+    const second = await drive(clock, limited("http://api.test/second"), 50);
+    expect((second as Response).status).toBe(200);
+    // An unusable wait falls back to the backoff (500 ms here), rather than to "forever".
+    expect(calls).toEqual([0, 500]);
+  });
+});
+
+describe("limitedFetch: a Retry-After that asks for no wait still backs off", () => {
+  it.each([
+    ["a date in the past", "Wed, 21 Oct 2015 07:28:00 GMT"],
+    ["zero seconds", "0"],
+  ])("429 with Retry-After %s: retries are spaced by the backoff, not sent at once", async (_, value) => {
+    const clock = new FakeClock();
+    const { fetch, calls } = scriptedFetch(clock, [
+      { status: 429, headers: { "retry-after": value } },
+      { status: 429, headers: { "retry-after": value } },
+      { status: 200 },
+    ]);
+    const limiter = new RateLimiter({ clock });
+    const limited = limitedFetch(limiter, { fetch, clock, random: () => 0, retry: { baseDelay: 400 } });
+    const response = (await drive(clock, limited("http://api.test/items"))) as Response;
+    expect(response.status).toBe(200);
+    // Without a usable server wait, the pause falls back to the backoff: 400 ms, then 800 ms.
+    expect(calls).toEqual([0, 400, 1200]);
+  });
+
+  it("the same 429 paced the same way through a Semaphore", async () => {
+    const clock = new FakeClock();
+    const { fetch, calls } = scriptedFetch(clock, [
+      { status: 429, headers: { "retry-after": "Wed, 21 Oct 2015 07:28:00 GMT" } },
+      { status: 200 },
+    ]);
+    const limited = limitedFetch(new Semaphore(1), {
+      fetch,
+      clock,
+      random: () => 0,
+      pauseJitter: 0,
+      retry: { baseDelay: 400 },
+    });
+    expect(((await drive(clock, limited("http://api.test/items"))) as Response).status).toBe(200);
+    expect(calls).toEqual([0, 400]);
+  });
+});
