@@ -2,7 +2,16 @@
  * Semaphore: at most `capacity` permits held at once, weighted, with priorities, cancellation and
  * run-time resizing. Mutex is a Semaphore of capacity 1.
  */
-import { checkCapacity, checkFunction, checkPriority, checkSignal, checkTimeout, checkWeight } from "./arguments.js";
+import {
+  checkCapacity,
+  checkClock,
+  checkFunction,
+  checkName,
+  checkPriority,
+  checkSignal,
+  checkTimeout,
+  checkWeight,
+} from "./arguments.js";
 import { type Clock, systemClock } from "./clock.js";
 import { describe } from "./duration.js";
 import { defaultAbortReason, ReleasedError, TimeoutError } from "./errors.js";
@@ -132,15 +141,21 @@ export class Semaphore implements Limiter {
   private idleResolvers: (() => void)[] | undefined = undefined;
   private readonly clock: Clock;
   private counters = { granted: 0, timedOut: 0, aborted: 0, rejected: 0 };
+  /** What error messages call this primitive; a {@link Mutex} sets "mutex" on the semaphore it wraps. */
+  private kind = "semaphore";
 
   /**
    * @param capacity - permits available: an integer >= 0, or `Infinity`.
-   * @throws RangeError if `capacity` is negative, fractional or NaN; TypeError if it is not a number.
+   * @throws RangeError if `capacity` is negative, fractional or NaN; TypeError if it is not a number, or
+   * if `options` is not an object, `name` not a string or `clock` not a {@link Clock}.
    */
   constructor(capacity: number, options: SemaphoreOptions = {}) {
     this.limit = checkCapacity(capacity);
-    this.name = options.name;
-    this.clock = options.clock ?? systemClock;
+    if (typeof options !== "object" || options === null) {
+      throw new TypeError(`options must be an object; got ${describe(options)}`);
+    }
+    this.name = checkName(options.name);
+    this.clock = checkClock(options.clock) ?? systemClock;
     this.queue = new WaitQueue<Request, Grant>(
       this.clock,
       (waiter, reason, wasHead) => this.onCancel(waiter, reason, wasHead),
@@ -423,6 +438,9 @@ export class Semaphore implements Limiter {
   private dispatch(): void {
     const queue = this.queue;
     for (let head = queue.head; head !== undefined; head = queue.head) {
+      // Mid-abort (a signal shared with the waiter just cancelled, or a release made by the caller's own
+      // abort listener), the head's signal may have aborted before its listener ran: the abort wins.
+      if (head.cancellation !== undefined && queue.withdrawIfAborted(head)) continue;
       const request = head.request;
       const weight = weightOf(request);
       if (weight > this.limit - this.held) break;
@@ -481,6 +499,6 @@ export class Semaphore implements Limiter {
   }
 
   private subject(): string {
-    return this.name === undefined ? "the semaphore" : `semaphore ${JSON.stringify(this.name)}`;
+    return this.name === undefined ? `the ${this.kind}` : `${this.kind} ${JSON.stringify(this.name)}`;
   }
 }

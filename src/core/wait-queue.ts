@@ -41,8 +41,9 @@ export type CancelReason = "abort" | "timeout";
  *   holds no reference to a settled waiter's promise or request. The array keeps its length when the
  *   level empties (`start = end = 0`), so a queue that flips between empty and one waiter on every
  *   hand-off (a channel, a saturated semaphore) reuses the same slots instead of reallocating;
- * - `live` counts the queued entries, `dead` the settled `Waiter` objects still in the ring (removed
- *   from the middle: a tombstone, skipped by every walk, dropped by `compact`);
+ * - `live` counts the queued entries, `dead` the tombstones: entries removed from the middle, whose
+ *   slots hold {@link TOMBSTONE} and `undefined` (never the settled waiter, so a tombstone keeps no
+ *   promise, request or closure alive), skipped by every walk and dropped by `compact`;
  * - when `live > 0`, the entry at `start` is queued (tombstones are never left at the front);
  * - a `Waiter` object in the ring knows its own `index`, kept true by every compaction.
  */
@@ -90,9 +91,16 @@ export class Waiter<Request, Grant> {
   }
 }
 
+/**
+ * What a waiter removed from the middle of a ring leaves in its slot. A shared marker rather than the
+ * settled waiter itself: the waiter would keep its request (a queued run's function and everything it
+ * closes over) and its promise alive until the next compaction, up to one per waiter still queued.
+ */
+const TOMBSTONE: unknown = Object.freeze({});
+
 /** Whether a ring slot holds a waiter that has left (a tombstone). */
 function isDead(slot: unknown): boolean {
-  return slot instanceof Waiter && slot.level === undefined;
+  return slot === TOMBSTONE;
 }
 
 /**
@@ -329,6 +337,22 @@ export class WaitQueue<Request, Grant> {
     this.onCancel(waiter, reason, wasHead);
   }
 
+  /**
+   * Withdraws `waiter` as aborted if its signal has aborted already, and says whether it did. An owner
+   * calls it in its dispatch loop before granting the head: a signal shared by several waiters calls
+   * their listeners one by one, so the first one's re-dispatch (or a release made by an earlier
+   * listener of the caller's own) would otherwise grant a waiter whose caller has already aborted —
+   * the abort came first, so it wins. The owner hears of it through its cancel listener with
+   * `wasHead` false, as it is dispatching already; the waiter's own listener then finds it settled.
+   */
+  withdrawIfAborted(waiter: Waiter<Request, Grant>): boolean {
+    const signal = waiter.cancellation?.signal;
+    if (signal === undefined || !signal.aborted) return false;
+    this.reject(waiter, signal.reason);
+    this.onCancel(waiter, "abort", false);
+    return true;
+  }
+
   /** @internal */
   timeoutMessage(timeout: number): string {
     return `timed out after ${timeout} ms waiting for ${this.subject()}`;
@@ -382,6 +406,8 @@ export class WaitQueue<Request, Grant> {
       if (start >= SHIFT_AFTER && start * 2 >= level.end) this.compact(level);
     } else {
       // From the middle: leave a tombstone, and compact once they outnumber the waiters.
+      items[waiter.index] = TOMBSTONE;
+      items[waiter.index + 1] = undefined;
       level.dead++;
       if (level.dead >= COMPACT_AFTER && level.dead > level.live) this.compact(level);
     }

@@ -41,7 +41,11 @@ export class FakeClock implements Clock {
   }
 
   setTimeout(callback: () => void, ms: number): TimerHandle {
-    const timer: FakeTimer = { at: this.time + Math.max(0, ms), order: this.sequence++, callback, cancelled: false };
+    // Like Node's timers, a NaN or negative delay means "as soon as possible". A NaN `at` would sort
+    // nowhere and, at the front, keep every later timer from firing.
+    // biome-ignore lint/complexity/useMathMinMax: Math.max(0, NaN) is NaN, the very value to avoid.
+    const delay = ms > 0 ? ms : 0;
+    const timer: FakeTimer = { at: this.time + delay, order: this.sequence++, callback, cancelled: false };
     const timers = this.timers;
     let low = 0;
     let high = timers.length;
@@ -79,7 +83,7 @@ export class FakeClock implements Clock {
    * between timers.
    */
   advance(ms: number): void {
-    const target = this.time + ms;
+    const target = this.time + checkAdvance(ms);
     for (let timer = this.timers[0]; timer !== undefined && timer.at <= target; timer = this.timers[0]) {
       this.timers.shift();
       this.time = timer.at;
@@ -93,7 +97,7 @@ export class FakeClock implements Clock {
    * after each one (and before the first), so async code reacts to each timer as it would in real time.
    */
   async advanceAsync(ms: number): Promise<void> {
-    const target = this.time + ms;
+    const target = this.time + checkAdvance(ms);
     await flushMicrotasks();
     for (let timer = this.timers[0]; timer !== undefined && timer.at <= target; timer = this.timers[0]) {
       this.timers.shift();
@@ -118,6 +122,14 @@ export class FakeClock implements Clock {
       await this.next();
     }
   }
+}
+
+/** Time only moves forward: a negative step would rewind `now()`, and NaN would stop the clock for good. */
+function checkAdvance(ms: number): number {
+  if (typeof ms !== "number" || !(ms >= 0)) {
+    throw new RangeError(`ms must be a number of milliseconds >= 0; got ${String(ms)}`);
+  }
+  return ms;
 }
 
 /** Lets every promise callback that is already queued (and those they queue) run. */
