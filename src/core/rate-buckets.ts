@@ -12,7 +12,7 @@
  */
 
 /** What a limit keeps about one charge, so that `permit.settle()` can correct it later. */
-export type ChargeHandle = WindowEntry | undefined;
+export type ChargeHandle = WindowEntry | BucketCharge | undefined;
 
 /** The questions `RateLimiter` asks each of its limits. */
 export interface RateBucket {
@@ -28,7 +28,10 @@ export interface RateBucket {
   readyAt(cost: number, now: number): number;
   /** Pays `cost` (> 0) at `now`; the caller has checked `readyAt(cost, now) <= now`. */
   charge(cost: number, now: number): ChargeHandle;
-  /** Charges `delta` more (> 0, may go into debt) or refunds `-delta` (< 0) of the charge `handle`. */
+  /**
+   * Charges `delta` more (> 0, may go into debt) or refunds up to `-delta` (< 0) of the charge `handle`:
+   * only the part of it the limit has not already paid back with time (a refund never counts twice).
+   */
   adjust(handle: ChargeHandle, delta: number, now: number): void;
   /** Budget left right now (negative while in debt). */
   available(now: number): number;
@@ -38,6 +41,27 @@ export interface RateBucket {
   emptyAt(until: number): void;
   /** Run-time change of the configuration; what was spent stays spent. */
   reconfigure(limit: number, interval: number, burst: number, now: number): void;
+}
+
+/**
+ * Where one charge sits in a token bucket, so that a refund gives back only what is still unpaid.
+ *
+ * GCRA stacks charges: `fullAtScaled` is the top of the stack and time drains it from the bottom, so a
+ * charge occupies `(top - size, top]` and is paid back once `now × limit` passes its top. Lowering
+ * `fullAtScaled` by more than the unpaid part of a charge would hand out again tokens that time already
+ * gave back — and let the calls admitted on top of it exceed `burst + rate × span`.
+ */
+export class BucketCharge {
+  constructor(
+    /** The charge's top, scaled like `fullAtScaled`, as it was when charged. */
+    public top: number,
+    /** Its size, scaled. */
+    public size: number,
+    /** The bucket's `refunded` then: refunds since only ever moved the top down (by at most their sum). */
+    public refundedBefore: number,
+    /** The bucket's `epoch` then. */
+    public epoch: number,
+  ) {}
 }
 
 /**
@@ -56,6 +80,14 @@ export class TokenBucket implements RateBucket {
    * Invariant: tokens available at `t` = `burst - max(0, fullAtScaled - t × limit) / interval`.
    */
   private fullAtScaled = Number.NEGATIVE_INFINITY;
+  /** Every refund so far, scaled: a charge's top is at most its `top - (refunded - refundedBefore)`. */
+  private refunded = 0;
+  /**
+   * Bumped when the stack is no longer what the charges made it: a pause that empties the bucket (a
+   * refund must not refill it before the pause ends) or a new configuration (a new scale). Charges from
+   * an earlier epoch refund nothing.
+   */
+  private epoch = 0;
 
   constructor(
     readonly unit: string,
@@ -76,15 +108,33 @@ export class TokenBucket implements RateBucket {
   }
 
   charge(cost: number, now: number): ChargeHandle {
-    this.fullAtScaled = Math.max(this.fullAtScaled, now * this.limit) + cost * this.interval;
-    return undefined;
+    const size = cost * this.interval;
+    this.fullAtScaled = Math.max(this.fullAtScaled, now * this.limit) + size;
+    return new BucketCharge(this.fullAtScaled, size, this.refunded, this.epoch);
   }
 
-  adjust(_handle: ChargeHandle, delta: number, now: number): void {
-    if (delta > 0) this.charge(delta, now);
-    // A refund into a bucket that has refilled since is lost: a bucket never holds more than `burst`,
-    // which `max(fullAt, now)` everywhere enforces without a clamp here.
-    else this.fullAtScaled += delta * this.interval;
+  adjust(handle: ChargeHandle, delta: number, now: number): void {
+    if (delta > 0) {
+      this.charge(delta, now);
+      // The extra is a charge of its own on top of the stack; a later refund comes out of it (what is
+      // left of the original charge is no longer tracked, so it is not refunded: the safe side).
+      if (handle instanceof BucketCharge) {
+        handle.top = this.fullAtScaled;
+        handle.size = delta * this.interval;
+        handle.refundedBefore = this.refunded;
+        handle.epoch = this.epoch;
+      }
+      return;
+    }
+    if (!(handle instanceof BucketCharge) || handle.epoch !== this.epoch) return;
+    // Only the unpaid part comes back: what time has already refilled was given back once. (Regression:
+    // the whole refund used to be credited, so a late settle let the next calls exceed the promise.)
+    const top = handle.top - (this.refunded - handle.refundedBefore);
+    const refund = Math.min(-delta * this.interval, handle.size, top - now * this.limit);
+    if (!(refund > 0)) return;
+    this.fullAtScaled -= refund;
+    this.refunded += refund;
+    handle.size -= refund;
   }
 
   available(now: number): number {
@@ -93,15 +143,23 @@ export class TokenBucket implements RateBucket {
 
   tighten(remaining: number, _resetAt: number | undefined, now: number): void {
     // Level the bucket down to what the server says is left; never up. The server's reset time is not
-    // used: with a different burst than ours it says nothing reliable about our refill.
+    // used: with a different burst than ours it says nothing reliable about our refill. Refunds of the
+    // calls in flight still apply after it (no new epoch): the server's count holds their estimates too.
     this.fullAtScaled = Math.max(this.fullAtScaled, now * this.limit + (this.burst - remaining) * this.interval);
   }
 
   emptyAt(until: number): void {
-    this.fullAtScaled = Math.max(this.fullAtScaled, until * this.limit + this.burst * this.interval);
+    const empty = until * this.limit + this.burst * this.interval;
+    if (empty <= this.fullAtScaled) return;
+    this.fullAtScaled = empty;
+    this.epoch++;
   }
 
   reconfigure(limit: number, interval: number, burst: number, now: number): void {
+    // Setting `limits` re-applies every limit (the HTTP wrapper does so when it learns one): the same
+    // numbers change nothing, and must not cost the calls in flight their refunds.
+    if (limit === this.limit && interval === this.interval && burst === this.burst) return;
+    this.epoch++;
     const spent = Math.max(0, this.fullAtScaled - now * this.limit) / this.interval;
     this.limit = limit;
     this.interval = interval;
@@ -168,15 +226,15 @@ export class SlidingWindow implements RateBucket {
     let ready = now;
     const excess = this.used + cost - this.limit;
     if (excess > 0) {
-      // Wait for enough of the oldest charges to leave the window.
+      // Wait for enough of the oldest charges to leave the window. If rounding makes `used` a hair more
+      // than the entries' sum (fractional costs), `freed` never reaches `excess`: then everything must
+      // leave, not nothing (regression: a cost equal to the limit was admitted into a non-empty window).
       let freed = 0;
       for (let i = this.first; i < this.entries.length; i++) {
         const entry = this.entries[i] as WindowEntry;
         freed += entry.cost;
-        if (freed >= excess) {
-          ready = entry.at + this.interval;
-          break;
-        }
+        ready = entry.at + this.interval;
+        if (freed >= excess) break;
       }
     }
     const ramp = this.ramp;
@@ -209,7 +267,7 @@ export class SlidingWindow implements RateBucket {
     }
     // A refund comes out of the original charge while that is still in the window; once it has left
     // the window there is nothing to give back.
-    if (handle === undefined || handle.at + this.interval <= now) return;
+    if (!(handle instanceof WindowEntry) || handle.at + this.interval <= now) return;
     const refund = Math.min(-delta, handle.cost);
     handle.cost -= refund;
     this.used -= refund;

@@ -120,7 +120,7 @@ export function parseRateLimitHeaders(headers: HeaderInput, nowMs: number): Rate
  */
 export function parseRetryAfter(value: string, nowMs: number): number | undefined {
   const text = value.trim();
-  if (/^\d+(\.\d+)?$/.test(text)) return Number(text) * 1000;
+  if (/^\d+(\.\d+)?$/.test(text)) return finite(Number(text) * 1000);
   // A bare number that is not a plain non-negative decimal (negative, exponent) is not a date either.
   if (/^[-+.\d]/.test(text) && !/[a-z]/i.test(text)) return undefined;
   const at = Date.parse(text);
@@ -150,7 +150,15 @@ function normalize(headers: HeaderInput): Map<string, string> {
 function parseAmount(text: string): number | undefined {
   const trimmed = text.trim();
   if (!/^\d+(\.\d+)?$/.test(trimmed)) return undefined;
-  return Number(trimmed);
+  return finite(Number(trimmed));
+}
+
+/**
+ * `value` if finite, else undefined. Digits alone do not make a number finite ("9" × 400 is Infinity),
+ * and an Infinity from a header would pause or cap a limiter forever (or make `pause()` throw).
+ */
+function finite(value: number): number | undefined {
+  return Number.isFinite(value) ? value : undefined;
 }
 
 /**
@@ -161,10 +169,10 @@ function parseReset(text: string, nowMs: number): number | undefined {
   const trimmed = text.trim();
   if (/^\d+(\.\d+)?$/.test(trimmed)) {
     const seconds = Number(trimmed);
-    return seconds > EPOCH_SECONDS_THRESHOLD ? seconds * 1000 : nowMs + seconds * 1000;
+    return finite(seconds > EPOCH_SECONDS_THRESHOLD ? seconds * 1000 : nowMs + seconds * 1000);
   }
   const duration = parseDurationText(trimmed);
-  if (duration !== undefined && Number.isFinite(duration)) return nowMs + duration;
+  if (duration !== undefined && Number.isFinite(duration)) return finite(nowMs + duration);
   const at = Date.parse(trimmed);
   return Number.isNaN(at) ? undefined : at;
 }
@@ -222,7 +230,10 @@ function parseIetf(fields: Map<string, string>, nowMs: number): [string, Observe
         const name = key.trim().toLowerCase();
         if (name === "limit") observed.limit = amount;
         else if (name === "remaining") observed.remaining = amount;
-        else if (name === "reset") observed.resetAt = nowMs + amount * 1000;
+        else if (name === "reset") {
+          const resetAt = finite(nowMs + amount * 1000);
+          if (resetAt !== undefined) observed.resetAt = resetAt;
+        }
       }
       const window = windowOf(policies[0]);
       if (window !== undefined) observed.window = window;
@@ -236,7 +247,8 @@ function parseIetf(fields: Map<string, string>, nowMs: number): [string, Observe
         const remaining = optionalAmount(member.parameters.get("r"));
         if (remaining !== undefined) observed.remaining = remaining;
         const reset = optionalAmount(member.parameters.get("t"));
-        if (reset !== undefined) observed.resetAt = nowMs + reset * 1000;
+        const resetAt = reset === undefined ? undefined : finite(nowMs + reset * 1000);
+        if (resetAt !== undefined) observed.resetAt = resetAt;
         const quota = optionalAmount(policy?.parameters.get("q"));
         if (quota !== undefined) observed.limit = quota;
         const window = windowOf(policy);
@@ -259,7 +271,8 @@ function parseIetf(fields: Map<string, string>, nowMs: number): [string, Observe
     const remaining = optionalAmount(remainingField === undefined ? undefined : parseList(remainingField)[0]?.value);
     if (remaining !== undefined) observed.remaining = remaining;
     const reset = optionalAmount(resetField === undefined ? undefined : parseList(resetField)[0]?.value);
-    if (reset !== undefined) observed.resetAt = nowMs + reset * 1000;
+    const resetAt = reset === undefined ? undefined : finite(nowMs + reset * 1000);
+    if (resetAt !== undefined) observed.resetAt = resetAt;
     const window = windowOf(limitMembers.find((member) => member.parameters.has("w")) ?? policies[0]);
     if (window !== undefined) observed.window = window;
     found.push(["requests", observed]);

@@ -84,8 +84,11 @@ export interface RatePermit extends Permit {
   /**
    * Sets the call's charge to its actual cost: the extra is charged (a token bucket may go into debt,
    * which later calls wait out), the unused estimate is refunded unless the limiter's `refund` option
-   * says otherwise. A number sets `requests`; in an object, units left out keep their charge. May be
-   * called after `release()`, and again (each call sets the charge anew).
+   * says otherwise (then the charge never goes below the estimate). A refund gives back only what the
+   * limit has not already recovered by itself: a token bucket, the part of the charge it has not yet
+   * refilled (nothing once a pause has emptied it or its limits changed); a sliding window, while the
+   * charge is in the window. A number sets `requests`; in an object, units left out keep their charge.
+   * May be called after `release()`, and again (each call sets the charge anew).
    *
    * @throws TypeError/RangeError for a cost that is not finite and >= 0.
    */
@@ -181,7 +184,8 @@ interface Charge {
 class RateLimiterPermit implements RatePermit {
   /** @internal */
   held = true;
-  private settledOnce = false;
+  /** @internal What the call was admitted with, kept from the first `settle` on (`refund: false` floors). */
+  estimate: Readonly<Record<string, number>> | undefined = undefined;
   constructor(
     private readonly limiter: RateLimiter,
     readonly weight: number,
@@ -200,8 +204,8 @@ class RateLimiterPermit implements RatePermit {
 
   settle(actual: RateCost): void {
     const target = normalizeSettlement(actual);
-    const first = !this.settledOnce;
-    this.settledOnce = true;
+    const first = this.estimate === undefined;
+    this.estimate ??= { ...this.cost };
     this.limiter["settlePermit"](this, target, first);
   }
 
@@ -378,6 +382,9 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
    * @throws TypeError/RangeError for bad options or a cost/weight that could never be admitted.
    */
   tryAcquire(options?: Pick<RateAcquireOptions, "cost" | "weight">): RatePermit | undefined {
+    if (options !== undefined && (typeof options !== "object" || options === null)) {
+      throw new TypeError(`options must be an object; got ${describe(options)}`);
+    }
     const weight = options?.weight === undefined ? 1 : checkWeight(options.weight);
     const demand = normalizeDemand(options?.cost, weight);
     const impossible = this.whyImpossible(demand);
@@ -450,6 +457,8 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
    * is lowered to the `remaining` the server reports (a sliding window: at most that much more until the
    * server's reset); nothing is ever raised past the configuration. Units are matched by name.
    *
+   * @throws TypeError when `headers` is not a `Headers` or an object of header fields.
+   *
    * @example
    * ```ts
    * const response = await limiter.run(() => fetch(url));
@@ -457,6 +466,9 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
    * ```
    */
   observe(headers: HeaderInput): void {
+    if (typeof headers !== "object" || headers === null) {
+      throw new TypeError(`headers must be a Headers or an object of header fields; got ${describe(headers)}`);
+    }
     const wallNow = Date.now();
     const found = parseRateLimitHeaders(headers, wallNow);
     const now = this.clock.now();
@@ -499,12 +511,18 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
    * Subscribes to an event; returns the function that unsubscribes. Listeners run synchronously; one
    * that throws does not disturb the limiter (the error is rethrown asynchronously).
    *
+   * @throws TypeError for an event other than `"pause"`, `"settle"`, `"observe"`, or a listener that is
+   *   not a function.
+   *
    * @example
    * ```ts
    * limiter.on("pause", ({ until, reason }) => console.warn(`paused ${until - performance.now()} ms`, reason));
    * ```
    */
   on<E extends keyof RateLimiterEvents>(event: E, listener: (event: RateLimiterEvents[E]) => void): () => void {
+    if (event !== "pause" && event !== "settle" && event !== "observe") {
+      throw new TypeError(`event must be "pause", "settle" or "observe"; got ${describe(event)}`);
+    }
     checkFunction(listener, "listener");
     let set = this.listeners[event] as Set<(event: RateLimiterEvents[E]) => void> | undefined;
     if (set === undefined) {
@@ -713,10 +731,13 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
   private settlePermit(permit: RateLimiterPermit, target: Record<string, number>, first: boolean): void {
     const now = this.clock.now();
     const before = { ...permit.cost };
+    const estimate = permit.estimate as Readonly<Record<string, number>>;
     for (const unit of Object.keys(target)) {
       const old = permit.cost[unit] ?? 0;
       let actual = target[unit] as number;
-      if (actual < old && !this.refunds(unit)) actual = old;
+      // Without refunds the estimate is the least the call costs — not the last settle, which may have
+      // been an extra that a later settle corrects (each settle sets the charge anew).
+      if (!this.refunds(unit)) actual = Math.max(actual, estimate[unit] ?? 0);
       const delta = actual - old;
       if (delta === 0) continue;
       const charged = new Set<RateBucket>();
