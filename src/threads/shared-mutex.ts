@@ -3,6 +3,7 @@
  * with lock vocabulary, as Mutex is for Semaphore.
  */
 import type { Worker } from "node:worker_threads";
+import type { Clock } from "../core/clock.js";
 import type { Limiter, Permit } from "../core/limiter.js";
 import type { LockOptions } from "../core/mutex.js";
 import {
@@ -18,6 +19,8 @@ export interface SharedMutexOptions {
   name?: string;
   /** The most threads that can use the lock at the same time. Default 64. */
   maxThreads?: number;
+  /** Time source for this thread's timeouts; defaults to the global timers. */
+  clock?: Clock;
 }
 
 /**

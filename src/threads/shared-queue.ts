@@ -197,6 +197,27 @@ export class SharedQueue {
     );
   }
 
+  /**
+   * Gives back record `record` of the calling thread `threadId` when its SharedSemaphore instance has
+   * been garbage-collected, so that the thread's next instance (`from` builds a new one once the old is
+   * gone) finds a slot instead of taking another for good. Only a record that holds nothing is freed:
+   * weight of a permit that was never released stays counted, as it would with the instance alive.
+   * Nothing changes for a dispatch pass (no weight, no waiter), so none needs to run.
+   */
+  retire(record: number, threadId: number): void {
+    const words = this.words;
+    const base = this.base(record);
+    if (Atomics.load(words, base + R_STATE) !== threadId + 1) return;
+    // An instance with callers waiting is kept reachable (its keep-alive timer holds it), so an
+    // unreachable one has no waiter and no grant left to collect; checked anyway, because freeing a
+    // record with either would lose them.
+    const settled = Atomics.load(words, base + R_COLLECTED) === Atomics.load(words, base + R_PUBLISHED);
+    if (!settled || Atomics.load(words, base + R_HELD) !== 0) return;
+    Atomics.store(words, base + R_OVERFLOW, 0);
+    Atomics.store(words, base + R_WAITING, 0);
+    Atomics.compareExchange(words, base + R_STATE, threadId + 1, FREE);
+  }
+
   /** Takes a ticket: the caller's place in the cross-thread arrival order. */
   ticket(): number {
     return Atomics.add(this.words, H_TICKET, 1);
@@ -346,6 +367,10 @@ export class SharedQueue {
     Atomics.store(words, base + R_HELD, 0);
     Atomics.store(words, base + R_OVERFLOW, 0);
     Atomics.store(words, base + R_WAITING, 0);
+    // A thread terminated half-way through `setOverflow` left the version odd; its next owner bumps it
+    // by two, so it would stay odd and every pass would read the hidden key as torn (granting nothing).
+    const version = Atomics.load(words, base + R_HIDDEN_VERSION);
+    if ((version & 1) !== 0) Atomics.store(words, base + R_HIDDEN_VERSION, (version + 1) | 0);
     Atomics.store(words, base + R_STATE, FREE);
   }
 

@@ -12,7 +12,7 @@
  * - a caller whose reserved start is further away than its `timeout` is refused at once, its
  *   reservation returned, rather than waiting to fail (as Go's `rate.Limiter.Wait` does).
  */
-import { checkFunction, checkSignal, checkTimeout } from "../core/arguments.js";
+import { checkClock, checkFunction, checkName, checkSignal, checkTimeout } from "../core/arguments.js";
 import type { Clock, TimerHandle } from "../core/clock.js";
 import { type Duration, describe, toMilliseconds } from "../core/duration.js";
 import { ReleasedError, TimeoutError } from "../core/errors.js";
@@ -162,7 +162,7 @@ export class SharedRateLimiter implements Limiter<RateAcquireOptions> {
   /** The one timer: for the head's start. */
   private timer: TimerHandle | undefined;
 
-  /** @throws RangeError/TypeError for bad limits. */
+  /** @throws RangeError/TypeError for bad limits, `name` or `clock`. */
   constructor(options: SharedRateLimiterOptions);
   /** @internal Rebuilds from a handle; use {@link SharedRateLimiter.from}. */
   constructor(handle: SharedRateLimiterHandle, attach?: SharedRateLimiterAttachOptions);
@@ -173,6 +173,11 @@ export class SharedRateLimiter implements Limiter<RateAcquireOptions> {
     if (typeof options !== "object" || options === null) {
       throw new TypeError(`options must be an object; got ${describe(options)}`);
     }
+    if (typeof attach !== "object" || attach === null) {
+      throw new TypeError(`options must be an object; got ${describe(attach)}`);
+    }
+    // Checked here, not at the first call: a clock that fails inside `acquire` would throw from it.
+    const clock = checkClock("kind" in options ? attach.clock : options.clock) ?? processClock;
     let buffer: SharedArrayBuffer;
     let limits: SharedRateLimiterHandle["limits"];
     if ("kind" in options) {
@@ -184,12 +189,12 @@ export class SharedRateLimiter implements Limiter<RateAcquireOptions> {
       this.name = options.name;
     } else {
       limits = checkLimits(options.limits);
+      this.name = checkName(options.name);
       buffer = new SharedArrayBuffer(8 * (1 + limits.length));
       const words = new BigInt64Array(buffer);
       // Start every bucket full: a `tat` far in the past.
       for (let i = 0; i < limits.length; i++) words[1 + i] = -(2n ** 62n);
       Atomics.store(words, 0, MAGIC);
-      this.name = options.name;
     }
     this.words = new BigInt64Array(buffer);
     if (Atomics.load(this.words, 0) !== MAGIC || this.words.length !== 1 + limits.length) {
@@ -200,7 +205,7 @@ export class SharedRateLimiter implements Limiter<RateAcquireOptions> {
       return { ...limit, emission, tolerance: BigInt(Math.floor(limit.burst * emission)) };
     });
     this.handle = Object.freeze({ kind: "sluice:SharedRateLimiter", buffer, name: this.name, limits });
-    this.clock = ("kind" in options ? attach.clock : options.clock) ?? processClock;
+    this.clock = clock;
     this.queue = new WaitQueue<Reservation, RatePermit>(
       this.clock,
       (waiter, _reason, wasHead) => {

@@ -5,7 +5,7 @@
  * core's, not re-implemented here.
  */
 import { threadId, type Worker } from "node:worker_threads";
-import { checkCapacity, checkFunction, checkWeight } from "../core/arguments.js";
+import { checkCapacity, checkClock, checkFunction, checkName, checkWeight } from "../core/arguments.js";
 import { type Clock, systemClock } from "../core/clock.js";
 import { describe } from "../core/duration.js";
 import { ReleasedError, TimeoutError } from "../core/errors.js";
@@ -96,9 +96,26 @@ class SharedPermit implements Permit {
   }
 }
 
+/**
+ * The heaviest weight (and largest finite capacity): weights and held sums are 32-bit words in the
+ * buffer, so anything above would wrap around (a weight of 2^31 came back as a permit of -2^31).
+ */
+const MAX_WEIGHT = 0x7ffffffe;
+
 // The longest timer Node accepts: the keep-alive below never actually fires in practice.
 const KEEP_ALIVE_MS = 2_147_483_647;
-function keepAliveTick(): void {}
+function keepAliveTick(_semaphore: SharedSemaphore): void {}
+
+/**
+ * The doorbell wait's callback, holding the semaphore only weakly. An `Atomics.waitAsync` cannot be
+ * cancelled: one left outstanding after the last caller here left (granted by this thread's own release,
+ * or aborted) would otherwise keep the instance and its buffer alive for as long as the thread runs.
+ * Built outside the class so the closure does not share a context that holds `this`.
+ */
+function doorbellCallback(semaphore: SharedSemaphore): () => void {
+  const weak = new WeakRef(semaphore);
+  return () => weak.deref()?.["onDoorbell"]();
+}
 
 /**
  * A counting semaphore shared by worker threads: at most `capacity` weight held at once across every
@@ -158,31 +175,34 @@ export class SharedSemaphore implements Limiter {
   private dirty = false;
   /** True while an `Atomics.waitAsync` on the doorbell is outstanding. */
   private armed = false;
-  /** A pending `Atomics.waitAsync` does not keep a thread alive; this ref'd timer does, while callers wait. */
+  /**
+   * A pending `Atomics.waitAsync` does not keep a thread alive; this ref'd timer does, while callers wait.
+   * It also holds this instance (as its argument) while they wait, since the doorbell wait does not.
+   */
   private keepAlive: ReturnType<typeof setInterval> | undefined;
-  private readonly wake = (): void => {
-    this.armed = false;
-    this.sync();
-  };
+  private readonly wake = doorbellCallback(this);
 
   /**
    * @param capacity - permits available: an integer >= 0 (below 2^31), or `Infinity`.
-   * @throws RangeError/TypeError for a bad capacity or `maxThreads`.
+   * @throws RangeError/TypeError for a bad capacity, `maxThreads`, `name` or `clock`.
    */
   constructor(capacity: number, options?: SharedSemaphoreOptions);
   /** @internal Rebuilds from a handle; use {@link SharedSemaphore.from}. */
   constructor(handle: SharedSemaphoreHandle, options?: SharedSemaphoreAttachOptions);
   constructor(capacityOrHandle: number | SharedSemaphoreHandle, options: SharedSemaphoreOptions = {}) {
+    // Checked here, not at the first timed wait: a clock that fails inside `acquire` would leave a
+    // caller queued that nobody can settle.
+    const clock = checkThreadOptions(options);
     if (typeof capacityOrHandle === "number") {
       const capacity = checkCapacity(capacityOrHandle);
-      if (capacity !== Number.POSITIVE_INFINITY && capacity > 0x7ffffffe) {
+      if (capacity !== Number.POSITIVE_INFINITY && capacity > MAX_WEIGHT) {
         throw new RangeError(`capacity must be below 2^31 - 1 or Infinity; got ${capacity}`);
       }
       const maxThreads = options.maxThreads ?? 64;
       if (typeof maxThreads !== "number" || !Number.isInteger(maxThreads) || maxThreads < 1 || maxThreads > 4096) {
         throw new RangeError(`maxThreads must be an integer from 1 to 4096; got ${describe(maxThreads)}`);
       }
-      this.name = options.name;
+      this.name = checkName(options.name);
       this.shared = new SharedQueue(SharedQueue.allocate(capacity, maxThreads));
     } else {
       const handle = checkHandle(capacityOrHandle);
@@ -196,7 +216,7 @@ export class SharedSemaphore implements Limiter {
     }
     this.handle = Object.freeze({ kind: "sluice:SharedSemaphore", buffer: this.shared.buffer, name: this.name });
     this.queue = new WaitQueue<Request, Permit>(
-      options.clock ?? systemClock,
+      clock,
       (waiter) => this.onCancel(waiter),
       () => this.subject(),
     );
@@ -206,7 +226,8 @@ export class SharedSemaphore implements Limiter {
    * Rebuilds, in this thread, the semaphore whose `handle` another thread passed over. Cheap: it takes
    * a thread slot only when first used, and a thread gets one instance per semaphore — calling `from`
    * again (or in the thread that created it) returns the same object, so `options` count only the
-   * first time.
+   * first time. Once that object is garbage-collected, its slot is freed and the next `from` builds a
+   * new one.
    *
    * @example
    * ```ts
@@ -214,9 +235,10 @@ export class SharedSemaphore implements Limiter {
    * import { SharedSemaphore } from "sluice/threads";
    * const semaphore = SharedSemaphore.from(workerData.semaphore);
    * ```
-   * @throws TypeError if `handle` is not a SharedSemaphore handle.
+   * @throws TypeError if `handle` is not a SharedSemaphore handle, or `options.clock` not a Clock.
    */
   static from(handle: SharedSemaphoreHandle, options?: SharedSemaphoreAttachOptions): SharedSemaphore {
+    checkThreadOptions(options);
     const existing = instances.get(new SharedQueue(checkHandle(handle).buffer).id)?.deref();
     return existing ?? new SharedSemaphore(handle, options);
   }
@@ -259,7 +281,7 @@ export class SharedSemaphore implements Limiter {
     try {
       checked = checkAcquireOptions(options);
       // A request that can never fit would block everyone behind it in every thread: refuse it.
-      if (checked.weight > this.capacity) throw this.tooHeavy(checked.weight);
+      if (checked.weight > this.capacity || checked.weight > MAX_WEIGHT) throw this.tooHeavy(checked.weight);
       if (checked.signal?.aborted) throw checked.signal.reason;
       this.attach();
     } catch (error) {
@@ -279,11 +301,11 @@ export class SharedSemaphore implements Limiter {
    * Takes `weight` permits if that is possible right now without waiting and without passing anyone
    * already in line in any thread; otherwise returns `undefined`.
    *
-   * @throws RangeError/TypeError for a bad weight (including one above the capacity).
+   * @throws RangeError/TypeError for a bad weight (including one above the capacity, or above 2^31 - 2).
    */
   tryAcquire(weight = 1): Permit | undefined {
     checkWeight(weight);
-    if (weight > this.capacity) throw this.tooHeavy(weight);
+    if (weight > this.capacity || weight > MAX_WEIGHT) throw this.tooHeavy(weight);
     this.attach();
     const [promise, waiter] = this.park(weight, 0, undefined, Number.POSITIVE_INFINITY);
     if (waiter.request.permit !== undefined) return waiter.request.permit;
@@ -322,7 +344,9 @@ export class SharedSemaphore implements Limiter {
    * What is guaranteed: from the moment this thread handles the worker's `exit` event, the worker's
    * permits count as free and its waiters are gone, in every thread; waiters that now fit are granted
    * in that same step. Until then (the worker is still running, or this thread's event loop is busy),
-   * they count as held. An untracked worker that dies holding permits leaks them for good.
+   * they count as held. An untracked worker that dies keeps its slot and what it held for good, and its
+   * waiters stay in line: they are still granted in turn (and that weight is lost too), and one the worker
+   * had not published yet blocks everyone behind it, in every thread, for good.
    *
    * @example
    * ```ts
@@ -330,6 +354,14 @@ export class SharedSemaphore implements Limiter {
    * ```
    */
   track<W extends Worker>(worker: W): W {
+    if (
+      typeof worker !== "object" ||
+      worker === null ||
+      typeof worker.once !== "function" ||
+      typeof worker.threadId !== "number"
+    ) {
+      throw new TypeError(`worker must be a Worker (from node:worker_threads); got ${describe(worker)}`);
+    }
     const id = worker.threadId;
     worker.once("exit", () => this.reclaim(id));
     return worker;
@@ -376,6 +408,7 @@ export class SharedSemaphore implements Limiter {
     if (this.own === undefined) {
       const index = this.shared.register(threadId);
       this.own = new OwnRecord(this.shared, index);
+      retire.register(this, { shared: this.shared, index });
     }
     return this.own;
   }
@@ -439,6 +472,16 @@ export class SharedSemaphore implements Limiter {
       const slot = sequence & WINDOW_SIZE_MASK;
       const waiter = this.slots[slot];
       this.slots[slot] = undefined;
+      // A caller whose signal has aborted gets no grant, even one its abort listener has not heard of
+      // yet: a signal shared by several callers calls their listeners one by one, and the first one's
+      // re-dispatch (or a release made by an earlier listener of the caller's own) can grant the next
+      // before its listener runs. The abort came first, so it wins, as in Semaphore; the weight goes back.
+      if (waiter?.request.signal.aborted) {
+        this.queue.reject(waiter, waiter.request.signal.reason);
+        if (status === ENTRY_STATUS.GRANTED) gaveBack = true;
+        own.advance(sequence, 0);
+        continue;
+      }
       if (status === ENTRY_STATUS.GRANTED && waiter !== undefined) {
         const weight = own.weight(sequence);
         own.advance(sequence, weight);
@@ -522,12 +565,19 @@ export class SharedSemaphore implements Limiter {
       }
       return;
     }
-    this.keepAlive ??= setInterval(keepAliveTick, KEEP_ALIVE_MS);
+    this.keepAlive ??= setInterval(keepAliveTick, KEEP_ALIVE_MS, this);
     if (this.armed) return;
     const result = waitAsync(this.shared.words, own.doorbellIndex(), doorbell);
     this.armed = true;
     if (result.async) result.value.then(this.wake);
     else queueMicrotask(this.wake);
+  }
+
+  /** The doorbell rang (or was found changed): catch up with the shared state. */
+  // biome-ignore lint/correctness/noUnusedPrivateClassMembers: the doorbell callback calls it (kept off the public API)
+  private onDoorbell(): void {
+    this.armed = false;
+    this.sync();
   }
 
   /** Gives `weight` back and hands it on in the same synchronous step. Called by permits. */
@@ -539,6 +589,11 @@ export class SharedSemaphore implements Limiter {
   }
 
   private tooHeavy(weight: number): RangeError {
+    if (weight > MAX_WEIGHT) {
+      return new RangeError(
+        `weight must be at most ${MAX_WEIGHT} for ${this.subject()} (a 32-bit word in its buffer); got ${weight}`,
+      );
+    }
     return new RangeError(
       `weight ${weight} is above the capacity ${this.capacity} of ${this.subject()}; it could never be granted`,
     );
@@ -559,6 +614,24 @@ const instances = new Map<string, WeakRef<SharedSemaphore>>();
 const forget = new FinalizationRegistry<string>((id) => {
   if (instances.get(id)?.deref() === undefined) instances.delete(id);
 });
+
+/**
+ * Frees the slot of an instance that was garbage-collected. `instances` holds instances weakly, so a
+ * thread that rebuilds a semaphore per job (`from(handle)` in a message handler) gets a new instance
+ * after a collection; without this, each would take a slot of its own until `maxThreads` ran out.
+ */
+const retire = new FinalizationRegistry<{ shared: SharedQueue; index: number }>(({ shared, index }) => {
+  shared.retire(index, threadId);
+});
+
+/** Checks the options every constructor and `from` take; returns the clock for this thread. */
+function checkThreadOptions(options: SharedSemaphoreAttachOptions | undefined): Clock {
+  if (options === undefined) return systemClock;
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(`options must be an object; got ${describe(options)}`);
+  }
+  return checkClock(options.clock) ?? systemClock;
+}
 
 function checkHandle(handle: unknown): SharedSemaphoreHandle {
   if (
