@@ -3,7 +3,7 @@
  * backpressure, close, and async iteration. Waiting senders and receivers sit in two WaitQueues; a
  * value always moves in the same synchronous step that settles the waiter it belongs to.
  */
-import { checkCapacity } from "./arguments.js";
+import { checkCapacity, checkClock, checkName } from "./arguments.js";
 import { type Clock, systemClock } from "./clock.js";
 import { Deque } from "./deque.js";
 import { describe } from "./duration.js";
@@ -95,8 +95,8 @@ export class Channel<T> implements AsyncIterable<T> {
     if (typeof options !== "object" || options === null) {
       throw new TypeError(`options must be an object; got ${describe(options)}`);
     }
-    this.name = options.name;
-    const clock = options.clock ?? systemClock;
+    this.name = checkName(options.name);
+    const clock = checkClock(options.clock) ?? systemClock;
     this.buffer = new Deque<T>(Math.min(this.capacity, 16));
     const subject = () => (this.name === undefined ? "the channel" : `channel ${JSON.stringify(this.name)}`);
     // Neither side's cancellation unblocks anyone else, so there is nothing to re-dispatch.
@@ -251,7 +251,9 @@ export class Channel<T> implements AsyncIterable<T> {
 
   /** Hands `value` to the first waiting receiver, or buffers it if there is room. */
   private offer(value: T): boolean {
-    const receiver = this.receivers.head;
+    // A receiver whose signal aborted before its listener ran (a send from the caller's own abort
+    // listener) is withdrawn: the value must not go to a caller who has left.
+    const receiver = this.receivers.headToGrant();
     if (receiver !== undefined) {
       // Receivers wait only on an empty buffer, so giving straight to one keeps FIFO order.
       this.delivered++;
@@ -271,7 +273,7 @@ export class Channel<T> implements AsyncIterable<T> {
    * can overtake it.
    */
   private take(): T | typeof EMPTY {
-    const sender = this.senders.head;
+    const sender = this.senders.headToGrant();
     if (this.buffer.length > 0) {
       const value = this.buffer.shift() as T;
       if (sender !== undefined) {

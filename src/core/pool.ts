@@ -3,7 +3,7 @@
  * caller at a time, validated, evicted when idle, capped in total. Callers that find nothing to
  * borrow wait in a WaitQueue whose grant is a lease.
  */
-import { checkCapacity, checkFunction } from "./arguments.js";
+import { checkCapacity, checkClock, checkFunction, checkName } from "./arguments.js";
 import { type Clock, systemClock, type TimerHandle } from "./clock.js";
 import { Deque } from "./deque.js";
 import { type Duration, describe, toMilliseconds } from "./duration.js";
@@ -290,8 +290,8 @@ export class Pool<T> {
     this.factory = options.create;
     this.destroyer = options.destroy;
     this.onError = options.onError;
-    this.name = options.name;
-    this.clock = options.clock ?? systemClock;
+    this.name = checkName(options.name);
+    this.clock = checkClock(options.clock) ?? systemClock;
     this.queue = new WaitQueue<undefined, Lease<T>>(
       this.clock,
       (_waiter, reason) => this.onCancel(reason),
@@ -438,7 +438,9 @@ export class Pool<T> {
    */
   private dispatch(): void {
     const queue = this.queue;
-    for (let head = queue.head; head !== undefined; head = queue.head) {
+    // A head whose signal aborted before its listener ran (a shared signal, a release from the caller's
+    // own abort listener) is withdrawn, not served: the abort came first.
+    for (let head = queue.headToGrant(); head !== undefined; head = queue.headToGrant()) {
       const onTheirWay = this.validating + this.creating;
       if (this.idleResources.length > 0) {
         if (!this.validateOnBorrow) {
@@ -481,7 +483,7 @@ export class Pool<T> {
    * it for the next borrower if borrow validation is on.
    */
   private accept(resource: Resource<T>, checked: boolean): void {
-    const head = this.queue.head;
+    const head = this.queue.headToGrant();
     if (head !== undefined && (checked || !this.validateOnBorrow)) {
       this.queue.grant(head, this.lend(resource));
     } else {

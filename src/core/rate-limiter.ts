@@ -3,7 +3,16 @@
  * in flight, a minimum spacing between starts, per-call cost corrected after the fact, a shared pause
  * after a 429, and server feedback from rate-limit headers — on the one wait queue every primitive uses.
  */
-import { checkCapacity, checkFunction, checkPriority, checkSignal, checkTimeout, checkWeight } from "./arguments.js";
+import {
+  checkCapacity,
+  checkClock,
+  checkFunction,
+  checkName,
+  checkPriority,
+  checkSignal,
+  checkTimeout,
+  checkWeight,
+} from "./arguments.js";
 import { type Clock, systemClock, type TimerHandle } from "./clock.js";
 import { type Duration, describe, toMilliseconds } from "./duration.js";
 import { defaultAbortReason, ReleasedError, TimeoutError } from "./errors.js";
@@ -294,8 +303,8 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     if (typeof options !== "object" || options === null) {
       throw new TypeError(`options must be an object; got ${describe(options)}`);
     }
-    this.name = options.name;
-    this.clock = options.clock ?? systemClock;
+    this.name = checkName(options.name);
+    this.clock = checkClock(options.clock) ?? systemClock;
     this.concurrencyLimit = checkConcurrency(options.concurrency ?? Number.POSITIVE_INFINITY);
     this.spacing = toMilliseconds(options.minInterval ?? 0, "minInterval");
     this.refund = checkRefund(options.refund ?? true);
@@ -673,7 +682,9 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
   private dispatch(): void {
     const queue = this.queue;
     const now = this.clock.now();
-    for (let head = queue.head; head !== undefined; head = queue.head) {
+    // A head whose signal aborted before its listener ran (a shared signal, a release from the caller's
+    // own abort listener) is withdrawn, not admitted: the abort came first.
+    for (let head = queue.headToGrant(); head !== undefined; head = queue.headToGrant()) {
       const demand = head.request;
       // Waiting for a release: `giveBack` re-dispatches, so no timer is needed (or wanted).
       if (this.inFlight + weightOf(demand) > this.concurrencyLimit) break;

@@ -437,10 +437,9 @@ export class Semaphore implements Limiter {
   /** Serves waiters from the head while the head fits; stops at the first that does not. */
   private dispatch(): void {
     const queue = this.queue;
-    for (let head = queue.head; head !== undefined; head = queue.head) {
-      // Mid-abort (a signal shared with the waiter just cancelled, or a release made by the caller's own
-      // abort listener), the head's signal may have aborted before its listener ran: the abort wins.
-      if (head.cancellation !== undefined && queue.withdrawIfAborted(head)) continue;
+    // Mid-abort (a signal shared with the waiter just cancelled, or a release made by the caller's own
+    // abort listener), the head's signal may have aborted before its listener ran: the abort wins.
+    for (let head = queue.headToGrant(); head !== undefined; head = queue.headToGrant()) {
       const request = head.request;
       const weight = weightOf(request);
       if (weight > this.limit - this.held) break;

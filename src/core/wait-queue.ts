@@ -353,6 +353,16 @@ export class WaitQueue<Request, Grant> {
     return true;
   }
 
+  /**
+   * The head to grant to: the head, once any waiters at the front whose signal has already aborted are
+   * withdrawn (see {@link WaitQueue.withdrawIfAborted}). What an owner's dispatch loop walks.
+   */
+  headToGrant(): Waiter<Request, Grant> | undefined {
+    let head = this.head;
+    while (head !== undefined && head.cancellation !== undefined && this.withdrawIfAborted(head)) head = this.head;
+    return head;
+  }
+
   /** @internal */
   timeoutMessage(timeout: number): string {
     return `timed out after ${timeout} ms waiting for ${this.subject()}`;

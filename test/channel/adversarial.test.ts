@@ -21,3 +21,35 @@ describe("Channel: order of waiting senders", () => {
     expect(received).toEqual(["high", "low-1", "low-2"]);
   });
 });
+
+describe("Channel: an abort that came first wins", () => {
+  it("a value sent by an earlier abort listener of the same signal is not handed to the aborted receiver", async () => {
+    const channel = new Channel<string>(1);
+    const controller = new AbortController();
+    controller.signal.addEventListener("abort", () => channel.trySend("sent on abort"));
+    const aborted = channel.receive({ signal: controller.signal }).then(
+      (value) => value,
+      (error: unknown) => error,
+    );
+    controller.abort(new Error("gone"));
+    expect(await aborted).toMatchObject({ message: "gone" });
+    // The value waits in the buffer for a receiver who is still there.
+    expect(await channel.receive()).toBe("sent on abort");
+  });
+
+  it("a receive made by an earlier abort listener of the same signal does not take the aborted sender's value", async () => {
+    const channel = new Channel<string>(0);
+    const controller = new AbortController();
+    let received: unknown;
+    controller.signal.addEventListener("abort", () => {
+      received = channel.tryReceive();
+    });
+    const aborted = channel.send("withdrawn", { signal: controller.signal }).then(
+      () => "sent",
+      (error: unknown) => error,
+    );
+    controller.abort(new Error("gone"));
+    expect(await aborted).toMatchObject({ message: "gone" });
+    expect(received).toEqual({ ok: false, closed: false });
+  });
+});

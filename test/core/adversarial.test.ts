@@ -5,7 +5,7 @@
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import fc from "fast-check";
-import { Mutex, Semaphore } from "sluice";
+import { Channel, Mutex, Pool, RateLimiter, Semaphore } from "sluice";
 import { FakeClock, flushMicrotasks } from "sluice/testing";
 import { describe, expect, it } from "vitest";
 
@@ -329,5 +329,18 @@ describe("Mutex: its errors name a mutex, not the semaphore inside it", () => {
     const named = new Mutex({ name: "ledger", clock });
     await expect(named.run(() => 1, { weight: 2 } as never)).rejects.toThrow(/of mutex "ledger"/);
     lock?.release();
+  });
+});
+
+describe("every in-process primitive checks its clock and name up front", () => {
+  const makers: [string, (options: object) => unknown][] = [
+    ["RateLimiter", (options) => new RateLimiter(options)],
+    ["Pool", (options) => new Pool({ create: () => 1, max: 1, ...options })],
+    ["Channel", (options) => new Channel(1, options)],
+  ];
+  it.each(makers)("%s: a clock that is not a Clock and a name that is not a string are TypeErrors", (_, make) => {
+    expect(() => make({ clock: {} })).toThrow(TypeError);
+    expect(() => make({ clock: {} })).toThrow(/clock must be a Clock/);
+    expect(() => make({ name: 10n })).toThrow(/name must be a string; got 10n/);
   });
 });

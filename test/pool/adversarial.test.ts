@@ -125,3 +125,26 @@ describe("Pool: onError may drain the pool", () => {
     expect(pool.pendingCreates).toBe(0);
   });
 });
+
+describe("Pool: an abort that came first wins", () => {
+  it("a resource returned by an earlier abort listener of the same signal is not lent to the aborted borrower", async () => {
+    let made = 0;
+    const pool = new Pool({ create: () => ++made, max: 1, clock: new FakeClock() });
+    const lease = await pool.acquire();
+    const controller = new AbortController();
+    // The caller's own cleanup, registered before the wait: on abort it returns what it borrowed.
+    controller.signal.addEventListener("abort", () => lease.release());
+    const aborted = pool.acquire({ signal: controller.signal }).then(
+      () => "lent",
+      (error: unknown) => error,
+    );
+    controller.abort(new Error("gone"));
+    expect(await aborted).toMatchObject({ message: "gone" });
+    // The resource went back to the idle list, not to a caller who had left.
+    expect(pool.statistics()).toMatchObject({ idle: 1, inUse: 0, waiting: 0 });
+    const again = await pool.acquire();
+    expect(again.value).toBe(1);
+    again.release();
+    await pool.drain();
+  });
+});

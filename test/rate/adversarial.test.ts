@@ -229,3 +229,42 @@ describe("RateLimiter: observe() of absurd header values", () => {
     expect(starts).toEqual([100]);
   });
 });
+
+describe("RateLimiter: an abort that came first wins", () => {
+  it("one signal shared by two waiters: the costly head's abort does not admit the cheap one mid-abort", async () => {
+    const clock = new FakeClock();
+    const limiter = new RateLimiter({ limits: [{ limit: 2, interval: 1_000 }], clock });
+    limiter.tryAcquire();
+    const controller = new AbortController();
+    const reason = new Error("request cancelled");
+    // The head (cost 2) waits for time; the cheap one behind it could start now but waits its turn.
+    const costly = limiter.acquire({ cost: 2, signal: controller.signal }).catch((error: unknown) => error);
+    const cheap = limiter.acquire({ cost: 1, signal: controller.signal }).then(
+      () => "admitted",
+      (error: unknown) => error,
+    );
+    controller.abort(reason);
+    expect(await costly).toBe(reason);
+    expect(await cheap).toBe(reason);
+    // Nothing was charged for the cheap one: one more request fits now.
+    expect(limiter.tryAcquire()).toBeDefined();
+    expect(limiter.waiting).toBe(0);
+  });
+
+  it("a release made by an earlier abort listener of the same signal does not admit the aborted waiter", async () => {
+    const clock = new FakeClock();
+    const limiter = new RateLimiter({ concurrency: 1, clock });
+    const held = limiter.tryAcquire() as RatePermit;
+    const controller = new AbortController();
+    controller.signal.addEventListener("abort", () => held.release());
+    const aborted = limiter.acquire({ signal: controller.signal }).then(
+      () => "admitted",
+      (error: unknown) => error,
+    );
+    const next = limiter.acquire();
+    controller.abort(new Error("gone"));
+    expect(await aborted).toMatchObject({ message: "gone" });
+    (await next).release();
+    expect(limiter.inUse).toBe(0);
+  });
+});
