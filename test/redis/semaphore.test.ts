@@ -199,7 +199,7 @@ describe("RedisSemaphore round trips and wake-ups", () => {
     const own = new Redis(server.port, "127.0.0.1", { connectionName });
     /** This client's subscribed connections, as `sub=<channels>` counts. */
     const subscribed = async () => {
-      const list = (await redis.client("LIST", "TYPE", "pubsub")) as string;
+      const list = (await redis.call("CLIENT", "LIST", "TYPE", "pubsub")) as string;
       return list
         .split("\n")
         .filter((line) => line.includes(` name=${connectionName} `))
