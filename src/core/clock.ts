@@ -26,6 +26,12 @@ export interface Clock {
   setTimeout(callback: () => void, ms: number): TimerHandle;
   /** Cancels a timer; cancelling one that already fired or was cancelled does nothing. */
   clearTimeout(handle: TimerHandle): void;
+  /**
+   * Optional: the timer stops keeping the process alive (Node's `unref`); it still fires while anything
+   * else does. For housekeeping a finished program should not wait for, such as a pool's idle eviction.
+   * A clock without it keeps every timer as is.
+   */
+  unref?(handle: TimerHandle): void;
 }
 
 /** The longest delay a Node.js timer takes; longer ones fire at once with a warning. */
@@ -37,6 +43,8 @@ const MAX_TIMER_DELAY = 2_147_483_647;
  */
 class LongTimer {
   handle: ReturnType<typeof setTimeout> | undefined;
+  /** Whether every step should be unref'd (see {@link Clock.unref}). */
+  unrefed = false;
   constructor(
     private readonly callback: () => void,
     private remaining: number,
@@ -50,6 +58,11 @@ class LongTimer {
       if (this.remaining > 0) this.arm();
       else this.callback();
     }, step);
+    if (this.unrefed) this.unref();
+  }
+  unref(): void {
+    this.unrefed = true;
+    (this.handle as { unref?: () => void } | undefined)?.unref?.();
   }
 }
 
@@ -66,5 +79,10 @@ export const systemClock: Clock = {
   clearTimeout(handle) {
     if (handle instanceof LongTimer) globalThis.clearTimeout(handle.handle);
     else globalThis.clearTimeout(handle as ReturnType<typeof setTimeout>);
+  },
+  unref(handle) {
+    if (handle instanceof LongTimer) handle.unref();
+    // In a browser-like runtime a timer is a number, and there is nothing to unref.
+    else (handle as { unref?: () => void } | undefined)?.unref?.();
   },
 };

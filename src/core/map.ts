@@ -213,10 +213,19 @@ class MapRun<T, R> implements AsyncIterableIterator<R> {
     if (typeof options !== "object" || options === null) {
       throw new TypeError(`options must be an object; got ${describe(options)}`);
     }
-    this.concurrency =
-      options.concurrency === undefined ? Number.POSITIVE_INFINITY : checkCapacity(options.concurrency, "concurrency");
-    if (this.concurrency < 1)
-      throw new RangeError(`concurrency must be an integer >= 1 or Infinity; got ${this.concurrency}`);
+    const concurrency = options.concurrency;
+    if (concurrency === undefined) this.concurrency = Number.POSITIVE_INFINITY;
+    else if (
+      typeof concurrency === "number" &&
+      (concurrency === Number.POSITIVE_INFINITY || Number.isInteger(concurrency)) &&
+      concurrency >= 1
+    ) {
+      this.concurrency = concurrency;
+    } else {
+      throw new (typeof concurrency === "number" ? RangeError : TypeError)(
+        `concurrency must be an integer >= 1 or Infinity; got ${describe(concurrency)}`,
+      );
+    }
     const buffer =
       options.buffer === undefined
         ? Number.isFinite(this.concurrency)

@@ -62,7 +62,7 @@ export interface PoolOptions<T> {
   max: number;
   /** Resources created at start and kept, even when idle. Default 0. */
   min?: number;
-  /** Idle resources beyond `min` are destroyed after this long unused. Default: never. */
+  /** Idle resources beyond `min` are destroyed after this long unused. Default (and `Infinity`): never. */
   idleTimeout?: Duration;
   /** A resource is destroyed after it has been lent this many times. Default: no limit. */
   maxUses?: number;
@@ -275,8 +275,11 @@ export class Pool<T> {
     this.validator = options.validate;
     this.validateOnBorrow = this.validator !== undefined && validateOn !== "return";
     this.validateOnReturn = this.validator !== undefined && validateOn !== "borrow";
+    // Infinity, like leaving it out, means never (as `createTimeout` and `destroyTimeout` read it).
     this.idleTimeout =
-      options.idleTimeout === undefined ? Number.POSITIVE_INFINITY : toMilliseconds(options.idleTimeout, "idleTimeout");
+      options.idleTimeout === undefined || options.idleTimeout === Number.POSITIVE_INFINITY
+        ? Number.POSITIVE_INFINITY
+        : toMilliseconds(options.idleTimeout, "idleTimeout");
     this.maxUses = options.maxUses === undefined ? Number.POSITIVE_INFINITY : checkCapacity(options.maxUses, "maxUses");
     if (this.maxUses < 1) throw new RangeError(`maxUses must be at least 1; got ${this.maxUses}`);
     const retry = options.createRetry ?? {};
@@ -284,7 +287,12 @@ export class Pool<T> {
     if (this.retryAttempts < 1)
       throw new RangeError(`createRetry.attempts must be at least 1; got ${this.retryAttempts}`);
     this.retryDelay = retry.delay === undefined ? 100 : toMilliseconds(retry.delay, "createRetry.delay");
-    this.retryMaxDelay = retry.maxDelay === undefined ? 10_000 : toMilliseconds(retry.maxDelay, "createRetry.maxDelay");
+    this.retryMaxDelay =
+      retry.maxDelay === undefined
+        ? 10_000
+        : retry.maxDelay === Number.POSITIVE_INFINITY
+          ? Number.POSITIVE_INFINITY
+          : toMilliseconds(retry.maxDelay, "createRetry.maxDelay");
     this.createTimeout = checkLimit(options.createTimeout, "createTimeout");
     this.destroyTimeout = checkLimit(options.destroyTimeout, "destroyTimeout");
     this.factory = options.create;
@@ -737,6 +745,9 @@ export class Pool<T> {
     if (oldest === undefined || this.size - this.destroying <= this.min) return;
     const due = oldest.idleSince + this.idleTimeout - this.clock.now();
     this.idleTimer = this.clock.setTimeout(this.evictIdle, Math.max(0, due));
+    // Housekeeping: a program done with the pool exits without waiting for idle resources to expire
+    // (resources that hold the process open themselves, such as sockets, still get evicted on time).
+    this.clock.unref?.(this.idleTimer);
   }
 
   /** The one idle timer: destroys what has idled too long (never below `min`), then re-arms for the next. */

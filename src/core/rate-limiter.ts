@@ -894,6 +894,10 @@ function checkLimit(value: unknown, argument: string): CheckedLimit {
   if (typeof unit !== "string" || unit === "") {
     throw new TypeError(`${argument}.unit must be a non-empty string; got ${describe(unit)}`);
   }
+  // Costs are plain objects: a unit named like one of Object.prototype's members would read that member.
+  if (unit in Object.prototype) {
+    throw new RangeError(`${argument}.unit must not be the name of an Object.prototype member; got ${describe(unit)}`);
+  }
   const algorithm = limit.algorithm ?? "token-bucket";
   if (algorithm !== "token-bucket" && algorithm !== "sliding-window") {
     throw new RangeError(

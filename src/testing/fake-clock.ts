@@ -3,11 +3,13 @@
  */
 import type { Clock, TimerHandle } from "../core/clock.js";
 
-interface FakeTimer {
-  readonly at: number;
-  readonly order: number;
-  readonly callback: () => void;
-  cancelled: boolean;
+class FakeTimer {
+  cancelled = false;
+  constructor(
+    readonly at: number,
+    readonly order: number,
+    readonly callback: () => void,
+  ) {}
 }
 
 /**
@@ -45,7 +47,7 @@ export class FakeClock implements Clock {
     // nowhere and, at the front, keep every later timer from firing.
     // biome-ignore lint/complexity/useMathMinMax: Math.max(0, NaN) is NaN, the very value to avoid.
     const delay = ms > 0 ? ms : 0;
-    const timer: FakeTimer = { at: this.time + delay, order: this.sequence++, callback, cancelled: false };
+    const timer = new FakeTimer(this.time + delay, this.sequence++, callback);
     const timers = this.timers;
     let low = 0;
     let high = timers.length;
@@ -60,11 +62,13 @@ export class FakeClock implements Clock {
   }
 
   clearTimeout(handle: TimerHandle): void {
-    const timer = handle as FakeTimer;
-    if (timer === undefined || timer === null || timer.cancelled) return;
-    timer.cancelled = true;
-    const index = this.timers.indexOf(timer);
-    if (index !== -1) this.timers.splice(index, 1);
+    // Like Node's, it ignores what is not one of its timers (a handle from another clock, a number).
+    if (!(handle instanceof FakeTimer) || handle.cancelled) return;
+    const index = this.timers.indexOf(handle);
+    // Fired already, or another clock's: nothing to do here.
+    if (index === -1) return;
+    handle.cancelled = true;
+    this.timers.splice(index, 1);
   }
 
   /** Timers scheduled and not yet fired or cancelled. */

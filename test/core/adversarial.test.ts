@@ -344,3 +344,16 @@ describe("every in-process primitive checks its clock and name up front", () => 
     expect(() => make({ name: 10n })).toThrow(/name must be a string; got 10n/);
   });
 });
+
+describe("FakeClock.clearTimeout", () => {
+  it("ignores what is not one of its timers, like Node's clearTimeout", () => {
+    const clock = new FakeClock();
+    const fired: string[] = [];
+    clock.setTimeout(() => fired.push("kept"), 10);
+    expect(() => clock.clearTimeout(123)).not.toThrow();
+    expect(() => clock.clearTimeout(new FakeClock().setTimeout(() => {}, 1))).not.toThrow();
+    expect(() => clock.clearTimeout(undefined)).not.toThrow();
+    clock.advance(10);
+    expect(fired).toEqual(["kept"]);
+  });
+});

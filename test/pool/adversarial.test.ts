@@ -1,4 +1,4 @@
-import { Pool } from "sluice";
+import { Pool, systemClock } from "sluice";
 import { FakeClock, flushMicrotasks } from "sluice/testing";
 import { describe, expect, it } from "vitest";
 import { expectNoUnhandledRejections } from "../support/no-unhandled-rejections.js";
@@ -145,6 +145,53 @@ describe("Pool: an abort that came first wins", () => {
     const again = await pool.acquire();
     expect(again.value).toBe(1);
     again.release();
+    await pool.drain();
+  });
+});
+
+describe("Pool: idle housekeeping and never-ending durations", () => {
+  it("the idle-eviction timer does not keep a finished program alive, and still evicts on time", async () => {
+    const armed: { hasRef(): boolean }[] = [];
+    const clock = {
+      now: () => systemClock.now(),
+      setTimeout: (callback: () => void, ms: number) => {
+        const handle = systemClock.setTimeout(callback, ms) as { hasRef(): boolean };
+        armed.push(handle);
+        return handle;
+      },
+      clearTimeout: (handle: unknown) => systemClock.clearTimeout(handle),
+      unref: (handle: unknown) => systemClock.unref?.(handle),
+    };
+    const destroyed: number[] = [];
+    const pool = new Pool({ create: () => 1, destroy: (value) => void destroyed.push(value), max: 1, idleTimeout: 20, clock });
+    (await pool.acquire()).release();
+    expect(armed).toHaveLength(1);
+    expect(armed[0]?.hasRef()).toBe(false);
+    // Unref'd, not cancelled: while something else keeps the process up, eviction happens as set.
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(destroyed).toEqual([1]);
+    expect(pool.statistics()).toMatchObject({ size: 0, idle: 0 });
+  });
+
+  it("systemClock.unref also covers timers beyond 24.8 days, which are chained", () => {
+    const handle = systemClock.setTimeout(() => {}, 2 ** 32) as { handle: { hasRef(): boolean } };
+    systemClock.unref?.(handle);
+    expect(handle.handle.hasRef()).toBe(false);
+    systemClock.clearTimeout(handle);
+  });
+
+  it("idleTimeout and createRetry.maxDelay of Infinity mean never and no cap, as createTimeout's does", async () => {
+    const clock = new FakeClock();
+    const pool = new Pool({
+      create: () => 1,
+      max: 1,
+      idleTimeout: Number.POSITIVE_INFINITY,
+      createRetry: { maxDelay: Number.POSITIVE_INFINITY },
+      createTimeout: Number.POSITIVE_INFINITY,
+      clock,
+    });
+    (await pool.acquire()).release();
+    expect(clock.pendingTimers).toBe(0);
     await pool.drain();
   });
 });
