@@ -529,11 +529,16 @@ export class SharedSemaphore implements Limiter {
     return published || changed;
   }
 
-  /** Withdraws every published entry that is still waiting, so the next `publish` re-sorts them. */
+  /**
+   * Withdraws every published entry that is still waiting, so the next `publish` re-sorts them. Back to
+   * front: while it runs, a dispatcher in another thread sees this thread's true head until that is
+   * withdrawn last (front to back, the second entry would show as the head for a moment, and a lighter
+   * one behind a heavy head could be granted first).
+   */
   private withdrawAll(): void {
     const own = this.own as OwnRecord;
-    const end = own.published();
-    for (let sequence = own.collected(); sequence !== end; sequence = (sequence + 1) | 0) {
+    const before = (own.collected() - 1) | 0;
+    for (let sequence = (own.published() - 1) | 0; sequence !== before; sequence = (sequence - 1) | 0) {
       const slot = sequence & WINDOW_SIZE_MASK;
       const waiter = this.slots[slot];
       if (waiter === undefined || !own.withdraw(sequence)) continue;
