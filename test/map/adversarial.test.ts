@@ -168,11 +168,14 @@ describe("TaskGroup: cancellation that comes back wrapped", () => {
 });
 
 describe("map: the concurrency argument", () => {
-  it.each([1.5, 0, -1, Number.NaN])("concurrency %s is a RangeError that states the real bound (>= 1)", async (concurrency) => {
-    await expect(map([1], async (item) => item, { concurrency })).rejects.toThrow(
-      new RegExp(`^concurrency must be an integer >= 1 or Infinity; got ${String(concurrency)}$`),
-    );
-  });
+  it.each([1.5, 0, -1, Number.NaN])(
+    "concurrency %s is a RangeError that states the real bound (>= 1)",
+    async (concurrency) => {
+      await expect(map([1], async (item) => item, { concurrency })).rejects.toThrow(
+        new RegExp(`^concurrency must be an integer >= 1 or Infinity; got ${String(concurrency)}$`),
+      );
+    },
+  );
 
   it("a concurrency that is not a number is a TypeError", async () => {
     await expect(map([1], async (item) => item, { concurrency: "4" as never })).rejects.toBeInstanceOf(TypeError);

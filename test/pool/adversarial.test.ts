@@ -163,7 +163,13 @@ describe("Pool: idle housekeeping and never-ending durations", () => {
       unref: (handle: unknown) => systemClock.unref?.(handle),
     };
     const destroyed: number[] = [];
-    const pool = new Pool({ create: () => 1, destroy: (value) => void destroyed.push(value), max: 1, idleTimeout: 20, clock });
+    const pool = new Pool({
+      create: () => 1,
+      destroy: (value) => void destroyed.push(value),
+      max: 1,
+      idleTimeout: 20,
+      clock,
+    });
     (await pool.acquire()).release();
     expect(armed).toHaveLength(1);
     expect(armed[0]?.hasRef()).toBe(false);

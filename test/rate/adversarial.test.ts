@@ -270,9 +270,12 @@ describe("RateLimiter: an abort that came first wins", () => {
 });
 
 describe("RateLimiter: unit names", () => {
-  it.each(["constructor", "toString", "__proto__"])("a unit named %s is refused up front (costs are plain objects)", (unit) => {
-    expect(() => new RateLimiter({ limits: [{ limit: 10, interval: 1_000, unit }] })).toThrow(
-      /limits\[0\]\.unit must not be the name of an Object.prototype member/,
-    );
-  });
+  it.each(["constructor", "toString", "__proto__"])(
+    "a unit named %s is refused up front (costs are plain objects)",
+    (unit) => {
+      expect(() => new RateLimiter({ limits: [{ limit: 10, interval: 1_000, unit }] })).toThrow(
+        /limits\[0\]\.unit must not be the name of an Object.prototype member/,
+      );
+    },
+  );
 });
