@@ -2,21 +2,7 @@ import fc from "fast-check";
 import { Channel, ClosedError, TimeoutError } from "sluice";
 import { FakeClock, flushMicrotasks } from "sluice/testing";
 import { describe, expect, it } from "vitest";
-
-/** Resolves to "pending" if `promise` has not settled after the queued callbacks ran. */
-async function state(promise: Promise<unknown>): Promise<"pending" | "resolved" | "rejected"> {
-  let result: "pending" | "resolved" | "rejected" = "pending";
-  promise.then(
-    () => {
-      result = "resolved";
-    },
-    () => {
-      result = "rejected";
-    },
-  );
-  await flushMicrotasks();
-  return result;
-}
+import { state } from "../support/promise-state.js";
 
 describe("Channel: FIFO", () => {
   it("delivers values in the order they were sent, across a full buffer and waiting senders", async () => {

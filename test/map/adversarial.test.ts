@@ -1,26 +1,11 @@
 import { EventEmitter, once } from "node:events";
 import { type Limiter, map, mapStream, Semaphore, TaskGroup } from "sluice";
-import { flushMicrotasks } from "sluice/testing";
 import { describe, expect, it } from "vitest";
 import { expectNoUnhandledRejections } from "../support/no-unhandled-rejections.js";
+import { state } from "../support/promise-state.js";
 
 /** Every test in this file also proves that nothing it ran caused an unhandled rejection. */
 expectNoUnhandledRejections();
-
-/** Resolves to "pending" if `promise` has not settled after the queued callbacks ran. */
-async function state(promise: Promise<unknown>): Promise<"pending" | "resolved" | "rejected"> {
-  let result: "pending" | "resolved" | "rejected" = "pending";
-  promise.then(
-    () => {
-      result = "resolved";
-    },
-    () => {
-      result = "rejected";
-    },
-  );
-  await flushMicrotasks();
-  return result;
-}
 
 /** A limiter (a user's own wrapper, say) that works until it is closed, then throws synchronously. */
 function closableLimiter() {

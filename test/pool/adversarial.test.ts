@@ -2,23 +2,9 @@ import { Pool, systemClock } from "sluice";
 import { FakeClock, flushMicrotasks } from "sluice/testing";
 import { describe, expect, it } from "vitest";
 import { expectNoUnhandledRejections } from "../support/no-unhandled-rejections.js";
+import { state } from "../support/promise-state.js";
 
 expectNoUnhandledRejections();
-
-/** Resolves to "pending" if `promise` has not settled after the queued callbacks ran. */
-async function state(promise: Promise<unknown>): Promise<"pending" | "resolved" | "rejected"> {
-  let result: "pending" | "resolved" | "rejected" = "pending";
-  promise.then(
-    () => {
-      result = "resolved";
-    },
-    () => {
-      result = "rejected";
-    },
-  );
-  await flushMicrotasks();
-  return result;
-}
 
 describe("Pool: borrow validation does not wait for a create while a resource is idle", () => {
   it("regression: a waiter was rejected with a create error although a returned resource sat idle", async () => {
