@@ -4,12 +4,12 @@
  */
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { threadId, type Worker } from "node:worker_threads";
+import { threadId } from "node:worker_threads";
 import type { Permit } from "sluice";
 import { FakeClock } from "sluice/testing";
 import { SharedMutex, SharedRateLimiter, SharedSemaphore, type SharedSemaphoreHandle } from "sluice/threads";
 import { afterEach, describe, expect, it } from "vitest";
-import { nextMessage, spawn, until } from "./workers/spawn.js";
+import { nextMessage, start, terminateStarted, until } from "./workers/spawn.js";
 
 // A full garbage collection on demand, to check what a dropped semaphore keeps alive.
 setFlagsFromString("--expose-gc");
@@ -33,15 +33,7 @@ function within<T>(promise: Promise<T>, label: string, ms = 2_000): Promise<T> {
   return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
 }
 
-const started: Worker[] = [];
-function start(scenario: string, data: Record<string, unknown>): Worker {
-  const worker = spawn(scenario, data);
-  started.push(worker);
-  return worker;
-}
-afterEach(async () => {
-  await Promise.all(started.splice(0).map((worker) => worker.terminate()));
-});
+afterEach(terminateStarted);
 
 describe("SharedSemaphore thread slots", () => {
   it("a worker that rebuilds the semaphore per job keeps one slot, also when old instances are collected", async () => {

@@ -5,17 +5,9 @@
 import type { Worker } from "node:worker_threads";
 import { processClock, SharedMutex, SharedRateLimiter, SharedSemaphore } from "sluice/threads";
 import { afterEach, describe, expect, it } from "vitest";
-import { exited, nextMessage, spawn, until } from "./workers/spawn.js";
+import { exited, nextMessage, start, terminateStarted, until } from "./workers/spawn.js";
 
-const started: Worker[] = [];
-function start(scenario: string, data: Record<string, unknown>): Worker {
-  const worker = spawn(scenario, data);
-  started.push(worker);
-  return worker;
-}
-afterEach(async () => {
-  await Promise.all(started.splice(0).map((worker) => worker.terminate()));
-});
+afterEach(terminateStarted);
 
 describe("SharedSemaphore across worker threads", () => {
   it("8 workers x 1000 acquisitions on capacity 3 never have more than 3 inside", async () => {

@@ -10,6 +10,20 @@ export function spawn(scenario: string, data: Record<string, unknown>): Worker {
   return new Worker(new URL("./boot.mjs", import.meta.url), { workerData: { script, ...data } });
 }
 
+const started: Worker[] = [];
+
+/** {@link spawn}, remembered so that {@link terminateStarted} (run it in an `afterEach`) ends it. */
+export function start(scenario: string, data: Record<string, unknown>): Worker {
+  const worker = spawn(scenario, data);
+  started.push(worker);
+  return worker;
+}
+
+/** Terminates every worker {@link start} started since the last call. */
+export async function terminateStarted(): Promise<void> {
+  await Promise.all(started.splice(0).map((worker) => worker.terminate()));
+}
+
 /** The next message from `worker`; rejects if it fails or exits first. */
 export function nextMessage<T = unknown>(worker: Worker): Promise<T> {
   return new Promise<T>((resolve, reject) => {
