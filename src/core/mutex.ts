@@ -27,6 +27,10 @@ export type LockOptions = Omit<AcquireOptions, "weight">;
 export class Mutex implements Limiter<LockOptions> {
   private readonly semaphore: Semaphore;
 
+  /**
+   * @param options - `name` (in error messages and statistics) and `clock` (time source for timeouts).
+   * @throws TypeError if `options` is not an object, `name` not a string or `clock` not a {@link Clock}.
+   */
   constructor(options: { name?: string; clock?: Clock } = {}) {
     this.semaphore = new Semaphore(1, options);
     // Errors and timeouts then speak of "the mutex", the object the caller knows.
