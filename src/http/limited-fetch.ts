@@ -29,8 +29,9 @@ export interface RetryOptions {
   attempts?: number;
   /**
    * The longest a call may take from start to its last attempt, waiting in the limiter included.
-   * Once spent, the call returns the last failed response (or throws `TimeoutError` if there was
-   * none). Default: no limit (the attempt count bounds it).
+   * Once spent, the call returns the last failed response; when no attempt got a response, it throws
+   * the last attempt's error (a network error, or a `TimeoutError` when the limiter did not admit the
+   * call in time). Default: no limit (the attempt count bounds it).
    */
   totalTime?: Duration;
   /** The backoff before the second attempt; doubles each time (full jitter). Default `"500ms"`. */
@@ -149,10 +150,13 @@ export interface LimitedFetch extends FetchFunction {
   readonly stopReason: unknown;
 }
 
-/** The parts of `RateLimiter` that this wrapper uses when they are there (feature-detected). */
+/**
+ * The parts of `RateLimiter` that this wrapper uses when they are there (feature-detected). A shared
+ * limiter (`RedisRateLimiter`) answers with a promise, which may reject when Redis cannot be reached.
+ */
 interface RateAware {
-  pause?(forOrUntil: Duration | Date, reason?: unknown): void;
-  observe?(headers: Headers): void;
+  pause?(forOrUntil: Duration | Date, reason?: unknown): void | PromiseLike<void>;
+  observe?(headers: Headers): void | PromiseLike<void>;
   limits?: readonly LimitConfig[];
 }
 /** A rate limit as `RateLimiter.limits` holds it. */
@@ -497,7 +501,7 @@ class FetchLimiter {
           const roundTrip = this.clock.now() - sentAt;
           this.learn(parseRateLimitHeaders(response.headers, nowWall), nowWall, roundTrip, response.headers);
         }
-        this.limiter.observe?.(response.headers);
+        this.inBackground(this.limiter.observe?.(response.headers));
       }
       if (response.status >= 400) {
         headers = parseRateLimitHeaders(response.headers, nowWall);
@@ -607,12 +611,26 @@ class FetchLimiter {
     const pauseMs = wait * (1 + this.settings.pauseJitter * this.random());
     this.counters.pauses++;
     if (this.rateAware) {
-      this.limiter.pause?.(pauseMs, `HTTP ${status}`);
+      // If a shared limiter cannot record the pause (Redis unreachable), this fetch still honours it.
+      this.inBackground(this.limiter.pause?.(pauseMs, `HTTP ${status}`), () => this.pauseHere(pauseMs));
     } else {
-      // Extend-only, like RateLimiter.pause: a shorter pause never cuts a longer one short.
-      this.pausedUntil = Math.max(this.pausedUntil, this.clock.now() + pauseMs);
+      this.pauseHere(pauseMs);
     }
     return pauseMs;
+  }
+
+  /** Pauses this fetch's own callers. Extend-only, like RateLimiter.pause: a shorter pause never cuts a longer one short. */
+  private pauseHere(pauseMs: number): void {
+    this.pausedUntil = Math.max(this.pausedUntil, this.clock.now() + pauseMs);
+  }
+
+  /**
+   * What a shared limiter's `observe`/`pause` returned: a failure there (Redis unreachable) must not become
+   * an unhandled rejection that ends the process, nor fail a call whose response is already here.
+   */
+  private inBackground(result: void | PromiseLike<void>, onFailure?: () => void): void {
+    if (result === undefined || result === null || typeof (result as PromiseLike<void>).then !== "function") return;
+    (result as PromiseLike<void>).then(undefined, () => onFailure?.());
   }
 
   /**

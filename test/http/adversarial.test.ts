@@ -127,3 +127,31 @@ describe("limitedFetch: a Retry-After that asks for no wait still backs off", ()
     expect(calls).toEqual([0, 400]);
   });
 });
+
+describe("limitedFetch over a shared limiter whose observe and pause reject (Redis unreachable)", () => {
+  it("no unhandled rejection, the response still comes back, and the 429's pause is kept here", async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      const clock = new FakeClock();
+      const inner = new RateLimiter({ clock });
+      const down = () => Promise.reject(new Error("Redis is unavailable"));
+      // A RedisRateLimiter's shape: acquire/run as usual, observe and pause answer with promises.
+      const shared = Object.assign(Object.create(inner) as RateLimiter, { observe: down, pause: down });
+      const { fetch, calls } = scriptedFetch(clock, [
+        { status: 429, headers: { "retry-after": "2" } },
+        { status: 200, headers: { "x-ratelimit-remaining-requests": "5" } },
+      ]);
+      const limited = limitedFetch(shared, { fetch, clock, random: () => 0, pauseJitter: 0 });
+      const response = (await drive(clock, limited("http://api.test/items"))) as Response;
+      expect(response.status).toBe(200);
+      // The pause Redis could not record still held this fetch back for the server's 2 s.
+      expect(calls).toEqual([0, 2000]);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+    }
+  });
+});
