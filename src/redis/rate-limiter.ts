@@ -7,7 +7,14 @@
  * every limit could pay, and the process sleeps precisely that long on its one timer. No polling, no
  * timer per waiter, no charge for a refused call.
  */
-import { checkFunction, checkPriority, checkSignal, checkTimeout, checkWeight } from "../core/arguments.js";
+import {
+  checkCapacity,
+  checkFunction,
+  checkPriority,
+  checkSignal,
+  checkTimeout,
+  checkWeight,
+} from "../core/arguments.js";
 import { systemClock, type TimerHandle } from "../core/clock.js";
 import { type Duration, describe, toMilliseconds } from "../core/duration.js";
 import { ClosedError, ReleasedError, TimeoutError } from "../core/errors.js";
@@ -25,7 +32,7 @@ import { type Waiter, WaitQueue } from "../core/wait-queue.js";
 import { type RedisClient, type RedisConnection, Script, toConnection } from "./connection.js";
 import { RedisUnavailableError, withDeadline } from "./errors.js";
 import { RATE_ACQUIRE, RATE_INSPECT, RATE_PAUSE, RATE_SETTLE, RATE_TIGHTEN } from "./rate-scripts.js";
-import { checkUnavailablePolicy, RedisSemaphore, type UnavailablePolicy } from "./semaphore.js";
+import { checkUnavailablePolicy, type RedisPermit, RedisSemaphore, type UnavailablePolicy } from "./semaphore.js";
 
 const scripts = {
   acquire: new Script(RATE_ACQUIRE),
@@ -121,6 +128,14 @@ interface Demand {
   cost: Record<string, number>;
   weight: number;
   slot: Permit | undefined;
+  /**
+   * Whether the `onUnavailable` Limiter admitted this call already, for its concurrency slot: when
+   * Redis cannot answer for the rate either, the call goes through rather than asking the Limiter a
+   * second time (which, holding the Limiter's permit for the slot, could wait for itself forever).
+   */
+  fellBack: boolean;
+  /** The clock time the caller stops waiting (Infinity: no timeout); a fallback gets what is left. */
+  deadline: number;
 }
 
 /**
@@ -222,6 +237,8 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     this.onUnavailable = checkUnavailablePolicy(options.onUnavailable);
     const prefix = options.prefix ?? "sluice:";
     this.key = `${prefix}{${this.name}}:rate`;
+    // Checked here so that the error names the option the caller passed, not the semaphore's capacity.
+    if (options.concurrency !== undefined) checkCapacity(options.concurrency, "concurrency");
     this.concurrency =
       options.concurrency === undefined || options.concurrency === Number.POSITIVE_INFINITY
         ? undefined
@@ -277,7 +294,8 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       return Promise.reject(new ClosedError(`Redis rate limiter ${JSON.stringify(this.name)} was closed`));
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (this.concurrency === undefined) {
-      return this.enqueue({ cost, weight, slot: undefined }, priority, signal, timeout) as Promise<RedisRatePermit>;
+      const demand = { cost, weight, slot: undefined, fellBack: false, deadline: Number.POSITIVE_INFINITY };
+      return this.enqueue(demand, priority, signal, timeout) as Promise<RedisRatePermit>;
     }
     return this.acquireWithSlot(cost, weight, priority, signal, timeout);
   }
@@ -394,7 +412,10 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     const slot = await (this.concurrency as RedisSemaphore).acquire({ weight, priority, signal, timeout });
     try {
       const left = timeout === Number.POSITIVE_INFINITY ? timeout : Math.max(0, timeout - (this.clock.now() - started));
-      return (await this.enqueue({ cost, weight, slot }, priority, signal, left)) as RedisRatePermit;
+      // A slot without a fencing token came from the onUnavailable fallback.
+      const fellBack = (slot as RedisPermit).fencingToken === undefined;
+      const demand = { cost, weight, slot, fellBack, deadline: Number.POSITIVE_INFINITY };
+      return (await this.enqueue(demand, priority, signal, left)) as RedisRatePermit;
     } catch (error) {
       await Promise.resolve(slot.release()).catch(() => undefined);
       throw error;
@@ -409,6 +430,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
   ): Promise<RatePermit> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (timeout === 0) return this.tryNow(demand, priority, signal);
+    demand.deadline = this.clock.now() + timeout;
     const promise = this.queue.enqueue(demand, priority, signal, timeout);
     if (this.queue.head?.request === demand) this.restart();
     return promise;
@@ -424,7 +446,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       reply = (await this.ask(demand)) as number[];
     } catch (error) {
       if (!(error instanceof RedisUnavailableError) || this.onUnavailable === "fail") throw error;
-      if (this.onUnavailable === "allow") return this.permit(demand, signal);
+      if (this.onUnavailable === "allow" || demand.fellBack) return this.permit(demand, signal);
       return this.fallback(demand, signal, 0);
     }
     if (reply[0] !== 1) throw refused();
@@ -477,7 +499,13 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       reply = (await this.ask(demand)) as number[];
     } catch (error) {
       this.asking = false;
-      this.unavailable(head, error);
+      // Redis cannot be reached: every caller waiting here learns it now (as onUnavailable says), not
+      // one commandTimeout after the other as each becomes the head.
+      if (!(error instanceof RedisUnavailableError)) this.unavailable(head, error);
+      else
+        this.queue.forEach((waiter) => {
+          this.unavailable(waiter, error);
+        });
       this.pump();
       return;
     }
@@ -530,16 +558,21 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     return new RatePermit_(this, demand.weight, signal ?? inner.signal, { ...demand.cost }, both, undefined);
   }
 
-  private unavailable(head: Waiter<Demand, RatePermit>, error: unknown): void {
-    if (!head.queued) return;
-    const demand = head.request;
+  /** Redis could not be asked for `waiter`: `onUnavailable` decides. */
+  private unavailable(waiter: Waiter<Demand, RatePermit>, error: unknown): void {
+    if (!waiter.queued) return;
+    const demand = waiter.request;
     const policy = this.onUnavailable;
-    if (!(error instanceof RedisUnavailableError) || policy === "fail") this.queue.reject(head, error);
-    else if (policy === "allow") this.queue.grant(head, this.permit(demand, head.cancellation?.signal));
+    if (!(error instanceof RedisUnavailableError) || policy === "fail") this.queue.reject(waiter, error);
+    else if (policy === "allow" || demand.fellBack)
+      this.queue.grant(waiter, this.permit(demand, waiter.cancellation?.signal));
     else {
-      // Leave the local queue now (so the next waiter is asked); the caller's promise follows the fallback.
-      const admitted = this.fallback(demand, head.cancellation?.signal, undefined);
-      this.queue.grant(head, admitted as unknown as RatePermit);
+      // Leave the local queue now (so the next one is asked); the caller's promise follows the
+      // fallback, which takes over the caller's timeout for what is left of it.
+      const left = demand.deadline - this.clock.now();
+      const timeout = left === Number.POSITIVE_INFINITY ? undefined : Math.max(0, left);
+      const admitted = this.fallback(demand, waiter.cancellation?.signal, timeout);
+      this.queue.grant(waiter, admitted as unknown as RatePermit);
     }
   }
 
@@ -557,6 +590,9 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
   // biome-ignore lint/correctness/noUnusedPrivateClassMembers: permits call it as limiter["settlePermit"].
   private settlePermit(permit: RatePermit_, actual: RateCost): void {
     const target = normalizeSettlement(actual);
+    // A permit the fallback admitted was never charged in Redis: a refund would hand out budget that
+    // nobody paid for.
+    const charged = permit.admittedAt !== undefined;
     const deltas = new Map<string, number>();
     for (const [unit, amount] of Object.entries(target)) {
       const old = permit.cost[unit] ?? 0;
@@ -565,7 +601,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       if (next !== old) deltas.set(unit, next - old);
       permit.cost[unit] = next;
     }
-    if (deltas.size === 0) return;
+    if (deltas.size === 0 || !charged) return;
     const changes = this.buckets.map((bucket): [Bucket, number] => [bucket, deltas.get(bucket.unit) ?? 0]);
     this.call(scripts.settle, 0, changes, "settle").then(
       () => this.restart(),

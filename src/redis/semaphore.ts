@@ -174,6 +174,14 @@ class Ticket {
   seq: number | undefined = undefined;
   /** Set when the caller left (abort, timeout, clear) so a late reply is undone instead of granted. */
   cancelled = false;
+  /**
+   * The send time of the acquire that carried this submission when that acquire also wrote this
+   * process's lease; undefined when it did not. A grant notice for the ticket proves the script ran,
+   * so the lease was written, even while the reply that would say so is still on its way.
+   */
+  registeredAt: number | undefined = undefined;
+  /** Aborts the `onUnavailable` Limiter's acquire made for this caller once the caller has left. */
+  fallback: AbortController | undefined = undefined;
   constructor(
     readonly weight: number,
     readonly priority: number,
@@ -229,6 +237,34 @@ class Permit_ implements RedisPermit {
 }
 
 /**
+ * A permit the `onUnavailable` Limiter granted, dressed as a {@link RedisPermit}: a Limiter's permit may
+ * release synchronously (`Semaphore`'s returns nothing), while callers of a RedisPermit may chain on
+ * `release()` (as `run` does) and read `leaseLost`.
+ */
+class FallbackPermit implements RedisPermit {
+  readonly fencingToken = undefined;
+  readonly leaseLost = false;
+  constructor(private readonly inner: Permit) {}
+  get weight(): number {
+    return this.inner.weight;
+  }
+  get signal(): AbortSignal {
+    return this.inner.signal;
+  }
+  release(): Promise<void> {
+    // A second release throws ReleasedError synchronously, as the inner permit's does.
+    const releasing = this.inner.release();
+    return Promise.resolve(releasing);
+  }
+  [Symbol.dispose](): void {
+    this.inner[Symbol.dispose]();
+  }
+  [Symbol.asyncDispose](): Promise<void> {
+    return Promise.resolve(this.inner[Symbol.asyncDispose]());
+  }
+}
+
+/**
  * A semaphore shared by every process that uses the same Redis and `name`: at most `capacity` weight
  * held at once across all of them.
  *
@@ -241,9 +277,10 @@ class Permit_ implements RedisPermit {
  * - one round trip to acquire when free and one to release; waiters are woken by push.
  *
  * ioredis is an optional peer dependency: pass an ioredis client (or any {@link RedisConnection}).
- * The first semaphore made from a client that has to queue takes one extra connection (`duplicate()`)
- * to hear grant notices on; every semaphore made from the same client shares it (one channel each), and
- * the last one's `close()` closes it.
+ * The first `acquire` that may wait (any but `tryAcquire` and `timeout: 0`, even when it is then granted
+ * at once) takes one extra connection (`duplicate()`) to hear grant notices on; every semaphore made
+ * from the same client shares it (one channel each), and the last one's `close()` closes it: until
+ * then it keeps the process alive, so close semaphores you are done with.
  *
  * @example
  * ```ts
@@ -254,6 +291,7 @@ class Permit_ implements RedisPermit {
  * ```
  */
 export class RedisSemaphore implements Limiter {
+  /** The name shared in Redis: every process using it shares the same permits. */
   readonly name: string;
   /** This process's id in Redis (shows up in `inspect()` and in its notice channel's name). */
   readonly client: string;
@@ -358,6 +396,7 @@ export class RedisSemaphore implements Limiter {
     return this.limit;
   }
   set capacity(value: number) {
+    const before = this.limit;
     this.limit = checkCapacity(value);
     this.queue.forEach((waiter) => {
       const ticket = waiter.request;
@@ -365,6 +404,10 @@ export class RedisSemaphore implements Limiter {
       this.forget(ticket);
       this.queue.reject(waiter, this.tooHeavy(ticket.weight));
     });
+    // Waiters that fit the larger capacity (here or in another process) would otherwise wait for the
+    // next release or check-in: have Redis serve them now. Token 0 is nobody's (tokens start from the
+    // server clock), so this release frees nothing and only dispatches, with the new capacity.
+    if (this.limit > before && !this.closed) this.discard(0);
   }
 
   /** Callers of this process waiting for a permit. */
@@ -418,6 +461,9 @@ export class RedisSemaphore implements Limiter {
     checkWeight(weight);
     if (weight > this.limit) throw this.tooHeavy(weight);
     if (this.closed) throw new ClosedError(`Redis semaphore ${JSON.stringify(this.name)} was closed`);
+    // A caller of this process who asked first may still be on the way to Redis (batched to the end of
+    // the tick, or subscribing): Redis cannot see it yet, so the line is checked here too.
+    if (!this.queue.isFirstInLine(0)) return undefined;
     const sentAt = this.clock.now();
     const register = this.mustRegister(sentAt);
     const reply = (await this.call(scripts.acquire, ["try", register ? "1" : "0", weight, 0, 0], "tryAcquire", (late) =>
@@ -425,7 +471,7 @@ export class RedisSemaphore implements Limiter {
     )) as number[];
     if (register) this.leaseWritten(sentAt);
     this.takeGrants(reply, 4);
-    if (reply[1] === 1) return this.makePermit(weight, reply[2] as number, undefined);
+    if (reply[1] === 1) return this.grantUnlessClosed(weight, reply[2] as number, undefined);
     return undefined;
   }
 
@@ -475,6 +521,7 @@ export class RedisSemaphore implements Limiter {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.queue.forEachRequest((ticket) => ticket.fallback?.abort());
     this.queue.rejectAll(new ClosedError(`Redis semaphore ${JSON.stringify(this.name)} was closed`));
     for (const permit of this.held) permit.loseLease(new LeaseLostError("the semaphore was closed"));
     this.held.clear();
@@ -546,6 +593,7 @@ export class RedisSemaphore implements Limiter {
     const register = this.mustRegister(sentAt);
     const args: (string | number)[] = ["wait", register ? "1" : "0"];
     for (const ticket of batch) {
+      ticket.registeredAt = register ? sentAt : undefined;
       args.push(ticket.weight, redisNumber(ticket.priority === 0 ? 0 : -ticket.priority), ticket.id);
     }
     this.call(scripts.acquire, args, "acquire", (late) => this.undoAcquire(late as number[], batch)).then(
@@ -594,7 +642,11 @@ export class RedisSemaphore implements Limiter {
     // notice for it must find nobody.
     this.untrack(ticket);
     const waiter = this.findWaiter(ticket);
-    if (waiter === undefined) return;
+    if (waiter !== undefined) this.fallBack(waiter, ticket, error);
+  }
+
+  /** Redis could not admit `waiter`, which is no longer in `tickets`: `onUnavailable` decides. */
+  private fallBack(waiter: Waiter<Ticket, Permit>, ticket: Ticket, error: unknown): void {
     const policy = this.onUnavailable;
     if (!(error instanceof RedisUnavailableError) || policy === "fail") {
       this.queue.reject(waiter, error);
@@ -602,13 +654,20 @@ export class RedisSemaphore implements Limiter {
       this.queue.grant(waiter, new Permit_(undefined, ticket.weight, undefined, waiter.cancellation?.signal));
     } else {
       // The waiter stays in the local queue (its timeout and signal still apply) until the fallback admits.
-      const signal = waiter.cancellation?.signal;
+      // When it leaves first (abort, timeout, close), `fallback` withdraws the fallback's waiter too, so a
+      // busy fallback does not collect callers that are gone.
+      const leaving = new AbortController();
+      ticket.fallback = leaving;
+      const caller = waiter.cancellation?.signal;
+      const signal = caller === undefined ? leaving.signal : AbortSignal.any([caller, leaving.signal]);
       policy.acquire({ weight: ticket.weight, priority: ticket.priority, signal }).then(
         (permit) => {
-          if (waiter.queued) this.queue.grant(waiter, permit);
-          else void permit.release();
+          ticket.fallback = undefined;
+          if (waiter.queued) this.queue.grant(waiter, new FallbackPermit(permit));
+          else Promise.resolve(permit.release()).catch(() => undefined);
         },
         (fallbackError: unknown) => {
+          ticket.fallback = undefined;
           if (waiter.queued) this.queue.reject(waiter, fallbackError);
         },
       );
@@ -634,6 +693,10 @@ export class RedisSemaphore implements Limiter {
   }
 
   private async acquireIfFree(weight: number, priority: number, signal: AbortSignal | undefined): Promise<RedisPermit> {
+    const refused = () =>
+      new TimeoutError(0, `timed out after 0 ms waiting for Redis semaphore ${JSON.stringify(this.name)}`);
+    // As in tryAcquire: a caller here who asked first is ahead, whether or not Redis has seen it yet.
+    if (!this.queue.isFirstInLine(priority)) throw refused();
     const sentAt = this.clock.now();
     const register = this.mustRegister(sentAt);
     let reply: number[];
@@ -647,12 +710,25 @@ export class RedisSemaphore implements Limiter {
     } catch (error) {
       if (!(error instanceof RedisUnavailableError) || this.onUnavailable === "fail") throw error;
       if (this.onUnavailable === "allow") return new Permit_(undefined, weight, undefined, signal);
-      return (await this.onUnavailable.acquire({ weight, priority, signal, timeout: 0 })) as RedisPermit;
+      return new FallbackPermit(await this.onUnavailable.acquire({ weight, priority, signal, timeout: 0 }));
     }
     if (register) this.leaseWritten(sentAt);
     this.takeGrants(reply, 4);
-    if (reply[1] === 1) return this.makePermit(weight, reply[2] as number, signal);
-    throw new TimeoutError(0, `timed out after 0 ms waiting for Redis semaphore ${JSON.stringify(this.name)}`);
+    if (reply[1] === 1) return this.grantUnlessClosed(weight, reply[2] as number, signal);
+    throw refused();
+  }
+
+  /**
+   * A grant in the reply of an acquire that does not queue (`tryAcquire`, `timeout: 0`). If `close()`
+   * came while it was in flight, its "leave" has evicted the grant already (it went out right behind
+   * the acquire): a permit now would hold weight Redis no longer counts.
+   */
+  private grantUnlessClosed(weight: number, token: number, signal: AbortSignal | undefined): Permit_ {
+    if (this.closed) {
+      this.discard(token);
+      throw new ClosedError(`Redis semaphore ${JSON.stringify(this.name)} was closed`);
+    }
+    return this.makePermit(weight, token, signal);
   }
 
   private onCancel(waiter: Waiter<Ticket, Permit>): void {
@@ -665,6 +741,8 @@ export class RedisSemaphore implements Limiter {
    * brings it (onSubmitted).
    */
   private forget(ticket: Ticket): void {
+    // Also when it left Redis already (failWaiters): a fallback acquire for it must not wait on.
+    ticket.fallback?.abort();
     if (ticket.cancelled) return;
     ticket.cancelled = true;
     this.untrack(ticket);
@@ -731,6 +809,9 @@ export class RedisSemaphore implements Limiter {
     }
     this.untrack(ticket);
     if (token !== 0) this.guardSeen = false;
+    // A notice can overtake the reply of the acquire that wrote our lease; without this, a first grant
+    // would meet a lease deadline in the past and the watchdog would take the permit for lost at once.
+    if (ticket.registeredAt !== undefined) this.leaseWritten(ticket.registeredAt);
     const waiter = this.findWaiter(ticket);
     if (waiter === undefined) {
       if (token !== 0) this.discard(token);
@@ -812,7 +893,7 @@ export class RedisSemaphore implements Limiter {
       this.checkTimer = undefined;
       if (this.queuedInRedis === 0 || this.closed) return;
       void this.heartbeat().then((error) => {
-        // Fail closed: callers waiting on a Redis that cannot be reached learn it now.
+        // Callers waiting on a Redis that cannot be reached learn it now, as onUnavailable says.
         if (error !== undefined && this.queuedInRedis > 0) this.failWaiters(error);
         this.armCheck();
       });
@@ -832,7 +913,7 @@ export class RedisSemaphore implements Limiter {
     this.onGrant(Number(notice.slice(0, colon)), Number(notice.slice(colon + 1)));
   }
 
-  /** Redis cannot be reached while callers wait: fail closed, every waiter learns it now. */
+  /** Redis cannot be reached while callers wait: every waiter learns it now, as `onUnavailable` says. */
   private failWaiters(error: unknown): void {
     const reason =
       error instanceof RedisUnavailableError
@@ -844,7 +925,8 @@ export class RedisSemaphore implements Limiter {
       const waiter = this.findWaiter(ticket);
       // Best effort: if Redis is only slow, the ticket leaves now; if it is gone, it goes with our lease.
       this.forget(ticket);
-      if (waiter !== undefined) this.queue.reject(waiter, reason);
+      // The caller learns it as a caller whose acquire could not reach Redis does: by `onUnavailable`.
+      if (waiter !== undefined) this.fallBack(waiter, ticket, reason);
     }
   }
 
@@ -876,6 +958,9 @@ export class RedisSemaphore implements Limiter {
       this.heartbeatTimer = undefined;
       void this.heartbeat().finally(() => this.scheduleHeartbeat());
     }, this.leaseMs / 3);
+    // Housekeeping: it stops on its own once nothing is held or waited for, but only when it next
+    // fires; until then it must not keep a process alive that has finished (and disconnected its client).
+    this.clock.unref?.(this.heartbeatTimer);
   }
 
   /** Renews this process's lease, evicts dead processes, dispatches; learns whether our lease was lost. */
@@ -995,6 +1080,9 @@ export class RedisSemaphore implements Limiter {
       },
       Math.max(0, this.leaseDeadline() - this.clock.now()),
     );
+    // It outlives the last release by up to a lease (see above); like the heartbeat, it must not keep a
+    // finished process alive.
+    this.clock.unref?.(this.watchdogTimer);
   }
 
   private stopTimers(): void {
@@ -1057,6 +1145,13 @@ function redisNumber(value: number): string | number {
   return value;
 }
 
+/** A number as Redis prints it (a sorted set score): the infinities are `inf` and `-inf`. */
+function fromRedisNumber(text: string): number {
+  if (text === "inf" || text === "+inf") return Number.POSITIVE_INFINITY;
+  if (text === "-inf") return Number.NEGATIVE_INFINITY;
+  return Number(text);
+}
+
 /** Reads one semaphore's state. */
 export async function inspectSemaphore(
   connection: RedisConnection,
@@ -1098,7 +1193,7 @@ export async function inspectSemaphore(
   for (let index = 0; index + 1 < queueFlat.length; index += 2) {
     const member = queueFlat[index] as string;
     const [seq, weight, , ...client] = member.split(":");
-    const score = Number(queueFlat[index + 1]);
+    const score = fromRedisNumber(queueFlat[index + 1] as string);
     waiters.push({
       ticket: Number(seq),
       weight: Number(weight),
@@ -1139,10 +1234,16 @@ export async function inspectSemaphore(
 export class RedisMutex implements Limiter<LockOptions> {
   private readonly semaphore: RedisSemaphore;
 
+  /**
+   * @param redis - an ioredis client (or any {@link RedisConnection}).
+   * @param options - as {@link RedisSemaphoreOptions}, without `capacity` (always 1).
+   * @throws TypeError/RangeError naming the option and the value.
+   */
   constructor(redis: RedisClient, options: Omit<RedisSemaphoreOptions, "capacity">) {
     this.semaphore = new RedisSemaphore(redis, { ...options, capacity: 1 });
   }
 
+  /** The name shared in Redis: every process using it shares this lock. */
   get name(): string {
     return this.semaphore.name;
   }
@@ -1162,18 +1263,22 @@ export class RedisMutex implements Limiter<LockOptions> {
     return this.semaphore.run(fn, options);
   }
 
+  /** Same as {@link RedisMutex.lock}, for code written against the {@link Limiter} interface. */
   acquire(options?: LockOptions): Promise<RedisPermit> {
     return this.lock(options);
   }
 
+  /** Same as {@link RedisMutex.runExclusive}, for code written against the {@link Limiter} interface. */
   run<T>(fn: (signal: AbortSignal) => T | PromiseLike<T>, options?: LockOptions): Promise<T> {
     return this.runExclusive(fn, options);
   }
 
+  /** A snapshot of the lock in Redis: see {@link RedisSemaphore.inspect}. */
   inspect(): Promise<RedisSemaphoreSnapshot> {
     return this.semaphore.inspect();
   }
 
+  /** Leaves, as {@link RedisSemaphore.close}: waiters reject with `ClosedError`, a held lock is given back. */
   close(): Promise<void> {
     return this.semaphore.close();
   }
