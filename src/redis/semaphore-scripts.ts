@@ -58,14 +58,17 @@ local function now()
 end
 
 local used, fence, seq, waiting, ready
+-- The capacity the last call wrote (nil before the first).
+local stored
 local added = {}
 local created = false
 
 -- Reads the state; false when it does not exist.
 local function load(extra)
-  local m = redis.call('HMGET', meta, 'used', 'fence', 'seq', 'waiting', 'ready', extra or 'used')
+  local m = redis.call('HMGET', meta, 'used', 'fence', 'seq', 'waiting', 'ready', extra or 'used', 'capacity')
   if not m[1] then return false, nil end
   used, fence, seq, waiting, ready = tonumber(m[1]), tonumber(m[2]), tonumber(m[3]), tonumber(m[4]), tonumber(m[5])
+  stored = tonumber(m[7])
   return true, m[6]
 end
 
@@ -106,9 +109,37 @@ local function grant(weight, ticket, client)
   return fence
 end
 
+-- Tells client c that its ticket t got token (0: refused): in 'mine' (ticket, token pairs) for this
+-- client, which reads them from the reply, by a notice on its channel for any other.
+local function tell(c, t, token, mine)
+  if c == me then
+    mine[#mine + 1] = tonumber(t)
+    mine[#mine + 1] = token
+  else
+    redis.call('PUBLISH', prefix .. 'wake:' .. c, t .. ':' .. int(token))
+  end
+end
+
+-- The capacity shrank since the last call (this process was told a smaller one): tickets heavier than
+-- it can never be granted, wherever they are in the queue, and are refused now. Otherwise a full
+-- semaphore (or one shrunk to 0) would never reach them, and their callers would wait forever.
+local function refuseTooHeavy(mine)
+  if stored == nil or stored <= capacity or waiting == 0 then return end
+  stored = capacity
+  for _, member in ipairs(redis.call('ZRANGE', queue, 0, -1)) do
+    local w, t, c = string.match(member, '^%d+:(%d+):(%d+):(.+)$')
+    if tonumber(w) > capacity then
+      redis.call('ZREM', queue, member)
+      waiting = waiting - 1
+      tell(c, t, 0, mine)
+    end
+  end
+end
+
 -- Serves tickets from the head while the head fits; stops at the first that does not (head-of-line).
 -- Grants to this client are returned in 'mine' (ticket, token pairs) instead of going through its list.
 local function dispatch(mine)
+  refuseTooHeavy(mine)
   if guarded() then return end
   while waiting > 0 and used < capacity do
     local popped = redis.call('ZPOPMIN', queue)
@@ -128,12 +159,7 @@ local function dispatch(mine)
       waiting = waiting - 1
       token = grant(w, t, c)
     end
-    if c == me then
-      mine[#mine + 1] = tonumber(t)
-      mine[#mine + 1] = token
-    else
-      redis.call('PUBLISH', prefix .. 'wake:' .. c, t .. ':' .. int(token))
-    end
+    tell(c, t, token, mine)
   end
 end
 

@@ -404,10 +404,11 @@ export class RedisSemaphore implements Limiter {
       this.forget(ticket);
       this.queue.reject(waiter, this.tooHeavy(ticket.weight));
     });
-    // Waiters that fit the larger capacity (here or in another process) would otherwise wait for the
-    // next release or check-in: have Redis serve them now. Token 0 is nobody's (tokens start from the
-    // server clock), so this release frees nothing and only dispatches, with the new capacity.
-    if (this.limit > before && !this.closed) this.discard(0);
+    // Have Redis apply the new capacity now, for every process: waiters that fit a larger one are
+    // served (not at the next release or check-in), and tickets too heavy for a smaller one are refused
+    // (a full semaphore, or one shrunk to 0, would never reach them). Token 0 is nobody's (tokens start
+    // from the server clock), so this release frees nothing and only dispatches.
+    if (this.limit !== before && !this.closed) this.discard(0);
   }
 
   /** Callers of this process waiting for a permit. */

@@ -187,6 +187,36 @@ describe("RedisSemaphore: capacity changes", () => {
     await (permit as RedisPermit).release();
     await held.release();
   });
+
+  it("shrinking the capacity of a full semaphore refuses another process's waiter that can no longer fit", async () => {
+    const name = uniqueName("shrink-full");
+    const options = { leaseTtl: "30s", wakeTimeout: "10s" };
+    const holder = semaphore(name, 2, options);
+    const waiterSide = semaphore(name, 2, options);
+    const held = await holder.acquire({ weight: 2 });
+    const heavy = waiterSide.acquire({ weight: 2 }).catch((error: unknown) => error);
+    await expect.poll(async () => (await holder.inspect()).waiters.length).toBe(1);
+    // Still full: before, no dispatch reached the heavy ticket while the semaphore stayed full.
+    holder.capacity = 1;
+    const outcome = await within(heavy, 2_000);
+    expect(outcome).toBeInstanceOf(RangeError);
+    expect(String(outcome)).toMatch(/weight 2 is above the capacity another process set/);
+    await held.release();
+  });
+
+  it("a semaphore shrunk to 0 refuses every ticket instead of leaving them waiting forever", async () => {
+    const name = uniqueName("shrink-zero");
+    const options = { leaseTtl: "30s", wakeTimeout: "10s" };
+    const holder = semaphore(name, 1, options);
+    const waiterSide = semaphore(name, 1, options);
+    const held = await holder.acquire();
+    const waiting = waiterSide.acquire().catch((error: unknown) => error);
+    await expect.poll(async () => (await holder.inspect()).waiters.length).toBe(1);
+    holder.capacity = 0;
+    await held.release();
+    expect(await within(waiting, 2_000)).toBeInstanceOf(RangeError);
+    expect((await holder.inspect()).waiters).toEqual([]);
+  });
 });
 
 describe("RedisSemaphore: Lua edge cases", () => {
