@@ -32,7 +32,14 @@ import { type Waiter, WaitQueue } from "../core/wait-queue.js";
 import { type RedisClient, type RedisConnection, Script, toConnection } from "./connection.js";
 import { RedisUnavailableError, withDeadline } from "./errors.js";
 import { RATE_ACQUIRE, RATE_INSPECT, RATE_PAUSE, RATE_SETTLE, RATE_TIGHTEN } from "./rate-scripts.js";
-import { checkUnavailablePolicy, type RedisPermit, RedisSemaphore, type UnavailablePolicy } from "./semaphore.js";
+import {
+  checkCommandTimeout,
+  checkPrefix,
+  checkUnavailablePolicy,
+  type RedisPermit,
+  RedisSemaphore,
+  type UnavailablePolicy,
+} from "./semaphore.js";
 
 const scripts = {
   acquire: new Script(RATE_ACQUIRE),
@@ -233,9 +240,9 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       });
     }
     this.refund = options.refund ?? true;
-    this.commandMs = toMilliseconds(options.commandTimeout ?? "5s", "commandTimeout");
+    this.commandMs = checkCommandTimeout(options.commandTimeout);
     this.onUnavailable = checkUnavailablePolicy(options.onUnavailable);
-    const prefix = options.prefix ?? "sluice:";
+    const prefix = checkPrefix(options.prefix);
     this.key = `${prefix}{${this.name}}:rate`;
     // Checked here so that the error names the option the caller passed, not the semaphore's capacity.
     if (options.concurrency !== undefined) checkCapacity(options.concurrency, "concurrency");
@@ -392,10 +399,13 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
 
   /** Rejects this process's waiters with ClosedError and closes the concurrency semaphore, if any. */
   async close(): Promise<void> {
-    this.closed = true;
-    this.queue.rejectAll(new ClosedError(`Redis rate limiter ${JSON.stringify(this.name)} was closed`));
-    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
-    this.timer = undefined;
+    if (!this.closed) {
+      this.closed = true;
+      this.queue.rejectAll(new ClosedError(`Redis rate limiter ${JSON.stringify(this.name)} was closed`));
+      if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    // The concurrency semaphore's close() is idempotent and returns the same promise every time.
     await this.concurrency?.close();
   }
 
@@ -429,6 +439,9 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     timeout: number,
   ): Promise<RatePermit> {
     if (signal?.aborted) return Promise.reject(signal.reason);
+    // close() may have come while the concurrency slot was being granted.
+    if (this.closed)
+      return Promise.reject(new ClosedError(`Redis rate limiter ${JSON.stringify(this.name)} was closed`));
     if (timeout === 0) return this.tryNow(demand, priority, signal);
     demand.deadline = this.clock.now() + timeout;
     const promise = this.queue.enqueue(demand, priority, signal, timeout);

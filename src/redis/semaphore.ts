@@ -346,6 +346,8 @@ export class RedisSemaphore implements Limiter {
   /** A check-in was asked for while a heartbeat was in flight: run one more when it ends. */
   private heartbeatAgain = false;
   private closed = false;
+  /** The `close()` under way or done. */
+  private closing: Promise<void> | undefined = undefined;
   /** Whether Redis last said the restart guard holds grants back (for the timeout message). */
   private guardSeen = false;
   /** Tokens Redis says we hold but we do not know, seen at the last heartbeat (see `reconcile`). */
@@ -364,7 +366,7 @@ export class RedisSemaphore implements Limiter {
     this.limit = checkCapacity(options.capacity);
     this.leaseMs = toMilliseconds(options.leaseTtl ?? "10s", "leaseTtl");
     if (this.leaseMs < 30) throw new RangeError(`leaseTtl must be at least 30 ms; got ${this.leaseMs}`);
-    this.commandMs = toMilliseconds(options.commandTimeout ?? "5s", "commandTimeout");
+    this.commandMs = checkCommandTimeout(options.commandTimeout);
     this.wakeMs = toMilliseconds(options.wakeTimeout ?? Math.min(this.leaseMs / 3, 5_000), "wakeTimeout");
     this.keyTtlMs = Math.ceil(toMilliseconds(options.keyTtl ?? Math.max(this.leaseMs * 6, 60_000), "keyTtl"));
     if (this.keyTtlMs < this.leaseMs * 2) {
@@ -372,7 +374,7 @@ export class RedisSemaphore implements Limiter {
     }
     this.guardRestarts = options.guardRestarts ?? true;
     this.onUnavailable = checkUnavailablePolicy(options.onUnavailable);
-    const prefix = options.prefix ?? "sluice:";
+    const prefix = checkPrefix(options.prefix);
     this.tag = `${prefix}{${this.name}}:`;
     this.keys = [`${this.tag}meta`, `${this.tag}queue`, `${this.tag}clients`];
     this.client = `${hostname()}/${process.pid}/${randomBytes(6).toString("hex")}`;
@@ -519,8 +521,13 @@ export class RedisSemaphore implements Limiter {
    * abort with LeaseLostError), removes its entries from Redis and closes the notice connection.
    * The Redis client passed in stays open.
    */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  close(): Promise<void> {
+    // A second call waits for the same leave, rather than returning before Redis has it.
+    this.closing ??= this.leave();
+    return this.closing;
+  }
+
+  private async leave(): Promise<void> {
     this.closed = true;
     this.queue.forEachRequest((ticket) => ticket.fallback?.abort());
     this.queue.rejectAll(new ClosedError(`Redis semaphore ${JSON.stringify(this.name)} was closed`));
@@ -661,7 +668,14 @@ export class RedisSemaphore implements Limiter {
       ticket.fallback = leaving;
       const caller = waiter.cancellation?.signal;
       const signal = caller === undefined ? leaving.signal : AbortSignal.any([caller, leaving.signal]);
-      policy.acquire({ weight: ticket.weight, priority: ticket.priority, signal }).then(
+      let admitting: Promise<Permit>;
+      try {
+        admitting = Promise.resolve(policy.acquire({ weight: ticket.weight, priority: ticket.priority, signal }));
+      } catch (error) {
+        // A Limiter of the user's own that throws instead of rejecting: the caller hears of it the same way.
+        admitting = Promise.reject(error);
+      }
+      admitting.then(
         (permit) => {
           ticket.fallback = undefined;
           if (waiter.queued) this.queue.grant(waiter, new FallbackPermit(permit));
@@ -1139,6 +1153,20 @@ export class RedisSemaphore implements Limiter {
   }
 }
 
+/** `commandTimeout`: a duration > 0 (default 5 s); 0 would fail every call at the first deadline sweep. */
+export function checkCommandTimeout(value: Duration | undefined): number {
+  const ms = toMilliseconds(value ?? "5s", "commandTimeout");
+  if (!(ms > 0)) throw new RangeError(`commandTimeout must be longer than 0; got ${describe(value)}`);
+  return ms;
+}
+
+/** `prefix`: a string (default `"sluice:"`), the start of every key. */
+export function checkPrefix(value: unknown): string {
+  if (value === undefined) return "sluice:";
+  if (typeof value !== "string") throw new TypeError(`prefix must be a string; got ${describe(value)}`);
+  return value;
+}
+
 /** Numbers as Redis' Lua reads them (tonumber accepts "inf"). */
 function redisNumber(value: number): string | number {
   if (value === Number.POSITIVE_INFINITY) return "inf";
@@ -1241,6 +1269,9 @@ export class RedisMutex implements Limiter<LockOptions> {
    * @throws TypeError/RangeError naming the option and the value.
    */
   constructor(redis: RedisClient, options: Omit<RedisSemaphoreOptions, "capacity">) {
+    if (options === null || typeof options !== "object") {
+      throw new TypeError(`options must be an object with a name; got ${describe(options)}`);
+    }
     this.semaphore = new RedisSemaphore(redis, { ...options, capacity: 1 });
   }
 

@@ -12,6 +12,7 @@ import {
   asRedisConnection,
   fromIoredis,
   type RedisConnection,
+  RedisMutex,
   type RedisPermit,
   RedisRateLimiter,
   RedisSemaphore,
@@ -485,6 +486,64 @@ describe("RedisRateLimiter: bad input", () => {
       expect(() => new RedisRateLimiter(redis, { name: uniqueName("bad-concurrency"), concurrency })).toThrow(
         /concurrency/,
       );
+    }
+  });
+});
+
+describe("Redis primitives: options and close()", () => {
+  it("commandTimeout 0 and a prefix that is not a string are refused, naming the option", () => {
+    expect(() => new RedisSemaphore(redis, { name: "x", capacity: 1, commandTimeout: 0 })).toThrow(
+      /commandTimeout must be longer than 0; got 0/,
+    );
+    expect(() => new RedisRateLimiter(redis, { name: "x", limits: [], commandTimeout: 0 })).toThrow(RangeError);
+    expect(() => new RedisSemaphore(redis, { name: "x", capacity: 1, prefix: 5 as never })).toThrow(
+      /prefix must be a string; got 5/,
+    );
+    expect(() => new RedisMutex(redis, null as never)).toThrow(/options must be an object with a name; got null/);
+  });
+
+  it("a second close() waits for the same leave: once it resolves, Redis no longer lists the process", async () => {
+    const name = uniqueName("close-twice");
+    const limited = new RedisSemaphore(redis, { name, capacity: 2, guardRestarts: false });
+    const other = semaphore(name, 2);
+    await limited.acquire();
+    expect((await other.inspect()).holders).toHaveLength(1);
+    void limited.close();
+    await limited.close();
+    const snapshot = await other.inspect();
+    expect(snapshot.holders).toEqual([]);
+    expect(snapshot.clients.map((client) => client.client)).not.toContain(limited.client);
+  });
+
+  it("a Limiter fallback whose acquire throws synchronously rejects the waiter, with no unhandled rejection", async () => {
+    const throwing = {
+      acquire: () => {
+        throw new Error("fallback is broken");
+      },
+      run: () => Promise.reject(new Error("unused")),
+    };
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      const limited = semaphore(
+        uniqueName("throwing-fallback"),
+        1,
+        {
+          onUnavailable: throwing as never,
+          commandTimeout: 200,
+        },
+        await deadClient(),
+      );
+      const outcome = await within(
+        limited.acquire().catch((error: unknown) => error),
+        3_000,
+      );
+      expect(outcome).toMatchObject({ message: "fallback is broken" });
+      await sleep(20);
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
     }
   });
 });
