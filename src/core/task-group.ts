@@ -57,6 +57,8 @@ export class TaskGroup implements AsyncDisposable {
   private ended: Promise<void> | undefined = undefined;
   private endedSettle: { resolve: () => void; reject: (error: unknown) => void } | undefined = undefined;
   private closed = false;
+  /** Whether the outer signal's abort has been taken in (by its listener or by `checkOuter`). */
+  private outerSeen = false;
 
   constructor(options: TaskGroupOptions = {}) {
     if (typeof options !== "object" || options === null) {
@@ -72,14 +74,12 @@ export class TaskGroup implements AsyncDisposable {
     this.limiter = limiter;
     this.outerSignal = checkSignal(options.signal);
     setMaxListeners(0, this.controller.signal);
-    if (this.outerSignal !== undefined) {
-      if (this.outerSignal.aborted) this.onOuterAbort();
-      else this.outerSignal.addEventListener("abort", this.onOuterAbort);
-    }
+    this.checkOuter();
   }
 
   /** Aborts when the group is cancelled: the first failure, `cancel()`, or the outer signal. */
   get signal(): AbortSignal {
+    this.checkOuter();
     return this.controller.signal;
   }
 
@@ -102,9 +102,12 @@ export class TaskGroup implements AsyncDisposable {
     } catch (error) {
       return Promise.reject(error);
     }
+    this.checkOuter();
     const signal = this.controller.signal;
     if (signal.aborted) return handled(Promise.reject(signal.reason));
-    this.active++;
+    // The outer signal is listened to only while tasks run: a group that is never waited on must not
+    // stay attached to a long-lived signal (an idle group reads it when next used, see checkOuter).
+    if (this.active++ === 0) this.outerSignal?.addEventListener("abort", this.onOuterAbort);
     let task: Promise<R>;
     // A limiter of the user's own may throw instead of rejecting: the task is counted already, so that
     // must settle it like any failure (or `wait()` would wait for it forever).
@@ -127,6 +130,7 @@ export class TaskGroup implements AsyncDisposable {
    * failure once they have. The group is closed afterwards.
    */
   wait(): Promise<void> {
+    this.checkOuter();
     if (this.ended === undefined) {
       this.ended = new Promise<void>((resolve, reject) => {
         this.endedSettle = { resolve, reject };
@@ -142,12 +146,12 @@ export class TaskGroup implements AsyncDisposable {
   }
 
   private readonly taskSucceeded = (): void => {
-    this.active--;
+    this.taskEnded();
     this.settleIfIdle();
   };
 
   private readonly taskFailed = (error: unknown): void => {
-    this.active--;
+    this.taskEnded();
     const signal = this.controller.signal;
     if (this.failure === undefined && !(signal.aborted && isCancellation(error, signal.reason))) {
       this.failure = { error };
@@ -156,7 +160,18 @@ export class TaskGroup implements AsyncDisposable {
     this.settleIfIdle();
   };
 
+  private taskEnded(): void {
+    if (--this.active === 0) this.outerSignal?.removeEventListener("abort", this.onOuterAbort);
+  }
+
+  /** An outer signal that aborted while no task ran (and nobody listened) cancels the group now. */
+  private checkOuter(): void {
+    if (!this.outerSeen && !this.closed && this.outerSignal?.aborted) this.onOuterAbort();
+  }
+
   private readonly onOuterAbort = (): void => {
+    if (this.outerSeen) return;
+    this.outerSeen = true;
     const reason = (this.outerSignal as AbortSignal).reason;
     if (this.failure === undefined) this.failure = { error: reason };
     this.cancel(reason);
@@ -167,7 +182,6 @@ export class TaskGroup implements AsyncDisposable {
     if (settle === undefined || this.active !== 0) return;
     this.endedSettle = undefined;
     this.closed = true;
-    this.outerSignal?.removeEventListener("abort", this.onOuterAbort);
     if (this.failure !== undefined) settle.reject(this.failure.error);
     else settle.resolve();
   }

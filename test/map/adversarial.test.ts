@@ -1,4 +1,4 @@
-import { EventEmitter, once } from "node:events";
+import { EventEmitter, getEventListeners, once } from "node:events";
 import { type Limiter, map, mapStream, Semaphore, TaskGroup } from "sluice";
 import { describe, expect, it } from "vitest";
 import { expectNoUnhandledRejections } from "../support/no-unhandled-rejections.js";
@@ -164,5 +164,40 @@ describe("map: the concurrency argument", () => {
 
   it("a concurrency that is not a number is a TypeError", async () => {
     await expect(map([1], async (item) => item, { concurrency: "4" as never })).rejects.toBeInstanceOf(TypeError);
+  });
+});
+
+describe("TaskGroup and a long-lived outer signal", () => {
+  it("a group that is never waited on does not stay attached to the signal once its tasks are done", async () => {
+    const outer = new AbortController();
+    for (let round = 0; round < 100; round++) {
+      const group = new TaskGroup({ signal: outer.signal });
+      await group.spawn(async () => round);
+    }
+    expect(getEventListeners(outer.signal, "abort")).toHaveLength(0);
+  });
+
+  it("an outer abort while the group is idle still cancels it: spawn, wait and signal see the reason", async () => {
+    const outer = new AbortController();
+    const group = new TaskGroup({ signal: outer.signal });
+    await group.spawn(async () => 1);
+    const reason = new Error("shutting down");
+    outer.abort(reason);
+    expect(group.signal.aborted).toBe(true);
+    await expect(group.spawn(async () => 2)).rejects.toBe(reason);
+    await expect(group.wait()).rejects.toBe(reason);
+  });
+
+  it("an outer abort while tasks run cancels them at once", async () => {
+    const outer = new AbortController();
+    const group = new TaskGroup({ signal: outer.signal });
+    const seen = group.spawn(
+      (signal) => new Promise((resolve) => signal.addEventListener("abort", () => resolve(signal.reason))),
+    );
+    const reason = new Error("stop");
+    outer.abort(reason);
+    expect(await seen).toBe(reason);
+    await expect(group.wait()).rejects.toBe(reason);
+    expect(getEventListeners(outer.signal, "abort")).toHaveLength(0);
   });
 });
