@@ -81,7 +81,7 @@ export function toMilliseconds(value: Duration, argument: string): number {
     const ms = parseDurationText(value);
     if (ms === undefined || !Number.isFinite(ms)) {
       throw new RangeError(
-        `${argument} must be a duration such as "250ms", "10s", "1m" or a number of milliseconds; got ${JSON.stringify(value)}`,
+        `${argument} must be a duration such as "250ms", "10s", "1m" or a number of milliseconds; got ${describe(value)}`,
       );
     }
     return ms;
@@ -91,8 +91,15 @@ export function toMilliseconds(value: Duration, argument: string): number {
 
 /** A short, safe rendering of any value for error messages. */
 export function describe(value: unknown): string {
-  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "string") {
+    // An error message names the value; it need not carry a megabyte of it.
+    return value.length > 80
+      ? `${JSON.stringify(value.slice(0, 80))}… (${value.length} characters)`
+      : JSON.stringify(value);
+  }
   if (typeof value === "bigint") return `${value}n`;
+  // String(fn) would print the function's whole source.
+  if (typeof value === "function") return value.name === "" ? "a function" : `the function ${value.name}`;
   if (value === null || typeof value !== "object") return String(value);
   if (Array.isArray(value)) return "an array";
   return `an object (${Object.prototype.toString.call(value)})`;

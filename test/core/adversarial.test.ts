@@ -357,3 +357,17 @@ describe("FakeClock.clearTimeout", () => {
     expect(fired).toEqual(["kept"]);
   });
 });
+
+describe("error messages name the value without dumping it", () => {
+  it("a function is named, not printed as its source; a long string is cut", () => {
+    function namedClock() {
+      return 1;
+    }
+    expect(() => new Semaphore(1, { clock: namedClock as never })).toThrow(
+      /^clock must be a Clock \(now, setTimeout and clearTimeout\); got the function namedClock$/,
+    );
+    expect(() => new Semaphore(1, { clock: (() => 1) as never })).toThrow(/got the function clock$|got a function$/);
+    const long = "x".repeat(10_000);
+    expect(() => new RateLimiter({ limits: [{ limit: 1, interval: long }] })).toThrow(/… \(10000 characters\)/);
+  });
+});
