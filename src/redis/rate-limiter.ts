@@ -419,7 +419,21 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     timeout: number,
   ): Promise<RedisRatePermit> {
     const started = this.clock.now();
-    const slot = await (this.concurrency as RedisSemaphore).acquire({ weight, priority, signal, timeout });
+    // One timeout for both waits, reported as the caller gave it (not as what was left of it for the
+    // second wait, nor as a wait for the semaphore under the hood).
+    const timedOut = (error: unknown) =>
+      error instanceof TimeoutError
+        ? new TimeoutError(
+            timeout,
+            `timed out after ${timeout} ms waiting for Redis rate limiter ${JSON.stringify(this.name)}`,
+          )
+        : error;
+    let slot: Permit;
+    try {
+      slot = await (this.concurrency as RedisSemaphore).acquire({ weight, priority, signal, timeout });
+    } catch (error) {
+      throw timedOut(error);
+    }
     try {
       const left = timeout === Number.POSITIVE_INFINITY ? timeout : Math.max(0, timeout - (this.clock.now() - started));
       // A slot without a fencing token came from the onUnavailable fallback.
@@ -428,7 +442,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       return (await this.enqueue(demand, priority, signal, left)) as RedisRatePermit;
     } catch (error) {
       await Promise.resolve(slot.release()).catch(() => undefined);
-      throw error;
+      throw timedOut(error);
     }
   }
 

@@ -43,6 +43,23 @@ describeLimiterConformance("RedisRateLimiter (concurrency)", (capacity) => {
 });
 
 describe("RedisRateLimiter", () => {
+  it("a timeout spent waiting for the concurrency slot and then for the rate is reported as the caller gave it", async () => {
+    const limited = limiter({ concurrency: 1, leaseTtl: 1_000, limits: [{ limit: 1, interval: "1m" }] });
+    const first = await limited.acquire();
+    // The slot comes free after 100 ms; the rate then refuses for a minute.
+    setTimeout(() => void first.release(), 100);
+    const error = await limited.acquire({ timeout: 300 }).catch((reason: unknown) => reason);
+    expect(error).toMatchObject({ name: "TimeoutError", timeout: 300 });
+    expect(String(error)).toMatch(/timed out after 300 ms waiting for Redis rate limiter "rate-\d+"/);
+    // And when the slot alone takes all of it.
+    const held = await limited.acquire({ cost: 0 });
+    const again = await limited.acquire({ timeout: 50 }).catch((reason: unknown) => reason);
+    expect(again).toMatchObject({ name: "TimeoutError", timeout: 50 });
+    expect(String(again)).toMatch(/waiting for Redis rate limiter/);
+    await held.release();
+    await limited.close();
+  });
+
   it("admits a burst at once, then spaces calls exactly by the refill time", async () => {
     const limited = limiter({ limits: [{ limit: 10, interval: 1_000, burst: 3 }] });
     const first = await Promise.all([limited.acquire(), limited.acquire(), limited.acquire()]);
