@@ -400,7 +400,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     if (impossible !== undefined) throw impossible;
     const now = this.clock.now();
     if (!this.queue.isFirstInLine(0) || !this.canStart(demand, now)) return undefined;
-    return this.start(demand, NEVER_ABORTED, now);
+    return this.startPassing(demand, NEVER_ABORTED, now);
   }
 
   /**
@@ -617,7 +617,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     // A request that sorts to the head and can start now starts now, passing a lower-priority head.
     if (this.queue.isFirstInLine(priority)) {
       const now = this.clock.now();
-      if (this.canStart(demand, now)) return this.start(demand, signal ?? NEVER_ABORTED, now);
+      if (this.canStart(demand, now)) return this.startPassing(demand, signal ?? NEVER_ABORTED, now);
     }
     if (timeout === 0) {
       this.counters.timedOut++;
@@ -673,6 +673,18 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     this.lastStartAt = now;
     this.counters.granted++;
     return new RateLimiterPermit(this, weight, signal, costRecord(demand), charges);
+  }
+
+  /**
+   * Starts a call that sorts ahead of everyone waiting. If it passed a lower-priority head, the timer
+   * must follow that head: with this call's weight in flight the head may now wait for a release
+   * instead (no timer, regression: the old one stayed armed and fired for nothing), and this call's
+   * charges and start may have moved its time later.
+   */
+  private startPassing(demand: Demand, signal: AbortSignal, now: number): RateLimiterPermit {
+    const permit = this.start(demand, signal, now);
+    if (this.queue.size !== 0) this.dispatch();
+    return permit;
   }
 
   /**
