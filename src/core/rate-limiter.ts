@@ -319,7 +319,8 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
   /**
    * The rate limits. Settable at run time: a limit keeps what it has spent when its numbers change
    * (matched by unit and algorithm, in order); a new limit starts full. Waiters whose cost can no longer
-   * ever be paid are rejected with a `RangeError`.
+   * ever be paid are rejected with a `RangeError`. A sliding window whose interval grows keeps only the
+   * charges still inside its old interval, so its promise holds for spans that start after the change.
    */
   get limits(): readonly RateLimit[] {
     return this.limitConfigs.map((limit) => ({ ...limit }));
