@@ -6,6 +6,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { createWriteStream } from "node:fs";
 import { Semaphore } from "../core/semaphore.js";
 import { estimateLlmCost, type FetchFunction, type LimitedFetch, limitedFetch } from "../http/index.js";
+import { RedisUnavailableError } from "../redis/errors.js";
 import {
   type CommandSpec,
   flagOption,
@@ -28,6 +29,7 @@ import { observedLimiter } from "./observed-limiter.js";
 import { Output } from "./output.js";
 import { REQUESTS } from "./rates.js";
 import {
+  checkFiles,
   readSessionSettings,
   runSession,
   SESSION_OPTION_SPECS,
@@ -238,6 +240,8 @@ export async function fetchCommand(parsed: ParsedCommandLine, commandLine: strin
 /** Runs a fetch session (also the demo's). */
 export async function runFetchSession(setup: FetchSetup): Promise<SessionResult & { fetch: LimitedFetch | undefined }> {
   const { settings, limits } = setup;
+  // Before the output file is opened (and truncated): a mistyped --input must not cost old results.
+  await checkFiles(settings, { input: setup.lines === undefined });
   const file = setup.outputPath === undefined ? undefined : createWriteStream(setup.outputPath);
   if (file !== undefined) {
     await new Promise<void>((resolve, reject) => {
@@ -332,6 +336,8 @@ function fetchHandler(
           rateLimited: state.rateLimited,
         };
       } catch (error) {
+        // The limits' Redis went away: stop sending rather than fail every remaining line (exit 3).
+        if (error instanceof RedisUnavailableError) context.fail("Redis unavailable", error);
         const message = error instanceof Error ? `${error.message}${causeOf(error)}` : String(error);
         return {
           status: undefined,

@@ -48,6 +48,19 @@ export class Output {
     return this.waiting;
   }
 
+  /**
+   * Resolves once everything written so far has reached the destination or failed. A failed write is
+   * reported a few ticks later (through `error`), so without this a run whose last result could not be
+   * written (`> /dev/full`, a reader gone) ended before it heard, and exited 0.
+   */
+  flush(): Promise<void> {
+    if (this.failure !== undefined || this.stream.destroyed) return Promise.resolve();
+    return new Promise((resolve) => {
+      // After the callback, the error (if any) is emitted within the ticks before the next immediate.
+      this.stream.write("", () => setImmediate(resolve));
+    });
+  }
+
   /** The write error, if the destination failed (a closed pipe, a full disk). */
   get error(): unknown {
     return this.failure;

@@ -175,7 +175,10 @@ export function checkProgram(program: string, env: NodeJS.ProcessEnv = process.e
   let foundButNotExecutable: string | undefined;
   for (const candidate of candidates) {
     try {
-      if (!statSync(candidate).isFile()) continue;
+      const info = statSync(candidate);
+      // Named by its path, a directory is there but cannot run (the shell's 126), not "no file".
+      if (info.isDirectory() && program.includes("/")) return `cannot execute: ${program} is a directory`;
+      if (!info.isFile()) continue;
     } catch {
       continue;
     }

@@ -40,7 +40,9 @@ export async function connectRedis(url: string, timeout = 5000): Promise<RedisCo
   // Failures reach us through the commands; without a listener ioredis also prints each one.
   client.on?.("error", () => undefined);
   try {
-    await client.connect();
+    // `connectTimeout` covers the TCP connection only: a server that accepts it but never answers (a
+    // frozen or overloaded Redis) would keep the ready check, and so this await, waiting for ever.
+    await withDeadline(client.connect(), timeout, `no answer within ${timeout} ms`);
   } catch (error) {
     client.disconnect();
     throw new Error(`cannot reach Redis at ${url}: ${error instanceof Error ? error.message : String(error)}`);
@@ -49,10 +51,20 @@ export async function connectRedis(url: string, timeout = 5000): Promise<RedisCo
     client,
     close: async () => {
       try {
-        await client.quit();
+        // QUIT waits for the server's answer, which a server that stopped answering never sends.
+        await withDeadline(client.quit(), timeout, "QUIT not answered");
       } catch {
         client.disconnect();
       }
     },
   };
+}
+
+/** Settles as `promise` does, or rejects with `message` after `ms` (the timer never outlives it). */
+function withDeadline<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }

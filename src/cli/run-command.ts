@@ -112,7 +112,7 @@ export async function runCommand(parsed: ParsedCommandLine, commandLine: string)
     const problem = checkProgram(program);
     if (problem !== undefined) {
       process.stderr.write(`sluice run: ${problem}\n`);
-      return problem.startsWith("permission") ? ExitCode.cannotExecute : ExitCode.commandNotFound;
+      return problem.startsWith("command not found") ? ExitCode.commandNotFound : ExitCode.cannotExecute;
     }
   }
 

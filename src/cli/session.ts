@@ -3,7 +3,9 @@
  * input, limiter, progress, interrupts, report and exit code around a {@link JobRunner}.
  */
 import { constants } from "node:fs";
-import { access, writeFile } from "node:fs/promises";
+import { access, stat, writeFile } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
+import { RedisUnavailableError } from "../redis/errors.js";
 import type { OptionSpec, ParsedCommandLine } from "./command-line.js";
 import { durationOption, flagOption, integerOption, stringOption, UsageError } from "./command-line.js";
 import { ExitCode } from "./exit-codes.js";
@@ -110,6 +112,11 @@ export interface SessionContext {
   readonly note: (message: string) => void;
   /** Stops admitting for good (running jobs finish), e.g. when the API quota is gone; `cause` is shown. */
   readonly stop: (cause: string) => void;
+  /**
+   * Says that sluice itself cannot go on (the Redis holding the limits is unreachable): stops admitting
+   * as `stop` does, and the run exits 3 with `error`'s message instead of failing every remaining line.
+   */
+  readonly fail: (cause: string, error: unknown) => void;
 }
 
 export interface SessionOptions<Job, Outcome> {
@@ -149,14 +156,7 @@ export interface SessionResult {
 /** Runs a session to the end and returns its exit code; prints progress, summary, report. */
 export async function runSession<Job, Outcome>(options: SessionOptions<Job, Outcome>): Promise<SessionResult> {
   const { settings, limits } = options;
-  if (options.lines === undefined && settings.inputPath !== undefined && settings.inputPath !== "-") {
-    // Said before anything starts, rather than as a summary of nothing.
-    try {
-      await access(settings.inputPath, constants.R_OK);
-    } catch (error) {
-      throw new Error(`cannot read the input ${settings.inputPath}: ${describeError(error)}`);
-    }
-  }
+  await checkFiles(settings, { input: options.lines === undefined });
   const statistics = options.statistics ?? new RunStatistics(limits.description.rates, limits.description.algorithm);
   const stderrStream = process.stderr;
   const mode: ProgressMode =
@@ -186,10 +186,28 @@ export async function runSession<Job, Outcome>(options: SessionOptions<Job, Outc
     stopCause ??= cause;
     runner.stopAdmitting(cause);
   };
-  const context: SessionContext = { stdout, stderr, statistics, settings, note, stop };
+  // Set once: what keeps sluice itself from working (exit 3).
+  let failure: { cause: string; error: unknown } | undefined;
+  const fail = (cause: string, error: unknown) => {
+    failure ??= { cause, error };
+    stop(cause);
+  };
+  const context: SessionContext = { stdout, stderr, statistics, settings, note, stop, fail };
+  const admission = options.admission ?? limits.admission;
   const runner = new JobRunner<Job, Outcome>({
     handler: options.handler(context),
-    admission: options.admission ?? limits.admission,
+    admission: {
+      acquire: async (request) => {
+        try {
+          return await admission.acquire(request);
+        } catch (error) {
+          // Redis went away: no line can be admitted until it is back, so do not fail them one by one
+          // (each after a timeout, for ever on an endless input).
+          if (error instanceof RedisUnavailableError) fail("Redis unavailable", error);
+          throw error;
+        }
+      },
+    },
     recordsAttempts: options.recordsAttempts ?? true,
     statistics,
     retries: settings.retries,
@@ -248,6 +266,8 @@ export async function runSession<Job, Outcome>(options: SessionOptions<Job, Outc
   } catch (error) {
     inputError = error;
   } finally {
+    // Learn whether the last results reached stdout before deciding the exit code.
+    await stdout.flush();
     statistics.finish();
     progress.stop();
     if (options.handleSignals !== false) {
@@ -286,6 +306,10 @@ export async function runSession<Job, Outcome>(options: SessionOptions<Job, Outc
       exitCode = ExitCode.failure;
     }
   }
+  if (failure !== undefined) {
+    stderr.write(`sluice: ${failure.cause}: ${describeError(failure.error)}\n`);
+    exitCode = ExitCode.failure;
+  }
   if (stopCause === "stdout failed") {
     stderr.write(`sluice: cannot write to stdout: ${describeError(stdout.error)}\n`);
     exitCode = ExitCode.failure;
@@ -294,6 +318,35 @@ export async function runSession<Job, Outcome>(options: SessionOptions<Job, Outc
   if (stopCause === "terminated") exitCode = ExitCode.terminated;
   else if (stopCause === "interrupted") exitCode = ExitCode.interrupted;
   return { exitCode, statistics, interrupted };
+}
+
+/**
+ * Checks, before anything runs, that the input can be read and the report can be written: said up
+ * front rather than as a summary of nothing, or after a long run whose report is then lost.
+ *
+ * @throws Error naming the file and what is wrong with it.
+ */
+export async function checkFiles(settings: SessionSettings, check: { input: boolean }): Promise<void> {
+  const input = settings.inputPath;
+  if (check.input && input !== undefined && input !== "-") {
+    try {
+      await access(input, constants.R_OK);
+      if ((await stat(input)).isDirectory()) throw new Error("it is a directory");
+    } catch (error) {
+      throw new Error(`cannot read the input ${input}: ${describeError(error)}`);
+    }
+  }
+  const report = settings.reportPath;
+  if (report !== undefined) {
+    try {
+      const info = await stat(report).catch(() => undefined);
+      if (info?.isDirectory()) throw new Error("it is a directory");
+      // An existing file must be writable; a new one needs a directory it can be created in.
+      await access(info === undefined ? dirname(resolve(report)) : report, constants.W_OK);
+    } catch (error) {
+      throw new Error(`cannot write the report ${report}: ${describeError(error)}`);
+    }
+  }
 }
 
 /** Numbers the lines from 1 and parses JSON-object lines once, for templates, cost fields and requests. */
