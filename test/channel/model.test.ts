@@ -8,6 +8,7 @@ import fc from "fast-check";
 import { Channel, ClosedError, TimeoutError } from "sluice";
 import { FakeClock, flushMicrotasks } from "sluice/testing";
 import { describe, expect, it } from "vitest";
+import { batches } from "../support/model.js";
 
 /** What an iterator's `next()` gives at the end of the channel. */
 const END = -1;
@@ -270,26 +271,12 @@ async function check(w: World): Promise<void> {
   expect(w.clock.pendingTimers).toBe([...senders, ...receivers].filter((p) => p.deadline !== undefined).length);
 }
 
-class BatchCommand implements fc.AsyncCommand<object, World> {
-  constructor(readonly ops: Op[]) {}
-  check(): boolean {
-    return true;
-  }
-  async run(_m: object, w: World): Promise<void> {
-    for (const o of this.ops) applyOp(w, o);
-    await check(w);
-  }
-  toString(): string {
-    return `batch(${JSON.stringify(this.ops)})`;
-  }
-}
-
 describe("Channel against a reference model", () => {
   it("values come out in order, none lost or duplicated; waiters settle as the model says; closed semantics hold", async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.oneof(fc.integer({ min: 0, max: 3 }), fc.constant(Number.POSITIVE_INFINITY)),
-        fc.commands([fc.array(opArbitrary, { minLength: 1, maxLength: 4 }).map((ops) => new BatchCommand(ops))], {
+        fc.commands([batches(opArbitrary, applyOp, check)], {
           maxCommands: 40,
         }),
         async (capacity, cmds) => {

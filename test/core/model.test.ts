@@ -9,6 +9,7 @@ import fc from "fast-check";
 import { type Permit, ReleasedError, Semaphore, TimeoutError } from "sluice";
 import { FakeClock, flushMicrotasks } from "sluice/testing";
 import { describe, expect, it } from "vitest";
+import { batches } from "../support/model.js";
 
 /** `run-reenter`: a run whose function disposes of another caller's permit, re-entering the semaphore. */
 type Kind = "acquire" | "run-throw" | "run-return" | "run-defer" | "run-reenter";
@@ -386,20 +387,6 @@ async function check(w: World): Promise<void> {
   for (const i of w.idle) expect(i.outcome).toBe(i.due ? "resolved" : "pending");
 }
 
-class BatchCommand implements fc.AsyncCommand<object, World> {
-  constructor(readonly ops: Op[]) {}
-  check(): boolean {
-    return true;
-  }
-  async run(_m: object, w: World): Promise<void> {
-    for (const o of this.ops) applyOp(w, o);
-    await check(w);
-  }
-  toString(): string {
-    return `batch(${JSON.stringify(this.ops)})`;
-  }
-}
-
 class SettleRunCommand implements fc.AsyncCommand<object, World> {
   constructor(
     readonly pick: number,
@@ -425,7 +412,7 @@ class SettleRunCommand implements fc.AsyncCommand<object, World> {
 
 const commands = fc.commands(
   [
-    fc.array(opArbitrary, { minLength: 1, maxLength: 4 }).map((ops) => new BatchCommand(ops)),
+    batches(opArbitrary, applyOp, check),
     fc.tuple(fc.nat(), fc.boolean()).map(([pick, ok]) => new SettleRunCommand(pick, ok)),
   ],
   { maxCommands: 40 },
@@ -449,7 +436,7 @@ describe("Semaphore against a reference model", () => {
         expect(world.clock.pendingTimers).toBe(0);
         expect(world.entries.every((e) => e.outcome !== "pending")).toBe(true);
       }),
-      { numRuns: Number(process.env.MODEL_RUNS ?? 300) },
+      { numRuns: Number(process.env.MODEL_RUNS ?? 1000) },
     );
   });
 });

@@ -8,6 +8,7 @@ import fc from "fast-check";
 import { ClosedError, type Lease, Pool } from "sluice";
 import { FakeClock, flushMicrotasks } from "sluice/testing";
 import { describe, expect, it } from "vitest";
+import { batches } from "../support/model.js";
 
 interface Thing {
   id: number;
@@ -221,21 +222,6 @@ function check(w: World): void {
   }
 }
 
-class BatchCommand implements fc.AsyncCommand<object, World> {
-  constructor(readonly ops: Op[]) {}
-  check(): boolean {
-    return true;
-  }
-  async run(_m: object, w: World): Promise<void> {
-    for (const o of this.ops) applyOp(w, o);
-    await flushMicrotasks();
-    check(w);
-  }
-  toString(): string {
-    return `batch(${JSON.stringify(this.ops)})`;
-  }
-}
-
 const configArbitrary: fc.Arbitrary<Config> = fc
   .record({
     max: fc.integer({ min: 1, max: 3 }),
@@ -253,9 +239,17 @@ describe("Pool against a model of what is lent, created and destroyed", () => {
     await fc.assert(
       fc.asyncProperty(
         configArbitrary,
-        fc.commands([fc.array(opArbitrary, { minLength: 1, maxLength: 4 }).map((ops) => new BatchCommand(ops))], {
-          maxCommands: 30,
-        }),
+        fc.commands(
+          [
+            batches(opArbitrary, applyOp, async (w) => {
+              await flushMicrotasks();
+              check(w);
+            }),
+          ],
+          {
+            maxCommands: 30,
+          },
+        ),
         async (config, cmds) => {
           const world = new World(config);
           await fc.asyncModelRun(() => ({ model: {}, real: world }), cmds);

@@ -9,6 +9,7 @@ import fc from "fast-check";
 import { RateLimiter, type RatePermit, TimeoutError } from "sluice";
 import { FakeClock, flushMicrotasks } from "sluice/testing";
 import { describe, expect, it } from "vitest";
+import { batches } from "../support/model.js";
 
 interface Config {
   requests: { limit: number; interval: number; burst: number };
@@ -293,21 +294,6 @@ function check(w: World): void {
   }
 }
 
-class BatchCommand implements fc.AsyncCommand<object, World> {
-  constructor(readonly ops: Op[]) {}
-  check(): boolean {
-    return true;
-  }
-  async run(_m: object, w: World): Promise<void> {
-    for (const o of this.ops) applyOp(w, o);
-    await flushMicrotasks();
-    check(w);
-  }
-  toString(): string {
-    return `batch(${JSON.stringify(this.ops)})`;
-  }
-}
-
 class AdvanceCommand implements fc.AsyncCommand<object, World> {
   constructor(readonly ms: number) {}
   check(): boolean {
@@ -395,7 +381,10 @@ describe("RateLimiter against a model of its promises", () => {
         configArbitrary,
         fc.commands(
           [
-            fc.array(opArbitrary, { minLength: 1, maxLength: 4 }).map((ops) => new BatchCommand(ops)),
+            batches(opArbitrary, applyOp, async (w) => {
+              await flushMicrotasks();
+              check(w);
+            }),
             fc.integer({ min: 0, max: 30 }).map((ms) => new AdvanceCommand(ms)),
             fc
               .record({
