@@ -180,7 +180,7 @@ export async function runSession<Job, Outcome>(options: SessionOptions<Job, Outc
   });
   const stderr = new Output(stderrStream, mode === "terminal" ? progress : undefined);
   const note = (message: string) => {
-    if (!settings.quiet) stderr.write(`sluice: ${message}\n`);
+    if (!settings.quiet) stderr.write(`sluice: ${printable(message)}\n`);
   };
   const stop = (cause: string) => {
     stopCause ??= cause;
@@ -347,6 +347,19 @@ export async function checkFiles(settings: SessionSettings, check: { input: bool
       throw new Error(`cannot write the report ${report}: ${describeError(error)}`);
     }
   }
+}
+
+/**
+ * A note is one line of text for a terminal: control characters in it (from an input line, a URL, a
+ * server's error) are shown escaped, as `\x1b`, never sent to the terminal to interpret.
+ */
+function printable(text: string): string {
+  let out = "";
+  for (const character of text) {
+    const code = character.charCodeAt(0);
+    out += code < 32 || (code >= 127 && code < 160) ? `\\x${code.toString(16).padStart(2, "0")}` : character;
+  }
+  return out;
 }
 
 /** Numbers the lines from 1 and parses JSON-object lines once, for templates, cost fields and requests. */

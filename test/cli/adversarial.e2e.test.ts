@@ -204,6 +204,15 @@ describe("signals", () => {
   });
 });
 
+describe("what reaches the terminal", () => {
+  it("a failed line's note shows control characters escaped, never raw", async () => {
+    const result = await runCli(["run", "--", "false"], { input: "\u001b[31mred\u0007\n" });
+    expect(result.code).toBe(1);
+    expect(controlCharacters(result.stderr)).toEqual([]);
+    expect(result.stderr).toContain("\\x1b[31mred\\x07");
+  });
+});
+
 describe("the command line itself", () => {
   it("sluice alone shows help on stderr and exits 2; help for an unknown command exits 2; options before the command get a hint", async () => {
     const bare = await runCli([]);
