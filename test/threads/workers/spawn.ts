@@ -4,10 +4,15 @@
  */
 import { Worker } from "node:worker_threads";
 
+/** Each spawned worker's exit, listened for from the start (see {@link exited}). */
+const exits = new WeakMap<Worker, Promise<number>>();
+
 /** Starts `workers/<scenario>.ts` with `data` as its workerData. */
 export function spawn(scenario: string, data: Record<string, unknown>): Worker {
   const script = new URL(`./${scenario}.ts`, import.meta.url).href;
-  return new Worker(new URL("./boot.mjs", import.meta.url), { workerData: { script, ...data } });
+  const worker = new Worker(new URL("./boot.mjs", import.meta.url), { workerData: { script, ...data } });
+  exits.set(worker, new Promise((resolve) => worker.once("exit", resolve)));
+  return worker;
 }
 
 const started: Worker[] = [];
@@ -52,7 +57,9 @@ export function nextMessage<T = unknown>(worker: Worker): Promise<T> {
 
 /** Resolves with the exit code once `worker` has exited (and its `exit` listeners have run). */
 export function exited(worker: Worker): Promise<number> {
-  return new Promise((resolve) => worker.once("exit", resolve));
+  // Not a listener added now: a worker that ends right after its last message may have exited already
+  // (on Node 24 the "exit" event could fire before the test got to ask, and it waited for ever).
+  return exits.get(worker) ?? new Promise((resolve) => worker.once("exit", resolve));
 }
 
 /** Waits until `condition()` holds, checking after each turn of the event loop; fails after `ms`. */
