@@ -296,7 +296,10 @@ export function flagOption(parsed: ParsedCommandLine, name: string): boolean {
   return parsed.values[name] === true;
 }
 
-/** An integer option within `[min, max]`; `Infinity` is accepted when `max` is Infinity ("unlimited"). */
+/**
+ * An integer option within `[min, max]`, written in decimal digits (`0x10`, `1e3` and `4.0` are refused:
+ * a typo should not quietly become a number); `Infinity` is accepted when `max` is Infinity ("unlimited").
+ */
 export function integerOption(
   parsed: ParsedCommandLine,
   name: string,
@@ -307,8 +310,8 @@ export function integerOption(
   if (text === undefined) return undefined;
   const max = bounds.max ?? Number.MAX_SAFE_INTEGER;
   if (max === Number.POSITIVE_INFINITY && /^(inf|infinity|unlimited)$/i.test(text.trim())) return max;
-  const value = Number(text);
-  if (text.trim() === "" || !Number.isInteger(value) || value < bounds.min || value > max) {
+  const value = /^\s*[+-]?\d+\s*$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isInteger(value) || value < bounds.min || value > max) {
     const range =
       max === Number.POSITIVE_INFINITY
         ? `>= ${bounds.min} (or unlimited)`

@@ -10,6 +10,7 @@ import { RedisUnavailableError } from "../redis/errors.js";
 import {
   type CommandSpec,
   flagOption,
+  integerOption,
   listOption,
   type ParsedCommandLine,
   stringOption,
@@ -190,13 +191,7 @@ export async function fetchCommand(parsed: ParsedCommandLine, commandLine: strin
       throw new UsageError(`--header ${JSON.stringify(header)}: ${(error as Error).message}`, name);
     }
   }
-  const maxOutput = Number(stringOption(parsed, "max-output") ?? 1_048_576);
-  if (!Number.isInteger(maxOutput) || maxOutput < 0) {
-    throw new UsageError(
-      `--max-output must be a number of bytes >= 0; got ${JSON.stringify(stringOption(parsed, "max-output"))}`,
-      name,
-    );
-  }
+  const maxOutput = integerOption(parsed, "max-output", name, { min: 0 }) ?? 1_048_576;
   const method = stringOption(parsed, "method")?.toUpperCase();
   if (method !== undefined) {
     try {

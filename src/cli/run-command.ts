@@ -5,9 +5,9 @@ import { availableParallelism } from "node:os";
 import {
   type CommandSpec,
   flagOption,
+  integerOption,
   listOption,
   type ParsedCommandLine,
-  stringOption,
   UsageError,
 } from "./command-line.js";
 import { ExitCode } from "./exit-codes.js";
@@ -96,13 +96,7 @@ export async function runCommand(parsed: ParsedCommandLine, commandLine: string)
   const limitOptions = readLimitOptions(parsed, name, { concurrency: availableParallelism() });
   const settings = readSessionSettings(parsed, name);
   const shell = flagOption(parsed, "shell");
-  const maxOutput = Number(stringOption(parsed, "max-output") ?? 1_048_576);
-  if (!Number.isInteger(maxOutput) || maxOutput < 0) {
-    throw new UsageError(
-      `--max-output must be a number of bytes >= 0; got ${JSON.stringify(stringOption(parsed, "max-output"))}`,
-      name,
-    );
-  }
+  const maxOutput = integerOption(parsed, "max-output", name, { min: 0 }) ?? 1_048_576;
   const template = new CommandTemplate(parsed.command, { shell });
   const costFields = readCostFields(listOption(parsed, "cost-field"), costUnits(limitOptions), name);
 

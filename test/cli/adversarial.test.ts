@@ -8,7 +8,7 @@ import { parseCommandLine, UsageError } from "../../src/cli/command-line.js";
 import { FETCH_COMMAND, fetchCommand, prepareRequest } from "../../src/cli/fetch-command.js";
 import { readLimitOptions } from "../../src/cli/limits.js";
 import { runProcess } from "../../src/cli/process-job.js";
-import { RUN_COMMAND } from "../../src/cli/run-command.js";
+import { RUN_COMMAND, runCommand } from "../../src/cli/run-command.js";
 import { readSessionSettings } from "../../src/cli/session.js";
 import { InputError, parseRecord } from "../../src/cli/template.js";
 
@@ -32,6 +32,27 @@ describe("option values", () => {
       readLimitOptions(parseCommandLine(RUN_COMMAND, ["-qc", "-2", "--", "true"]), "run", { concurrency: 1 }),
     );
     expect(short.message).toMatch(/^--concurrency must be an integer >= 1 \(or unlimited\); got "-2"$/);
+  });
+
+  it("integers are decimal digits: hex, exponents and fractions are refused, not read as numbers", async () => {
+    for (const text of ["0x4", "1e3", "4.0", "0b11", "", " "]) {
+      const error = usageErrorOf(() =>
+        readLimitOptions(parseCommandLine(RUN_COMMAND, ["-c", text, "--", "true"]), "run", { concurrency: 1 }),
+      );
+      expect(error.message).toBe(`--concurrency must be an integer >= 1 (or unlimited); got ${JSON.stringify(text)}`);
+    }
+    for (const [command, run, line] of [
+      [RUN_COMMAND, runCommand, ["--max-output", "1e3", "--", "true"]],
+      [FETCH_COMMAND, fetchCommand, ["--max-output", "1e3"]],
+    ] as const) {
+      await expect(run(parseCommandLine(command, [...line]), "")).rejects.toThrow(
+        new UsageError('--max-output must be an integer >= 0; got "1e3"', command.name),
+      );
+    }
+    expect(
+      readLimitOptions(parseCommandLine(RUN_COMMAND, ["-c", " 12 ", "--", "true"]), "run", { concurrency: 1 })
+        .concurrency,
+    ).toBe(12);
   });
 
   it("a value that is not a number still reads as a missing value", () => {
