@@ -1,6 +1,6 @@
 // Distributed semaphores on a local redis-server: sluice/redis vs redis-semaphore.
 //
-//   npm run build && node bench/redis.mjs [--runs 3] [--seconds 5]
+//   npm run build && node bench/redis.mjs [--runs 3] [--seconds 5] [--hold 1] [--callers 16] [--only a,b]
 //
 // Starts its own redis-server (from PATH, free loopback port, no persistence) and measures, per library:
 // - uncontended acquire+release latency (p50/p99);
@@ -9,7 +9,9 @@
 //   redisOrderViolations), hand-off latency (a release to
 //   the next holder starting, p50/p99), Redis commands per grant (INFO commandstats before and after;
 //   "all" counts the commands scripts run inside Redis too, "calls" only EVALSHA/EVAL/BLPOP/SUBSCRIBE and plain
-//   commands sent by the clients), and the CPU time the two client processes spent per grant.
+//   commands sent by the clients), the CPU time redis-server spent per grant (INFO cpu), the CPU time the two client processes spent per grant, and the mean
+//   hold and hand-off: a grant's cycle is its hold plus the hand-off after it, so capacity ÷ mean hold
+//   bounds grants/s even for a hand-off that takes no time.
 // Prints one Markdown table (medians over --runs).
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -27,12 +29,16 @@ const argument = (name, fallback) => {
   return index === -1 ? fallback : Number(process.argv[index + 1]);
 };
 const now = () => performance.timeOrigin + performance.now();
+const mean = (values) => values.reduce((sum, value) => sum + value, 0) / values.length;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const CAPACITY = 4;
 /** The row without Redis: in-process semaphores, to show what the hold loop itself allows. */
 const CEILING = "no Redis: in-process Semaphore (ceiling)";
-const HOLD_MS = 1;
+// --hold MS: how long each grant is held (default 1, the issue's setting). Longer holds show each
+// library's Redis load when waiters wait longer, as real work makes them: polling costs grow with the wait.
+const HOLD_MS = argument("hold", 1);
+const LONG_HOLD_MS = 20;
 // --callers N: callers per process (default 16, the issue's 32 over 2 processes). More callers show how
 // each library's Redis load grows with the number waiting.
 const CALLERS_PER_PROCESS = argument("callers", 16);
@@ -162,7 +168,7 @@ async function child(config) {
       const requested = now();
       const release = await acquirer.acquire();
       const granted = now();
-      await sleep(HOLD_MS);
+      await sleep(config.hold);
       const released = now();
       await release();
       grants.push([id, requested, granted, release.token, release.ticket]);
@@ -193,6 +199,13 @@ async function commandStats(redis) {
   const stats = {};
   for (const match of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) stats[match[1]] = Number(match[2]);
   return stats;
+}
+
+/** Seconds of CPU the redis-server process has used (INFO cpu: user + system, all threads). */
+async function redisCpuSeconds(redis) {
+  const text = await redis.info("cpu");
+  const field = (name) => Number(new RegExp(`^${name}:([\\d.]+)`, "m").exec(text)?.[1] ?? Number.NaN);
+  return field("used_cpu_user") + field("used_cpu_sys");
 }
 
 function statsDelta(before, after) {
@@ -229,6 +242,7 @@ async function burst(library, server) {
       : makeAcquirer(library, server.redis, `bench-burst-${Math.random()}`, server.port);
   await (await acquirer.acquire())();
   const before = await commandStats(server.redis);
+  const cpuBefore = await redisCpuSeconds(server.redis);
   const start = performance.now();
   await Promise.all(
     Array.from({ length: BURST }, async () => {
@@ -238,10 +252,11 @@ async function burst(library, server) {
     }),
   );
   const ms = performance.now() - start;
+  const redisCpu = (await redisCpuSeconds(server.redis)) - cpuBefore;
   const after = await commandStats(server.redis);
   await acquirer.close();
   const { all, calls } = statsDelta(before, after);
-  return { ms, commands: all / BURST, calls: calls / BURST };
+  return { ms, commands: all / BURST, calls: calls / BURST, redisCpu: (redisCpu * 1e6) / BURST };
 }
 
 async function uncontended(library, redis, port) {
@@ -338,13 +353,17 @@ function handOffs(grants, releases) {
   return result;
 }
 
-async function contended(library, server, seconds) {
+async function contended(library, server, seconds, hold = HOLD_MS) {
   const name = `bench-contended-${library}-${Math.random()}`;
   const startAt = now() + 1_500;
   const before = await commandStats(server.redis);
+  const cpuBefore = await redisCpuSeconds(server.redis);
   const outputs = await Promise.all(
-    [0, 1].map(() => runChild({ library, port: server.port, name, startAt, seconds, callers: CALLERS_PER_PROCESS })),
+    [0, 1].map(() =>
+      runChild({ library, port: server.port, name, startAt, seconds, callers: CALLERS_PER_PROCESS, hold }),
+    ),
   );
+  const redisCpu = (await redisCpuSeconds(server.redis)) - cpuBefore;
   const after = await commandStats(server.redis);
   const grants = outputs.flatMap((output) => output.grants);
   const releases = outputs.flatMap((output) => output.releases);
@@ -366,8 +385,15 @@ async function contended(library, server, seconds) {
     leastMost: `${Math.min(...counts)}-${Math.max(...counts)}`,
     fifo: fifoViolations(grants, startAt),
     fifoInRedis: library === "sluice" ? redisOrderViolations(grants) : Number.NaN,
+    // The hold as the callers measured it (granted -> release called) and the gap that follows: with the
+    // same 1 ms setTimeout, a hold started from an I/O callback (a Redis reply or notice) lasts longer than
+    // one started from another holder's timer. capacity / mean hold bounds grants/s even if hand-offs
+    // took no time at all.
+    holdMean: mean(outputs.flatMap((output) => output.grants.map((grant, index) => output.releases[index] - grant[2]))),
+    handOffMean: mean(handOff),
     handOffP50: quantile(handOff, 0.5),
     handOffP99: quantile(handOff, 0.99),
+    redisCpuPerGrant: (redisCpu * 1e6) / measured,
     cpuPerGrant: (outputs.reduce((sum, output) => sum + output.cpuMs, 0) * 1000) / measured,
     commandsPerGrant: all / (measured + 2),
     callsPerGrant: calls / (measured + 2),
@@ -408,9 +434,13 @@ async function main() {
         "FIFO violations (Redis order)": library === "sluice" ? mid((result) => result.fifoInRedis) : "n/a",
         "hand-off p50 ms": mid((result) => result.handOffP50),
         "hand-off p99 ms": mid((result) => result.handOffP99),
+        "hand-off mean ms": mid((result) => result.handOffMean),
+        "hold mean ms": mid((result) => result.holdMean),
+        "grants/s bound (capacity ÷ mean hold)": mid((result) => CAPACITY / (result.holdMean / 1000)),
         "commands/grant (all)": mid((result) => result.commandsPerGrant),
         "calls/grant (client)": mid((result) => result.callsPerGrant),
         "client CPU µs/grant": mid((result) => result.cpuPerGrant),
+        "Redis CPU µs/grant": mid((result) => result.redisCpuPerGrant),
       });
     }
     console.log(
@@ -423,6 +453,33 @@ async function main() {
       for (const row of rows) row["% of ceiling"] = `${((row["grants/s"] / ceiling["grants/s"]) * 100).toFixed(1)} %`;
     }
     console.log(table(rows));
+    // The same contended run with 20 ms holds (unless --hold chose one): waiters wait 20 times longer,
+    // as they do behind real work, and a poller asks Redis that much more often per grant.
+    if (!process.argv.includes("--hold")) {
+      const longRows = [];
+      for (const library of libraries) {
+        if (library === CEILING) continue;
+        const results = [];
+        for (let run = 0; run < runs; run++) results.push(await contended(library, server, seconds, LONG_HOLD_MS));
+        const mid = (pick) => median(results.map(pick));
+        longRows.push({
+          library,
+          "grants/s": mid((result) => result.grantsPerSecond),
+          "worst wait ms": mid((result) => result.worstWait),
+          "fairness (least/most)": mid((result) => result.fairness),
+          "commands/grant (all)": mid((result) => result.commandsPerGrant),
+          "calls/grant (client)": mid((result) => result.callsPerGrant),
+          "Redis CPU µs/grant": mid((result) => result.redisCpuPerGrant),
+          "client CPU µs/grant": mid((result) => result.cpuPerGrant),
+        });
+      }
+      console.log();
+      console.log(
+        `Longer holds: the same, each holding ${LONG_HOLD_MS} ms (ceiling ${((CAPACITY * 1000) / LONG_HOLD_MS).toLocaleString("en-US")} grants/s), median of ${runs}:`,
+      );
+      console.log();
+      console.log(table(longRows));
+    }
     const burstRows = [];
     for (const library of libraries) {
       const results = [];
@@ -432,6 +489,7 @@ async function main() {
         "ms until all served": median(results.map((result) => result.ms)),
         "commands/grant (all)": median(results.map((result) => result.commands)),
         "calls/grant (client)": median(results.map((result) => result.calls)),
+        "Redis CPU µs/grant": median(results.map((result) => result.redisCpu)),
       });
     }
     console.log();
