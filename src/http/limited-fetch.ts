@@ -9,6 +9,7 @@ import { type Clock, systemClock, type TimerHandle } from "../core/clock.js";
 import { type Duration, describe, toMilliseconds } from "../core/duration.js";
 import { TimeoutError } from "../core/errors.js";
 import type { AcquireOptions, Limiter, Permit } from "../core/limiter.js";
+import { normalizeCost } from "../core/rate-cost.js";
 import { parseRateLimitHeaders, type RateLimitHeaders } from "../core/rate-headers.js";
 import {
   type Cost,
@@ -376,6 +377,9 @@ class FetchLimiter {
     const deadline = startedAt + this.settings.totalTime;
     const request = await describeRequest(input, init);
     const cost = this.rateAware ? (this.options.estimate ?? estimateLlmCost)(request) : undefined;
+    // A bad estimate is the estimate's fault, not a request too large for the limiter (whose RangeError
+    // below means exactly that).
+    checkEstimate(cost, request);
     const priorityOption = this.options.priority;
     const priority = typeof priorityOption === "function" ? priorityOption(request) : priorityOption;
     if (priority !== undefined && (typeof priority !== "number" || Number.isNaN(priority))) {
@@ -821,6 +825,18 @@ function linkSignals(...signals: (AbortSignal | undefined)[]): { signal: AbortSi
 function giveBack(permit: Permit): void {
   const result = permit.release();
   if (result !== undefined) result.catch(() => {});
+}
+
+/** The cost an `estimate` returned must be one the limiter can read; the error names the request. */
+function checkEstimate(cost: Cost | undefined, request: RequestDescription): void {
+  try {
+    normalizeCost(cost);
+  } catch (error) {
+    const message = `the estimate for ${request.method} ${request.url} is not a cost: ${(error as Error).message}`;
+    throw error instanceof RangeError
+      ? new RangeError(message, { cause: error })
+      : new TypeError(message, { cause: error });
+  }
 }
 
 /** Whether a reset header names an instant (`2024-06-03T12:34:56Z`) rather than a delay (`6m0s`, `30`). */

@@ -4,7 +4,7 @@
  * later call, or turn the shared pause into a burst of immediate retries.
  */
 import { RateLimiter, Semaphore } from "sluice";
-import { type FetchFunction, limitedFetch } from "sluice/http";
+import { type FetchFunction, limitedFetch, RequestTooLargeError } from "sluice/http";
 import { FakeClock, flushMicrotasks } from "sluice/testing";
 import { describe, expect, it } from "vitest";
 
@@ -153,5 +153,41 @@ describe("limitedFetch over a shared limiter whose observe and pause reject (Red
     } finally {
       process.off("unhandledRejection", onUnhandled);
     }
+  });
+});
+
+describe("limitedFetch: an estimate that is not a cost", () => {
+  it("rejects with the estimate's own TypeError/RangeError naming the request, not RequestTooLargeError", async () => {
+    const clock = new FakeClock();
+    const { fetch, calls } = scriptedFetch(clock, [{ status: 200 }]);
+    const limiter = new RateLimiter({ limits: [{ limit: 100, interval: "1m", unit: "tokens" }], clock });
+    const cases: [unknown, ErrorConstructor, RegExp][] = [
+      [
+        -1,
+        RangeError,
+        /^the estimate for GET http:\/\/api\.test\/a is not a cost: cost must be a finite number >= 0; got -1$/,
+      ],
+      [{ tokens: Number.NaN }, RangeError, /cost\.tokens must be a finite number >= 0; got NaN/],
+      [
+        { tokens: "many" },
+        TypeError,
+        /^the estimate for GET http:\/\/api\.test\/a is not a cost: cost\.tokens must be a number/,
+      ],
+      ["ten", TypeError, /cost must be a number or an object of numbers per unit/],
+    ];
+    for (const [estimate, type, message] of cases) {
+      const limited = limitedFetch(limiter, { fetch, clock, estimate: () => estimate as number });
+      const error = await limited("http://api.test/a").catch((reason: unknown) => reason);
+      expect(error).toBeInstanceOf(type);
+      expect(error).not.toBeInstanceOf(RequestTooLargeError);
+      expect((error as Error).message).toMatch(message);
+    }
+    expect(calls).toHaveLength(0);
+    // A real cost above the limit is still a request too large.
+    const tooLarge = limitedFetch(limiter, { fetch, clock, estimate: () => ({ tokens: 500 }) });
+    expect(await tooLarge("http://api.test/a").catch((reason: unknown) => reason)).toBeInstanceOf(RequestTooLargeError);
+    // And a good one goes through: nothing was left charged or held by the refused ones.
+    const fine = limitedFetch(limiter, { fetch, clock, estimate: () => ({ tokens: 100 }) });
+    expect((await fine("http://api.test/a")).status).toBe(200);
   });
 });
