@@ -1,23 +1,27 @@
-import { defineConfig } from "tsup";
+import { defineConfig, type Options } from "tsup";
+
+const library: Options = {
+  entry: {
+    index: "src/index.ts",
+    http: "src/http/index.ts",
+    redis: "src/redis/index.ts",
+    threads: "src/threads/index.ts",
+    testing: "src/testing/index.ts",
+  },
+  dts: true,
+  splitting: true,
+  sourcemap: true,
+  clean: false,
+  target: "node20",
+  platform: "node",
+  external: ["ioredis"],
+};
 
 export default defineConfig([
-  {
-    entry: {
-      index: "src/index.ts",
-      http: "src/http/index.ts",
-      redis: "src/redis/index.ts",
-      threads: "src/threads/index.ts",
-      testing: "src/testing/index.ts",
-    },
-    format: ["esm", "cjs"],
-    dts: true,
-    splitting: true,
-    sourcemap: true,
-    clean: false,
-    target: "node20",
-    platform: "node",
-    external: ["ioredis"],
-  },
+  { ...library, format: ["esm"] },
+  // CommonJS chunks go through rollup (treeshake), not tsup's default sucrase pass, which rewrites
+  // `?.`, `??` and class fields into helper calls and leaves classes named `_class2`.
+  { ...library, format: ["cjs"], treeshake: true },
   {
     entry: { cli: "src/cli/main.ts" },
     format: ["esm"],

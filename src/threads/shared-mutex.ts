@@ -59,7 +59,7 @@ export class SharedMutex implements Limiter<LockOptions> {
         `handle must be a SharedMutex's handle; got a SharedSemaphore of capacity ${semaphore.capacity}`,
       );
     }
-    return new SharedMutex(semaphore);
+    return rebuild(semaphore);
   }
 
   /** Pass this to other threads; rebuild the lock there with {@link SharedMutex.from}. */
@@ -116,4 +116,12 @@ export class SharedMutex implements Limiter<LockOptions> {
   statistics(): SharedSemaphoreStatistics {
     return this.semaphore.statistics();
   }
+}
+
+/**
+ * `new SharedMutex(…)` for `from`, outside the class body: a reference to the class inside its own body makes
+ * the bundler rename it (`SharedMutex.name` would read `_SharedMutex`).
+ */
+function rebuild(semaphore: SharedSemaphore): SharedMutex {
+  return new SharedMutex(semaphore);
 }

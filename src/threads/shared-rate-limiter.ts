@@ -226,7 +226,7 @@ export class SharedRateLimiter implements Limiter<RateAcquireOptions> {
    * ```
    */
   static from(handle: SharedRateLimiterHandle, options?: SharedRateLimiterAttachOptions): SharedRateLimiter {
-    return new SharedRateLimiter(handle, options);
+    return rebuild(handle, options);
   }
 
   /** Callers waiting in this thread. */
@@ -414,6 +414,17 @@ export class SharedRateLimiter implements Limiter<RateAcquireOptions> {
   private subject(): string {
     return this.name === undefined ? "the shared rate limiter" : `shared rate limiter ${JSON.stringify(this.name)}`;
   }
+}
+
+/**
+ * `new SharedRateLimiter(…)` for `from`, outside the class body: a reference to the class inside its own body makes
+ * the bundler rename it (`SharedRateLimiter.name` would read `_SharedRateLimiter`).
+ */
+function rebuild(
+  handle: SharedRateLimiterHandle,
+  options: SharedRateLimiterAttachOptions | undefined,
+): SharedRateLimiter {
+  return new SharedRateLimiter(handle, options);
 }
 
 /** `weight` and `priority` are accepted for Limiter compatibility and checked, but change nothing here. */

@@ -240,7 +240,7 @@ export class SharedSemaphore implements Limiter {
   static from(handle: SharedSemaphoreHandle, options?: SharedSemaphoreAttachOptions): SharedSemaphore {
     checkThreadOptions(options);
     const existing = instances.get(new SharedQueue(checkHandle(handle).buffer).id)?.deref();
-    return existing ?? new SharedSemaphore(handle, options);
+    return existing ?? rebuild(handle, options);
   }
 
   /** `capacity - inUse`, summed over all threads at this instant. */
@@ -607,6 +607,14 @@ export class SharedSemaphore implements Limiter {
   private subject(): string {
     return this.name === undefined ? "the shared semaphore" : `shared semaphore ${JSON.stringify(this.name)}`;
   }
+}
+
+/**
+ * `new SharedSemaphore(…)` for `from`, outside the class body: a reference to the class inside its own body makes
+ * the bundler rename it (`SharedSemaphore.name` would read `_SharedSemaphore`).
+ */
+function rebuild(handle: SharedSemaphoreHandle, options: SharedSemaphoreAttachOptions | undefined): SharedSemaphore {
+  return new SharedSemaphore(handle, options);
 }
 
 function ignore(): void {}
