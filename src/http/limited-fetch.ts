@@ -32,7 +32,9 @@ export interface RetryOptions {
    * The longest a call may take from start to its last attempt, waiting in the limiter included.
    * Once spent, the call returns the last failed response; when no attempt got a response, it throws
    * the last attempt's error (a network error, or a `TimeoutError` when the limiter did not admit the
-   * call in time). Default: no limit (the attempt count bounds it).
+   * call in time). A server that asks for a longer wait than the time left (`Retry-After`, a reset)
+   * gets the same at once, not at the deadline. Default: no limit (the attempt count bounds it, and a
+   * server's `Retry-After` is waited out however long it is).
    */
   totalTime?: Duration;
   /** The backoff before the second attempt; doubles each time (full jitter). Default `"500ms"`. */
@@ -426,7 +428,10 @@ class FetchLimiter {
       const outcome = await this.attempt(input, init, request, cost, permit, callerSignal, attempt, retryable);
       if (outcome.kind === "response") return outcome.response;
       lastResponse = outcome.response;
-      const finalAttempt = attempt >= this.settings.attempts || this.clock.now() + outcome.delayMs >= deadline;
+      // A wait known to outlast the time left (a Retry-After of a day against a totalTime of minutes) is
+      // not sat through: the call ends now, as it would at the deadline.
+      const wait = Math.max(outcome.delayMs, outcome.pauseMs ?? 0);
+      const finalAttempt = attempt >= this.settings.attempts || this.clock.now() + wait >= deadline;
       if (finalAttempt) {
         if (outcome.response !== undefined) return outcome.response;
         throw outcome.error;

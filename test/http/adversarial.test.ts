@@ -191,3 +191,35 @@ describe("limitedFetch: an estimate that is not a cost", () => {
     expect((await fine("http://api.test/a")).status).toBe(200);
   });
 });
+
+describe("limitedFetch: a server wait longer than the time left", () => {
+  it.each([
+    ["a RateLimiter (the whole limiter pauses)", (clock: FakeClock) => new RateLimiter({ clock })],
+    ["a Semaphore (the call backs off on its own)", () => new Semaphore(1)],
+  ])("through %s: the call returns the 429 at once, not at the deadline", async (_, limiter) => {
+    const clock = new FakeClock();
+    const { fetch, calls } = scriptedFetch(clock, [
+      { status: 429, headers: { "retry-after": "86400" } },
+      { status: 200 },
+    ]);
+    const limited = limitedFetch(limiter(clock), { fetch, clock, random: () => 0, retry: { totalTime: "10m" } });
+    const response = (await drive(clock, limited("http://api.test/a"), 0)) as Response;
+    expect(response.status).toBe(429);
+    expect(calls).toEqual([0]);
+    expect(clock.now()).toBe(0);
+  });
+
+  it("with time enough left, the wait is sat through and the retry goes out after it", async () => {
+    const clock = new FakeClock();
+    const { fetch, calls } = scriptedFetch(clock, [{ status: 429, headers: { "retry-after": "60" } }, { status: 200 }]);
+    const limited = limitedFetch(new RateLimiter({ clock }), {
+      fetch,
+      clock,
+      random: () => 0,
+      retry: { totalTime: "10m" },
+    });
+    const response = (await drive(clock, limited("http://api.test/a"))) as Response;
+    expect(response.status).toBe(200);
+    expect(calls).toEqual([0, 60_000]);
+  });
+});
