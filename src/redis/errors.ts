@@ -60,16 +60,18 @@ function sweep(): void {
 export function withDeadline<T>(
   promise: Promise<T>,
   ms: number,
-  what: string,
+  what: string | (() => string),
   onLate?: (value: T) => void,
 ): Promise<T> {
+  // A function is called only for an error message: most calls succeed, and need no label at all.
+  const label = () => (typeof what === "function" ? what() : what);
   return new Promise<T>((resolve, reject) => {
     let late = false;
     const entry: Pending = {
       deadline: performance.now() + ms,
       expire() {
         late = true;
-        reject(new RedisUnavailableError(`Redis did not answer within ${ms} ms (${what})`));
+        reject(new RedisUnavailableError(`Redis did not answer within ${ms} ms (${label()})`));
       },
     };
     pending.add(entry);
@@ -90,7 +92,7 @@ export function withDeadline<T>(
         if (isReplyError(error)) reject(error);
         else {
           const reason = error instanceof Error ? error.message : String(error);
-          reject(new RedisUnavailableError(`Redis is unavailable (${what}): ${reason}`, { cause: error }));
+          reject(new RedisUnavailableError(`Redis is unavailable (${label()}): ${reason}`, { cause: error }));
         }
       },
     );

@@ -673,7 +673,12 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     } catch (error) {
       running = Promise.reject(error);
     }
-    return withDeadline(running, this.commandMs, `${what} on Redis rate limiter ${JSON.stringify(this.name)}`, onLate);
+    return withDeadline(
+      running,
+      this.commandMs,
+      () => `${what} on Redis rate limiter ${JSON.stringify(this.name)}`,
+      onLate,
+    );
   }
 }
 

@@ -1132,7 +1132,7 @@ export class RedisSemaphore implements Limiter {
     } catch (error) {
       running = Promise.reject(error);
     }
-    return withDeadline(running, this.commandMs, `${what} on ${this.subject()}`, onLate);
+    return withDeadline(running, this.commandMs, () => `${what} on ${this.subject()}`, onLate);
   }
 
   private lostError(permit: RedisPermit, cause?: unknown): LeaseLostError {
