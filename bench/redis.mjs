@@ -261,7 +261,10 @@ async function burst(library, server) {
 
 async function uncontended(library, redis, port) {
   const acquirer = makeAcquirer(library, redis, `bench-uncontended-${Math.random()}`, port);
-  for (let i = 0; i < 200; i++) await (await acquirer.acquire())();
+  // A long warm-up: V8 keeps compiling the client's and ioredis' code for the first thousand or so
+  // calls (slow samples then are compilation, not Redis), and whichever library runs first would
+  // otherwise also warm ioredis up for the ones after it.
+  for (let i = 0; i < 2_000; i++) await (await acquirer.acquire())();
   const samples = [];
   for (let i = 0; i < 2_000; i++) {
     const start = performance.now();
