@@ -201,19 +201,7 @@ local function register()
 end
 `;
 
-/**
- * ARGV 7 mode (`try` | `wait`), 8 register (`1` when this client's lease must be (re)written), then one
- * triple per request, in arrival order: weight, score (-priority), ticket (this client's number for the
- * request; 0 for `try`). `try` sends exactly one. Several `wait` requests arrive together — one script
- * for all the callers of a process that asked in the same tick — and queue in the order given, so
- * batching changes the Redis work, not the order.
- *
- * Returns `{n, then per request: status, value, third}` — `1, token, seq` granted (`seq`: the last
- * ticket number handed out, so tickets up to it arrived earlier: what a FIFO check of the grant order
- * needs), `0, 0, 0` busy (try), `2, seq, ready` queued (`ready`: the restart guard's end, or 0) — then
- * the grants a purge made to this client's own tickets (ticket, token pairs).
- */
-export const ACQUIRE = `
+const ACQUIRE_SHORT = `
 -- The common case first, before the general code below is even set up: one request that fits at once,
 -- nobody waiting, no restart guard, no lease to write, the capacity as last stored. The effect is the
 -- general path's (fence + 1, used + weight, one holder field); only the work is less. The read is the
@@ -230,7 +218,9 @@ if #ARGV == 11 and ARGV[8] == '0' then
     return {1, 1, fence, tonumber(read[3])}
   end
 end
-${PRELUDE}
+`;
+
+const ACQUIRE_GENERAL = `${PRELUDE}
 local mode = ARGV[7]
 if not load(nil, read) then create() end
 if ARGV[8] == '1' or created then register() end
@@ -273,8 +263,24 @@ for i = 1, #mine do out[#out + 1] = mine[i] end
 return out
 `;
 
-/** ARGV 7 token. Returns `{removed}` followed by self-grants (ticket, token pairs). */
-export const RELEASE = `
+/**
+ * ARGV 7 mode (`try` | `wait`), 8 register (`1` when this client's lease must be (re)written), then one
+ * triple per request, in arrival order: weight, score (-priority), ticket (this client's number for the
+ * request; 0 for `try`). `try` sends exactly one. Several `wait` requests arrive together — one script
+ * for all the callers of a process that asked in the same tick — and queue in the order given, so
+ * batching changes the Redis work, not the order.
+ *
+ * Returns `{n, then per request: status, value, third}` — `1, token, seq` granted (`seq`: the last
+ * ticket number handed out, so tickets up to it arrived earlier: what a FIFO check of the grant order
+ * needs), `0, 0, 0` busy (try), `2, seq, ready` queued (`ready`: the restart guard's end, or 0) — then
+ * the grants a purge made to this client's own tickets (ticket, token pairs).
+ */
+export const ACQUIRE = ACQUIRE_SHORT + ACQUIRE_GENERAL;
+
+/** @internal ACQUIRE without its short path, for the test that checks both paths agree. */
+export const ACQUIRE_WITHOUT_SHORT_PATH = `local read\n${ACQUIRE_GENERAL}`;
+
+const RELEASE_SHORT = `
 -- The common case first: nobody waiting, no restart guard, the capacity as last stored, so there is
 -- nothing to hand on; the holder's field goes and \`used\` drops, as the general path below would do.
 -- The read is the one load() makes, so the general path does not read again.
@@ -285,7 +291,9 @@ if read[4] == '0' and read[5] == '0' and tonumber(read[7]) == tonumber(ARGV[3]) 
   redis.call('HSET', KEYS[1], 'used', tonumber(read[1]) - tonumber(string.match(read[6], '^(%d+)')))
   return {1}
 end
-${PRELUDE}
+`;
+
+const RELEASE_GENERAL = `${PRELUDE}
 local exists, holder = load('h:' .. ARGV[7], read)
 if not exists then return {0} end
 local mine = {0}
@@ -298,6 +306,12 @@ dispatch(mine)
 save()
 return mine
 `;
+
+/** ARGV 7 token. Returns `{removed}` followed by self-grants (ticket, token pairs). */
+export const RELEASE = RELEASE_SHORT + RELEASE_GENERAL;
+
+/** @internal RELEASE without its short path, for the test that checks both paths agree. */
+export const RELEASE_WITHOUT_SHORT_PATH = `local read\n${RELEASE_GENERAL}`;
 
 /**
  * ARGV 7 ticket member. Returns `{status}` followed by self-grants: 1 the ticket left the queue, 2 it had
