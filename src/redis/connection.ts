@@ -22,6 +22,13 @@ export interface RedisConnection {
   subscribe(channel: string, onMessage: (message: string) => void, onResubscribed?: () => void): Promise<void>;
   /** `UNSUBSCRIBE channel`: `onMessage` of that channel is not called any more. */
   unsubscribe(channel: string): Promise<void>;
+  /**
+   * Optional: `SSUBSCRIBE channel` (sharded pub/sub, Redis 7.0+), otherwise as
+   * {@link RedisConnection.subscribe}. Needed only for `notices: "sharded"`.
+   */
+  ssubscribe?(channel: string, onMessage: (message: string) => void, onResubscribed?: () => void): Promise<void>;
+  /** Optional: `SUNSUBSCRIBE channel`, the counterpart of {@link RedisConnection.ssubscribe}. */
+  sunsubscribe?(channel: string): Promise<void>;
   /** `SCAN cursor MATCH pattern COUNT count`: `[nextCursor, keys]`. */
   scan(cursor: string, pattern: string, count: number): Promise<[string, string[]]>;
   /**
@@ -40,11 +47,13 @@ export interface IoredisLike {
   eval(script: string, numkeys: number, ...keysAndArgs: (string | number)[]): Promise<unknown>;
   subscribe(channel: string): Promise<unknown>;
   unsubscribe(channel: string): Promise<unknown>;
+  ssubscribe?(channel: string): Promise<unknown>;
+  sunsubscribe?(channel: string): Promise<unknown>;
   scan(cursor: string, match: "MATCH", pattern: string, count: "COUNT", n: number): Promise<[string, string[]]>;
   duplicate(): IoredisLike;
   disconnect(): void;
   on?(event: "error", listener: (error: Error) => void): unknown;
-  on?(event: "message", listener: (channel: string, message: string) => void): unknown;
+  on?(event: "message" | "smessage", listener: (channel: string, message: string) => void): unknown;
   on?(event: "ready", listener: () => void): unknown;
 }
 
@@ -59,31 +68,56 @@ export interface IoredisLike {
  * ```
  */
 export function fromIoredis(client: IoredisLike): RedisConnection {
-  /** The subscribed channels' listeners, from the first `subscribe` on (only a duplicate gets one). */
+  /**
+   * The subscribed channels' listeners, from the first `subscribe` or `ssubscribe` on (only a duplicate
+   * gets one). Plain and sharded channels share it: a semaphore's channel is one or the other.
+   */
   let channels:
     | Map<string, { onMessage: (message: string) => void; onResubscribed?: () => void; subscribed: boolean }>
     | undefined;
+  const listen = async (
+    channel: string,
+    onMessage: (message: string) => void,
+    onResubscribed: (() => void) | undefined,
+    subscribe: (channel: string) => Promise<unknown>,
+  ): Promise<void> => {
+    if (channels === undefined) {
+      channels = new Map();
+      const listeners = channels;
+      const deliver = (from: string, message: string) => listeners.get(from)?.onMessage(message);
+      client.on?.("message", deliver);
+      client.on?.("smessage", deliver);
+      // ioredis resubscribes by itself after a reconnect, then says "ready".
+      client.on?.("ready", () => {
+        for (const listener of listeners.values()) if (listener.subscribed) listener.onResubscribed?.();
+      });
+    }
+    const listener = { onMessage, onResubscribed, subscribed: false };
+    channels.set(channel, listener);
+    await subscribe(channel);
+    listener.subscribed = true;
+  };
   return asRedisConnection({
     evalsha: (sha, keys, args) => client.evalsha(sha, keys.length, ...keys, ...args),
     eval: (script, keys, args) => client.eval(script, keys.length, ...keys, ...args),
-    subscribe: async (channel, onMessage, onResubscribed) => {
-      if (channels === undefined) {
-        channels = new Map();
-        const listeners = channels;
-        client.on?.("message", (from: string, message: string) => listeners.get(from)?.onMessage(message));
-        // ioredis resubscribes by itself after a reconnect, then says "ready".
-        client.on?.("ready", () => {
-          for (const listener of listeners.values()) if (listener.subscribed) listener.onResubscribed?.();
-        });
-      }
-      const listener = { onMessage, onResubscribed, subscribed: false };
-      channels.set(channel, listener);
-      await client.subscribe(channel);
-      listener.subscribed = true;
-    },
+    subscribe: (channel, onMessage, onResubscribed) =>
+      listen(channel, onMessage, onResubscribed, (name) => client.subscribe(name)),
     unsubscribe: async (channel) => {
       channels?.delete(channel);
       await client.unsubscribe(channel);
+    },
+    ssubscribe: (channel, onMessage, onResubscribed) =>
+      listen(channel, onMessage, onResubscribed, async (name) => {
+        if (typeof client.ssubscribe !== "function") {
+          throw new TypeError(
+            'this ioredis client has no ssubscribe (sharded pub/sub): update ioredis, or use notices: "publish"',
+          );
+        }
+        await client.ssubscribe(name);
+      }),
+    sunsubscribe: async (channel) => {
+      channels?.delete(channel);
+      await client.sunsubscribe?.(channel);
     },
     scan: (cursor, pattern, count) => client.scan(cursor, "MATCH", pattern, "COUNT", count),
     duplicate: () => {
@@ -165,16 +199,29 @@ export class Script {
  */
 export class NoticeConnection {
   private subscriber: RedisConnection | undefined = undefined;
-  private readonly channels = new Set<string>();
+  /** Channel -> whether it is a sharded one (SSUBSCRIBE). */
+  private readonly channels = new Map<string, boolean>();
 
   constructor(private readonly connection: RedisConnection) {}
 
-  /** Subscribes `channel` (see {@link RedisConnection.subscribe}); settles when Redis confirmed it. */
-  listen(channel: string, onMessage: (message: string) => void, onResubscribed?: () => void): Promise<void> {
-    this.subscriber ??= this.connection.duplicate();
-    this.channels.add(channel);
+  /**
+   * Subscribes `channel` (see {@link RedisConnection.subscribe}, or {@link RedisConnection.ssubscribe}
+   * when `sharded`); settles when Redis confirmed it.
+   */
+  listen(
+    channel: string,
+    onMessage: (message: string) => void,
+    onResubscribed?: () => void,
+    sharded = false,
+  ): Promise<void> {
     try {
-      return this.subscriber.subscribe(channel, onMessage, onResubscribed);
+      this.subscriber ??= this.connection.duplicate();
+      this.channels.set(channel, sharded);
+      if (!sharded) return this.subscriber.subscribe(channel, onMessage, onResubscribed);
+      if (this.subscriber.ssubscribe === undefined) {
+        throw new TypeError('notices: "sharded" needs a connection with ssubscribe (Redis 7.0+ sharded pub/sub)');
+      }
+      return this.subscriber.ssubscribe(channel, onMessage, onResubscribed);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -182,7 +229,9 @@ export class NoticeConnection {
 
   /** Stops listening on `channel`; the last channel to go closes the connection. Idempotent. */
   leave(channel: string): void {
-    if (!this.channels.delete(channel)) return;
+    const sharded = this.channels.get(channel);
+    if (sharded === undefined) return;
+    this.channels.delete(channel);
     const subscriber = this.subscriber;
     if (subscriber === undefined) return;
     if (this.channels.size === 0) {
@@ -190,7 +239,8 @@ export class NoticeConnection {
       subscriber.disconnect();
     } else {
       // If the connection is down, its resubscription will not include the channel either.
-      subscriber.unsubscribe(channel).catch(() => undefined);
+      const leaving = sharded ? subscriber.sunsubscribe?.(channel) : subscriber.unsubscribe(channel);
+      leaving?.catch(() => undefined);
     }
   }
 

@@ -34,6 +34,7 @@ import { RedisUnavailableError, withDeadline } from "./errors.js";
 import { RATE_ACQUIRE, RATE_INSPECT, RATE_PAUSE, RATE_SETTLE, RATE_TIGHTEN } from "./rate-scripts.js";
 import {
   checkCommandTimeout,
+  checkNotices,
   checkPrefix,
   checkUnavailablePolicy,
   type RedisPermit,
@@ -69,6 +70,8 @@ export interface RedisRateLimiterOptions {
   commandTimeout?: Duration;
   /** As RedisSemaphore's `onUnavailable`: `"fail"` (default), `"allow"` or a local Limiter. */
   onUnavailable?: UnavailablePolicy;
+  /** How the concurrency permits' grant notices travel: as RedisSemaphore's `notices`. Default `"publish"`. */
+  notices?: "publish" | "sharded";
 }
 
 /** One configured limit as it travels to the scripts. */
@@ -256,6 +259,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
             leaseTtl: options.leaseTtl ?? "10s",
             commandTimeout: this.commandMs,
             onUnavailable: this.onUnavailable,
+            notices: checkNotices(options.notices),
           });
     if (this.concurrency?.capacity === 0)
       throw new RangeError("concurrency must be an integer >= 1 or Infinity; got 0");

@@ -43,13 +43,23 @@ import {
 import { RedisUnavailableError, withDeadline } from "./errors.js";
 import { ACQUIRE, CANCEL, HEARTBEAT, INSPECT, RELEASE } from "./semaphore-scripts.js";
 
-const scripts = {
-  acquire: new Script(ACQUIRE),
-  release: new Script(RELEASE),
-  cancel: new Script(CANCEL),
-  heartbeat: new Script(HEARTBEAT),
-  inspect: new Script(INSPECT),
-};
+/** The scripts that may tell other processes of a grant, with the command that tells them. */
+function notifyingScripts(publish: "PUBLISH" | "SPUBLISH") {
+  const script = (source: string) =>
+    new Script(publish === "PUBLISH" ? source : source.replaceAll("redis.call('PUBLISH',", "redis.call('SPUBLISH',"));
+  return {
+    acquire: script(ACQUIRE),
+    release: script(RELEASE),
+    cancel: script(CANCEL),
+    heartbeat: script(HEARTBEAT),
+  };
+}
+
+type NotifyingScripts = ReturnType<typeof notifyingScripts>;
+
+const scripts = { ...notifyingScripts("PUBLISH"), inspect: new Script(INSPECT) };
+/** The same scripts for `notices: "sharded"` (made on first use). */
+let shardedScripts: NotifyingScripts | undefined;
 
 /**
  * The semaphore of this process whose requests of the current tick are not sent yet, if any (see
@@ -111,6 +121,13 @@ export interface RedisSemaphoreOptions {
    * true; turn it off only with persistence you trust.
    */
   guardRestarts?: boolean;
+  /**
+   * How grant notices travel: `"publish"` (default; Redis 5.0+) or `"sharded"`: sharded pub/sub
+   * (`SPUBLISH`/`SSUBSCRIBE`, Redis 7.0+). On Redis Cluster, a plain `PUBLISH` goes to every node of the
+   * cluster; a sharded one stays on the node that holds the semaphore's keys. All processes using the
+   * semaphore must choose the same.
+   */
+  notices?: "publish" | "sharded";
 }
 
 /** A permit of a {@link RedisSemaphore}. */
@@ -304,6 +321,9 @@ export class RedisSemaphore implements Limiter {
   private readonly commandMs: number;
   private readonly wakeMs: number;
   private readonly keyTtlMs: number;
+  /** Whether grant notices use sharded pub/sub (`notices: "sharded"`). */
+  private readonly sharded: boolean;
+  private readonly scripts: NotifyingScripts;
   private readonly guardRestarts: boolean;
   private readonly onUnavailable: UnavailablePolicy;
   private readonly clock = systemClock;
@@ -374,6 +394,8 @@ export class RedisSemaphore implements Limiter {
     }
     this.guardRestarts = options.guardRestarts ?? true;
     this.onUnavailable = checkUnavailablePolicy(options.onUnavailable);
+    this.sharded = checkNotices(options.notices) === "sharded";
+    this.scripts = this.sharded ? (shardedScripts ??= notifyingScripts("SPUBLISH")) : scripts;
     const prefix = checkPrefix(options.prefix);
     this.tag = `${prefix}{${this.name}}:`;
     this.keys = [`${this.tag}meta`, `${this.tag}queue`, `${this.tag}clients`];
@@ -469,8 +491,11 @@ export class RedisSemaphore implements Limiter {
     if (!this.queue.isFirstInLine(0)) return undefined;
     const sentAt = this.clock.now();
     const register = this.mustRegister(sentAt);
-    const reply = (await this.call(scripts.acquire, ["try", register ? "1" : "0", weight, 0, 0], "tryAcquire", (late) =>
-      this.undoAcquire(late as number[], []),
+    const reply = (await this.call(
+      this.scripts.acquire,
+      ["try", register ? "1" : "0", weight, 0, 0],
+      "tryAcquire",
+      (late) => this.undoAcquire(late as number[], []),
     )) as number[];
     if (register) this.leaseWritten(sentAt);
     this.takeGrants(reply, 4);
@@ -539,7 +564,7 @@ export class RedisSemaphore implements Limiter {
     this.queuedInRedis = 0;
     this.stopTimers();
     try {
-      await this.call(scripts.heartbeat, ["leave"], "close");
+      await this.call(this.scripts.heartbeat, ["leave"], "close");
     } catch {
       // Our lease runs out on its own.
     }
@@ -604,7 +629,7 @@ export class RedisSemaphore implements Limiter {
       ticket.registeredAt = register ? sentAt : undefined;
       args.push(ticket.weight, redisNumber(ticket.priority === 0 ? 0 : -ticket.priority), ticket.id);
     }
-    this.call(scripts.acquire, args, "acquire", (late) => this.undoAcquire(late as number[], batch)).then(
+    this.call(this.scripts.acquire, args, "acquire", (late) => this.undoAcquire(late as number[], batch)).then(
       (value) => {
         const reply = value as number[];
         if (register) this.leaseWritten(sentAt);
@@ -717,7 +742,7 @@ export class RedisSemaphore implements Limiter {
     let reply: number[];
     try {
       reply = (await this.call(
-        scripts.acquire,
+        this.scripts.acquire,
         ["try", register ? "1" : "0", weight, redisNumber(priority === 0 ? 0 : -priority), 0],
         "acquire",
         (late) => this.undoAcquire(late as number[], []),
@@ -775,7 +800,7 @@ export class RedisSemaphore implements Limiter {
   private cancelTicket(ticket: Ticket): void {
     const seq = ticket.seq as number;
     const member = `${String(seq).padStart(16, "0")}:${ticket.weight}:${ticket.id}:${this.client}`;
-    this.call(scripts.cancel, [member], "cancel").then(
+    this.call(this.scripts.cancel, [member], "cancel").then(
       (reply) => this.takeGrants(reply as number[], 1),
       // If Redis is unreachable, the ticket goes when our lease does, or is released when granted.
       () => undefined,
@@ -862,7 +887,7 @@ export class RedisSemaphore implements Limiter {
   }
 
   private releaseToken(token: number): Promise<void> {
-    return this.call(scripts.release, [redisNumber(token)], "release").then((reply) => {
+    return this.call(this.scripts.release, [redisNumber(token)], "release").then((reply) => {
       this.takeGrants(reply as number[], 1);
     });
   }
@@ -880,6 +905,7 @@ export class RedisSemaphore implements Limiter {
       this.wakeKey,
       (notice) => this.onNotice(notice),
       () => this.checkInSoon(),
+      this.sharded,
     );
     this.subscription = withDeadline(
       subscribing,
@@ -985,7 +1011,7 @@ export class RedisSemaphore implements Limiter {
     const sentAt = this.clock.now();
     let failure: unknown;
     try {
-      const reply = (await this.call(scripts.heartbeat, ["renew"], "heartbeat")) as number[];
+      const reply = (await this.call(this.scripts.heartbeat, ["renew"], "heartbeat")) as number[];
       const [lost, now, earliestOther, guardUntil] = reply as [number, number, number, number];
       if (lost === 1) this.leaseLost(sentAt);
       this.leaseWritten(sentAt);
@@ -1151,6 +1177,12 @@ export class RedisSemaphore implements Limiter {
   private subject(): string {
     return `Redis semaphore ${JSON.stringify(this.name)}`;
   }
+}
+
+/** `notices`: `"publish"` (default) or `"sharded"`. */
+export function checkNotices(value: unknown): "publish" | "sharded" {
+  if (value === undefined || value === "publish" || value === "sharded") return value ?? "publish";
+  throw new TypeError(`notices must be "publish" or "sharded"; got ${describe(value)}`);
 }
 
 /** `commandTimeout`: a duration > 0 (default 5 s); 0 would fail every call at the first deadline sweep. */

@@ -4,7 +4,7 @@
  * different names spread over the nodes. The client is ioredis' `Cluster`.
  */
 
-import { Cluster } from "ioredis";
+import { Cluster, type ClusterOptions } from "ioredis";
 import { RedisMutex, RedisRateLimiter, RedisSemaphore } from "sluice/redis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RedisClusterServers } from "../support/redis-server.js";
@@ -14,10 +14,10 @@ const clients: Cluster[] = [];
 let counter = 0;
 
 /** A new cluster client: each stands for one process. */
-function connect(): Cluster {
+function connect(options: ClusterOptions = {}): Cluster {
   const client = new Cluster(
     servers.ports.map((port) => ({ host: "127.0.0.1", port })),
-    { redisOptions: { maxRetriesPerRequest: 2 } },
+    { redisOptions: { maxRetriesPerRequest: 2 }, ...options },
   );
   client.on("error", () => undefined);
   clients.push(client);
@@ -71,6 +71,34 @@ describe("Redis Cluster", () => {
     expect(port).toBe(await nodeOf(clients[0] as Cluster, `sluice:{${name}}:meta`));
     await held.release();
     const next = await waiting;
+    expect(next.fencingToken).toBe((held.fencingToken as number) + 1);
+    await next.release();
+    await Promise.all([a.close(), b.close()]);
+  });
+
+  it('notices: "sharded" keeps grant notices on the node that holds the keys, and still wakes by push', async () => {
+    const name = `cluster-sharded-${++counter}`;
+    // Heartbeats and check-ins far away: within the test, only the notice can deliver the grant.
+    const shardedOptions = { ...options, leaseTtl: "30s", wakeTimeout: "60s", notices: "sharded" } as const;
+    // ioredis routes SSUBSCRIBE to the node of the channel's slot only with shardedSubscribers.
+    const a = new RedisSemaphore(connect({ shardedSubscribers: true }), { name, capacity: 1, ...shardedOptions });
+    const b = new RedisSemaphore(connect({ shardedSubscribers: true }), { name, capacity: 1, ...shardedOptions });
+    const held = await a.acquire();
+    const waiting = b.acquire({ timeout: 5_000 });
+    await expect.poll(async () => (await a.inspect()).waiters.length, { timeout: 2_000 }).toBe(1);
+    const owner = await nodeOf(clients[0] as Cluster, `sluice:{${name}}:meta`);
+    const channelsByNode = new Map<number, string[]>();
+    for (const node of (clients[0] as Cluster).nodes("master")) {
+      const channels = (await node.call("PUBSUB", "SHARDCHANNELS", `*{${name}}*`)) as string[];
+      if (channels.length > 0) channelsByNode.set(node.options.port as number, channels);
+    }
+    // Both processes' channels, on the owner only.
+    expect([...channelsByNode.keys()]).toEqual([owner]);
+    expect(channelsByNode.get(owner)).toHaveLength(2);
+    const releasedAt = performance.now();
+    await held.release();
+    const next = await waiting;
+    expect(performance.now() - releasedAt).toBeLessThan(2_000);
     expect(next.fencingToken).toBe((held.fencingToken as number) + 1);
     await next.release();
     await Promise.all([a.close(), b.close()]);

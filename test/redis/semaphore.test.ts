@@ -236,6 +236,66 @@ describe("RedisSemaphore round trips and wake-ups", () => {
   });
 });
 
+describe('RedisSemaphore notices: "sharded"', () => {
+  it("grant notices travel by SPUBLISH on a shard channel, by push, next to plain ones on the same connection", async () => {
+    const own = new Redis(server.port, "127.0.0.1");
+    try {
+      const [shardedName, plainName] = [uniqueName("sharded"), uniqueName("plain")];
+      // Heartbeats and check-ins far away: within the test, only the notice can deliver the grant.
+      const options = { notices: "sharded", leaseTtl: "30s", wakeTimeout: "60s" } as const;
+      const holder = semaphore(shardedName, 1, options);
+      const waiterSide = semaphore(shardedName, 1, options, own);
+      const plainHolder = semaphore(plainName, 1);
+      const plainWaiterSide = semaphore(plainName, 1, { leaseTtl: "30s", wakeTimeout: "60s" }, own);
+      const [held, plainHeld] = await Promise.all([holder.acquire(), plainHolder.acquire()]);
+      const waiting = waiterSide.acquire({ timeout: 5_000 });
+      const plainWaiting = plainWaiterSide.acquire({ timeout: 5_000 });
+      await expect.poll(async () => (await waiterSide.inspect()).waiters.length).toBe(1);
+      await expect.poll(async () => (await plainWaiterSide.inspect()).waiters.length).toBe(1);
+      const shardChannels = (await redis.call("PUBSUB", "SHARDCHANNELS", `*{${shardedName}}*`)) as string[];
+      const plainChannels = (await redis.call("PUBSUB", "CHANNELS", `*{${shardedName}}*`)) as string[];
+      expect(shardChannels).toHaveLength(2);
+      expect(plainChannels).toEqual([]);
+      expect(await redis.call("PUBSUB", "CHANNELS", `*{${plainName}}*`)).toHaveLength(2);
+
+      const releasedAt = performance.now();
+      await held.release();
+      const permit = await waiting;
+      expect(performance.now() - releasedAt).toBeLessThan(1_000);
+      expect(permit.fencingToken).toBeGreaterThan(held.fencingToken as number);
+      await plainHeld.release();
+      await (await plainWaiting).release();
+      await permit.release();
+    } finally {
+      own.disconnect();
+    }
+  });
+
+  it('refuses anything but "publish" and "sharded", and a connection without ssubscribe says what it lacks', async () => {
+    expect(() => semaphore(uniqueName("bad-notices"), 1, { notices: "spublish" as "sharded" })).toThrow(
+      new TypeError('notices must be "publish" or "sharded"; got "spublish"'),
+    );
+    const plain = fromIoredis(redis);
+    const withoutSharded = asRedisConnection({
+      evalsha: (sha, keys, args) => plain.evalsha(sha, keys, args),
+      eval: (script, keys, args) => plain.eval(script, keys, args),
+      subscribe: (channel, onMessage, onResubscribed) => plain.subscribe(channel, onMessage, onResubscribed),
+      unsubscribe: (channel) => plain.unsubscribe(channel),
+      scan: (cursor, pattern, count) => plain.scan(cursor, pattern, count),
+      duplicate: () => {
+        const copy = plain.duplicate();
+        return asRedisConnection({ ...copy, ssubscribe: undefined, sunsubscribe: undefined });
+      },
+      disconnect: () => undefined,
+    });
+    const name = uniqueName("no-ssubscribe");
+    const held = await semaphore(name, 1).acquire();
+    const limited = semaphore(name, 1, { notices: "sharded" }, withoutSharded);
+    await expect(limited.acquire()).rejects.toThrow(/notices: "sharded" needs a connection with ssubscribe/);
+    await held.release();
+  });
+});
+
 describe("RedisSemaphore batching", () => {
   it("sends the requests of one tick as one script, and serves them in the order they were made", async () => {
     const name = uniqueName("burst");
