@@ -32,9 +32,10 @@ export interface RetryOptions {
    * The longest a call may take from start to its last attempt, waiting in the limiter included.
    * Once spent, the call returns the last failed response; when no attempt got a response, it throws
    * the last attempt's error (a network error, or a `TimeoutError` when the limiter did not admit the
-   * call in time). A server that asks for a longer wait than the time left (`Retry-After`, a reset)
-   * gets the same at once, not at the deadline. Default: no limit (the attempt count bounds it, and a
-   * server's `Retry-After` is waited out however long it is).
+   * call in time). A server that asks for a longer wait than the time left (`Retry-After`, a reset),
+   * in this call's answer or in an earlier call's that paused everyone, gets the same at once, not at the
+   * deadline (a `TimeoutError` when this call has no response yet). Default: no limit (the attempt
+   * count bounds it, and a server's `Retry-After` is waited out however long it is).
    */
   totalTime?: Duration;
   /** The backoff before the second attempt; doubles each time (full jitter). Default `"500ms"`. */
@@ -313,6 +314,8 @@ type Attempt =
       error: unknown;
       delayMs: number;
       pauseMs: number | undefined;
+      /** When that pause ends (clock time; it was counted from the response's headers, not its body). */
+      pauseUntil: number | undefined;
     };
 
 class FetchLimiter {
@@ -399,7 +402,7 @@ class FetchLimiter {
     for (let attempt = 1; ; attempt++) {
       let permit: SettlablePermit;
       try {
-        await this.waitOutOwnPause(callerSignal);
+        await this.waitOutOwnPause(callerSignal, deadline);
         permit = await this.acquire(cost, priority, callerSignal, deadline);
       } catch (error) {
         if (error instanceof TimeoutError && lastResponse !== undefined) return lastResponse;
@@ -419,9 +422,10 @@ class FetchLimiter {
         // Granted by a limiter that cannot pause while this fetch is paused: wait it out holding the slot
         // (everyone is waiting anyway), so a waiter granted during the pause does not break it.
         try {
-          await this.waitOutOwnPause(callerSignal);
+          await this.waitOutOwnPause(callerSignal, deadline);
         } catch (error) {
           giveBack(permit);
+          if (error instanceof TimeoutError && lastResponse !== undefined) return lastResponse;
           throw error;
         }
       }
@@ -430,8 +434,8 @@ class FetchLimiter {
       lastResponse = outcome.response;
       // A wait known to outlast the time left (a Retry-After of a day against a totalTime of minutes) is
       // not sat through: the call ends now, as it would at the deadline.
-      const wait = Math.max(outcome.delayMs, outcome.pauseMs ?? 0);
-      const finalAttempt = attempt >= this.settings.attempts || this.clock.now() + wait >= deadline;
+      const retryAt = Math.max(this.clock.now() + outcome.delayMs, outcome.pauseUntil ?? 0);
+      const finalAttempt = attempt >= this.settings.attempts || retryAt >= deadline;
       if (finalAttempt) {
         if (outcome.response !== undefined) return outcome.response;
         throw outcome.error;
@@ -490,6 +494,7 @@ class FetchLimiter {
         error,
         delayMs: this.backoff(attempt),
         pauseMs: undefined,
+        pauseUntil: undefined,
       };
     } finally {
       link.dispose();
@@ -502,6 +507,7 @@ class FetchLimiter {
     let headers: RateLimitHeaders = { units: {} };
     let tooLarge: { unit: string; needed: number; limit: number } | undefined;
     let pauseMs: number | undefined;
+    let pauseUntil: number | undefined;
     // Headers come from the server and may be anything: should the limiter refuse what they say (a
     // retry-after too large to represent), the permit still goes back, or it would be held for good.
     try {
@@ -519,6 +525,7 @@ class FetchLimiter {
         // "Everyone slow down" takes effect now, before anything else is sent — not after the body is read.
         if (tooLarge === undefined && this.settings.pauseStatuses.has(response.status)) {
           pauseMs = this.pauseFor(headers, nowWall, attempt, response.status);
+          pauseUntil = this.clock.now() + pauseMs;
         }
       }
     } catch (error) {
@@ -552,7 +559,7 @@ class FetchLimiter {
     // on our own, honouring the server's Retry-After if it sent one.
     const delayMs =
       pauseMs !== undefined && this.rateAware ? 0 : Math.max(headers.retryAfterMs ?? 0, this.backoff(attempt));
-    return { kind: "retry", response, status: response.status, error: undefined, delayMs, pauseMs };
+    return { kind: "retry", response, status: response.status, error: undefined, delayMs, pauseMs, pauseUntil };
   }
 
   /** The unit and numbers by which `cost` exceeds a limit the server reports, if it does. */
@@ -770,9 +777,22 @@ class FetchLimiter {
       .finally(() => giveBack(permit));
   }
 
-  private async waitOutOwnPause(signal: AbortSignal | undefined): Promise<void> {
-    const wait = this.pausedUntil - this.clock.now();
-    if (wait > 0) await this.sleep(wait, signal);
+  /**
+   * Waits while this fetch is paused. A pause that lasts past the call's deadline is not sat through:
+   * it rejects at once with a TimeoutError, as the limiter does for a wait that cannot end in time.
+   */
+  private async waitOutOwnPause(signal: AbortSignal | undefined, deadline: number): Promise<void> {
+    const now = this.clock.now();
+    const wait = this.pausedUntil - now;
+    if (wait <= 0) return;
+    if (this.pausedUntil >= deadline) {
+      const totalTime = this.settings.totalTime;
+      throw new TimeoutError(
+        totalTime,
+        `the server paused this fetch for another ${Math.ceil(wait)} ms, past the end of retry.totalTime (${totalTime} ms)`,
+      );
+    }
+    await this.sleep(wait, signal);
   }
 
   private sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {

@@ -3,7 +3,7 @@
  * headers that are garbage, absurdly large, or point into the past must never lose a permit, hang every
  * later call, or turn the shared pause into a burst of immediate retries.
  */
-import { RateLimiter, Semaphore } from "sluice";
+import { RateLimiter, Semaphore, TimeoutError } from "sluice";
 import { type FetchFunction, limitedFetch, RequestTooLargeError } from "sluice/http";
 import { FakeClock, flushMicrotasks } from "sluice/testing";
 import { describe, expect, it } from "vitest";
@@ -221,5 +221,74 @@ describe("limitedFetch: a server wait longer than the time left", () => {
     const response = (await drive(clock, limited("http://api.test/a"))) as Response;
     expect(response.status).toBe(200);
     expect(calls).toEqual([0, 60_000]);
+  });
+});
+
+/** A body that arrives `ms` (fake clock) after the headers: a slow network, a big error page. */
+function slowBody(clock: FakeClock, ms: number, text: string): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    start(controller) {
+      clock.setTimeout(() => {
+        controller.enqueue(new TextEncoder().encode(text));
+        controller.close();
+      }, ms);
+    },
+  });
+}
+
+describe("limitedFetch: retry.totalTime against a server wait, counted right", () => {
+  it("the pause is counted from when it was set, not from after the error body was read", async () => {
+    // Retry-After 58 s, totalTime 60 s: the limiter's pause ends at 58 s, and the retry can go then,
+    // although the 429's body took 3 s to arrive (58 s counted from then would end past the deadline).
+    const clock = new FakeClock();
+    const calls: number[] = [];
+    const fetch: FetchFunction = async () => {
+      calls.push(clock.now());
+      if (calls.length === 1) {
+        return new Response(slowBody(clock, 3_000, "{}"), {
+          status: 429,
+          headers: { "content-type": "application/json", "retry-after": "58" },
+        });
+      }
+      return new Response("{}", { status: 200, headers: { "content-type": "application/json" } });
+    };
+    const limited = limitedFetch(new RateLimiter({ clock }), {
+      fetch,
+      clock,
+      random: () => 0,
+      retry: { totalTime: "60s" },
+    });
+    const response = (await drive(clock, limited("http://api.test/a"))) as Response;
+    expect(calls).toEqual([0, 58_000]);
+    expect(response.status).toBe(200);
+  });
+
+  it("a pause another call set that outlasts this call's totalTime ends this call at once, sending nothing", async () => {
+    // Call A gets Retry-After: 1 day and returns its 429, leaving this fetch (over a Semaphore, which
+    // cannot pause) paused for a day. Call B, with totalTime 10 m, must not sleep that day and then send.
+    const clock = new FakeClock();
+    const calls: number[] = [];
+    const fetch: FetchFunction = async () => {
+      calls.push(clock.now());
+      return calls.length === 1
+        ? new Response("{}", { status: 429, headers: { "retry-after": "86400" } })
+        : new Response("{}", { status: 200 });
+    };
+    const limited = limitedFetch(new Semaphore(1), { fetch, clock, random: () => 0, retry: { totalTime: "10m" } });
+    const first = (await drive(clock, limited("http://api.test/a"), 0)) as Response;
+    expect(first.status).toBe(429);
+    const second = await drive(
+      clock,
+      limited("http://api.test/b").then(
+        (response) => response,
+        (error: unknown) => error,
+      ),
+    );
+    expect(calls).toEqual([0]); // no request after the deadline
+    expect(second).toBeInstanceOf(TimeoutError);
+    expect(clock.now()).toBe(0);
+    expect((second as TimeoutError).message).toMatch(
+      /paused this fetch for another 86400000 ms, past the end of retry.totalTime \(600000 ms\)/,
+    );
   });
 });
