@@ -3,9 +3,11 @@
  * out of range or beyond what a timer can hold, and input lines that name a request fetch cannot send.
  * Each must end as a usage error (exit 2) or as that one line's failure, never as a failed run.
  */
+import { Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { parseCommandLine, UsageError } from "../../src/cli/command-line.js";
 import { FETCH_COMMAND, fetchCommand, prepareRequest } from "../../src/cli/fetch-command.js";
+import { readLines } from "../../src/cli/input.js";
 import { readLimitOptions } from "../../src/cli/limits.js";
 import { runProcess } from "../../src/cli/process-job.js";
 import { RUN_COMMAND, runCommand } from "../../src/cli/run-command.js";
@@ -121,5 +123,39 @@ describe("sluice fetch: a JSON request line fetch cannot send fails that line on
     const job = prepareRequest(line({ url: "http://a.test/x", headers: { "x-a": "1" }, body: { q: 1 } }), setup);
     expect(job.init.method).toBe("POST");
     expect(new Headers(job.init.headers).get("content-type")).toBe("application/json");
+  });
+});
+
+describe("input lines", () => {
+  const read = async (chunks: string[], maxLength?: number) => {
+    const lines: string[] = [];
+    for await (const line of readLines(Readable.from(chunks.map((chunk) => Buffer.from(chunk))), maxLength)) {
+      lines.push(line);
+    }
+    return lines;
+  };
+
+  it("splits at newlines across chunks, drops \\r before them and blank lines, keeps a last line without one", async () => {
+    expect(await read(["a\nb", "c\r\n\n  \r\nd\n", "e"])).toEqual(["a", "bc", "d", "e"]);
+    // A character split between two chunks is decoded whole.
+    const snowman = Buffer.from("☃\n");
+    const lines: string[] = [];
+    for await (const line of readLines(Readable.from([snowman.subarray(0, 2), snowman.subarray(2)]))) lines.push(line);
+    expect(lines).toEqual(["☃"]);
+  });
+
+  it("a line longer than the limit stops the reading with an error, without holding the rest", async () => {
+    await expect(read(["ok\n", "x".repeat(6), "x".repeat(6), "\nnever\n"], 10)).rejects.toThrow(
+      /a line is longer than .* MiB; sluice reads one job per line/,
+    );
+    const seen: string[] = [];
+    const reading = (async () => {
+      for await (const line of readLines(Readable.from([Buffer.from(`ok\n${"y".repeat(20)}\nlater\n`)]), 10)) {
+        seen.push(line);
+      }
+    })();
+    await expect(reading).rejects.toThrow(/longer than/);
+    expect(seen).toEqual(["ok"]);
+    expect(await read(["x".repeat(10), "\n"], 10)).toEqual(["x".repeat(10)]);
   });
 });

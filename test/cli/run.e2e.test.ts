@@ -420,6 +420,16 @@ describe("sluice run: memory", () => {
     expect(Math.max(...samples), `peak RSS ${Math.max(...samples)} MB`).toBeLessThan(150);
   });
 
+  it("an input line over 16 MiB (the wrong input, say a binary file) stops the reading: exit 3, the jobs before it done", async () => {
+    const log = join(directory, "long-line.log");
+    const result = await runCli(["run", "-q", "--", record, log, "{}", "0"], {
+      input: `first\n${"x".repeat(17 * 1024 * 1024)}\nnever\n`,
+    });
+    expect(result.code).toBe(3);
+    expect(result.stderr).toMatch(/cannot read the input: a line is longer than 16 MiB; sluice reads one job per line/);
+    expect(spans(log).map((span) => span.tag)).toEqual(["first"]);
+  });
+
   it("runs 200k lines to the end with bounded memory", async () => {
     // Lines that are not JSON fail fast in the template, so 200k jobs finish in seconds without spawning.
     const input = join(directory, "200k.txt");
