@@ -37,6 +37,14 @@
  * until a lease has passed since the server started; those holders fail to renew by then and stop.
  */
 
+/**
+ * The one read of a semaphore's state, as Lua: `used, fence, seq, waiting, ready, <extra>, capacity`.
+ * load() and the short paths make the same read (the general path reuses a short path's), so the field
+ * order lives here once.
+ */
+const readState = (extra: string) =>
+  `redis.call('HMGET', KEYS[1], 'used', 'fence', 'seq', 'waiting', 'ready', ${extra}, 'capacity')`;
+
 const PRELUDE = `
 local meta, queue, clients = KEYS[1], KEYS[2], KEYS[3]
 local prefix, me = ARGV[1], ARGV[2]
@@ -65,7 +73,7 @@ local created = false
 
 -- Reads the state; false when it does not exist. \`read\` is that HMGET's reply if the script made it already.
 local function load(extra, read)
-  local m = read or redis.call('HMGET', meta, 'used', 'fence', 'seq', 'waiting', 'ready', extra or 'used', 'capacity')
+  local m = read or ${readState("extra or 'used'")}
   if not m[1] then return false, nil end
   used, fence, seq, waiting, ready = tonumber(m[1]), tonumber(m[2]), tonumber(m[3]), tonumber(m[4]), tonumber(m[5])
   stored = tonumber(m[7])
@@ -208,7 +216,7 @@ const ACQUIRE_SHORT = `
 -- one load() makes, so the general path does not read again.
 local read
 if #ARGV == 11 and ARGV[8] == '0' then
-  read = redis.call('HMGET', KEYS[1], 'used', 'fence', 'seq', 'waiting', 'ready', 'used', 'capacity')
+  read = ${readState("'used'")}
   local used, weight, capacity = tonumber(read[1]), tonumber(ARGV[9]), tonumber(ARGV[3])
   if used and read[4] == '0' and read[5] == '0' and tonumber(read[7]) == capacity and used + weight <= capacity then
     local fence = tonumber(read[2]) + 1
@@ -284,7 +292,7 @@ const RELEASE_SHORT = `
 -- The common case first: nobody waiting, no restart guard, the capacity as last stored, so there is
 -- nothing to hand on; the holder's field goes and \`used\` drops, as the general path below would do.
 -- The read is the one load() makes, so the general path does not read again.
-local read = redis.call('HMGET', KEYS[1], 'used', 'fence', 'seq', 'waiting', 'ready', 'h:' .. ARGV[7], 'capacity')
+local read = ${readState("'h:' .. ARGV[7]")}
 if read[4] == '0' and read[5] == '0' and tonumber(read[7]) == tonumber(ARGV[3]) then
   if not read[6] then return {0} end
   redis.call('HDEL', KEYS[1], 'h:' .. ARGV[7])
