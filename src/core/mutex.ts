@@ -1,9 +1,10 @@
 /**
  * Mutex: mutual exclusion for a critical section. A {@link Semaphore} of capacity 1 with lock vocabulary.
  */
+import { checkOptionNames } from "./arguments.js";
 import type { Clock } from "./clock.js";
 import type { AcquireOptions, Limiter, Permit } from "./limiter.js";
-import { Semaphore, type SemaphoreStatistics } from "./semaphore.js";
+import { SEMAPHORE_OPTIONS, Semaphore, type SemaphoreStatistics } from "./semaphore.js";
 
 /** Options for waiting for a lock: everything {@link AcquireOptions} has except `weight`. */
 export type LockOptions = Omit<AcquireOptions, "weight">;
@@ -29,9 +30,12 @@ export class Mutex implements Limiter<LockOptions> {
 
   /**
    * @param options - `name` (in error messages and statistics) and `clock` (time source for timeouts).
-   * @throws TypeError if `options` is not an object, `name` not a string or `clock` not a {@link Clock}.
+   * @throws TypeError if `options` is not an object, has an unknown option, `name` is not a string or
+   *   `clock` not a {@link Clock}.
    */
   constructor(options: { name?: string; clock?: Clock } = {}) {
+    if (typeof options === "object" && options !== null)
+      checkOptionNames(options, SEMAPHORE_OPTIONS, "the new Mutex() options");
     this.semaphore = new Semaphore(1, options);
     // Errors and timeouts then speak of "the mutex", the object the caller knows.
     this.semaphore["kind"] = "mutex";

@@ -8,18 +8,28 @@ import {
   checkClock,
   checkFunction,
   checkName,
+  checkOptionNames,
   checkPriority,
   checkSignal,
   checkTimeout,
   checkWeight,
+  optionNames,
 } from "./arguments.js";
 import { type Clock, systemClock, type TimerHandle } from "./clock.js";
 import { type Duration, describe, toMilliseconds } from "./duration.js";
 import { defaultAbortReason, ReleasedError, TimeoutError } from "./errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
 import { type ChargeHandle, type RateBucket, SlidingWindow, TokenBucket } from "./rate-buckets.js";
-import { checkCostValue, normalizeCost, normalizeSettlement, REQUESTS } from "./rate-cost.js";
+import {
+  checkCostUnits,
+  checkCostValue,
+  countedUnits,
+  normalizeCost,
+  normalizeSettlement,
+  REQUESTS,
+} from "./rate-cost.js";
 import { type HeaderInput, parseRateLimitHeaders, type RateLimitHeaders } from "./rate-headers.js";
+import { checkAcquireOptionNames } from "./wait-options.js";
 import { type CancelReason, type Waiter, WaitQueue } from "./wait-queue.js";
 
 /** The default unit: what a plain-number cost counts. */
@@ -60,11 +70,22 @@ export type RateCost = number | Readonly<Record<string, number>>;
 export type RateAcquireOptions = AcquireOptions & {
   /**
    * What the call costs: a number of requests (default 1), or per unit, e.g. `{ requests: 1, tokens: 1200 }`.
-   * A unit left out costs 0, except `requests`, which costs 1. Units no limit counts are free.
-   * `weight` is separate: it is how many of the `concurrency` slots the call holds.
+   * A unit left out costs 0, except `requests`, which costs 1. A unit no limit counts is free, so one
+   * cost record can serve limiters that count different units; but one that is a typo away from a unit
+   * a limit counts (`tokenz`, `Tokens` beside `tokens`) is refused with a `TypeError`, since it would
+   * silently cost nothing. `weight` is separate: it is how many of the `concurrency` slots the call holds.
    */
   cost?: RateCost;
 };
+
+/** The names {@link RateLimit} accepts. */
+export const RATE_LIMIT_OPTIONS = optionNames<RateLimit>({
+  limit: true,
+  interval: true,
+  unit: true,
+  burst: true,
+  algorithm: true,
+});
 
 /** Options for {@link RateLimiter}. Every field is optional; an empty limiter admits everything. */
 export interface RateLimiterOptions {
@@ -86,6 +107,17 @@ export interface RateLimiterOptions {
   refund?: boolean | Readonly<Record<string, boolean>>;
 }
 
+const RATE_LIMITER_OPTIONS = optionNames<RateLimiterOptions>({
+  limits: true,
+  concurrency: true,
+  minInterval: true,
+  clock: true,
+  name: true,
+  refund: true,
+});
+
+const TRY_ACQUIRE_OPTIONS = optionNames<Pick<RateAcquireOptions, "cost" | "weight">>({ cost: true, weight: true });
+
 /** A permit of a {@link RateLimiter}: a {@link Permit} whose cost can be corrected once it is known. */
 export interface RatePermit extends Permit {
   /** What this call is charged now, per unit (the estimate until settled). */
@@ -99,7 +131,8 @@ export interface RatePermit extends Permit {
    * charge is in the window. A number sets `requests`; in an object, units left out keep their charge.
    * May be called after `release()`, and again (each call sets the charge anew).
    *
-   * @throws TypeError/RangeError for a cost that is not finite and >= 0.
+   * @throws TypeError/RangeError for a cost that is not finite and >= 0, or a unit a typo away from a
+   *   counted one (see {@link RateAcquireOptions.cost}).
    */
   settle(actual: RateCost): void;
 }
@@ -213,6 +246,7 @@ class RateLimiterPermit implements RatePermit {
 
   settle(actual: RateCost): void {
     const target = normalizeSettlement(actual);
+    checkCostUnits(target, this.limiter["counted"], "actual");
     const first = this.estimate === undefined;
     this.estimate ??= { ...this.cost };
     this.limiter["settlePermit"](this, target, first);
@@ -268,6 +302,8 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
   /** Invariant: every bucket's unit and algorithm are fixed; run-time changes reconfigure in place. */
   private buckets: RateBucket[] = [];
   private limitConfigs: RateLimit[] = [];
+  /** The units the limits count, `requests` included: a cost unit one typo away from these is refused. */
+  private counted: ReadonlySet<string> = countedUnits([]);
   private concurrencyLimit: number;
   /** Concurrency weight of permits not yet released. */
   private inFlight = 0;
@@ -296,13 +332,15 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
   private listeners: { [E in keyof RateLimiterEvents]?: Set<(event: RateLimiterEvents[E]) => void> } = {};
 
   /**
-   * @throws TypeError/RangeError naming the option and the value for bad options (a limit that is not
+   * @throws TypeError/RangeError naming the option and the value for bad options (an unknown option
+   *   name, with the nearest known one; a limit that is not
    *   > 0, an interval such as `"5 parsecs"`, a concurrency that is not an integer >= 1 or Infinity, ...).
    */
   constructor(options: RateLimiterOptions = {}) {
     if (typeof options !== "object" || options === null) {
       throw new TypeError(`options must be an object; got ${describe(options)}`);
     }
+    checkOptionNames(options, RATE_LIMITER_OPTIONS, "the new RateLimiter() options");
     this.name = checkName(options.name);
     this.clock = checkClock(options.clock) ?? systemClock;
     this.concurrencyLimit = checkConcurrency(options.concurrency ?? Number.POSITIVE_INFINITY);
@@ -395,8 +433,9 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     if (options !== undefined && (typeof options !== "object" || options === null)) {
       throw new TypeError(`options must be an object; got ${describe(options)}`);
     }
+    if (options !== undefined) checkOptionNames(options, TRY_ACQUIRE_OPTIONS, "the tryAcquire options");
     const weight = options?.weight === undefined ? 1 : checkWeight(options.weight);
-    const demand = normalizeDemand(options?.cost, weight);
+    const demand = normalizeDemand(options?.cost, weight, this.counted);
     const impossible = this.whyImpossible(demand);
     if (impossible !== undefined) throw impossible;
     const now = this.clock.now();
@@ -599,8 +638,9 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
         if (typeof options !== "object" || options === null) {
           throw new TypeError(`options must be an object; got ${describe(options)}`);
         }
+        checkAcquireOptionNames(options);
         const weight = options.weight === undefined ? 1 : checkWeight(options.weight);
-        demand = normalizeDemand(options.cost, weight);
+        demand = normalizeDemand(options.cost, weight, this.counted);
         if (options.priority !== undefined) priority = checkPriority(options.priority);
         if (options.timeout !== undefined) timeout = checkTimeout(options.timeout);
         signal = checkSignal(options.signal);
@@ -857,6 +897,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
         ? new SlidingWindow(config.unit, config.limit, config.intervalMs)
         : new TokenBucket(config.unit, config.limit, config.intervalMs, config.burst);
     });
+    this.counted = countedUnits(configs);
     this.limitConfigs = configs.map(({ limit, interval, unit, burst, algorithm }) =>
       algorithm === "token-bucket" ? { limit, interval, unit, burst, algorithm } : { limit, interval, unit, algorithm },
     );
@@ -897,6 +938,7 @@ function checkLimit(value: unknown, argument: string): CheckedLimit {
   if (typeof value !== "object" || value === null) {
     throw new TypeError(`${argument} must be an object such as { limit: 100, interval: "1m" }; got ${describe(value)}`);
   }
+  checkOptionNames(value, RATE_LIMIT_OPTIONS, argument);
   const limit = value as RateLimit;
   const amount = checkPositive(limit.limit, `${argument}.limit`);
   if (limit.interval === undefined)
@@ -949,12 +991,13 @@ function checkRefund(value: unknown): boolean | Readonly<Record<string, boolean>
 }
 
 /** Validates a cost and returns the compact demand for the queue. */
-function normalizeDemand(cost: RateCost | undefined, weight: number): Demand {
+function normalizeDemand(cost: RateCost | undefined, weight: number, counted: ReadonlySet<string>): Demand {
   if (cost === undefined) return weight === 1 ? 1 : new Order(weight, { [REQUESTS]: 1 });
   if (typeof cost === "number") {
     checkCostValue(cost, "cost");
     return weight === 1 ? cost : new Order(weight, { [REQUESTS]: cost });
   }
   const record = normalizeCost(cost);
+  checkCostUnits(record, counted, "cost");
   return weight === 1 ? record : new Order(weight, record);
 }

@@ -7,15 +7,18 @@ import {
   checkClock,
   checkFunction,
   checkName,
+  checkOptionNames,
   checkPriority,
   checkSignal,
   checkTimeout,
   checkWeight,
+  optionNames,
 } from "./arguments.js";
 import { type Clock, systemClock } from "./clock.js";
 import { describe } from "./duration.js";
 import { defaultAbortReason, ReleasedError, TimeoutError } from "./errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
+import { ACQUIRE_OPTIONS, checkAcquireOptionNames } from "./wait-options.js";
 import { type CancelReason, type Waiter, WaitQueue } from "./wait-queue.js";
 
 /** Options for {@link Semaphore}. */
@@ -25,6 +28,8 @@ export interface SemaphoreOptions {
   /** Time source for timeouts; defaults to the global timers. */
   clock?: Clock;
 }
+
+export const SEMAPHORE_OPTIONS = optionNames<SemaphoreOptions>({ name: true, clock: true });
 
 /** A snapshot of a semaphore's state and lifetime counters, for logs and metrics. */
 export interface SemaphoreStatistics {
@@ -154,6 +159,7 @@ export class Semaphore implements Limiter {
     if (typeof options !== "object" || options === null) {
       throw new TypeError(`options must be an object; got ${describe(options)}`);
     }
+    checkOptionNames(options, SEMAPHORE_OPTIONS, "the new Semaphore() options");
     this.name = checkName(options.name);
     this.clock = checkClock(options.clock) ?? systemClock;
     this.queue = new WaitQueue<Request, Grant>(
@@ -289,6 +295,8 @@ export class Semaphore implements Limiter {
     options?: AcquireOptions,
   ): (...args: A) => Promise<R> {
     checkFunction(fn, "fn");
+    // Checked now: a misspelt option would otherwise surface only as every call's rejection.
+    if (typeof options === "object" && options !== null) checkOptionNames(options, ACQUIRE_OPTIONS, "the wrap options");
     return (...args: A) => this.run(() => fn(...args), options);
   }
 
@@ -342,6 +350,7 @@ export class Semaphore implements Limiter {
         if (typeof options !== "object" || options === null) {
           throw new TypeError(`options must be an object; got ${describe(options)}`);
         }
+        checkAcquireOptionNames(options);
         if (options.weight !== undefined) weight = checkWeight(options.weight);
         if (options.priority !== undefined) priority = checkPriority(options.priority);
         if (options.timeout !== undefined) timeout = checkTimeout(options.timeout);

@@ -3,7 +3,7 @@
  * nurseries. Tasks share a signal; the first failure aborts it; the group ends only when every task has.
  */
 import { setMaxListeners } from "node:events";
-import { checkFunction, checkSignal } from "./arguments.js";
+import { checkFunction, checkOptionNames, checkSignal, optionNames } from "./arguments.js";
 import { describe } from "./duration.js";
 import { ClosedError } from "./errors.js";
 import type { Limiter } from "./limiter.js";
@@ -15,6 +15,8 @@ export interface TaskGroupOptions {
   /** Every task waits for a permit of this limiter (with the group's signal) and runs holding it. */
   limiter?: Limiter;
 }
+
+const TASK_GROUP_OPTIONS = optionNames<TaskGroupOptions>({ signal: true, limiter: true });
 
 /**
  * A group of tasks that end together.
@@ -64,6 +66,7 @@ export class TaskGroup implements AsyncDisposable {
     if (typeof options !== "object" || options === null) {
       throw new TypeError(`options must be an object; got ${describe(options)}`);
     }
+    checkOptionNames(options, TASK_GROUP_OPTIONS, "the new TaskGroup() options");
     const limiter = options.limiter;
     if (
       limiter !== undefined &&

@@ -10,16 +10,18 @@
 import {
   checkCapacity,
   checkFunction,
+  checkOptionNames,
   checkPriority,
   checkSignal,
   checkTimeout,
   checkWeight,
+  optionNames,
 } from "../core/arguments.js";
 import { systemClock, type TimerHandle } from "../core/clock.js";
 import { type Duration, describe, toMilliseconds } from "../core/duration.js";
 import { ClosedError, ReleasedError, TimeoutError } from "../core/errors.js";
 import { type Limiter, NEVER_ABORTED, type Permit } from "../core/limiter.js";
-import { normalizeCost, normalizeSettlement, REQUESTS } from "../core/rate-cost.js";
+import { checkCostUnits, countedUnits, normalizeCost, normalizeSettlement, REQUESTS } from "../core/rate-cost.js";
 import { type HeaderInput, parseRateLimitHeaders } from "../core/rate-headers.js";
 import {
   type RateAcquireOptions,
@@ -28,6 +30,7 @@ import {
   RateLimiter,
   type RatePermit,
 } from "../core/rate-limiter.js";
+import { checkAcquireOptionNames } from "../core/wait-options.js";
 import { type Waiter, WaitQueue } from "../core/wait-queue.js";
 import { type RedisClient, type RedisConnection, Script, toConnection } from "./connection.js";
 import { RedisUnavailableError, withDeadline } from "./errors.js";
@@ -73,6 +76,19 @@ export interface RedisRateLimiterOptions {
   /** How the concurrency permits' grant notices travel: as RedisSemaphore's `notices`. Default `"publish"`. */
   notices?: "publish" | "sharded";
 }
+
+const REDIS_RATE_LIMITER_OPTIONS = optionNames<RedisRateLimiterOptions>({
+  name: true,
+  limits: true,
+  minInterval: true,
+  concurrency: true,
+  leaseTtl: true,
+  refund: true,
+  prefix: true,
+  commandTimeout: true,
+  onUnavailable: true,
+  notices: true,
+});
 
 /** One configured limit as it travels to the scripts. */
 interface Bucket {
@@ -181,6 +197,8 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
   private readonly connection: RedisConnection;
   private readonly key: string;
   private readonly buckets: Bucket[];
+  /** The units the limits count, `requests` included: a cost unit one typo away from these is refused. */
+  private readonly counted: ReadonlySet<string>;
   private readonly commandMs: number;
   private readonly refund: boolean | Readonly<Record<string, boolean>>;
   private readonly onUnavailable: UnavailablePolicy;
@@ -199,6 +217,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     if (options === null || typeof options !== "object") {
       throw new TypeError(`options must be an object with a name and limits; got ${describe(options)}`);
     }
+    checkOptionNames(options, REDIS_RATE_LIMITER_OPTIONS, "the new RedisRateLimiter() options");
     this.connection = toConnection(redis);
     if (typeof options.name !== "string" || options.name === "") {
       throw new TypeError(`name must be a non-empty string; got ${describe(options.name)}`);
@@ -230,6 +249,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
         intervalMs,
       };
     });
+    this.counted = countedUnits(this.buckets);
     const spacing = toMilliseconds(options.minInterval ?? 0, "minInterval");
     if (spacing > 0) {
       this.buckets.push({
@@ -292,8 +312,10 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       if (options !== undefined && (typeof options !== "object" || options === null)) {
         throw new TypeError(`options must be an object; got ${describe(options)}`);
       }
+      if (options !== undefined) checkAcquireOptionNames(options);
       if (options?.weight !== undefined) weight = checkWeight(options.weight);
       cost = normalizeCost(options?.cost);
+      checkCostUnits(cost, this.counted, "cost");
       if (options?.priority !== undefined) priority = checkPriority(options.priority);
       if (options?.timeout !== undefined) timeout = checkTimeout(options.timeout);
       signal = checkSignal(options?.signal);
@@ -621,6 +643,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
   // biome-ignore lint/correctness/noUnusedPrivateClassMembers: permits call it as limiter["settlePermit"].
   private settlePermit(permit: RatePermit_, actual: RateCost): void {
     const target = normalizeSettlement(actual);
+    checkCostUnits(target, this.counted, "actual");
     // A permit the fallback admitted was never charged in Redis: a refund would hand out budget that
     // nobody paid for.
     const charged = permit.admittedAt !== undefined;

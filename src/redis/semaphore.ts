@@ -24,7 +24,7 @@
 
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
-import { checkCapacity, checkFunction, checkWeight } from "../core/arguments.js";
+import { checkCapacity, checkFunction, checkOptionNames, checkWeight, optionNames } from "../core/arguments.js";
 import { systemClock, type TimerHandle } from "../core/clock.js";
 import { type Duration, describe, toMilliseconds } from "../core/duration.js";
 import { ClosedError, LeaseLostError, ReleasedError, TimeoutError } from "../core/errors.js";
@@ -129,6 +129,20 @@ export interface RedisSemaphoreOptions {
    */
   notices?: "publish" | "sharded";
 }
+
+const REDIS_SEMAPHORE_OPTIONS = optionNames<RedisSemaphoreOptions>({
+  name: true,
+  capacity: true,
+  leaseTtl: true,
+  prefix: true,
+  commandTimeout: true,
+  wakeTimeout: true,
+  keyTtl: true,
+  onUnavailable: true,
+  guardRestarts: true,
+  notices: true,
+});
+const REDIS_MUTEX_OPTIONS = REDIS_SEMAPHORE_OPTIONS.filter((name) => name !== "capacity");
 
 /** A permit of a {@link RedisSemaphore}. */
 export interface RedisPermit extends Permit {
@@ -377,6 +391,7 @@ export class RedisSemaphore implements Limiter {
     if (options === null || typeof options !== "object") {
       throw new TypeError(`options must be an object with name and capacity; got ${describe(options)}`);
     }
+    checkOptionNames(options, REDIS_SEMAPHORE_OPTIONS, "the new RedisSemaphore() options");
     this.connection = toConnection(redis);
     this.notices = sharedNotices(redis, this.connection);
     if (typeof options.name !== "string" || options.name === "") {
@@ -1304,6 +1319,7 @@ export class RedisMutex implements Limiter<LockOptions> {
     if (options === null || typeof options !== "object") {
       throw new TypeError(`options must be an object with a name; got ${describe(options)}`);
     }
+    checkOptionNames(options, REDIS_MUTEX_OPTIONS, "the new RedisMutex() options");
     this.semaphore = new RedisSemaphore(redis, { ...options, capacity: 1 });
   }
 

@@ -3,10 +3,12 @@
  * with lock vocabulary, as Mutex is for Semaphore.
  */
 import type { Worker } from "node:worker_threads";
+import { checkOptionNames } from "../core/arguments.js";
 import type { Clock } from "../core/clock.js";
 import type { Limiter, Permit } from "../core/limiter.js";
 import type { LockOptions } from "../core/mutex.js";
 import {
+  SHARED_SEMAPHORE_OPTIONS,
   SharedSemaphore,
   type SharedSemaphoreAttachOptions,
   type SharedSemaphoreHandle,
@@ -45,7 +47,14 @@ export class SharedMutex implements Limiter<LockOptions> {
   /** @internal Rebuilds from a handle; use {@link SharedMutex.from}. */
   constructor(semaphore: SharedSemaphore);
   constructor(options: SharedMutexOptions | SharedSemaphore = {}) {
-    this.semaphore = options instanceof SharedSemaphore ? options : new SharedSemaphore(1, options);
+    if (options instanceof SharedSemaphore) {
+      this.semaphore = options;
+      return;
+    }
+    if (typeof options === "object" && options !== null) {
+      checkOptionNames(options, SHARED_SEMAPHORE_OPTIONS, "the new SharedMutex() options");
+    }
+    this.semaphore = new SharedSemaphore(1, options);
   }
 
   /**

@@ -12,12 +12,21 @@
  * - a caller whose reserved start is further away than its `timeout` is refused at once, its
  *   reservation returned, rather than waiting to fail (as Go's `rate.Limiter.Wait` does).
  */
-import { checkClock, checkFunction, checkName, checkSignal, checkTimeout } from "../core/arguments.js";
+import {
+  checkClock,
+  checkFunction,
+  checkName,
+  checkOptionNames,
+  checkSignal,
+  checkTimeout,
+  optionNames,
+} from "../core/arguments.js";
 import type { Clock, TimerHandle } from "../core/clock.js";
 import { type Duration, describe, toMilliseconds } from "../core/duration.js";
 import { ReleasedError, TimeoutError } from "../core/errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "../core/limiter.js";
-import { normalizeCost } from "../core/rate-cost.js";
+import { checkCostUnits, countedUnits, normalizeCost } from "../core/rate-cost.js";
+import { checkAcquireOptionNames } from "../core/wait-options.js";
 import { WaitQueue } from "../core/wait-queue.js";
 import { processClock } from "./process-clock.js";
 
@@ -54,6 +63,15 @@ export interface SharedRateLimiterAttachOptions {
    */
   clock?: Clock;
 }
+
+const SHARED_RATE_LIMITER_OPTIONS = optionNames<SharedRateLimiterOptions>({ limits: true, name: true, clock: true });
+const ATTACH_OPTIONS = optionNames<SharedRateLimiterAttachOptions>({ clock: true });
+const SHARED_RATE_LIMIT_OPTIONS = optionNames<SharedRateLimit>({
+  limit: true,
+  interval: true,
+  burst: true,
+  unit: true,
+});
 
 /** Options for one call: how much it costs. */
 export interface RateAcquireOptions extends AcquireOptions {
@@ -153,6 +171,8 @@ export class SharedRateLimiter implements Limiter<RateAcquireOptions> {
   /** Word 0: magic; word 1 + i: `tat` of limit i, in ns on the clock's scale. */
   private readonly words: BigInt64Array;
   private readonly buckets: Bucket[];
+  /** The units the limits count, `requests` included: a cost unit one typo away from these is refused. */
+  private readonly counted: ReadonlySet<string>;
   private readonly clock: Clock;
   /**
    * This thread's waiters, in reservation order — which is start-time order, because each `tat` only
@@ -176,6 +196,8 @@ export class SharedRateLimiter implements Limiter<RateAcquireOptions> {
     if (typeof attach !== "object" || attach === null) {
       throw new TypeError(`options must be an object; got ${describe(attach)}`);
     }
+    if ("kind" in options) checkOptionNames(attach, ATTACH_OPTIONS, "the SharedRateLimiter.from() options");
+    else checkOptionNames(options, SHARED_RATE_LIMITER_OPTIONS, "the new SharedRateLimiter() options");
     // Checked here, not at the first call: a clock that fails inside `acquire` would throw from it.
     const clock = checkClock("kind" in options ? attach.clock : options.clock) ?? processClock;
     let buffer: SharedArrayBuffer;
@@ -200,6 +222,7 @@ export class SharedRateLimiter implements Limiter<RateAcquireOptions> {
     if (Atomics.load(this.words, 0) !== MAGIC || this.words.length !== 1 + limits.length) {
       throw new TypeError("handle.buffer must be the SharedArrayBuffer of a sluice SharedRateLimiter");
     }
+    this.counted = countedUnits(limits);
     this.buckets = limits.map((limit) => {
       const emission = (limit.interval * 1e6) / limit.limit;
       return { ...limit, emission, tolerance: BigInt(Math.floor(limit.burst * emission)) };
@@ -262,6 +285,7 @@ export class SharedRateLimiter implements Limiter<RateAcquireOptions> {
       if (options !== undefined && (typeof options !== "object" || options === null)) {
         throw new TypeError(`options must be an object; got ${describe(options)}`);
       }
+      if (options !== undefined) checkAcquireOptionNames(options);
       costs = this.costs(options?.cost);
       total = costs.reduce((sum, cost) => sum + cost, 0);
       if (options?.timeout !== undefined) timeout = checkTimeout(options.timeout);
@@ -389,15 +413,8 @@ export class SharedRateLimiter implements Limiter<RateAcquireOptions> {
   /** Cost per limit, in the order of `buckets` (the same cost rule as every rate limiter: rate-cost.ts). */
   private costs(cost: RateAcquireOptions["cost"]): number[] {
     const normalized = normalizeCost(cost);
-    if (typeof cost === "object" && cost !== null) {
-      for (const unit of Object.keys(cost)) {
-        if (!this.buckets.some((bucket) => bucket.unit === unit)) {
-          throw new RangeError(
-            `cost names the unit ${JSON.stringify(unit)}, but ${this.subject()} limits only ${this.buckets.map((b) => JSON.stringify(b.unit)).join(", ")}`,
-          );
-        }
-      }
-    }
+    // The same rule as RateLimiter's: a unit no limit counts is free, unless it is a typo of one that is.
+    checkCostUnits(normalized, this.counted, "cost");
     return this.buckets.map((bucket) => {
       const value = normalized[bucket.unit] ?? 0;
       if (value > bucket.burst) throw this.tooCostly(value, bucket);
@@ -446,6 +463,7 @@ function checkLimits(limits: unknown): SharedRateLimiterHandle["limits"] {
     if (typeof entry !== "object" || entry === null) {
       throw new TypeError(`limits[${index}] must be an object; got ${describe(entry)}`);
     }
+    checkOptionNames(entry, SHARED_RATE_LIMIT_OPTIONS, `limits[${index}]`);
     const { limit } = entry;
     if (typeof limit !== "number" || !Number.isFinite(limit) || limit <= 0) {
       throw new RangeError(`limits[${index}].limit must be a finite number > 0; got ${describe(limit)}`);
