@@ -2,105 +2,20 @@
  * One run of jobs from start to summary, shared by `sluice run`, `sluice fetch` and `sluice demo`:
  * input, limiter, progress, interrupts, report and exit code around a {@link JobRunner}.
  */
-import { constants } from "node:fs";
-import { access, stat, writeFile } from "node:fs/promises";
-import { dirname, resolve } from "node:path";
+import { writeFile } from "node:fs/promises";
 import { RedisUnavailableError } from "../redis/errors.js";
-import type { OptionSpec, ParsedCommandLine } from "./command-line.js";
-import { durationOption, flagOption, integerOption, stringOption, UsageError } from "./command-line.js";
 import { ExitCode } from "./exit-codes.js";
+import { checkReadable, checkWritable, describeError } from "./files.js";
 import { countLines, openInput, readLines } from "./input.js";
 import { type Admission, type JobHandler, JobRunner } from "./job-runner.js";
 import type { BuiltLimits } from "./limits.js";
 import { Output } from "./output.js";
 import { Progress, type ProgressMode, summary } from "./progress.js";
 import { renderReport } from "./report.js";
+import type { SessionSettings } from "./settings.js";
 import { RunStatistics } from "./statistics.js";
-import { type InputLine, parseRecord } from "./template.js";
-
-export const SESSION_OPTION_SPECS: readonly OptionSpec[] = [
-  {
-    name: "input",
-    short: "i",
-    type: "string",
-    value: "FILE",
-    description: "read input lines from FILE",
-    default: "stdin",
-  },
-  {
-    name: "retries",
-    type: "string",
-    value: "N",
-    description:
-      "retry a failed job up to N more times, with exponential backoff and full jitter; each retry waits for the limits again",
-    default: "0",
-  },
-  {
-    name: "retry-delay",
-    type: "string",
-    value: "DURATION",
-    description: "backoff base (the first retry waits up to this)",
-    default: "1s",
-  },
-  { name: "retry-max-delay", type: "string", value: "DURATION", description: "backoff ceiling", default: "30s" },
-  {
-    name: "timeout",
-    short: "t",
-    type: "string",
-    value: "DURATION",
-    description: "end an attempt that runs longer, e.g. 30s",
-  },
-  { name: "json", type: "boolean", description: "print one JSON line per finished job on stdout" },
-  {
-    name: "report",
-    type: "string",
-    value: "FILE.html",
-    description: "write a self-contained HTML report: concurrency and start rate against the limits, latency, 429s",
-  },
-  { name: "quiet", short: "q", type: "boolean", description: "no progress, no summary (the exit code still tells)" },
-  {
-    name: "progress-interval",
-    type: "string",
-    value: "DURATION",
-    description: "between progress lines when stderr is not a terminal",
-    default: "5s",
-  },
-];
-
-/** The options every session reads. */
-export interface SessionSettings {
-  readonly inputPath: string | undefined;
-  readonly retries: number;
-  readonly retryDelay: number;
-  readonly retryMaxDelay: number;
-  readonly timeout: number | undefined;
-  readonly json: boolean;
-  readonly reportPath: string | undefined;
-  readonly quiet: boolean;
-  readonly progressInterval: number;
-}
-
-export function readSessionSettings(parsed: ParsedCommandLine, command: string): SessionSettings {
-  const timeout = durationOption(parsed, "timeout", command);
-  // A zero timeout would end every attempt the moment it starts: surely not what was meant.
-  if (timeout === 0) {
-    throw new UsageError(
-      `--timeout must be longer than 0; got ${JSON.stringify(stringOption(parsed, "timeout"))} (leave it out for no timeout)`,
-      command,
-    );
-  }
-  return {
-    inputPath: stringOption(parsed, "input"),
-    retries: integerOption(parsed, "retries", command, { min: 0 }) ?? 0,
-    retryDelay: durationOption(parsed, "retry-delay", command) ?? 1000,
-    retryMaxDelay: durationOption(parsed, "retry-max-delay", command) ?? 30_000,
-    timeout,
-    json: flagOption(parsed, "json"),
-    reportPath: stringOption(parsed, "report"),
-    quiet: flagOption(parsed, "quiet"),
-    progressInterval: Math.max(100, durationOption(parsed, "progress-interval", command) ?? 5000),
-  };
-}
+import { type InputLine, readLine } from "./template.js";
+import { explainWaits } from "./wait-explainer.js";
 
 /** What a handler may use: where results and job output go, and the run's statistics. */
 export interface SessionContext {
@@ -156,7 +71,6 @@ export interface SessionResult {
 /** Runs a session to the end and returns its exit code; prints progress, summary, report. */
 export async function runSession<Job, Outcome>(options: SessionOptions<Job, Outcome>): Promise<SessionResult> {
   const { settings, limits } = options;
-  await checkFiles(settings, { input: options.lines === undefined });
   const statistics = options.statistics ?? new RunStatistics(limits.description.rates, limits.description.algorithm);
   const stderrStream = process.stderr;
   const mode: ProgressMode =
@@ -190,6 +104,9 @@ export async function runSession<Job, Outcome>(options: SessionOptions<Job, Outc
   let failure: { cause: string; error: unknown } | undefined;
   const fail = (cause: string, error: unknown) => {
     failure ??= { cause, error };
+    // Nothing more can be asked of a Redis that is gone: let go of it now, so that what still waits
+    // on it (releases, the leave on close) fails at once instead of after its retries.
+    if (error instanceof RedisUnavailableError) limits.abandon();
     stop(cause);
   };
   const context: SessionContext = { stdout, stderr, statistics, settings, note, stop, fail };
@@ -214,7 +131,11 @@ export async function runSession<Job, Outcome>(options: SessionOptions<Job, Outc
     retryDelay: settings.retryDelay,
     retryMaxDelay: settings.retryMaxDelay,
     ready: () => stdout.ready(),
-    warn: (message) => stderr.write(`sluice: warning: ${message}\n`),
+    warn: (message, error) => {
+      // A release that failed because Redis is gone is that failure, said once at the end.
+      if (error instanceof RedisUnavailableError) fail("Redis unavailable", error);
+      else stderr.write(`sluice: warning: ${message}\n`);
+    },
   });
 
   let interrupts = 0;
@@ -242,6 +163,7 @@ export async function runSession<Job, Outcome>(options: SessionOptions<Job, Outc
   }
 
   let input: ReturnType<typeof openInput> | undefined;
+  let waits: { stop(): void } | undefined;
   let inputError: unknown;
   try {
     let lines: AsyncIterable<string>;
@@ -262,6 +184,7 @@ export async function runSession<Job, Outcome>(options: SessionOptions<Job, Outc
       }
     }
     progress.start();
+    waits = mode === "off" ? undefined : explainWaits({ statistics, limits, pending: () => runner.pending });
     await runner.run(numbered(lines));
   } catch (error) {
     inputError = error;
@@ -269,6 +192,7 @@ export async function runSession<Job, Outcome>(options: SessionOptions<Job, Outc
     // Learn whether the last results reached stdout before deciding the exit code.
     await stdout.flush();
     statistics.finish();
+    waits?.stop();
     progress.stop();
     if (options.handleSignals !== false) {
       process.off("SIGINT", onInterrupt);
@@ -278,6 +202,8 @@ export async function runSession<Job, Outcome>(options: SessionOptions<Job, Outc
     input?.destroy();
   }
   const interrupted = stopCause === "interrupted" || stopCause === "terminated";
+  // What kept sluice from working comes first, so the summary below reads as its consequence.
+  if (failure !== undefined) stderr.write(`sluice: ${failure.cause}: ${describeFailure(failure.error, limits)}\n`);
   if (options.printSummary !== false && (!settings.quiet || interrupted)) {
     stderr.write(summary(statistics, limits.description, { label: options.label, stopCause }));
   }
@@ -306,10 +232,7 @@ export async function runSession<Job, Outcome>(options: SessionOptions<Job, Outc
       exitCode = ExitCode.failure;
     }
   }
-  if (failure !== undefined) {
-    stderr.write(`sluice: ${failure.cause}: ${describeError(failure.error)}\n`);
-    exitCode = ExitCode.failure;
-  }
+  if (failure !== undefined) exitCode = ExitCode.failure;
   if (stopCause === "stdout failed") {
     stderr.write(`sluice: cannot write to stdout: ${describeError(stdout.error)}\n`);
     exitCode = ExitCode.failure;
@@ -321,32 +244,31 @@ export async function runSession<Job, Outcome>(options: SessionOptions<Job, Outc
 }
 
 /**
- * Checks, before anything runs, that the input can be read and the report can be written: said up
- * front rather than as a summary of nothing, or after a long run whose report is then lost.
+ * Checks, before anything runs, that the input can be read and every output can be written: said up
+ * front rather than as a summary of nothing, or after a long run whose results are then lost.
  *
+ * @param outputs - files the run will write besides the report (`sluice fetch --output`).
  * @throws Error naming the file and what is wrong with it.
  */
-export async function checkFiles(settings: SessionSettings, check: { input: boolean }): Promise<void> {
+export async function checkFiles(
+  settings: SessionSettings,
+  check: { input: boolean; outputs?: readonly { what: string; path: string }[] },
+): Promise<void> {
   const input = settings.inputPath;
-  if (check.input && input !== undefined && input !== "-") {
-    try {
-      await access(input, constants.R_OK);
-      if ((await stat(input)).isDirectory()) throw new Error("it is a directory");
-    } catch (error) {
-      throw new Error(`cannot read the input ${input}: ${describeError(error)}`);
-    }
+  if (check.input && input !== undefined && input !== "-") await checkReadable(input);
+  if (settings.reportPath !== undefined) await checkWritable("report", settings.reportPath);
+  for (const output of check.outputs ?? []) await checkWritable(output.what, output.path);
+}
+
+/**
+ * A failure of sluice itself, for people: a Redis that went away is named by its URL, without the
+ * client library's internals (retry counts, option names) that say nothing to the user.
+ */
+function describeFailure(error: unknown, limits: BuiltLimits): string {
+  if (error instanceof RedisUnavailableError && limits.redisUrl !== undefined) {
+    return `${limits.redisUrl} stopped answering; the limits live there, so no more jobs were admitted`;
   }
-  const report = settings.reportPath;
-  if (report !== undefined) {
-    try {
-      const info = await stat(report).catch(() => undefined);
-      if (info?.isDirectory()) throw new Error("it is a directory");
-      // An existing file must be writable; a new one needs a directory it can be created in.
-      await access(info === undefined ? dirname(resolve(report)) : report, constants.W_OK);
-    } catch (error) {
-      throw new Error(`cannot write the report ${report}: ${describeError(error)}`);
-    }
-  }
+  return describeError(error);
 }
 
 /**
@@ -367,12 +289,6 @@ async function* numbered(lines: AsyncIterable<string>): AsyncGenerator<InputLine
   let number = 0;
   for await (const line of lines) {
     number++;
-    yield { line, number, record: parseRecord(line) };
+    yield readLine(line, number);
   }
-}
-
-export function describeError(error: unknown): string {
-  if (error instanceof Error)
-    return (error as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : error.message;
-  return String(error);
 }

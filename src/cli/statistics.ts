@@ -25,6 +25,13 @@ export class RunStatistics {
   inFlight = 0;
   maxInFlight = 0;
   retries = 0;
+  /** When the last attempt started (ms since the run began), or `undefined` before the first. */
+  lastStartAt: number | undefined = undefined;
+  /**
+   * Why nothing is starting although jobs are waiting (the restart guard of a fresh Redis, a long
+   * `--min-interval`, a server's pause), when that is known; the progress line shows it.
+   */
+  waitingFor: string | undefined = undefined;
   /** Responses that said "too many requests" (HTTP 429), whether or not they were retried. */
   rateLimited = 0;
   /** Why jobs failed, e.g. `exit 1`, `timeout`, `HTTP 500`, with counts. */
@@ -67,6 +74,7 @@ export class RunStatistics {
   /** An attempt was admitted and starts now; `cost` by unit (a job costs one `requests`). */
   attemptStarted(cost: Readonly<Record<string, number>>): void {
     const at = this.elapsed();
+    this.lastStartAt = at;
     this.attemptsStarted++;
     this.inFlight++;
     if (this.inFlight > this.maxInFlight) this.maxInFlight = this.inFlight;
