@@ -3,9 +3,20 @@
  * of an example — so the README's code is code that runs.
  */
 import { execFileSync, spawn } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const root = join(import.meta.dirname, "..");
 const examplesDirectory = join(root, "examples");
@@ -13,10 +24,10 @@ const examples = readdirSync(examplesDirectory)
   .filter((file) => file.endsWith(".ts"))
   .sort();
 
-function runExample(file: string): Promise<{ code: number | null; output: string }> {
+function runExample(file: string, cwd = root): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ["--import", "tsx", join(examplesDirectory, file)], {
-      cwd: root,
+    const child = spawn(process.execPath, ["--import", "tsx", join(cwd === root ? examplesDirectory : cwd, file)], {
+      cwd,
       stdio: ["ignore", "pipe", "pipe"],
     });
     let output = "";
@@ -48,6 +59,49 @@ describe("examples", () => {
       if (code !== 0) console.error(output);
       expect(code).toBe(0);
       expect(output.trim().length).toBeGreaterThan(0);
+    },
+    90_000,
+  );
+});
+
+/**
+ * A project of the most common kind, without `"type": "module"` (CommonJS), where sluice and the
+ * examples' other imports are installed: there a copied `.ts` example fails (top-level await in
+ * CommonJS), so each example says to save it as `.mts`, and here each runs as its note says.
+ */
+describe("examples copied into a CommonJS project", () => {
+  let project: string;
+
+  beforeAll(() => {
+    project = mkdtempSync(join(tmpdir(), "sluice-commonjs-project-"));
+    writeFileSync(join(project, "package.json"), JSON.stringify({ name: "my-project", version: "1.0.0" }));
+    mkdirSync(join(project, "node_modules"));
+    symlinkSync(root, join(project, "node_modules", "sluice"));
+    for (const name of ["tsx", "ioredis", "openai"]) {
+      symlinkSync(join(root, "node_modules", name), join(project, "node_modules", name));
+    }
+    for (const file of readdirSync(examplesDirectory).filter((name) => name.endsWith(".mjs"))) {
+      copyFileSync(join(examplesDirectory, file), join(project, file));
+    }
+  });
+
+  afterAll(() => {
+    if (project !== undefined) rmSync(project, { recursive: true, force: true });
+  });
+
+  it.each(examples)(
+    "examples/%s says what it needs, and runs saved as .mts as it says",
+    async (file) => {
+      const source = readFileSync(join(examplesDirectory, file), "utf8");
+      expect(source).toContain('copied into a project without "type": "module", save it as .mts');
+      for (const helper of source.matchAll(/from "\.\/([\w-]+\.mjs)"|new URL\("\.\/([\w-]+\.mjs)"/g)) {
+        expect(source).toContain(`with ${helper[1] ?? helper[2]} beside it`);
+      }
+      const copy = file.replace(/\.ts$/, ".mts");
+      copyFileSync(join(examplesDirectory, file), join(project, copy));
+      const { code, output } = await runExample(copy, project);
+      if (code !== 0) console.error(output);
+      expect(code).toBe(0);
     },
     90_000,
   );
