@@ -50,10 +50,12 @@ export class RunStatistics {
     private readonly now: () => number = () => performance.now(),
   ) {
     this.startedAt = now();
-    this.timeline = new Timeline(rates.length);
     this.windows = rates.map((rate) =>
       algorithm === "token-bucket" ? new BucketLevel(rate.limit, rate.interval) : new TrailingWindow(rate.interval),
     );
+    // A bin with no start still has a window: what each window held when the bin began (it only
+    // drains from there until the next start), so the report draws one unbroken line.
+    this.timeline = new Timeline(rates.length, 1200, (at) => this.windows.map((window) => window.current(at)));
     this.recentStarts = new RecentRate();
     this.recentFinishes = new RecentRate();
   }
@@ -164,7 +166,10 @@ export interface TimelineBin {
   rateLimited: number;
   /** The most attempts in flight at any moment of the bin. */
   maxInFlight: number;
-  /** Per rate: the largest cost its trailing window held at any start in the bin. */
+  /**
+   * Per rate: the largest cost its trailing window (or bucket level) held during the bin: at the bin's
+   * start, or after a start in it.
+   */
   window: number[];
 }
 
@@ -177,8 +182,10 @@ export class Timeline {
   readonly bins: TimelineBin[] = [];
 
   constructor(
-    private readonly rateCount: number,
+    rateCount: number,
     private readonly maxBins = 1200,
+    /** The windows' measures at `at` (ms since the start), for a bin that begins there. */
+    private readonly windowsAt: (at: number) => number[] = () => new Array<number>(rateCount).fill(0),
   ) {}
 
   /** The bin holding time `at` (ms since the start), created with `inFlight` carried into it. */
@@ -191,7 +198,7 @@ export class Timeline {
     while (this.bins.length <= index) {
       // A quiet bin still has whatever was running at its start in flight.
       const carried = this.bins.length === 0 ? 0 : this.lastInFlight;
-      this.bins.push(this.emptyBin(carried));
+      this.bins.push(this.emptyBin(carried, this.windowsAt(this.bins.length * this.binWidth)));
     }
     const bin = this.bins[index] as TimelineBin;
     if (inFlight > bin.maxInFlight) bin.maxInFlight = inFlight;
@@ -201,16 +208,8 @@ export class Timeline {
 
   private lastInFlight = 0;
 
-  private emptyBin(inFlight: number): TimelineBin {
-    return {
-      starts: 0,
-      finishes: 0,
-      failures: 0,
-      retries: 0,
-      rateLimited: 0,
-      maxInFlight: inFlight,
-      window: new Array<number>(this.rateCount).fill(0),
-    };
+  private emptyBin(inFlight: number, window: number[]): TimelineBin {
+    return { starts: 0, finishes: 0, failures: 0, retries: 0, rateLimited: 0, maxInFlight: inFlight, window };
   }
 
   private halve(): void {
