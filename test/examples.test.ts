@@ -1,6 +1,8 @@
 /**
- * Every example in examples/ runs and exits 0, and every TypeScript block in the README is an excerpt
- * of an example — so the README's code is code that runs.
+ * Every example in examples/ runs and exits 0, and every TypeScript block in the README and in docs/
+ * is an excerpt of an example — so the docs' code is code that runs. The shell blocks of docs/*.md run
+ * too, in order, against the `sluice mock` their page starts, and their sample outputs must have the
+ * shape of what the commands print today.
  */
 import { execFileSync, spawn } from "node:child_process";
 import {
@@ -17,6 +19,21 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseCommandLine } from "../src/cli/command-line.js";
+import { DEMO_COMMAND } from "../src/cli/demo-command.js";
+import { FETCH_COMMAND } from "../src/cli/fetch-command.js";
+import { INSPECT_COMMAND } from "../src/cli/inspect-command.js";
+import { MOCK_COMMAND } from "../src/cli/mock-command.js";
+import { RUN_COMMAND } from "../src/cli/run-command.js";
+import {
+  readDemoSettings,
+  readFetchSettings,
+  readInspectSettings,
+  readMockSettings,
+  readRunSettings,
+} from "../src/cli/settings.js";
+import { ensureBuilt } from "./cli/cli-process.js";
+import { codeBlocks, shapeOf, sluiceCommands } from "./support/doc-blocks.js";
 
 const root = join(import.meta.dirname, "..");
 const examplesDirectory = join(root, "examples");
@@ -107,9 +124,20 @@ describe("examples copied into a CommonJS project", () => {
   );
 });
 
-describe("README", () => {
-  const readme = readFileSync(join(root, "README.md"), "utf8");
-  const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((match) => match[1] as string);
+const docsDirectory = join(root, "docs");
+const pages = [
+  "README.md",
+  ...readdirSync(docsDirectory)
+    .filter((file) => file.endsWith(".md"))
+    .map((file) => `docs/${file}`),
+];
+
+describe("README and docs/*.md", () => {
+  const blocks = pages.flatMap((page) =>
+    codeBlocks(readFileSync(join(root, page), "utf8"))
+      .filter((block) => block.language === "ts")
+      .map((block) => block.code),
+  );
   const normalise = (text: string) =>
     text
       .split("\n")
@@ -123,10 +151,141 @@ describe("README", () => {
   });
 
   it.each(blocks.map((block, index) => [index + 1, block] as const))(
-    "README block %i is an excerpt of a runnable example",
+    "TypeScript block %i is an excerpt of a runnable example",
     (_, block) => {
       const excerpt = normalise(block);
       expect(sources.some((source) => source.includes(excerpt))).toBe(true);
     },
   );
+});
+
+/** How each command's settings are read, to check a command line in the docs without running it. */
+const READERS: Record<
+  string,
+  [Parameters<typeof parseCommandLine>[0], (parsed: ReturnType<typeof parseCommandLine>) => unknown]
+> = {
+  run: [RUN_COMMAND, readRunSettings],
+  fetch: [FETCH_COMMAND, readFetchSettings],
+  demo: [DEMO_COMMAND, readDemoSettings],
+  inspect: [INSPECT_COMMAND, readInspectSettings],
+  mock: [MOCK_COMMAND, readMockSettings],
+};
+
+describe("every sluice command line in the docs' shell blocks is one sluice accepts", () => {
+  const commands = pages.flatMap((page) =>
+    codeBlocks(readFileSync(join(root, page), "utf8"))
+      .filter((block) => block.language === "sh")
+      .flatMap((block) => sluiceCommands(block.code).map((argv) => [`${page}:${block.line}`, argv] as const)),
+  );
+
+  it("finds them", () => {
+    expect(commands.length).toBeGreaterThan(10);
+  });
+
+  it.each(commands)("%s: sluice %j", (_, argv) => {
+    const [name, ...rest] = argv;
+    const reader = READERS[name as string];
+    expect(reader, `no command ${name}`).toBeDefined();
+    const [spec, read] = reader as NonNullable<typeof reader>;
+    expect(() => read(parseCommandLine(spec, rest))).not.toThrow();
+  });
+});
+
+/**
+ * docs/cli.md's shell blocks, run in order in an empty directory with \`sluice\` on PATH, against the
+ * mock API its first block starts (on a free port instead of the page's 8429). Blocks marked
+ * \`not-run\` need a Redis server: only those may be left out, and only their sample output with them.
+ */
+describe("docs/cli.md runs as written", () => {
+  const page = "docs/cli.md";
+  const blocks = codeBlocks(readFileSync(join(root, page), "utf8"));
+  let directory: string;
+  let mock: ReturnType<typeof spawn> | undefined;
+  let port = "";
+  let printed = "";
+
+  beforeAll(async () => {
+    const cli = await ensureBuilt();
+    directory = mkdtempSync(join(tmpdir(), "sluice-docs-"));
+    mkdirSync(join(directory, "bin"));
+    writeFileSync(join(directory, "bin", "sluice"), `#!/bin/sh\nexec "${process.execPath}" "${cli}" "$@"\n`, {
+      mode: 0o755,
+    });
+    mkdirSync(join(directory, "work"));
+    const start = blocks.find((block) => block.language === "sh" && block.code.startsWith("sluice mock"));
+    if (start === undefined) throw new Error(`${page} starts no sluice mock`);
+    mock = spawn(process.execPath, [cli, ...(sluiceCommands(start.code)[0] ?? []), "--port", "0"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    mock.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
+      printed += chunk;
+    });
+    mock.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
+      printed += chunk;
+    });
+    const deadline = Date.now() + 10_000;
+    while (!/^http:\/\/127\.0\.0\.1:(\d+)\n/.test(printed) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    port = /^http:\/\/127\.0\.0\.1:(\d+)\n/.exec(printed)?.[1] ?? "";
+    expect(port, printed).not.toBe("");
+  }, 120_000);
+
+  afterAll(() => {
+    mock?.kill("SIGINT");
+    if (directory !== undefined) rmSync(directory, { recursive: true, force: true });
+  });
+
+  it("runs the README's run and fetch examples too: each is one of its own", () => {
+    const ran = new Set(
+      blocks
+        .filter((block) => block.language === "sh" && !block.marks.includes("not-run"))
+        .flatMap((block) => sluiceCommands(block.code).map((argv) => argv.join(" "))),
+    );
+    const readme = codeBlocks(readFileSync(join(root, "README.md"), "utf8")).filter((block) => block.language === "sh");
+    const examples = readme
+      .flatMap((block) => sluiceCommands(block.code))
+      .filter(([name]) => name === "run" || name === "fetch");
+    expect(examples.length).toBeGreaterThan(0);
+    for (const argv of examples) expect(ran, `README: sluice ${argv.join(" ")}`).toContain(argv.join(" "));
+  });
+
+  it("leaves out only what needs a Redis server", () => {
+    blocks.forEach((block, index) => {
+      if (!block.marks.includes("not-run")) return;
+      if (block.language === "sh") expect(block.code, `${page}:${block.line}`).toContain("--redis");
+      else expect(blocks[index - 1]?.marks, `${page}:${block.line} follows no not-run block`).toContain("not-run");
+    });
+  });
+
+  it("every other shell block exits 0, and every sample output has the shape of what sluice prints", async () => {
+    for (const block of blocks) {
+      if (block.language !== "sh" || block.marks.includes("not-run") || block.code.startsWith("sluice mock")) continue;
+      const code = block.code.replaceAll("127.0.0.1:8429", `127.0.0.1:${port}`);
+      const result = await new Promise<{ status: number | null; output: string }>((resolve) => {
+        const child = spawn("bash", ["-e", "-c", code], {
+          cwd: join(directory, "work"),
+          env: { ...process.env, PATH: `${join(directory, "bin")}:${process.env["PATH"]}` },
+          stdio: ["ignore", "pipe", "pipe"],
+        });
+        let output = "";
+        child.stdout.on("data", (chunk) => {
+          output += chunk;
+        });
+        child.stderr.on("data", (chunk) => {
+          output += chunk;
+        });
+        child.on("close", (status) => resolve({ status, output }));
+      });
+      expect(result.status, `${page}:${block.line}\n${result.output}`).toBe(0);
+      printed += result.output;
+    }
+    const shapes = new Set(printed.split("\n").map(shapeOf));
+    for (const block of blocks) {
+      if (block.language !== "text" || block.marks.includes("not-run")) continue;
+      for (const line of block.code.split("\n").filter((text) => text.trim() !== "")) {
+        expect(shapes.has(shapeOf(line)), `${page}:${block.line}: nothing printed "${line}"`).toBe(true);
+      }
+    }
+  }, 60_000);
 });
