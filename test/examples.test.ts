@@ -41,12 +41,14 @@ const examples = readdirSync(examplesDirectory)
   .filter((file) => file.endsWith(".ts"))
   .sort();
 
-function runExample(file: string, cwd = root): Promise<{ code: number | null; output: string }> {
+/** Runs a program to its end (killed after a minute), with stdout and stderr as one text. */
+function runToEnd(
+  program: string,
+  args: readonly string[],
+  options: { cwd: string; env?: NodeJS.ProcessEnv },
+): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ["--import", "tsx", join(cwd === root ? examplesDirectory : cwd, file)], {
-      cwd,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const child = spawn(program, args, { ...options, stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
     child.stdout.on("data", (chunk) => {
       output += chunk;
@@ -60,6 +62,10 @@ function runExample(file: string, cwd = root): Promise<{ code: number | null; ou
       resolve({ code, output });
     });
   });
+}
+
+function runExample(file: string, cwd = root): Promise<{ code: number | null; output: string }> {
+  return runToEnd(process.execPath, ["--import", "tsx", join(cwd === root ? examplesDirectory : cwd, file)], { cwd });
 }
 
 beforeAll(() => {
@@ -262,22 +268,11 @@ describe("docs/cli.md runs as written", () => {
     for (const block of blocks) {
       if (block.language !== "sh" || block.marks.includes("not-run") || block.code.startsWith("sluice mock")) continue;
       const code = block.code.replaceAll("127.0.0.1:8429", `127.0.0.1:${port}`);
-      const result = await new Promise<{ status: number | null; output: string }>((resolve) => {
-        const child = spawn("bash", ["-e", "-c", code], {
-          cwd: join(directory, "work"),
-          env: { ...process.env, PATH: `${join(directory, "bin")}:${process.env["PATH"]}` },
-          stdio: ["ignore", "pipe", "pipe"],
-        });
-        let output = "";
-        child.stdout.on("data", (chunk) => {
-          output += chunk;
-        });
-        child.stderr.on("data", (chunk) => {
-          output += chunk;
-        });
-        child.on("close", (status) => resolve({ status, output }));
+      const result = await runToEnd("bash", ["-e", "-c", code], {
+        cwd: join(directory, "work"),
+        env: { ...process.env, PATH: `${join(directory, "bin")}:${process.env["PATH"]}` },
       });
-      expect(result.status, `${page}:${block.line}\n${result.output}`).toBe(0);
+      expect(result.code, `${page}:${block.line}\n${result.output}`).toBe(0);
       printed += result.output;
     }
     const shapes = new Set(printed.split("\n").map(shapeOf));
