@@ -126,7 +126,7 @@ describe("sluice run --redis", () => {
           "-c",
           "1",
           "--lease",
-          "2500ms",
+          "5s",
           "--progress-interval",
           "1s",
           "--",
@@ -136,7 +136,7 @@ describe("sluice run --redis", () => {
       );
       expect(result.code, result.stderr).toBe(0);
       expect(result.stderr).toMatch(
-        /in flight 0\/1 .*waiting: Redis started less than a --lease \(2\.5 s\) ago; its restart guard grants nothing for [\d.]+ m?s more/,
+        /in flight 0\/1 .*waiting: Redis started less than a --lease \(5 s\) ago; its restart guard grants nothing for [\d.]+ m?s more/,
       );
     } finally {
       await fresh.stop();
