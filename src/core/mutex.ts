@@ -34,7 +34,7 @@ export class Mutex implements Limiter<LockOptions> {
   constructor(options: { name?: string; clock?: Clock } = {}) {
     this.semaphore = new Semaphore(1, options);
     // Errors and timeouts then speak of "the mutex", the object the caller knows.
-    this.semaphore["kind"] = "mutex";
+    this.semaphore.nameAs("mutex");
   }
 
   /** Optional name, used in error messages and statistics. */
