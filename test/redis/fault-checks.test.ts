@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import {
+  afterFault,
   type FaultRecord,
   type FaultRun,
   fairnessFigures,
@@ -93,8 +94,11 @@ describe("check 1: holders who believe their lease valid", () => {
     const frozen = worker("a", hold(1, 10, { enter: 100, checks: [[2_000, true]], release: 2_001 }), {
       frozen: [{ from: 110, to: 2_000 }],
     });
-    const logs = run({ workers: [frozen, next] });
-    expect(overlapFigures(logs, permitLives(logs)).believed).toBe(2);
+    const logs = run({ workers: [frozen, next], faults: [{ kind: "freeze", at: 110, end: 2_000, target: "a" }] });
+    const figures = overlapFigures(logs, permitLives(logs));
+    expect(figures.believed).toBe(2);
+    // Reported with the fault it followed, to find it in the logs.
+    expect(afterFault(logs, figures.believedAt)).toBe("freeze (a) +990 ms");
   });
 
   it("reports overlap in the lease after a FLUSHALL apart", () => {

@@ -83,7 +83,7 @@ export type FaultKind =
   | "redis-pause"
   | "flush";
 
-/** One injected fault: from `at` until `end` (SIGCONT, restore, resume, server up; `at` for a kill or flush). */
+/** One injected fault: from `at` until `end` (SIGCONT, restore, resume, server up, FLUSHALL's reply; `at` for a kill). */
 export interface FaultRecord {
   kind: FaultKind;
   at: number;
@@ -142,17 +142,31 @@ export interface Held {
 
 /** The largest total weight held at one instant. [start, end) intervals that touch do not overlap. */
 export function peakWeight(intervals: readonly Held[]): number {
+  return peak(intervals).weight;
+}
+
+/** The largest total weight held at one instant, and the first instant it was held. */
+export function peak(intervals: readonly Held[]): { weight: number; at: number } {
   const events: [number, number][] = [];
   for (const { start, end, weight } of intervals) if (end > start) events.push([start, weight], [end, -weight]);
   // At equal times, ends before starts.
   events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   let inside = 0;
-  let most = 0;
-  for (const [, delta] of events) {
+  let most = { weight: 0, at: Number.NaN };
+  for (const [at, delta] of events) {
     inside += delta;
-    most = Math.max(most, inside);
+    if (inside > most.weight) most = { weight: inside, at };
   }
   return most;
+}
+
+/** Names the latest fault at or before `at`, and how long before: "freeze (w0) +512 ms". */
+export function afterFault(run: FaultRun, at: number): string {
+  let latest: FaultRecord | undefined;
+  for (const fault of run.faults) if (fault.at <= at && (latest === undefined || fault.at > latest.at)) latest = fault;
+  if (latest === undefined) return `before any fault (+${Math.round(at - run.startedAt)} ms into the run)`;
+  const target = latest.target === undefined ? "" : ` (${latest.target})`;
+  return `${latest.kind}${target} +${Math.round(at - latest.at)} ms`;
 }
 
 /** Joins each worker's lines into permit lives (one per grant). */
@@ -235,6 +249,8 @@ function clip(intervals: readonly Held[], windows: readonly { from: number; to: 
 export interface OverlapFigures {
   /** Peak weight of holders who believed their lease valid ([enter, last valid check]), outside flush windows. */
   believed: number;
+  /** When that peak was first reached. */
+  believedAt: number;
   /** The same inside the lease after a FLUSHALL, where the docs allow over-admission. */
   believedInFlush: number;
   /** Peak weight of [enter, exit] intervals, for reference (a frozen holder counts all along). */
@@ -256,8 +272,10 @@ export function overlapFigures(run: FaultRun, lives: readonly PermitLife[]): Ove
     weight: life.weight,
   }));
   const windows = flushWindows(run);
+  const outside = peak(clip(believed, windows, false));
   return {
-    believed: peakWeight(clip(believed, windows, false)),
+    believed: outside.weight,
+    believedAt: outside.at,
     believedInFlush: peakWeight(clip(believed, windows, true)),
     naive: peakWeight(naive),
   };
@@ -351,6 +369,8 @@ export interface SettledFigures {
   longestWaitMs: number;
   /** Acquires that timed out, per worker. */
   timeouts: Record<string, number>;
+  /** Each acquire that timed out: when it asked. */
+  timedOut: { worker: string; call: number; asked: number }[];
 }
 
 /**
@@ -373,14 +393,17 @@ function waitsOf(worker: WorkerRecord, end: number): { from: number; to: number;
 
 /** Check 3: every promise settled. */
 export function settledFigures(run: FaultRun): SettledFigures {
-  const figures: SettledFigures = { outstanding: 0, silent: [], longestWaitMs: 0, timeouts: {} };
+  const figures: SettledFigures = { outstanding: 0, silent: [], longestWaitMs: 0, timeouts: {}, timedOut: [] };
   for (const worker of run.workers) {
     for (const wait of waitsOf(worker, run.endedAt)) {
       if (wait.settled) figures.longestWaitMs = Math.max(figures.longestWaitMs, wait.to - wait.from);
     }
+    const asked = new Map<number, number>();
     for (const line of worker.lines) {
+      if (line.event === "acquire") asked.set(line.call, line.at);
       if (line.event === "refused" && line.error === "TimeoutError") {
         figures.timeouts[worker.label] = (figures.timeouts[worker.label] ?? 0) + 1;
+        figures.timedOut.push({ worker: worker.label, call: line.call, asked: asked.get(line.call) as number });
       }
     }
     if (worker.killedAt !== undefined) continue;
@@ -636,7 +659,7 @@ export function verdicts(run: FaultRun, figures: Figures): Verdict[] {
       check: "1 believed-valid holders <= capacity",
       pass: overlap.believed <= capacity,
       value: overlap.believed,
-      figure: `peak ${overlap.believed} of ${capacity} (after FLUSHALL ${overlap.believedInFlush}; naive [enter, exit] ${overlap.naive})`,
+      figure: `peak ${overlap.believed} of ${capacity}${overlap.believed > capacity ? ` at ${afterFault(run, overlap.believedAt)}` : ""} (after FLUSHALL ${overlap.believedInFlush}; naive [enter, exit] ${overlap.naive})`,
     },
     {
       check: "1b lost leases reported by release/run",
@@ -667,7 +690,7 @@ export function verdicts(run: FaultRun, figures: Figures): Verdict[] {
       check: "3b no caller waited out its timeout",
       pass: timeouts === 0,
       value: timeouts,
-      figure: `${timeouts} timeouts of ${acquireTimeout} ms ${JSON.stringify(settled.timeouts)}`,
+      figure: `${timeouts} timeouts of ${acquireTimeout} ms${settled.timedOut.map((lost) => `; ${lost.worker} asked at ${afterFault(run, lost.asked)}`).join("")}`,
     },
     ...figures.recoveries.map((recovery) => ({
       check: `4 capacity back after ${recovery.kind}${recovery.target === undefined ? "" : ` (${recovery.target})`}`,
