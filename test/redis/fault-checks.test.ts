@@ -99,6 +99,10 @@ describe("check 1: holders who believe their lease valid", () => {
     expect(figures.believed).toBe(2);
     // Reported with the fault it followed, to find it in the logs.
     expect(afterFault(logs, figures.believedAt)).toBe("freeze (a) +990 ms");
+    expect(figures.byFault).toEqual([
+      { fault: "none", peak: 1 },
+      { fault: "freeze (a)", peak: 2 },
+    ]);
   });
 
   it("reports overlap in the lease after a FLUSHALL apart", () => {
@@ -181,7 +185,7 @@ describe("check 3: every promise settled", () => {
     expect(settledFigures(logs)).toMatchObject({ outstanding: 1, silent: ["b"] });
   });
 
-  it("measures the longest wait of an acquire and counts timeouts", () => {
+  it("measures the longest wait of an acquire and counts a timeout as a lost caller", () => {
     const logs = run({
       workers: [
         worker("a", [
@@ -195,8 +199,24 @@ describe("check 3: every promise settled", () => {
       outstanding: 0,
       silent: [],
       longestWaitMs: 8_000,
-      timeouts: { a: 1 },
+      lost: [{ worker: "a", call: 1, asked: 100, settled: 8_100, outcome: "TimeoutError", overtakenBy: 0 }],
     });
+  });
+
+  it("counts callers passed by later callers of their own process; still waiting a lease later, one is lost", () => {
+    // Call 1 asks first and is still waiting at the end, while calls 2 to 9 are served.
+    const lines: WorkerEvent[] = [{ event: "acquire", at: 0, call: 1, weight: 1, kind: "acquire" }];
+    for (let call = 2; call <= 9; call++)
+      lines.push(...hold(call, call, { enter: call * 100, checks: [], release: call * 100 + 50 }));
+    const logs = run({ workers: [worker("a", [...lines, { event: "done", at: 9_000, outstanding: 0, timeouts: 0 }])] });
+    expect(settledFigures(logs)).toMatchObject({
+      overtaken: 1,
+      lost: [{ worker: "a", call: 1, asked: 0, settled: 10_000, outcome: "pending", overtakenBy: 8 }],
+    });
+
+    // Served in the order asked: nobody passed.
+    const inOrder = run({ workers: [worker("a", lines.slice(1))] });
+    expect(settledFigures(inOrder)).toMatchObject({ overtaken: 0, lost: [] });
   });
 });
 

@@ -160,6 +160,13 @@ export function peak(intervals: readonly Held[]): { weight: number; at: number }
   return most;
 }
 
+/** Names the first fault between `from` and `to` ("flush"), else the latest before `from`. */
+export function faultDuring(run: FaultRun, from: number, to: number): string {
+  const during = run.faults.find((fault) => fault.at >= from && fault.at <= to);
+  if (during === undefined) return `after ${afterFault(run, from)}`;
+  return `through ${during.kind}${during.target === undefined ? "" : ` (${during.target})`}`;
+}
+
 /** Names the latest fault at or before `at`, and how long before: "freeze (w0) +512 ms". */
 export function afterFault(run: FaultRun, at: number): string {
   let latest: FaultRecord | undefined;
@@ -253,6 +260,8 @@ export interface OverlapFigures {
   believedAt: number;
   /** The same inside the lease after a FLUSHALL, where the docs allow over-admission. */
   believedInFlush: number;
+  /** The peak between each fault and the next (the first window starts with the run). */
+  byFault: { fault: string; peak: number }[];
   /** Peak weight of [enter, exit] intervals, for reference (a frozen holder counts all along). */
   naive: number;
 }
@@ -272,10 +281,17 @@ export function overlapFigures(run: FaultRun, lives: readonly PermitLife[]): Ove
     weight: life.weight,
   }));
   const windows = flushWindows(run);
-  const outside = peak(clip(believed, windows, false));
+  const outside = clip(believed, windows, false);
+  const { weight, at } = peak(outside);
+  const starts = [run.startedAt, ...run.faults.map((fault) => fault.at), Number.POSITIVE_INFINITY];
+  const byFault = starts.slice(0, -1).map((from, index) => ({
+    fault: index === 0 ? "none" : afterFault(run, from).replace(/ \+\d+ ms$/, ""),
+    peak: peakWeight(clip(outside, [{ from, to: starts[index + 1] as number }], true)),
+  }));
   return {
-    believed: outside.weight,
-    believedAt: outside.at,
+    believed: weight,
+    believedAt: at,
+    byFault,
     believedInFlush: peakWeight(clip(believed, windows, true)),
     naive: peakWeight(naive),
   };
@@ -367,43 +383,54 @@ export interface SettledFigures {
   silent: string[];
   /** The longest an acquire took to settle. */
   longestWaitMs: number;
-  /** Acquires that timed out, per worker. */
-  timeouts: Record<string, number>;
-  /** Each acquire that timed out: when it asked. */
-  timedOut: { worker: string; call: number; asked: number }[];
+  /** Callers served out of order: a later caller of the same process was granted while they waited. */
+  overtaken: number;
+  /**
+   * Callers lost: timed out, or still waiting a lease after a later caller of their own process was
+   * served (a requeue after a lost lease takes one check-in, a third of a lease; this one was forgotten).
+   */
+  lost: { worker: string; call: number; asked: number; settled: number; outcome: string; overtakenBy: number }[];
 }
 
-/**
- * The waits of one worker's callers: from each acquire to its grant or refusal, or to `end` (the
- * process's end) for a wait that never settled.
- */
-function waitsOf(worker: WorkerRecord, end: number): { from: number; to: number; settled: boolean }[] {
+/** One acquire of a worker: from the ask to its grant, its refusal (an error's name), or `pending` at `end`. */
+interface Wait {
+  call: number;
+  from: number;
+  to: number;
+  outcome: string;
+}
+
+/** The waits of one worker's callers; a wait that never settled runs to `end` (the process's end). */
+function waitsOf(worker: WorkerRecord, end: number): Wait[] {
   const started = new Map<number, number>();
-  const waits: { from: number; to: number; settled: boolean }[] = [];
+  const waits: Wait[] = [];
   for (const line of worker.lines) {
     if (line.event === "acquire") started.set(line.call, line.at);
     if (line.event !== "enter" && line.event !== "refused") continue;
     const from = started.get(line.call);
     started.delete(line.call);
-    if (from !== undefined) waits.push({ from, to: line.at, settled: true });
+    if (from !== undefined) {
+      waits.push({ call: line.call, from, to: line.at, outcome: line.event === "enter" ? "granted" : line.error });
+    }
   }
-  for (const from of started.values()) waits.push({ from, to: end, settled: false });
+  for (const [call, from] of started) waits.push({ call, from, to: end, outcome: "pending" });
   return waits;
 }
 
-/** Check 3: every promise settled. */
+/** Checks 3 and 3b: every promise settled; no caller lost or passed by later callers of its own process. */
 export function settledFigures(run: FaultRun): SettledFigures {
-  const figures: SettledFigures = { outstanding: 0, silent: [], longestWaitMs: 0, timeouts: {}, timedOut: [] };
+  const figures: SettledFigures = { outstanding: 0, silent: [], longestWaitMs: 0, overtaken: 0, lost: [] };
   for (const worker of run.workers) {
-    for (const wait of waitsOf(worker, run.endedAt)) {
-      if (wait.settled) figures.longestWaitMs = Math.max(figures.longestWaitMs, wait.to - wait.from);
-    }
-    const asked = new Map<number, number>();
-    for (const line of worker.lines) {
-      if (line.event === "acquire") asked.set(line.call, line.at);
-      if (line.event === "refused" && line.error === "TimeoutError") {
-        figures.timeouts[worker.label] = (figures.timeouts[worker.label] ?? 0) + 1;
-        figures.timedOut.push({ worker: worker.label, call: line.call, asked: asked.get(line.call) as number });
+    const waits = waitsOf(worker, worker.killedAt ?? run.endedAt);
+    const grants = waits.filter((wait) => wait.outcome === "granted");
+    for (const wait of waits) {
+      if (wait.outcome !== "pending") figures.longestWaitMs = Math.max(figures.longestWaitMs, wait.to - wait.from);
+      const passers = grants.filter((other) => other.from > wait.from && other.to < wait.to);
+      if (passers.length > 0) figures.overtaken++;
+      const firstPassed = Math.min(...passers.map((other) => other.to));
+      if (wait.to - firstPassed > run.config.leaseTtl || wait.outcome === "TimeoutError") {
+        const { call, from: asked, to: settled, outcome } = wait;
+        figures.lost.push({ worker: worker.label, call, asked, settled, outcome, overtakenBy: passers.length });
       }
     }
     if (worker.killedAt !== undefined) continue;
@@ -653,13 +680,19 @@ export function verdicts(run: FaultRun, figures: Figures): Verdict[] {
       ? "none"
       : `${window.admitted} in ${Math.round(window.to - window.from)} ms (promise ${window.promised.toFixed(1)})`;
   const excess = (window: RateWindow | undefined) => (window === undefined ? 0 : window.admitted - window.promised);
-  const timeouts = Object.values(settled.timeouts).reduce((sum, count) => sum + count, 0);
   return [
     {
       check: "1 believed-valid holders <= capacity",
       pass: overlap.believed <= capacity,
       value: overlap.believed,
-      figure: `peak ${overlap.believed} of ${capacity}${overlap.believed > capacity ? ` at ${afterFault(run, overlap.believedAt)}` : ""} (after FLUSHALL ${overlap.believedInFlush}; naive [enter, exit] ${overlap.naive})`,
+      figure: `peak ${overlap.believed} of ${capacity}${
+        overlap.believed > capacity
+          ? ` first at ${afterFault(run, overlap.believedAt)}; above ${capacity} after ${overlap.byFault
+              .filter((window) => window.peak > capacity)
+              .map((window) => `${window.fault}: ${window.peak}`)
+              .join(", ")}`
+          : ""
+      } (in the lease after FLUSHALL ${overlap.believedInFlush}; naive [enter, exit] ${overlap.naive})`,
     },
     {
       check: "1b lost leases reported by release/run",
@@ -686,11 +719,16 @@ export function verdicts(run: FaultRun, figures: Figures): Verdict[] {
       figure: `${settled.outstanding} outstanding, silent [${settled.silent.join(",")}], longest wait ${Math.round(settled.longestWaitMs)} ms`,
     },
     {
-      // The timeout is longer than any wait the faults cause: a caller that reaches it was lost.
-      check: "3b no caller waited out its timeout",
-      pass: timeouts === 0,
-      value: timeouts,
-      figure: `${timeouts} timeouts of ${acquireTimeout} ms${settled.timedOut.map((lost) => `; ${lost.worker} asked at ${afterFault(run, lost.asked)}`).join("")}`,
+      check: "3b no caller lost (timed out, or left behind)",
+      pass: settled.lost.length === 0,
+      value: settled.lost.length,
+      figure: `${settled.lost.length} lost${settled.lost.map((lost) => `; ${lost.worker} #${lost.call} waited ${Math.round(lost.settled - lost.asked)} ms ${faultDuring(run, lost.asked, lost.settled)}, ${lost.outcome}, passed by ${lost.overtakenBy}`).join("")}`,
+    },
+    {
+      check: "3c FIFO within each process (not asserted)",
+      pass: settled.overtaken === 0,
+      value: settled.overtaken,
+      figure: `${settled.overtaken} callers passed by a later caller of their own process`,
     },
     ...figures.recoveries.map((recovery) => ({
       check: `4 capacity back after ${recovery.kind}${recovery.target === undefined ? "" : ` (${recovery.target})`}`,

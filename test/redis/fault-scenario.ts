@@ -1,15 +1,17 @@
 /**
  * The fault suite's run: five worker processes (test/redis/fault-worker.ts) share one RedisSemaphore
- * (capacity 3, lease 1 s) and one RedisRateLimiter on a private redis-server, one of them through a TCP
- * proxy, while the parent injects real faults one after another:
+ * (capacity 3, lease 1 s) and one RedisRateLimiter on a private redis-server, each through a TCP proxy
+ * (w3 through one of its own, the others through the "fleet" proxy), while the parent injects real
+ * faults one after another:
  *
  *  1. `freeze`: w0 stopped (SIGSTOP) right after a grant, for 2.5 leases, then SIGCONT;
  *  2. `kill-holding`: w1 SIGKILLed right after a grant (a replacement, w1b, is started);
  *  3. `kill-queued`: w2 SIGKILLed while it holds nothing and has callers queued (replaced by w2b);
  *  4. `cut-keep`: w3 cut off by the proxy (sockets kept) right after a grant, 1.5 leases;
  *  5. `cut-drop`: the same with its connections dropped;
- *  6. `restart-cut`: w3 cut off holding a long permit, then Redis restarted empty, started late in a
- *     wall-clock second (where `uptime_in_seconds` reads 1 a few ms after the start); w3 restored later;
+ *  6. `restart-cut`: w3 cut off holding a long permit, and Redis restarted empty at once, late in a
+ *     wall-clock second; the others reconnect just after the second turned, where `uptime_in_seconds`
+ *     already reads 1 (as after any reconnect back-off of ~100 ms); w3 is restored 1.5 leases later;
  *  7. `restart`: Redis restarted empty, at once;
  *  8. `redis-pause`: Redis stopped (SIGSTOP) for 1.5 leases;
  *  9. `flush`: FLUSHALL.
@@ -152,9 +154,9 @@ interface Running {
   record: WorkerRecord;
 }
 
-/** The last moment the clock shows `ms` within a wall-clock second, at least `least` ms from now. */
-function delayToMillisecond(ms: number, least: number): number {
-  return least + ((ms - ((Date.now() + least) % 1000) + 1000) % 1000);
+/** Milliseconds until the wall clock next shows `ms` within a second. */
+function delayToMillisecond(ms: number): number {
+  return (ms - (Date.now() % 1000) + 1000) % 1000;
 }
 
 export interface ScenarioOptions {
@@ -167,6 +169,7 @@ export async function runFaultScenario(options: ScenarioOptions = {}): Promise<F
   const log = options.log ?? (() => undefined);
   const server = await RedisServer.start();
   const proxy = await TcpProxy.start(server.port);
+  const fleet = await TcpProxy.start(server.port);
   const redis = new Redis(server.port, "127.0.0.1", { maxRetriesPerRequest: 1, retryStrategy: () => 50 });
   redis.on("error", () => undefined);
   const inspector = new RedisSemaphore(redis, { name: "faults", capacity: faultRunConfig.capacity, leaseTtl });
@@ -210,7 +213,7 @@ export async function runFaultScenario(options: ScenarioOptions = {}): Promise<F
       target: label,
     });
     log(`${label} killed (${how}); ${replacement} started`);
-    spawn(replacement, server.port, false);
+    spawn(replacement, fleet.port, false);
   };
 
   /** Cuts w3 off right after one of its grants, for `ms`. */
@@ -231,7 +234,7 @@ export async function runFaultScenario(options: ScenarioOptions = {}): Promise<F
   };
 
   try {
-    for (const label of ["w0", "w1", "w2", "w4"]) spawn(label, server.port, true);
+    for (const label of ["w0", "w1", "w2", "w4"]) spawn(label, fleet.port, true);
     spawn("w3", proxy.port, true);
     // A fresh server: the restart guard holds grants back for about a lease; the run starts once
     // every worker has been served.
@@ -261,12 +264,17 @@ export async function runFaultScenario(options: ScenarioOptions = {}): Promise<F
     await sleep(2_000);
 
     // w3 holds a permit for 3 leases and believes it valid until its own deadline, cut off from Redis
-    // while Redis restarts: the restart guard must outlast that deadline.
+    // while Redis restarts: the restart guard must outlast that deadline, also when the state is
+    // created in the second after the one the server started in.
     command("w3", { command: "hold-long", ms: 3 * leaseTtl });
     await (workers.get("w3") as Running).process.next((line) => line.event === "enter" && line.long === true, 10_000);
+    await sleep(delayToMillisecond(850));
     proxy.cutOff("keep");
-    const restartedWhileCut = await restart(delayToMillisecond(880, 100));
-    await sleep(1.5 * leaseTtl);
+    fleet.cutOff("drop");
+    const restartedWhileCut = await restart(0);
+    await sleep(delayToMillisecond(150));
+    fleet.restore();
+    await sleep(restartedWhileCut.end + 1.5 * leaseTtl - now());
     proxy.restore();
     faults.push({ kind: "restart-cut", ...restartedWhileCut, target: "w3", targetEnd: now() });
     log("Redis restarted while w3 was cut off");
@@ -318,7 +326,7 @@ export async function runFaultScenario(options: ScenarioOptions = {}): Promise<F
       process.kill("SIGKILL");
     }
     await Promise.all([...workers.values()].map(({ process }) => process.exited));
-    await proxy.stop();
+    await Promise.all([proxy.stop(), fleet.stop()]);
     redis.disconnect();
     await server.stop();
   }

@@ -1,46 +1,54 @@
 /**
  * Prints the fault suite's figures without asserting anything, to compare the library before and after
- * a change: `node --import tsx test/redis/faults-report.ts [runs] [--json file]`.
+ * a change:
  *
- * Each run is test/redis/fault-scenario.ts (about 50 s); the table shows every check per run, then the
- * median and the range of each check's main number over the runs; `--json` keeps every run's logs.
+ *   node --import tsx test/redis/faults-report.ts [runs] [--json file]   runs the scenario `runs` times
+ *   node --import tsx test/redis/faults-report.ts --from file            the checks again, on saved runs
+ *
+ * Each run is test/redis/fault-scenario.ts (about 45 s); the table shows every check per run, then how
+ * many runs failed each check and its main number as median [min, max]. `--json` saves every run's logs
+ * (a few MB each), so a changed check can be computed again without running anything (`--from`).
  */
-import { writeFileSync } from "node:fs";
-import { type FaultRun, type Figures, figuresOf, type Verdict, verdicts } from "./fault-checks.js";
+import { readFileSync, writeFileSync } from "node:fs";
+import { type FaultRun, figuresOf, type Verdict, verdicts } from "./fault-checks.js";
 import { recoveryBounds, runFaultScenario } from "./fault-scenario.js";
 
 const args = process.argv.slice(2);
-const jsonAt = args.indexOf("--json");
-const jsonFile = jsonAt === -1 ? undefined : args[jsonAt + 1];
-const runs = Number(args.find((arg, index) => /^\d+$/.test(arg) && index !== jsonAt + 1) ?? 1);
+const option = (name: string) => {
+  const at = args.indexOf(name);
+  return at === -1 ? undefined : args[at + 1];
+};
+const jsonFile = option("--json");
+const fromFile = option("--from");
+const runCount = Number(args.find((arg, index) => /^\d+$/.test(arg) && !args[index - 1]?.startsWith("--")) ?? 1);
 
-const results: { verdicts: Verdict[]; figures: Figures; run: FaultRun }[] = [];
-for (let index = 1; index <= runs; index++) {
-  const started = performance.now();
-  const run = await runFaultScenario({ log: (text) => process.stderr.write(`  [run ${index}] ${text}\n`) });
-  const figures = figuresOf(run, recoveryBounds);
-  const verdictsOfRun = verdicts(run, figures);
-  results.push({ verdicts: verdictsOfRun, figures, run });
-  console.log(
-    `\nrun ${index} of ${runs} (${((performance.now() - started) / 1000).toFixed(0)} s, fencing ${run.guard})`,
-  );
-  for (const verdict of verdictsOfRun) {
-    console.log(`  ${verdict.pass ? "pass" : "FAIL"}  ${verdict.check.padEnd(44)} ${verdict.figure}`);
+const runs: FaultRun[] = fromFile === undefined ? [] : (JSON.parse(readFileSync(fromFile, "utf8")) as FaultRun[]);
+if (fromFile === undefined) {
+  for (let index = 1; index <= runCount; index++) {
+    runs.push(await runFaultScenario({ log: (text) => process.stderr.write(`  [run ${index}] ${text}\n`) }));
+    // Saved after each run, so an interrupted series keeps what it measured.
+    if (jsonFile !== undefined) writeFileSync(jsonFile, JSON.stringify(runs));
   }
 }
 
-if (runs > 1) {
-  console.log(`\nover ${runs} runs: failures per check; its main number as median [min, max]`);
-  const checks = results[0]?.verdicts.map((verdict) => verdict.check) ?? [];
-  for (const [index, check] of checks.entries()) {
-    const ofCheck = results.map((result) => result.verdicts[index] as Verdict);
+const table = runs.map((run, index) => {
+  const verdictsOfRun = verdicts(run, figuresOf(run, recoveryBounds));
+  const seconds = ((run.endedAt - run.startedAt) / 1000).toFixed(0);
+  console.log(`\nrun ${index + 1} of ${runs.length} (${seconds} s of faults, fencing ${run.guard})`);
+  for (const verdict of verdictsOfRun) {
+    console.log(`  ${verdict.pass ? "pass" : "FAIL"}  ${verdict.check.padEnd(48)} ${verdict.figure}`);
+  }
+  return verdictsOfRun;
+});
+
+if (runs.length > 1) {
+  console.log(`\nover ${runs.length} runs: runs failing each check; its main number as median [min, max]`);
+  for (const [index, { check }] of (table[0] ?? []).entries()) {
+    const ofCheck = table.map((verdictsOfRun) => verdictsOfRun[index] as Verdict);
     const failures = ofCheck.filter((verdict) => !verdict.pass).length;
     const values = ofCheck.map((verdict) => verdict.value).sort((a, b) => a - b);
     const median = values[Math.floor(values.length / 2)];
-    console.log(
-      `  ${String(failures).padStart(2)} of ${runs} failed  ${check.padEnd(44)} ${median} [${values[0]}, ${values[values.length - 1]}]`,
-    );
+    const range = `[${values[0]}, ${values[values.length - 1]}]`;
+    console.log(`  ${String(failures).padStart(2)} of ${runs.length} failed  ${check.padEnd(48)} ${median} ${range}`);
   }
 }
-
-if (jsonFile !== undefined) writeFileSync(jsonFile, JSON.stringify(results));

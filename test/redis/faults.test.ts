@@ -60,7 +60,7 @@ describe("RedisSemaphore and RedisRateLimiter under faults (issue 14)", () => {
     ["a lost lease is reported: release() and run() do not resolve for a permit whose lease was lost", ["1b "]],
     ["a fenced resource accepts no stale write", ["2a "]],
     ["a fenced resource refuses no write of a holder whose lease Redis still held", ["2b "]],
-    ["every promise settles, and no caller is lost until its timeout", ["3 ", "3b "]],
+    ["every promise settles, and no caller is left behind (after a restart, a flush, a freeze)", ["3 ", "3b "]],
     ["capacity comes back after each fault within its bound", ["4 "]],
     ["no process starves: grants per process within 0.8 of each other", ["5 "]],
     ["the rate limiter admits no more than its promise in any window of one Redis lifetime", ["6 "]],
