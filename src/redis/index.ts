@@ -14,6 +14,7 @@ export { inspectRedis } from "./inspect.js";
 export type { RedisRateLimiterOptions, RedisRateLimiterSnapshot, RedisRatePermit } from "./rate-limiter.js";
 export { RedisRateLimiter } from "./rate-limiter.js";
 export type {
+  RedisCloseOptions,
   RedisHolder,
   RedisPermit,
   RedisSemaphoreOptions,
@@ -21,4 +22,4 @@ export type {
   RedisWaiter,
   UnavailablePolicy,
 } from "./semaphore.js";
-export { RedisMutex, RedisSemaphore } from "./semaphore.js";
+export { FencingGuard, RedisMutex, RedisSemaphore } from "./semaphore.js";

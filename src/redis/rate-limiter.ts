@@ -7,14 +7,7 @@
  * every limit could pay, and the process sleeps precisely that long on its one timer. No polling, no
  * timer per waiter, no charge for a refused call.
  */
-import {
-  checkCapacity,
-  checkFunction,
-  checkPriority,
-  checkSignal,
-  checkTimeout,
-  checkWeight,
-} from "../core/arguments.js";
+import { checkFunction, checkPriority, checkSignal, checkTimeout, checkWeight } from "../core/arguments.js";
 import { systemClock, type TimerHandle } from "../core/clock.js";
 import { type Duration, describe, toMilliseconds } from "../core/duration.js";
 import { ClosedError, ReleasedError, TimeoutError } from "../core/errors.js";
@@ -37,10 +30,22 @@ import {
   checkNotices,
   checkPrefix,
   checkUnavailablePolicy,
+  type RedisCloseOptions,
   type RedisPermit,
   RedisSemaphore,
   type UnavailablePolicy,
 } from "./semaphore.js";
+
+/** The longest interval a limit may have in Redis (366 days). */
+const MAX_INTERVAL_MS = 366 * 86_400_000;
+
+/** `concurrency`: an integer >= 1, or Infinity. */
+function checkConcurrency(value: unknown): void {
+  if (typeof value !== "number") throw new TypeError(`concurrency must be a number; got ${describe(value)}`);
+  if (value !== Number.POSITIVE_INFINITY && (!Number.isInteger(value) || value < 1)) {
+    throw new RangeError(`concurrency must be an integer >= 1 or Infinity; got ${value}`);
+  }
+}
 
 const scripts = {
   acquire: new Script(RATE_ACQUIRE),
@@ -218,6 +223,12 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       }
       const unit = limit.unit ?? REQUESTS;
       const intervalMs = toMilliseconds(limit.interval, `limits[${index}].interval`);
+      // Redis keeps times as integer µs in doubles: a year's interval leaves room; 1e300 ms would not.
+      if (intervalMs > MAX_INTERVAL_MS) {
+        throw new RangeError(
+          `limits[${index}].interval must be at most 366 days (${MAX_INTERVAL_MS} ms) in Redis; got ${describe(limit.interval)}`,
+        );
+      }
       const burst = limit.burst ?? limit.limit;
       const emission = (intervalMs * 1000) / limit.limit;
       return {
@@ -231,6 +242,11 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       };
     });
     const spacing = toMilliseconds(options.minInterval ?? 0, "minInterval");
+    if (spacing > MAX_INTERVAL_MS) {
+      throw new RangeError(
+        `minInterval must be at most 366 days (${MAX_INTERVAL_MS} ms) in Redis; got ${describe(options.minInterval)}`,
+      );
+    }
     if (spacing > 0) {
       this.buckets.push({
         unit: "\0start",
@@ -247,8 +263,17 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     this.onUnavailable = checkUnavailablePolicy(options.onUnavailable);
     const prefix = checkPrefix(options.prefix);
     this.key = `${prefix}{${this.name}}:rate`;
-    // Checked here so that the error names the option the caller passed, not the semaphore's capacity.
-    if (options.concurrency !== undefined) checkCapacity(options.concurrency, "concurrency");
+    // Checked here so that the error names the option the caller passed, not the semaphore's capacity,
+    // with one message for every value that is not a concurrency (0 included: it would admit nothing).
+    if (options.concurrency !== undefined) checkConcurrency(options.concurrency);
+    if (
+      this.buckets.length === 0 &&
+      (options.concurrency === undefined || options.concurrency === Number.POSITIVE_INFINITY)
+    ) {
+      throw new TypeError(
+        `RedisRateLimiter ${JSON.stringify(this.name)} limits nothing: give it limits, minInterval or concurrency`,
+      );
+    }
     this.concurrency =
       options.concurrency === undefined || options.concurrency === Number.POSITIVE_INFINITY
         ? undefined
@@ -261,8 +286,6 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
             onUnavailable: this.onUnavailable,
             notices: checkNotices(options.notices),
           });
-    if (this.concurrency?.capacity === 0)
-      throw new RangeError("concurrency must be an integer >= 1 or Infinity; got 0");
     this.queue = new WaitQueue<Demand, RatePermit>(
       this.clock,
       (_waiter, _reason, wasHead) => {
@@ -401,8 +424,11 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     return snapshot;
   }
 
-  /** Rejects this process's waiters with ClosedError and closes the concurrency semaphore, if any. */
-  async close(): Promise<void> {
+  /**
+   * Rejects this process's waiters with ClosedError and closes the concurrency semaphore, if any (which
+   * waits up to `timeout` for the calls in flight: see {@link RedisSemaphore.close}).
+   */
+  async close(options?: RedisCloseOptions): Promise<void> {
     if (!this.closed) {
       this.closed = true;
       this.queue.rejectAll(new ClosedError(`Redis rate limiter ${JSON.stringify(this.name)} was closed`));
@@ -410,7 +436,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       this.timer = undefined;
     }
     // The concurrency semaphore's close() is idempotent and returns the same promise every time.
-    await this.concurrency?.close();
+    await this.concurrency?.close(options);
   }
 
   // -------------------------------------------------------------------------------------------------

@@ -17,9 +17,16 @@
  *   dispatches, and hands over any grant Redis holds for a request still waiting here) at least every
  *   `wakeTimeout`, so a notice lost with a dropped connection costs a delay, never a hang.
  * - leases: one lease per process covers all its permits and tickets, renewed by a heartbeat every
- *   third of the lease. A process that cannot renew in time marks every permit it holds as lost (the
- *   permit's signal aborts with LeaseLostError) *before* Redis can give the weight to anyone else,
- *   because the local deadline is counted from when the renewal was sent.
+ *   third of the lease. The lease is good locally until a conservative deadline on the monotonic clock,
+ *   counted from when the request that wrote it was *sent*, so this process always gives up before Redis
+ *   can give the weight to anyone else. The deadline is checked where it matters, synchronously: a
+ *   permit's `leaseLost`, `signal` and `release()`, and every grant before it is handed over. A process
+ *   frozen past its lease (a GC pause, a VM stall, SIGSTOP) thus learns it lost its permits at its first
+ *   look after it thaws, before any timer has had a chance to run.
+ * - faults: every check-in squares what Redis holds with what this process believes (see `reconcile`):
+ *   a permit Redis no longer counts is lost, a ticket Redis no longer queues is queued again, in order.
+ *   Every reply carries the state's epoch, so a state recreated after a restart or a flush is noticed
+ *   at the next reply, not at the next check-in.
  */
 
 import { randomBytes } from "node:crypto";
@@ -41,23 +48,23 @@ import {
   toConnection,
 } from "./connection.js";
 import { RedisUnavailableError, withDeadline } from "./errors.js";
-import { ACQUIRE, CANCEL, HEARTBEAT, INSPECT, RELEASE } from "./semaphore-scripts.js";
+import { INSPECT, notifyingSources, type Publish } from "./semaphore-scripts.js";
 
-/** The scripts that may tell other processes of a grant, with the command that tells them. */
-function notifyingScripts(publish: "PUBLISH" | "SPUBLISH") {
-  const script = (source: string) =>
-    new Script(publish === "PUBLISH" ? source : source.replaceAll("redis.call('PUBLISH',", "redis.call('SPUBLISH',"));
+/** The scripts that may tell other processes of a grant, for one way of telling. */
+function notifyingScripts(publish: Publish) {
+  const sources = notifyingSources(publish);
   return {
-    acquire: script(ACQUIRE),
-    release: script(RELEASE),
-    cancel: script(CANCEL),
-    heartbeat: script(HEARTBEAT),
+    acquire: new Script(sources.acquire),
+    release: new Script(sources.release),
+    cancel: new Script(sources.cancel),
+    heartbeat: new Script(sources.heartbeat),
   };
 }
 
 type NotifyingScripts = ReturnType<typeof notifyingScripts>;
 
-const scripts = { ...notifyingScripts("PUBLISH"), inspect: new Script(INSPECT) };
+const scripts = notifyingScripts("PUBLISH");
+const inspectScript = new Script(INSPECT);
 /** The same scripts for `notices: "sharded"` (made on first use). */
 let shardedScripts: NotifyingScripts | undefined;
 
@@ -133,21 +140,95 @@ export interface RedisSemaphoreOptions {
 /** A permit of a {@link RedisSemaphore}. */
 export interface RedisPermit extends Permit {
   /**
-   * Increases with every grant of this semaphore (across processes and restarts of Redis). Pass it to
-   * the resource you protect and have it refuse tokens lower than the highest it has seen: a holder
-   * that lost its lease without noticing (a long GC pause) then cannot corrupt anything.
-   * `undefined` for permits granted by the `onUnavailable` fallback.
+   * Increases with every grant of this semaphore (across processes and restarts of Redis).
+   * `undefined` for permits granted by the `onUnavailable` fallback. See {@link RedisPermit.fencingSlots}
+   * for how a resource uses it to refuse holders whose lease ended.
    */
   readonly fencingToken: number | undefined;
-  /** Whether the lease ended before the permit was released. */
+  /**
+   * The fencing slots this grant occupies: `weight` slot numbers, each below the capacity, no slot held by
+   * two grants at once. A resource protected by the semaphore keeps the highest token it has accepted per
+   * slot and refuses a token lower than that of any of the permit's slots ({@link FencingGuard} does
+   * exactly that). It then refuses every holder whose lease ended once its slot was given to another, and
+   * never a valid holder, for any capacity: "refuse tokens lower than the highest seen" is right only for a
+   * capacity of 1. Empty for fallback permits and for capacities above 1,024.
+   */
+  readonly fencingSlots: readonly number[];
+  /**
+   * Whether the lease may have ended before the permit was released: Redis said so, or this process's
+   * conservative local deadline has passed. Checked on the monotonic clock when read, so it is true at
+   * once after a freeze longer than the lease, before any timer has run; reading it then also aborts
+   * {@link Permit.signal}. Check it (or call {@link RedisPermit.throwIfLeaseLost}) right before each write
+   * the permit protects.
+   */
   readonly leaseLost: boolean;
-  /** Gives the permit back to Redis. Throws ReleasedError synchronously when already released. */
+  /** Milliseconds until the local lease deadline unless renewed; 0 once lost or released. */
+  readonly leaseRemaining: number;
+  /** Throws the `LeaseLostError` if {@link RedisPermit.leaseLost}; otherwise does nothing. */
+  throwIfLeaseLost(): void;
+  /**
+   * Gives the permit back to Redis. Resolves when it was given back while its lease held; rejects with
+   * `LeaseLostError` when the lease was lost first (by Redis' word, by the local deadline, or because
+   * Redis no longer held it), since work under it may have overlapped another holder's. Throws
+   * ReleasedError synchronously when already released.
+   */
   release(): Promise<void>;
+}
+
+/**
+ * The resource side of fencing: a resource protected by a {@link RedisSemaphore} of any capacity keeps
+ * the highest fencing token accepted per slot, and accepts a write only when its token is at least that
+ * of every slot the permit occupies (then records it there). Every holder whose lease ended is refused
+ * once another grant has written through one of its slots; a valid holder is never refused.
+ *
+ * In a database, the same rule is one conditional update per slot in the write's transaction:
+ * `UPDATE fence SET token = $token WHERE slot = ANY($slots) AND token <= $token` must touch every slot.
+ *
+ * @example
+ * ```ts
+ * const guard = new FencingGuard();
+ * await semaphore.run(async (signal, permit) => {
+ *   if (!guard.accept(permit)) throw new Error("stale holder");
+ *   await write(permit.fencingToken);
+ * });
+ * ```
+ */
+export class FencingGuard {
+  /** Slot -> highest token accepted. */
+  private readonly highest = new Map<number, number>();
+
+  /**
+   * Whether a write under `permit` may go ahead; records its token when it may. A permit without a
+   * token or without slots (a fallback permit, a capacity above 1,024) is refused: nothing can vouch for it.
+   *
+   * @throws TypeError when `permit` has no numeric `fencingToken` and array `fencingSlots`.
+   */
+  accept(permit: { readonly fencingToken: number | undefined; readonly fencingSlots: readonly number[] }): boolean {
+    if (permit === null || typeof permit !== "object" || !Array.isArray(permit.fencingSlots)) {
+      throw new TypeError(`permit must have fencingToken and fencingSlots; got ${describe(permit)}`);
+    }
+    const { fencingToken: token, fencingSlots: slots } = permit;
+    if (token === undefined || slots.length === 0) return false;
+    for (const slot of slots) if ((this.highest.get(slot) ?? Number.NEGATIVE_INFINITY) > token) return false;
+    for (const slot of slots) this.highest.set(slot, token);
+    return true;
+  }
+}
+
+/** Options for {@link RedisSemaphore.close}. */
+export interface RedisCloseOptions {
+  /**
+   * How long to wait for permits still held to be released (their signals abort first, asking the work
+   * to stop) before their leases are given back regardless. Default: the lease TTL.
+   */
+  timeout?: Duration;
 }
 
 /** One holder, as {@link RedisSemaphore.inspect} reports it. */
 export interface RedisHolder {
   fencingToken: number;
+  /** The fencing slots the grant occupies (see {@link RedisPermit.fencingSlots}). */
+  fencingSlots: number[];
   weight: number;
   client: string;
   /** Milliseconds until the holder's lease ends unless renewed; negative when it ended already. */
@@ -189,8 +270,21 @@ class Ticket {
   id = 0;
   /** The ticket number in Redis; undefined while the acquire script is in flight. */
   seq: number | undefined = undefined;
+  /** The epoch of the state the ticket was queued in (see semaphore-scripts.ts). */
+  epoch = 0;
+  /**
+   * Check-ins in a row that found the ticket neither queued nor granted in Redis while its epoch stayed.
+   * Two in a row mean it was dropped (see "dead waiters" in semaphore-scripts.ts): one could be a refusal
+   * whose notice is still on its way.
+   */
+  missed = 0;
   /** Set when the caller left (abort, timeout, clear) so a late reply is undone instead of granted. */
   cancelled = false;
+  /**
+   * Set while its acquire is in flight when callers who asked before it were queued again: whatever the
+   * reply says, it queues again behind them (a grant goes back), or it would pass them.
+   */
+  behind = false;
   /**
    * The send time of the acquire that carried this submission when that acquire also wrote this
    * process's lease; undefined when it did not. A grant notice for the ticket proves the script ran,
@@ -202,7 +296,20 @@ class Ticket {
   constructor(
     readonly weight: number,
     readonly priority: number,
+    /** When the caller asked, among this process's callers: a ticket queued again keeps its place. */
+    readonly arrival: number,
   ) {}
+}
+
+/** The order of this process's own callers: priority (higher first), then arrival. */
+function localOrder(a: Ticket, b: Ticket): number {
+  return b.priority - a.priority || a.arrival - b.arrival;
+}
+
+/** A grant as Redis reports it: the token, and the slots as Lua wrote them (comma-separated). */
+function parseSlots(list: unknown): number[] {
+  if (typeof list !== "string" || list === "") return [];
+  return list.split(",").map(Number);
 }
 
 class Permit_ implements RedisPermit {
@@ -211,37 +318,63 @@ class Permit_ implements RedisPermit {
   /** Created on first use of `signal`: most permits are released without anyone asking for it. */
   private lease: AbortController | undefined = undefined;
   private combined: AbortSignal | undefined = undefined;
+  /** Why the work was asked to stop without the lease being lost (close()), if it was. */
+  private stopped: unknown = undefined;
   constructor(
-    private readonly owner: RedisSemaphore | undefined,
+    private readonly owner: RedisSemaphore,
     readonly weight: number,
-    readonly fencingToken: number | undefined,
+    readonly fencingToken: number,
+    readonly fencingSlots: readonly number[],
     private readonly callerSignal: AbortSignal | undefined,
+    /** @internal The epoch of the state it was granted in, as far as this process knew then. */
+    readonly epoch: number,
   ) {}
   get signal(): AbortSignal {
+    // A frozen process learns here, on its first look, that the lease may have lapsed.
+    if (this.held && this.lost === undefined) this.owner.checkLease();
     if (this.combined !== undefined) return this.combined;
-    if (this.owner === undefined) return (this.combined = this.callerSignal ?? NEVER_ABORTED);
     this.lease = new AbortController();
-    if (this.lost !== undefined) this.lease.abort(this.lost);
+    const reason = this.lost ?? this.stopped;
+    if (reason !== undefined) this.lease.abort(reason);
     const caller = this.callerSignal;
     this.combined = caller === undefined ? this.lease.signal : AbortSignal.any([caller, this.lease.signal]);
     return this.combined;
   }
   get leaseLost(): boolean {
+    if (this.held && this.lost === undefined) this.owner.checkLease();
     return this.lost !== undefined;
+  }
+  get leaseRemaining(): number {
+    if (!this.held || this.leaseLost) return 0;
+    return this.owner.leaseRemaining();
+  }
+  /** The reason the lease was lost, if it was (after a deadline check). */
+  get lostReason(): LeaseLostError | undefined {
+    return this.leaseLost ? this.lost : undefined;
   }
   get isHeld(): boolean {
     return this.held;
   }
+  throwIfLeaseLost(): void {
+    if (this.leaseLost) throw this.lost;
+  }
   release(): Promise<void> {
     if (!this.held) throw new ReleasedError(`this permit (fencing token ${this.fencingToken}) was already released`);
+    // The deadline is checked while the permit still counts as held, so a lapse is not missed.
+    const lost = this.lostReason;
     this.held = false;
-    if (this.owner === undefined || this.fencingToken === undefined) return Promise.resolve();
-    return this.owner["releasePermit"](this);
+    return this.owner.releasePermit(this, lost);
   }
-  /** @internal */
+  /** @internal The lease ended: the work must stop. Idempotent; the first reason wins. */
   loseLease(reason: LeaseLostError): void {
     if (this.lost !== undefined) return;
     this.lost = reason;
+    if (this.stopped === undefined) this.lease?.abort(reason);
+  }
+  /** @internal Asks the work to stop (close()) while the lease still holds. */
+  askToStop(reason: unknown): void {
+    if (this.stopped !== undefined || this.lost !== undefined) return;
+    this.stopped = reason;
     this.lease?.abort(reason);
   }
   [Symbol.dispose](): void {
@@ -254,30 +387,40 @@ class Permit_ implements RedisPermit {
 }
 
 /**
- * A permit the `onUnavailable` Limiter granted, dressed as a {@link RedisPermit}: a Limiter's permit may
- * release synchronously (`Semaphore`'s returns nothing), while callers of a RedisPermit may chain on
- * `release()` (as `run` does) and read `leaseLost`.
+ * A permit granted without Redis (`onUnavailable: "allow"`, or by the `onUnavailable` Limiter), dressed as
+ * a {@link RedisPermit}: no token, no slots, no lease to lose. A Limiter's permit may release synchronously
+ * (`Semaphore`'s returns nothing), while callers of a RedisPermit may chain on `release()` (as `run` does).
  */
 class FallbackPermit implements RedisPermit {
   readonly fencingToken = undefined;
+  readonly fencingSlots: readonly number[] = [];
   readonly leaseLost = false;
-  constructor(private readonly inner: Permit) {}
-  get weight(): number {
-    return this.inner.weight;
-  }
+  readonly leaseRemaining = Number.POSITIVE_INFINITY;
+  private held = true;
+  constructor(
+    readonly weight: number,
+    private readonly inner: Permit | undefined,
+    private readonly callerSignal: AbortSignal | undefined,
+  ) {}
   get signal(): AbortSignal {
-    return this.inner.signal;
+    return this.inner?.signal ?? this.callerSignal ?? NEVER_ABORTED;
   }
+  throwIfLeaseLost(): void {}
   release(): Promise<void> {
-    // A second release throws ReleasedError synchronously, as the inner permit's does.
-    const releasing = this.inner.release();
-    return Promise.resolve(releasing);
+    if (this.inner !== undefined) return Promise.resolve(this.inner.release());
+    if (!this.held)
+      throw new ReleasedError(`this permit (weight ${this.weight}, no fencing token) was already released`);
+    this.held = false;
+    return Promise.resolve();
   }
   [Symbol.dispose](): void {
-    this.inner[Symbol.dispose]();
+    if (this.inner !== undefined) this.inner[Symbol.dispose]();
+    else this.held = false;
   }
   [Symbol.asyncDispose](): Promise<void> {
-    return Promise.resolve(this.inner[Symbol.asyncDispose]());
+    if (this.inner !== undefined) return Promise.resolve(this.inner[Symbol.asyncDispose]());
+    this.held = false;
+    return Promise.resolve();
   }
 }
 
@@ -338,6 +481,10 @@ export class RedisSemaphore implements Limiter {
    */
   private readonly tickets = new Map<number, Ticket>();
   private lastTicketId = 0;
+  /** Callers so far (see `Ticket.arrival`). */
+  private arrivals = 0;
+  /** Tickets were queued again since the last flush: the next batch is put back in local order. */
+  private reordered = false;
   /** Tickets submitted in this tick, sent together by `flush` (a microtask). */
   private unsent: Ticket[] = [];
   /**
@@ -346,8 +493,11 @@ export class RedisSemaphore implements Limiter {
    * (and, when Redis is down, fail on their own deadline).
    */
   private queuedInRedis = 0;
-  /** Permits granted and not released whose lease this process keeps alive. */
-  private readonly held = new Set<Permit_>();
+  /**
+   * Permits granted and not released whose lease this process keeps alive, by fencing token.
+   * Invariant: a permit is in here exactly while it is held and its lease is not known to be lost.
+   */
+  private readonly held = new Map<number, Permit_>();
   /** Local time the last lease write was *sent*; the lease is good until this + lease - margin. */
   private leaseSentAt = Number.NEGATIVE_INFINITY;
   private heartbeatTimer: TimerHandle | undefined;
@@ -365,9 +515,18 @@ export class RedisSemaphore implements Limiter {
   private checkTimer: TimerHandle | undefined;
   /** A check-in was asked for while a heartbeat was in flight: run one more when it ends. */
   private heartbeatAgain = false;
+  /** Set by `close()`: nothing more is admitted. */
   private closed = false;
+  /** Set once `close()` gave the leases back: no more timers, heartbeats or Redis calls. */
+  private gone = false;
   /** The `close()` under way or done. */
   private closing: Promise<void> | undefined = undefined;
+  /** While `close()` waits for holders: called each time `held` empties. */
+  private onAllReleased: (() => void) | undefined = undefined;
+  /** The epoch of the state in Redis last seen in a reply (see semaphore-scripts.ts); 0 before any. */
+  private epoch = 0;
+  /** Whether PUBLISH's count is exact, so the scripts may pass over a process that hears nothing. */
+  private readonly deliveryCounted: boolean;
   /** Whether Redis last said the restart guard holds grants back (for the timeout message). */
   private guardSeen = false;
   /** Tokens Redis says we hold but we do not know, seen at the last heartbeat (see `reconcile`). */
@@ -384,17 +543,14 @@ export class RedisSemaphore implements Limiter {
     }
     this.name = options.name;
     this.limit = checkCapacity(options.capacity);
-    this.leaseMs = toMilliseconds(options.leaseTtl ?? "10s", "leaseTtl");
-    if (this.leaseMs < 30) throw new RangeError(`leaseTtl must be at least 30 ms; got ${this.leaseMs}`);
+    this.leaseMs = checkLeaseTtl(options.leaseTtl);
     this.commandMs = checkCommandTimeout(options.commandTimeout);
-    this.wakeMs = toMilliseconds(options.wakeTimeout ?? Math.min(this.leaseMs / 3, 5_000), "wakeTimeout");
-    this.keyTtlMs = Math.ceil(toMilliseconds(options.keyTtl ?? Math.max(this.leaseMs * 6, 60_000), "keyTtl"));
-    if (this.keyTtlMs < this.leaseMs * 2) {
-      throw new RangeError(`keyTtl must be at least twice leaseTtl (${this.leaseMs} ms); got ${this.keyTtlMs}`);
-    }
+    this.wakeMs = checkWakeTimeout(options.wakeTimeout, this.leaseMs);
+    this.keyTtlMs = checkKeyTtl(options.keyTtl, this.leaseMs);
     this.guardRestarts = options.guardRestarts ?? true;
     this.onUnavailable = checkUnavailablePolicy(options.onUnavailable);
     this.sharded = checkNotices(options.notices) === "sharded";
+    this.deliveryCounted = this.sharded || this.connection.cluster === false;
     this.scripts = this.sharded ? (shardedScripts ??= notifyingScripts("SPUBLISH")) : scripts;
     const prefix = checkPrefix(options.prefix);
     this.tag = `${prefix}{${this.name}}:`;
@@ -443,7 +599,7 @@ export class RedisSemaphore implements Limiter {
   /** Weight this process holds. */
   get heldHere(): number {
     let weight = 0;
-    for (const permit of this.held) weight += permit.weight;
+    for (const permit of this.held.values()) weight += permit.weight;
     return weight;
   }
 
@@ -469,10 +625,10 @@ export class RedisSemaphore implements Limiter {
       return Promise.reject(error);
     }
     const { weight, priority, signal, timeout } = checked;
-    if (this.closed) return Promise.reject(new ClosedError(`Redis semaphore ${JSON.stringify(this.name)} was closed`));
+    if (this.closed) return Promise.reject(this.closedError());
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (timeout === 0) return this.acquireIfFree(weight, priority, signal);
-    const ticket = new Ticket(weight, priority);
+    const ticket = new Ticket(weight, priority, ++this.arrivals);
     const promise = this.queue.enqueue(ticket, priority, signal, timeout) as Promise<RedisPermit>;
     this.submit(ticket);
     return promise;
@@ -485,7 +641,7 @@ export class RedisSemaphore implements Limiter {
   async tryAcquire(weight = 1): Promise<RedisPermit | undefined> {
     checkWeight(weight);
     if (weight > this.limit) throw this.tooHeavy(weight);
-    if (this.closed) throw new ClosedError(`Redis semaphore ${JSON.stringify(this.name)} was closed`);
+    if (this.closed) throw this.closedError();
     // A caller of this process who asked first may still be on the way to Redis (batched to the end of
     // the tick, or subscribing): Redis cannot see it yet, so the line is checked here too.
     if (!this.queue.isFirstInLine(0)) return undefined;
@@ -495,41 +651,43 @@ export class RedisSemaphore implements Limiter {
       this.scripts.acquire,
       ["try", register ? "1" : "0", weight, 0, 0],
       "tryAcquire",
-      (late) => this.undoAcquire(late as number[], []),
-    )) as number[];
+      (late) => this.undoAcquire(late as unknown[], []),
+    )) as unknown[];
     if (register) this.leaseWritten(sentAt);
-    this.takeGrants(reply, 4);
-    if (reply[1] === 1) return this.grantUnlessClosed(weight, reply[2] as number, undefined);
-    return undefined;
+    this.requeue(this.onEpoch(reply[1] as number));
+    this.takeGrants(reply, 6);
+    if (reply[2] !== 1) return undefined;
+    // A reply read after a freeze longer than the lease may carry a grant Redis has since evicted.
+    return this.grantNowUnlessLapsed(weight, reply[3] as number, parseSlots(reply[5]), undefined) ?? undefined;
   }
 
   /**
    * Runs `fn` once admitted and releases afterwards. `fn` receives a signal that aborts when the
-   * caller's signal does or when the lease is lost; in the latter case `run` rejects with
-   * `LeaseLostError` once `fn` settles, whatever `fn` returned.
+   * caller's signal does or when the lease is lost, and the permit (check `permit.leaseLost` before each
+   * write it protects). `run` rejects with `LeaseLostError` when the lease was lost, whatever `fn` returned.
    *
    * @example
    * ```ts
    * const rows = await semaphore.run((signal) => db.query(sql, { signal }), { timeout: 10_000 });
    * ```
    */
-  async run<T>(fn: (signal: AbortSignal) => T | PromiseLike<T>, options?: AcquireOptions): Promise<T> {
+  async run<T>(
+    fn: (signal: AbortSignal, permit: RedisPermit) => T | PromiseLike<T>,
+    options?: AcquireOptions,
+  ): Promise<T> {
     checkFunction(fn, "fn");
     const permit = await this.acquire(options);
     let result: T;
     try {
-      result = await fn(permit.signal);
+      result = await fn(permit.signal, permit);
     } catch (error) {
+      const lost = permit.leaseLost;
       await permit.release().catch(() => undefined);
-      if (permit.leaseLost) throw this.lostError(permit, error);
+      if (lost || permit.leaseLost) throw this.lostError(permit, error);
       throw error;
     }
-    try {
-      await permit.release();
-    } catch (error) {
-      if (!permit.leaseLost) throw error;
-    }
-    if (permit.leaseLost) throw this.lostError(permit);
+    // release() rejects with LeaseLostError when the lease was lost meanwhile.
+    await permit.release();
     return result;
   }
 
@@ -542,33 +700,70 @@ export class RedisSemaphore implements Limiter {
   }
 
   /**
-   * Leaves: rejects this process's waiters with ClosedError, gives back what it holds (their signals
-   * abort with LeaseLostError), removes its entries from Redis and closes the notice connection.
-   * The Redis client passed in stays open.
+   * Leaves. Stops admitting at once (waiters reject with ClosedError, later acquires too), asks the
+   * holders of this process to stop (their signals abort with ClosedError), waits up to `timeout` for them
+   * to release, then gives back the leases still held (those permits are lost: `leaseLost`, and their
+   * `release()` rejects with LeaseLostError), removes this process's entries from Redis and closes the
+   * notice connection. The Redis client passed in stays open. A second call returns the same promise.
+   *
+   * @example
+   * ```ts
+   * process.once("SIGTERM", () => void semaphore.close({ timeout: "5s" }));
+   * ```
    */
-  close(): Promise<void> {
-    // A second call waits for the same leave, rather than returning before Redis has it.
-    this.closing ??= this.leave();
+  close(options?: RedisCloseOptions): Promise<void> {
+    if (this.closing !== undefined) return this.closing;
+    let timeout: number;
+    try {
+      timeout = checkCloseOptions(options, this.leaseMs);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.closing = this.leave(timeout);
     return this.closing;
   }
 
-  private async leave(): Promise<void> {
+  private async leave(timeout: number): Promise<void> {
     this.closed = true;
+    const error = this.closedError();
     this.queue.forEachRequest((ticket) => ticket.fallback?.abort());
-    this.queue.rejectAll(new ClosedError(`Redis semaphore ${JSON.stringify(this.name)} was closed`));
-    for (const permit of this.held) permit.loseLease(new LeaseLostError("the semaphore was closed"));
-    this.held.clear();
+    this.queue.rejectAll(error);
     // An acquire still in flight then undoes itself when its reply comes (onSubmitted).
     for (const ticket of this.tickets.values()) ticket.cancelled = true;
     this.tickets.clear();
     this.queuedInRedis = 0;
+    if (this.held.size > 0) {
+      const stopping = new ClosedError(`${this.subject()} is closing: stop the work and release the permit`);
+      for (const permit of this.held.values()) permit.askToStop(stopping);
+      await this.allReleased(timeout);
+    }
+    this.gone = true;
+    const unreleased = new LeaseLostError(
+      `${this.subject()} was closed before this permit was released (close() waited ${timeout} ms for it)`,
+    );
+    for (const permit of this.held.values()) permit.loseLease(unreleased);
+    this.held.clear();
     this.stopTimers();
     try {
-      await this.call(this.scripts.heartbeat, ["leave"], "close");
+      await this.call(this.scripts.heartbeat, ["leave", "0"], "close");
     } catch {
       // Our lease runs out on its own.
     }
     this.notices.leave(this.wakeKey);
+  }
+
+  /** Resolves when no permit is held here any more, or after `timeout` ms. */
+  private allReleased(timeout: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = this.clock.setTimeout(done, timeout);
+      const self = this;
+      function done(): void {
+        self.clock.clearTimeout(timer);
+        self.onAllReleased = undefined;
+        resolve();
+      }
+      this.onAllReleased = done;
+    });
   }
 
   // ---- acquiring ----------------------------------------------------------------------------------
@@ -596,8 +791,16 @@ export class RedisSemaphore implements Limiter {
   private readonly flush = (): void => {
     if (gathering === this) gathering = undefined;
     if (this.unsent.length === 0) return;
+    // This batch will write our lease again; tickets queued under a lease that may have lapsed (a freeze)
+    // may have been evicted without Redis saying so later, so they go again, in this batch, ahead.
+    if (this.queuedInRedis > 0) this.checkLease();
     const batch = this.unsent;
     this.unsent = [];
+    if (gathering === this) gathering = undefined;
+    if (this.reordered) {
+      this.reordered = false;
+      batch.sort(localOrder);
+    }
     if (this.closed || !batch.some((ticket) => this.isWaiting(ticket))) return;
     if (this.listening) {
       this.send(batch);
@@ -629,15 +832,43 @@ export class RedisSemaphore implements Limiter {
       ticket.registeredAt = register ? sentAt : undefined;
       args.push(ticket.weight, redisNumber(ticket.priority === 0 ? 0 : -ticket.priority), ticket.id);
     }
-    this.call(this.scripts.acquire, args, "acquire", (late) => this.undoAcquire(late as number[], batch)).then(
+    this.call(this.scripts.acquire, args, "acquire", (late) => this.undoAcquire(late as unknown[], batch)).then(
       (value) => {
-        const reply = value as number[];
+        const reply = value as unknown[];
         if (register) this.leaseWritten(sentAt);
-        this.takeGrants(reply, 1 + 3 * batch.length);
+        const epoch = reply[1] as number;
+        const lost = this.onEpoch(epoch);
+        this.takeGrants(reply, 2 + 4 * batch.length);
         for (const [index, ticket] of batch.entries()) {
-          const at = 1 + 3 * index;
-          this.onSubmitted(ticket, reply[at] as number, reply[at + 1] as number, reply[at + 2] as number);
+          const at = 2 + 4 * index;
+          ticket.epoch = epoch;
+          if (ticket.behind && this.isWaiting(ticket)) {
+            // Callers who asked before it were queued again after it was sent: it goes behind them.
+            ticket.behind = false;
+            if (reply[at] === 1) this.discard(reply[at + 1] as number);
+            else if (reply[at] === 2) {
+              ticket.seq = reply[at + 1] as number;
+              this.cancelTicket(ticket);
+              ticket.seq = undefined;
+            }
+            this.untrack(ticket);
+            this.resubmit([ticket]);
+          } else if (lost.size > 0 && reply[at] === 1 && this.isWaiting(ticket)) {
+            // Granted by a state recreated after a restart or a flush, while callers of ours who asked
+            // earlier were queued in the old one: it goes back, and everyone queues again in order.
+            this.discard(reply[at + 1] as number);
+            lost.add(ticket);
+          } else {
+            this.onSubmitted(
+              ticket,
+              reply[at] as number,
+              reply[at + 1] as number,
+              reply[at + 2] as number,
+              reply[at + 3],
+            );
+          }
         }
+        if (lost.size > 0) this.requeue(lost);
       },
       (error: unknown) => {
         for (const ticket of batch) this.onSubmitFailed(ticket, error);
@@ -645,11 +876,14 @@ export class RedisSemaphore implements Limiter {
     );
   }
 
-  /** The acquire script's answer for one request: `status` 1 granted (`value` the token), 2 queued (`value` its seq). */
-  private onSubmitted(ticket: Ticket, status: number, value: number, guardUntil: number): void {
+  /**
+   * The acquire script's answer for one request: `status` 1 granted (`value` the token, `slots` its
+   * slots), 2 queued (`value` its seq, `guardUntil` the restart guard's end).
+   */
+  private onSubmitted(ticket: Ticket, status: number, value: number, guardUntil: number, slots: unknown): void {
     if (status === 1) {
       // Granted at once: the grant is in this reply, not in a notice.
-      this.onGrant(ticket.id, value);
+      this.onGrant(ticket.id, value, slots);
       return;
     }
     ticket.seq = value;
@@ -684,7 +918,7 @@ export class RedisSemaphore implements Limiter {
     if (!(error instanceof RedisUnavailableError) || policy === "fail") {
       this.queue.reject(waiter, error);
     } else if (policy === "allow") {
-      this.queue.grant(waiter, new Permit_(undefined, ticket.weight, undefined, waiter.cancellation?.signal));
+      this.queue.grant(waiter, new FallbackPermit(ticket.weight, undefined, waiter.cancellation?.signal));
     } else {
       // The waiter stays in the local queue (its timeout and signal still apply) until the fallback admits.
       // When it leaves first (abort, timeout, close), `fallback` withdraws the fallback's waiter too, so a
@@ -703,7 +937,7 @@ export class RedisSemaphore implements Limiter {
       admitting.then(
         (permit) => {
           ticket.fallback = undefined;
-          if (waiter.queued) this.queue.grant(waiter, new FallbackPermit(permit));
+          if (waiter.queued) this.queue.grant(waiter, new FallbackPermit(ticket.weight, permit, undefined));
           else Promise.resolve(permit.release()).catch(() => undefined);
         },
         (fallbackError: unknown) => {
@@ -718,11 +952,11 @@ export class RedisSemaphore implements Limiter {
    * An acquire that answered after its deadline: give back whatever it took. `batch` holds the tickets
    * it carried (empty for a `try`, whose grant nobody here knows of).
    */
-  private undoAcquire(reply: number[], batch: readonly Ticket[]): void {
+  private undoAcquire(reply: unknown[], batch: readonly Ticket[]): void {
     const n = reply[0] as number;
-    this.takeGrants(reply, 1 + 3 * n);
+    this.takeGrants(reply, 2 + 4 * n);
     for (let index = 0; index < n; index++) {
-      const at = 1 + 3 * index;
+      const at = 2 + 4 * index;
       const ticket = batch[index];
       if (reply[at] === 1) this.discard(reply[at + 1] as number);
       else if (reply[at] === 2 && ticket !== undefined) {
@@ -739,36 +973,50 @@ export class RedisSemaphore implements Limiter {
     if (!this.queue.isFirstInLine(priority)) throw refused();
     const sentAt = this.clock.now();
     const register = this.mustRegister(sentAt);
-    let reply: number[];
+    let reply: unknown[];
     try {
       reply = (await this.call(
         this.scripts.acquire,
         ["try", register ? "1" : "0", weight, redisNumber(priority === 0 ? 0 : -priority), 0],
         "acquire",
-        (late) => this.undoAcquire(late as number[], []),
-      )) as number[];
+        (late) => this.undoAcquire(late as unknown[], []),
+      )) as unknown[];
     } catch (error) {
       if (!(error instanceof RedisUnavailableError) || this.onUnavailable === "fail") throw error;
-      if (this.onUnavailable === "allow") return new Permit_(undefined, weight, undefined, signal);
-      return new FallbackPermit(await this.onUnavailable.acquire({ weight, priority, signal, timeout: 0 }));
+      if (this.onUnavailable === "allow") return new FallbackPermit(weight, undefined, signal);
+      const permit = await this.onUnavailable.acquire({ weight, priority, signal, timeout: 0 });
+      return new FallbackPermit(weight, permit, undefined);
     }
     if (register) this.leaseWritten(sentAt);
-    this.takeGrants(reply, 4);
-    if (reply[1] === 1) return this.grantUnlessClosed(weight, reply[2] as number, signal);
-    throw refused();
+    this.requeue(this.onEpoch(reply[1] as number));
+    this.takeGrants(reply, 6);
+    if (reply[2] !== 1) throw refused();
+    // Granted, but read after a freeze longer than the lease: it was not free "now" in any useful sense.
+    return this.grantNowUnlessLapsed(weight, reply[3] as number, parseSlots(reply[5]), signal) ?? throwNow(refused());
   }
 
   /**
-   * A grant in the reply of an acquire that does not queue (`tryAcquire`, `timeout: 0`). If `close()`
-   * came while it was in flight, its "leave" has evicted the grant already (it went out right behind
-   * the acquire): a permit now would hold weight Redis no longer counts.
+   * A grant in the reply of an acquire that does not queue (`tryAcquire`, `timeout: 0`), or `undefined`
+   * when the lease may have lapsed before the reply was read (the grant is given back). If `close()` came
+   * while it was in flight, its "leave" has evicted the grant already (it went out right behind the
+   * acquire): a permit now would hold weight Redis no longer counts.
    */
-  private grantUnlessClosed(weight: number, token: number, signal: AbortSignal | undefined): Permit_ {
+  private grantNowUnlessLapsed(
+    weight: number,
+    token: number,
+    slots: number[],
+    signal: AbortSignal | undefined,
+  ): Permit_ | undefined {
     if (this.closed) {
       this.discard(token);
-      throw new ClosedError(`Redis semaphore ${JSON.stringify(this.name)} was closed`);
+      throw this.closedError();
     }
-    return this.makePermit(weight, token, signal);
+    if (!this.leaseCurrent()) {
+      this.discard(token);
+      this.checkInSoon();
+      return undefined;
+    }
+    return this.makePermit(weight, token, slots, signal);
   }
 
   private onCancel(waiter: Waiter<Ticket, Permit>): void {
@@ -801,7 +1049,7 @@ export class RedisSemaphore implements Limiter {
     const seq = ticket.seq as number;
     const member = `${String(seq).padStart(16, "0")}:${ticket.weight}:${ticket.id}:${this.client}`;
     this.call(this.scripts.cancel, [member], "cancel").then(
-      (reply) => this.takeGrants(reply as number[], 1),
+      (reply) => this.takeGrants(reply as unknown[], 1),
       // If Redis is unreachable, the ticket goes when our lease does, or is released when granted.
       () => undefined,
     );
@@ -818,33 +1066,36 @@ export class RedisSemaphore implements Limiter {
     return found;
   }
 
-  private makePermit(weight: number, token: number, signal: AbortSignal | undefined): Permit_ {
-    const permit = new Permit_(this, weight, token, signal);
-    this.held.add(permit);
+  private makePermit(weight: number, token: number, slots: number[], signal: AbortSignal | undefined): Permit_ {
+    const permit = new Permit_(this, weight, token, slots, signal, this.epoch);
+    this.held.set(token, permit);
     this.scheduleHeartbeat();
     this.armWatchdog();
     return permit;
   }
 
-  /** Grants Redis made to this process, returned in a script reply from `offset` on as (ticket, token) pairs. */
-  private takeGrants(reply: number[], offset: number): void {
-    for (let index = offset; index + 1 < reply.length; index += 2) {
-      this.onGrant(reply[index] as number, reply[index + 1] as number);
+  /**
+   * Grants Redis made to this process, returned in a script reply from `offset` on as (ticket, token,
+   * slots) triples.
+   */
+  private takeGrants(reply: unknown[], offset: number): void {
+    for (let index = offset; index + 2 < reply.length; index += 3) {
+      this.onGrant(reply[index] as number, reply[index + 1] as number, reply[index + 2]);
     }
   }
 
   /**
-   * Redis granted ticket `id` with `token` (0: refused as too heavy for the shared capacity). The same
-   * grant may be delivered twice — by its notice and by a heartbeat that found it undelivered — so this
-   * must be idempotent: the first delivery wins, a repeat is ignored.
+   * Redis granted ticket `id` with `token` (0: refused as too heavy for the shared capacity) and `slots`.
+   * The same grant may be delivered twice — by its notice and by a heartbeat that found it undelivered —
+   * so this must be idempotent: the first delivery wins, a repeat is ignored.
    */
-  private onGrant(id: number, token: number): void {
+  private onGrant(id: number, token: number, slots: unknown): void {
     const ticket = this.tickets.get(id);
     if (ticket === undefined) {
       // Cancelled here while Redis granted it, or from before a lost lease: give it back — unless this
       // is a repeat of a grant already delivered and still held (releasing it would free a permit in use;
       // once its permit is released, releasing the token again does nothing).
-      if (token !== 0 && !this.holds(token)) this.discard(token);
+      if (token !== 0 && !this.held.has(token)) this.discard(token);
       return;
     }
     this.untrack(ticket);
@@ -860,22 +1111,41 @@ export class RedisSemaphore implements Limiter {
         waiter,
         new RangeError(`weight ${ticket.weight} is above the capacity another process set for ${this.subject()}`),
       );
+    } else if (!this.leaseCurrent()) {
+      // The grant was read after our lease may have lapsed (a freeze, a slow Redis): Redis may have
+      // evicted it and given the weight to someone else. Never hand it over as valid; give it back and
+      // queue the caller again, and renew the lease at once.
+      this.discard(token);
+      this.submit(ticket);
+      this.checkInSoon();
     } else {
-      this.queue.grant(waiter, this.makePermit(ticket.weight, token, waiter.cancellation?.signal));
+      this.queue.grant(waiter, this.makePermit(ticket.weight, token, parseSlots(slots), waiter.cancellation?.signal));
     }
   }
 
   // ---- releasing ----------------------------------------------------------------------------------
 
-  /** Called by a permit's release(). */
-  // biome-ignore lint/correctness/noUnusedPrivateClassMembers: permits call it as owner["releasePermit"].
-  private releasePermit(permit: Permit_): Promise<void> {
-    this.held.delete(permit);
-    if (permit.leaseLost) {
+  /**
+   * @internal Called by a permit's release(), with the reason its lease was lost if it was. Resolves when
+   * Redis took the permit back while it still held it; rejects with LeaseLostError otherwise.
+   */
+  releasePermit(permit: Permit_, lost: LeaseLostError | undefined): Promise<void> {
+    if (this.held.get(permit.fencingToken) === permit) this.held.delete(permit.fencingToken);
+    if (this.held.size === 0) this.onAllReleased?.();
+    if (lost !== undefined) {
       // Redis may have given the weight away already; the token is released only if still ours.
-      return this.releaseToken(permit.fencingToken as number).catch(() => undefined);
+      this.discard(permit.fencingToken);
+      return Promise.reject(this.releasedLostError(permit, lost));
     }
-    return this.releaseToken(permit.fencingToken as number);
+    return this.releaseToken(permit.fencingToken).then((removed) => {
+      if (removed) return;
+      // Redis no longer held it: evicted after a lapse no timer of ours caught, or its state was lost.
+      const gone = new LeaseLostError(
+        `${this.subject()} no longer held this permit when it was released: its lease ended (or Redis lost its state) while it was held`,
+      );
+      permit.loseLease(gone);
+      throw this.releasedLostError(permit, gone);
+    });
   }
 
   /**
@@ -886,9 +1156,11 @@ export class RedisSemaphore implements Limiter {
     this.releaseToken(token).catch(() => undefined);
   }
 
-  private releaseToken(token: number): Promise<void> {
+  /** Releases `token` in Redis; resolves whether Redis still held it. */
+  private releaseToken(token: number): Promise<boolean> {
     return this.call(this.scripts.release, [redisNumber(token)], "release").then((reply) => {
-      this.takeGrants(reply as number[], 1);
+      this.takeGrants(reply as unknown[], 1);
+      return (reply as unknown[])[0] === 1;
     });
   }
 
@@ -943,15 +1215,15 @@ export class RedisSemaphore implements Limiter {
 
   /** A heartbeat now, or right after the one in flight (which may have read Redis too early). */
   private checkInSoon(): void {
-    if (this.closed || this.tickets.size === 0) return;
+    if (this.gone || (this.tickets.size === 0 && this.held.size === 0)) return;
     if (this.heartbeating) this.heartbeatAgain = true;
     else void this.heartbeat();
   }
 
-  /** A grant notice: `<ticket>:<token>`. */
+  /** A grant notice: `<ticket>:<token>:<slots>`. */
   private onNotice(notice: string): void {
-    const colon = notice.indexOf(":");
-    this.onGrant(Number(notice.slice(0, colon)), Number(notice.slice(colon + 1)));
+    const [ticket, token, slots] = notice.split(":");
+    this.onGrant(Number(ticket), Number(token), slots);
   }
 
   /** Redis cannot be reached while callers wait: every waiter learns it now, as `onUnavailable` says. */
@@ -989,8 +1261,52 @@ export class RedisSemaphore implements Limiter {
     return this.leaseSentAt + this.leaseMs - (this.leaseMs / 50 + 5);
   }
 
+  /** Whether the lease is good now by the local deadline. */
+  private leaseCurrent(): boolean {
+    return this.clock.now() < this.leaseDeadline();
+  }
+
+  /** @internal Milliseconds left before the local lease deadline. */
+  leaseRemaining(): number {
+    return Math.max(0, this.leaseDeadline() - this.clock.now());
+  }
+
+  /**
+   * @internal The synchronous check behind a permit's `leaseLost` and `signal`: if the local deadline has
+   * passed (the process was frozen, or Redis could not be reached in time), the lease may have lapsed, so
+   * every permit held is lost now, before any timer has run, and the tickets queue again.
+   */
+  checkLease(): void {
+    if ((this.held.size === 0 && this.queuedInRedis === 0) || this.leaseCurrent() || this.gone) return;
+    const late = Math.round(this.clock.now() - this.leaseSentAt);
+    this.lapse(
+      new LeaseLostError(
+        `the lease on ${this.subject()} may have lapsed: it was last renewed ${late} ms ago, and the lease is ${this.leaseMs} ms (the process was frozen, or Redis could not be reached in time)`,
+      ),
+      false,
+    );
+    // Renew at once: callers still waiting here need a lease again.
+    this.checkInSoon();
+  }
+
+  /** `permit` is lost: its signal aborts with `error`, and its token goes back to Redis (see `loseAll`). */
+  private lose(permit: Permit_, error: LeaseLostError): void {
+    if (this.held.get(permit.fencingToken) === permit) this.held.delete(permit.fencingToken);
+    permit.loseLease(error);
+    this.discard(permit.fencingToken);
+    if (this.held.size === 0) this.onAllReleased?.();
+  }
+
+  /**
+   * Every permit held is lost: its signal aborts with `error`, and its token goes back to Redis (a no-op if
+   * Redis already evicted it, and the weight back at once if it had not).
+   */
+  private loseAll(error: LeaseLostError): void {
+    for (const permit of [...this.held.values()]) this.lose(permit, error);
+  }
+
   private active(): boolean {
-    return !this.closed && (this.held.size > 0 || this.tickets.size > 0 || this.queue.size > 0);
+    return !this.gone && (this.held.size > 0 || this.tickets.size > 0 || this.queue.size > 0);
   }
 
   private scheduleHeartbeat(): void {
@@ -1004,25 +1320,47 @@ export class RedisSemaphore implements Limiter {
     this.clock.unref?.(this.heartbeatTimer);
   }
 
-  /** Renews this process's lease, evicts dead processes, dispatches; learns whether our lease was lost. */
+  /**
+   * Renews this process's lease, evicts dead processes, dispatches; learns whether our lease was lost,
+   * and squares what Redis holds for us with what we believe (see `reconcile`).
+   */
   private async heartbeat(): Promise<unknown> {
-    if (this.heartbeating || this.closed) return undefined;
+    if (this.heartbeating || this.gone) return undefined;
     this.heartbeating = true;
     const sentAt = this.clock.now();
+    // What this process believes Redis has at the moment the check-in is sent: the reply must agree.
+    const heldBefore = [...this.held.values()];
+    const queuedBefore = [...this.tickets.values()].filter((ticket) => ticket.seq !== undefined);
     let failure: unknown;
     try {
-      const reply = (await this.call(this.scripts.heartbeat, ["renew"], "heartbeat")) as number[];
-      const [lost, now, earliestOther, guardUntil] = reply as [number, number, number, number];
-      if (lost === 1) this.leaseLost(sentAt);
+      const reply = (await this.call(
+        this.scripts.heartbeat,
+        ["renew", queuedBefore.length > 0 ? "1" : "0"],
+        "heartbeat",
+      )) as unknown[];
+      const [lost, now, earliestOther, guardUntil, epoch, grants, holding] = reply as number[];
+      if (lost === 1) {
+        // Everything of ours is queued again below, under the epoch this reply reports.
+        this.epoch = epoch as number;
+        this.leaseLost(sentAt);
+      }
       this.leaseWritten(sentAt);
       let checkIn = Number.POSITIVE_INFINITY;
-      if (earliestOther > 0) checkIn = Math.min(checkIn, (earliestOther - now) / 1000 + 1);
-      if (guardUntil > 0) checkIn = Math.min(checkIn, (guardUntil - now) / 1000 + 1);
-      this.guardSeen = guardUntil > now;
+      if ((earliestOther as number) > 0)
+        checkIn = Math.min(checkIn, ((earliestOther as number) - (now as number)) / 1000 + 1);
+      if ((guardUntil as number) > 0)
+        checkIn = Math.min(checkIn, ((guardUntil as number) - (now as number)) / 1000 + 1);
+      this.guardSeen = (guardUntil as number) > (now as number);
       this.checkBy = this.clock.now() + Math.max(0, checkIn);
-      const grantsEnd = 5 + (reply[4] as number);
-      this.takeGrants(reply.slice(0, grantsEnd), 5);
-      if (lost !== 1) this.reconcile(reply.slice(grantsEnd));
+      const grantsEnd = 7 + (grants as number);
+      const holdingEnd = grantsEnd + (holding as number);
+      this.takeGrants(reply.slice(0, grantsEnd), 7);
+      if (lost !== 1) {
+        this.reconcile(reply.slice(grantsEnd, holdingEnd), reply.slice(holdingEnd) as number[], epoch as number, {
+          heldBefore,
+          queuedBefore,
+        });
+      }
     } catch (error) {
       // Unreachable: the watchdog ends the leases when the deadline passes; waiters hear of it from
       // the check-in that called (see armCheck).
@@ -1044,7 +1382,8 @@ export class RedisSemaphore implements Limiter {
   }
 
   /**
-   * Squares what Redis holds for this process, as (token, ticket) pairs, with what it knows:
+   * Squares what Redis holds for this process — `holding` as (token, ticket, slots) triples, `queued` as
+   * ticket ids — with what it believed when the check-in was sent:
    * - a grant to a ticket still waiting here is delivered now. Its notice was lost (published while
    *   the notice connection was down or not yet subscribed) or is late; either way the waiter must not
    *   wait for it any longer. This is what makes the check-ins a real safety net: a missed wake-up
@@ -1052,56 +1391,153 @@ export class RedisSemaphore implements Limiter {
    * - a token no permit here carries and no ticket here waits for: a grant whose reply was lost (a
    *   timeout, a dropped connection). Our lease would keep it alive forever, so it is released — but only
    *   when seen at two heartbeats in a row, because a reply may be on its way for a fresh one.
+   * - a permit held here whose token Redis no longer has: its state was lost (a restart, a flush, an
+   *   expiry) or it was evicted, and others may be granted its weight. The permit is lost.
+   * - a ticket queued here that Redis neither queues nor granted: lost with its state (its epoch has
+   *   changed), or passed over because its notice found nobody listening (seen missing twice with the same
+   *   epoch, since once may be a refusal whose notice is on its way). It is queued again, and with it every
+   *   later ticket of this process, so that the process's own callers keep their order.
    */
-  private reconcile(pairs: number[]): void {
+  private reconcile(
+    holding: unknown[],
+    queued: number[],
+    epoch: number,
+    before: { heldBefore: Permit_[]; queuedBefore: Ticket[] },
+  ): void {
     const candidates = new Set<number>();
-    for (let index = 0; index + 1 < pairs.length; index += 2) {
-      const token = pairs[index] as number;
-      const id = pairs[index + 1] as number;
-      if (this.holds(token)) continue;
+    const tokens = new Set<number>();
+    for (let index = 0; index + 2 < holding.length; index += 3) {
+      const token = holding[index] as number;
+      const id = holding[index + 1] as number;
+      tokens.add(token);
+      if (this.held.has(token)) continue;
       if (id !== 0 && this.tickets.has(id)) {
-        this.onGrant(id, token);
+        this.onGrant(id, token, holding[index + 2]);
         continue;
       }
       if (this.orphanCandidates.has(token)) this.discard(token);
       else candidates.add(token);
     }
     this.orphanCandidates = candidates;
+    for (const permit of before.heldBefore) {
+      if (tokens.has(permit.fencingToken) || this.held.get(permit.fencingToken) !== permit) continue;
+      this.lose(
+        permit,
+        new LeaseLostError(
+          `${this.subject()} no longer counts this permit (fencing token ${permit.fencingToken}): its state in Redis was lost (a restart, a flush or an expiry) or its lease was evicted`,
+        ),
+      );
+    }
+    const inQueue = new Set(queued);
+    const lost = this.onEpoch(epoch);
+    for (const ticket of before.queuedBefore) {
+      if (this.tickets.get(ticket.id) !== ticket || inQueue.has(ticket.id) || lost.has(ticket)) {
+        ticket.missed = 0;
+        continue;
+      }
+      ticket.missed++;
+      if (ticket.epoch !== epoch || ticket.missed >= 2) lost.add(ticket);
+    }
+    if (lost.size > 0) this.requeue(lost);
   }
 
-  /** Whether a permit held here carries `token`. */
-  private holds(token: number): boolean {
-    for (const permit of this.held) if (permit.fencingToken === token) return true;
-    return false;
+  /**
+   * Queues again the tickets in `lost`, which Redis no longer has (or never will grant), and every ticket
+   * of this process queued behind the first of them (taken out of the Redis queue first), in local order:
+   * a process's own callers keep their order across a restart.
+   */
+  private requeue(lost: ReadonlySet<Ticket>): void {
+    if (lost.size === 0) return;
+    const again: Ticket[] = [];
+    this.queue.forEach((waiter) => {
+      const ticket = waiter.request;
+      if (this.tickets.get(ticket.id) !== ticket) return;
+      if (lost.has(ticket) || (again.length > 0 && ticket.seq !== undefined)) again.push(ticket);
+    });
+    for (const ticket of again) {
+      this.untrack(ticket);
+      if (!lost.has(ticket)) this.cancelTicket(ticket);
+      ticket.missed = 0;
+    }
+    this.resubmit(again);
+  }
+
+  /**
+   * Submits `again` anew, in local order. Each gets a new id: a late notice for its old one then finds
+   * nobody. Acquires in flight for later callers of this process are marked to queue again behind them
+   * once their replies come (see `Ticket.behind`).
+   */
+  private resubmit(again: readonly Ticket[]): void {
+    if (again.length === 0) return;
+    const first = again.reduce((earliest, ticket) => (localOrder(ticket, earliest) < 0 ? ticket : earliest));
+    const unsent = new Set(this.unsent);
+    for (const ticket of this.tickets.values()) {
+      if (ticket.seq === undefined && !unsent.has(ticket) && localOrder(ticket, first) > 0) {
+        ticket.behind = true;
+      }
+    }
+    for (const ticket of again) this.submit(ticket);
+    this.reordered = true;
+  }
+
+  /**
+   * A reply carried the state's epoch. If it changed, the state was recreated (a restart, a flush, an
+   * expiry): the permits and tickets of the old one are gone. The permits are lost now; the tickets are
+   * returned for the caller to queue again (with `requeue`, together with any it found itself).
+   */
+  private onEpoch(epoch: number): Set<Ticket> {
+    const lost = new Set<Ticket>();
+    if (epoch === this.epoch) return lost;
+    const known = this.epoch !== 0;
+    this.epoch = epoch;
+    if (!known) return lost;
+    const gone = new LeaseLostError(
+      `the state of ${this.subject()} in Redis was lost (a restart, a flush or an expiry): Redis no longer counts this permit`,
+    );
+    for (const permit of [...this.held.values()]) if (permit.epoch !== epoch) this.lose(permit, gone);
+    for (const ticket of this.tickets.values()) {
+      if (ticket.seq !== undefined && ticket.epoch !== epoch) lost.add(ticket);
+    }
+    return lost;
   }
 
   /** Redis no longer has our lease: every permit we hold is lost, every ticket must queue again. */
   private leaseLost(sentAt: number): void {
-    const error = new LeaseLostError(
-      `the lease on Redis semaphore ${JSON.stringify(this.name)} ended before it was renewed`,
+    this.leaseSentAt = Math.max(this.leaseSentAt, sentAt);
+    this.lapse(
+      new LeaseLostError(`the lease on Redis semaphore ${JSON.stringify(this.name)} ended before it was renewed`),
+      true,
     );
-    for (const permit of this.held) permit.loseLease(error);
-    this.held.clear();
-    // Tickets were evicted with the lease; queue them again, in their local order.
-    // (Acquires still in flight were sent after this heartbeat, so they queue under the new lease.)
+  }
+
+  /**
+   * Our lease ended (`evicted`: Redis said so) or may have (the local deadline passed): every permit is
+   * lost, and every ticket queued in Redis queues again in local order — taken out of Redis first unless
+   * Redis evicted it already. (Acquires still in flight queue under the lease they write.)
+   */
+  private lapse(error: LeaseLostError, evicted: boolean): void {
+    this.loseAll(error);
     const again: Ticket[] = [];
     this.queue.forEach((waiter) => {
       const ticket = waiter.request;
       if (ticket.seq !== undefined && this.tickets.get(ticket.id) === ticket) again.push(ticket);
     });
-    for (const ticket of again) this.untrack(ticket);
-    this.leaseSentAt = Math.max(this.leaseSentAt, sentAt);
-    // Each gets a new id: a late notice for its old one then finds nobody.
-    for (const ticket of again) this.submit(ticket);
+    for (const ticket of again) {
+      this.untrack(ticket);
+      if (!evicted) this.cancelTicket(ticket);
+    }
+    this.resubmit(again);
   }
 
   /**
    * One timer at the lease deadline while permits are held: if no renewal moved the deadline by the time
    * it fires, the permits are lost; if one did, it sleeps again until the new deadline. Arming it once
-   * rather than on every grant and renewal keeps timers off the hot path.
+   * rather than on every grant and renewal keeps timers off the hot path. It tells the work that watches
+   * its signal; the synchronous check (`checkLease`) covers a freeze, where this timer may fire after the
+   * work's own.
    */
   private armWatchdog(): void {
-    if (this.held.size === 0 || this.closed) {
+    if (this.held.size === 0 || this.gone) {
       if (this.watchdogTimer !== undefined) this.clock.clearTimeout(this.watchdogTimer);
       this.watchdogTimer = undefined;
       return;
@@ -1110,13 +1546,7 @@ export class RedisSemaphore implements Limiter {
     this.watchdogTimer = this.clock.setTimeout(
       () => {
         this.watchdogTimer = undefined;
-        if (this.held.size > 0 && this.clock.now() >= this.leaseDeadline()) {
-          const error = new LeaseLostError(
-            `the lease on Redis semaphore ${JSON.stringify(this.name)} could not be renewed in time (Redis unreachable or too slow)`,
-          );
-          for (const permit of this.held) permit.loseLease(error);
-          this.held.clear();
-        }
+        this.checkLease();
         this.armWatchdog();
       },
       Math.max(0, this.leaseDeadline() - this.clock.now()),
@@ -1149,7 +1579,7 @@ export class RedisSemaphore implements Limiter {
       this.limit === Number.POSITIVE_INFINITY ? UNLIMITED : this.limit,
       this.leaseMs,
       this.keyTtlMs,
-      this.guardRestarts ? "1" : "0",
+      (this.guardRestarts ? "1" : "0") + (this.deliveryCounted ? "1" : "0"),
       ...extra,
     ];
     let running: Promise<unknown>;
@@ -1159,6 +1589,18 @@ export class RedisSemaphore implements Limiter {
       running = Promise.reject(error);
     }
     return withDeadline(running, this.commandMs, () => `${what} on ${this.subject()}`, onLate);
+  }
+
+  /** What `release()` of a permit whose lease was lost rejects with. */
+  private releasedLostError(permit: Permit_, lost: LeaseLostError): LeaseLostError {
+    return new LeaseLostError(
+      `the lease on ${this.subject()} (fencing token ${permit.fencingToken}) was lost before the permit was released: ${lost.message}`,
+      { cause: lost },
+    );
+  }
+
+  private closedError(): ClosedError {
+    return new ClosedError(`${this.subject()} was closed`);
   }
 
   private lostError(permit: RedisPermit, cause?: unknown): LeaseLostError {
@@ -1177,6 +1619,52 @@ export class RedisSemaphore implements Limiter {
   private subject(): string {
     return `Redis semaphore ${JSON.stringify(this.name)}`;
   }
+}
+
+/** Throws `error`: for an expression that must not produce a value. */
+function throwNow(error: unknown): never {
+  throw error;
+}
+
+/** The longest lease: the longest delay a timer takes, so that every renewal can be scheduled. */
+const MAX_LEASE_MS = 2_147_483_647;
+
+/** `leaseTtl`: a duration from 30 ms (renewals need room) to about 24.8 days; default 10 s. */
+export function checkLeaseTtl(value: Duration | undefined): number {
+  const ms = toMilliseconds(value ?? "10s", "leaseTtl");
+  if (ms < 30 || ms > MAX_LEASE_MS) {
+    throw new RangeError(`leaseTtl must be from 30 ms to ${MAX_LEASE_MS} ms (about 24.8 days); got ${describe(value)}`);
+  }
+  return ms;
+}
+
+/**
+ * `wakeTimeout`: from 50 ms (each check-in is a Redis call, so a shorter one would flood Redis with
+ * calls from every waiting process) to the longest timer; default a third of the lease, at most 5 s.
+ */
+function checkWakeTimeout(value: Duration | undefined, leaseMs: number): number {
+  const ms = toMilliseconds(value ?? Math.min(leaseMs / 3, 5_000), "wakeTimeout");
+  if (ms < 50 || ms > MAX_LEASE_MS) {
+    throw new RangeError(`wakeTimeout must be from 50 ms to ${MAX_LEASE_MS} ms; got ${describe(value)}`);
+  }
+  return ms;
+}
+
+/** `keyTtl`: at least twice the lease, at most a hundred times the longest lease; default 6 leases, at least 60 s. */
+function checkKeyTtl(value: Duration | undefined, leaseMs: number): number {
+  const ms = Math.ceil(toMilliseconds(value ?? Math.max(leaseMs * 6, 60_000), "keyTtl"));
+  if (ms < leaseMs * 2) throw new RangeError(`keyTtl must be at least twice leaseTtl (${leaseMs} ms); got ${ms}`);
+  if (ms > MAX_LEASE_MS * 100) throw new RangeError(`keyTtl must be at most ${MAX_LEASE_MS * 100} ms; got ${ms}`);
+  return ms;
+}
+
+/** `close({ timeout })`: a duration (default the lease). */
+function checkCloseOptions(options: RedisCloseOptions | undefined, leaseMs: number): number {
+  if (options === undefined) return leaseMs;
+  if (options === null || typeof options !== "object") {
+    throw new TypeError(`options must be an object such as { timeout: "5s" }; got ${describe(options)}`);
+  }
+  return options.timeout === undefined ? leaseMs : toMilliseconds(options.timeout, "timeout");
 }
 
 /** `notices`: `"publish"` (default) or `"sharded"`. */
@@ -1221,7 +1709,7 @@ export async function inspectSemaphore(
   timeoutMs = 5_000,
 ): Promise<RedisSemaphoreSnapshot> {
   const reply = (await withDeadline(
-    scripts.inspect.run(connection, [`${tag}meta`, `${tag}queue`, `${tag}clients`], []),
+    inspectScript.run(connection, [`${tag}meta`, `${tag}queue`, `${tag}clients`], []),
     timeoutMs,
     `inspect ${name}`,
   )) as [number, string[], string[], string[]];
@@ -1239,12 +1727,13 @@ export async function inspectSemaphore(
   const holders: RedisHolder[] = [];
   for (const [field, value] of meta) {
     if (!field.startsWith("h:")) continue;
-    // `<weight>:<ticket>:<client>`; the client id may itself contain colons.
-    const colon = value.indexOf(":");
-    const client = value.slice(value.indexOf(":", colon + 1) + 1);
+    // `<weight>:<ticket>:<slots>:<client>`; the client id may itself contain colons.
+    const [, weight, slots, client] = /^(\d+):\d+:([\d,]*):(.+)$/.exec(value) ?? [];
+    if (client === undefined) continue;
     holders.push({
       fencingToken: Number(field.slice(2)),
-      weight: Number(value.slice(0, colon)),
+      fencingSlots: parseSlots(slots),
+      weight: Number(weight),
       client,
       leaseRemaining: leases.get(client) ?? Number.NEGATIVE_INFINITY,
     });
@@ -1323,7 +1812,10 @@ export class RedisMutex implements Limiter<LockOptions> {
   }
 
   /** Runs `fn` holding the lock (see {@link RedisSemaphore.run} for lease loss). */
-  runExclusive<T>(fn: (signal: AbortSignal) => T | PromiseLike<T>, options?: LockOptions): Promise<T> {
+  runExclusive<T>(
+    fn: (signal: AbortSignal, permit: RedisPermit) => T | PromiseLike<T>,
+    options?: LockOptions,
+  ): Promise<T> {
     return this.semaphore.run(fn, options);
   }
 
@@ -1333,7 +1825,7 @@ export class RedisMutex implements Limiter<LockOptions> {
   }
 
   /** Same as {@link RedisMutex.runExclusive}, for code written against the {@link Limiter} interface. */
-  run<T>(fn: (signal: AbortSignal) => T | PromiseLike<T>, options?: LockOptions): Promise<T> {
+  run<T>(fn: (signal: AbortSignal, permit: RedisPermit) => T | PromiseLike<T>, options?: LockOptions): Promise<T> {
     return this.runExclusive(fn, options);
   }
 
@@ -1343,7 +1835,7 @@ export class RedisMutex implements Limiter<LockOptions> {
   }
 
   /** Leaves, as {@link RedisSemaphore.close}: waiters reject with `ClosedError`, a held lock is given back. */
-  close(): Promise<void> {
-    return this.semaphore.close();
+  close(options?: RedisCloseOptions): Promise<void> {
+    return this.semaphore.close(options);
   }
 }
