@@ -32,6 +32,7 @@ function run(parts: { workers?: WorkerRecord[]; writes?: ResourceWrite[]; faults
     config: { capacity: 1, leaseTtl: 1_000, rate: { limit: 10, interval: 1_000, burst: 2 }, acquireTimeout: 8_000 },
     startedAt: 0,
     endedAt: 10_000,
+    stalls: [],
     guard: "per-slot",
     workers: parts.workers ?? [],
     writes: parts.writes ?? [],
@@ -310,6 +311,12 @@ describe("check 6: rate windows", () => {
       }),
     );
     expect(figures.worst).toMatchObject({ admitted: 2 });
-    expect(figures.worstSpanning).toMatchObject({ from: 0, to: 2, admitted: 4 });
+    expect(figures.worstSpanning).toMatchObject({ from: 0, to: 2, admitted: 4, losses: 1 });
+    // Two bursts of 2 around one loss: what the docs allow (the bucket starts full again), no more.
+    expect(figures.worstExcessAcrossLosses).toBeCloseTo(0);
+    const oneMore = rateFigures(
+      run({ workers: [admitted(0, 0, 1, 2, 3)], faults: [{ kind: "restart", at: 0.5, end: 0.6 }] }),
+    );
+    expect(oneMore.worstExcessAcrossLosses).toBeGreaterThan(0.9);
   });
 });

@@ -1,8 +1,8 @@
 /**
  * The fault suite's run: five worker processes (test/redis/fault-worker.ts) share one RedisSemaphore
- * (capacity 3, lease 1 s) and one RedisRateLimiter on a private redis-server, each through a TCP proxy
- * (w3 through one of its own, the others through the "fleet" proxy), while the parent injects real
- * faults one after another:
+ * (capacity 3, lease 1 s) and one RedisRateLimiter on a private redis-server, w3 through a TCP proxy of
+ * its own, w0, w4 and the replacements through the "fleet" proxy, w1 and w2 (killed early on) directly,
+ * while the parent injects real faults one after another:
  *
  *  1. `freeze`: w0 stopped (SIGSTOP) right after a grant, for 2.5 leases, then SIGCONT;
  *  2. `kill-holding`: w1 SIGKILLed right after a grant (a replacement, w1b, is started);
@@ -159,6 +159,18 @@ function delayToMillisecond(ms: number): number {
   return (ms - (Date.now() % 1000) + 1000) % 1000;
 }
 
+/** Records the parent's event-loop stalls over 100 ms, by a 10 ms tick that comes late. */
+function watchStalls(): { found: FaultRun["stalls"]; stop(): void } {
+  const found: FaultRun["stalls"] = [];
+  let last = now();
+  const tick = setInterval(() => {
+    const at = now();
+    if (at - last > 110) found.push({ at: last, ms: at - last - 10 });
+    last = at;
+  }, 10);
+  return { found, stop: () => clearInterval(tick) };
+}
+
 export interface ScenarioOptions {
   /** Progress, one line per step. */
   log?: (text: string) => void;
@@ -177,6 +189,7 @@ export async function runFaultScenario(options: ScenarioOptions = {}): Promise<F
   const resource = new FencedResource(fence, inspector);
   const workers = new Map<string, Running>();
   const faults: FaultRecord[] = [];
+  const stalls = watchStalls();
 
   const spawn = (label: string, port: number, wholeRun: boolean): Running => {
     const record: WorkerRecord = { label, lines: [], wholeRun, frozen: [] };
@@ -234,7 +247,10 @@ export async function runFaultScenario(options: ScenarioOptions = {}): Promise<F
   };
 
   try {
-    for (const label of ["w0", "w1", "w2", "w4"]) spawn(label, fleet.port, true);
+    // w1 and w2 are killed before the restart-cut: straight to Redis, so that when they die Redis sees
+    // their connections close as a real death shows it, with no proxy in between.
+    for (const label of ["w1", "w2"]) spawn(label, server.port, true);
+    for (const label of ["w0", "w4"]) spawn(label, fleet.port, true);
     spawn("w3", proxy.port, true);
     // A fresh server: the restart guard holds grants back for about a lease; the run starts once
     // every worker has been served.
@@ -318,8 +334,10 @@ export async function runFaultScenario(options: ScenarioOptions = {}): Promise<F
       })),
       writes: resource.writes,
       faults,
+      stalls: stalls.found,
     };
   } finally {
+    stalls.stop();
     for (const { process } of workers.values()) {
       if (!process.running) continue;
       process.kill("SIGCONT");

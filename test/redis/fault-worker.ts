@@ -244,7 +244,11 @@ async function rateCaller(): Promise<void> {
       print({ event: "rate", at: now(), admittedAt: permit.admittedAt as number });
       await permit.release();
     } catch (error) {
-      if (nameOf(error) !== "TimeoutError" && !finishing.signal.aborted) await sleep(50);
+      // A RedisUnavailableError here may be followed by a late admission that the limiter refunds.
+      if (nameOf(error) !== "TimeoutError" && !finishing.signal.aborted) {
+        print({ event: "rate-refused", at: now(), error: nameOf(error) });
+        await sleep(50);
+      }
     } finally {
       pending--;
     }

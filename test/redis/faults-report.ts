@@ -10,7 +10,7 @@
  * (a few MB each), so a changed check can be computed again without running anything (`--from`).
  */
 import { readFileSync, writeFileSync } from "node:fs";
-import { type FaultRun, figuresOf, type Verdict, verdicts } from "./fault-checks.js";
+import { type FaultRun, figuresOf, stallsFigure, type Verdict, verdicts } from "./fault-checks.js";
 import { recoveryBounds, runFaultScenario } from "./fault-scenario.js";
 
 const args = process.argv.slice(2);
@@ -34,7 +34,9 @@ if (fromFile === undefined) {
 const table = runs.map((run, index) => {
   const verdictsOfRun = verdicts(run, figuresOf(run, recoveryBounds));
   const seconds = ((run.endedAt - run.startedAt) / 1000).toFixed(0);
-  console.log(`\nrun ${index + 1} of ${runs.length} (${seconds} s of faults, fencing ${run.guard})`);
+  console.log(
+    `\nrun ${index + 1} of ${runs.length} (${seconds} s of faults, fencing ${run.guard}; ${stallsFigure(run)})`,
+  );
   for (const verdict of verdictsOfRun) {
     console.log(`  ${verdict.pass ? "pass" : "FAIL"}  ${verdict.check.padEnd(48)} ${verdict.figure}`);
   }
