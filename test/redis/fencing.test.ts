@@ -8,7 +8,7 @@
 import fc from "fast-check";
 import { FencingGuard, type RedisPermit, RedisSemaphore } from "sluice/redis";
 import { describe, expect, it } from "vitest";
-import { useRedisServer } from "../support/redis-server.js";
+import { useRedisServer } from "../support/use-redis-server.js";
 import { Worker } from "./processes.js";
 
 const context = useRedisServer();

@@ -8,7 +8,7 @@
 import { ClosedError, LeaseLostError } from "sluice";
 import { RedisSemaphore, type RedisSemaphoreOptions } from "sluice/redis";
 import { describe, expect, it } from "vitest";
-import { useRedisServer } from "../support/redis-server.js";
+import { useRedisServer } from "../support/use-redis-server.js";
 import { Worker } from "./processes.js";
 
 const context = useRedisServer();

@@ -9,7 +9,8 @@ import { Redis } from "ioredis";
 import { LeaseLostError } from "sluice";
 import { type RedisPermit, RedisSemaphore, type RedisSemaphoreOptions } from "sluice/redis";
 import { describe, expect, it } from "vitest";
-import { RedisServer, useRedisServer } from "../support/redis-server.js";
+import { RedisServer } from "../support/redis-server.js";
+import { useRedisServer } from "../support/use-redis-server.js";
 
 const context = useRedisServer();
 let counter = 0;
