@@ -74,7 +74,8 @@ export interface Gate<Request, Grant> {
   take(request: Request, signal: AbortSignal, waiter: Waiter<Request, Grant> | undefined): Grant;
   /**
    * For `timeout: 0` when `fits` said no: a last chance (a backend whose truth is elsewhere asks it).
-   * Resolves with the grant, or `undefined` to refuse. Absent: refused at once.
+   * Resolves with the grant — counted by the gate itself, as its grants are made on its own paths — or
+   * `undefined` to refuse (then counted as timed out). Absent: refused at once.
    */
   tryNow?(request: Request, signal: AbortSignal | undefined): Promise<Grant | undefined>;
   /**
@@ -170,6 +171,15 @@ export class Admission<Request, Grant> {
     this.queue.grant(waiter, grant);
   }
 
+  /**
+   * Withdraws `waiter` because its signal aborted, found by a backend before its listener ran: the abort
+   * came first, so it wins. Counted as aborted; the gate's `left` is not called (the backend knows).
+   */
+  withdrawAborted(waiter: Waiter<Request, Grant>, reason: unknown): void {
+    this.counters.aborted++;
+    this.queue.reject(waiter, reason);
+  }
+
   /** Rejects `waiter` on the limiter's behalf (a shrink, a backend failure), counting it. */
   reject(waiter: Waiter<Request, Grant>, reason: unknown): void {
     this.counters.rejected++;
@@ -185,10 +195,7 @@ export class Admission<Request, Grant> {
   /** `timeout: 0` where the limiter has a last chance to offer (see {@link Gate.tryNow}). */
   private async lastChance(request: Request, signal: AbortSignal | undefined): Promise<Grant> {
     const last = await (this.gate.tryNow as NonNullable<Gate<Request, Grant>["tryNow"]>)(request, signal);
-    if (last !== undefined) {
-      this.counters.granted++;
-      return last;
-    }
+    if (last !== undefined) return last;
     this.counters.timedOut++;
     throw new TimeoutError(0, this.queue.timeoutMessage(0));
   }
