@@ -77,6 +77,8 @@ export interface RedisRateLimiterOptions {
   onUnavailable?: UnavailablePolicy;
   /** How the concurrency permits' grant notices travel: as RedisSemaphore's `notices`. Default `"publish"`. */
   notices?: "publish" | "sharded";
+  /** The concurrency semaphore's restart guard: as RedisSemaphore's `guardRestarts`. Default true. */
+  guardRestarts?: boolean;
 }
 
 /** One configured limit as it travels to the scripts. */
@@ -111,6 +113,8 @@ export interface RedisRatePermit extends RatePermit {
 
 class RatePermit_ implements RedisRatePermit {
   private held = true;
+  /** @internal Per limit, the end of this call's charge in Redis (server µs), for refunds: see rate-scripts.ts. */
+  ends: number[] = [];
   constructor(
     private readonly limiter: RedisRateLimiter,
     readonly weight: number,
@@ -285,6 +289,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
             commandTimeout: this.commandMs,
             onUnavailable: this.onUnavailable,
             notices: checkNotices(options.notices),
+            guardRestarts: options.guardRestarts ?? true,
           });
     this.queue = new WaitQueue<Demand, RatePermit>(
       this.clock,
@@ -507,7 +512,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       return this.fallback(demand, signal, 0);
     }
     if (reply[0] !== 1) throw refused();
-    return this.permit(demand, signal, reply[1]);
+    return this.permit(demand, signal, reply);
   }
 
   /** The head changed (or Redis state did): forget the timer and ask again. */
@@ -544,7 +549,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       "acquire",
       (late) => {
         // Admitted after we gave up on the answer: give the charge back.
-        if ((late as number[])[0] === 1) this.refundAll(demand.cost);
+        if ((late as number[])[0] === 1) this.refundAll(demand.cost, late as number[]);
       },
     );
   }
@@ -568,9 +573,9 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     }
     this.asking = false;
     if (reply[0] === 1) {
-      if (head.queued) this.queue.grant(head, this.permit(demand, head.cancellation?.signal, reply[1]));
+      if (head.queued) this.queue.grant(head, this.permit(demand, head.cancellation?.signal, reply));
       // The caller left while the script ran: nothing was used, so nothing should stay charged.
-      else this.refundAll(demand.cost);
+      else this.refundAll(demand.cost, reply);
       this.pump();
       return;
     }
@@ -586,9 +591,19 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     }, Math.ceil(waitMs) + 1);
   }
 
-  private permit(demand: Demand, signal: AbortSignal | undefined, admittedAtUs?: number): RatePermit_ {
-    const admittedAt = admittedAtUs === undefined ? undefined : admittedAtUs / 1000;
-    return new RatePermit_(this, demand.weight, signal ?? NEVER_ABORTED, { ...demand.cost }, demand.slot, admittedAt);
+  /** A permit for `demand`, admitted by Redis with `reply` (`{1, now, end...}`), or by a fallback. */
+  private permit(demand: Demand, signal: AbortSignal | undefined, reply?: number[]): RatePermit_ {
+    const admittedAt = reply === undefined ? undefined : (reply[1] as number) / 1000;
+    const permit = new RatePermit_(
+      this,
+      demand.weight,
+      signal ?? NEVER_ABORTED,
+      { ...demand.cost },
+      demand.slot,
+      admittedAt,
+    );
+    if (reply !== undefined) permit.ends = reply.slice(2);
+    return permit;
   }
 
   /** Admits through the `onUnavailable` limiter; the permit releases both its slot and the fallback's. */
@@ -638,9 +653,10 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     return cost[bucket.unit] ?? 0;
   }
 
-  private refundAll(cost: Record<string, number>): void {
+  /** Gives back a whole charge nobody used, as admitted with `reply` (`{1, now, end...}`). */
+  private refundAll(cost: Record<string, number>, reply: number[]): void {
     const deltas = this.buckets.map((bucket): [Bucket, number] => [bucket, -this.costFor(bucket, cost)]);
-    this.call(scripts.settle, 0, deltas, "refund").catch(() => undefined);
+    this.call(scripts.settle, 0, deltas, "refund", undefined, reply.slice(2)).catch(() => undefined);
   }
 
   /** Called by permits. Settling is asynchronous; its failure is not the caller's problem. */
@@ -660,8 +676,12 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     }
     if (deltas.size === 0 || !charged) return;
     const changes = this.buckets.map((bucket): [Bucket, number] => [bucket, deltas.get(bucket.unit) ?? 0]);
-    this.call(scripts.settle, 0, changes, "settle").then(
-      () => this.restart(),
+    this.call(scripts.settle, 0, changes, "settle", undefined, permit.ends).then(
+      (reply) => {
+        // Where the call's charge ends now, for the next settlement's refund.
+        permit.ends = (reply as number[]).slice(1);
+        this.restart();
+      },
       () => undefined,
     );
   }
@@ -694,9 +714,13 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     limits: [Bucket, number][],
     what: string,
     onLate?: (value: unknown) => void,
+    /** Per limit, the end of the call's charge (settlements); 0 where not given. */
+    ends: readonly number[] = [],
   ): Promise<unknown> {
     const args: (string | number)[] = [first, limits.length];
-    for (const [bucket, amount] of limits) args.push(bucket.field, bucket.emission, bucket.tolerance, amount);
+    for (const [index, [bucket, amount]] of limits.entries()) {
+      args.push(bucket.field, bucket.emission, bucket.tolerance, amount, ends[index] ?? 0);
+    }
     let running: Promise<unknown>;
     try {
       running = script.run(this.connection, [this.key], args);
