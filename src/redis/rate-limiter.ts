@@ -24,17 +24,17 @@ import {
 import { type Waiter, WaitQueue } from "../core/wait-queue.js";
 import { type RedisClient, type RedisConnection, Script, toConnection } from "./connection.js";
 import { RedisUnavailableError, withDeadline } from "./errors.js";
-import { RATE_ACQUIRE, RATE_INSPECT, RATE_PAUSE, RATE_SETTLE, RATE_TIGHTEN } from "./rate-scripts.js";
 import {
   checkCommandTimeout,
   checkNotices,
   checkPrefix,
   checkUnavailablePolicy,
   type RedisCloseOptions,
-  type RedisPermit,
-  RedisSemaphore,
   type UnavailablePolicy,
-} from "./semaphore.js";
+} from "./options.js";
+import type { RedisPermit } from "./permits.js";
+import { RATE_ACQUIRE, RATE_INSPECT, RATE_PAUSE, RATE_SETTLE, RATE_TIGHTEN } from "./rate-scripts.js";
+import { RedisSemaphore } from "./semaphore.js";
 
 /** The longest interval a limit may have in Redis (366 days). */
 const MAX_INTERVAL_MS = 366 * 86_400_000;
