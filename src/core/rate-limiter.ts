@@ -14,6 +14,7 @@ import {
   checkWeight,
 } from "./arguments.js";
 import { type Clock, systemClock, type TimerHandle } from "./clock.js";
+import { asyncDisposeSymbol, disposeSymbol } from "./dispose.js";
 import { type Duration, describe, toMilliseconds } from "./duration.js";
 import { defaultAbortReason, ReleasedError, TimeoutError } from "./errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
@@ -218,11 +219,11 @@ class RateLimiterPermit implements RatePermit {
     this.limiter["settlePermit"](this, target, first);
   }
 
-  [Symbol.dispose](): void {
+  [disposeSymbol](): void {
     if (this.held) this.release();
   }
 
-  [Symbol.asyncDispose](): Promise<void> {
+  [asyncDisposeSymbol](): Promise<void> {
     if (this.held) this.release();
     return Promise.resolve();
   }

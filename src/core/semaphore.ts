@@ -13,6 +13,7 @@ import {
   checkWeight,
 } from "./arguments.js";
 import { type Clock, systemClock } from "./clock.js";
+import { asyncDisposeSymbol, disposeSymbol } from "./dispose.js";
 import { describe } from "./duration.js";
 import { defaultAbortReason, ReleasedError, TimeoutError } from "./errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
@@ -92,10 +93,10 @@ class SemaphorePermit implements Permit {
     this.held = false;
     this.semaphore["giveBack"](this.weight);
   }
-  [Symbol.dispose](): void {
+  [disposeSymbol](): void {
     if (this.held) this.release();
   }
-  [Symbol.asyncDispose](): Promise<void> {
+  [asyncDisposeSymbol](): Promise<void> {
     if (this.held) this.release();
     return Promise.resolve();
   }

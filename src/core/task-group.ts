@@ -2,11 +2,12 @@
  * TaskGroup: structured concurrency for promises — the TypeScript answer to asyncio.TaskGroup and trio's
  * nurseries. Tasks share a signal; the first failure aborts it; the group ends only when every task has.
  */
-import { setMaxListeners } from "node:events";
 import { checkFunction, checkSignal } from "./arguments.js";
+import { asyncDisposeSymbol } from "./dispose.js";
 import { describe } from "./duration.js";
 import { ClosedError } from "./errors.js";
 import type { Limiter } from "./limiter.js";
+import { allowManyListeners } from "./many-listeners.js";
 
 /** Options for {@link TaskGroup}. */
 export interface TaskGroupOptions {
@@ -73,7 +74,7 @@ export class TaskGroup implements AsyncDisposable {
     }
     this.limiter = limiter;
     this.outerSignal = checkSignal(options.signal);
-    setMaxListeners(0, this.controller.signal);
+    allowManyListeners(this.controller.signal);
     this.checkOuter();
   }
 
@@ -141,7 +142,7 @@ export class TaskGroup implements AsyncDisposable {
   }
 
   /** `await using group = new TaskGroup()`: waits for every task at the end of the block. */
-  [Symbol.asyncDispose](): Promise<void> {
+  [asyncDisposeSymbol](): Promise<void> {
     return this.wait();
   }
 
