@@ -1,8 +1,9 @@
 /**
  * Signals that sluice shares between many calls (the never-aborting signal, a map's or a task group's
  * signal, `limitedFetch`'s stop switch) collect one listener per call in flight by design: `fetch` adds
- * one per request. Node prints a `MaxListenersExceededWarning` for an EventTarget past 10 listeners, as
- * if that were a leak; other runtimes have no such warning, and no such limit to lift.
+ * one per request. Node 20 prints a `MaxListenersExceededWarning` for an AbortSignal past 10 listeners,
+ * as if that were a leak (Node 22 and later no longer do for signals); other runtimes have no such
+ * warning, and no such limit to lift.
  */
 
 /** The part of `node:events` used here. */

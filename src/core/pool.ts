@@ -6,12 +6,14 @@
 import { checkCapacity, checkClock, checkFunction, checkName } from "./arguments.js";
 import { type Clock, systemClock, type TimerHandle } from "./clock.js";
 import { Deque } from "./deque.js";
-import { asyncDisposeSymbol, disposeSymbol } from "./dispose.js";
+import { defineDisposeSymbols } from "./dispose.js";
 import { type Duration, describe, toMilliseconds } from "./duration.js";
 import { ClosedError, ReleasedError, TimeoutError } from "./errors.js";
 import { linkSignals } from "./linked-signal.js";
 import { type CheckedWaitOptions, checkWaitOptions, type WaitOptions } from "./wait-options.js";
 import { type CancelReason, WaitQueue } from "./wait-queue.js";
+
+defineDisposeSymbols();
 
 /**
  * A borrowed resource. Give it back with `release()`, or with `destroy()` if it is broken (a
@@ -145,10 +147,10 @@ class PoolLease<T> implements Lease<T> {
   destroy(): void {
     this.giveBack(true);
   }
-  [disposeSymbol](): void {
+  [Symbol.dispose](): void {
     if (this.held) this.giveBack(false);
   }
-  [asyncDisposeSymbol](): Promise<void> {
+  [Symbol.asyncDispose](): Promise<void> {
     if (this.held) this.giveBack(false);
     return Promise.resolve();
   }

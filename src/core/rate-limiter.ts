@@ -14,7 +14,7 @@ import {
   checkWeight,
 } from "./arguments.js";
 import { type Clock, systemClock, type TimerHandle } from "./clock.js";
-import { asyncDisposeSymbol, disposeSymbol } from "./dispose.js";
+import { defineDisposeSymbols } from "./dispose.js";
 import { type Duration, describe, toMilliseconds } from "./duration.js";
 import { defaultAbortReason, ReleasedError, TimeoutError } from "./errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
@@ -22,6 +22,8 @@ import { type ChargeHandle, type RateBucket, SlidingWindow, TokenBucket } from "
 import { checkCostValue, normalizeCost, normalizeSettlement, REQUESTS } from "./rate-cost.js";
 import { type HeaderInput, parseRateLimitHeaders, type RateLimitHeaders } from "./rate-headers.js";
 import { type CancelReason, type Waiter, WaitQueue } from "./wait-queue.js";
+
+defineDisposeSymbols();
 
 /** The default unit: what a plain-number cost counts. */
 
@@ -219,11 +221,11 @@ class RateLimiterPermit implements RatePermit {
     this.limiter["settlePermit"](this, target, first);
   }
 
-  [disposeSymbol](): void {
+  [Symbol.dispose](): void {
     if (this.held) this.release();
   }
 
-  [asyncDisposeSymbol](): Promise<void> {
+  [Symbol.asyncDispose](): Promise<void> {
     if (this.held) this.release();
     return Promise.resolve();
   }

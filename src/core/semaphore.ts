@@ -13,11 +13,13 @@ import {
   checkWeight,
 } from "./arguments.js";
 import { type Clock, systemClock } from "./clock.js";
-import { asyncDisposeSymbol, disposeSymbol } from "./dispose.js";
+import { defineDisposeSymbols } from "./dispose.js";
 import { describe } from "./duration.js";
 import { defaultAbortReason, ReleasedError, TimeoutError } from "./errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
 import { type CancelReason, type Waiter, WaitQueue } from "./wait-queue.js";
+
+defineDisposeSymbols();
 
 /** Options for {@link Semaphore}. */
 export interface SemaphoreOptions {
@@ -93,10 +95,10 @@ class SemaphorePermit implements Permit {
     this.held = false;
     this.semaphore["giveBack"](this.weight);
   }
-  [disposeSymbol](): void {
+  [Symbol.dispose](): void {
     if (this.held) this.release();
   }
-  [asyncDisposeSymbol](): Promise<void> {
+  [Symbol.asyncDispose](): Promise<void> {
     if (this.held) this.release();
     return Promise.resolve();
   }

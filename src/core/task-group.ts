@@ -3,11 +3,13 @@
  * nurseries. Tasks share a signal; the first failure aborts it; the group ends only when every task has.
  */
 import { checkFunction, checkSignal } from "./arguments.js";
-import { asyncDisposeSymbol } from "./dispose.js";
+import { defineDisposeSymbols } from "./dispose.js";
 import { describe } from "./duration.js";
 import { ClosedError } from "./errors.js";
 import type { Limiter } from "./limiter.js";
 import { allowManyListeners } from "./many-listeners.js";
+
+defineDisposeSymbols();
 
 /** Options for {@link TaskGroup}. */
 export interface TaskGroupOptions {
@@ -142,7 +144,7 @@ export class TaskGroup implements AsyncDisposable {
   }
 
   /** `await using group = new TaskGroup()`: waits for every task at the end of the block. */
-  [asyncDisposeSymbol](): Promise<void> {
+  [Symbol.asyncDispose](): Promise<void> {
     return this.wait();
   }
 

@@ -7,6 +7,8 @@ import { map, NEVER_ABORTED, Semaphore, TaskGroup } from "sluice";
 import { limitedFetch } from "sluice/http";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 
+const NODE_MAJOR = Number(process.versions.node.split(".")[0]);
+
 /** More than Node's default of 10 listeners per EventTarget. */
 const MANY = 25;
 
@@ -32,7 +34,9 @@ function listenMany(signal: AbortSignal): void {
 }
 
 describe("no MaxListenersExceededWarning on the signals sluice shares", () => {
-  it("detects the warning on an ordinary signal (the check itself works)", async () => {
+  // Node 22 and later no longer warn for an AbortSignal (they still do for other EventTargets), so there
+  // the tests below hold whatever sluice does; Node 20, where they matter, is the machine's Node.
+  it.runIf(NODE_MAJOR <= 20)("detects the warning on an ordinary signal (the check itself works)", async () => {
     listenMany(new AbortController().signal);
     expect(await warningsPrinted()).toHaveLength(1);
   });
