@@ -39,10 +39,10 @@ interface DenoTimers {
 }
 
 /**
- * Lets a timer stop keeping the process alive, in whatever form the runtime has for it: Node's and Bun's
- * timers are objects with `unref()`, Deno's are numbers passed to `Deno.unrefTimer` (issue 21: a timer a
- * library cannot unref keeps a Deno program from exiting). Browsers and workers have no process to keep
- * alive, and nothing to do.
+ * Lets a timer stop keeping the process alive, in whatever form the runtime has for it: Node's, Bun's and
+ * Deno 2.9's timers are objects with `unref()`; where Deno's timers are numbers (older releases), they go
+ * to `Deno.unrefTimer` (issue 21: a timer a library cannot unref keeps a Deno program from exiting).
+ * Browsers and workers have no process to keep alive, and nothing to do.
  */
 function unrefTimer(handle: unknown): void {
   if (typeof handle === "number") (globalThis as { Deno?: DenoTimers }).Deno?.unrefTimer?.(handle);

@@ -15,6 +15,9 @@ interface NodeProcess {
   getBuiltinModule?(id: string): unknown;
 }
 
+/** `node:events` once looked up; `null` where there is none. */
+let nodeEvents: NodeEvents | null | undefined;
+
 /**
  * Lifts Node's listener warning for `signal` (`events.setMaxListeners(0, signal)`); elsewhere does
  * nothing.
@@ -26,10 +29,12 @@ interface NodeProcess {
  * nothing else changes.
  */
 export function allowManyListeners(signal: AbortSignal): void {
-  const process = (globalThis as { process?: NodeProcess }).process;
-  const events = process?.getBuiltinModule?.("node:events") as NodeEvents | undefined;
+  if (nodeEvents === undefined) {
+    const process = (globalThis as { process?: NodeProcess }).process;
+    nodeEvents = (process?.getBuiltinModule?.("node:events") as NodeEvents | undefined) ?? null;
+  }
   try {
-    events?.setMaxListeners(0, signal);
+    nodeEvents?.setMaxListeners(0, signal);
   } catch {
     // A runtime that imitates `node:events` (Bun, Deno) may not accept a web AbortSignal here. Lifting a
     // warning is not worth failing the limiter over.
