@@ -4,6 +4,7 @@
  * `npm run build` first), `vitest` to the small harness in test/portable/harness.ts, and
  * `sluice/testing` to its portable part, the FakeClock (the rest of it is a Node HTTP server).
  */
+import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
@@ -23,6 +24,7 @@ const TARGETS = {
 /** Builds the bundle for `target` (a key of TARGETS) and returns its path. */
 export async function buildPortable(target) {
   const { entry, platform, conditions } = TARGETS[target];
+  if (!existsSync(`${root}dist/index.js`)) throw new Error("no dist/: run `npm run build` first");
   await mkdir(outputDirectory, { recursive: true });
   const outfile = `${outputDirectory}${target}.mjs`;
   await build({
