@@ -6,6 +6,7 @@
 import { Admission, type LimiterStatistics } from "./admission.js";
 import { checkCapacity, checkClock, checkFunction, checkName, checkWeight } from "./arguments.js";
 import { type Clock, systemClock, type TimerHandle } from "./clock.js";
+import { defineDisposeSymbols } from "./dispose.js";
 import { type Duration, describe, toMilliseconds } from "./duration.js";
 import { defaultAbortReason } from "./errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
@@ -15,6 +16,8 @@ import { checkCostValue, normalizeCost, normalizeSettlement, REQUESTS } from "./
 import { type HeaderInput, parseRateLimitHeaders, type RateLimitHeaders } from "./rate-headers.js";
 import { type CheckedAcquireOptions, checkAcquireOptions } from "./wait-options.js";
 import type { WaitQueue } from "./wait-queue.js";
+
+defineDisposeSymbols();
 
 /** The default unit: what a plain-number cost counts. */
 

@@ -5,12 +5,15 @@
 import { Admission, type LimiterCounters, type LimiterStatistics } from "./admission.js";
 import { checkCapacity, checkClock, checkFunction, checkName, checkWeight } from "./arguments.js";
 import { type Clock, systemClock } from "./clock.js";
+import { defineDisposeSymbols } from "./dispose.js";
 import { describe } from "./duration.js";
 import { defaultAbortReason } from "./errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
 import { HeldPermit, runHolding } from "./permit.js";
 import { type CheckedAcquireOptions, checkAcquireOptions } from "./wait-options.js";
 import type { Waiter, WaitQueue } from "./wait-queue.js";
+
+defineDisposeSymbols();
 
 /** Options for {@link Semaphore}. */
 export interface SemaphoreOptions {
