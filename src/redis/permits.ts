@@ -6,6 +6,7 @@
 import type { LeaseLostError } from "../core/errors.js";
 import type { Permit } from "../core/limiter.js";
 import { NEVER_ABORTED } from "../core/limiter.js";
+import { type LinkedSignal, linkSignals } from "../core/linked-signal.js";
 import { type GiveBack, HeldPermit } from "../core/permit.js";
 
 /** A permit of a {@link RedisSemaphore}. */
@@ -71,6 +72,8 @@ export class LeasedPermit extends HeldPermit<Promise<void>> implements RedisPerm
   /** Created on first use of `signal`: most permits are released without anyone asking for it. */
   private lease: AbortController | undefined = undefined;
   private combined: AbortSignal | undefined = undefined;
+  /** The caller's signal linked with the lease's, until the permit is released. */
+  private linked: LinkedSignal | undefined = undefined;
   /** Why the work was asked to stop without the lease being lost (close()), if it was. */
   private stopped: unknown = undefined;
   constructor(
@@ -97,8 +100,8 @@ export class LeasedPermit extends HeldPermit<Promise<void>> implements RedisPerm
     this.lease = new AbortController();
     const reason = this.lost ?? this.stopped;
     if (reason !== undefined) this.lease.abort(reason);
-    const caller = this.callerSignal;
-    this.combined = caller === undefined ? this.lease.signal : AbortSignal.any([caller, this.lease.signal]);
+    this.linked = linkSignals(this.callerSignal, this.lease.signal);
+    this.combined = this.linked.signal as AbortSignal;
     return this.combined;
   }
 
@@ -126,6 +129,11 @@ export class LeasedPermit extends HeldPermit<Promise<void>> implements RedisPerm
     if (this.lost !== undefined) return;
     this.lost = reason;
     if (this.stopped === undefined) this.lease?.abort(reason);
+  }
+
+  /** @internal Released: stop following the caller's signal (a long-lived one would keep this alive). */
+  unlink(): void {
+    this.linked?.dispose();
   }
 
   /** @internal Asks the work to stop (close()) while the lease still holds. */

@@ -938,6 +938,7 @@ export class RedisSemaphore implements Limiter, LeaseKeeper {
    * while the permit still counts as held, so a lapse is not missed.
    */
   private releasePermit(permit: LeasedPermit): Promise<void> {
+    permit.unlink();
     this.checkLease();
     const lost = permit.lossReason;
     if (lost !== undefined) {
