@@ -92,7 +92,7 @@ const pairs = Array.from({ length: 60 }, (_, index) => ({
 }));
 const scores = await Promise.all(pairs.map(({ question, answer }) => judge(question, answer)));
 
-const stats = limiter.stats();
+const stats = limiter.statistics();
 console.log(`judged ${scores.length} answers in ${(performance.now() - began).toFixed(0)} ms, ${calls} calls`);
 console.log(`mean score ${(scores.reduce((sum, score) => sum + score, 0) / scores.length).toFixed(2)}`);
 console.log(`tokens estimated ${stats.settled.estimated.tokens}, actually used ${stats.settled.actual.tokens}`);

@@ -1,10 +1,10 @@
 // One limit for many processes: a RedisSemaphore shared by two "processes" (two clients, as two
-// servers of one service would be), a RedisMutex, fencing tokens, and inspect().
+// servers of one service would be), a RedisMutex, fencing with FencingGuard, and inspect().
 // Run: npm run build && npx tsx examples/redis-semaphore.ts   (uses REDIS_URL, or starts a redis-server)
 // An ES module (top-level await): copied into a project without "type": "module", save it as .mts,
 // with redis-server.mjs beside it.
 import { Redis } from "ioredis";
-import { inspectRedis, RedisMutex, RedisSemaphore } from "sluice/redis";
+import { FencingGuard, inspectRedis, RedisMutex, RedisSemaphore } from "sluice/redis";
 import { localRedis } from "./redis-server.mjs";
 
 const server = await localRedis();
@@ -36,6 +36,15 @@ console.log(
   `12 calls from 2 processes, at most ${most} at once (capacity 3), ${Math.round(performance.now() - started)} ms`,
 );
 
+// The resource refuses holders whose lease ended: the highest fencing token per slot (any capacity).
+const guard = new FencingGuard();
+await inA.run(async (signal, permit) => {
+  // Right before each write: a process frozen past its lease learns it here, before any timer runs.
+  permit.throwIfLeaseLost();
+  if (!guard.accept(permit)) throw new Error("a newer holder has written: stop");
+  console.log(`write with token ${permit.fencingToken} on slots ${permit.fencingSlots.join(",")}`);
+});
+
 // Fencing tokens increase with every grant: hand them to the resource you protect.
 const permit = await inA.acquire({ timeout: 5_000 });
 console.log(`fencing token ${permit.fencingToken}`);
@@ -60,7 +69,8 @@ for (const found of await inspectRedis(serverA)) {
   }
 }
 
-await Promise.all([inA.close(), inB.close(), report.close()]);
+// close() stops admitting, asks holders to stop, waits for them (here up to 1 s), then leaves.
+await Promise.all([inA.close({ timeout: "1s" }), inB.close(), report.close()]);
 serverA.disconnect();
 serverB.disconnect();
 server.stop();

@@ -34,6 +34,7 @@ import {
 } from "../src/cli/settings.js";
 import { ensureBuilt } from "./cli/cli-process.js";
 import { codeBlocks, shapeOf, sluiceCommands } from "./support/doc-blocks.js";
+import { normaliseCode } from "./support/excerpts.js";
 
 const root = join(import.meta.dirname, "..");
 const examplesDirectory = join(root, "examples");
@@ -144,12 +145,7 @@ describe("README and docs/*.md", () => {
       .filter((block) => block.language === "ts")
       .map((block) => block.code),
   );
-  const normalise = (text: string) =>
-    text
-      .split("\n")
-      .map((line) => line.trim())
-      .filter((line) => line !== "")
-      .join("\n");
+  const normalise = normaliseCode;
   const sources = examples.map((file) => normalise(readFileSync(join(examplesDirectory, file), "utf8")));
 
   it("has TypeScript examples", () => {

@@ -1,6 +1,9 @@
 /**
- * Mutex: mutual exclusion for a critical section. A {@link Semaphore} of capacity 1 with lock vocabulary.
+ * Mutex: mutual exclusion for a critical section. One lock over any semaphore of capacity 1 — the
+ * in-process {@link Semaphore} here, `SharedSemaphore` for `SharedMutex`, `RedisSemaphore` for
+ * `RedisMutex` — so the three speak the same lock vocabulary through one class.
  */
+import type { LimiterStatistics } from "./admission.js";
 import { checkOptionNames } from "./arguments.js";
 import type { Clock } from "./clock.js";
 import type { AcquireOptions, Limiter, Permit } from "./limiter.js";
@@ -9,37 +12,26 @@ import { SEMAPHORE_OPTIONS, Semaphore, type SemaphoreStatistics } from "./semaph
 /** Options for waiting for a lock: everything {@link AcquireOptions} has except `weight`. */
 export type LockOptions = Omit<AcquireOptions, "weight">;
 
-/**
- * A lock: one holder at a time, waiters served by priority then arrival, with timeout and abort.
- *
- * Use it when a piece of state must not be touched by two async flows at once (read-modify-write of a
- * file, a token refresh that must happen once). To let N in at once, use {@link Semaphore}.
- *
- * @example
- * ```ts
- * import { Mutex } from "sluice";
- * const mutex = new Mutex();
- * await mutex.runExclusive(async () => {
- *   const balance = await readBalance();
- *   await writeBalance(balance + 10);
- * });
- * ```
- */
-export class Mutex implements Limiter<LockOptions> {
-  private readonly semaphore: Semaphore;
+/** What a lock needs of the semaphore under it. */
+export interface LockTarget<P extends Permit, Try, Statistics extends LimiterStatistics> {
+  readonly name: string | undefined;
+  readonly waiting: number;
+  acquire(options?: LockOptions): Promise<P>;
+  tryAcquire(weight?: number): Try;
+  run<T>(fn: (signal: AbortSignal, permit: P) => T | PromiseLike<T>, options?: LockOptions): Promise<T>;
+  statistics(): Statistics;
+}
 
-  /**
-   * @param options - `name` (in error messages and statistics) and `clock` (time source for timeouts).
-   * @throws TypeError if `options` is not an object, has an unknown option, `name` is not a string or
-   *   `clock` not a {@link Clock}.
-   */
-  constructor(options: { name?: string; clock?: Clock } = {}) {
-    if (typeof options === "object" && options !== null)
-      checkOptionNames(options, SEMAPHORE_OPTIONS, "the new Mutex() options");
-    this.semaphore = new Semaphore(1, options);
-    // Errors and timeouts then speak of "the mutex", the object the caller knows.
-    this.semaphore["kind"] = "mutex";
-  }
+/**
+ * A lock over a semaphore of capacity 1: one holder at a time, waiters served by priority then arrival,
+ * with timeout and abort — whatever the backend. `Mutex`, `SharedMutex` and `RedisMutex` are this class
+ * over their semaphores, with what their backend adds.
+ */
+export class LockOver<P extends Permit, Try, Statistics extends LimiterStatistics> implements Limiter<LockOptions> {
+  constructor(
+    /** The semaphore of capacity 1 the lock stands on. */
+    protected readonly semaphore: LockTarget<P, Try, Statistics>,
+  ) {}
 
   /** Optional name, used in error messages and statistics. */
   get name(): string | undefined {
@@ -57,33 +49,28 @@ export class Mutex implements Limiter<LockOptions> {
    * }
    * ```
    */
-  lock(options?: LockOptions): Promise<Permit> {
+  lock(options?: LockOptions): Promise<P> {
     return this.semaphore.acquire(options);
   }
 
-  /** Takes the lock if it is free and nobody waits; otherwise returns `undefined`. */
-  tryLock(): Permit | undefined {
+  /** Takes the lock if it is free and nobody waits; otherwise `undefined` (a promise of it, for Redis). */
+  tryLock(): Try {
     return this.semaphore.tryAcquire(1);
   }
 
   /** Runs `fn` holding the lock and unlocks when it settles, however it settles. */
-  runExclusive<T>(fn: (signal: AbortSignal) => T | PromiseLike<T>, options?: LockOptions): Promise<T> {
+  runExclusive<T>(fn: (signal: AbortSignal, permit: P) => T | PromiseLike<T>, options?: LockOptions): Promise<T> {
     return this.semaphore.run(fn, options);
   }
 
-  /** Same as {@link Mutex.lock}, for code written against the {@link Limiter} interface. */
-  acquire(options?: LockOptions): Promise<Permit> {
+  /** Same as {@link LockOver.lock}, for code written against the {@link Limiter} interface. */
+  acquire(options?: LockOptions): Promise<P> {
     return this.semaphore.acquire(options);
   }
 
-  /** Same as {@link Mutex.runExclusive}, for code written against the {@link Limiter} interface. */
-  run<T>(fn: (signal: AbortSignal) => T | PromiseLike<T>, options?: LockOptions): Promise<T> {
+  /** Same as {@link LockOver.runExclusive}, for code written against the {@link Limiter} interface. */
+  run<T>(fn: (signal: AbortSignal, permit: P) => T | PromiseLike<T>, options?: LockOptions): Promise<T> {
     return this.semaphore.run(fn, options);
-  }
-
-  /** Whether the lock is held (a `lock()` would wait). */
-  isLocked(): boolean {
-    return this.semaphore.isLocked();
   }
 
   /** How many callers wait for the lock. */
@@ -91,18 +78,59 @@ export class Mutex implements Limiter<LockOptions> {
     return this.semaphore.waiting;
   }
 
+  /** A snapshot of the state and lifetime counters. */
+  statistics(): Statistics {
+    return this.semaphore.statistics();
+  }
+}
+
+/**
+ * A lock: one holder at a time, waiters served by priority then arrival, with timeout and abort.
+ *
+ * Use it when a piece of state must not be touched by two async flows at once (read-modify-write of a
+ * file, a token refresh that must happen once). To let N in at once, use {@link Semaphore}.
+ *
+ * @example
+ * ```ts
+ * import { Mutex } from "sluice";
+ * const mutex = new Mutex();
+ * await mutex.runExclusive(async () => {
+ *   const balance = await readBalance();
+ *   await writeBalance(balance + 10);
+ * });
+ * ```
+ */
+export class Mutex extends LockOver<Permit, Permit | undefined, SemaphoreStatistics> {
+  private readonly own: Semaphore;
+
+  /**
+   * @param options - `name` (in error messages and statistics) and `clock` (time source for timeouts).
+   * @throws TypeError if `options` is not an object, has an unknown option, `name` is not a string or
+   *   `clock` not a {@link Clock}.
+   */
+  constructor(options: { name?: string; clock?: Clock } = {}) {
+    if (typeof options === "object" && options !== null) {
+      checkOptionNames(options, SEMAPHORE_OPTIONS, "the new Mutex() options");
+    }
+    const semaphore = new Semaphore(1, options);
+    // Errors and timeouts then speak of "the mutex", the object the caller knows.
+    semaphore.nameAs("mutex");
+    super(semaphore);
+    this.own = semaphore;
+  }
+
+  /** Whether the lock is held (a `lock()` would wait). */
+  isLocked(): boolean {
+    return this.own.isLocked();
+  }
+
   /** Resolves once the lock is free and nobody waits. */
   onIdle(): Promise<void> {
-    return this.semaphore.onIdle();
+    return this.own.onIdle();
   }
 
   /** Rejects every waiter with `reason` (default: an `AbortError`); the holder keeps the lock. */
   clear(reason?: unknown): void {
-    this.semaphore.clear(reason);
-  }
-
-  /** A snapshot of the state and lifetime counters. */
-  statistics(): SemaphoreStatistics {
-    return this.semaphore.statistics();
+    this.own.clear(reason);
   }
 }

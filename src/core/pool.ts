@@ -6,10 +6,14 @@
 import { checkCapacity, checkClock, checkFunction, checkName, checkOptionNames, optionNames } from "./arguments.js";
 import { type Clock, systemClock, type TimerHandle } from "./clock.js";
 import { Deque } from "./deque.js";
+import { defineDisposeSymbols } from "./dispose.js";
 import { type Duration, describe, toMilliseconds } from "./duration.js";
 import { ClosedError, ReleasedError, TimeoutError } from "./errors.js";
+import { linkSignals } from "./linked-signal.js";
 import { type CheckedWaitOptions, checkWaitOptions, type WaitOptions } from "./wait-options.js";
 import { type CancelReason, WaitQueue } from "./wait-queue.js";
+
+defineDisposeSymbols();
 
 /**
  * A borrowed resource. Give it back with `release()`, or with `destroy()` if it is broken (a
@@ -589,12 +593,17 @@ export class Pool<T> {
     let signal = this.createController.signal;
     let attempt: AbortController | undefined;
     let timer: TimerHandle | undefined;
+    let unlink: (() => void) | undefined;
     // Whichever comes first of the create settling and its timeout decides the attempt; the other is
     // then a late arrival (a resource to destroy, an error nobody waits for).
     let decided = false;
     if (limit !== Number.POSITIVE_INFINITY) {
       attempt = new AbortController();
-      signal = AbortSignal.any([this.createController.signal, attempt.signal]);
+      // Linked only until the attempt is decided: the drain switch lives as long as the pool, and must
+      // not keep a listener per create.
+      const link = linkSignals(this.createController.signal, attempt.signal);
+      signal = link.signal as AbortSignal;
+      unlink = link.dispose;
       timer = this.clock.setTimeout(() => {
         decided = true;
         const error = new TimeoutError(
@@ -602,6 +611,7 @@ export class Pool<T> {
           `create of ${this.subject()} took longer than createTimeout (${limit} ms)`,
         );
         attempt?.abort(error);
+        unlink?.();
         this.createFailed(job, error);
       }, limit);
     }
@@ -618,12 +628,14 @@ export class Pool<T> {
           return;
         }
         decided = true;
+        unlink?.();
         if (timer !== undefined) this.clock.clearTimeout(timer);
         this.created(value);
       },
       (error: unknown) => {
         if (decided) return;
         decided = true;
+        unlink?.();
         if (timer !== undefined) this.clock.clearTimeout(timer);
         this.createFailed(job, error);
       },

@@ -3,22 +3,22 @@
  * in flight, a minimum spacing between starts, per-call cost corrected after the fact, a shared pause
  * after a 429, and server feedback from rate-limit headers — on the one wait queue every primitive uses.
  */
+import { Admission, type LimiterStatistics } from "./admission.js";
 import {
   checkCapacity,
   checkClock,
   checkFunction,
   checkName,
   checkOptionNames,
-  checkPriority,
-  checkSignal,
-  checkTimeout,
   checkWeight,
   optionNames,
 } from "./arguments.js";
 import { type Clock, systemClock, type TimerHandle } from "./clock.js";
+import { defineDisposeSymbols } from "./dispose.js";
 import { type Duration, describe, toMilliseconds } from "./duration.js";
-import { defaultAbortReason, ReleasedError, TimeoutError } from "./errors.js";
+import { defaultAbortReason } from "./errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
+import { type GiveBack, HeldPermit, runHolding } from "./permit.js";
 import { type ChargeHandle, type RateBucket, SlidingWindow, TokenBucket } from "./rate-buckets.js";
 import {
   checkCostUnits,
@@ -29,8 +29,10 @@ import {
   REQUESTS,
 } from "./rate-cost.js";
 import { type HeaderInput, parseRateLimitHeaders, type RateLimitHeaders } from "./rate-headers.js";
-import { checkAcquireOptionNames } from "./wait-options.js";
-import { type CancelReason, type Waiter, WaitQueue } from "./wait-queue.js";
+import { type CheckedAcquireOptions, checkAcquireOptions } from "./wait-options.js";
+import type { WaitQueue } from "./wait-queue.js";
+
+defineDisposeSymbols();
 
 /** The default unit: what a plain-number cost counts. */
 
@@ -157,17 +159,15 @@ export interface RateLimitStatistics {
   /** Largest cost one call may have (token bucket: burst; sliding window: limit). */
   capacity: number;
   /** Budget left now; negative while in debt after a settle. */
-  available: number;
+  remaining: number;
 }
 
-/** A snapshot of a rate limiter's state and lifetime counters, for logs and metrics. */
-export interface RateLimiterStatistics {
-  name: string | undefined;
-  /** Callers waiting. */
-  waiting: number;
-  /** Concurrency weight held by calls in flight. */
-  inFlight: number;
-  concurrency: number;
+/**
+ * A snapshot of a rate limiter's state and lifetime counters, for logs and metrics. The core fields
+ * speak of concurrency: `capacity` is `concurrency` (`Infinity` when unset), `inUse` the weight of calls
+ * in flight.
+ */
+export interface RateLimiterStatistics extends LimiterStatistics {
   /** ms */
   minInterval: number;
   /** On the limiter's clock; `undefined` when not paused. */
@@ -175,14 +175,7 @@ export interface RateLimiterStatistics {
   pauseReason: unknown;
   limits: RateLimitStatistics[];
   /** Per unit, the least budget left among the limits counting it. */
-  available: Record<string, number>;
-  granted: number;
-  /** Waits that ended by timeout, including `timeout: 0` calls that could not start at once. */
-  timedOut: number;
-  /** Waits that ended by their signal, including signals already aborted at the call. */
-  aborted: number;
-  /** Waits rejected by `clear()` or because a configuration change made them impossible. */
-  rejected: number;
+  remaining: Record<string, number>;
   /** Settled calls: the estimates they were admitted with and the actual costs they settled at. */
   settled: { calls: number; estimated: Record<string, number>; actual: Record<string, number> };
 }
@@ -223,42 +216,37 @@ interface Charge {
   readonly handle: ChargeHandle;
 }
 
-class RateLimiterPermit implements RatePermit {
-  /** @internal */
-  held = true;
+/**
+ * A settlement: checked (before the permit records anything), then applied to the limits it was charged
+ * to. One per limiter, like `GiveBack`.
+ */
+interface Settle {
+  check(actual: Readonly<Record<string, number>>): void;
+  apply(permit: RateLimiterPermit, actual: Record<string, number>, first: boolean): void;
+}
+
+class RateLimiterPermit extends HeldPermit implements RatePermit {
   /** @internal What the call was admitted with, kept from the first `settle` on (`refund: false` floors). */
   estimate: Readonly<Record<string, number>> | undefined = undefined;
   constructor(
-    private readonly limiter: RateLimiter,
-    readonly weight: number,
-    readonly signal: AbortSignal,
+    weight: number,
+    signal: AbortSignal,
+    giveBack: GiveBack<RateLimiterPermit, void>,
+    private readonly settlement: Settle,
     /** What is charged now per unit. Mutated by `settle`. */
     readonly cost: Record<string, number>,
     /** @internal */
     readonly charges: readonly Charge[],
-  ) {}
-
-  release(): void {
-    if (!this.held) throw new ReleasedError(`this permit (weight ${this.weight}) was already released`);
-    this.held = false;
-    this.limiter["giveBack"](this.weight);
+  ) {
+    super(weight, signal, giveBack);
   }
 
   settle(actual: RateCost): void {
     const target = normalizeSettlement(actual);
-    checkCostUnits(target, this.limiter["counted"], "actual");
+    this.settlement.check(target);
     const first = this.estimate === undefined;
     this.estimate ??= { ...this.cost };
-    this.limiter["settlePermit"](this, target, first);
-  }
-
-  [Symbol.dispose](): void {
-    if (this.held) this.release();
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    if (this.held) this.release();
-    return Promise.resolve();
+    this.settlement.apply(this, target, first);
   }
 }
 
@@ -319,6 +307,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
    * If it is held back only by time (not by concurrency), `timer` is armed for the moment it can;
    * otherwise no timer is armed. Never more than one.
    */
+  private readonly admission: Admission<Demand, RatePermit>;
   private readonly queue: WaitQueue<Demand, RatePermit>;
   private timer: TimerHandle | undefined = undefined;
   private timerAt = Number.NaN;
@@ -326,7 +315,13 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     this.timer = undefined;
     this.dispatch();
   };
-  private counters = { granted: 0, timedOut: 0, aborted: 0, rejected: 0 };
+  /** The clock time `fits` decided at, for the `take` and `stalled` that follow it in the same step. */
+  private decidedAt = 0;
+  private readonly giveBackPermit = (permit: RateLimiterPermit): void => this.giveBack(permit.weight);
+  private readonly settlePermit: Settle = {
+    check: (target) => checkCostUnits(target, this.counted, "actual"),
+    apply: (permit, target, first) => this.applySettlement(permit, target, first),
+  };
   private settledTotals = { calls: 0, estimated: {} as Record<string, number>, actual: {} as Record<string, number> };
   private idleResolvers: (() => void)[] | undefined = undefined;
   private listeners: { [E in keyof RateLimiterEvents]?: Set<(event: RateLimiterEvents[E]) => void> } = {};
@@ -346,11 +341,33 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     this.concurrencyLimit = checkConcurrency(options.concurrency ?? Number.POSITIVE_INFINITY);
     this.spacing = toMilliseconds(options.minInterval ?? 0, "minInterval");
     this.refund = checkRefund(options.refund ?? true);
-    this.queue = new WaitQueue<Demand, RatePermit>(
+    this.admission = new Admission<Demand, RatePermit>(
+      {
+        // Head-of-line means a request that can never be admitted would block everyone behind it forever.
+        impossible: (demand) => this.whyImpossible(demand),
+        fits: (demand) => this.canStart(demand, (this.decidedAt = this.clock.now())),
+        take: (demand, signal, waiter) => {
+          const permit = this.start(demand, signal, this.decidedAt);
+          // A call that starts ahead of those waiting (a higher priority) moves the head's time: its
+          // charges and start may make the head wait longer, or for a release instead of the timer.
+          if (waiter === undefined && this.queue.size !== 0) this.dispatch();
+          return permit;
+        },
+        // A new head may become payable earlier or later than the old one: the timer must follow it.
+        enqueued: (demand) => {
+          if (this.queue.head?.request === demand) this.dispatch();
+        },
+        stalled: (head) => {
+          // Waiting for a release (concurrency): `giveBack` re-dispatches, so no timer is needed (or wanted).
+          if (head === undefined || this.inFlight + weightOf(head.request) > this.concurrencyLimit) this.disarm();
+          else this.arm(this.readyAt(head.request, this.decidedAt), this.decidedAt);
+        },
+      },
       this.clock,
-      (waiter, reason, wasHead) => this.onCancel(waiter, reason, wasHead),
       () => this.subject(),
+      () => this.notifyIfIdle(),
     );
+    this.queue = this.admission.queue;
     this.setLimits(options.limits ?? []);
   }
 
@@ -421,7 +438,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
    */
   acquire(options?: RateAcquireOptions): Promise<RatePermit> {
     const outcome = this.admit(options);
-    return outcome instanceof RateLimiterPermit ? Promise.resolve(outcome) : outcome;
+    return outcome instanceof Promise ? outcome : Promise.resolve(outcome);
   }
 
   /**
@@ -438,9 +455,11 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     const demand = normalizeDemand(options?.cost, weight, this.counted);
     const impossible = this.whyImpossible(demand);
     if (impossible !== undefined) throw impossible;
-    const now = this.clock.now();
-    if (!this.queue.isFirstInLine(0) || !this.canStart(demand, now)) return undefined;
-    return this.startPassing(demand, NEVER_ABORTED, now);
+    if (!this.queue.isFirstInLine(0) || !this.canStart(demand, (this.decidedAt = this.clock.now()))) return undefined;
+    this.admission.counters.granted++;
+    const permit = this.start(demand, NEVER_ABORTED, this.decidedAt);
+    if (this.queue.size !== 0) this.dispatch();
+    return permit;
   }
 
   /**
@@ -464,8 +483,8 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     const outcome = this.admit(options);
     // Admitted now: the work starts in this very call, so a burst of run() calls reaches the API as the
     // limiter admitted it, not after the caller's loop ends (which would bunch it with the next refill).
-    if (outcome instanceof RateLimiterPermit) return this.runHolding(fn, outcome);
-    return outcome.then((permit) => this.runHolding(fn, permit as RateLimiterPermit));
+    if (!(outcome instanceof Promise)) return runHolding(fn, outcome);
+    return outcome.then((permit) => runHolding(fn, permit));
   }
 
   /**
@@ -541,8 +560,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
    * `AbortSignal.abort().reason` gives. Calls in flight are not affected.
    */
   clear(reason: unknown = defaultAbortReason()): void {
-    this.counters.rejected += this.queue.size;
-    this.queue.rejectAll(reason);
+    this.admission.rejectAll(reason);
     this.disarm();
     this.notifyIfIdle();
   }
@@ -585,32 +603,33 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
   }
 
   /** A snapshot of the state and lifetime counters. */
-  stats(): RateLimiterStatistics {
+  statistics(): RateLimiterStatistics {
     const now = this.clock.now();
-    const available: Record<string, number> = {};
+    const remaining: Record<string, number> = {};
     const limits = this.buckets.map((bucket) => {
       const left = bucket.available(now);
-      available[bucket.unit] = Math.min(available[bucket.unit] ?? Number.POSITIVE_INFINITY, left);
+      remaining[bucket.unit] = Math.min(remaining[bucket.unit] ?? Number.POSITIVE_INFINITY, left);
       return {
         unit: bucket.unit,
         algorithm: bucket.algorithm,
         limit: bucket.limit,
         interval: bucket.interval,
         capacity: bucket.capacity,
-        available: left,
+        remaining: left,
       };
     });
     return {
       name: this.name,
+      capacity: this.concurrencyLimit,
+      available: this.concurrencyLimit - this.inFlight,
+      inUse: this.inFlight,
       waiting: this.queue.size,
-      inFlight: this.inFlight,
-      concurrency: this.concurrencyLimit,
+      ...this.admission.counters,
       minInterval: this.spacing,
       pausedUntil: this.pausedUntil,
       pauseReason: this.pausedUntil === undefined ? undefined : this.pauseReason,
       limits,
-      available,
-      ...this.counters,
+      remaining,
       settled: {
         calls: this.settledTotals.calls,
         estimated: { ...this.settledTotals.estimated },
@@ -622,65 +641,19 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
   // -------------------------------------------------------------------------------------------------
 
   /**
-   * The one admission path of `acquire` and `run`: a permit if the call starts now, otherwise the
-   * promise of the wait (rejected at once for bad options, an impossible cost, an aborted signal or
-   * `timeout: 0`). Never throws.
+   * `acquire` and `run` through the admission step: the permit itself if the call starts now, otherwise
+   * the promise of the wait. Never throws.
    */
-  private admit(options: RateAcquireOptions | undefined): RateLimiterPermit | Promise<RatePermit> {
+  private admit(options: RateAcquireOptions | undefined): RatePermit | Promise<RatePermit> {
     let demand: Demand;
-    let priority = 0;
-    let signal: AbortSignal | undefined;
-    let timeout = Number.POSITIVE_INFINITY;
+    let checked: CheckedAcquireOptions;
     try {
-      if (options === undefined) {
-        demand = 1;
-      } else {
-        if (typeof options !== "object" || options === null) {
-          throw new TypeError(`options must be an object; got ${describe(options)}`);
-        }
-        checkAcquireOptionNames(options);
-        const weight = options.weight === undefined ? 1 : checkWeight(options.weight);
-        demand = normalizeDemand(options.cost, weight, this.counted);
-        if (options.priority !== undefined) priority = checkPriority(options.priority);
-        if (options.timeout !== undefined) timeout = checkTimeout(options.timeout);
-        signal = checkSignal(options.signal);
-      }
-      // Head-of-line means a request that can never be admitted would block everyone behind it forever.
-      const impossible = this.whyImpossible(demand);
-      if (impossible !== undefined) throw impossible;
+      checked = checkAcquireOptions(options);
+      demand = options === undefined ? 1 : normalizeDemand(options.cost, checked.weight, this.counted);
     } catch (error) {
       return Promise.reject(error);
     }
-    if (signal?.aborted) {
-      this.counters.aborted++;
-      return Promise.reject(signal.reason);
-    }
-    // A request that sorts to the head and can start now starts now, passing a lower-priority head.
-    if (this.queue.isFirstInLine(priority)) {
-      const now = this.clock.now();
-      if (this.canStart(demand, now)) return this.startPassing(demand, signal ?? NEVER_ABORTED, now);
-    }
-    if (timeout === 0) {
-      this.counters.timedOut++;
-      return Promise.reject(new TimeoutError(0, this.queue.timeoutMessage(0)));
-    }
-    const headBefore = this.queue.head;
-    const promise = this.queue.enqueue(demand, priority, signal, timeout);
-    // A new head may become payable earlier or later than the old one: the timer must follow it.
-    if (this.queue.head !== headBefore) this.dispatch();
-    return promise;
-  }
-
-  /** Runs `fn` on a granted permit; the `finally` owns the permit from the first line. */
-  private async runHolding<T>(
-    fn: (signal: AbortSignal, permit: RatePermit) => T | PromiseLike<T>,
-    permit: RateLimiterPermit,
-  ): Promise<T> {
-    try {
-      return await fn(permit.signal, permit);
-    } finally {
-      if (permit.held) permit.release();
-    }
+    return this.admission.admit(demand, checked);
   }
 
   /** Whether `demand` may start at `now`: room in flight, and the time-based constraints all met. */
@@ -712,20 +685,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     }
     this.inFlight += weight;
     this.lastStartAt = now;
-    this.counters.granted++;
-    return new RateLimiterPermit(this, weight, signal, costRecord(demand), charges);
-  }
-
-  /**
-   * Starts a call that sorts ahead of everyone waiting. If it passed a lower-priority head, the timer
-   * must follow that head: with this call's weight in flight the head may now wait for a release
-   * instead (no timer, regression: the old one stayed armed and fired for nothing), and this call's
-   * charges and start may have moved its time later.
-   */
-  private startPassing(demand: Demand, signal: AbortSignal, now: number): RateLimiterPermit {
-    const permit = this.start(demand, signal, now);
-    if (this.queue.size !== 0) this.dispatch();
-    return permit;
+    return new RateLimiterPermit(weight, signal, this.giveBackPermit, this.settlePermit, costRecord(demand), charges);
   }
 
   /**
@@ -733,22 +693,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
    * for when it may (if time is what it waits for) or disarms it (if it waits for a release).
    */
   private dispatch(): void {
-    const queue = this.queue;
-    const now = this.clock.now();
-    // A head whose signal aborted before its listener ran (a shared signal, a release from the caller's
-    // own abort listener) is withdrawn, not admitted: the abort came first.
-    for (let head = queue.headToGrant(); head !== undefined; head = queue.headToGrant()) {
-      const demand = head.request;
-      // Waiting for a release: `giveBack` re-dispatches, so no timer is needed (or wanted).
-      if (this.inFlight + weightOf(demand) > this.concurrencyLimit) break;
-      const ready = this.readyAt(demand, now);
-      if (ready > now) {
-        this.arm(ready, now);
-        return;
-      }
-      queue.grant(head, this.start(demand, head.cancellation?.signal ?? NEVER_ABORTED, now));
-    }
-    this.disarm();
+    this.admission.dispatch();
   }
 
   /**
@@ -776,7 +721,6 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
   }
 
   /** Frees a concurrency slot and hands it on in the same synchronous step. Called by permits. */
-  // biome-ignore lint/correctness/noUnusedPrivateClassMembers: permits call it as limiter["giveBack"].
   private giveBack(weight: number): void {
     this.inFlight -= weight;
     if (this.queue.size !== 0) this.dispatch();
@@ -791,8 +735,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
   }
 
   /** Applies a settlement to the limits. Called by permits. */
-  // biome-ignore lint/correctness/noUnusedPrivateClassMembers: permits call it as limiter["settlePermit"].
-  private settlePermit(permit: RateLimiterPermit, target: Record<string, number>, first: boolean): void {
+  private applySettlement(permit: RateLimiterPermit, target: Record<string, number>, first: boolean): void {
     const now = this.clock.now();
     const before = { ...permit.cost };
     const estimate = permit.estimate as Readonly<Record<string, number>>;
@@ -841,14 +784,6 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     return refund[unit] ?? true;
   }
 
-  private onCancel(_waiter: Waiter<Demand, RatePermit>, reason: CancelReason, wasHead: boolean): void {
-    if (reason === "abort") this.counters.aborted++;
-    else this.counters.timedOut++;
-    // The head was what the timer (or head-of-line) waited for: follow the new head, or disarm.
-    if (wasHead) this.dispatch();
-    this.notifyIfIdle();
-  }
-
   /** A RangeError if `demand` could never be admitted under the current configuration. */
   private whyImpossible(demand: Demand): RangeError | undefined {
     const weight = weightOf(demand);
@@ -874,10 +809,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
   private rejectImpossible(): void {
     this.queue.forEach((waiter) => {
       const impossible = this.whyImpossible(waiter.request);
-      if (impossible !== undefined) {
-        this.counters.rejected++;
-        this.queue.reject(waiter, impossible);
-      }
+      if (impossible !== undefined) this.admission.reject(waiter, impossible);
     });
   }
 

@@ -2,24 +2,26 @@
  * Semaphore: at most `capacity` permits held at once, weighted, with priorities, cancellation and
  * run-time resizing. Mutex is a Semaphore of capacity 1.
  */
+import { Admission, type LimiterCounters, type LimiterStatistics } from "./admission.js";
 import {
   checkCapacity,
   checkClock,
   checkFunction,
   checkName,
   checkOptionNames,
-  checkPriority,
-  checkSignal,
-  checkTimeout,
   checkWeight,
   optionNames,
 } from "./arguments.js";
 import { type Clock, systemClock } from "./clock.js";
+import { defineDisposeSymbols } from "./dispose.js";
 import { describe } from "./duration.js";
-import { defaultAbortReason, ReleasedError, TimeoutError } from "./errors.js";
+import { defaultAbortReason } from "./errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
-import { ACQUIRE_OPTIONS, checkAcquireOptionNames } from "./wait-options.js";
-import { type CancelReason, type Waiter, WaitQueue } from "./wait-queue.js";
+import { HeldPermit, runHolding } from "./permit.js";
+import { ACQUIRE_OPTIONS, type CheckedAcquireOptions, checkAcquireOptions } from "./wait-options.js";
+import type { Waiter, WaitQueue } from "./wait-queue.js";
+
+defineDisposeSymbols();
 
 /** Options for {@link Semaphore}. */
 export interface SemaphoreOptions {
@@ -32,28 +34,13 @@ export interface SemaphoreOptions {
 export const SEMAPHORE_OPTIONS = optionNames<SemaphoreOptions>({ name: true, clock: true });
 
 /** A snapshot of a semaphore's state and lifetime counters, for logs and metrics. */
-export interface SemaphoreStatistics {
-  name: string | undefined;
-  capacity: number;
-  /** `capacity - inUse`; negative after a shrink below what is held. */
-  available: number;
-  inUse: number;
-  /** Callers waiting (not their weight). */
-  waiting: number;
+export interface SemaphoreStatistics extends LimiterStatistics {
   /** The weight the waiting callers ask for, together. */
   waitingWeight: number;
-  /** Grants since creation. */
-  granted: number;
-  /** Waits that ended by timeout. */
-  timedOut: number;
-  /** Waits that ended by their signal. */
-  aborted: number;
-  /** Waits rejected by `clear()` or because a shrink made them impossible. */
-  rejected: number;
 }
 
 /** The function a `run()` admits. */
-type RunFunction = (signal: AbortSignal) => unknown;
+type RunFunction = (signal: AbortSignal, permit: Permit) => unknown;
 
 /** A queued `run()` that passed options: its function, weight and signal travel with it. */
 class RunRequest {
@@ -67,7 +54,8 @@ class RunRequest {
 /**
  * What a queued caller asks for: `acquire()` queues its weight; `run()` queues its bare function
  * (weight 1, no options) or a {@link RunRequest}. A queued run thus waits without a Permit and without
- * an async frame: a million queued runs cost their waiters and promises, nothing more.
+ * an async frame: a million queued runs cost their waiters and promises, nothing more; its permit is
+ * made when it starts.
  */
 type Request = number | RunFunction | RunRequest;
 
@@ -82,28 +70,6 @@ type SemaphoreWaiter = Waiter<Request, Grant>;
 /** The weight a queued request asks for. */
 function weightOf(request: Request): number {
   return typeof request === "number" ? request : typeof request === "function" ? 1 : request.weight;
-}
-
-/** A permit of an in-process semaphore. */
-class SemaphorePermit implements Permit {
-  private held = true;
-  constructor(
-    private readonly semaphore: Semaphore,
-    readonly weight: number,
-    readonly signal: AbortSignal,
-  ) {}
-  release(): void {
-    if (!this.held) throw new ReleasedError(`this permit (weight ${this.weight}) was already released`);
-    this.held = false;
-    this.semaphore["giveBack"](this.weight);
-  }
-  [Symbol.dispose](): void {
-    if (this.held) this.release();
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    if (this.held) this.release();
-    return Promise.resolve();
-  }
 }
 
 /**
@@ -139,15 +105,18 @@ export class Semaphore implements Limiter {
    */
   private held = 0;
   /**
-   * Invariant (after every public method returns): the head of `queue`, if any, does not fit
+   * Invariant (after every public method returns): the head of the queue, if any, does not fit
    * (`weightOf(head.request) > limit - held`); otherwise dispatch would have granted it.
    */
+  private readonly admission: Admission<Request, Grant>;
+  /** The admission's queue and counters, kept at hand for the fast paths. */
   private readonly queue: WaitQueue<Request, Grant>;
+  private readonly counters: LimiterCounters;
   private idleResolvers: (() => void)[] | undefined = undefined;
-  private readonly clock: Clock;
-  private counters = { granted: 0, timedOut: 0, aborted: 0, rejected: 0 };
-  /** What error messages call this primitive; a {@link Mutex} sets "mutex" on the semaphore it wraps. */
+  /** What error messages call this primitive; a Mutex over it sets "mutex". */
   private kind = "semaphore";
+  /** Takes a permit's weight back: one function for every permit of this semaphore. */
+  private readonly giveBackPermit = (permit: HeldPermit): void => this.giveBack(permit.weight);
 
   /**
    * @param capacity - permits available: an integer >= 0, or `Infinity`.
@@ -161,12 +130,29 @@ export class Semaphore implements Limiter {
     }
     checkOptionNames(options, SEMAPHORE_OPTIONS, "the new Semaphore() options");
     this.name = checkName(options.name);
-    this.clock = checkClock(options.clock) ?? systemClock;
-    this.queue = new WaitQueue<Request, Grant>(
-      this.clock,
-      (waiter, reason, wasHead) => this.onCancel(waiter, reason, wasHead),
+    this.admission = new Admission<Request, Grant>(
+      {
+        impossible: (request) => {
+          const weight = weightOf(request);
+          // A request that can never fit would block everyone behind it forever (head-of-line).
+          return weight > this.limit ? this.tooHeavy(weight) : undefined;
+        },
+        fits: (request) => weightOf(request) <= this.limit - this.held,
+        take: (request, signal, waiter) => {
+          const weight = weightOf(request);
+          this.held += weight;
+          // A queued run is granted its own waiter; `startQueued`, already attached, makes the call.
+          return typeof request === "number" || waiter === undefined
+            ? new HeldPermit(weight, signal, this.giveBackPermit)
+            : waiter;
+        },
+      },
+      checkClock(options.clock) ?? systemClock,
       () => this.subject(),
+      () => this.notifyIfIdle(),
     );
+    this.queue = this.admission.queue;
+    this.counters = this.admission.counters;
   }
 
   /**
@@ -184,13 +170,10 @@ export class Semaphore implements Limiter {
     if (shrinking) {
       this.queue.forEach((waiter) => {
         const weight = weightOf(waiter.request);
-        if (weight > capacity) {
-          this.counters.rejected++;
-          this.queue.reject(waiter, this.tooHeavy(weight));
-        }
+        if (weight > capacity) this.admission.reject(waiter, this.tooHeavy(weight));
       });
     }
-    this.dispatch();
+    this.admission.dispatch();
     this.notifyIfIdle();
   }
 
@@ -231,10 +214,18 @@ export class Semaphore implements Limiter {
    * ```
    */
   acquire(options?: AcquireOptions): Promise<Permit> {
+    // The admission step's grant at once, for the commonest call: no options, nobody waiting, room.
     if (options === undefined && this.queue.size === 0 && this.held < this.limit) {
-      return Promise.resolve(this.grantNow(1, NEVER_ABORTED));
+      return Promise.resolve(this.grantOne());
     }
-    return this.acquireWith(options) as Promise<Permit>;
+    let checked: CheckedAcquireOptions;
+    try {
+      checked = checkAcquireOptions(options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const granted = this.admission.admit(checked.weight, checked);
+    return granted instanceof Promise ? (granted as Promise<Permit>) : Promise.resolve(granted as Permit);
   }
 
   /**
@@ -247,39 +238,40 @@ export class Semaphore implements Limiter {
     checkWeight(weight);
     if (weight > this.limit) throw this.tooHeavy(weight);
     if (!this.queue.isFirstInLine(0) || weight > this.limit - this.held) return undefined;
-    return this.grantNow(weight, NEVER_ABORTED);
+    this.held += weight;
+    this.counters.granted++;
+    return new HeldPermit(weight, NEVER_ABORTED, this.giveBackPermit);
   }
 
   /**
    * Runs `fn` once admitted, and releases when it settles — returned, thrown (also synchronously) or
    * rejected. `fn` runs in the caller's async context (AsyncLocalStorage) and receives the caller's
-   * signal, which after the grant means "stop the work" rather than "stop waiting".
+   * signal, which after the grant means "stop the work" rather than "stop waiting", and the permit.
    *
    * @example
    * ```ts
    * const user = await semaphore.run((signal) => fetch(`/users/${id}`, { signal }), { timeout: 10_000 });
    * ```
    */
-  run<T>(fn: (signal: AbortSignal) => T | PromiseLike<T>, options?: AcquireOptions): Promise<T> {
-    // The uncontended, option-free path is the hot one: no permit object, no async frame.
+  run<T>(fn: (signal: AbortSignal, permit: Permit) => T | PromiseLike<T>, options?: AcquireOptions): Promise<T> {
+    // The uncontended, option-free path is the hot one: no async frame until the work's own.
     if (options === undefined && this.queue.size === 0 && this.held < this.limit && typeof fn === "function") {
-      this.held++;
-      this.counters.granted++;
-      let result: T | PromiseLike<T>;
-      try {
-        result = fn(NEVER_ABORTED);
-      } catch (error) {
-        this.giveBack(1);
-        return Promise.reject(error);
-      }
-      return Promise.resolve(result).then(this.releaseOneAndReturn, this.releaseOneAndThrow) as Promise<T>;
+      return runHolding(fn, this.grantOne());
     }
+    let checked: CheckedAcquireOptions;
     try {
       checkFunction(fn, "fn");
+      checked = checkAcquireOptions(options);
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.acquireWith(options, fn) as Promise<T>;
+    const signal = checked.signal ?? NEVER_ABORTED;
+    const request: Request = options === undefined ? fn : new RunRequest(fn as RunFunction, checked.weight, signal);
+    const granted = this.admission.admit(request, checked);
+    if (!(granted instanceof Promise)) return runHolding(fn, granted as Permit);
+    // The reaction is attached here, in the caller's step, so `fn` later runs in the caller's async
+    // context (AsyncLocalStorage), as it would after an `await` in the caller's own code.
+    return (granted as Promise<SemaphoreWaiter>).then(this.startQueued) as Promise<T>;
   }
 
   /**
@@ -314,8 +306,7 @@ export class Semaphore implements Limiter {
    * `AbortSignal.abort().reason` gives. Permits already held are not affected.
    */
   clear(reason: unknown = defaultAbortReason()): void {
-    this.counters.rejected += this.queue.size;
-    this.queue.rejectAll(reason);
+    this.admission.rejectAll(reason);
     this.notifyIfIdle();
   }
 
@@ -331,166 +322,40 @@ export class Semaphore implements Limiter {
       available: this.available,
       inUse: this.held,
       waiting: this.queue.size,
-      waitingWeight,
       ...this.counters,
+      waitingWeight,
     };
   }
 
-  /**
-   * Every `acquire()` with options, and every `run()` that cannot start on the fast path (then `fn` is
-   * given: the promise is the run's result instead of a Permit).
-   */
-  private acquireWith(options: AcquireOptions | undefined, fn?: RunFunction): Promise<unknown> {
-    let weight = 1;
-    let priority = 0;
-    let signal: AbortSignal | undefined;
-    let timeout = Number.POSITIVE_INFINITY;
-    try {
-      if (options !== undefined) {
-        if (typeof options !== "object" || options === null) {
-          throw new TypeError(`options must be an object; got ${describe(options)}`);
-        }
-        checkAcquireOptionNames(options);
-        if (options.weight !== undefined) weight = checkWeight(options.weight);
-        if (options.priority !== undefined) priority = checkPriority(options.priority);
-        if (options.timeout !== undefined) timeout = checkTimeout(options.timeout);
-        signal = checkSignal(options.signal);
-      }
-      // A request that can never fit would block everyone behind it forever (head-of-line): refuse it.
-      if (weight > this.limit) throw this.tooHeavy(weight);
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    // An already-aborted signal never enters the queue, even if permits are free.
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    // A request that sorts to the head and fits is served at once, so a light high-priority request
-    // passes a heavy low-priority head that is still waiting for room.
-    if (this.queue.isFirstInLine(priority) && weight <= this.limit - this.held) {
-      if (fn !== undefined) return this.runNow(fn, weight, signal ?? NEVER_ABORTED);
-      return Promise.resolve(this.grantNow(weight, signal ?? NEVER_ABORTED));
-    }
-    if (timeout === 0) return Promise.reject(new TimeoutError(0, this.queue.timeoutMessage(0)));
-    if (fn === undefined) return this.queue.enqueue(weight, priority, signal, timeout);
-    const request = options === undefined ? fn : new RunRequest(fn, weight, signal ?? NEVER_ABORTED);
-    // The reaction is attached here, in the caller's step, so `fn` later runs in the caller's async
-    // context (AsyncLocalStorage), as it would after an `await` in the caller's own code.
-    return (this.queue.enqueue(request, priority, signal, timeout) as Promise<SemaphoreWaiter>).then(this.startQueued);
+  /** @internal For a {@link Mutex} over this semaphore: what messages call it. */
+  nameAs(kind: string): void {
+    this.kind = kind;
   }
 
-  /** Takes `weight` and calls `fn` in this same step; gives the weight back when the result settles. */
-  private runNow(fn: RunFunction, weight: number, signal: AbortSignal): Promise<unknown> {
-    this.held += weight;
+  /** The admission step's grant at once of weight 1 without a signal (the fast paths). */
+  private grantOne(): HeldPermit {
+    this.held++;
     this.counters.granted++;
-    let result: unknown;
-    try {
-      result = fn(signal);
-    } catch (error) {
-      this.giveBack(weight);
-      return Promise.reject(error);
-    }
-    if (weight === 1) return Promise.resolve(result).then(this.releaseOneAndReturn, this.releaseOneAndThrow);
-    return Promise.resolve(result).then(
-      (value) => {
-        this.giveBack(weight);
-        return value;
-      },
-      (error: unknown) => {
-        this.giveBack(weight);
-        throw error;
-      },
-    );
+    return new HeldPermit(1, NEVER_ABORTED, this.giveBackPermit);
   }
 
   /**
-   * Starts a queued run once its grant arrives (a reaction `acquireWith` attached in the caller's step).
-   * Its weight entered `held` at the grant (hand-off), and every path from here gives it back exactly
-   * once: a synchronous throw at once, otherwise when the result settles.
-   *
-   * The release hangs on `settled` as its first reaction, and the caller's promise (the one `then`
-   * derived for this reaction) adopts `settled` afterwards, so the release happens before the caller
-   * sees the result; a rejection still reaches the caller's promise, which reports it if unhandled.
+   * Starts a queued run once its grant arrives (a reaction `run` attached in the caller's step). Its
+   * weight entered `held` at the grant (hand-off); its permit, made now, gives it back exactly once.
    */
   private readonly startQueued = (waiter: SemaphoreWaiter): Promise<unknown> => {
     const request = waiter.request as RunFunction | RunRequest;
-    let result: unknown;
     if (typeof request === "function") {
-      try {
-        result = request(NEVER_ABORTED);
-      } catch (error) {
-        this.giveBack(1);
-        throw error;
-      }
-      const settled = Promise.resolve(result);
-      settled.then(this.releaseOne, this.releaseOne);
-      return settled;
+      return runHolding(request, new HeldPermit(1, NEVER_ABORTED, this.giveBackPermit));
     }
-    const weight = request.weight;
-    try {
-      result = request.fn(request.signal);
-    } catch (error) {
-      this.giveBack(weight);
-      throw error;
-    }
-    const settled = Promise.resolve(result);
-    const release = () => this.giveBack(weight);
-    settled.then(release, release);
-    return settled;
+    return runHolding(request.fn, new HeldPermit(request.weight, request.signal, this.giveBackPermit));
   };
-
-  private grantNow(weight: number, signal: AbortSignal): Permit {
-    this.held += weight;
-    this.counters.granted++;
-    return new SemaphorePermit(this, weight, signal);
-  }
-
-  /** Serves waiters from the head while the head fits; stops at the first that does not. */
-  private dispatch(): void {
-    const queue = this.queue;
-    // Mid-abort (a signal shared with the waiter just cancelled, or a release made by the caller's own
-    // abort listener), the head's signal may have aborted before its listener ran: the abort wins.
-    for (let head = queue.headToGrant(); head !== undefined; head = queue.headToGrant()) {
-      const request = head.request;
-      const weight = weightOf(request);
-      if (weight > this.limit - this.held) break;
-      this.held += weight;
-      this.counters.granted++;
-      if (typeof request === "number") {
-        queue.grant(head, new SemaphorePermit(this, weight, head.cancellation?.signal ?? NEVER_ABORTED));
-      } else {
-        // A queued run is granted its own waiter; `startQueued`, already attached, makes the call.
-        queue.grant(head, head);
-      }
-    }
-  }
 
   /** Takes `weight` back and hands it on in the same synchronous step. Called by permits. */
   private giveBack(weight: number): void {
     this.held -= weight;
-    if (this.queue.size !== 0) this.dispatch();
+    if (this.queue.size !== 0) this.admission.dispatch();
     if (this.held === 0 && this.idleResolvers !== undefined) this.notifyIfIdle();
-  }
-
-  private readonly releaseOneAndReturn = <T>(value: T): T => {
-    this.giveBack(1);
-    return value;
-  };
-
-  private readonly releaseOneAndThrow = (error: unknown): never => {
-    this.giveBack(1);
-    throw error;
-  };
-
-  /** Returns nothing, so the side chain it ends never rejects (the caller's own chain reports errors). */
-  private readonly releaseOne = (): void => {
-    this.giveBack(1);
-  };
-
-  private onCancel(_waiter: SemaphoreWaiter, reason: CancelReason, wasHead: boolean): void {
-    if (reason === "abort") this.counters.aborted++;
-    else this.counters.timedOut++;
-    // The head may have been what blocked the rest (head-of-line): the next one may fit now.
-    if (wasHead) this.dispatch();
-    this.notifyIfIdle();
   }
 
   private notifyIfIdle(): void {

@@ -4,12 +4,13 @@
  * retries what is safe to retry — so a bulk job against a rate-limited API finishes without being
  * blocked, and as fast as the limits allow.
  */
-import { setMaxListeners } from "node:events";
 import { checkOptionNames, optionNames } from "../core/arguments.js";
 import { type Clock, systemClock, type TimerHandle } from "../core/clock.js";
 import { type Duration, describe, toMilliseconds } from "../core/duration.js";
 import { TimeoutError } from "../core/errors.js";
 import type { AcquireOptions, Limiter, Permit } from "../core/limiter.js";
+import { linkSignals } from "../core/linked-signal.js";
+import { allowManyListeners } from "../core/many-listeners.js";
 import { normalizeCost } from "../core/rate-cost.js";
 import { parseRateLimitHeaders, type RateLimitHeaders } from "../core/rate-headers.js";
 import {
@@ -388,7 +389,7 @@ class FetchLimiter {
   ) {
     this.settings = checkOptions(limiter, options);
     // Every call waiting for the limiter listens to the stop switch: thousands at once is normal.
-    setMaxListeners(0, this.stopper.signal);
+    allowManyListeners(this.stopper.signal);
     this.clock = options.clock ?? systemClock;
     this.random = options.random ?? Math.random;
     this.rateAware = typeof limiter.pause === "function" && typeof limiter.observe === "function";
@@ -846,34 +847,6 @@ class FetchLimiter {
       else link.signal?.addEventListener("abort", onAbort, { once: true });
     });
   }
-}
-
-/**
- * One signal that aborts when any of the given ones does, with the first one's reason. `dispose()`
- * removes the listeners, so a long-lived signal (a stop switch, a caller's job-wide signal) does not
- * collect one listener per request. (`AbortSignal.any` would do, but Node 20.0–20.2 lack it and it
- * cannot be disposed.)
- */
-function linkSignals(...signals: (AbortSignal | undefined)[]): { signal: AbortSignal | undefined; dispose(): void } {
-  const present = signals.filter((signal): signal is AbortSignal => signal !== undefined);
-  if (present.length <= 1) return { signal: present[0], dispose: () => {} };
-  const controller = new AbortController();
-  const aborted = present.find((signal) => signal.aborted);
-  if (aborted !== undefined) {
-    controller.abort(aborted.reason);
-    return { signal: controller.signal, dispose: () => {} };
-  }
-  const listeners = present.map((signal) => {
-    const listener = () => controller.abort(signal.reason);
-    signal.addEventListener("abort", listener, { once: true });
-    return [signal, listener] as const;
-  });
-  return {
-    signal: controller.signal,
-    dispose: () => {
-      for (const [signal, listener] of listeners) signal.removeEventListener("abort", listener);
-    },
-  };
 }
 
 /**

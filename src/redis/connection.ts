@@ -39,6 +39,13 @@ export interface RedisConnection {
   duplicate(): RedisConnection;
   /** Closes a connection made by {@link RedisConnection.duplicate}. */
   disconnect(): void;
+  /**
+   * Optional: `false` when the connection goes to one server (or a primary with replicas), `true` for a
+   * Redis Cluster. On one server, `PUBLISH` counts every listener, so a grant to a process that can no
+   * longer hear it (killed) is passed on at once; on a Cluster it counts only one node's, and such a grant
+   * waits for the process's lease to end. Left out, sluice assumes it may be a Cluster.
+   */
+  readonly cluster?: boolean;
 }
 
 /** The subset of an ioredis client (`Redis` from "ioredis", v5 or later) that the adapter calls. */
@@ -52,6 +59,8 @@ export interface IoredisLike {
   scan(cursor: string, match: "MATCH", pattern: string, count: "COUNT", n: number): Promise<[string, string[]]>;
   duplicate(): IoredisLike;
   disconnect(): void;
+  /** ioredis sets it: `true` on a `Cluster`. */
+  readonly isCluster?: boolean;
   on?(event: "error", listener: (error: Error) => void): unknown;
   on?(event: "message" | "smessage", listener: (channel: string, message: string) => void): unknown;
   on?(event: "ready", listener: () => void): unknown;
@@ -128,6 +137,7 @@ export function fromIoredis(client: IoredisLike): RedisConnection {
       return fromIoredis(copy);
     },
     disconnect: () => client.disconnect(),
+    cluster: client.isCluster === true,
   });
 }
 

@@ -8,7 +8,6 @@
  * timer per waiter, no charge for a refused call.
  */
 import {
-  checkCapacity,
   checkFunction,
   checkOptionNames,
   checkPriority,
@@ -34,16 +33,28 @@ import { checkAcquireOptionNames } from "../core/wait-options.js";
 import { type Waiter, WaitQueue } from "../core/wait-queue.js";
 import { type RedisClient, type RedisConnection, Script, toConnection } from "./connection.js";
 import { RedisUnavailableError, withDeadline } from "./errors.js";
-import { RATE_ACQUIRE, RATE_INSPECT, RATE_PAUSE, RATE_SETTLE, RATE_TIGHTEN } from "./rate-scripts.js";
 import {
   checkCommandTimeout,
   checkNotices,
   checkPrefix,
   checkUnavailablePolicy,
-  type RedisPermit,
-  RedisSemaphore,
+  type RedisCloseOptions,
   type UnavailablePolicy,
-} from "./semaphore.js";
+} from "./options.js";
+import type { RedisPermit } from "./permits.js";
+import { RATE_ACQUIRE, RATE_INSPECT, RATE_PAUSE, RATE_SETTLE, RATE_TIGHTEN } from "./rate-scripts.js";
+import { RedisSemaphore } from "./semaphore.js";
+
+/** The longest interval a limit may have in Redis (366 days). */
+const MAX_INTERVAL_MS = 366 * 86_400_000;
+
+/** `concurrency`: an integer >= 1, or Infinity. */
+function checkConcurrency(value: unknown): void {
+  if (typeof value !== "number") throw new TypeError(`concurrency must be a number; got ${describe(value)}`);
+  if (value !== Number.POSITIVE_INFINITY && (!Number.isInteger(value) || value < 1)) {
+    throw new RangeError(`concurrency must be an integer >= 1 or Infinity; got ${value}`);
+  }
+}
 
 const scripts = {
   acquire: new Script(RATE_ACQUIRE),
@@ -75,6 +86,8 @@ export interface RedisRateLimiterOptions {
   onUnavailable?: UnavailablePolicy;
   /** How the concurrency permits' grant notices travel: as RedisSemaphore's `notices`. Default `"publish"`. */
   notices?: "publish" | "sharded";
+  /** The concurrency semaphore's restart guard: as RedisSemaphore's `guardRestarts`. Default true. */
+  guardRestarts?: boolean;
 }
 
 const REDIS_RATE_LIMITER_OPTIONS = optionNames<RedisRateLimiterOptions>({
@@ -88,6 +101,7 @@ const REDIS_RATE_LIMITER_OPTIONS = optionNames<RedisRateLimiterOptions>({
   commandTimeout: true,
   onUnavailable: true,
   notices: true,
+  guardRestarts: true,
 });
 
 /** One configured limit as it travels to the scripts. */
@@ -122,6 +136,8 @@ export interface RedisRatePermit extends RatePermit {
 
 class RatePermit_ implements RedisRatePermit {
   private held = true;
+  /** @internal Per limit, the end of this call's charge in Redis (server µs), for refunds: see rate-scripts.ts. */
+  ends: number[] = [];
   constructor(
     private readonly limiter: RedisRateLimiter,
     readonly weight: number,
@@ -237,6 +253,12 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       }
       const unit = limit.unit ?? REQUESTS;
       const intervalMs = toMilliseconds(limit.interval, `limits[${index}].interval`);
+      // Redis keeps times as integer µs in doubles: a year's interval leaves room; 1e300 ms would not.
+      if (intervalMs > MAX_INTERVAL_MS) {
+        throw new RangeError(
+          `limits[${index}].interval must be at most 366 days (${MAX_INTERVAL_MS} ms) in Redis; got ${describe(limit.interval)}`,
+        );
+      }
       const burst = limit.burst ?? limit.limit;
       const emission = (intervalMs * 1000) / limit.limit;
       return {
@@ -251,6 +273,11 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     });
     this.counted = countedUnits(this.buckets);
     const spacing = toMilliseconds(options.minInterval ?? 0, "minInterval");
+    if (spacing > MAX_INTERVAL_MS) {
+      throw new RangeError(
+        `minInterval must be at most 366 days (${MAX_INTERVAL_MS} ms) in Redis; got ${describe(options.minInterval)}`,
+      );
+    }
     if (spacing > 0) {
       this.buckets.push({
         unit: "\0start",
@@ -267,8 +294,17 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     this.onUnavailable = checkUnavailablePolicy(options.onUnavailable);
     const prefix = checkPrefix(options.prefix);
     this.key = `${prefix}{${this.name}}:rate`;
-    // Checked here so that the error names the option the caller passed, not the semaphore's capacity.
-    if (options.concurrency !== undefined) checkCapacity(options.concurrency, "concurrency");
+    // Checked here so that the error names the option the caller passed, not the semaphore's capacity,
+    // with one message for every value that is not a concurrency (0 included: it would admit nothing).
+    if (options.concurrency !== undefined) checkConcurrency(options.concurrency);
+    if (
+      this.buckets.length === 0 &&
+      (options.concurrency === undefined || options.concurrency === Number.POSITIVE_INFINITY)
+    ) {
+      throw new TypeError(
+        `RedisRateLimiter ${JSON.stringify(this.name)} limits nothing: give it limits, minInterval or concurrency`,
+      );
+    }
     this.concurrency =
       options.concurrency === undefined || options.concurrency === Number.POSITIVE_INFINITY
         ? undefined
@@ -280,9 +316,8 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
             commandTimeout: this.commandMs,
             onUnavailable: this.onUnavailable,
             notices: checkNotices(options.notices),
+            guardRestarts: options.guardRestarts ?? true,
           });
-    if (this.concurrency?.capacity === 0)
-      throw new RangeError("concurrency must be an integer >= 1 or Infinity; got 0");
     this.queue = new WaitQueue<Demand, RatePermit>(
       this.clock,
       (_waiter, _reason, wasHead) => {
@@ -423,8 +458,11 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     return snapshot;
   }
 
-  /** Rejects this process's waiters with ClosedError and closes the concurrency semaphore, if any. */
-  async close(): Promise<void> {
+  /**
+   * Rejects this process's waiters with ClosedError and closes the concurrency semaphore, if any (which
+   * waits up to `timeout` for the calls in flight: see {@link RedisSemaphore.close}).
+   */
+  async close(options?: RedisCloseOptions): Promise<void> {
     if (!this.closed) {
       this.closed = true;
       this.queue.rejectAll(new ClosedError(`Redis rate limiter ${JSON.stringify(this.name)} was closed`));
@@ -432,7 +470,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       this.timer = undefined;
     }
     // The concurrency semaphore's close() is idempotent and returns the same promise every time.
-    await this.concurrency?.close();
+    await this.concurrency?.close(options);
   }
 
   // -------------------------------------------------------------------------------------------------
@@ -503,7 +541,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       return this.fallback(demand, signal, 0);
     }
     if (reply[0] !== 1) throw refused();
-    return this.permit(demand, signal, reply[1]);
+    return this.permit(demand, signal, reply);
   }
 
   /** The head changed (or Redis state did): forget the timer and ask again. */
@@ -540,7 +578,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       "acquire",
       (late) => {
         // Admitted after we gave up on the answer: give the charge back.
-        if ((late as number[])[0] === 1) this.refundAll(demand.cost);
+        if ((late as number[])[0] === 1) this.refundAll(demand.cost, late as number[]);
       },
     );
   }
@@ -564,9 +602,9 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     }
     this.asking = false;
     if (reply[0] === 1) {
-      if (head.queued) this.queue.grant(head, this.permit(demand, head.cancellation?.signal, reply[1]));
+      if (head.queued) this.queue.grant(head, this.permit(demand, head.cancellation?.signal, reply));
       // The caller left while the script ran: nothing was used, so nothing should stay charged.
-      else this.refundAll(demand.cost);
+      else this.refundAll(demand.cost, reply);
       this.pump();
       return;
     }
@@ -582,9 +620,19 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     }, Math.ceil(waitMs) + 1);
   }
 
-  private permit(demand: Demand, signal: AbortSignal | undefined, admittedAtUs?: number): RatePermit_ {
-    const admittedAt = admittedAtUs === undefined ? undefined : admittedAtUs / 1000;
-    return new RatePermit_(this, demand.weight, signal ?? NEVER_ABORTED, { ...demand.cost }, demand.slot, admittedAt);
+  /** A permit for `demand`, admitted by Redis with `reply` (`{1, now, end...}`), or by a fallback. */
+  private permit(demand: Demand, signal: AbortSignal | undefined, reply?: number[]): RatePermit_ {
+    const admittedAt = reply === undefined ? undefined : (reply[1] as number) / 1000;
+    const permit = new RatePermit_(
+      this,
+      demand.weight,
+      signal ?? NEVER_ABORTED,
+      { ...demand.cost },
+      demand.slot,
+      admittedAt,
+    );
+    if (reply !== undefined) permit.ends = reply.slice(2);
+    return permit;
   }
 
   /** Admits through the `onUnavailable` limiter; the permit releases both its slot and the fallback's. */
@@ -634,9 +682,10 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     return cost[bucket.unit] ?? 0;
   }
 
-  private refundAll(cost: Record<string, number>): void {
+  /** Gives back a whole charge nobody used, as admitted with `reply` (`{1, now, end...}`). */
+  private refundAll(cost: Record<string, number>, reply: number[]): void {
     const deltas = this.buckets.map((bucket): [Bucket, number] => [bucket, -this.costFor(bucket, cost)]);
-    this.call(scripts.settle, 0, deltas, "refund").catch(() => undefined);
+    this.call(scripts.settle, 0, deltas, "refund", undefined, reply.slice(2)).catch(() => undefined);
   }
 
   /** Called by permits. Settling is asynchronous; its failure is not the caller's problem. */
@@ -657,8 +706,12 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     }
     if (deltas.size === 0 || !charged) return;
     const changes = this.buckets.map((bucket): [Bucket, number] => [bucket, deltas.get(bucket.unit) ?? 0]);
-    this.call(scripts.settle, 0, changes, "settle").then(
-      () => this.restart(),
+    this.call(scripts.settle, 0, changes, "settle", undefined, permit.ends).then(
+      (reply) => {
+        // Where the call's charge ends now, for the next settlement's refund.
+        permit.ends = (reply as number[]).slice(1);
+        this.restart();
+      },
       () => undefined,
     );
   }
@@ -691,9 +744,13 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     limits: [Bucket, number][],
     what: string,
     onLate?: (value: unknown) => void,
+    /** Per limit, the end of the call's charge (settlements); 0 where not given. */
+    ends: readonly number[] = [],
   ): Promise<unknown> {
     const args: (string | number)[] = [first, limits.length];
-    for (const [bucket, amount] of limits) args.push(bucket.field, bucket.emission, bucket.tolerance, amount);
+    for (const [index, [bucket, amount]] of limits.entries()) {
+      args.push(bucket.field, bucket.emission, bucket.tolerance, amount, ends[index] ?? 0);
+    }
     let running: Promise<unknown>;
     try {
       running = script.run(this.connection, [this.key], args);

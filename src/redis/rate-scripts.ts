@@ -12,8 +12,15 @@
  * The key expires when every bucket is full again and no pause is in force — at that point deleting it
  * changes nothing, so nothing is ever left behind.
  *
- * Each limit travels as four arguments: field, T (µs per unit), tau (burst × T, µs), and an amount
- * (the cost to charge, a settlement delta, or a `remaining` to tighten to).
+ * Each limit travels as five arguments: field, T (µs per unit), tau (burst × T, µs), an amount (the cost
+ * to charge, a settlement delta, or a `remaining` to tighten to), and, for a settlement, the end of the
+ * call's charge in that bucket (0 when unused).
+ *
+ * Refunds give back only what is still ahead: a call's charge occupies the bucket's timeline from where
+ * the bucket stood when it was admitted until its `end`; once the bucket has refilled past part of it,
+ * that part is spent, and later calls were admitted after it. Subtracting the whole unused cost from the
+ * bucket's current time would move those later calls earlier than they were admitted for, and a window
+ * would then see more than the limit allows. So a refund is at most `end - now`.
  */
 
 const PRELUDE = `
@@ -21,7 +28,7 @@ local key = KEYS[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local n = tonumber(ARGV[2])
-local function arg(i, k) return ARGV[2 + (i - 1) * 4 + k] end
+local function arg(i, k) return ARGV[2 + (i - 1) * 5 + k] end
 local function field(i) return arg(i, 1) end
 local function num(i, k) return tonumber(arg(i, k)) end
 
@@ -51,8 +58,9 @@ end
 `;
 
 /**
- * ARGV 1 unused, 2 n, then per limit: field, T, tau, cost. Returns `{1, now}` when admitted and
- * charged, `{0, wait µs}` when not (nothing charged): the exact time until every limit can pay.
+ * ARGV 1 unused, 2 n, then per limit: field, T, tau, cost, unused. Returns `{1, now, end...}` when admitted
+ * and charged (per limit, the end of this call's charge in the bucket, 0 where it cost nothing), `{0, wait
+ * µs}` when not (nothing charged): the exact time until every limit can pay.
  */
 export const RATE_ACQUIRE = `${PRELUDE}
 local ready = pause
@@ -65,26 +73,41 @@ for i = 1, n do
   end
 end
 if ready > now then return {0, math.ceil(ready - now)} end
+local reply = {1, now}
 for i = 1, n do
   local cost = num(i, 4)
-  if cost > 0 then tats[i] = math.max(tats[i], now) + cost * num(i, 2) end
+  reply[i + 2] = 0
+  if cost > 0 then
+    tats[i] = math.max(tats[i], now) + cost * num(i, 2)
+    reply[i + 2] = tats[i]
+  end
 end
 save()
-return {1, now}
+return reply
 `;
 
 /**
- * Per limit: field, T, tau, delta (positive: charge the extra, a bucket may go into debt; negative:
- * refund into the bucket, and a refund into a bucket that refilled since is simply lost).
+ * Per limit: field, T, tau, delta, end (the end of the call's charge in the bucket). Positive delta:
+ * charge the extra at the bucket's end, a bucket may go into debt; negative: refund what of the call's
+ * charge is still ahead, at most `end - now` (see above). Returns `{1, end...}`: per limit, the end of the
+ * call's charge after this settlement.
  */
 export const RATE_SETTLE = `${PRELUDE}
+local reply = {1}
 for i = 1, n do
-  local delta = num(i, 4)
-  if delta > 0 then tats[i] = math.max(tats[i], now) + delta * num(i, 2)
-  elseif delta < 0 then tats[i] = tats[i] + delta * num(i, 2) end
+  local delta, ends = num(i, 4), num(i, 5)
+  if delta > 0 then
+    tats[i] = math.max(tats[i], now) + delta * num(i, 2)
+    ends = tats[i]
+  elseif delta < 0 then
+    local give = math.min(-delta * num(i, 2), math.max(0, ends - now))
+    tats[i] = tats[i] - give
+    ends = ends - give
+  end
+  reply[i + 1] = ends
 end
 save()
-return {1}
+return reply
 `;
 
 /**

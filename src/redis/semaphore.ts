@@ -17,21 +17,29 @@
  *   dispatches, and hands over any grant Redis holds for a request still waiting here) at least every
  *   `wakeTimeout`, so a notice lost with a dropped connection costs a delay, never a hang.
  * - leases: one lease per process covers all its permits and tickets, renewed by a heartbeat every
- *   third of the lease. A process that cannot renew in time marks every permit it holds as lost (the
- *   permit's signal aborts with LeaseLostError) *before* Redis can give the weight to anyone else,
- *   because the local deadline is counted from when the renewal was sent.
+ *   third of the lease. The lease is good locally until a conservative deadline on the monotonic clock,
+ *   counted from when the request that wrote it was *sent*, so this process always gives up before Redis
+ *   can give the weight to anyone else. The deadline is checked where it matters, synchronously: a
+ *   permit's `leaseLost`, `signal` and `release()`, and every grant before it is handed over. A process
+ *   frozen past its lease (a GC pause, a VM stall, SIGSTOP) thus learns it lost its permits at its first
+ *   look after it thaws, before any timer has had a chance to run.
+ * - faults: every check-in squares what Redis holds with what this process believes (see `reconcile`):
+ *   a permit Redis no longer counts is lost, a ticket Redis no longer queues is queued again, in order.
+ *   Every reply carries the state's epoch, so a state recreated after a restart or a flush is noticed
+ *   at the next reply, not at the next check-in.
  */
 
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
+import { Admission, type LimiterStatistics } from "../core/admission.js";
 import { checkCapacity, checkFunction, checkOptionNames, checkWeight, optionNames } from "../core/arguments.js";
 import { systemClock, type TimerHandle } from "../core/clock.js";
-import { type Duration, describe, toMilliseconds } from "../core/duration.js";
-import { ClosedError, LeaseLostError, ReleasedError, TimeoutError } from "../core/errors.js";
-import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "../core/limiter.js";
-import type { LockOptions } from "../core/mutex.js";
+import { type Duration, describe } from "../core/duration.js";
+import { ClosedError, LeaseLostError } from "../core/errors.js";
+import type { AcquireOptions, Limiter, Permit } from "../core/limiter.js";
+import { runHolding } from "../core/permit.js";
 import { type CheckedAcquireOptions, checkAcquireOptions } from "../core/wait-options.js";
-import { type Waiter, WaitQueue } from "../core/wait-queue.js";
+import type { Waiter, WaitQueue } from "../core/wait-queue.js";
 import {
   type NoticeConnection,
   type RedisClient,
@@ -41,23 +49,37 @@ import {
   toConnection,
 } from "./connection.js";
 import { RedisUnavailableError, withDeadline } from "./errors.js";
-import { ACQUIRE, CANCEL, HEARTBEAT, INSPECT, RELEASE } from "./semaphore-scripts.js";
+import { inspectSemaphore, type RedisSemaphoreSnapshot } from "./inspect.js";
+import { LocalLease } from "./lease.js";
+import {
+  checkCloseOptions,
+  checkCommandTimeout,
+  checkKeyTtl,
+  checkLeaseTtl,
+  checkNotices,
+  checkPrefix,
+  checkUnavailablePolicy,
+  checkWakeTimeout,
+  type RedisCloseOptions,
+  type UnavailablePolicy,
+} from "./options.js";
+import { FallbackPermit, LeasedPermit, type LeaseKeeper, parseSlots, type RedisPermit } from "./permits.js";
+import { notifyingSources, type Publish, UNLIMITED } from "./semaphore-scripts.js";
 
-/** The scripts that may tell other processes of a grant, with the command that tells them. */
-function notifyingScripts(publish: "PUBLISH" | "SPUBLISH") {
-  const script = (source: string) =>
-    new Script(publish === "PUBLISH" ? source : source.replaceAll("redis.call('PUBLISH',", "redis.call('SPUBLISH',"));
+/** The scripts that may tell other processes of a grant, for one way of telling. */
+function notifyingScripts(publish: Publish) {
+  const sources = notifyingSources(publish);
   return {
-    acquire: script(ACQUIRE),
-    release: script(RELEASE),
-    cancel: script(CANCEL),
-    heartbeat: script(HEARTBEAT),
+    acquire: new Script(sources.acquire),
+    release: new Script(sources.release),
+    cancel: new Script(sources.cancel),
+    heartbeat: new Script(sources.heartbeat),
   };
 }
 
 type NotifyingScripts = ReturnType<typeof notifyingScripts>;
 
-const scripts = { ...notifyingScripts("PUBLISH"), inspect: new Script(INSPECT) };
+const scripts = notifyingScripts("PUBLISH");
 /** The same scripts for `notices: "sharded"` (made on first use). */
 let shardedScripts: NotifyingScripts | undefined;
 
@@ -66,25 +88,6 @@ let shardedScripts: NotifyingScripts | undefined;
  * `submit`): at most one at a time, so batching never reorders requests across semaphores.
  */
 let gathering: RedisSemaphore | undefined;
-
-/** The largest capacity Redis counts exactly (Infinity is stored as this). */
-const UNLIMITED = Number.MAX_SAFE_INTEGER;
-
-/** What to do when Redis cannot be reached for an acquire. */
-export type UnavailablePolicy = "fail" | "allow" | Limiter;
-
-/** Reads the `onUnavailable` option (default `"fail"`: fail closed). */
-export function checkUnavailablePolicy(policy: UnavailablePolicy | undefined): UnavailablePolicy {
-  const checked = policy ?? "fail";
-  if (
-    checked !== "fail" &&
-    checked !== "allow" &&
-    (typeof checked !== "object" || checked === null || typeof checked.acquire !== "function")
-  ) {
-    throw new TypeError(`onUnavailable must be "fail", "allow" or a Limiter; got ${describe(checked)}`);
-  }
-  return checked;
-}
 
 /** Options for {@link RedisSemaphore}. */
 export interface RedisSemaphoreOptions {
@@ -130,7 +133,7 @@ export interface RedisSemaphoreOptions {
   notices?: "publish" | "sharded";
 }
 
-const REDIS_SEMAPHORE_OPTIONS = optionNames<RedisSemaphoreOptions>({
+export const REDIS_SEMAPHORE_OPTIONS = optionNames<RedisSemaphoreOptions>({
   name: true,
   capacity: true,
   leaseTtl: true,
@@ -142,55 +145,16 @@ const REDIS_SEMAPHORE_OPTIONS = optionNames<RedisSemaphoreOptions>({
   guardRestarts: true,
   notices: true,
 });
-const REDIS_MUTEX_OPTIONS = REDIS_SEMAPHORE_OPTIONS.filter((name) => name !== "capacity");
 
-/** A permit of a {@link RedisSemaphore}. */
-export interface RedisPermit extends Permit {
-  /**
-   * Increases with every grant of this semaphore (across processes and restarts of Redis). Pass it to
-   * the resource you protect and have it refuse tokens lower than the highest it has seen: a holder
-   * that lost its lease without noticing (a long GC pause) then cannot corrupt anything.
-   * `undefined` for permits granted by the `onUnavailable` fallback.
-   */
-  readonly fencingToken: number | undefined;
-  /** Whether the lease ended before the permit was released. */
-  readonly leaseLost: boolean;
-  /** Gives the permit back to Redis. Throws ReleasedError synchronously when already released. */
-  release(): Promise<void>;
-}
-
-/** One holder, as {@link RedisSemaphore.inspect} reports it. */
-export interface RedisHolder {
-  fencingToken: number;
-  weight: number;
-  client: string;
-  /** Milliseconds until the holder's lease ends unless renewed; negative when it ended already. */
-  leaseRemaining: number;
-}
-
-/** One waiting ticket, in queue order. */
-export interface RedisWaiter {
-  ticket: number;
-  weight: number;
-  priority: number;
-  client: string;
-}
-
-/** A snapshot of a semaphore's state in Redis. */
-export interface RedisSemaphoreSnapshot {
-  kind: "semaphore";
-  name: string;
-  key: string;
-  capacity: number | undefined;
-  used: number;
-  /** The last fencing token handed out. */
-  fencingToken: number;
-  holders: RedisHolder[];
-  waiters: RedisWaiter[];
-  /** Every process with a lease: its id and milliseconds left. */
-  clients: { client: string; leaseRemaining: number }[];
-  /** Milliseconds the restart guard still holds grants back; 0 when it does not. */
-  guardRemaining: number;
+/**
+ * A snapshot of a Redis semaphore as this process sees it, without a round trip: `inUse` and `waiting`
+ * are this process's (use `inspect()` for every process), the counters count this process's requests.
+ */
+export interface RedisSemaphoreStatistics extends LimiterStatistics {
+  /** The last fencing token this process was granted, or undefined before any. */
+  lastFencingToken: number | undefined;
+  /** Whether the restart guard held this process's last request back. */
+  restartGuard: boolean;
 }
 
 /** A caller's place in line: local first, and in Redis once `seq` is known. */
@@ -203,8 +167,21 @@ class Ticket {
   id = 0;
   /** The ticket number in Redis; undefined while the acquire script is in flight. */
   seq: number | undefined = undefined;
+  /** The epoch of the state the ticket was queued in (see semaphore-scripts.ts). */
+  epoch = 0;
+  /**
+   * Check-ins in a row that found the ticket neither queued nor granted in Redis while its epoch stayed.
+   * Two in a row mean it was dropped (see "dead waiters" in semaphore-scripts.ts): one could be a refusal
+   * whose notice is still on its way.
+   */
+  missed = 0;
   /** Set when the caller left (abort, timeout, clear) so a late reply is undone instead of granted. */
   cancelled = false;
+  /**
+   * Set while its acquire is in flight when callers who asked before it were queued again: whatever the
+   * reply says, it queues again behind them (a grant goes back), or it would pass them.
+   */
+  behind = false;
   /**
    * The send time of the acquire that carried this submission when that acquire also wrote this
    * process's lease; undefined when it did not. A grant notice for the ticket proves the script ran,
@@ -216,83 +193,14 @@ class Ticket {
   constructor(
     readonly weight: number,
     readonly priority: number,
+    /** When the caller asked, among this process's callers: a ticket queued again keeps its place. */
+    readonly arrival: number,
   ) {}
 }
 
-class Permit_ implements RedisPermit {
-  private held = true;
-  private lost: LeaseLostError | undefined = undefined;
-  /** Created on first use of `signal`: most permits are released without anyone asking for it. */
-  private lease: AbortController | undefined = undefined;
-  private combined: AbortSignal | undefined = undefined;
-  constructor(
-    private readonly owner: RedisSemaphore | undefined,
-    readonly weight: number,
-    readonly fencingToken: number | undefined,
-    private readonly callerSignal: AbortSignal | undefined,
-  ) {}
-  get signal(): AbortSignal {
-    if (this.combined !== undefined) return this.combined;
-    if (this.owner === undefined) return (this.combined = this.callerSignal ?? NEVER_ABORTED);
-    this.lease = new AbortController();
-    if (this.lost !== undefined) this.lease.abort(this.lost);
-    const caller = this.callerSignal;
-    this.combined = caller === undefined ? this.lease.signal : AbortSignal.any([caller, this.lease.signal]);
-    return this.combined;
-  }
-  get leaseLost(): boolean {
-    return this.lost !== undefined;
-  }
-  get isHeld(): boolean {
-    return this.held;
-  }
-  release(): Promise<void> {
-    if (!this.held) throw new ReleasedError(`this permit (fencing token ${this.fencingToken}) was already released`);
-    this.held = false;
-    if (this.owner === undefined || this.fencingToken === undefined) return Promise.resolve();
-    return this.owner["releasePermit"](this);
-  }
-  /** @internal */
-  loseLease(reason: LeaseLostError): void {
-    if (this.lost !== undefined) return;
-    this.lost = reason;
-    this.lease?.abort(reason);
-  }
-  [Symbol.dispose](): void {
-    // A synchronous dispose cannot wait for Redis; a failed release is covered by the lease running out.
-    if (this.held) this.release().catch(() => undefined);
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.held ? this.release() : Promise.resolve();
-  }
-}
-
-/**
- * A permit the `onUnavailable` Limiter granted, dressed as a {@link RedisPermit}: a Limiter's permit may
- * release synchronously (`Semaphore`'s returns nothing), while callers of a RedisPermit may chain on
- * `release()` (as `run` does) and read `leaseLost`.
- */
-class FallbackPermit implements RedisPermit {
-  readonly fencingToken = undefined;
-  readonly leaseLost = false;
-  constructor(private readonly inner: Permit) {}
-  get weight(): number {
-    return this.inner.weight;
-  }
-  get signal(): AbortSignal {
-    return this.inner.signal;
-  }
-  release(): Promise<void> {
-    // A second release throws ReleasedError synchronously, as the inner permit's does.
-    const releasing = this.inner.release();
-    return Promise.resolve(releasing);
-  }
-  [Symbol.dispose](): void {
-    this.inner[Symbol.dispose]();
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    return Promise.resolve(this.inner[Symbol.asyncDispose]());
-  }
+/** The order of this process's own callers: priority (higher first), then arrival. */
+function localOrder(a: Ticket, b: Ticket): number {
+  return b.priority - a.priority || a.arrival - b.arrival;
 }
 
 /**
@@ -321,7 +229,7 @@ class FallbackPermit implements RedisPermit {
  * const answer = await semaphore.run((signal) => callTheApi({ signal }));
  * ```
  */
-export class RedisSemaphore implements Limiter {
+export class RedisSemaphore implements Limiter, LeaseKeeper {
   /** The name shared in Redis: every process using it shares the same permits. */
   readonly name: string;
   /** This process's id in Redis (shows up in `inspect()` and in its notice channel's name). */
@@ -331,7 +239,6 @@ export class RedisSemaphore implements Limiter {
   private readonly keys: [string, string, string];
   private readonly wakeKey: string;
   private readonly tag: string;
-  private readonly leaseMs: number;
   private readonly commandMs: number;
   private readonly wakeMs: number;
   private readonly keyTtlMs: number;
@@ -342,8 +249,16 @@ export class RedisSemaphore implements Limiter {
   private readonly onUnavailable: UnavailablePolicy;
   private readonly clock = systemClock;
 
+  /** The admission step; its queue holds this process's callers (the order that counts is Redis'). */
+  private readonly admission: Admission<Ticket, Permit>;
   /** Local callers waiting; abort and timeout are handled here, the order that counts is Redis'. */
   private readonly queue: WaitQueue<Ticket, Permit>;
+  /** What this process knows of its lease. */
+  private readonly lease: LocalLease;
+  /** A permit goes back through here: one function for every permit of this semaphore. */
+  private readonly giveBackPermit = (permit: LeasedPermit): Promise<void> => this.releasePermit(permit);
+  /** The last fencing token granted here, for statistics. */
+  private lastToken: number | undefined = undefined;
   /**
    * Tickets submitted and not yet granted — acquire in flight or queued in Redis — by `Ticket.id`.
    * Invariant: each is also in `queue` and not cancelled. A grant for an id not in here belongs to
@@ -352,6 +267,10 @@ export class RedisSemaphore implements Limiter {
    */
   private readonly tickets = new Map<number, Ticket>();
   private lastTicketId = 0;
+  /** Callers so far (see `Ticket.arrival`). */
+  private arrivals = 0;
+  /** Tickets were queued again since the last flush: the next batch is put back in local order. */
+  private reordered = false;
   /** Tickets submitted in this tick, sent together by `flush` (a microtask). */
   private unsent: Ticket[] = [];
   /**
@@ -360,12 +279,12 @@ export class RedisSemaphore implements Limiter {
    * (and, when Redis is down, fail on their own deadline).
    */
   private queuedInRedis = 0;
-  /** Permits granted and not released whose lease this process keeps alive. */
-  private readonly held = new Set<Permit_>();
-  /** Local time the last lease write was *sent*; the lease is good until this + lease - margin. */
-  private leaseSentAt = Number.NEGATIVE_INFINITY;
+  /**
+   * Permits granted and not released whose lease this process keeps alive, by fencing token.
+   * Invariant: a permit is in here exactly while it is held and its lease is not known to be lost.
+   */
+  private readonly held = new Map<number, LeasedPermit>();
   private heartbeatTimer: TimerHandle | undefined;
-  private watchdogTimer: TimerHandle | undefined;
   private heartbeating = false;
   /** Local time by which a waiting process should check in (the earliest other lease end, the restart guard). */
   private checkBy = Number.POSITIVE_INFINITY;
@@ -379,9 +298,18 @@ export class RedisSemaphore implements Limiter {
   private checkTimer: TimerHandle | undefined;
   /** A check-in was asked for while a heartbeat was in flight: run one more when it ends. */
   private heartbeatAgain = false;
+  /** Set by `close()`: nothing more is admitted. */
   private closed = false;
+  /** Set once `close()` gave the leases back: no more timers, heartbeats or Redis calls. */
+  private gone = false;
   /** The `close()` under way or done. */
   private closing: Promise<void> | undefined = undefined;
+  /** While `close()` waits for holders: called each time `held` empties. */
+  private onAllReleased: (() => void) | undefined = undefined;
+  /** The epoch of the state in Redis last seen in a reply (see semaphore-scripts.ts); 0 before any. */
+  private epoch = 0;
+  /** Whether PUBLISH's count is exact, so the scripts may pass over a process that hears nothing. */
+  private readonly deliveryCounted: boolean;
   /** Whether Redis last said the restart guard holds grants back (for the timeout message). */
   private guardSeen = false;
   /** Tokens Redis says we hold but we do not know, seen at the last heartbeat (see `reconcile`). */
@@ -399,32 +327,46 @@ export class RedisSemaphore implements Limiter {
     }
     this.name = options.name;
     this.limit = checkCapacity(options.capacity);
-    this.leaseMs = toMilliseconds(options.leaseTtl ?? "10s", "leaseTtl");
-    if (this.leaseMs < 30) throw new RangeError(`leaseTtl must be at least 30 ms; got ${this.leaseMs}`);
+    const leaseMs = checkLeaseTtl(options.leaseTtl);
+    // The watchdog fires at the deadline: the permits are lost if no renewal moved it, and it re-arms.
+    this.lease = new LocalLease(leaseMs, this.clock, () => {
+      this.checkLease();
+      this.armWatchdog();
+    });
     this.commandMs = checkCommandTimeout(options.commandTimeout);
-    this.wakeMs = toMilliseconds(options.wakeTimeout ?? Math.min(this.leaseMs / 3, 5_000), "wakeTimeout");
-    this.keyTtlMs = Math.ceil(toMilliseconds(options.keyTtl ?? Math.max(this.leaseMs * 6, 60_000), "keyTtl"));
-    if (this.keyTtlMs < this.leaseMs * 2) {
-      throw new RangeError(`keyTtl must be at least twice leaseTtl (${this.leaseMs} ms); got ${this.keyTtlMs}`);
-    }
+    this.wakeMs = checkWakeTimeout(options.wakeTimeout, leaseMs);
+    this.keyTtlMs = checkKeyTtl(options.keyTtl, leaseMs);
     this.guardRestarts = options.guardRestarts ?? true;
     this.onUnavailable = checkUnavailablePolicy(options.onUnavailable);
     this.sharded = checkNotices(options.notices) === "sharded";
+    this.deliveryCounted = this.sharded || this.connection.cluster === false;
     this.scripts = this.sharded ? (shardedScripts ??= notifyingScripts("SPUBLISH")) : scripts;
     const prefix = checkPrefix(options.prefix);
     this.tag = `${prefix}{${this.name}}:`;
     this.keys = [`${this.tag}meta`, `${this.tag}queue`, `${this.tag}clients`];
     this.client = `${hostname()}/${process.pid}/${randomBytes(6).toString("hex")}`;
     this.wakeKey = `${this.tag}wake:${this.client}`;
-    this.queue = new WaitQueue<Ticket, Permit>(
+    this.admission = new Admission<Ticket, Permit>(
+      {
+        impossible: (ticket) =>
+          this.closed ? this.closedError() : ticket.weight > this.limit ? this.tooHeavy(ticket.weight) : undefined,
+        // Only Redis knows: every request goes there (`enqueued`), where it is granted at once or queued.
+        fits: () => false,
+        take: () => {
+          throw new Error("sluice internal error: a Redis semaphore grants through Redis");
+        },
+        enqueued: (ticket) => this.submit(ticket),
+        tryNow: (ticket, signal) => this.acquireIfFree(ticket, signal),
+        left: (waiter) => this.forget(waiter.request),
+      },
       this.clock,
-      (waiter) => this.onCancel(waiter),
       // Read when a wait times out: a wait the restart guard caused must say so, or it looks like a hang.
       () =>
         this.guardSeen
           ? `${this.subject()} (held back by the restart guard: the semaphore's state was missing on a Redis server that started less than one lease ago, so nothing is granted until a lease has passed since it started; see guardRestarts and inspect().guardRemaining)`
           : this.subject(),
     );
+    this.queue = this.admission.queue;
   }
 
   /**
@@ -441,7 +383,7 @@ export class RedisSemaphore implements Limiter {
       const ticket = waiter.request;
       if (ticket.weight <= this.limit) return;
       this.forget(ticket);
-      this.queue.reject(waiter, this.tooHeavy(ticket.weight));
+      this.admission.reject(waiter, this.tooHeavy(ticket.weight));
     });
     // Have Redis apply the new capacity now, for every process: waiters that fit a larger one are
     // served (not at the next release or check-in), and tickets too heavy for a smaller one are refused
@@ -455,11 +397,31 @@ export class RedisSemaphore implements Limiter {
     return this.queue.size;
   }
 
-  /** Weight this process holds. */
-  get heldHere(): number {
+  /** Weight this process holds (use `inspect()` for every process). */
+  get inUse(): number {
     let weight = 0;
-    for (const permit of this.held) weight += permit.weight;
+    for (const permit of this.held.values()) weight += permit.weight;
     return weight;
+  }
+
+  /** `capacity - inUse`, as this process sees it. */
+  get available(): number {
+    return this.limit - this.inUse;
+  }
+
+  /** A snapshot of this process's view, without a round trip (see {@link RedisSemaphoreStatistics}). */
+  statistics(): RedisSemaphoreStatistics {
+    const inUse = this.inUse;
+    return {
+      name: this.name,
+      capacity: this.limit,
+      available: this.limit - inUse,
+      inUse,
+      waiting: this.queue.size,
+      ...this.admission.counters,
+      lastFencingToken: this.lastToken,
+      restartGuard: this.guardSeen,
+    };
   }
 
   /**
@@ -479,18 +441,13 @@ export class RedisSemaphore implements Limiter {
     let checked: CheckedAcquireOptions;
     try {
       checked = checkAcquireOptions(options);
-      if (checked.weight > this.limit) throw this.tooHeavy(checked.weight);
     } catch (error) {
       return Promise.reject(error);
     }
-    const { weight, priority, signal, timeout } = checked;
-    if (this.closed) return Promise.reject(new ClosedError(`Redis semaphore ${JSON.stringify(this.name)} was closed`));
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    if (timeout === 0) return this.acquireIfFree(weight, priority, signal);
-    const ticket = new Ticket(weight, priority);
-    const promise = this.queue.enqueue(ticket, priority, signal, timeout) as Promise<RedisPermit>;
-    this.submit(ticket);
-    return promise;
+    return this.admission.admit(
+      new Ticket(checked.weight, checked.priority, ++this.arrivals),
+      checked,
+    ) as Promise<RedisPermit>;
   }
 
   /**
@@ -500,52 +457,37 @@ export class RedisSemaphore implements Limiter {
   async tryAcquire(weight = 1): Promise<RedisPermit | undefined> {
     checkWeight(weight);
     if (weight > this.limit) throw this.tooHeavy(weight);
-    if (this.closed) throw new ClosedError(`Redis semaphore ${JSON.stringify(this.name)} was closed`);
+    if (this.closed) throw this.closedError();
     // A caller of this process who asked first may still be on the way to Redis (batched to the end of
     // the tick, or subscribing): Redis cannot see it yet, so the line is checked here too.
     if (!this.queue.isFirstInLine(0)) return undefined;
-    const sentAt = this.clock.now();
-    const register = this.mustRegister(sentAt);
-    const reply = (await this.call(
-      this.scripts.acquire,
-      ["try", register ? "1" : "0", weight, 0, 0],
-      "tryAcquire",
-      (late) => this.undoAcquire(late as number[], []),
-    )) as number[];
-    if (register) this.leaseWritten(sentAt);
-    this.takeGrants(reply, 4);
-    if (reply[1] === 1) return this.grantUnlessClosed(weight, reply[2] as number, undefined);
-    return undefined;
+    return this.tryInRedis(weight, 0, undefined, "tryAcquire");
   }
 
   /**
    * Runs `fn` once admitted and releases afterwards. `fn` receives a signal that aborts when the
-   * caller's signal does or when the lease is lost; in the latter case `run` rejects with
-   * `LeaseLostError` once `fn` settles, whatever `fn` returned.
+   * caller's signal does or when the lease is lost, and the permit (check `permit.leaseLost` before each
+   * write it protects). `run` rejects with `LeaseLostError` when the lease was lost, whatever `fn` returned.
    *
    * @example
    * ```ts
    * const rows = await semaphore.run((signal) => db.query(sql, { signal }), { timeout: 10_000 });
    * ```
    */
-  async run<T>(fn: (signal: AbortSignal) => T | PromiseLike<T>, options?: AcquireOptions): Promise<T> {
+  async run<T>(
+    fn: (signal: AbortSignal, permit: RedisPermit) => T | PromiseLike<T>,
+    options?: AcquireOptions,
+  ): Promise<T> {
     checkFunction(fn, "fn");
     const permit = await this.acquire(options);
-    let result: T;
     try {
-      result = await fn(permit.signal);
+      // Its release rejects with LeaseLostError when the lease was lost, whatever fn returned.
+      return await runHolding(fn, permit);
     } catch (error) {
-      await permit.release().catch(() => undefined);
-      if (permit.leaseLost) throw this.lostError(permit, error);
+      // fn failed under a lost lease: what the caller needs to know first is that the lease was lost.
+      if (permit.leaseLost && !(error instanceof LeaseLostError)) throw this.lostError(permit, error);
       throw error;
     }
-    try {
-      await permit.release();
-    } catch (error) {
-      if (!permit.leaseLost) throw error;
-    }
-    if (permit.leaseLost) throw this.lostError(permit);
-    return result;
   }
 
   /**
@@ -557,33 +499,70 @@ export class RedisSemaphore implements Limiter {
   }
 
   /**
-   * Leaves: rejects this process's waiters with ClosedError, gives back what it holds (their signals
-   * abort with LeaseLostError), removes its entries from Redis and closes the notice connection.
-   * The Redis client passed in stays open.
+   * Leaves. Stops admitting at once (waiters reject with ClosedError, later acquires too), asks the
+   * holders of this process to stop (their signals abort with ClosedError), waits up to `timeout` for them
+   * to release, then gives back the leases still held (those permits are lost: `leaseLost`, and their
+   * `release()` rejects with LeaseLostError), removes this process's entries from Redis and closes the
+   * notice connection. The Redis client passed in stays open. A second call returns the same promise.
+   *
+   * @example
+   * ```ts
+   * process.once("SIGTERM", () => void semaphore.close({ timeout: "5s" }));
+   * ```
    */
-  close(): Promise<void> {
-    // A second call waits for the same leave, rather than returning before Redis has it.
-    this.closing ??= this.leave();
+  close(options?: RedisCloseOptions): Promise<void> {
+    if (this.closing !== undefined) return this.closing;
+    let timeout: number;
+    try {
+      timeout = checkCloseOptions(options, this.lease.ms);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.closing = this.leave(timeout);
     return this.closing;
   }
 
-  private async leave(): Promise<void> {
+  private async leave(timeout: number): Promise<void> {
     this.closed = true;
+    const error = this.closedError();
     this.queue.forEachRequest((ticket) => ticket.fallback?.abort());
-    this.queue.rejectAll(new ClosedError(`Redis semaphore ${JSON.stringify(this.name)} was closed`));
-    for (const permit of this.held) permit.loseLease(new LeaseLostError("the semaphore was closed"));
-    this.held.clear();
+    this.admission.rejectAll(error);
     // An acquire still in flight then undoes itself when its reply comes (onSubmitted).
     for (const ticket of this.tickets.values()) ticket.cancelled = true;
     this.tickets.clear();
     this.queuedInRedis = 0;
+    if (this.held.size > 0) {
+      const stopping = new ClosedError(`${this.subject()} is closing: stop the work and release the permit`);
+      for (const permit of this.held.values()) permit.askToStop(stopping);
+      await this.allReleased(timeout);
+    }
+    this.gone = true;
+    const unreleased = new LeaseLostError(
+      `${this.subject()} was closed before this permit was released (close() waited ${timeout} ms for it)`,
+    );
+    for (const permit of this.held.values()) permit.loseLease(unreleased);
+    this.held.clear();
     this.stopTimers();
     try {
-      await this.call(this.scripts.heartbeat, ["leave"], "close");
+      await this.call(this.scripts.heartbeat, ["leave", "0"], "close");
     } catch {
       // Our lease runs out on its own.
     }
     this.notices.leave(this.wakeKey);
+  }
+
+  /** Resolves when no permit is held here any more, or after `timeout` ms. */
+  private allReleased(timeout: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = this.clock.setTimeout(done, timeout);
+      const self = this;
+      function done(): void {
+        self.clock.clearTimeout(timer);
+        self.onAllReleased = undefined;
+        resolve();
+      }
+      this.onAllReleased = done;
+    });
   }
 
   // ---- acquiring ----------------------------------------------------------------------------------
@@ -611,8 +590,16 @@ export class RedisSemaphore implements Limiter {
   private readonly flush = (): void => {
     if (gathering === this) gathering = undefined;
     if (this.unsent.length === 0) return;
+    // This batch will write our lease again; tickets queued under a lease that may have lapsed (a freeze)
+    // may have been evicted without Redis saying so later, so they go again, in this batch, ahead.
+    if (this.queuedInRedis > 0) this.checkLease();
     const batch = this.unsent;
     this.unsent = [];
+    if (gathering === this) gathering = undefined;
+    if (this.reordered) {
+      this.reordered = false;
+      batch.sort(localOrder);
+    }
     if (this.closed || !batch.some((ticket) => this.isWaiting(ticket))) return;
     if (this.listening) {
       this.send(batch);
@@ -638,21 +625,49 @@ export class RedisSemaphore implements Limiter {
     const batch = all.filter((ticket) => this.isWaiting(ticket));
     if (batch.length === 0 || this.closed) return;
     const sentAt = this.clock.now();
-    const register = this.mustRegister(sentAt);
+    const register = this.lease.mustRegister(sentAt);
     const args: (string | number)[] = ["wait", register ? "1" : "0"];
     for (const ticket of batch) {
       ticket.registeredAt = register ? sentAt : undefined;
       args.push(ticket.weight, redisNumber(ticket.priority === 0 ? 0 : -ticket.priority), ticket.id);
     }
-    this.call(this.scripts.acquire, args, "acquire", (late) => this.undoAcquire(late as number[], batch)).then(
+    this.call(this.scripts.acquire, args, "acquire", (late) => this.undoAcquire(late as unknown[], batch)).then(
       (value) => {
-        const reply = value as number[];
+        const reply = value as unknown[];
         if (register) this.leaseWritten(sentAt);
-        this.takeGrants(reply, 1 + 3 * batch.length);
+        const epoch = reply[1] as number;
+        const lost = this.onEpoch(epoch);
+        this.takeGrants(reply, 2 + 4 * batch.length);
         for (const [index, ticket] of batch.entries()) {
-          const at = 1 + 3 * index;
-          this.onSubmitted(ticket, reply[at] as number, reply[at + 1] as number, reply[at + 2] as number);
+          const at = 2 + 4 * index;
+          ticket.epoch = epoch;
+          if (ticket.behind && this.isWaiting(ticket)) {
+            // Callers who asked before it were queued again after it was sent: it goes behind them.
+            ticket.behind = false;
+            if (reply[at] === 1) this.discard(reply[at + 1] as number);
+            else if (reply[at] === 2) {
+              ticket.seq = reply[at + 1] as number;
+              this.cancelTicket(ticket);
+              ticket.seq = undefined;
+            }
+            this.untrack(ticket);
+            this.resubmit([ticket]);
+          } else if (lost.size > 0 && reply[at] === 1 && this.isWaiting(ticket)) {
+            // Granted by a state recreated after a restart or a flush, while callers of ours who asked
+            // earlier were queued in the old one: it goes back, and everyone queues again in order.
+            this.discard(reply[at + 1] as number);
+            lost.add(ticket);
+          } else {
+            this.onSubmitted(
+              ticket,
+              reply[at] as number,
+              reply[at + 1] as number,
+              reply[at + 2] as number,
+              reply[at + 3],
+            );
+          }
         }
+        if (lost.size > 0) this.requeue(lost);
       },
       (error: unknown) => {
         for (const ticket of batch) this.onSubmitFailed(ticket, error);
@@ -660,11 +675,14 @@ export class RedisSemaphore implements Limiter {
     );
   }
 
-  /** The acquire script's answer for one request: `status` 1 granted (`value` the token), 2 queued (`value` its seq). */
-  private onSubmitted(ticket: Ticket, status: number, value: number, guardUntil: number): void {
+  /**
+   * The acquire script's answer for one request: `status` 1 granted (`value` the token, `slots` its
+   * slots), 2 queued (`value` its seq, `guardUntil` the restart guard's end).
+   */
+  private onSubmitted(ticket: Ticket, status: number, value: number, guardUntil: number, slots: unknown): void {
     if (status === 1) {
       // Granted at once: the grant is in this reply, not in a notice.
-      this.onGrant(ticket.id, value);
+      this.onGrant(ticket.id, value, slots);
       return;
     }
     ticket.seq = value;
@@ -678,7 +696,7 @@ export class RedisSemaphore implements Limiter {
     this.queuedInRedis++;
     if (guardUntil > 0) {
       this.guardSeen = true;
-      this.checkBy = Math.min(this.checkBy, this.clock.now() + this.leaseMs);
+      this.checkBy = Math.min(this.checkBy, this.clock.now() + this.lease.ms);
     }
     this.armCheck();
     this.scheduleHeartbeat();
@@ -697,9 +715,9 @@ export class RedisSemaphore implements Limiter {
   private fallBack(waiter: Waiter<Ticket, Permit>, ticket: Ticket, error: unknown): void {
     const policy = this.onUnavailable;
     if (!(error instanceof RedisUnavailableError) || policy === "fail") {
-      this.queue.reject(waiter, error);
+      this.admission.reject(waiter, error);
     } else if (policy === "allow") {
-      this.queue.grant(waiter, new Permit_(undefined, ticket.weight, undefined, waiter.cancellation?.signal));
+      this.admission.grant(waiter, new FallbackPermit(ticket.weight, undefined, waiter.cancellation?.signal));
     } else {
       // The waiter stays in the local queue (its timeout and signal still apply) until the fallback admits.
       // When it leaves first (abort, timeout, close), `fallback` withdraws the fallback's waiter too, so a
@@ -718,12 +736,12 @@ export class RedisSemaphore implements Limiter {
       admitting.then(
         (permit) => {
           ticket.fallback = undefined;
-          if (waiter.queued) this.queue.grant(waiter, new FallbackPermit(permit));
+          if (waiter.queued) this.admission.grant(waiter, new FallbackPermit(ticket.weight, permit, undefined));
           else Promise.resolve(permit.release()).catch(() => undefined);
         },
         (fallbackError: unknown) => {
           ticket.fallback = undefined;
-          if (waiter.queued) this.queue.reject(waiter, fallbackError);
+          if (waiter.queued) this.admission.reject(waiter, fallbackError);
         },
       );
     }
@@ -733,11 +751,11 @@ export class RedisSemaphore implements Limiter {
    * An acquire that answered after its deadline: give back whatever it took. `batch` holds the tickets
    * it carried (empty for a `try`, whose grant nobody here knows of).
    */
-  private undoAcquire(reply: number[], batch: readonly Ticket[]): void {
+  private undoAcquire(reply: unknown[], batch: readonly Ticket[]): void {
     const n = reply[0] as number;
-    this.takeGrants(reply, 1 + 3 * n);
+    this.takeGrants(reply, 2 + 4 * n);
     for (let index = 0; index < n; index++) {
-      const at = 1 + 3 * index;
+      const at = 2 + 4 * index;
       const ticket = batch[index];
       if (reply[at] === 1) this.discard(reply[at + 1] as number);
       else if (reply[at] === 2 && ticket !== undefined) {
@@ -747,47 +765,79 @@ export class RedisSemaphore implements Limiter {
     }
   }
 
-  private async acquireIfFree(weight: number, priority: number, signal: AbortSignal | undefined): Promise<RedisPermit> {
-    const refused = () =>
-      new TimeoutError(0, `timed out after 0 ms waiting for Redis semaphore ${JSON.stringify(this.name)}`);
+  /**
+   * `timeout: 0` through the admission step: one round trip that grants if Redis can now, without
+   * queueing (or the `onUnavailable` fallback's answer when Redis cannot be reached). `undefined`:
+   * refused, which the admission step reports as a timeout.
+   */
+  private async acquireIfFree(ticket: Ticket, signal: AbortSignal | undefined): Promise<Permit | undefined> {
     // As in tryAcquire: a caller here who asked first is ahead, whether or not Redis has seen it yet.
-    if (!this.queue.isFirstInLine(priority)) throw refused();
-    const sentAt = this.clock.now();
-    const register = this.mustRegister(sentAt);
-    let reply: number[];
+    if (!this.queue.isFirstInLine(ticket.priority)) return undefined;
     try {
-      reply = (await this.call(
-        this.scripts.acquire,
-        ["try", register ? "1" : "0", weight, redisNumber(priority === 0 ? 0 : -priority), 0],
-        "acquire",
-        (late) => this.undoAcquire(late as number[], []),
-      )) as number[];
+      return await this.tryInRedis(ticket.weight, ticket.priority, signal, "acquire");
     } catch (error) {
       if (!(error instanceof RedisUnavailableError) || this.onUnavailable === "fail") throw error;
-      if (this.onUnavailable === "allow") return new Permit_(undefined, weight, undefined, signal);
-      return new FallbackPermit(await this.onUnavailable.acquire({ weight, priority, signal, timeout: 0 }));
+      this.admission.counters.granted++;
+      if (this.onUnavailable === "allow") return new FallbackPermit(ticket.weight, undefined, signal);
+      const { weight, priority } = ticket;
+      return new FallbackPermit(
+        weight,
+        await this.onUnavailable.acquire({ weight, priority, signal, timeout: 0 }),
+        undefined,
+      );
     }
-    if (register) this.leaseWritten(sentAt);
-    this.takeGrants(reply, 4);
-    if (reply[1] === 1) return this.grantUnlessClosed(weight, reply[2] as number, signal);
-    throw refused();
   }
 
   /**
-   * A grant in the reply of an acquire that does not queue (`tryAcquire`, `timeout: 0`). If `close()`
-   * came while it was in flight, its "leave" has evicted the grant already (it went out right behind
-   * the acquire): a permit now would hold weight Redis no longer counts.
+   * One `try` acquire script (`tryAcquire`, `timeout: 0`): the permit if Redis granted it at once and the
+   * grant is still good when its reply is read (counted as granted), otherwise `undefined`.
    */
-  private grantUnlessClosed(weight: number, token: number, signal: AbortSignal | undefined): Permit_ {
-    if (this.closed) {
-      this.discard(token);
-      throw new ClosedError(`Redis semaphore ${JSON.stringify(this.name)} was closed`);
-    }
-    return this.makePermit(weight, token, signal);
+  private async tryInRedis(
+    weight: number,
+    priority: number,
+    signal: AbortSignal | undefined,
+    what: string,
+  ): Promise<LeasedPermit | undefined> {
+    const sentAt = this.clock.now();
+    const register = this.lease.mustRegister(sentAt);
+    const reply = (await this.call(
+      this.scripts.acquire,
+      ["try", register ? "1" : "0", weight, redisNumber(priority === 0 ? 0 : -priority), 0],
+      what,
+      (late) => this.undoAcquire(late as unknown[], []),
+    )) as unknown[];
+    if (register) this.leaseWritten(sentAt);
+    this.requeue(this.onEpoch(reply[1] as number));
+    this.takeGrants(reply, 6);
+    if (reply[2] !== 1) return undefined;
+    // A reply read after a freeze longer than the lease may carry a grant Redis has since evicted.
+    const permit = this.grantNowUnlessLapsed(weight, reply[3] as number, parseSlots(reply[5]), signal);
+    if (permit !== undefined) this.admission.counters.granted++;
+    return permit;
   }
 
-  private onCancel(waiter: Waiter<Ticket, Permit>): void {
-    this.forget(waiter.request);
+  /**
+   * A grant in the reply of an acquire that does not queue (`tryAcquire`, `timeout: 0`), or `undefined`
+   * when the lease may have lapsed before the reply was read (the grant is given back). If `close()` came
+   * while it was in flight, its "leave" has evicted the grant already (it went out right behind the
+   * acquire): a permit now would hold weight Redis no longer counts.
+   */
+  private grantNowUnlessLapsed(
+    weight: number,
+    token: number,
+    slots: number[],
+    signal: AbortSignal | undefined,
+  ): LeasedPermit | undefined {
+    if (this.closed) {
+      this.discard(token);
+      throw this.closedError();
+    }
+    if (!this.lease.current()) {
+      this.discard(token);
+      this.checkInSoon();
+      return undefined;
+    }
+    return this.makePermit(weight, token, slots, signal);
   }
 
   /**
@@ -816,7 +866,7 @@ export class RedisSemaphore implements Limiter {
     const seq = ticket.seq as number;
     const member = `${String(seq).padStart(16, "0")}:${ticket.weight}:${ticket.id}:${this.client}`;
     this.call(this.scripts.cancel, [member], "cancel").then(
-      (reply) => this.takeGrants(reply as number[], 1),
+      (reply) => this.takeGrants(reply as unknown[], 1),
       // If Redis is unreachable, the ticket goes when our lease does, or is released when granted.
       () => undefined,
     );
@@ -833,33 +883,37 @@ export class RedisSemaphore implements Limiter {
     return found;
   }
 
-  private makePermit(weight: number, token: number, signal: AbortSignal | undefined): Permit_ {
-    const permit = new Permit_(this, weight, token, signal);
-    this.held.add(permit);
+  private makePermit(weight: number, token: number, slots: number[], signal: AbortSignal | undefined): LeasedPermit {
+    const permit = new LeasedPermit(weight, token, slots, signal, this.epoch, this, this.giveBackPermit);
+    this.held.set(token, permit);
+    this.lastToken = token;
     this.scheduleHeartbeat();
     this.armWatchdog();
     return permit;
   }
 
-  /** Grants Redis made to this process, returned in a script reply from `offset` on as (ticket, token) pairs. */
-  private takeGrants(reply: number[], offset: number): void {
-    for (let index = offset; index + 1 < reply.length; index += 2) {
-      this.onGrant(reply[index] as number, reply[index + 1] as number);
+  /**
+   * Grants Redis made to this process, returned in a script reply from `offset` on as (ticket, token,
+   * slots) triples.
+   */
+  private takeGrants(reply: unknown[], offset: number): void {
+    for (let index = offset; index + 2 < reply.length; index += 3) {
+      this.onGrant(reply[index] as number, reply[index + 1] as number, reply[index + 2]);
     }
   }
 
   /**
-   * Redis granted ticket `id` with `token` (0: refused as too heavy for the shared capacity). The same
-   * grant may be delivered twice — by its notice and by a heartbeat that found it undelivered — so this
-   * must be idempotent: the first delivery wins, a repeat is ignored.
+   * Redis granted ticket `id` with `token` (0: refused as too heavy for the shared capacity) and `slots`.
+   * The same grant may be delivered twice — by its notice and by a heartbeat that found it undelivered —
+   * so this must be idempotent: the first delivery wins, a repeat is ignored.
    */
-  private onGrant(id: number, token: number): void {
+  private onGrant(id: number, token: number, slots: unknown): void {
     const ticket = this.tickets.get(id);
     if (ticket === undefined) {
       // Cancelled here while Redis granted it, or from before a lost lease: give it back — unless this
       // is a repeat of a grant already delivered and still held (releasing it would free a permit in use;
       // once its permit is released, releasing the token again does nothing).
-      if (token !== 0 && !this.holds(token)) this.discard(token);
+      if (token !== 0 && !this.held.has(token)) this.discard(token);
       return;
     }
     this.untrack(ticket);
@@ -871,26 +925,51 @@ export class RedisSemaphore implements Limiter {
     if (waiter === undefined) {
       if (token !== 0) this.discard(token);
     } else if (token === 0) {
-      this.queue.reject(
+      this.admission.reject(
         waiter,
         new RangeError(`weight ${ticket.weight} is above the capacity another process set for ${this.subject()}`),
       );
+    } else if (!this.lease.current()) {
+      // The grant was read after our lease may have lapsed (a freeze, a slow Redis): Redis may have
+      // evicted it and given the weight to someone else. Never hand it over as valid; give it back and
+      // queue the caller again, and renew the lease at once.
+      this.discard(token);
+      this.submit(ticket);
+      this.checkInSoon();
     } else {
-      this.queue.grant(waiter, this.makePermit(ticket.weight, token, waiter.cancellation?.signal));
+      this.admission.grant(
+        waiter,
+        this.makePermit(ticket.weight, token, parseSlots(slots), waiter.cancellation?.signal),
+      );
     }
   }
 
   // ---- releasing ----------------------------------------------------------------------------------
 
-  /** Called by a permit's release(). */
-  // biome-ignore lint/correctness/noUnusedPrivateClassMembers: permits call it as owner["releasePermit"].
-  private releasePermit(permit: Permit_): Promise<void> {
-    this.held.delete(permit);
-    if (permit.leaseLost) {
-      // Redis may have given the weight away already; the token is released only if still ours.
-      return this.releaseToken(permit.fencingToken as number).catch(() => undefined);
+  /**
+   * A permit's release (its give-back function). Resolves when Redis took the permit back while it still
+   * held it; rejects with LeaseLostError when the lease was lost first. The deadline is checked first,
+   * while the permit still counts as held, so a lapse is not missed.
+   */
+  private releasePermit(permit: LeasedPermit): Promise<void> {
+    permit.unlink();
+    this.checkLease();
+    const lost = permit.lossReason;
+    if (lost !== undefined) {
+      // Whatever lost it gave its token back to Redis already (see `lose`).
+      return Promise.reject(this.releasedLostError(permit, lost));
     }
-    return this.releaseToken(permit.fencingToken as number);
+    this.held.delete(permit.fencingToken);
+    if (this.held.size === 0) this.onAllReleased?.();
+    return this.releaseToken(permit.fencingToken).then((removed) => {
+      if (removed) return;
+      // Redis no longer held it: evicted after a lapse no timer of ours caught, or its state was lost.
+      const gone = new LeaseLostError(
+        `${this.subject()} no longer held this permit when it was released: its lease ended (or Redis lost its state) while it was held`,
+      );
+      permit.loseLease(gone);
+      throw this.releasedLostError(permit, gone);
+    });
   }
 
   /**
@@ -901,9 +980,11 @@ export class RedisSemaphore implements Limiter {
     this.releaseToken(token).catch(() => undefined);
   }
 
-  private releaseToken(token: number): Promise<void> {
+  /** Releases `token` in Redis; resolves whether Redis still held it. */
+  private releaseToken(token: number): Promise<boolean> {
     return this.call(this.scripts.release, [redisNumber(token)], "release").then((reply) => {
-      this.takeGrants(reply as number[], 1);
+      this.takeGrants(reply as unknown[], 1);
+      return (reply as unknown[])[0] === 1;
     });
   }
 
@@ -958,15 +1039,15 @@ export class RedisSemaphore implements Limiter {
 
   /** A heartbeat now, or right after the one in flight (which may have read Redis too early). */
   private checkInSoon(): void {
-    if (this.closed || this.tickets.size === 0) return;
+    if (this.gone || (this.tickets.size === 0 && this.held.size === 0)) return;
     if (this.heartbeating) this.heartbeatAgain = true;
     else void this.heartbeat();
   }
 
-  /** A grant notice: `<ticket>:<token>`. */
+  /** A grant notice: `<ticket>:<token>:<slots>`. */
   private onNotice(notice: string): void {
-    const colon = notice.indexOf(":");
-    this.onGrant(Number(notice.slice(0, colon)), Number(notice.slice(colon + 1)));
+    const [ticket, token, slots] = notice.split(":");
+    this.onGrant(Number(ticket), Number(token), slots);
   }
 
   /** Redis cannot be reached while callers wait: every waiter learns it now, as `onUnavailable` says. */
@@ -988,24 +1069,52 @@ export class RedisSemaphore implements Limiter {
 
   // ---- leases -------------------------------------------------------------------------------------
 
-  /** Whether the next script must (re)write this process's lease. */
-  private mustRegister(now: number): boolean {
-    return now - this.leaseSentAt > this.leaseMs / 3;
-  }
-
   private leaseWritten(sentAt: number): void {
-    if (sentAt > this.leaseSentAt) this.leaseSentAt = sentAt;
+    this.lease.written(sentAt);
     this.armWatchdog();
   }
 
-  /** The local time after which this process must assume Redis gave its permits away. */
-  private leaseDeadline(): number {
-    // Counted from the send time, minus a margin for clock rate differences, so we always give up first.
-    return this.leaseSentAt + this.leaseMs - (this.leaseMs / 50 + 5);
+  /** @internal Milliseconds left before the local lease deadline (see {@link LeaseKeeper}). */
+  leaseRemaining(): number {
+    return this.lease.remaining();
+  }
+
+  /**
+   * @internal The synchronous check behind a permit's `leaseLost` and `signal`: if the local deadline has
+   * passed (the process was frozen, or Redis could not be reached in time), the lease may have lapsed, so
+   * every permit held is lost now, before any timer has run, and the tickets queue again.
+   */
+  checkLease(): void {
+    if ((this.held.size === 0 && this.queuedInRedis === 0) || this.lease.current() || this.gone) return;
+    const late = Math.round(this.lease.age());
+    this.lapse(
+      new LeaseLostError(
+        `the lease on ${this.subject()} may have lapsed: it was last renewed ${late} ms ago, and the lease is ${this.lease.ms} ms (the process was frozen, or Redis could not be reached in time)`,
+      ),
+      false,
+    );
+    // Renew at once: callers still waiting here need a lease again.
+    this.checkInSoon();
+  }
+
+  /** `permit` is lost: its signal aborts with `error`, and its token goes back to Redis (see `loseAll`). */
+  private lose(permit: LeasedPermit, error: LeaseLostError): void {
+    if (this.held.get(permit.fencingToken) === permit) this.held.delete(permit.fencingToken);
+    permit.loseLease(error);
+    this.discard(permit.fencingToken);
+    if (this.held.size === 0) this.onAllReleased?.();
+  }
+
+  /**
+   * Every permit held is lost: its signal aborts with `error`, and its token goes back to Redis (a no-op if
+   * Redis already evicted it, and the weight back at once if it had not).
+   */
+  private loseAll(error: LeaseLostError): void {
+    for (const permit of [...this.held.values()]) this.lose(permit, error);
   }
 
   private active(): boolean {
-    return !this.closed && (this.held.size > 0 || this.tickets.size > 0 || this.queue.size > 0);
+    return !this.gone && (this.held.size > 0 || this.tickets.size > 0 || this.queue.size > 0);
   }
 
   private scheduleHeartbeat(): void {
@@ -1013,31 +1122,53 @@ export class RedisSemaphore implements Limiter {
     this.heartbeatTimer = this.clock.setTimeout(() => {
       this.heartbeatTimer = undefined;
       void this.heartbeat().finally(() => this.scheduleHeartbeat());
-    }, this.leaseMs / 3);
+    }, this.lease.ms / 3);
     // Housekeeping: it stops on its own once nothing is held or waited for, but only when it next
     // fires; until then it must not keep a process alive that has finished (and disconnected its client).
     this.clock.unref?.(this.heartbeatTimer);
   }
 
-  /** Renews this process's lease, evicts dead processes, dispatches; learns whether our lease was lost. */
+  /**
+   * Renews this process's lease, evicts dead processes, dispatches; learns whether our lease was lost,
+   * and squares what Redis holds for us with what we believe (see `reconcile`).
+   */
   private async heartbeat(): Promise<unknown> {
-    if (this.heartbeating || this.closed) return undefined;
+    if (this.heartbeating || this.gone) return undefined;
     this.heartbeating = true;
     const sentAt = this.clock.now();
+    // What this process believes Redis has at the moment the check-in is sent: the reply must agree.
+    const heldBefore = [...this.held.values()];
+    const queuedBefore = [...this.tickets.values()].filter((ticket) => ticket.seq !== undefined);
     let failure: unknown;
     try {
-      const reply = (await this.call(this.scripts.heartbeat, ["renew"], "heartbeat")) as number[];
-      const [lost, now, earliestOther, guardUntil] = reply as [number, number, number, number];
-      if (lost === 1) this.leaseLost(sentAt);
+      const reply = (await this.call(
+        this.scripts.heartbeat,
+        ["renew", queuedBefore.length > 0 ? "1" : "0"],
+        "heartbeat",
+      )) as unknown[];
+      const [lost, now, earliestOther, guardUntil, epoch, grants, holding] = reply as number[];
+      if (lost === 1) {
+        // Everything of ours is queued again below, under the epoch this reply reports.
+        this.epoch = epoch as number;
+        this.leaseLost(sentAt);
+      }
       this.leaseWritten(sentAt);
       let checkIn = Number.POSITIVE_INFINITY;
-      if (earliestOther > 0) checkIn = Math.min(checkIn, (earliestOther - now) / 1000 + 1);
-      if (guardUntil > 0) checkIn = Math.min(checkIn, (guardUntil - now) / 1000 + 1);
-      this.guardSeen = guardUntil > now;
+      if ((earliestOther as number) > 0)
+        checkIn = Math.min(checkIn, ((earliestOther as number) - (now as number)) / 1000 + 1);
+      if ((guardUntil as number) > 0)
+        checkIn = Math.min(checkIn, ((guardUntil as number) - (now as number)) / 1000 + 1);
+      this.guardSeen = (guardUntil as number) > (now as number);
       this.checkBy = this.clock.now() + Math.max(0, checkIn);
-      const grantsEnd = 5 + (reply[4] as number);
-      this.takeGrants(reply.slice(0, grantsEnd), 5);
-      if (lost !== 1) this.reconcile(reply.slice(grantsEnd));
+      const grantsEnd = 7 + (grants as number);
+      const holdingEnd = grantsEnd + (holding as number);
+      this.takeGrants(reply.slice(0, grantsEnd), 7);
+      if (lost !== 1) {
+        this.reconcile(reply.slice(grantsEnd, holdingEnd), reply.slice(holdingEnd) as number[], epoch as number, {
+          heldBefore,
+          queuedBefore,
+        });
+      }
     } catch (error) {
       // Unreachable: the watchdog ends the leases when the deadline passes; waiters hear of it from
       // the check-in that called (see armCheck).
@@ -1059,7 +1190,8 @@ export class RedisSemaphore implements Limiter {
   }
 
   /**
-   * Squares what Redis holds for this process, as (token, ticket) pairs, with what it knows:
+   * Squares what Redis holds for this process — `holding` as (token, ticket, slots) triples, `queued` as
+   * ticket ids — with what it believed when the check-in was sent:
    * - a grant to a ticket still waiting here is delivered now. Its notice was lost (published while
    *   the notice connection was down or not yet subscribed) or is late; either way the waiter must not
    *   wait for it any longer. This is what makes the check-ins a real safety net: a missed wake-up
@@ -1067,87 +1199,155 @@ export class RedisSemaphore implements Limiter {
    * - a token no permit here carries and no ticket here waits for: a grant whose reply was lost (a
    *   timeout, a dropped connection). Our lease would keep it alive forever, so it is released — but only
    *   when seen at two heartbeats in a row, because a reply may be on its way for a fresh one.
+   * - a permit held here whose token Redis no longer has: its state was lost (a restart, a flush, an
+   *   expiry) or it was evicted, and others may be granted its weight. The permit is lost.
+   * - a ticket queued here that Redis neither queues nor granted: lost with its state (its epoch has
+   *   changed), or passed over because its notice found nobody listening (seen missing twice with the same
+   *   epoch, since once may be a refusal whose notice is on its way). It is queued again, and with it every
+   *   later ticket of this process, so that the process's own callers keep their order.
    */
-  private reconcile(pairs: number[]): void {
+  private reconcile(
+    holding: unknown[],
+    queued: number[],
+    epoch: number,
+    before: { heldBefore: LeasedPermit[]; queuedBefore: Ticket[] },
+  ): void {
     const candidates = new Set<number>();
-    for (let index = 0; index + 1 < pairs.length; index += 2) {
-      const token = pairs[index] as number;
-      const id = pairs[index + 1] as number;
-      if (this.holds(token)) continue;
+    const tokens = new Set<number>();
+    for (let index = 0; index + 2 < holding.length; index += 3) {
+      const token = holding[index] as number;
+      const id = holding[index + 1] as number;
+      tokens.add(token);
+      if (this.held.has(token)) continue;
       if (id !== 0 && this.tickets.has(id)) {
-        this.onGrant(id, token);
+        this.onGrant(id, token, holding[index + 2]);
         continue;
       }
       if (this.orphanCandidates.has(token)) this.discard(token);
       else candidates.add(token);
     }
     this.orphanCandidates = candidates;
+    for (const permit of before.heldBefore) {
+      if (tokens.has(permit.fencingToken) || this.held.get(permit.fencingToken) !== permit) continue;
+      this.lose(
+        permit,
+        new LeaseLostError(
+          `${this.subject()} no longer counts this permit (fencing token ${permit.fencingToken}): its state in Redis was lost (a restart, a flush or an expiry) or its lease was evicted`,
+        ),
+      );
+    }
+    const inQueue = new Set(queued);
+    const lost = this.onEpoch(epoch);
+    for (const ticket of before.queuedBefore) {
+      if (this.tickets.get(ticket.id) !== ticket || inQueue.has(ticket.id) || lost.has(ticket)) {
+        ticket.missed = 0;
+        continue;
+      }
+      ticket.missed++;
+      if (ticket.epoch !== epoch || ticket.missed >= 2) lost.add(ticket);
+    }
+    if (lost.size > 0) this.requeue(lost);
   }
 
-  /** Whether a permit held here carries `token`. */
-  private holds(token: number): boolean {
-    for (const permit of this.held) if (permit.fencingToken === token) return true;
-    return false;
+  /**
+   * Queues again the tickets in `lost`, which Redis no longer has (or never will grant), and every ticket
+   * of this process queued behind the first of them (taken out of the Redis queue first), in local order:
+   * a process's own callers keep their order across a restart.
+   */
+  private requeue(lost: ReadonlySet<Ticket>): void {
+    if (lost.size === 0) return;
+    const again: Ticket[] = [];
+    this.queue.forEach((waiter) => {
+      const ticket = waiter.request;
+      if (this.tickets.get(ticket.id) !== ticket) return;
+      if (lost.has(ticket) || (again.length > 0 && ticket.seq !== undefined)) again.push(ticket);
+    });
+    for (const ticket of again) {
+      this.untrack(ticket);
+      if (!lost.has(ticket)) this.cancelTicket(ticket);
+      ticket.missed = 0;
+    }
+    this.resubmit(again);
+  }
+
+  /**
+   * Submits `again` anew, in local order. Each gets a new id: a late notice for its old one then finds
+   * nobody. Acquires in flight for later callers of this process are marked to queue again behind them
+   * once their replies come (see `Ticket.behind`).
+   */
+  private resubmit(again: readonly Ticket[]): void {
+    if (again.length === 0) return;
+    const first = again.reduce((earliest, ticket) => (localOrder(ticket, earliest) < 0 ? ticket : earliest));
+    const unsent = new Set(this.unsent);
+    for (const ticket of this.tickets.values()) {
+      if (ticket.seq === undefined && !unsent.has(ticket) && localOrder(ticket, first) > 0) {
+        ticket.behind = true;
+      }
+    }
+    for (const ticket of again) this.submit(ticket);
+    this.reordered = true;
+  }
+
+  /**
+   * A reply carried the state's epoch. If it changed, the state was recreated (a restart, a flush, an
+   * expiry): the permits and tickets of the old one are gone. The permits are lost now; the tickets are
+   * returned for the caller to queue again (with `requeue`, together with any it found itself).
+   */
+  private onEpoch(epoch: number): Set<Ticket> {
+    const lost = new Set<Ticket>();
+    if (epoch === this.epoch) return lost;
+    const known = this.epoch !== 0;
+    this.epoch = epoch;
+    if (!known) return lost;
+    const gone = new LeaseLostError(
+      `the state of ${this.subject()} in Redis was lost (a restart, a flush or an expiry): Redis no longer counts this permit`,
+    );
+    for (const permit of [...this.held.values()]) if (permit.epoch !== epoch) this.lose(permit, gone);
+    for (const ticket of this.tickets.values()) {
+      if (ticket.seq !== undefined && ticket.epoch !== epoch) lost.add(ticket);
+    }
+    return lost;
   }
 
   /** Redis no longer has our lease: every permit we hold is lost, every ticket must queue again. */
   private leaseLost(sentAt: number): void {
-    const error = new LeaseLostError(
-      `the lease on Redis semaphore ${JSON.stringify(this.name)} ended before it was renewed`,
+    this.lease.written(sentAt);
+    this.lapse(
+      new LeaseLostError(`the lease on Redis semaphore ${JSON.stringify(this.name)} ended before it was renewed`),
+      true,
     );
-    for (const permit of this.held) permit.loseLease(error);
-    this.held.clear();
-    // Tickets were evicted with the lease; queue them again, in their local order.
-    // (Acquires still in flight were sent after this heartbeat, so they queue under the new lease.)
+  }
+
+  /**
+   * Our lease ended (`evicted`: Redis said so) or may have (the local deadline passed): every permit is
+   * lost, and every ticket queued in Redis queues again in local order — taken out of Redis first unless
+   * Redis evicted it already. (Acquires still in flight queue under the lease they write.)
+   */
+  private lapse(error: LeaseLostError, evicted: boolean): void {
+    this.loseAll(error);
     const again: Ticket[] = [];
     this.queue.forEach((waiter) => {
       const ticket = waiter.request;
       if (ticket.seq !== undefined && this.tickets.get(ticket.id) === ticket) again.push(ticket);
     });
-    for (const ticket of again) this.untrack(ticket);
-    this.leaseSentAt = Math.max(this.leaseSentAt, sentAt);
-    // Each gets a new id: a late notice for its old one then finds nobody.
-    for (const ticket of again) this.submit(ticket);
+    for (const ticket of again) {
+      this.untrack(ticket);
+      if (!evicted) this.cancelTicket(ticket);
+    }
+    this.resubmit(again);
   }
 
-  /**
-   * One timer at the lease deadline while permits are held: if no renewal moved the deadline by the time
-   * it fires, the permits are lost; if one did, it sleeps again until the new deadline. Arming it once
-   * rather than on every grant and renewal keeps timers off the hot path.
-   */
+  /** The lease's watchdog runs while permits are held (see {@link LocalLease.watch}). */
   private armWatchdog(): void {
-    if (this.held.size === 0 || this.closed) {
-      if (this.watchdogTimer !== undefined) this.clock.clearTimeout(this.watchdogTimer);
-      this.watchdogTimer = undefined;
-      return;
-    }
-    if (this.watchdogTimer !== undefined) return;
-    this.watchdogTimer = this.clock.setTimeout(
-      () => {
-        this.watchdogTimer = undefined;
-        if (this.held.size > 0 && this.clock.now() >= this.leaseDeadline()) {
-          const error = new LeaseLostError(
-            `the lease on Redis semaphore ${JSON.stringify(this.name)} could not be renewed in time (Redis unreachable or too slow)`,
-          );
-          for (const permit of this.held) permit.loseLease(error);
-          this.held.clear();
-        }
-        this.armWatchdog();
-      },
-      Math.max(0, this.leaseDeadline() - this.clock.now()),
-    );
-    // It outlives the last release by up to a lease (see above); like the heartbeat, it must not keep a
-    // finished process alive.
-    this.clock.unref?.(this.watchdogTimer);
+    this.lease.watch(this.held.size > 0 && !this.gone);
   }
 
   private stopTimers(): void {
     if (this.heartbeatTimer !== undefined) this.clock.clearTimeout(this.heartbeatTimer);
-    if (this.watchdogTimer !== undefined) this.clock.clearTimeout(this.watchdogTimer);
+    this.lease.stop();
     if (this.checkTimer !== undefined) this.clock.clearTimeout(this.checkTimer);
     this.checkTimer = undefined;
     this.heartbeatTimer = undefined;
-    this.watchdogTimer = undefined;
   }
 
   // ---- plumbing -----------------------------------------------------------------------------------
@@ -1162,9 +1362,9 @@ export class RedisSemaphore implements Limiter {
       this.tag,
       this.client,
       this.limit === Number.POSITIVE_INFINITY ? UNLIMITED : this.limit,
-      this.leaseMs,
+      this.lease.ms,
       this.keyTtlMs,
-      this.guardRestarts ? "1" : "0",
+      (this.guardRestarts ? "1" : "0") + (this.deliveryCounted ? "1" : "0"),
       ...extra,
     ];
     let running: Promise<unknown>;
@@ -1174,6 +1374,18 @@ export class RedisSemaphore implements Limiter {
       running = Promise.reject(error);
     }
     return withDeadline(running, this.commandMs, () => `${what} on ${this.subject()}`, onLate);
+  }
+
+  /** What `release()` of a permit whose lease was lost rejects with. */
+  private releasedLostError(permit: LeasedPermit, lost: LeaseLostError): LeaseLostError {
+    return new LeaseLostError(
+      `the lease on ${this.subject()} (fencing token ${permit.fencingToken}) was lost before the permit was released: ${lost.message}`,
+      { cause: lost },
+    );
+  }
+
+  private closedError(): ClosedError {
+    return new ClosedError(`${this.subject()} was closed`);
   }
 
   private lostError(permit: RedisPermit, cause?: unknown): LeaseLostError {
@@ -1194,172 +1406,9 @@ export class RedisSemaphore implements Limiter {
   }
 }
 
-/** `notices`: `"publish"` (default) or `"sharded"`. */
-export function checkNotices(value: unknown): "publish" | "sharded" {
-  if (value === undefined || value === "publish" || value === "sharded") return value ?? "publish";
-  throw new TypeError(`notices must be "publish" or "sharded"; got ${describe(value)}`);
-}
-
-/** `commandTimeout`: a duration > 0 (default 5 s); 0 would fail every call at the first deadline sweep. */
-export function checkCommandTimeout(value: Duration | undefined): number {
-  const ms = toMilliseconds(value ?? "5s", "commandTimeout");
-  if (!(ms > 0)) throw new RangeError(`commandTimeout must be longer than 0; got ${describe(value)}`);
-  return ms;
-}
-
-/** `prefix`: a string (default `"sluice:"`), the start of every key. */
-export function checkPrefix(value: unknown): string {
-  if (value === undefined) return "sluice:";
-  if (typeof value !== "string") throw new TypeError(`prefix must be a string; got ${describe(value)}`);
-  return value;
-}
-
 /** Numbers as Redis' Lua reads them (tonumber accepts "inf"). */
 function redisNumber(value: number): string | number {
   if (value === Number.POSITIVE_INFINITY) return "inf";
   if (value === Number.NEGATIVE_INFINITY) return "-inf";
   return value;
-}
-
-/** A number as Redis prints it (a sorted set score): the infinities are `inf` and `-inf`. */
-function fromRedisNumber(text: string): number {
-  if (text === "inf" || text === "+inf") return Number.POSITIVE_INFINITY;
-  if (text === "-inf") return Number.NEGATIVE_INFINITY;
-  return Number(text);
-}
-
-/** Reads one semaphore's state. */
-export async function inspectSemaphore(
-  connection: RedisConnection,
-  tag: string,
-  name: string,
-  timeoutMs = 5_000,
-): Promise<RedisSemaphoreSnapshot> {
-  const reply = (await withDeadline(
-    scripts.inspect.run(connection, [`${tag}meta`, `${tag}queue`, `${tag}clients`], []),
-    timeoutMs,
-    `inspect ${name}`,
-  )) as [number, string[], string[], string[]];
-  const [now, metaFlat, queueFlat, clientsFlat] = reply;
-  const meta = new Map<string, string>();
-  for (let index = 0; index + 1 < metaFlat.length; index += 2)
-    meta.set(metaFlat[index] as string, metaFlat[index + 1] as string);
-  const leases = new Map<string, number>();
-  const clients: { client: string; leaseRemaining: number }[] = [];
-  for (let index = 0; index + 1 < clientsFlat.length; index += 2) {
-    const remaining = (Number(clientsFlat[index + 1]) - now) / 1000;
-    leases.set(clientsFlat[index] as string, remaining);
-    clients.push({ client: clientsFlat[index] as string, leaseRemaining: remaining });
-  }
-  const holders: RedisHolder[] = [];
-  for (const [field, value] of meta) {
-    if (!field.startsWith("h:")) continue;
-    // `<weight>:<ticket>:<client>`; the client id may itself contain colons.
-    const colon = value.indexOf(":");
-    const client = value.slice(value.indexOf(":", colon + 1) + 1);
-    holders.push({
-      fencingToken: Number(field.slice(2)),
-      weight: Number(value.slice(0, colon)),
-      client,
-      leaseRemaining: leases.get(client) ?? Number.NEGATIVE_INFINITY,
-    });
-  }
-  holders.sort((a, b) => a.fencingToken - b.fencingToken);
-  const waiters: RedisWaiter[] = [];
-  for (let index = 0; index + 1 < queueFlat.length; index += 2) {
-    const member = queueFlat[index] as string;
-    const [seq, weight, , ...client] = member.split(":");
-    const score = fromRedisNumber(queueFlat[index + 1] as string);
-    waiters.push({
-      ticket: Number(seq),
-      weight: Number(weight),
-      priority: score === 0 ? 0 : -score,
-      client: client.join(":"),
-    });
-  }
-  const capacity = meta.get("capacity");
-  const guard = Number(meta.get("ready") ?? 0);
-  return {
-    kind: "semaphore",
-    name,
-    key: `${tag}meta`,
-    capacity:
-      capacity === undefined ? undefined : Number(capacity) >= UNLIMITED ? Number.POSITIVE_INFINITY : Number(capacity),
-    used: Number(meta.get("used") ?? 0),
-    fencingToken: Number(meta.get("fence") ?? 0),
-    holders,
-    waiters,
-    clients,
-    guardRemaining: guard > now ? (guard - now) / 1000 : 0,
-  };
-}
-
-/**
- * A lock shared by every process using the same Redis and `name`: a {@link RedisSemaphore} of
- * capacity 1 with lock vocabulary.
- *
- * @example
- * ```ts
- * import { RedisMutex } from "sluice/redis";
- * const mutex = new RedisMutex(redis, { name: "nightly-report" });
- * await mutex.runExclusive(async (signal) => {
- *   await buildReport({ signal }); // one process at a time, everywhere
- * });
- * ```
- */
-export class RedisMutex implements Limiter<LockOptions> {
-  private readonly semaphore: RedisSemaphore;
-
-  /**
-   * @param redis - an ioredis client (or any {@link RedisConnection}).
-   * @param options - as {@link RedisSemaphoreOptions}, without `capacity` (always 1).
-   * @throws TypeError/RangeError naming the option and the value.
-   */
-  constructor(redis: RedisClient, options: Omit<RedisSemaphoreOptions, "capacity">) {
-    if (options === null || typeof options !== "object") {
-      throw new TypeError(`options must be an object with a name; got ${describe(options)}`);
-    }
-    checkOptionNames(options, REDIS_MUTEX_OPTIONS, "the new RedisMutex() options");
-    this.semaphore = new RedisSemaphore(redis, { ...options, capacity: 1 });
-  }
-
-  /** The name shared in Redis: every process using it shares this lock. */
-  get name(): string {
-    return this.semaphore.name;
-  }
-
-  /** Waits for the lock. */
-  lock(options?: LockOptions): Promise<RedisPermit> {
-    return this.semaphore.acquire(options);
-  }
-
-  /** Takes the lock if it is free and nobody waits; otherwise resolves `undefined`. */
-  tryLock(): Promise<RedisPermit | undefined> {
-    return this.semaphore.tryAcquire(1);
-  }
-
-  /** Runs `fn` holding the lock (see {@link RedisSemaphore.run} for lease loss). */
-  runExclusive<T>(fn: (signal: AbortSignal) => T | PromiseLike<T>, options?: LockOptions): Promise<T> {
-    return this.semaphore.run(fn, options);
-  }
-
-  /** Same as {@link RedisMutex.lock}, for code written against the {@link Limiter} interface. */
-  acquire(options?: LockOptions): Promise<RedisPermit> {
-    return this.lock(options);
-  }
-
-  /** Same as {@link RedisMutex.runExclusive}, for code written against the {@link Limiter} interface. */
-  run<T>(fn: (signal: AbortSignal) => T | PromiseLike<T>, options?: LockOptions): Promise<T> {
-    return this.runExclusive(fn, options);
-  }
-
-  /** A snapshot of the lock in Redis: see {@link RedisSemaphore.inspect}. */
-  inspect(): Promise<RedisSemaphoreSnapshot> {
-    return this.semaphore.inspect();
-  }
-
-  /** Leaves, as {@link RedisSemaphore.close}: waiters reject with `ClosedError`, a held lock is given back. */
-  close(): Promise<void> {
-    return this.semaphore.close();
-  }
 }

@@ -5,8 +5,8 @@
 import type { Worker } from "node:worker_threads";
 import { checkOptionNames } from "../core/arguments.js";
 import type { Clock } from "../core/clock.js";
-import type { Limiter, Permit } from "../core/limiter.js";
-import type { LockOptions } from "../core/mutex.js";
+import type { Permit } from "../core/limiter.js";
+import { LockOver } from "../core/mutex.js";
 import {
   SHARED_SEMAPHORE_OPTIONS,
   SharedSemaphore,
@@ -40,21 +40,19 @@ export interface SharedMutexOptions {
  * await lock.runExclusive(() => appendToLedger(entry));
  * ```
  */
-export class SharedMutex implements Limiter<LockOptions> {
-  private readonly semaphore: SharedSemaphore;
+export class SharedMutex extends LockOver<Permit, Permit | undefined, SharedSemaphoreStatistics> {
+  private readonly own: SharedSemaphore;
 
   constructor(options?: SharedMutexOptions);
   /** @internal Rebuilds from a handle; use {@link SharedMutex.from}. */
   constructor(semaphore: SharedSemaphore);
   constructor(options: SharedMutexOptions | SharedSemaphore = {}) {
-    if (options instanceof SharedSemaphore) {
-      this.semaphore = options;
-      return;
-    }
-    if (typeof options === "object" && options !== null) {
+    if (typeof options === "object" && options !== null && !(options instanceof SharedSemaphore)) {
       checkOptionNames(options, SHARED_SEMAPHORE_OPTIONS, "the new SharedMutex() options");
     }
-    this.semaphore = new SharedSemaphore(1, options);
+    const semaphore = options instanceof SharedSemaphore ? options : new SharedSemaphore(1, options);
+    super(semaphore);
+    this.own = semaphore;
   }
 
   /**
@@ -73,57 +71,17 @@ export class SharedMutex implements Limiter<LockOptions> {
 
   /** Pass this to other threads; rebuild the lock there with {@link SharedMutex.from}. */
   get handle(): SharedSemaphoreHandle {
-    return this.semaphore.handle;
-  }
-
-  /** Optional name, used in error messages and statistics. */
-  get name(): string | undefined {
-    return this.semaphore.name;
-  }
-
-  /** Waits for the lock and returns it as a disposable {@link Permit}. */
-  lock(options?: LockOptions): Promise<Permit> {
-    return this.semaphore.acquire(options);
-  }
-
-  /** Takes the lock if it is free and nobody waits in any thread; otherwise returns `undefined`. */
-  tryLock(): Permit | undefined {
-    return this.semaphore.tryAcquire(1);
-  }
-
-  /** Runs `fn` holding the lock and unlocks when it settles, however it settles. */
-  runExclusive<T>(fn: (signal: AbortSignal) => T | PromiseLike<T>, options?: LockOptions): Promise<T> {
-    return this.semaphore.run(fn, options);
-  }
-
-  /** Same as {@link SharedMutex.lock}, for code written against the {@link Limiter} interface. */
-  acquire(options?: LockOptions): Promise<Permit> {
-    return this.lock(options);
-  }
-
-  /** Same as {@link SharedMutex.runExclusive}, for code written against the {@link Limiter} interface. */
-  run<T>(fn: (signal: AbortSignal) => T | PromiseLike<T>, options?: LockOptions): Promise<T> {
-    return this.runExclusive(fn, options);
+    return this.own.handle;
   }
 
   /** Whether a `lock()` would wait right now (held, or someone waiting) in any thread. */
   isLocked(): boolean {
-    return this.semaphore.isLocked();
-  }
-
-  /** How many callers wait for the lock in all threads. */
-  get waiting(): number {
-    return this.semaphore.waiting;
+    return this.own.isLocked();
   }
 
   /** Gives the lock back when `worker` exits holding it; see {@link SharedSemaphore.track}. */
   track<W extends Worker>(worker: W): W {
-    return this.semaphore.track(worker);
-  }
-
-  /** A snapshot over all threads. */
-  statistics(): SharedSemaphoreStatistics {
-    return this.semaphore.statistics();
+    return this.own.track(worker);
   }
 }
 

@@ -5,6 +5,7 @@
  * core's, not re-implemented here.
  */
 import { threadId, type Worker } from "node:worker_threads";
+import { Admission, type LimiterStatistics } from "../core/admission.js";
 import {
   checkCapacity,
   checkClock,
@@ -17,10 +18,10 @@ import {
 } from "../core/arguments.js";
 import { type Clock, systemClock } from "../core/clock.js";
 import { describe } from "../core/duration.js";
-import { ReleasedError, TimeoutError } from "../core/errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "../core/limiter.js";
+import { HeldPermit, runHolding } from "../core/permit.js";
 import { type CheckedAcquireOptions, checkAcquireOptions } from "../core/wait-options.js";
-import { type Waiter, WaitQueue } from "../core/wait-queue.js";
+import type { Waiter, WaitQueue } from "../core/wait-queue.js";
 import { ENTRY_STATUS, OwnRecord, SharedQueue, WINDOW, WINDOW_SIZE_MASK, waitAsync } from "./shared-queue.js";
 
 /**
@@ -59,25 +60,21 @@ export const SHARED_SEMAPHORE_OPTIONS = optionNames<SharedSemaphoreOptions>({
 });
 const ATTACH_OPTIONS = optionNames<SharedSemaphoreAttachOptions>({ clock: true });
 
-/** A snapshot of a shared semaphore, summed over all threads. */
-export interface SharedSemaphoreStatistics {
-  name: string | undefined;
-  capacity: number;
-  /** `capacity - inUse`. */
-  available: number;
-  /** Weight held (or granted and about to be collected) in all threads. */
-  inUse: number;
-  /** Callers waiting in all threads. */
-  waiting: number;
+/**
+ * A snapshot of a shared semaphore: `inUse`, `available` and `waiting` summed over all threads at this
+ * instant (held weight includes grants about to be collected); the lifetime counters are this thread's.
+ */
+export interface SharedSemaphoreStatistics extends LimiterStatistics {
   /** Threads that use the semaphore right now (hold a slot). */
   threads: number;
   /** Grants since creation, in all threads. */
-  granted: number;
+  grantedInAllThreads: number;
 }
 
 /** What one local caller asks for, and where it stands in the shared ring. */
 interface Request {
   readonly weight: number;
+  readonly priority: number;
   /** The caller's place in the cross-thread arrival order. */
   readonly ticket: number;
   readonly signal: AbortSignal;
@@ -89,28 +86,6 @@ interface Request {
 }
 
 type LocalWaiter = Waiter<Request, Permit>;
-
-/** A permit of a shared semaphore. Belongs to the thread that acquired it. */
-class SharedPermit implements Permit {
-  private held = true;
-  constructor(
-    private readonly owner: SharedSemaphore,
-    readonly weight: number,
-    readonly signal: AbortSignal,
-  ) {}
-  release(): void {
-    if (!this.held) throw new ReleasedError(`this permit (weight ${this.weight}) was already released`);
-    this.held = false;
-    this.owner["giveBack"](this.weight);
-  }
-  [Symbol.dispose](): void {
-    if (this.held) this.release();
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    if (this.held) this.release();
-    return Promise.resolve();
-  }
-}
 
 /**
  * The heaviest weight (and largest finite capacity): weights and held sums are 32-bit words in the
@@ -178,6 +153,8 @@ export class SharedSemaphore implements Limiter {
   private readonly shared: SharedQueue;
   /** This thread's slot in the shared buffer; taken on first use, so a handle passed along costs nothing. */
   private own: OwnRecord | undefined;
+  /** The admission step; its queue holds this thread's callers. */
+  private readonly admission: Admission<Request, Permit>;
   /**
    * This thread's callers, in priority-then-arrival order.
    * Invariant (after every public method returns): the ring's WAITING entries are the first not-yet-
@@ -185,6 +162,8 @@ export class SharedSemaphore implements Limiter {
    * exactly when some waiter is left out.
    */
   private readonly queue: WaitQueue<Request, Permit>;
+  /** A permit's weight goes back through here: one function for every permit of this thread. */
+  private readonly giveBackPermit = (permit: HeldPermit): void => this.giveBack(permit.weight);
   /** The waiter each ring entry stands for, by `sequence & mask`; `undefined` once it left the queue. */
   private readonly slots: (LocalWaiter | undefined)[] = new Array(WINDOW).fill(undefined);
   /** Set when something changed that a dispatch pass must see (a release, a withdrawn head). */
@@ -234,11 +213,25 @@ export class SharedSemaphore implements Limiter {
       forget.register(this, this.shared.id);
     }
     this.handle = Object.freeze({ kind: "sluice:SharedSemaphore", buffer: this.shared.buffer, name: this.name });
-    this.queue = new WaitQueue<Request, Permit>(
+    this.admission = new Admission<Request, Permit>(
+      {
+        // A request that can never fit would block everyone behind it in every thread: refuse it.
+        impossible: (request) =>
+          request.weight > this.capacity || request.weight > MAX_WEIGHT ? this.tooHeavy(request.weight) : undefined,
+        // Whether it fits is decided across threads once it is published (`enqueued`), in the same step.
+        fits: () => false,
+        take: () => {
+          throw new Error("sluice internal error: a shared semaphore grants through collect()");
+        },
+        enqueued: (request) => this.park(request),
+        // `timeout: 0`: published and dispatched in this step; granted then, or withdrawn uncounted.
+        tryNow: (request) => Promise.resolve(this.tryNow(request)),
+        left: (waiter) => this.onCancel(waiter),
+      },
       clock,
-      (waiter) => this.onCancel(waiter),
       () => this.subject(),
     );
+    this.queue = this.admission.queue;
   }
 
   /**
@@ -299,21 +292,14 @@ export class SharedSemaphore implements Limiter {
     let checked: CheckedAcquireOptions;
     try {
       checked = checkAcquireOptions(options);
-      // A request that can never fit would block everyone behind it in every thread: refuse it.
-      if (checked.weight > this.capacity || checked.weight > MAX_WEIGHT) throw this.tooHeavy(checked.weight);
-      if (checked.signal?.aborted) throw checked.signal.reason;
       this.attach();
     } catch (error) {
       return Promise.reject(error);
     }
-    const { weight, priority, signal, timeout } = checked;
-    const [promise, waiter] = this.park(weight, priority, signal, timeout === 0 ? Number.POSITIVE_INFINITY : timeout);
-    // `timeout: 0` means "only if free right now": the park above already dispatched, so if the waiter
-    // is still queued it would have to wait. Cancelling goes through the same path as any timeout.
-    if (timeout === 0 && waiter.queued) {
-      this.queue.cancel(waiter, "timeout", new TimeoutError(0, this.queue.timeoutMessage(0)));
-    }
-    return promise;
+    return this.admission.admit(
+      this.request(checked.weight, checked.priority, checked.signal),
+      checked,
+    ) as Promise<Permit>;
   }
 
   /**
@@ -326,13 +312,7 @@ export class SharedSemaphore implements Limiter {
     checkWeight(weight);
     if (weight > this.capacity || weight > MAX_WEIGHT) throw this.tooHeavy(weight);
     this.attach();
-    const [promise, waiter] = this.park(weight, 0, undefined, Number.POSITIVE_INFINITY);
-    if (waiter.request.permit !== undefined) return waiter.request.permit;
-    promise.catch(ignore);
-    this.queue.cancel(waiter, "timeout", new TimeoutError(0, this.queue.timeoutMessage(0)));
-    // The cancel can lose to a grant made by another thread in between; the grant is then handed back
-    // by `collect`, so either way nothing is held.
-    return undefined;
+    return this.tryNow(this.request(weight, 0, undefined));
   }
 
   /**
@@ -344,15 +324,13 @@ export class SharedSemaphore implements Limiter {
    * const text = await semaphore.run((signal) => callModel(prompt, { signal }), { timeout: 30_000 });
    * ```
    */
-  async run<T>(fn: (signal: AbortSignal) => T | PromiseLike<T>, options?: AcquireOptions): Promise<T> {
-    checkFunction(fn, "fn");
-    const permit = await this.acquire(options);
-    // Nothing may come between the grant and the `try`: the finally must own the permit.
+  run<T>(fn: (signal: AbortSignal, permit: Permit) => T | PromiseLike<T>, options?: AcquireOptions): Promise<T> {
     try {
-      return await fn(permit.signal);
-    } finally {
-      permit.release();
+      checkFunction(fn, "fn");
+    } catch (error) {
+      return Promise.reject(error);
     }
+    return this.acquire(options).then((permit) => runHolding(fn, permit));
   }
 
   /**
@@ -417,8 +395,9 @@ export class SharedSemaphore implements Limiter {
       available: this.capacity - inUse,
       inUse,
       waiting,
+      ...this.admission.counters,
       threads,
-      granted,
+      grantedInAllThreads: granted,
     };
   }
 
@@ -432,28 +411,42 @@ export class SharedSemaphore implements Limiter {
     return this.own;
   }
 
-  /** Queues a caller locally, publishes it, and dispatches, all in one synchronous step. */
-  private park(
-    weight: number,
-    priority: number,
-    signal: AbortSignal | undefined,
-    timeout: number,
-  ): [Promise<Permit>, LocalWaiter] {
-    const request: Request = {
+  /** A caller's request, with its place in the cross-thread arrival order taken now. */
+  private request(weight: number, priority: number, signal: AbortSignal | undefined): Request {
+    return {
       weight,
+      priority,
       ticket: this.shared.ticket(),
       signal: signal ?? NEVER_ABORTED,
       published: false,
       sequence: 0,
       permit: undefined,
     };
-    const promise = this.queue.enqueue(request, priority, signal, timeout);
-    const waiter = this.queue.newest(priority) as LocalWaiter;
+  }
+
+  /** Publishes a caller just queued locally, and dispatches, in the same synchronous step. */
+  private park(request: Request): void {
+    const waiter = this.queue.newest(request.priority) as LocalWaiter;
     // A caller that sorts ahead of callers already published (a higher priority) would be invisible
     // behind them: take the waiting ones back and publish again in the new order.
     if (this.queue.after(waiter) !== undefined) this.withdrawAll();
     this.sync();
-    return [promise, waiter];
+  }
+
+  /**
+   * "Only if free right now": queues and publishes the caller and dispatches in this step; returns its
+   * permit if that granted it, or withdraws it and returns `undefined`. The withdrawal can lose to a grant
+   * made by another thread in between; `collect` then hands that grant back, so nothing is held.
+   */
+  private tryNow(request: Request): Permit | undefined {
+    const waiting = this.queue.enqueue(request, request.priority, undefined, Number.POSITIVE_INFINITY);
+    this.park(request);
+    if (request.permit !== undefined) return request.permit;
+    waiting.catch(ignore);
+    const waiter = this.queue.newest(request.priority) as LocalWaiter;
+    this.queue.reject(waiter, undefined);
+    this.onCancel(waiter);
+    return undefined;
   }
 
   /**
@@ -496,7 +489,7 @@ export class SharedSemaphore implements Limiter {
       // re-dispatch (or a release made by an earlier listener of the caller's own) can grant the next
       // before its listener runs. The abort came first, so it wins, as in Semaphore; the weight goes back.
       if (waiter?.request.signal.aborted) {
-        this.queue.reject(waiter, waiter.request.signal.reason);
+        this.admission.withdrawAborted(waiter, waiter.request.signal.reason);
         if (status === ENTRY_STATUS.GRANTED) gaveBack = true;
         own.advance(sequence, 0);
         continue;
@@ -504,10 +497,10 @@ export class SharedSemaphore implements Limiter {
       if (status === ENTRY_STATUS.GRANTED && waiter !== undefined) {
         const weight = own.weight(sequence);
         own.advance(sequence, weight);
-        const permit = new SharedPermit(this, weight, waiter.request.signal);
+        const permit = new HeldPermit(weight, waiter.request.signal, this.giveBackPermit);
         waiter.request.permit = permit;
         waiter.request.published = false;
-        this.queue.grant(waiter, permit);
+        this.admission.grant(waiter, permit);
         collected = true;
       } else {
         // GRANTED without a waiter: the caller was cancelled after the grant was made in another
@@ -605,7 +598,6 @@ export class SharedSemaphore implements Limiter {
   }
 
   /** Gives `weight` back and hands it on in the same synchronous step. Called by permits. */
-  // biome-ignore lint/correctness/noUnusedPrivateClassMembers: SharedPermit calls it (kept off the public API)
   private giveBack(weight: number): void {
     (this.own as OwnRecord).release(weight);
     this.dirty = true;

@@ -144,7 +144,10 @@ const CASES: [string, () => unknown, string, string][] = [
   ],
   [
     "RedisRateLimiter acquire()",
-    () => new RedisRateLimiter(unusedRedis(), { name: "x" }).acquire({ costs: 1 } as object),
+    () =>
+      new RedisRateLimiter(unusedRedis(), { name: "x", limits: [{ limit: 1, interval: 1000 }] }).acquire({
+        costs: 1,
+      } as object),
     "costs",
     "cost",
   ],

@@ -67,7 +67,7 @@ describe("limitedFetch: garbage rate-limit headers never lose a permit", () => {
       clock,
       limited("http://api.test/first").catch(() => undefined),
     );
-    expect(limiter.stats().inFlight).toBe(0);
+    expect(limiter.statistics().inUse).toBe(0);
     const second = await drive(
       clock,
       limited("http://api.test/second").catch(() => undefined),

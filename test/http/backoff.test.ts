@@ -184,6 +184,6 @@ describe("limitedFetch with a Request object", () => {
     expect(response.status).toBe(200);
     expect(bodies).toEqual([body, body]);
     // Two attempts, each charged characters / 4 + max_tokens.
-    expect(1000 - (limiter.stats().available["tokens"] ?? 0)).toBe(2 * (Math.ceil(body.length / 4) + 50));
+    expect(1000 - (limiter.statistics().remaining["tokens"] ?? 0)).toBe(2 * (Math.ceil(body.length / 4) + 50));
   });
 });

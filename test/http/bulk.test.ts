@@ -182,7 +182,7 @@ describe("a thousand LLM calls against a rate-limited provider", () => {
     // Releasing at the headers would let a ninth stream start while eight are still sending.
     expect(server.summary().outcomes).toEqual({ ok: 40 });
     await new Promise((resolve) => setTimeout(resolve, 20));
-    const settled = limiter.stats().settled;
+    const settled = limiter.statistics().settled;
     expect(settled.calls).toBe(40);
     expect(settled.actual["tokens"]).toBe(server.summary().tokensServed);
   });

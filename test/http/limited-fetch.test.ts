@@ -76,7 +76,7 @@ describe("limitedFetch: pacing from the limiter", () => {
     expect(json.usage.total_tokens).toBe((record?.inputTokens ?? 0) + 3);
     // The settle happens once the clone has been read: give it a turn.
     await new Promise((resolve) => setTimeout(resolve, 10));
-    const stats = limiter.stats();
+    const stats = limiter.statistics();
     expect(stats.settled.calls).toBe(1);
     expect(stats.settled.estimated["tokens"]).toBe((record?.inputTokens ?? 0) + 10);
     expect(stats.settled.actual["tokens"]).toBe(json.usage.total_tokens);
@@ -98,8 +98,8 @@ describe("limitedFetch: pacing from the limiter", () => {
     await (await chat(fetch, server, "one")).arrayBuffer();
     // The server said 4 requests are left; the limiter, configured for 100, now believes it.
     // (A hair above 4 by the time we look: the bucket refills continuously.)
-    expect(limiter.stats().available["requests"]).toBeLessThan(4.1);
-    expect(limiter.stats().available["requests"]).toBeGreaterThan(3.9);
+    expect(limiter.statistics().remaining["requests"]).toBeLessThan(4.1);
+    expect(limiter.statistics().remaining["requests"]).toBeGreaterThan(3.9);
   });
 
   it("learns a limit it was not given from the headers, with the server's interval", async () => {
@@ -265,7 +265,7 @@ describe("limitedFetch: retries", () => {
     expect(sent.length).toBeGreaterThan(60);
     const rate = 20 / 200;
     // Every attempt, retries included, was a grant of the limiter...
-    expect(limiter.stats().granted).toBe(sent.length);
+    expect(limiter.statistics().granted).toBe(sent.length);
     // ...so the sends keep the token bucket's promise: at most burst + rate × span in any span. Sends are
     // timed a little after their grants, by amounts that vary on a busy machine, so spans under 100 ms
     // are left out and 10 ms of slack allowed. (Retries that bypassed the limiter would exceed this by a

@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from "node:async_hooks";
 import fc from "fast-check";
 import { map, mapSettled, mapStream, RateLimiter, Semaphore } from "sluice";
 import { FakeClock, flushMicrotasks } from "sluice/testing";
@@ -109,17 +108,6 @@ describe("map: order", () => {
       ),
       { numRuns: 100 },
     );
-  });
-
-  it("runs every mapper in the caller's AsyncLocalStorage context, also with async input and a limiter", async () => {
-    const storage = new AsyncLocalStorage<string>();
-    async function* items() {
-      for (let i = 0; i < 20; i++) yield i;
-    }
-    const seen = await storage.run("request-42", () =>
-      map(items(), async () => storage.getStore(), { concurrency: 3, limiter: new Semaphore(2) }),
-    );
-    expect(new Set(seen)).toEqual(new Set(["request-42"]));
   });
 
   it("accepts async iterables", async () => {

@@ -19,7 +19,7 @@ describe("RateLimiter: late refunds keep the token bucket's promise", () => {
     // 200 ms, where the bucket promises at most 1000 + 200.
     a.settle({ tokens: 0 });
     expect(limiter.tryAcquire({ cost: { tokens: 700 } })).toBeUndefined();
-    expect(limiter.stats().available.tokens).toBeLessThanOrEqual(300);
+    expect(limiter.statistics().remaining.tokens).toBeLessThanOrEqual(300);
     a.release();
     b.release();
   });
@@ -30,13 +30,13 @@ describe("RateLimiter: late refunds keep the token bucket's promise", () => {
     const a = await limiter.acquire({ cost: { tokens: 600 } });
     await clock.advanceAsync(100);
     a.settle({ tokens: 200 }); // 500 of the 600 are still unpaid at 100: the 400 refund comes back whole
-    expect(limiter.stats().available).toEqual({ tokens: 900 });
+    expect(limiter.statistics().remaining).toEqual({ tokens: 900 });
     a.settle({ tokens: 0 }); // 100 of what is left is still unpaid (the bucket refills from the oldest)
-    expect(limiter.stats().available).toEqual({ tokens: 1_000 });
+    expect(limiter.statistics().remaining).toEqual({ tokens: 1_000 });
     a.settle({ tokens: 300 }); // an extra is charged now, as a charge of its own
-    expect(limiter.stats().available).toEqual({ tokens: 700 });
+    expect(limiter.statistics().remaining).toEqual({ tokens: 700 });
     a.settle({ tokens: 100 }); // and can be refunded while it is unpaid
-    expect(limiter.stats().available).toEqual({ tokens: 900 });
+    expect(limiter.statistics().remaining).toEqual({ tokens: 900 });
     a.release();
   });
 
@@ -50,7 +50,7 @@ describe("RateLimiter: late refunds keep the token bucket's promise", () => {
     const permit = await limiter.acquire({ cost: { tokens: 800 } });
     limiter.limits = [...limiter.limits, { limit: 5, interval: 1_000, unit: "images" }];
     permit.settle({ tokens: 200 });
-    expect(limiter.stats().available).toEqual({ tokens: 800, requests: 9, images: 5 });
+    expect(limiter.statistics().remaining).toEqual({ tokens: 800, requests: 9, images: 5 });
     permit.release();
   });
 
@@ -135,14 +135,14 @@ describe("RateLimiter: settle with refund: false", () => {
     });
     const permit = await limiter.acquire({ cost: { tokens: 600 } });
     permit.settle({ tokens: 700 });
-    expect(limiter.stats().available).toEqual({ tokens: 300 });
+    expect(limiter.statistics().remaining).toEqual({ tokens: 300 });
     permit.settle({ tokens: 650 }); // the provider charges max(estimate, actual) = 650
     expect(permit.cost).toEqual({ requests: 1, tokens: 650 });
-    expect(limiter.stats().available).toEqual({ tokens: 350 });
+    expect(limiter.statistics().remaining).toEqual({ tokens: 350 });
     permit.settle({ tokens: 100 }); // below the estimate: the estimate stays charged
     expect(permit.cost).toEqual({ requests: 1, tokens: 600 });
-    expect(limiter.stats().available).toEqual({ tokens: 400 });
-    expect(limiter.stats().settled).toEqual({
+    expect(limiter.statistics().remaining).toEqual({ tokens: 400 });
+    expect(limiter.statistics().settled).toEqual({
       calls: 1,
       estimated: { requests: 1, tokens: 600 },
       actual: { requests: 1, tokens: 600 },

@@ -124,9 +124,9 @@ describe("RateLimiter.observe with captured headers", () => {
     });
     limiter.observe(fixtures.openAiTooManyRequests);
     expect(limiter.pausedUntil).toBe(2_520);
-    expect(limiter.stats().pauseReason).toBe("Retry-After");
+    expect(limiter.statistics().pauseReason).toBe("Retry-After");
     // The pause empties the buckets as of its end (gradual resume); the server's 0 tokens agrees.
-    expect(limiter.stats().available.tokens).toBeLessThanOrEqual(0);
+    expect(limiter.statistics().remaining.tokens).toBeLessThanOrEqual(0);
   });
 
   it("Anthropic units map to limits of the same name", () => {
@@ -139,6 +139,6 @@ describe("RateLimiter.observe with captured headers", () => {
       clock,
     });
     limiter.observe(fixtures.anthropicSuccess);
-    expect(limiter.stats().available).toEqual({ "input-tokens": 39_000, "output-tokens": 9_000 });
+    expect(limiter.statistics().remaining).toEqual({ "input-tokens": 39_000, "output-tokens": 9_000 });
   });
 });

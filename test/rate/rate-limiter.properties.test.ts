@@ -182,11 +182,11 @@ describe("RateLimiter properties over random arrivals and costs", () => {
           const probing = (async () => {
             for (const probe of probes) {
               await clock.advanceAsync(0);
-              const before = JSON.stringify(limiter.stats().limits);
+              const before = JSON.stringify(limiter.statistics().limits);
               const permit = limiter.tryAcquire({
                 cost: { requests: Math.min(probe.requests, requestLimit), tokens: Math.min(probe.tokens, tokenLimit) },
               });
-              if (permit === undefined) expect(JSON.stringify(limiter.stats().limits)).toBe(before);
+              if (permit === undefined) expect(JSON.stringify(limiter.statistics().limits)).toBe(before);
               else permit.release();
             }
           })();
@@ -298,7 +298,7 @@ describe("RateLimiter properties over random arrivals and costs", () => {
               ),
             );
             // The limiter's own timer, plus one per waiter that asked for a timeout, plus the test's aborts.
-            expect(limiter.stats().waiting).toBe(limiter.waiting);
+            expect(limiter.statistics().waiting).toBe(limiter.waiting);
           }
           await clock.runAll();
           await Promise.all(outcomes);
@@ -317,8 +317,8 @@ describe("RateLimiter properties over random arrivals and costs", () => {
           ).toBeUndefined();
           // Nothing the leavers asked for is still charged: once everything has refilled, the bucket is full.
           await clock.advanceAsync(interval * 2);
-          expect(limiter.stats().available).toEqual({ requests: limit });
-          expect(limiter.stats().aborted + limiter.stats().timedOut).toBe(aborted.size);
+          expect(limiter.statistics().remaining).toEqual({ requests: limit });
+          expect(limiter.statistics().aborted + limiter.statistics().timedOut).toBe(aborted.size);
         },
       ),
       { numRuns: 150 },

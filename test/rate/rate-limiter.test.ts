@@ -147,7 +147,7 @@ describe("RateLimiter: cost", () => {
     const b = await limiter.acquire({ cost: { tokens: 400 } });
     expect(b.cost).toEqual({ requests: 1, tokens: 400 });
     const c = await limiter.acquire({ cost: { requests: 0, tokens: 100, pixels: 5 } });
-    expect(limiter.stats().available).toEqual({ requests: 6, tokens: 500 });
+    expect(limiter.statistics().remaining).toEqual({ requests: 6, tokens: 500 });
     for (const permit of [a, b, c]) permit.release();
   });
 
@@ -161,10 +161,10 @@ describe("RateLimiter: cost", () => {
       clock,
     });
     (await limiter.acquire({ cost: { tokens: 900 } })).release();
-    const before = limiter.stats().available;
+    const before = limiter.statistics().remaining;
     expect(limiter.tryAcquire({ cost: { tokens: 200 } })).toBeUndefined();
     const waiting = limiter.acquire({ cost: { tokens: 200 } });
-    expect(limiter.stats().available).toEqual(before);
+    expect(limiter.statistics().remaining).toEqual(before);
     expect(before).toEqual({ requests: 9, tokens: 100 });
     await clock.runAll();
     (await waiting).release();
@@ -193,7 +193,7 @@ describe("RateLimiter: cost", () => {
     const heavy = await rejectionOf(limiter.run(() => "never", { weight: 4 }));
     expect((heavy as Error).message).toMatch(/weight 4.*concurrency 3/);
     expect(limiter.waiting).toBe(0);
-    expect(limiter.stats().available).toEqual({ tokens: 500, requests: 5 });
+    expect(limiter.statistics().remaining).toEqual({ tokens: 500, requests: 5 });
   });
 
   it("bad costs reject with a TypeError/RangeError naming the argument", async () => {
@@ -320,7 +320,7 @@ describe("RateLimiter: abort and timeout while waiting for tokens", () => {
     await clock.runAll();
     (await small).release();
     expect(clock.now()).toBe(100);
-    expect(limiter.stats().aborted).toBe(1);
+    expect(limiter.statistics().aborted).toBe(1);
   });
 
   it("a timed-out only waiter leaves no timer behind", async () => {
@@ -335,7 +335,7 @@ describe("RateLimiter: abort and timeout while waiting for tokens", () => {
     expect(error).toBeInstanceOf(TimeoutError);
     expect(limiter.waiting).toBe(0);
     expect(clock.pendingTimers).toBe(0);
-    expect(limiter.stats().timedOut).toBe(1);
+    expect(limiter.statistics().timedOut).toBe(1);
   });
 
   it("timeout 0 means only if it can start right now", async () => {
@@ -383,7 +383,7 @@ describe("RateLimiter: settle", () => {
     const permit = await limiter.acquire({ cost: { tokens: 800 } });
     permit.release();
     permit.settle({ tokens: 1_500 }); // after release is fine
-    expect(limiter.stats().available).toEqual({ tokens: -500 });
+    expect(limiter.statistics().remaining).toEqual({ tokens: -500 });
     const next = limiter.acquire({ cost: { tokens: 100 } });
     await clock.runAll();
     (await next).release();
@@ -394,9 +394,9 @@ describe("RateLimiter: settle", () => {
     const { limiter } = tokens(false);
     const permit = await limiter.acquire({ cost: { tokens: 600 } });
     permit.settle({ tokens: 100 });
-    expect(limiter.stats().available).toEqual({ tokens: 400 });
+    expect(limiter.statistics().remaining).toEqual({ tokens: 400 });
     permit.settle({ tokens: 700 });
-    expect(limiter.stats().available).toEqual({ tokens: 300 });
+    expect(limiter.statistics().remaining).toEqual({ tokens: 300 });
     permit.release();
   });
 
@@ -412,7 +412,7 @@ describe("RateLimiter: settle", () => {
     });
     const permit = await limiter.acquire({ cost: { requests: 3, tokens: 500 } });
     permit.settle({ requests: 1, tokens: 100 });
-    expect(limiter.stats().available).toEqual({ requests: 9, tokens: 500 });
+    expect(limiter.statistics().remaining).toEqual({ requests: 9, tokens: 500 });
     permit.release();
   });
 
@@ -424,12 +424,12 @@ describe("RateLimiter: settle", () => {
     });
     const early = await limiter.acquire({ cost: { tokens: 60 } });
     early.settle({ tokens: 20 });
-    expect(limiter.stats().available).toEqual({ tokens: 80 });
+    expect(limiter.statistics().remaining).toEqual({ tokens: 80 });
     await clock.advanceAsync(1_000);
     early.settle({ tokens: 0 }); // the charge has left the window: nothing to give back, nothing breaks
-    expect(limiter.stats().available).toEqual({ tokens: 100 });
+    expect(limiter.statistics().remaining).toEqual({ tokens: 100 });
     early.settle({ tokens: 50 }); // the extra is charged now, as a charge of its own
-    expect(limiter.stats().available).toEqual({ tokens: 50 });
+    expect(limiter.statistics().remaining).toEqual({ tokens: 50 });
     early.release();
   });
 
@@ -449,7 +449,7 @@ describe("RateLimiter: settle", () => {
       { estimate: { requests: 1, tokens: 300 }, actual: { requests: 1, tokens: 400 } },
       { estimate: { requests: 1, tokens: 400 }, actual: { requests: 1, tokens: 350 } },
     ]);
-    expect(limiter.stats().settled).toEqual({
+    expect(limiter.statistics().settled).toEqual({
       calls: 2,
       estimated: { requests: 2, tokens: 500 },
       actual: { requests: 2, tokens: 450 },
@@ -461,7 +461,7 @@ describe("RateLimiter: settle", () => {
   it("run hands the permit to the work so it can settle from the response", async () => {
     const { limiter } = tokens();
     await limiter.run((_signal, permit) => permit.settle({ tokens: 10 }), { cost: { tokens: 900 } });
-    expect(limiter.stats().available).toEqual({ tokens: 990 });
+    expect(limiter.statistics().remaining).toEqual({ tokens: 990 });
   });
 
   it("rejects a bad actual cost synchronously and changes nothing", async () => {
@@ -469,7 +469,7 @@ describe("RateLimiter: settle", () => {
     const permit = await limiter.acquire({ cost: { tokens: 100 } });
     expect(() => permit.settle({ tokens: -1 })).toThrow(RangeError);
     expect(() => permit.settle("10" as unknown as number)).toThrow(TypeError);
-    expect(limiter.stats().available).toEqual({ tokens: 900 });
+    expect(limiter.statistics().remaining).toEqual({ tokens: 900 });
     permit.release();
   });
 });
@@ -483,7 +483,7 @@ describe("RateLimiter: pause", () => {
     limiter.on("pause", (event) => reasons.push(event));
     limiter.pause("2s", "429 from the API");
     expect(limiter.pausedUntil).toBe(2_000);
-    expect(limiter.stats().pauseReason).toBe("429 from the API");
+    expect(limiter.statistics().pauseReason).toBe("429 from the API");
     const { starts, record } = recorder(clock);
     const waiting = limiter.acquire().then(record("after"));
     expect(limiter.tryAcquire()).toBeUndefined();
@@ -558,9 +558,9 @@ describe("RateLimiter: observe", () => {
       "x-ratelimit-remaining-tokens": "1000",
       "x-ratelimit-reset-tokens": "6m0s",
     });
-    expect(limiter.stats().available).toEqual({ requests: 59, tokens: 1_000 });
+    expect(limiter.statistics().remaining).toEqual({ requests: 59, tokens: 1_000 });
     limiter.observe({ "x-ratelimit-remaining-tokens": "149000" });
-    expect(limiter.stats().available).toEqual({ requests: 59, tokens: 1_000 });
+    expect(limiter.statistics().remaining).toEqual({ requests: 59, tokens: 1_000 });
     // The server said 1000 left: a 2000-token call waits for the local refill of the missing 1000.
     const { starts, record } = recorder(clock);
     const call = limiter.acquire({ cost: { tokens: 2_000 } }).then(record("big"));
@@ -614,7 +614,7 @@ describe("RateLimiter: run-time changes", () => {
     expect(error).toBeInstanceOf(RangeError);
     expect((error as Error).message).toMatch(/weight 2.*concurrency 1/);
     for (const p of [...held, permit]) p.release();
-    expect(limiter.stats().rejected).toBe(1);
+    expect(limiter.statistics().rejected).toBe(1);
   });
 
   it("changing a limit keeps what was spent and re-times the waiting head", async () => {
@@ -627,9 +627,9 @@ describe("RateLimiter: run-time changes", () => {
     // 10 still spent out of a burst of 20: 10 available, the waiter starts at once.
     (await waiter).release();
     expect(clock.now()).toBe(0);
-    expect(limiter.stats().available).toEqual({ requests: 8 });
+    expect(limiter.statistics().remaining).toEqual({ requests: 8 });
     limiter.limits = [{ limit: 20, interval: 1_000, burst: 5 }];
-    expect(limiter.stats().available).toEqual({ requests: -7 });
+    expect(limiter.statistics().remaining).toEqual({ requests: -7 });
   });
 
   it("a limit change that makes a queued cost impossible rejects it; a new limit starts full", async () => {
@@ -642,7 +642,7 @@ describe("RateLimiter: run-time changes", () => {
       { limit: 100, interval: 1_000, unit: "tokens" },
     ];
     expect(await rejectionOf(big)).toBeInstanceOf(RangeError);
-    expect(limiter.stats().available).toEqual({ requests: -5, tokens: 100 });
+    expect(limiter.statistics().remaining).toEqual({ requests: -5, tokens: 100 });
     expect(clock.pendingTimers).toBe(0);
     limiter.minInterval = "1s";
     expect(limiter.minInterval).toBe(1_000);
@@ -795,7 +795,7 @@ describe("RateLimiter: a cost unit no limit counts", () => {
       expect(() => limiter.tryAcquire({ cost })).toThrow(TypeError);
     }
     // Nothing was charged by the refused calls.
-    expect(limiter.stats().available).toEqual({ requests: 10, tokens: 1000 });
+    expect(limiter.statistics().remaining).toEqual({ requests: 10, tokens: 1000 });
   });
 
   it("a unit far from every counted one is free: one cost record may serve limiters counting different units", async () => {
@@ -803,7 +803,7 @@ describe("RateLimiter: a cost unit no limit counts", () => {
     const permit = await requestsOnly.acquire({ cost: { tokens: 500, images: 2 } });
     expect(permit.cost).toEqual({ requests: 1, tokens: 500, images: 2 });
     permit.settle({ tokens: 700 });
-    expect(requestsOnly.stats().available).toEqual({ requests: 9 });
+    expect(requestsOnly.statistics().remaining).toEqual({ requests: 9 });
   });
 
   it("settle with a typo of a counted unit throws and changes nothing", async () => {
@@ -813,9 +813,9 @@ describe("RateLimiter: a cost unit no limit counts", () => {
       /actual\.tokenz: no limit counts "tokenz"; did you mean "tokens"\?/,
     );
     expect(permit.cost).toEqual({ requests: 1, tokens: 100 });
-    expect(limiter.stats().available["tokens"]).toBe(900);
+    expect(limiter.statistics().remaining["tokens"]).toBe(900);
     // A later, correct settle still counts as the first one.
     permit.settle({ tokens: 50 });
-    expect(limiter.stats().settled.calls).toBe(1);
+    expect(limiter.statistics().settled.calls).toBe(1);
   });
 });

@@ -15,6 +15,7 @@ import {
   RedisMutex,
   type RedisPermit,
   RedisRateLimiter,
+  type RedisRateLimiterOptions,
   RedisSemaphore,
   type RedisSemaphoreOptions,
   RedisUnavailableError,
@@ -495,11 +496,29 @@ describe("Redis primitives: options and close()", () => {
     expect(() => new RedisSemaphore(redis, { name: "x", capacity: 1, commandTimeout: 0 })).toThrow(
       /commandTimeout must be longer than 0; got 0/,
     );
-    expect(() => new RedisRateLimiter(redis, { name: "x", limits: [], commandTimeout: 0 })).toThrow(RangeError);
+    expect(
+      () => new RedisRateLimiter(redis, { name: "x", limits: [{ limit: 1, interval: 1_000 }], commandTimeout: 0 }),
+    ).toThrow(RangeError);
     expect(() => new RedisSemaphore(redis, { name: "x", capacity: 1, prefix: 5 as never })).toThrow(
       /prefix must be a string; got 5/,
     );
     expect(() => new RedisMutex(redis, null as never)).toThrow(/options must be an object with a name; got null/);
+  });
+
+  it("RedisRateLimiter: one message for every concurrency that is not one, nothing-to-limit and endless intervals refused", () => {
+    const make = (options: Partial<RedisRateLimiterOptions>) => () =>
+      new RedisRateLimiter(redis, { name: "x", ...options });
+    const message = /concurrency must be an integer >= 1 or Infinity; got/;
+    expect(make({ concurrency: -1 })).toThrow(message);
+    expect(make({ concurrency: 0 })).toThrow(message);
+    expect(make({ concurrency: 1.5 })).toThrow(message);
+    expect(make({ limits: [] })).toThrow(/limits nothing: give it limits, minInterval or concurrency/);
+    expect(make({})).toThrow(TypeError);
+    expect(make({ limits: [{ limit: 10, interval: 1e300 }] })).toThrow(
+      /limits\[0\]\.interval must be at most 366 days/,
+    );
+    expect(make({ minInterval: 1e300 })).toThrow(/minInterval must be at most 366 days/);
+    expect(make({ limits: [], concurrency: 2 })).not.toThrow();
   });
 
   it("a second close() waits for the same leave: once it resolves, Redis no longer lists the process", async () => {
@@ -508,7 +527,8 @@ describe("Redis primitives: options and close()", () => {
     const other = semaphore(name, 2);
     await limited.acquire();
     expect((await other.inspect()).holders).toHaveLength(1);
-    void limited.close();
+    // The holder never releases: close() gives its lease back after its timeout.
+    void limited.close({ timeout: 50 });
     await limited.close();
     const snapshot = await other.inspect();
     expect(snapshot.holders).toEqual([]);

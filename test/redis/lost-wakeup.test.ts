@@ -128,7 +128,8 @@ function tapArrivals(redis: Redis) {
       const numbers = value as number[];
       for (let index = 0; 8 + 3 * index < args.length; index++) {
         const ticket = Number(args[10 + 3 * index]);
-        const at = 1 + 3 * index;
+        // The reply: n, epoch, then status, value, third, slots per request.
+        const at = 2 + 4 * index;
         tap.arrivals.set(ticket, numbers[at] === 2 ? (numbers[at + 1] as number) : (numbers[at + 2] as number) + 0.5);
       }
       return value;

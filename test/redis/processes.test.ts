@@ -71,6 +71,34 @@ describe("RedisSemaphore across real processes", () => {
     await waiter.close();
   });
 
+  it("kill -9 of a process with callers queued: the permit passes on at once, not after the dead process's lease", async () => {
+    const leaseTtl = 5_000;
+    const name = "killed-while-queued";
+    // No restart guard: this server started moments ago, and the guard would hold the first grant a lease.
+    const holder = new RedisSemaphore(redis, { name, capacity: 1, leaseTtl, guardRestarts: false });
+    const held = await holder.acquire();
+    const doomed = new Worker({ mode: "queue", port: server.port, name, capacity: 1, leaseTtl, callers: 2 });
+    await doomed.line("queued");
+    const next = new RedisSemaphore(redis, { name, capacity: 1, leaseTtl, guardRestarts: false });
+    const waiting = next.acquire({ timeout: 10_000 });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    // The dead process's two tickets are ahead of `next` in Redis' queue.
+    expect((await holder.inspect()).waiters.map((waiter) => waiter.client)).toEqual([
+      expect.not.stringContaining(next.client),
+      expect.not.stringContaining(next.client),
+      next.client,
+    ]);
+    doomed.kill("SIGKILL");
+    await doomed.exited;
+    const releasedAt = performance.now();
+    await held.release();
+    const permit = await waiting;
+    // Bound: one hand-off, far below the lease; the dead tickets are passed over, not granted.
+    expect(performance.now() - releasedAt).toBeLessThan(300);
+    await permit.release();
+    await Promise.all([holder.close(), next.close()]);
+  });
+
   it("Redis restarted under load: clear errors, nothing hangs, the limit holds before and after", async () => {
     const config = {
       mode: "loop",

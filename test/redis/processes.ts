@@ -1,11 +1,22 @@
 /**
- * Starts worker processes (test/redis/worker.ts under tsx) and collects their JSON lines.
+ * Starts worker processes (test/redis/worker.ts, or another script, under tsx) and collects their JSON
+ * lines.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { peakWeight } from "./fault-checks.js";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
-const script = fileURLToPath(new URL("./worker.ts", import.meta.url));
+const defaultScript = fileURLToPath(new URL("./worker.ts", import.meta.url));
+
+export interface WorkerOptions {
+  /** The script to run (default test/redis/worker.ts); it gets the config as its one argument. */
+  script?: string;
+  /** Called with each line as it arrives (lines are also kept in `lines`). */
+  onLine?: (line: Record<string, unknown>) => void;
+  /** Opens an IPC channel (`process.send` in the child) and receives its messages. */
+  onMessage?: (message: unknown) => void;
+}
 
 export interface Grant {
   token: number;
@@ -21,18 +32,24 @@ export class Worker {
   private readonly listeners: (() => void)[] = [];
   stderr = "";
 
-  constructor(config: Record<string, unknown>) {
+  constructor(config: Record<string, unknown>, options: WorkerOptions = {}) {
+    const { script = defaultScript, onLine, onMessage } = options;
     // node --import tsx, not the tsx CLI: the CLI runs node as a grandchild that a SIGKILL would not reach.
     this.child = spawn(process.execPath, ["--import", "tsx", script, JSON.stringify(config)], {
       cwd: root,
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: onMessage === undefined ? ["ignore", "pipe", "pipe"] : ["ignore", "pipe", "pipe", "ipc"],
     });
+    if (onMessage !== undefined) this.child.on("message", onMessage);
+    // A message sent to a child that was just killed fails with EPIPE; the child's end is seen through `exited`.
+    this.child.on("error", () => undefined);
     let buffer = "";
     this.child.stdout?.on("data", (chunk: Buffer) => {
       buffer += chunk.toString();
       let newline = buffer.indexOf("\n");
       while (newline >= 0) {
-        this.lines.push(JSON.parse(buffer.slice(0, newline)) as Record<string, unknown>);
+        const line = JSON.parse(buffer.slice(0, newline)) as Record<string, unknown>;
+        this.lines.push(line);
+        onLine?.(line);
         buffer = buffer.slice(newline + 1);
         newline = buffer.indexOf("\n");
         for (const listener of this.listeners.splice(0)) listener();
@@ -46,12 +63,28 @@ export class Worker {
 
   /** Resolves with the first line that has `key`, failing after `ms`. */
   async line(key: string, ms = 10_000): Promise<unknown> {
+    const found = await this.next((line) => key in line, ms, 0);
+    return found[key];
+  }
+
+  /**
+   * Resolves with the first line matching `match` among those printed from `from` on (by default, from
+   * now on), failing after `ms`.
+   */
+  async next(
+    match: (line: Record<string, unknown>) => boolean,
+    ms = 10_000,
+    from = this.lines.length,
+  ): Promise<Record<string, unknown>> {
     const deadline = Date.now() + ms;
+    let index = from;
     for (;;) {
-      const found = this.lines.find((line) => key in line);
-      if (found !== undefined) return found[key];
+      for (; index < this.lines.length; index++) {
+        const line = this.lines[index] as Record<string, unknown>;
+        if (match(line)) return line;
+      }
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`worker printed no "${key}" within ${ms} ms; stderr: ${this.stderr}`);
+      if (left <= 0) throw new Error(`worker printed no matching line within ${ms} ms; stderr: ${this.stderr}`);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left);
         this.listeners.push(() => {
@@ -69,6 +102,17 @@ export class Worker {
   kill(signal: NodeJS.Signals = "SIGKILL"): void {
     this.child.kill(signal);
   }
+
+  /** Sends a message over the IPC channel (see `onMessage`); false if the child is gone. */
+  send(message: unknown): boolean {
+    if (!this.child.connected) return false;
+    return this.child.send(message as Parameters<ChildProcess["send"]>[0]);
+  }
+
+  /** Whether the process has exited. */
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
 }
 
 /**
@@ -76,18 +120,11 @@ export class Worker {
  * counts until the moment its holder learned it (the work stops there).
  */
 export function maxOverlap(grants: Grant[]): number {
-  const events: [number, number][] = [];
-  for (const grant of grants) {
-    const end = grant.lostAt === undefined ? grant.end : Math.min(grant.end, grant.lostAt);
-    events.push([grant.start, 1], [end, -1]);
-  }
-  // At equal times, ends before starts: [start, end) intervals that touch do not overlap.
-  events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  let inside = 0;
-  let most = 0;
-  for (const [, delta] of events) {
-    inside += delta;
-    most = Math.max(most, inside);
-  }
-  return most;
+  return peakWeight(
+    grants.map((grant) => ({
+      start: grant.start,
+      end: grant.lostAt === undefined ? grant.end : Math.min(grant.end, grant.lostAt),
+      weight: 1,
+    })),
+  );
 }

@@ -17,8 +17,6 @@ let counter = 0;
 beforeAll(async () => {
   server = await RedisServer.start();
   redis = new Redis(server.port, "127.0.0.1");
-  // The concurrency semaphores' restart guard: start past the server's first lease.
-  await new Promise((resolve) => setTimeout(resolve, 1_100));
 });
 
 afterAll(async () => {
@@ -27,7 +25,9 @@ afterAll(async () => {
 });
 
 function limiter(options: Partial<RedisRateLimiterOptions> & { name?: string } = {}) {
-  return new RedisRateLimiter(redis, { name: `rate-${++counter}`, ...options });
+  // No restart guard: the server started moments ago, and the concurrency semaphore's guard would hold
+  // the first grants back for a lease.
+  return new RedisRateLimiter(redis, { name: `rate-${++counter}`, guardRestarts: false, ...options });
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -38,6 +38,7 @@ describeLimiterConformance("RedisRateLimiter (concurrency)", (capacity) => {
     concurrency: capacity,
     leaseTtl: 1_000,
     limits: [{ limit: 10_000, interval: "1s" }],
+    guardRestarts: false,
   });
   return { limiter: created, close: () => created.close() };
 });
@@ -123,6 +124,26 @@ describe("RedisRateLimiter", () => {
     // Debt: the bucket is below zero and the next call waits it out.
     expect((await limited.inspect()).limits[0]?.available).toBeCloseTo(-200, 0);
     permit.release();
+  });
+
+  it("a refund gives back only what of the charge is still ahead: a later call's place is never moved earlier", async () => {
+    // 1 per 200 ms, burst 1. X is admitted, the bucket refills past X's charge, Y is admitted; refunding
+    // X now must not make room for a third call within Y's 200 ms (that would be 2 in a span of 0).
+    const limited = limiter({ limits: [{ limit: 1, interval: 200 }] });
+    const x = await limited.acquire();
+    await sleep(260);
+    const y = await limited.acquire({ timeout: 0 });
+    x.settle({ requests: 0 });
+    await sleep(30);
+    await expect(limited.acquire({ timeout: 0 })).rejects.toMatchObject({ name: "TimeoutError" });
+    x.release();
+    y.release();
+    // A refund of what is still ahead is given back: Y's own unused charge makes room at once.
+    y.settle({ requests: 0 });
+    await sleep(30);
+    const z = await limited.acquire({ timeout: 0 });
+    z.release();
+    await limited.close();
   });
 
   it("a pause in one process holds every process sharing the limiter", async () => {

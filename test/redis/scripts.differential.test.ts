@@ -153,7 +153,7 @@ async function checkAgreement(
       for (const step of steps) {
         const before = await state(copies[0] as Copy);
         const args = (copy: Copy): (string | number)[] => {
-          const common = [copy.prefix, `c${step.client}`, step.capacity, 10_000, 60_000, "0"];
+          const common = [copy.prefix, `c${step.client}`, step.capacity, 10_000, 60_000, "01"];
           switch (step.kind) {
             case "acquire": {
               const triples = step.requests.flatMap((request, i) => [

@@ -9,12 +9,19 @@
  *   + now, comparable between processes on one machine). Errors are counted by name and the caller
  *   retries after a short pause, so a Redis restart shows up as errors, never as a hang.
  * - `hold`: takes `weight` permits, prints `{held: token}` and waits to be killed.
+ * - `frozen`: takes a permit (`run: true`: inside `run()`), prints `{held}`, and `holdMs` later — an
+ *   overdue timer once the parent thaws a SIGSTOP — prints what it then knows of its lease
+ *   (`{checked: {leaseLost, aborted}}`), then how `release()` (or `run()`) ended: `{released}`.
+ * - `queue`: `callers` callers acquire with no timeout; prints `{queued}` once they are in Redis' queue,
+ *   and each grant as `{granted: {token, at, leaseLost, aborted}}` the moment it arrives, holding it
+ *   `holdMs`.
  */
 import { Redis } from "ioredis";
-import { RedisRateLimiter, RedisSemaphore } from "../../src/redis/index.js";
+import { type RedisPermit, RedisRateLimiter, RedisSemaphore } from "../../src/redis/index.js";
 
 interface Config {
-  mode: "loop" | "hold" | "rate";
+  mode: "loop" | "hold" | "rate" | "frozen" | "queue";
+  run?: boolean;
   limits?: { limit: number; interval: number; burst?: number }[];
   port: number;
   name: string;
@@ -90,9 +97,50 @@ async function hold(): Promise<void> {
   await new Promise(() => undefined);
 }
 
+/** How a release or a run ended: "resolved", or the error's name. */
+function outcome(settling: Promise<unknown>): Promise<string> {
+  return settling.then(
+    () => "resolved",
+    (error: unknown) => (error as Error).name ?? "Error",
+  );
+}
+
+async function frozen(): Promise<void> {
+  const work = async (permit: RedisPermit) => {
+    report({ held: { token: permit.fencingToken, slots: permit.fencingSlots } });
+    await sleep(config.holdMs ?? 300);
+    // The first look after the thaw: the timer above is overdue, and may fire before any of sluice's.
+    report({ checked: { leaseLost: permit.leaseLost, aborted: permit.signal.aborted } });
+  };
+  if (config.run) {
+    report({ released: await outcome(semaphore.run((_signal, permit) => work(permit))) });
+    return;
+  }
+  const permit = await semaphore.acquire({ weight: config.weight ?? 1 });
+  await work(permit);
+  report({ released: await outcome(permit.release()) });
+}
+
+async function queue(): Promise<void> {
+  const caller = async () => {
+    const permit = await semaphore.acquire();
+    report({
+      granted: { token: permit.fencingToken, at: clock(), leaseLost: permit.leaseLost, aborted: permit.signal.aborted },
+    });
+    await sleep(config.holdMs ?? 1);
+    await permit.release().catch(() => undefined);
+  };
+  const callers = Array.from({ length: config.callers ?? 1 }, caller);
+  await sleep(200);
+  report({ queued: config.callers ?? 1 });
+  await Promise.all(callers);
+}
+
 try {
   if (config.mode === "loop") await loop();
   else if (config.mode === "rate") await rate();
+  else if (config.mode === "frozen") await frozen();
+  else if (config.mode === "queue") await queue();
   else await hold();
   await semaphore.close();
   redis.disconnect();

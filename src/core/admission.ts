@@ -1,0 +1,211 @@
+/**
+ * The one admission step: every Limiter (Semaphore, RateLimiter, Pool, Channel's send and receive, and
+ * the thread and Redis backends) admits its callers here, so the order of the checks, what each one
+ * counts and what each refusal says are written once.
+ *
+ * For a request whose options are already checked:
+ * 1. a request that can never be admitted (a weight above the capacity, a closed limiter) rejects at
+ *    once — counted as `rejected`;
+ * 2. an already-aborted signal rejects with its reason, even if room is free — `aborted`;
+ * 3. a request first in line that fits is granted in this same step — `granted`;
+ * 4. `timeout: 0` ("only if free right now") rejects with a TimeoutError — `timedOut` — unless the
+ *    limiter has a last chance to offer (Redis asks the server);
+ * 5. otherwise the caller waits in the queue; a later grant, abort, timeout or rejection is counted by
+ *    the queue's exits below.
+ *
+ * Bad options are not requests: they reject with a TypeError/RangeError before step 1, and count nothing.
+ */
+
+import type { Clock } from "./clock.js";
+import { TimeoutError } from "./errors.js";
+import { NEVER_ABORTED } from "./limiter.js";
+import type { CheckedWaitOptions } from "./wait-options.js";
+import { type CancelReason, type Waiter, WaitQueue } from "./wait-queue.js";
+
+/**
+ * Lifetime counters, the same on every Limiter. Each is counted by the admission step or by the queue's
+ * exits, never by a primitive on its own, so each means one thing everywhere.
+ */
+export interface LimiterCounters {
+  /** Requests admitted, at once or after waiting. */
+  granted: number;
+  /** Requests ended by their signal: already aborted when made, or aborted while waiting. */
+  aborted: number;
+  /** Requests ended by their timeout, `timeout: 0` refusals included. */
+  timedOut: number;
+  /**
+   * Requests the limiter refused or dropped: one that could never be admitted (a weight above the
+   * capacity, a closed limiter), or a waiter rejected by `clear()`, `close()`, a capacity shrink or a
+   * backend failure.
+   */
+  rejected: number;
+}
+
+/**
+ * The core of `statistics()` on every Limiter: the same fields meaning the same thing everywhere. Each
+ * primitive adds its own fields next to these.
+ */
+export interface LimiterStatistics extends LimiterCounters {
+  /** The name given at construction, if any. */
+  name: string | undefined;
+  /** The most weight that may be held at once (`Infinity` when only time limits it). */
+  capacity: number;
+  /** `capacity - inUse`: weight free right now; negative after a shrink below what is held. */
+  available: number;
+  /** Weight held right now (by this process, for the distributed backends). */
+  inUse: number;
+  /** Callers waiting (callers, not weight; of this process, for the distributed backends). */
+  waiting: number;
+}
+
+/** What a primitive tells the admission step about its requests. */
+export interface Gate<Request, Grant> {
+  /**
+   * Why `request` can never be admitted — a RangeError for a weight above the capacity, a ClosedError
+   * for a closed limiter — or `undefined`.
+   */
+  impossible(request: Request): Error | undefined;
+  /** Whether `request` may be granted now, given that it is first in line. */
+  fits(request: Request): boolean;
+  /**
+   * Takes what `request` asks for and returns its grant; called only right after `fits` said yes.
+   * `waiter` is the queued caller being served, or `undefined` for a grant made at once.
+   */
+  take(request: Request, signal: AbortSignal, waiter: Waiter<Request, Grant> | undefined): Grant;
+  /**
+   * For `timeout: 0` when `fits` said no: a last chance (a backend whose truth is elsewhere asks it).
+   * Resolves with the grant — counted by the gate itself, as its grants are made on its own paths — or
+   * `undefined` to refuse (then counted as timed out). Absent: refused at once.
+   */
+  tryNow?(request: Request, signal: AbortSignal | undefined): Promise<Grant | undefined>;
+  /**
+   * `request` was just queued (a backend sends it on; a primitive whose queue head it became re-arms
+   * its timer). Given the request, not the waiter: most waiters are never made into objects.
+   */
+  enqueued?(request: Request): void;
+  /**
+   * Dispatch stopped at `head`, which does not fit (or nobody waits: `undefined`): a primitive whose
+   * requests wait for time arms its timer for it.
+   */
+  stalled?(head: Waiter<Request, Grant> | undefined): void;
+  /** A waiter left by abort or timeout (after the counters; before a re-dispatch). */
+  left?(waiter: Waiter<Request, Grant>, reason: CancelReason): void;
+}
+
+/**
+ * The admission step and the one wait queue of a primitive (Channel has two: one each for senders and
+ * receivers).
+ */
+export class Admission<Request, Grant> {
+  readonly queue: WaitQueue<Request, Grant>;
+  readonly counters: LimiterCounters = { granted: 0, aborted: 0, timedOut: 0, rejected: 0 };
+
+  constructor(
+    private readonly gate: Gate<Request, Grant>,
+    clock: Clock,
+    /** Names the primitive in messages ("semaphore \"db\""), read when a message is made. */
+    subject: () => string,
+    /** Called after a waiter left (abort, timeout) and dispatch ran: a primitive may now be idle. */
+    private readonly afterLeave?: () => void,
+  ) {
+    this.queue = new WaitQueue<Request, Grant>(
+      clock,
+      (waiter, reason, wasHead) => this.onLeave(waiter, reason, wasHead),
+      subject,
+    );
+  }
+
+  /**
+   * The admission step (see the module comment). Returns the grant itself when it is made in this step,
+   * so that `run` can call its function in the caller's step; otherwise a promise. Never throws.
+   */
+  admit(request: Request, options: CheckedWaitOptions): Grant | Promise<Grant> {
+    const impossible = this.gate.impossible(request);
+    if (impossible !== undefined) {
+      this.counters.rejected++;
+      return Promise.reject(impossible);
+    }
+    const { signal, priority, timeout } = options;
+    // An already-aborted signal never enters the queue, even if room is free: the abort came first.
+    if (signal?.aborted) {
+      this.counters.aborted++;
+      return Promise.reject(signal.reason);
+    }
+    // A request that sorts to the head and fits is served at once, so a light high-priority request
+    // passes a heavy low-priority head that is still waiting for room.
+    if (this.queue.isFirstInLine(priority) && this.gate.fits(request)) {
+      this.counters.granted++;
+      return this.gate.take(request, signal ?? NEVER_ABORTED, undefined);
+    }
+    if (timeout === 0) {
+      if (this.gate.tryNow !== undefined) return this.lastChance(request, signal);
+      this.counters.timedOut++;
+      return Promise.reject(new TimeoutError(0, this.queue.timeoutMessage(0)));
+    }
+    const promise = this.queue.enqueue(request, priority, signal, timeout);
+    this.gate.enqueued?.(request);
+    return promise;
+  }
+
+  /**
+   * Serves waiters from the head while the head fits; stops at the first that does not (head-of-line).
+   * A head whose signal aborted before its listener ran (a shared signal, a release made by the caller's
+   * own abort listener) is withdrawn, not granted: the abort came first.
+   */
+  dispatch(): void {
+    const queue = this.queue;
+    for (let head = queue.headToGrant(); head !== undefined; head = queue.headToGrant()) {
+      if (!this.gate.fits(head.request)) {
+        this.gate.stalled?.(head);
+        return;
+      }
+      this.counters.granted++;
+      queue.grant(head, this.gate.take(head.request, head.cancellation?.signal ?? NEVER_ABORTED, head));
+    }
+    this.gate.stalled?.(undefined);
+  }
+
+  /** Grants `waiter` (a backend whose grants come from elsewhere), counting it. */
+  grant(waiter: Waiter<Request, Grant>, grant: Grant): void {
+    this.counters.granted++;
+    this.queue.grant(waiter, grant);
+  }
+
+  /**
+   * Withdraws `waiter` because its signal aborted, found by a backend before its listener ran: the abort
+   * came first, so it wins. Counted as aborted; the gate's `left` is not called (the backend knows).
+   */
+  withdrawAborted(waiter: Waiter<Request, Grant>, reason: unknown): void {
+    this.counters.aborted++;
+    this.queue.reject(waiter, reason);
+  }
+
+  /** Rejects `waiter` on the limiter's behalf (a shrink, a backend failure), counting it. */
+  reject(waiter: Waiter<Request, Grant>, reason: unknown): void {
+    this.counters.rejected++;
+    this.queue.reject(waiter, reason);
+  }
+
+  /** Rejects every waiter with `reason` (clear, close), counting them. */
+  rejectAll(reason: unknown | (() => unknown)): void {
+    const make = typeof reason === "function" ? (reason as () => unknown) : () => reason;
+    for (let waiter = this.queue.head; waiter !== undefined; waiter = this.queue.head) this.reject(waiter, make());
+  }
+
+  /** `timeout: 0` where the limiter has a last chance to offer (see {@link Gate.tryNow}). */
+  private async lastChance(request: Request, signal: AbortSignal | undefined): Promise<Grant> {
+    const last = await (this.gate.tryNow as NonNullable<Gate<Request, Grant>["tryNow"]>)(request, signal);
+    if (last !== undefined) return last;
+    this.counters.timedOut++;
+    throw new TimeoutError(0, this.queue.timeoutMessage(0));
+  }
+
+  private onLeave(waiter: Waiter<Request, Grant>, reason: CancelReason, wasHead: boolean): void {
+    if (reason === "abort") this.counters.aborted++;
+    else this.counters.timedOut++;
+    this.gate.left?.(waiter, reason);
+    // The head may have been what blocked the rest (head-of-line): the next one may fit now.
+    if (wasHead) this.dispatch();
+    this.afterLeave?.();
+  }
+}

@@ -1,0 +1,143 @@
+/**
+ * The one permit and the one `run`: every Limiter's permits share the held flag, the release-twice
+ * error and disposal; every Limiter's `run` calls its function the same way and releases the same way.
+ */
+import { defineDisposeSymbols } from "./dispose.js";
+import { ReleasedError } from "./errors.js";
+import type { Permit } from "./limiter.js";
+
+defineDisposeSymbols();
+
+/**
+ * Gives a permit's weight back to its owner: one function per owner (made once, in its constructor),
+ * not a closure per permit. Called exactly once per permit.
+ */
+export type GiveBack<P, Released extends void | Promise<void>> = (permit: P) => Released;
+
+/**
+ * A permit as every Limiter hands it out. `Released` is what `release()` returns: nothing for an
+ * in-process permit, a promise for a distributed one (its release is a round trip, and may report a
+ * lost lease).
+ *
+ * Invariant: `giveBack` is called exactly once, by the first `release()` or disposal; `isHeld` is true
+ * until then.
+ */
+export class HeldPermit<Released extends void | Promise<void> = void> implements Permit {
+  // Fields are declared, not initialised in the class body: plain stores in the constructor make the
+  // cheapest object V8 knows, and an uncontended `run` makes one per call.
+  /** How many permits this grant holds. */
+  declare readonly weight: number;
+  declare private held: boolean;
+  declare private readonly workSignal: AbortSignal;
+  declare private readonly giveBack: GiveBack<never, Released>;
+  constructor(weight: number, signal: AbortSignal, giveBack: GiveBack<never, Released>) {
+    this.weight = weight;
+    this.held = true;
+    this.workSignal = signal;
+    this.giveBack = giveBack;
+  }
+
+  /** Whether `release()` returns a promise to wait for (a distributed permit). */
+  get releasesAsync(): boolean {
+    return false;
+  }
+
+  /** Fires when the work this permit admits should stop (see {@link Permit.signal}). */
+  get signal(): AbortSignal {
+    return this.workSignal;
+  }
+
+  /** Whether the permit is still held (not released, not disposed). */
+  get isHeld(): boolean {
+    return this.held;
+  }
+
+  /** Gives the permit back. Throws `ReleasedError` if it was already released. */
+  release(): Released {
+    if (!this.held) throw new ReleasedError(`this permit (weight ${this.weight}) was already released`);
+    this.held = false;
+    return (this.giveBack as GiveBack<this, Released>)(this);
+  }
+
+  /** @internal Releases if still held: what `run` does once the work settled. */
+  releaseIfHeld(): void {
+    if (!this.held) return;
+    this.held = false;
+    (this.giveBack as GiveBack<this, Released>)(this);
+  }
+
+  /** Releases if still held; a no-op otherwise. A release that fails asynchronously is not reported. */
+  [Symbol.dispose](): void {
+    if (!this.held) return;
+    const released = this.release();
+    if (released !== undefined) (released as Promise<void>).catch(() => undefined);
+  }
+
+  /** Releases if still held, and waits for it (a distributed release may reject: a lost lease). */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.held ? Promise.resolve(this.release()) : Promise.resolve();
+  }
+}
+
+/**
+ * Runs `fn(permit.signal, permit)` on a granted permit and releases the permit when the result settles
+ * — returned, thrown (also synchronously) or rejected — before the caller sees the result. `fn` is
+ * called in this same step, so it runs in the caller's async context (AsyncLocalStorage). A release
+ * that rejects (a distributed permit whose lease was lost) rejects the run, even if `fn` succeeded;
+ * a permit `fn` released itself is not released again.
+ */
+export function runHolding<T, P extends Permit>(
+  fn: (signal: AbortSignal, permit: P) => T | PromiseLike<T>,
+  permit: P,
+): Promise<T> {
+  let result: T | PromiseLike<T>;
+  try {
+    result = fn(permit.signal, permit);
+  } catch (error) {
+    return releaseAfter(permit, error);
+  }
+  if ((permit as { releasesAsync?: boolean }).releasesAsync === false) {
+    return releaseOnSettle(result, permit as unknown as HeldPermit);
+  }
+  return result instanceof Promise
+    ? result.then(
+        (value: T) => releaseThen(permit, value),
+        (error: unknown) => releaseAfter(permit, error),
+      )
+    : releaseThen(permit, result as T);
+}
+
+/**
+ * An in-process permit's release is synchronous: it hangs on the result as its first reaction, and the
+ * caller gets the result itself, so the release happens before the caller sees the result and costs no
+ * promise of its own (the hot path of an uncontended `run`). The side chain ends in a function that
+ * returns nothing, so it never rejects (the caller's chain reports errors).
+ */
+function releaseOnSettle<T>(result: T | PromiseLike<T>, permit: HeldPermit): Promise<T> {
+  const settled = result instanceof Promise ? (result as Promise<T>) : Promise.resolve(result);
+  const release = (): void => permit.releaseIfHeld();
+  settled.then(release, release);
+  return settled;
+}
+
+/** Releases (waiting for a distributed release, which may reject), then returns `value`. */
+async function releaseThen<T>(permit: Permit, value: T): Promise<T> {
+  if (isHeld(permit)) await permit.release();
+  return value;
+}
+
+/** Releases after `fn` failed, then rethrows its error (a failed release is not allowed to hide it). */
+async function releaseAfter(permit: Permit, error: unknown): Promise<never> {
+  if (isHeld(permit)) {
+    try {
+      await permit.release();
+    } catch {
+      // fn's error is what the caller needs; a distributed permit reports a lost lease through its signal.
+    }
+  }
+  throw error;
+}
+
+function isHeld(permit: Permit): boolean {
+  return (permit as unknown as { isHeld?: boolean }).isHeld !== false;
+}
