@@ -34,6 +34,7 @@ import { type Waiter, WaitQueue } from "../core/wait-queue.js";
 import { type RedisClient, type RedisConnection, Script, toConnection } from "./connection.js";
 import { RedisUnavailableError, withDeadline } from "./errors.js";
 import {
+  checkCloseOptions,
   checkCommandTimeout,
   checkNotices,
   checkPrefix,
@@ -463,6 +464,8 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
    * waits up to `timeout` for the calls in flight: see {@link RedisSemaphore.close}).
    */
   async close(options?: RedisCloseOptions): Promise<void> {
+    // Checked here too: without a concurrency semaphore nothing else would read them.
+    checkCloseOptions(options, 0);
     if (!this.closed) {
       this.closed = true;
       this.queue.rejectAll(new ClosedError(`Redis rate limiter ${JSON.stringify(this.name)} was closed`));

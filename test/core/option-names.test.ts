@@ -151,6 +151,21 @@ const CASES: [string, () => unknown, string, string][] = [
     "costs",
     "cost",
   ],
+  [
+    "RedisSemaphore close()",
+    () => new RedisSemaphore(unusedRedis(), { name: "x", capacity: 1 }).close({ timout: "1s" } as object),
+    "timout",
+    "timeout",
+  ],
+  [
+    "RedisRateLimiter close()",
+    () =>
+      new RedisRateLimiter(unusedRedis(), { name: "x", limits: [{ limit: 1, interval: 1000 }] }).close({
+        timeuot: "1s",
+      } as object),
+    "timeuot",
+    "timeout",
+  ],
   ["inspectRedis()", () => inspectRedis(unusedRedis(), { prefx: "x:" } as object), "prefx", "prefix"],
   ["limitedFetch()", () => limitedFetch(limiter(), { atemptTimeout: 1 } as object), "atemptTimeout", "attemptTimeout"],
   ["limitedFetch retry", () => limitedFetch(limiter(), { retry: { attemps: 2 } as object }), "attemps", "attempts"],
