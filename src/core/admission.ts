@@ -148,6 +148,33 @@ export class Admission<Request, Grant> {
   }
 
   /**
+   * Steps 1 and 2 alone, for a limiter whose wait has two stages (a concurrency slot, then the rate): a
+   * rejected promise if `request` is refused before any wait, otherwise `undefined`. Counted as `admit`.
+   */
+  refuseEarly(request: Request, signal: AbortSignal | undefined): Promise<never> | undefined {
+    const impossible = this.gate.impossible(request);
+    if (impossible !== undefined) {
+      this.counters.rejected++;
+      return Promise.reject(impossible);
+    }
+    if (signal?.aborted) {
+      this.counters.aborted++;
+      return Promise.reject(signal.reason);
+    }
+    return undefined;
+  }
+
+  /**
+   * Counts a wait that ended in a first stage outside this queue (see {@link Admission.refuseEarly}):
+   * by its signal, by a timeout, or refused.
+   */
+  countFailure(error: unknown, signal: AbortSignal | undefined): void {
+    if (signal?.aborted && error === signal.reason) this.counters.aborted++;
+    else if (error instanceof TimeoutError) this.counters.timedOut++;
+    else this.counters.rejected++;
+  }
+
+  /**
    * Serves waiters from the head while the head fits; stops at the first that does not (head-of-line).
    * A head whose signal aborted before its listener ran (a shared signal, a release made by the caller's
    * own abort listener) is withdrawn, not granted: the abort came first.
