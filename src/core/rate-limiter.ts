@@ -762,7 +762,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
 
   private setLimits(value: readonly RateLimit[]): void {
     if (!Array.isArray(value)) throw new TypeError(`limits must be an array; got ${describe(value)}`);
-    const configs = value.map((limit, index) => checkLimit(limit, `limits[${index}]`));
+    const configs = value.map((limit, index) => checkRateLimit(limit, `limits[${index}]`));
     const now = this.clock.now();
     const unused = [...this.buckets];
     this.buckets = configs.map((config) => {
@@ -812,7 +812,7 @@ interface CheckedLimit {
   algorithm: "token-bucket" | "sliding-window";
 }
 
-function checkLimit(value: unknown, argument: string): CheckedLimit {
+function checkRateLimit(value: unknown, argument: string): CheckedLimit {
   if (typeof value !== "object" || value === null) {
     throw new TypeError(`${argument} must be an object such as { limit: 100, interval: "1m" }; got ${describe(value)}`);
   }
