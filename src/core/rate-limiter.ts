@@ -8,7 +8,7 @@ import { checkCapacity, checkClock, checkFunction, checkName, checkWeight } from
 import { type Clock, systemClock, type TimerHandle } from "./clock.js";
 import { defineDisposeSymbols } from "./dispose.js";
 import { type Duration, describe, toMilliseconds } from "./duration.js";
-import { defaultAbortReason } from "./errors.js";
+import { costAboveLimit, defaultAbortReason, weightAboveCapacity } from "./errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
 import { type GiveBack, HeldPermit, runHolding } from "./permit.js";
 import { type ChargeHandle, type RateBucket, SlidingWindow, TokenBucket } from "./rate-buckets.js";
@@ -735,17 +735,17 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
   private whyImpossible(demand: Demand): RangeError | undefined {
     const weight = weightOf(demand);
     if (weight > this.concurrencyLimit) {
-      return new RangeError(
-        `weight ${weight} is above the concurrency ${this.concurrencyLimit} of ${this.subject()}; it could never be admitted`,
-      );
+      return weightAboveCapacity(weight, this.concurrencyLimit, `${this.subject()} (its concurrency)`);
     }
     for (const bucket of this.buckets) {
       const cost = costOf(demand, bucket.unit);
       if (cost > bucket.capacity) {
         const what = bucket.algorithm === "token-bucket" ? "burst" : "limit";
-        return new RangeError(
-          `cost ${cost} ${bucket.unit} is above the ${what} ${bucket.capacity} of the limit ` +
-            `${bucket.limit} ${bucket.unit} per ${bucket.interval} ms of ${this.subject()}; it could never be admitted`,
+        return costAboveLimit(
+          cost,
+          bucket.unit,
+          { what, bound: bucket.capacity, limit: bucket.limit, intervalMs: bucket.interval },
+          this.subject(),
         );
       }
     }

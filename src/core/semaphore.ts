@@ -7,7 +7,7 @@ import { checkCapacity, checkClock, checkFunction, checkName, checkWeight } from
 import { type Clock, systemClock } from "./clock.js";
 import { defineDisposeSymbols } from "./dispose.js";
 import { describe } from "./duration.js";
-import { defaultAbortReason } from "./errors.js";
+import { defaultAbortReason, weightAboveCapacity } from "./errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
 import { HeldPermit, runHolding } from "./permit.js";
 import { type CheckedAcquireOptions, checkAcquireOptions } from "./wait-options.js";
@@ -353,9 +353,7 @@ export class Semaphore implements Limiter {
   }
 
   private tooHeavy(weight: number): RangeError {
-    return new RangeError(
-      `weight ${weight} is above the capacity ${this.limit} of ${this.subject()}; it could never be granted`,
-    );
+    return weightAboveCapacity(weight, this.limit, this.subject());
   }
 
   private subject(): string {

@@ -12,7 +12,7 @@ import { Admission, type LimiterStatistics } from "../core/admission.js";
 import { checkFunction } from "../core/arguments.js";
 import { systemClock, type TimerHandle } from "../core/clock.js";
 import { type Duration, describe, toMilliseconds } from "../core/duration.js";
-import { ClosedError, TimeoutError } from "../core/errors.js";
+import { ClosedError, costAboveLimit, TimeoutError, weightAboveCapacity } from "../core/errors.js";
 import { type Limiter, NEVER_ABORTED, type Permit } from "../core/limiter.js";
 import { HeldPermit, runHolding } from "../core/permit.js";
 import { normalizeCost, normalizeSettlement, REQUESTS } from "../core/rate-cost.js";
@@ -223,7 +223,11 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
   private closed = false;
 
   private closedError(): ClosedError {
-    return new ClosedError(`Redis rate limiter ${JSON.stringify(this.name)} was closed`);
+    return new ClosedError(`${this.subject()} was closed`);
+  }
+
+  private subject(): string {
+    return `Redis rate limiter ${JSON.stringify(this.name)}`;
   }
 
   constructor(redis: RedisClient, options: RedisRateLimiterOptions) {
@@ -732,16 +736,18 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
   /** A RangeError if a call of `cost` and `weight` could never be admitted, else undefined. */
   private whyImpossible(cost: Record<string, number>, weight: number): RangeError | undefined {
     if (this.concurrency !== undefined && weight > this.concurrency.capacity) {
-      return new RangeError(
-        `weight ${weight} is above the concurrency ${this.concurrency.capacity} of Redis rate limiter ${JSON.stringify(this.name)}; it could never be admitted`,
-      );
+      return weightAboveCapacity(weight, this.concurrency.capacity, `${this.subject()} (its concurrency)`);
     }
     for (const bucket of this.buckets) {
       const amount = this.costFor(bucket, cost);
       if (amount > bucket.burst) {
-        return new RangeError(
-          `cost ${amount} ${bucket.unit} is above the burst ${bucket.burst} of the limit ${bucket.limit} ${bucket.unit} per ${bucket.intervalMs} ms of Redis rate limiter ${JSON.stringify(this.name)}; it could never be admitted`,
-        );
+        const bound = {
+          what: "burst" as const,
+          bound: bucket.burst,
+          limit: bucket.limit,
+          intervalMs: bucket.intervalMs,
+        };
+        return costAboveLimit(amount, bucket.unit, bound, this.subject());
       }
     }
   }

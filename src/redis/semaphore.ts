@@ -35,7 +35,7 @@ import { Admission, type LimiterStatistics } from "../core/admission.js";
 import { checkCapacity, checkFunction, checkWeight } from "../core/arguments.js";
 import { systemClock, type TimerHandle } from "../core/clock.js";
 import { type Duration, describe } from "../core/duration.js";
-import { ClosedError, LeaseLostError } from "../core/errors.js";
+import { ClosedError, LeaseLostError, weightAboveCapacity } from "../core/errors.js";
 import type { AcquireOptions, Limiter, Permit } from "../core/limiter.js";
 import { runHolding } from "../core/permit.js";
 import { type CheckedAcquireOptions, checkAcquireOptions } from "../core/wait-options.js";
@@ -1382,9 +1382,7 @@ export class RedisSemaphore implements Limiter, LeaseKeeper {
   }
 
   private tooHeavy(weight: number): RangeError {
-    return new RangeError(
-      `weight ${weight} is above the capacity ${this.limit} of ${this.subject()}; it could never be granted`,
-    );
+    return weightAboveCapacity(weight, this.limit, this.subject());
   }
 
   private subject(): string {
