@@ -329,7 +329,7 @@ describe("RateLimiter: abort and timeout while waiting for tokens", () => {
     (await limiter.acquire()).release();
     const waiter = limiter.acquire({ timeout: 200 });
     const outcome = rejectionOf(waiter);
-    expect(clock.pendingTimers).toBe(2); // the limiter's and the waiter's own timeout
+    expect(clock.pendingTimers).toBe(2); // the limiter's and its queue's timeout timer
     await clock.advanceAsync(200);
     const error = await outcome;
     expect(error).toBeInstanceOf(TimeoutError);
