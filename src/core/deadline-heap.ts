@@ -51,28 +51,28 @@ export class DeadlineHeap<Entry extends HeapEntry> {
 
   /** Adds `entry`, due at `deadline`. */
   push(entry: Entry, deadline: number): void {
-    const slot = this.entries.length;
+    const arrival = this.arrived++;
     this.entries.push(entry);
     this.deadlines.push(deadline);
-    this.arrivals.push(this.arrived++);
-    entry.heapIndex = slot;
-    this.siftUp(slot);
+    this.arrivals.push(arrival);
+    this.moveUp(this.entries.length - 1, entry, deadline, arrival);
   }
 
   /** Removes `entry`, which must be in the heap. */
   remove(entry: Entry): void {
     const slot = entry.heapIndex;
     entry.heapIndex = -1;
-    const last = this.entries.length - 1;
-    const moved = this.entries.pop() as Entry;
+    const last = this.entries.pop() as Entry;
     const deadline = this.deadlines.pop() as number;
     const arrival = this.arrivals.pop() as number;
-    if (slot === last) return;
-    // The last entry fills the hole, then moves up or down to where it belongs (only one of the two
-    // finds anything to do).
-    this.place(slot, moved, deadline, arrival);
-    this.siftUp(slot);
-    this.siftDown(moved.heapIndex);
+    if (last === entry) return;
+    // The last entry fills the hole, moving up or down to where it belongs.
+    const parent = (slot - 1) >> 1;
+    if (slot > 0 && precedes(deadline, arrival, this.deadlines[parent] as number, this.arrivals[parent] as number)) {
+      this.moveUp(slot, last, deadline, arrival);
+    } else {
+      this.moveDown(slot, last, deadline, arrival);
+    }
   }
 
   /**
@@ -101,45 +101,46 @@ export class DeadlineHeap<Entry extends HeapEntry> {
     }
   }
 
-  /** Whether slot `a` is due before slot `b`: an earlier deadline, or the same one and an earlier arrival. */
+  /** Whether slot `a` is due before slot `b`. */
   private before(a: number, b: number): boolean {
-    const deadlineA = this.deadlines[a] as number;
-    const deadlineB = this.deadlines[b] as number;
-    return (
-      deadlineA < deadlineB || (deadlineA === deadlineB && (this.arrivals[a] as number) < (this.arrivals[b] as number))
-    );
+    const { deadlines, arrivals } = this;
+    return precedes(deadlines[a] as number, arrivals[a] as number, deadlines[b] as number, arrivals[b] as number);
   }
 
-  private siftUp(start: number): void {
+  /**
+   * Puts `entry` into the hole at `start` or above it: parents due after it move down into the hole
+   * until one is not. Each slot on the way is written once (a hole, not a chain of swaps).
+   */
+  private moveUp(start: number, entry: Entry, deadline: number, arrival: number): void {
+    const { entries, deadlines, arrivals } = this;
     let slot = start;
     while (slot > 0) {
       const parent = (slot - 1) >> 1;
-      if (!this.before(slot, parent)) return;
-      this.swap(slot, parent);
+      const parentDeadline = deadlines[parent] as number;
+      const parentArrival = arrivals[parent] as number;
+      if (!precedes(deadline, arrival, parentDeadline, parentArrival)) break;
+      this.place(slot, entries[parent] as Entry, parentDeadline, parentArrival);
       slot = parent;
     }
+    this.place(slot, entry, deadline, arrival);
   }
 
-  private siftDown(start: number): void {
-    const size = this.entries.length;
+  /** Puts `entry` into the hole at `start` or below it: the earlier child moves up while it is due first. */
+  private moveDown(start: number, entry: Entry, deadline: number, arrival: number): void {
+    const { entries, deadlines, arrivals } = this;
+    const size = entries.length;
     let slot = start;
     for (;;) {
-      const left = 2 * slot + 1;
-      if (left >= size) return;
-      const right = left + 1;
-      const child = right < size && this.before(right, left) ? right : left;
-      if (!this.before(child, slot)) return;
-      this.swap(slot, child);
+      let child = 2 * slot + 1;
+      if (child >= size) break;
+      if (child + 1 < size && this.before(child + 1, child)) child++;
+      const childDeadline = deadlines[child] as number;
+      const childArrival = arrivals[child] as number;
+      if (!precedes(childDeadline, childArrival, deadline, arrival)) break;
+      this.place(slot, entries[child] as Entry, childDeadline, childArrival);
       slot = child;
     }
-  }
-
-  private swap(a: number, b: number): void {
-    const entry = this.entries[a] as Entry;
-    const deadline = this.deadlines[a] as number;
-    const arrival = this.arrivals[a] as number;
-    this.place(a, this.entries[b] as Entry, this.deadlines[b] as number, this.arrivals[b] as number);
-    this.place(b, entry, deadline, arrival);
+    this.place(slot, entry, deadline, arrival);
   }
 
   private place(slot: number, entry: Entry, deadline: number, arrival: number): void {
@@ -148,6 +149,11 @@ export class DeadlineHeap<Entry extends HeapEntry> {
     this.arrivals[slot] = arrival;
     entry.heapIndex = slot;
   }
+}
+
+/** Whether a deadline (and its arrival) comes before another: earlier, or as early and arrived first. */
+function precedes(deadline: number, arrival: number, otherDeadline: number, otherArrival: number): boolean {
+  return deadline < otherDeadline || (deadline === otherDeadline && arrival < otherArrival);
 }
 
 function broken(invariant: string, detail: string): never {
