@@ -19,8 +19,8 @@
  *   front) outnumber its waiters.
  * - memory: a waiter with neither signal nor timeout costs two array slots next to its promise, no
  *   object of its own until the owner asks for it (see Level). One with a timeout and no signal costs
- *   one {@link Waiter} (72 bytes) and three slots of the deadline heap (24 bytes); a signal adds the
- *   listener (a closure and a two-field object).
+ *   one {@link Waiter} (64 bytes) and three slots of the deadline heap (24 bytes); a signal adds a
+ *   field, the listener closure and a two-field object.
  * - no timer per waiter: the waiters with a timeout share the queue's one timer, armed for the
  *   earliest deadline; no closure per waiter unless it passed a signal.
  */
@@ -71,19 +71,24 @@ class Level {
  * deadline heap and its listener is removed in the same synchronous step that settles its promise, so a
  * late abort or timer can never settle it twice.
  *
- * Its fields are what a waiter with a timeout needs and nothing more (72 bytes on Node's builds, which
- * have no pointer compression): a waiter with a timeout is an object from the start, and a hundred
- * thousand of them waiting on one limiter is an ordinary day. Its resolving function stays in the ring
- * (see Level), its level is found from its priority, and its deadline lives in the heap. (`_Grant`, what
- * its promise resolves to, only names the queue it belongs to.)
+ * Its fields are what a waiter with a timeout needs and nothing more (five fields, 64 bytes on Node's
+ * builds, which have no pointer compression): a waiter with a timeout is an object from the start, and
+ * a hundred thousand of them waiting on one limiter is an ordinary day. Its resolving function stays in
+ * the ring (see Level), its level is found from its priority, its deadline lives in the heap, and only
+ * a waiter with a signal has a field for it. (`_Grant`, what its promise resolves to, only names the
+ * queue it belongs to.)
  */
 export class Waiter<Request, _Grant> implements HeapEntry {
   /** @internal Where its entry is in its level's ring; -1 once it has left the queue. */
   index = 0;
   /** @internal Its slot in the queue's deadline heap; -1 without a timeout or once it has left. */
   heapIndex = -1;
-  /** Present only when the waiter passed a signal. */
-  cancellation: Cancellation | undefined = undefined;
+  /**
+   * Its signal and the queue's listener on it, present only when the waiter passed a signal: only a
+   * {@link SignalWaiter} has the field, so the others (a waiter with a timeout and no signal, a waiter
+   * made an object for its owner) spend no 8 bytes on it.
+   */
+  declare cancellation: Cancellation | undefined;
   constructor(
     /** What the waiter asked for: a weight, a cost, a value to send. */
     readonly request: Request,
@@ -95,6 +100,11 @@ export class Waiter<Request, _Grant> implements HeapEntry {
   get queued(): boolean {
     return this.index >= 0;
   }
+}
+
+/** A waiter that passed a signal: the one kind with a field for its {@link Cancellation}. */
+class SignalWaiter<Request, Grant> extends Waiter<Request, Grant> {
+  override cancellation: Cancellation | undefined = undefined;
 }
 
 /**
@@ -261,11 +271,13 @@ export class WaitQueue<Request, Grant> {
       level.items[end + 1] = request;
       return promise;
     }
-    const waiter = new Waiter<Request, Grant>(request, priority, timeout);
+    const waiter =
+      signal === undefined
+        ? new Waiter<Request, Grant>(request, priority, timeout)
+        : this.listen(new SignalWaiter<Request, Grant>(request, priority, timeout), signal);
     waiter.index = end;
     level.items[end] = waiter;
     level.items[end + 1] = resolve;
-    if (signal !== undefined) this.listen(waiter, signal);
     if (timeout !== Number.POSITIVE_INFINITY) this.addDeadline(waiter, timeout);
     return promise;
   }
@@ -416,11 +428,12 @@ export class WaitQueue<Request, Grant> {
     }
   }
 
-  /** Adds the abort listener of a waiter that passed a signal. */
-  private listen(waiter: Waiter<Request, Grant>, signal: AbortSignal): void {
+  /** Adds the abort listener of a waiter that passed a signal, and returns the waiter. */
+  private listen(waiter: SignalWaiter<Request, Grant>, signal: AbortSignal): SignalWaiter<Request, Grant> {
     const cancellation = new Cancellation(signal, () => this.cancel(waiter, "abort", signal.reason));
     waiter.cancellation = cancellation;
     signal.addEventListener("abort", cancellation.onAbort, ONCE);
+    return waiter;
   }
 
   /** Puts a waiter with a timeout into the deadline heap, and moves the timer if it is the first due. */
