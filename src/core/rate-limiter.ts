@@ -20,7 +20,7 @@ import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from ".
 import { type ChargeHandle, type RateBucket, SlidingWindow, TokenBucket } from "./rate-buckets.js";
 import { checkCostValue, normalizeCost, normalizeSettlement, REQUESTS } from "./rate-cost.js";
 import { type HeaderInput, parseRateLimitHeaders, type RateLimitHeaders } from "./rate-headers.js";
-import { type CancelReason, type Waiter, WaitQueue } from "./wait-queue.js";
+import { type CancelReason, type SelfChecking, type Waiter, WaitQueue, waitQueues } from "./wait-queue.js";
 
 /** The default unit: what a plain-number cost counts. */
 
@@ -543,6 +543,11 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     return () => {
       set.delete(listener);
     };
+  }
+
+  /** @internal For the model tests: the queue its callers wait in. */
+  [waitQueues](): readonly SelfChecking[] {
+    return [this.queue];
   }
 
   /** A snapshot of the state and lifetime counters. */

@@ -16,7 +16,7 @@ import { type Clock, systemClock } from "./clock.js";
 import { describe } from "./duration.js";
 import { defaultAbortReason, ReleasedError, TimeoutError } from "./errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
-import { type CancelReason, type Waiter, WaitQueue } from "./wait-queue.js";
+import { type CancelReason, type SelfChecking, type Waiter, WaitQueue, waitQueues } from "./wait-queue.js";
 
 /** Options for {@link Semaphore}. */
 export interface SemaphoreOptions {
@@ -309,6 +309,11 @@ export class Semaphore implements Limiter {
     this.counters.rejected += this.queue.size;
     this.queue.rejectAll(reason);
     this.notifyIfIdle();
+  }
+
+  /** @internal For the model tests: the queue its callers wait in. */
+  [waitQueues](): readonly SelfChecking[] {
+    return [this.queue];
   }
 
   /** A snapshot of the state and lifetime counters. */

@@ -186,12 +186,30 @@ const SHIFT_AFTER = 16;
 const COMPACT_AFTER = 4;
 
 /**
+ * @internal The key under which a primitive lists its wait queues, so the model tests can check the
+ * queues' invariants after every step without reaching into private fields. Only sluice's own modules
+ * (and its tests) can name it.
+ */
+export const waitQueues: unique symbol = Symbol("sluice.waitQueues");
+
+/** @internal What a primitive lists under {@link waitQueues}: queues that can check themselves. */
+export interface SelfChecking {
+  /** Throws an Error naming the first broken invariant, if any. */
+  assertInvariants(): void;
+}
+
+/** @internal A primitive that lists its wait queues under {@link waitQueues}. */
+export interface WithWaitQueues {
+  [waitQueues](): readonly SelfChecking[];
+}
+
+/**
  * A priority queue of waiters with O(1) removal. See the module comment for the contract.
  *
  * @typeParam Request - what a waiter asks for (a weight, a cost, a value).
  * @typeParam Grant - what a granted waiter's promise resolves to.
  */
-export class WaitQueue<Request, Grant> {
+export class WaitQueue<Request, Grant> implements SelfChecking {
   /**
    * The non-empty levels, highest priority first.
    * Invariant: every level in here has at least one queued waiter, and priorities are strictly

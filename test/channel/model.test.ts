@@ -8,7 +8,7 @@ import fc from "fast-check";
 import { Channel, ClosedError, TimeoutError } from "sluice";
 import { FakeClock, flushMicrotasks } from "sluice/testing";
 import { describe, expect, it } from "vitest";
-import { batches } from "../support/model.js";
+import { assertQueueInvariants, batches } from "../support/model.js";
 
 /** What an iterator's `next()` gives at the end of the channel. */
 const END = -1;
@@ -257,6 +257,7 @@ function applyOp(w: World, o: Op): void {
 
 async function check(w: World): Promise<void> {
   await flushMicrotasks();
+  assertQueueInvariants(w.channel);
   const channel = w.channel;
   for (const p of w.parties) expect({ id: p.id, ...p.actual }).toEqual({ id: p.id, ...p.expected });
   expect(channel.size).toBe(w.buffer.length);
@@ -278,7 +279,7 @@ describe("Channel against a reference model", () => {
     await fc.assert(
       fc.asyncProperty(
         fc.oneof(fc.integer({ min: 0, max: 3 }), fc.constant(Number.POSITIVE_INFINITY)),
-        fc.commands([batches(opArbitrary, applyOp, check)], {
+        fc.commands([batches(opArbitrary, applyOp, check, (w) => w.channel)], {
           maxCommands: 40,
         }),
         async (capacity, cmds) => {

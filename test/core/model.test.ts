@@ -9,7 +9,7 @@ import fc from "fast-check";
 import { type Permit, ReleasedError, Semaphore, TimeoutError } from "sluice";
 import { FakeClock, flushMicrotasks } from "sluice/testing";
 import { describe, expect, it } from "vitest";
-import { batches } from "../support/model.js";
+import { assertQueueInvariants, batches } from "../support/model.js";
 
 /** `run-reenter`: a run whose function disposes of another caller's permit, re-entering the semaphore. */
 type Kind = "acquire" | "run-throw" | "run-return" | "run-defer" | "run-reenter";
@@ -354,6 +354,7 @@ function applyOp(w: World, o: Op): void {
 
 async function check(w: World): Promise<void> {
   await flushMicrotasks();
+  assertQueueInvariants(w.semaphore);
   w.settleDue();
   const s = w.semaphore;
   const queue = w.queue();
@@ -413,7 +414,7 @@ class SettleRunCommand implements fc.AsyncCommand<object, World> {
 
 const commands = fc.commands(
   [
-    batches(opArbitrary, applyOp, check),
+    batches(opArbitrary, applyOp, check, (w) => w.semaphore),
     fc.tuple(fc.nat(), fc.boolean()).map(([pick, ok]) => new SettleRunCommand(pick, ok)),
   ],
   { maxCommands: 40 },

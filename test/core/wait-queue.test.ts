@@ -616,3 +616,203 @@ describe("WaitQueue timeouts: one timer per queue", () => {
     );
   });
 });
+
+describe("WaitQueue.assertInvariants", () => {
+  /** The queue's private state, as a test reaches it to break it on purpose. */
+  interface Ring {
+    priority: number;
+    items: unknown[];
+    start: number;
+    end: number;
+    live: number;
+    dead: number;
+  }
+  interface Internals {
+    levels: Ring[];
+    defaultLevel: Ring;
+    count: number;
+    deadlines: { push(entry: Waiter<string, string>, deadline: number): void; deadlines: number[] };
+    timer: unknown;
+    timerAt: number;
+    expiring: boolean;
+  }
+
+  /** A queue with three levels, bare waiters, waiters with a timeout and one with a signal too. */
+  function fixture() {
+    const { queue } = makeQueue();
+    const add = (request: string, priority: number, timeout = Number.POSITIVE_INFINITY, signal?: AbortSignal) =>
+      void queue.enqueue(request, priority, signal, timeout).catch(() => undefined);
+    add("high", 1);
+    add("a", 0);
+    add("b", 0, 10);
+    add("c", 0);
+    add("d", 0, 20, new AbortController().signal);
+    add("low", -1, 30);
+    const waiter = (request: string) => {
+      let found = queue.head as Waiter<string, string>;
+      while (found.request !== request) found = queue.after(found) as Waiter<string, string>;
+      return found;
+    };
+    const internals = queue as unknown as Internals;
+    return { queue, internals, waiter, zero: internals.levels[1] as Ring };
+  }
+
+  type Fixture = ReturnType<typeof fixture>;
+  const cases: [invariant: string, breakIt: (fixture: Fixture) => void][] = [
+    ["levels are sorted by strictly descending priority", ({ internals }) => internals.levels.reverse()],
+    [
+      "every level in the queue has a queued waiter",
+      ({ internals, zero }) => {
+        const Level = zero.constructor as new (priority: number) => Ring;
+        internals.levels.push(new Level(-5));
+      },
+    ],
+    [
+      "size equals the sum of the levels' live counts",
+      ({ internals }) => {
+        internals.count++;
+      },
+    ],
+    [
+      "live and dead count the ring's entries and tombstones",
+      ({ zero }) => {
+        zero.dead++;
+      },
+    ],
+    [
+      "entries lie between start and end, both even",
+      ({ zero }) => {
+        zero.end++;
+      },
+    ],
+    [
+      "every slot outside the entries is undefined",
+      ({ zero }) => {
+        zero.items[zero.end + 1] = "left behind";
+      },
+    ],
+    [
+      "a tombstone keeps nothing",
+      ({ queue, waiter, zero }) => {
+        const c = waiter("c");
+        const index = c.index;
+        queue.reject(c, new Error("leaves a tombstone"));
+        zero.items[index + 1] = "the request it kept";
+      },
+    ],
+    [
+      "no tombstone at the front of a ring",
+      ({ queue, waiter, zero }) => {
+        const a = waiter("a");
+        const c = waiter("c");
+        const index = c.index;
+        queue.reject(c, new Error("leaves a tombstone"));
+        // The tombstone and the front entry change places; everything else stays true.
+        [zero.items[0], zero.items[1], zero.items[index], zero.items[index + 1]] = [
+          zero.items[index],
+          zero.items[index + 1],
+          zero.items[0],
+          zero.items[1],
+        ];
+        a.index = index;
+      },
+    ],
+    [
+      "an entry starts with a waiter or its resolving function",
+      ({ zero }) => {
+        zero.items[zero.start] = 42;
+      },
+    ],
+    [
+      "a waiter object knows its index",
+      ({ waiter }) => {
+        waiter("b").index += 2;
+      },
+    ],
+    [
+      "a waiter has its level's priority",
+      ({ waiter }) => {
+        (waiter("b") as { priority: number }).priority = 7;
+      },
+    ],
+    [
+      "a waiter object's resolving function follows it",
+      ({ waiter, zero }) => {
+        zero.items[waiter("b").index + 1] = undefined;
+      },
+    ],
+    [
+      "a waiter is in the deadline heap exactly when it has a timeout",
+      ({ waiter }) => {
+        waiter("b").heapIndex = -1;
+      },
+    ],
+    [
+      "the default level holds nothing while nobody waits at priority 0",
+      ({ queue, internals }) => {
+        for (const request of ["a", "b", "c", "d"]) {
+          let found = queue.head as Waiter<string, string>;
+          while (found.request !== request) found = queue.after(found) as Waiter<string, string>;
+          queue.reject(found, new Error("gone"));
+        }
+        internals.defaultLevel.items[0] = "stale";
+      },
+    ],
+    [
+      "no settled waiter in the deadline heap",
+      ({ queue, internals, waiter }) => {
+        const b = waiter("b");
+        queue.grant(b, "granted");
+        internals.deadlines.push(b, 5);
+      },
+    ],
+    [
+      "the deadline heap holds exactly the queued waiters with a timeout",
+      ({ internals }) => {
+        // A waiter of another queue, waiting there, slipped into this queue's heap.
+        const other = makeQueue().queue;
+        void other.enqueue("stranger", 0, undefined, 5).catch(() => undefined);
+        internals.deadlines.push(other.head as Waiter<string, string>, 5);
+      },
+    ],
+    [
+      "DeadlineHeap invariant broken: no entry is due before its parent",
+      ({ internals }) => {
+        internals.deadlines.deadlines[0] = 1_000;
+      },
+    ],
+    [
+      "the timer is armed exactly while a waiter with a timeout waits",
+      ({ internals }) => {
+        internals.timer = undefined;
+        internals.timerAt = Number.POSITIVE_INFINITY;
+      },
+    ],
+    [
+      "the timer is armed no later than the earliest deadline",
+      ({ internals }) => {
+        internals.timerAt = 15;
+      },
+    ],
+    [
+      "a timer that is not armed has no time",
+      ({ queue, internals }) => {
+        queue.rejectAll(new Error("gone"));
+        internals.timerAt = 15;
+      },
+    ],
+    [
+      "no expiry is under way between calls",
+      ({ internals }) => {
+        internals.expiring = true;
+      },
+    ],
+  ];
+
+  it.each(cases)("throws an Error naming it when broken: %s", (invariant, breakIt) => {
+    const broken = fixture();
+    broken.queue.assertInvariants();
+    breakIt(broken);
+    expect(() => broken.queue.assertInvariants()).toThrow(invariant);
+  });
+});

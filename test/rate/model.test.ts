@@ -9,7 +9,7 @@ import fc from "fast-check";
 import { RateLimiter, type RatePermit, TimeoutError } from "sluice";
 import { FakeClock, flushMicrotasks } from "sluice/testing";
 import { describe, expect, it } from "vitest";
-import { batches } from "../support/model.js";
+import { assertQueueInvariants, batches } from "../support/model.js";
 
 interface Config {
   requests: { limit: number; interval: number; burst: number };
@@ -274,6 +274,7 @@ function applyOp(w: World, o: Op): void {
 
 /** The limiter's books and its one timer, after promise callbacks ran. */
 function check(w: World): void {
+  assertQueueInvariants(w.limiter);
   if (w.errors.length > 0) throw w.errors[0];
   const limiter = w.limiter;
   const held = w.calls.filter((c) => c.status === "held");
@@ -293,6 +294,12 @@ function check(w: World): void {
     const ids = w.grantOrder.filter((c) => c.priority === priority && c.tried !== true).map((c) => c.id);
     expect(ids).toEqual([...ids].sort((a, b) => a - b));
   }
+}
+
+/** A batch's end: promise callbacks run, then the books are checked. */
+async function settleAndCheck(w: World): Promise<void> {
+  await flushMicrotasks();
+  check(w);
 }
 
 class AdvanceCommand implements fc.AsyncCommand<object, World> {
@@ -382,10 +389,7 @@ describe("RateLimiter against a model of its promises", () => {
         configArbitrary,
         fc.commands(
           [
-            batches(opArbitrary, applyOp, async (w) => {
-              await flushMicrotasks();
-              check(w);
-            }),
+            batches(opArbitrary, applyOp, settleAndCheck, (w) => w.limiter),
             fc.integer({ min: 0, max: 30 }).map((ms) => new AdvanceCommand(ms)),
             fc
               .record({
