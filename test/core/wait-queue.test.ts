@@ -349,18 +349,18 @@ describe("WaitQueue timeouts: one timer per queue", () => {
     expect(errors.get("c")?.message).toBe("timed out after 20 ms waiting for the test queue");
   });
 
-  it("leaves the timer alone when the earliest waiter is granted, and re-arms when it fires early", async () => {
+  it("leaves the timer alone when the earliest waiter is granted, and re-arms when it fires early", () => {
     const { queue, cancelled, clock } = makeQueue();
     const setTimeout = vi.spyOn(clock, "setTimeout");
     const clearTimeout = vi.spyOn(clock, "clearTimeout");
     // A saturated limiter: waiters with one timeout, each granted after a while, newcomers behind them.
     for (let i = 0; i < 100; i++) {
-      void queue.enqueue(`w${i}`, 0, undefined, 1_000);
+      void queue.enqueue(`w${i}`, 0, undefined, 1_000).catch(() => undefined);
       clock.advance(5);
     }
     for (let i = 100; i < 300; i++) {
       queue.grant(queue.head as Waiter<string, string>, "granted");
-      void queue.enqueue(`w${i}`, 0, undefined, 1_000);
+      void queue.enqueue(`w${i}`, 0, undefined, 1_000).catch(() => undefined);
       clock.advance(5);
     }
     // 300 waiters, 3 timers: armed for the first waiter; at 1000 and 1500 it fired early (the waiters
