@@ -15,7 +15,7 @@ import { type ChargeHandle, type RateBucket, SlidingWindow, TokenBucket } from "
 import { checkCostValue, normalizeCost, normalizeSettlement, REQUESTS } from "./rate-cost.js";
 import { type HeaderInput, parseRateLimitHeaders, type RateLimitHeaders } from "./rate-headers.js";
 import { type CheckedAcquireOptions, checkAcquireOptions } from "./wait-options.js";
-import type { WaitQueue } from "./wait-queue.js";
+import { type SelfChecking, type WaitQueue, waitQueues } from "./wait-queue.js";
 
 defineDisposeSymbols();
 
@@ -547,6 +547,11 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     return () => {
       set.delete(listener);
     };
+  }
+
+  /** @internal For the model tests: the queue its callers wait in. */
+  [waitQueues](): readonly SelfChecking[] {
+    return [this.queue];
   }
 
   /** A snapshot of the state and lifetime counters. */

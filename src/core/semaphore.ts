@@ -11,7 +11,7 @@ import { defaultAbortReason, weightAboveCapacity } from "./errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
 import { HeldPermit, runHolding } from "./permit.js";
 import { type CheckedAcquireOptions, checkAcquireOptions } from "./wait-options.js";
-import type { Waiter, WaitQueue } from "./wait-queue.js";
+import { type SelfChecking, type Waiter, type WaitQueue, waitQueues } from "./wait-queue.js";
 
 defineDisposeSymbols();
 
@@ -295,6 +295,11 @@ export class Semaphore implements Limiter {
   clear(reason: unknown = defaultAbortReason()): void {
     this.admission.rejectAll(reason);
     this.notifyIfIdle();
+  }
+
+  /** @internal For the model tests: the queue its callers wait in. */
+  [waitQueues](): readonly SelfChecking[] {
+    return [this.queue];
   }
 
   /** A snapshot of the state and lifetime counters. */

@@ -289,7 +289,10 @@ export class SharedRateLimiter implements Limiter<RateAcquireOptions> {
   }
 
   /** Runs `fn` once admitted. `fn` receives the caller's signal and the permit. */
-  async run<T>(fn: (signal: AbortSignal, permit: Permit) => T | PromiseLike<T>, options?: RateAcquireOptions): Promise<T> {
+  async run<T>(
+    fn: (signal: AbortSignal, permit: Permit) => T | PromiseLike<T>,
+    options?: RateAcquireOptions,
+  ): Promise<T> {
     checkFunction(fn, "fn");
     const permit = await this.acquire(options);
     try {
