@@ -9,7 +9,7 @@ import { Deque } from "./deque.js";
 import { describe } from "./duration.js";
 import { ClosedError, TimeoutError } from "./errors.js";
 import { type CheckedWaitOptions, checkWaitOptions, type WaitOptions } from "./wait-options.js";
-import { type SelfChecking, WaitQueue, waitQueues } from "./wait-queue.js";
+import { type SelfChecking, selfChecks, WaitQueue } from "./wait-queue.js";
 
 /** Options for {@link Channel}. */
 export interface ChannelOptions {
@@ -237,7 +237,7 @@ export class Channel<T> implements AsyncIterable<T> {
   }
 
   /** @internal For the model tests: the queues its senders and receivers wait in. */
-  [waitQueues](): readonly SelfChecking[] {
+  [selfChecks](): readonly SelfChecking[] {
     return [this.senders, this.receivers];
   }
 

@@ -11,7 +11,7 @@ import { type Duration, describe, toMilliseconds } from "./duration.js";
 import { ClosedError, ReleasedError, TimeoutError } from "./errors.js";
 import { linkSignals } from "./linked-signal.js";
 import { type CheckedWaitOptions, checkWaitOptions, type WaitOptions } from "./wait-options.js";
-import { type CancelReason, type SelfChecking, WaitQueue, waitQueues } from "./wait-queue.js";
+import { type CancelReason, type SelfChecking, selfChecks, WaitQueue } from "./wait-queue.js";
 
 defineDisposeSymbols();
 
@@ -427,7 +427,7 @@ export class Pool<T> {
   }
 
   /** @internal For the model tests: the queue its borrowers wait in. */
-  [waitQueues](): readonly SelfChecking[] {
+  [selfChecks](): readonly SelfChecking[] {
     return [this.queue];
   }
 

@@ -15,7 +15,7 @@ import { type ChargeHandle, type RateBucket, SlidingWindow, TokenBucket } from "
 import { checkCostValue, normalizeCost, normalizeSettlement, REQUESTS } from "./rate-cost.js";
 import { type HeaderInput, parseRateLimitHeaders, type RateLimitHeaders } from "./rate-headers.js";
 import { type CheckedAcquireOptions, checkAcquireOptions } from "./wait-options.js";
-import { type SelfChecking, type WaitQueue, waitQueues } from "./wait-queue.js";
+import { type SelfChecking, selfChecks, type WaitQueue } from "./wait-queue.js";
 
 defineDisposeSymbols();
 
@@ -403,7 +403,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     const impossible = this.whyImpossible(demand);
     if (impossible !== undefined) throw impossible;
     if (!this.queue.isFirstInLine(0) || !this.canStart(demand, (this.decidedAt = this.clock.now()))) return undefined;
-    this.admission.counters.granted++;
+    this.admission.grantedNow();
     const permit = this.start(demand, NEVER_ABORTED, this.decidedAt);
     if (this.queue.size !== 0) this.dispatch();
     return permit;
@@ -549,9 +549,30 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     };
   }
 
-  /** @internal For the model tests: the queue its callers wait in. */
-  [waitQueues](): readonly SelfChecking[] {
-    return [this.queue];
+  /** @internal For the model tests: the admission (its queue and counters) and the limiter itself. */
+  [selfChecks](): readonly SelfChecking[] {
+    return [this.admission, { assertInvariants: () => this.assertInvariants() }];
+  }
+
+  /**
+   * @internal Throws an Error naming the first broken invariant of the limiter's own state: the head
+   * cannot start now, and the one timer is armed exactly when the head waits for time (not for a release).
+   */
+  assertInvariants(): void {
+    if (!Number.isSafeInteger(this.inFlight) || this.inFlight < 0) {
+      throw new Error(`rate limiter invariant broken: the weight in flight is whole and >= 0; got ${this.inFlight}`);
+    }
+    const head = this.queue.head;
+    const now = this.clock.now();
+    if (head !== undefined && this.canStart(head.request, now)) {
+      throw new Error("rate limiter invariant broken: the head waits though it could start now");
+    }
+    const waitsForTime = head !== undefined && this.inFlight + weightOf(head.request) <= this.concurrencyLimit;
+    if (waitsForTime !== (this.timer !== undefined)) {
+      throw new Error(
+        `rate limiter invariant broken: the timer is ${this.timer === undefined ? "not " : ""}armed while the head ${waitsForTime ? "waits for time" : "waits for a release or nobody waits"}`,
+      );
+    }
   }
 
   /** A snapshot of the state and lifetime counters. */

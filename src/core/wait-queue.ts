@@ -186,21 +186,21 @@ const SHIFT_AFTER = 16;
 const COMPACT_AFTER = 4;
 
 /**
- * @internal The key under which a primitive lists its wait queues, so the model tests can check the
- * queues' invariants after every step without reaching into private fields. Only sluice's own modules
- * (and its tests) can name it.
+ * @internal The key under which a primitive lists the parts that check their own invariants — its wait
+ * queues (or the admissions that own them) and itself — so the model tests can check them after every
+ * step without reaching into private fields. Only sluice's own modules (and its tests) can name it.
  */
-export const waitQueues: unique symbol = Symbol("sluice.waitQueues");
+export const selfChecks: unique symbol = Symbol("sluice.selfChecks");
 
-/** @internal What a primitive lists under {@link waitQueues}: queues that can check themselves. */
+/** @internal What a primitive lists under {@link selfChecks}: parts that can check themselves. */
 export interface SelfChecking {
   /** Throws an Error naming the first broken invariant, if any. */
   assertInvariants(): void;
 }
 
-/** @internal A primitive that lists its wait queues under {@link waitQueues}. */
-export interface WithWaitQueues {
-  [waitQueues](): readonly SelfChecking[];
+/** @internal A primitive that lists its self-checking parts under {@link selfChecks}. */
+export interface WithSelfChecks {
+  [selfChecks](): readonly SelfChecking[];
 }
 
 /**

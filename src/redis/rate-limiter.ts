@@ -541,9 +541,12 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       reply = (await this.ask(demand)) as number[];
     } catch (error) {
       if (!(error instanceof RedisUnavailableError) || this.onUnavailable === "fail") throw error;
+      const permit =
+        this.onUnavailable === "allow" || demand.fellBack
+          ? this.permit(demand, signal)
+          : await this.fallback(demand, signal, 0);
       this.admission.counters.granted++;
-      if (this.onUnavailable === "allow" || demand.fellBack) return this.permit(demand, signal);
-      return this.fallback(demand, signal, 0);
+      return permit;
     }
     if (reply[0] !== 1) return undefined;
     this.admission.counters.granted++;

@@ -294,7 +294,10 @@ export class SharedSemaphore implements Limiter {
     checkWeight(weight);
     if (weight > this.capacity || weight > MAX_WEIGHT) throw this.tooHeavy(weight);
     this.attach();
-    return this.tryNow(this.request(weight, 0, undefined));
+    const permit = this.tryNow(this.request(weight, 0, undefined));
+    // Granted through this thread's queue (counted there); the request is counted here.
+    if (permit !== undefined) this.admission.requested();
+    return permit;
   }
 
   /**

@@ -8,7 +8,7 @@ import fc from "fast-check";
 import { Channel, ClosedError, TimeoutError } from "sluice";
 import { FakeClock, flushMicrotasks } from "sluice/testing";
 import { describe, expect, it } from "vitest";
-import { assertQueueInvariants, batches } from "../support/model.js";
+import { assertInvariants, batches } from "../support/model.js";
 
 /** What an iterator's `next()` gives at the end of the channel. */
 const END = -1;
@@ -257,7 +257,7 @@ function applyOp(w: World, o: Op): void {
 
 async function check(w: World): Promise<void> {
   await flushMicrotasks();
-  assertQueueInvariants(w.channel);
+  assertInvariants(w.channel);
   const channel = w.channel;
   for (const p of w.parties) expect({ id: p.id, ...p.actual }).toEqual({ id: p.id, ...p.expected });
   expect(channel.size).toBe(w.buffer.length);

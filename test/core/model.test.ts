@@ -9,7 +9,7 @@ import fc from "fast-check";
 import { type Permit, ReleasedError, Semaphore, TimeoutError } from "sluice";
 import { FakeClock, flushMicrotasks } from "sluice/testing";
 import { describe, expect, it } from "vitest";
-import { assertQueueInvariants, batches } from "../support/model.js";
+import { assertInvariants, batches } from "../support/model.js";
 
 /** `run-reenter`: a run whose function disposes of another caller's permit, re-entering the semaphore. */
 type Kind = "acquire" | "run-throw" | "run-return" | "run-defer" | "run-reenter";
@@ -354,7 +354,7 @@ function applyOp(w: World, o: Op): void {
 
 async function check(w: World): Promise<void> {
   await flushMicrotasks();
-  assertQueueInvariants(w.semaphore);
+  assertInvariants(w.semaphore);
   w.settleDue();
   const s = w.semaphore;
   const queue = w.queue();

@@ -8,7 +8,7 @@ import fc from "fast-check";
 import { ClosedError, type Lease, Pool } from "sluice";
 import { FakeClock, flushMicrotasks } from "sluice/testing";
 import { describe, expect, it } from "vitest";
-import { assertQueueInvariants, batches } from "../support/model.js";
+import { assertInvariants, batches } from "../support/model.js";
 
 interface Thing {
   id: number;
@@ -202,7 +202,7 @@ function applyOp(w: World, o: Op): void {
 }
 
 function check(w: World): void {
-  assertQueueInvariants(w.pool);
+  assertInvariants(w.pool);
   const pool = w.pool;
   const stats = pool.statistics();
   expect(stats.size + stats.pendingCreates).toBeLessThanOrEqual(w.config.max);

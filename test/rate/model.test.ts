@@ -9,7 +9,7 @@ import fc from "fast-check";
 import { RateLimiter, type RatePermit, TimeoutError } from "sluice";
 import { FakeClock, flushMicrotasks } from "sluice/testing";
 import { describe, expect, it } from "vitest";
-import { assertQueueInvariants, batches } from "../support/model.js";
+import { assertInvariants, batches } from "../support/model.js";
 
 interface Config {
   requests: { limit: number; interval: number; burst: number };
@@ -274,7 +274,7 @@ function applyOp(w: World, o: Op): void {
 
 /** The limiter's books and its one timer, after promise callbacks ran. */
 function check(w: World): void {
-  assertQueueInvariants(w.limiter);
+  assertInvariants(w.limiter);
   if (w.errors.length > 0) throw w.errors[0];
   const limiter = w.limiter;
   const held = w.calls.filter((c) => c.status === "held");

@@ -1,22 +1,23 @@
 import fc from "fast-check";
-import { type WithWaitQueues, waitQueues } from "../../src/core/wait-queue.js";
+import { selfChecks, type WithSelfChecks } from "../../src/core/wait-queue.js";
 
 /**
- * Checks every invariant of each wait queue `owner` parks its callers in (WaitQueue.assertInvariants):
- * the rings, the deadline heap and the timer, as they must be whenever a public call has returned.
+ * Checks every invariant `owner` lists under its self checks: each wait queue's (the rings, the deadline
+ * heap and the timer), each admission's counters (every request counted once), and the primitive's own,
+ * as they must be whenever a public call has returned.
  *
  * `owner` is typed loosely: the tests import the primitives by the package's name, whose types come
  * from the build, which declares a symbol type of its own; at run time both are the source's symbol.
  */
-export function assertQueueInvariants(owner: object): void {
-  const list = (owner as Partial<WithWaitQueues>)[waitQueues];
-  if (typeof list !== "function") throw new TypeError(`${owner.constructor.name} lists no wait queues`);
-  for (const queue of list.call(owner)) queue.assertInvariants();
+export function assertInvariants(owner: object): void {
+  const list = (owner as Partial<WithSelfChecks>)[selfChecks];
+  if (typeof list !== "function") throw new TypeError(`${owner.constructor.name} lists no self checks`);
+  for (const part of list.call(owner)) part.assertInvariants();
 }
 
 /**
  * Several operations applied in one synchronous step (one tick), then `settle` lets the world react and
- * checks it. The owner's queues are checked after each operation and after `settle`.
+ * checks it. The owner's invariants are checked after each operation and after `settle`.
  */
 class Batch<World, Op> implements fc.AsyncCommand<object, World> {
   constructor(
@@ -31,10 +32,10 @@ class Batch<World, Op> implements fc.AsyncCommand<object, World> {
   async run(_model: object, world: World): Promise<void> {
     for (const op of this.ops) {
       this.apply(world, op);
-      assertQueueInvariants(this.owner(world));
+      assertInvariants(this.owner(world));
     }
     await this.settle(world);
-    assertQueueInvariants(this.owner(world));
+    assertInvariants(this.owner(world));
   }
   toString(): string {
     return `batch(${JSON.stringify(this.ops)})`;
