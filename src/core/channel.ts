@@ -9,7 +9,7 @@ import { Deque } from "./deque.js";
 import { describe } from "./duration.js";
 import { ClosedError, TimeoutError } from "./errors.js";
 import { type CheckedWaitOptions, checkWaitOptions, type WaitOptions } from "./wait-options.js";
-import { WaitQueue } from "./wait-queue.js";
+import { type SelfChecking, selfChecks, WaitQueue } from "./wait-queue.js";
 
 /** Options for {@link Channel}. */
 export interface ChannelOptions {
@@ -238,6 +238,11 @@ export class Channel<T> implements AsyncIterable<T> {
   /** Same as {@link Channel.values} without a signal: `for await (const value of channel)`. */
   [Symbol.asyncIterator](): AsyncIterableIterator<T> {
     return new ChannelIterator(this, undefined);
+  }
+
+  /** @internal For the model tests: the queues its senders and receivers wait in. */
+  [selfChecks](): readonly SelfChecking[] {
+    return [this.senders, this.receivers];
   }
 
   /** A snapshot of the state and lifetime counters. */

@@ -48,9 +48,10 @@ export interface Limiter<Options extends AcquireOptions = AcquireOptions> {
   acquire(options?: Options): Promise<Permit>;
   /**
    * Runs `fn` once admitted and releases afterwards, whether `fn` returns, throws or rejects.
-   * `fn` receives a signal that fires when the work should stop (see {@link Permit.signal}).
+   * `fn` receives a signal that fires when the work should stop (see {@link Permit.signal}), and the
+   * permit (to settle a cost, read a fencing token, or release early: `run` then does not release again).
    */
-  run<T>(fn: (signal: AbortSignal) => T | PromiseLike<T>, options?: Options): Promise<T>;
+  run<T>(fn: (signal: AbortSignal, permit: Permit) => T | PromiseLike<T>, options?: Options): Promise<T>;
 }
 
 /**

@@ -11,7 +11,7 @@ import { type Duration, describe, toMilliseconds } from "./duration.js";
 import { ClosedError, ReleasedError, TimeoutError } from "./errors.js";
 import { linkSignals } from "./linked-signal.js";
 import { type CheckedWaitOptions, checkWaitOptions, type WaitOptions } from "./wait-options.js";
-import { type CancelReason, WaitQueue } from "./wait-queue.js";
+import { type CancelReason, type SelfChecking, selfChecks, WaitQueue } from "./wait-queue.js";
 
 defineDisposeSymbols();
 
@@ -451,6 +451,11 @@ export class Pool<T> {
     for (const resource of this.idleResources.drain()) this.retire(resource);
     this.settleDrain();
     return this.drained;
+  }
+
+  /** @internal For the model tests: the queue its borrowers wait in. */
+  [selfChecks](): readonly SelfChecking[] {
+    return [this.queue];
   }
 
   /** A snapshot of the state and lifetime counters. */

@@ -13,6 +13,7 @@ import { linkSignals } from "../core/linked-signal.js";
 import { allowManyListeners } from "../core/many-listeners.js";
 import { normalizeCost } from "../core/rate-cost.js";
 import { parseRateLimitHeaders, type RateLimitHeaders } from "../core/rate-headers.js";
+import { backoffDelay, sleep } from "../core/sleep.js";
 import {
   type Cost,
   costFromEventStream,
@@ -224,7 +225,7 @@ const QUOTA_CODES = new Set(["insufficient_quota", "billing_error", "billing_har
  * ```
  */
 export function limitedFetch(limiter: Limiter, options: LimitedFetchOptions = {}): LimitedFetch {
-  return new FetchLimiter(limiter, options).fetch;
+  return new LimitedFetcher(limiter, options).fetch;
 }
 
 interface Settings {
@@ -353,7 +354,11 @@ type Attempt =
       pauseUntil: number | undefined;
     };
 
-class FetchLimiter {
+/**
+ * What one `limitedFetch` call returns runs on: its settings, its limiter and its retry loop. Not a
+ * Limiter itself; it admits through the one it was given.
+ */
+class LimitedFetcher {
   private readonly settings: Settings;
   private readonly clock: Clock;
   private readonly random: () => number;
@@ -658,7 +663,7 @@ class FetchLimiter {
         }
       }
     }
-    wait ??= Math.min(this.settings.maxDelay, this.settings.baseDelay * 2 ** (attempt - 1));
+    wait ??= backoffDelay(attempt, this.settings.baseDelay, this.settings.maxDelay);
     const pauseMs = wait * (1 + this.settings.pauseJitter * this.random());
     this.counters.pauses++;
     if (this.rateAware) {
@@ -734,7 +739,7 @@ class FetchLimiter {
 
   /** Full jitter (AWS): uniformly random in [0, min(maxDelay, baseDelay * 2^(attempt-1))). */
   private backoff(attempt: number): number {
-    return this.random() * Math.min(this.settings.maxDelay, this.settings.baseDelay * 2 ** (attempt - 1));
+    return this.random() * backoffDelay(attempt, this.settings.baseDelay, this.settings.maxDelay);
   }
 
   private acquire(
@@ -830,22 +835,14 @@ class FetchLimiter {
     await this.sleep(wait, signal);
   }
 
-  private sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const link = linkSignals(signal, this.stopper.signal);
-      const onAbort = () => {
-        this.clock.clearTimeout(handle);
-        link.dispose();
-        reject(link.signal?.reason);
-      };
-      const handle = this.clock.setTimeout(() => {
-        link.signal?.removeEventListener("abort", onAbort);
-        link.dispose();
-        resolve();
-      }, ms);
-      if (link.signal?.aborted) onAbort();
-      else link.signal?.addEventListener("abort", onAbort, { once: true });
-    });
+  /** Waits `ms`; rejects with the reason if the caller's signal or the stop switch aborts first. */
+  private async sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+    const link = linkSignals(signal, this.stopper.signal);
+    try {
+      if (!(await sleep(ms, link.signal, this.clock))) throw link.signal?.reason;
+    } finally {
+      link.dispose();
+    }
   }
 }
 

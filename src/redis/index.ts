@@ -21,7 +21,12 @@ export { inspectRedis } from "./inspect.js";
 export { RedisMutex } from "./mutex.js";
 export type { RedisCloseOptions, UnavailablePolicy } from "./options.js";
 export type { RedisPermit } from "./permits.js";
-export type { RedisRateLimiterOptions, RedisRateLimiterSnapshot, RedisRatePermit } from "./rate-limiter.js";
+export type {
+  RedisRateLimiterOptions,
+  RedisRateLimiterSnapshot,
+  RedisRateLimiterStatistics,
+  RedisRatePermit,
+} from "./rate-limiter.js";
 export { RedisRateLimiter } from "./rate-limiter.js";
 export type { RedisSemaphoreOptions, RedisSemaphoreStatistics } from "./semaphore.js";
 export { RedisSemaphore } from "./semaphore.js";

@@ -155,7 +155,7 @@ const SUFFIXES = { meta: "semaphore", rate: "rate-limiter" } as const;
  * import { inspectRedis } from "sluice/redis";
  * for (const found of await inspectRedis(redis)) {
  *   if (found.kind === "semaphore") console.log(found.name, `${found.used}/${found.capacity}`, found.waiters.length);
- *   else console.log(found.name, found.limits.map((limit) => `${limit.available} ${limit.unit}`));
+ *   else console.log(found.name, found.limits.map((limit) => `${limit.remaining} ${limit.unit}`));
  * }
  * ```
  */

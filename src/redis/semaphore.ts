@@ -35,7 +35,7 @@ import { Admission, type LimiterStatistics } from "../core/admission.js";
 import { checkCapacity, checkFunction, checkOptionNames, checkWeight, optionNames } from "../core/arguments.js";
 import { systemClock, type TimerHandle } from "../core/clock.js";
 import { type Duration, describe } from "../core/duration.js";
-import { ClosedError, LeaseLostError } from "../core/errors.js";
+import { ClosedError, LeaseLostError, weightAboveCapacity } from "../core/errors.js";
 import type { AcquireOptions, Limiter, Permit } from "../core/limiter.js";
 import { runHolding } from "../core/permit.js";
 import { type CheckedAcquireOptions, checkAcquireOptions } from "../core/wait-options.js";
@@ -461,7 +461,9 @@ export class RedisSemaphore implements Limiter, LeaseKeeper {
     // A caller of this process who asked first may still be on the way to Redis (batched to the end of
     // the tick, or subscribing): Redis cannot see it yet, so the line is checked here too.
     if (!this.queue.isFirstInLine(0)) return undefined;
-    return this.tryInRedis(weight, 0, undefined, "tryAcquire");
+    const permit = await this.tryInRedis(weight, 0, undefined, "tryAcquire");
+    if (permit !== undefined) this.admission.grantedNow();
+    return permit;
   }
 
   /**
@@ -773,19 +775,24 @@ export class RedisSemaphore implements Limiter, LeaseKeeper {
   private async acquireIfFree(ticket: Ticket, signal: AbortSignal | undefined): Promise<Permit | undefined> {
     // As in tryAcquire: a caller here who asked first is ahead, whether or not Redis has seen it yet.
     if (!this.queue.isFirstInLine(ticket.priority)) return undefined;
+    let permit: Permit | undefined;
     try {
-      return await this.tryInRedis(ticket.weight, ticket.priority, signal, "acquire");
+      permit = await this.tryInRedis(ticket.weight, ticket.priority, signal, "acquire");
     } catch (error) {
       if (!(error instanceof RedisUnavailableError) || this.onUnavailable === "fail") throw error;
-      this.admission.counters.granted++;
-      if (this.onUnavailable === "allow") return new FallbackPermit(ticket.weight, undefined, signal);
       const { weight, priority } = ticket;
-      return new FallbackPermit(
-        weight,
-        await this.onUnavailable.acquire({ weight, priority, signal, timeout: 0 }),
-        undefined,
-      );
+      permit =
+        this.onUnavailable === "allow"
+          ? new FallbackPermit(weight, undefined, signal)
+          : new FallbackPermit(
+              weight,
+              await this.onUnavailable.acquire({ weight, priority, signal, timeout: 0 }),
+              undefined,
+            );
     }
+    // The admission step counted the request; its grant is counted here, where it is made.
+    if (permit !== undefined) this.admission.counters.granted++;
+    return permit;
   }
 
   /**
@@ -812,7 +819,6 @@ export class RedisSemaphore implements Limiter, LeaseKeeper {
     if (reply[2] !== 1) return undefined;
     // A reply read after a freeze longer than the lease may carry a grant Redis has since evicted.
     const permit = this.grantNowUnlessLapsed(weight, reply[3] as number, parseSlots(reply[5]), signal);
-    if (permit !== undefined) this.admission.counters.granted++;
     return permit;
   }
 
@@ -1396,9 +1402,7 @@ export class RedisSemaphore implements Limiter, LeaseKeeper {
   }
 
   private tooHeavy(weight: number): RangeError {
-    return new RangeError(
-      `weight ${weight} is above the capacity ${this.limit} of ${this.subject()}; it could never be granted`,
-    );
+    return weightAboveCapacity(weight, this.limit, this.subject());
   }
 
   private subject(): string {

@@ -312,12 +312,15 @@ export class SharedRateLimiter implements Limiter<RateAcquireOptions> {
     return promise;
   }
 
-  /** Runs `fn` once admitted. `fn` receives the caller's signal. */
-  async run<T>(fn: (signal: AbortSignal) => T | PromiseLike<T>, options?: RateAcquireOptions): Promise<T> {
+  /** Runs `fn` once admitted. `fn` receives the caller's signal and the permit. */
+  async run<T>(
+    fn: (signal: AbortSignal, permit: Permit) => T | PromiseLike<T>,
+    options?: RateAcquireOptions,
+  ): Promise<T> {
     checkFunction(fn, "fn");
     const permit = await this.acquire(options);
     try {
-      return await fn(permit.signal);
+      return await fn(permit.signal, permit);
     } finally {
       permit.release();
     }

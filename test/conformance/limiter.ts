@@ -8,12 +8,15 @@
  * generous guard so a bug shows up as a failure, never as a hang.
  */
 
-import type { Limiter, Permit } from "sluice";
+import type { Limiter, LimiterStatistics, Permit } from "sluice";
 import { describe, expect, it } from "vitest";
+
+/** Every Limiter sluice ships has statistics() with the same core fields (DESIGN.md, "One surface"). */
+export type ObservableLimiter = Limiter & { statistics(): LimiterStatistics };
 
 /** One limiter under test and how to dispose of it. */
 export interface ConformanceSubject {
-  limiter: Limiter;
+  limiter: ObservableLimiter;
   /** Frees whatever the subject holds (connections, workers, keys). */
   close?(): Promise<void> | void;
 }
@@ -84,7 +87,7 @@ export function describeLimiterConformance(
     for (const permit of permits) await permit.release();
   }
 
-  async function withSubject(capacity: number, body: (limiter: Limiter) => Promise<void>): Promise<void> {
+  async function withSubject(capacity: number, body: (limiter: ObservableLimiter) => Promise<void>): Promise<void> {
     const subject = await create(capacity);
     try {
       await body(subject.limiter);
@@ -396,7 +399,10 @@ export function describeLimiterConformance(
           await released;
           const outcome = await guard(observed, "raced waiter");
           if (outcome !== undefined) await outcome.release();
-          await drainAll(limiter, 1).then(releaseAll);
+          // Not lost: the one permit can be taken again. Not duplicated: a second one cannot.
+          const again = await guard(limiter.acquire(), "the permit after the race");
+          expect(((await rejection(limiter.acquire({ timeout: 0 }))) as Error).name).toBe("TimeoutError");
+          await again.release();
         }
       });
     });
@@ -415,6 +421,98 @@ export function describeLimiterConformance(
         }
         expect((thrown as Error | undefined)?.name).toBe("ReleasedError");
         await drainAll(limiter, 1).then(releaseAll);
+      });
+    });
+
+    it("run calls fn(signal, permit): the permit holds the grant, and fn may release it itself", async () => {
+      await withSubject(1, async (limiter) => {
+        const seen = await guard(
+          limiter.run(async (signal, permit) => {
+            expect(signal).toBeInstanceOf(AbortSignal);
+            expect(permit?.weight).toBe(1);
+            expect(typeof permit?.release).toBe("function");
+            return permit;
+          }),
+          "run",
+        );
+        expect(seen).toBeDefined();
+        // Released early by fn: run does not release it a second time (no ReleasedError, no extra room).
+        expect(
+          await guard(
+            limiter.run(async (_signal, permit) => {
+              await permit.release();
+              return "released by fn";
+            }),
+            "run that releases",
+          ),
+        ).toBe("released by fn");
+        // Exactly one permit is left: taken once, refused the second time.
+        const again = await guard(limiter.acquire(), "the permit after an early release");
+        expect(((await rejection(limiter.acquire({ timeout: 0 }))) as Error).name).toBe("TimeoutError");
+        await again.release();
+      });
+    });
+
+    it("statistics(): capacity, available, inUse and waiting mean the same thing on every backend", async () => {
+      const capacity = cap(2);
+      await withSubject(capacity, async (limiter) => {
+        const idle = limiter.statistics();
+        expect(idle).toMatchObject({ capacity, available: capacity, inUse: 0, waiting: 0 });
+        const held = await drainAll(limiter, capacity);
+        const waiter = limiter.acquire();
+        await new Promise((resolve) => setTimeout(resolve, settleMs));
+        expect(limiter.statistics()).toMatchObject({ capacity, available: 0, inUse: capacity, waiting: 1 });
+        await releaseAll(held);
+        await (await guard(waiter, "waiter")).release();
+        await new Promise((resolve) => setTimeout(resolve, settleMs));
+        expect(limiter.statistics()).toMatchObject({ available: capacity, inUse: 0, waiting: 0 });
+      });
+    });
+
+    it("statistics(): every request is counted once, by how it ended", async () => {
+      await withSubject(1, async (limiter) => {
+        const before = limiter.statistics();
+        const held = await guard(limiter.acquire(), "held"); // granted
+        await rejection(limiter.acquire({ timeout: 0 })); // timedOut: refused at once
+        await rejection(limiter.acquire({ signal: AbortSignal.abort(new Error("gone")) })); // aborted: at once
+        const controller = new AbortController();
+        const aborted = limiter.acquire({ signal: controller.signal });
+        const timedOut = limiter.acquire({ timeout: 30 });
+        await new Promise((resolve) => setTimeout(resolve, settleMs));
+        controller.abort(new Error("changed my mind"));
+        await rejection(aborted); // aborted: while waiting
+        await rejection(timedOut); // timedOut: while waiting
+        if (weighted) await rejection(limiter.acquire({ weight: 2 })); // rejected: can never fit
+        await held.release();
+        const after = limiter.statistics();
+        expect(after.granted - before.granted).toBe(1);
+        expect(after.timedOut - before.timedOut).toBe(2);
+        expect(after.aborted - before.aborted).toBe(2);
+        expect(after.rejected - before.rejected).toBe(weighted ? 1 : 0);
+      });
+    });
+
+    it("the same situation raises the same error class and message on every backend", async () => {
+      await withSubject(1, async (limiter) => {
+        const held = await guard(limiter.acquire(), "held");
+        const timedOut = (await rejection(limiter.acquire({ timeout: 30 }))) as Error;
+        expect(timedOut.name).toBe("TimeoutError");
+        expect(timedOut.message).toMatch(/^timed out after 30 ms waiting for \S/);
+        if (weighted) {
+          const heavy = (await rejection(limiter.acquire({ weight: 3 }))) as Error;
+          expect(heavy).toBeInstanceOf(RangeError);
+          expect(heavy.message).toMatch(/^weight 3 is above the capacity 1 of .+; it could never be granted$/);
+        }
+        await held.release();
+        let twice: unknown;
+        try {
+          const result = held.release();
+          if (result instanceof Promise) await result.catch(() => undefined);
+        } catch (error) {
+          twice = error;
+        }
+        expect((twice as Error).name).toBe("ReleasedError");
+        expect((twice as Error).message).toBe("this permit (weight 1) was already released");
       });
     });
 

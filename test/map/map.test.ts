@@ -43,6 +43,21 @@ function* naturals() {
 }
 
 describe("map: order", () => {
+  it("input order also through a limiter and in mapSettled, when the last item finishes first", async () => {
+    // Item i finishes after (n - i) ms: completion order is the reverse of input order.
+    const clock = new FakeClock();
+    const n = 6;
+    const work = (item: number) =>
+      new Promise<number>((resolve) => clock.setTimeout(() => resolve(item), (n - item) * 10));
+    const viaLimiter = map([...Array(n).keys()], work, { limiter: new Semaphore(n) });
+    const settled = mapSettled([...Array(n).keys()], work, { concurrency: n });
+    await clock.advanceAsync(n * 10);
+    expect(await viaLimiter).toEqual([0, 1, 2, 3, 4, 5]);
+    expect((await settled).map((outcome) => (outcome.status === "fulfilled" ? outcome.value : undefined))).toEqual([
+      0, 1, 2, 3, 4, 5,
+    ]);
+  });
+
   it("returns results in input order whatever the completion order; ordered: false returns completion order", async () => {
     await fc.assert(
       fc.asyncProperty(
