@@ -2,6 +2,7 @@
  * sluice — admission control for async TypeScript.
  *
  * @packageDocumentation
+ * @module sluice
  */
 
 export type { LimiterCounters, LimiterStatistics } from "./core/admission.js";

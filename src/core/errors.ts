@@ -13,6 +13,7 @@
  * ```
  */
 export class TimeoutError extends Error {
+  /** Always "TimeoutError": compare it where `instanceof` cannot (an error from another copy of sluice). */
   override readonly name = "TimeoutError";
   /** The timeout that elapsed, in milliseconds. */
   readonly timeout: number;
@@ -27,6 +28,7 @@ export class TimeoutError extends Error {
  * this as a bug in the caller rather than silently adding capacity.
  */
 export class ReleasedError extends Error {
+  /** Always "ReleasedError": compare it where `instanceof` cannot (an error from another copy of sluice). */
   override readonly name = "ReleasedError";
   constructor(message = "this permit was already released") {
     super(message);
@@ -35,6 +37,7 @@ export class ReleasedError extends Error {
 
 /** The primitive was closed or drained: a channel after `close()`, a pool after `drain()`. */
 export class ClosedError extends Error {
+  /** Always "ClosedError": compare it where `instanceof` cannot (an error from another copy of sluice). */
   override readonly name = "ClosedError";
   constructor(message = "closed") {
     super(message);
@@ -46,6 +49,7 @@ export class ClosedError extends Error {
  * so other holders may now be inside: stop the work the permit protected.
  */
 export class LeaseLostError extends Error {
+  /** Always "LeaseLostError": compare it where `instanceof` cannot (an error from another copy of sluice). */
   override readonly name = "LeaseLostError";
   constructor(message = "the lease on this permit was lost", options?: { cause?: unknown }) {
     super(message, options);

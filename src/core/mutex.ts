@@ -12,13 +12,22 @@ import { SEMAPHORE_OPTIONS, Semaphore, type SemaphoreStatistics } from "./semaph
 /** Options for waiting for a lock: everything {@link AcquireOptions} has except `weight`. */
 export type LockOptions = Omit<AcquireOptions, "weight">;
 
-/** What a lock needs of the semaphore under it. */
+/**
+ * What a lock needs of the semaphore under it: a semaphore of capacity 1 of any backend. Implement it to
+ * put a {@link LockOver} on a semaphore of your own.
+ */
 export interface LockTarget<P extends Permit, Try, Statistics extends LimiterStatistics> {
+  /** The name, used in error messages and statistics. */
   readonly name: string | undefined;
+  /** How many callers wait. */
   readonly waiting: number;
+  /** Waits for the one permit, as {@link Limiter.acquire}. */
   acquire(options?: LockOptions): Promise<P>;
+  /** The permit if it is free and nobody waits, else nothing (`undefined`, or a promise of it). */
   tryAcquire(weight?: number): Try;
+  /** Runs `fn` holding the permit, as {@link Limiter.run}. */
   run<T>(fn: (signal: AbortSignal, permit: P) => T | PromiseLike<T>, options?: LockOptions): Promise<T>;
+  /** A snapshot of the state and lifetime counters. */
   statistics(): Statistics;
 }
 
@@ -63,12 +72,12 @@ export class LockOver<P extends Permit, Try, Statistics extends LimiterStatistic
     return this.semaphore.run(fn, options);
   }
 
-  /** Same as {@link LockOver.lock}, for code written against the {@link Limiter} interface. */
+  /** Same as {@link lock}, for code written against the {@link Limiter} interface. */
   acquire(options?: LockOptions): Promise<P> {
     return this.semaphore.acquire(options);
   }
 
-  /** Same as {@link LockOver.runExclusive}, for code written against the {@link Limiter} interface. */
+  /** Same as {@link runExclusive}, for code written against the {@link Limiter} interface. */
   run<T>(fn: (signal: AbortSignal, permit: P) => T | PromiseLike<T>, options?: LockOptions): Promise<T> {
     return this.semaphore.run(fn, options);
   }

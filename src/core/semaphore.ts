@@ -161,6 +161,10 @@ export class Semaphore implements Limiter {
   get capacity(): number {
     return this.limit;
   }
+  /**
+   * Changes the capacity, as described above.
+   * @throws TypeError if `value` is not a number; RangeError if it is not an integer >= 0 or `Infinity`.
+   */
   set capacity(value: number) {
     const capacity = checkCapacity(value);
     const shrinking = capacity < this.limit;

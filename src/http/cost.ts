@@ -8,9 +8,11 @@ export type Cost = number | Record<string, number>;
 
 /** What an estimator sees of a request. The body is given as text when it can be read as text. */
 export interface RequestDescription {
+  /** The URL as the caller gave it (a `Request`'s URL, or the string or `URL` passed to fetch). */
   readonly url: string;
   /** Upper-case method: `"GET"`, `"POST"`, ... */
   readonly method: string;
+  /** The request's headers, with those of `init` over those of a `Request`. */
   readonly headers: Headers;
   /** The body as text, or `undefined` when there is none or it is a stream or binary blob. */
   readonly body: string | undefined;

@@ -5,10 +5,13 @@
 
 /** What a non-retryable failure keeps of the response that caused it. */
 export interface FailedResponse {
+  /** The HTTP status (429, 402, 413, ...). */
   readonly status: number;
+  /** The response headers, for the rate-limit and request-id headers a support ticket needs. */
   readonly headers: Headers;
   /** The response body as text (error bodies are small; it was read to classify the failure). */
   readonly body: string;
+  /** The URL of the request that failed. */
   readonly url: string;
 }
 
@@ -26,6 +29,7 @@ export interface FailedResponse {
  * ```
  */
 export class NonRetryableError extends Error {
+  /** Always "NonRetryableError": compare it where `instanceof` cannot (an error from another copy of sluice). */
   override readonly name: string = "NonRetryableError";
   /** The response that proved it, when a response did (not when sluice refused before sending). */
   readonly response: FailedResponse | undefined;
@@ -47,6 +51,7 @@ export class NonRetryableError extends Error {
  * ```
  */
 export class QuotaExhaustedError extends NonRetryableError {
+  /** Always "QuotaExhaustedError": compare it where `instanceof` cannot (an error from another copy of sluice). */
   override readonly name = "QuotaExhaustedError";
 }
 
@@ -65,5 +70,6 @@ export class QuotaExhaustedError extends NonRetryableError {
  * ```
  */
 export class RequestTooLargeError extends NonRetryableError {
+  /** Always "RequestTooLargeError": compare it where `instanceof` cannot (an error from another copy of sluice). */
   override readonly name = "RequestTooLargeError";
 }

@@ -5,6 +5,7 @@
  * through the limiter with backoff.
  *
  * @packageDocumentation
+ * @module sluice/http
  */
 export type { Cost, RequestDescription } from "./cost.js";
 export { costFromEventStream, costFromUsage, estimateLlmCost } from "./cost.js";

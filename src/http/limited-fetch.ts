@@ -57,11 +57,13 @@ export interface RetryOptions {
 
 /** Why a call is about to be retried, for logging and metrics. */
 export interface RetryEvent {
+  /** The URL of the request, as its estimator saw it. */
   readonly url: string;
   /** The attempt that failed (1 for the first). */
   readonly attempt: number;
   /** The failed status, or `undefined` for a network error or attempt timeout. */
   readonly status: number | undefined;
+  /** What the wrapped fetch threw (a network error, an attempt timeout), or `undefined` for a status. */
   readonly error: unknown;
   /** How long the retry waits before queueing again (0 when a limiter pause does the waiting). */
   readonly delayMs: number;
@@ -119,7 +121,12 @@ export interface LimitedFetchOptions {
    * publish per-minute limits). Limits you configured are never changed here; `observe()` tightens them.
    * Default true; assumes the provider's reset headers mean "full again at" (OpenAI, Anthropic).
    */
-  learnLimits?: boolean | { interval?: Duration };
+  learnLimits?:
+    | boolean
+    | {
+        /** The interval a learned limit is assumed to have until its refill rate shows. Default `"1m"`. */
+        interval?: Duration;
+      };
 }
 
 /** Lifetime counters of a {@link LimitedFetch}. */
@@ -128,6 +135,7 @@ export interface LimitedFetchStatistics {
   calls: number;
   /** Requests actually sent (first attempts and retries). */
   attempts: number;
+  /** Attempts that were retried (sent again through the limiter). */
   retries: number;
   /** Responses with status 429. */
   rateLimited: number;

@@ -50,19 +50,31 @@ export interface RedisConnection {
 
 /** The subset of an ioredis client (`Redis` from "ioredis", v5 or later) that the adapter calls. */
 export interface IoredisLike {
+  /** ioredis' `evalsha(sha, numkeys, ...keys, ...args)`. */
   evalsha(sha: string, numkeys: number, ...keysAndArgs: (string | number)[]): Promise<unknown>;
+  /** ioredis' `eval(script, numkeys, ...keys, ...args)`. */
   eval(script: string, numkeys: number, ...keysAndArgs: (string | number)[]): Promise<unknown>;
+  /** ioredis' `subscribe(channel)`; messages arrive as `"message"` events. */
   subscribe(channel: string): Promise<unknown>;
+  /** ioredis' `unsubscribe(channel)`. */
   unsubscribe(channel: string): Promise<unknown>;
+  /** ioredis' `ssubscribe(channel)` (sharded pub/sub); messages arrive as `"smessage"` events. */
   ssubscribe?(channel: string): Promise<unknown>;
+  /** ioredis' `sunsubscribe(channel)`. */
   sunsubscribe?(channel: string): Promise<unknown>;
+  /** ioredis' `scan(cursor, "MATCH", pattern, "COUNT", n)`. */
   scan(cursor: string, match: "MATCH", pattern: string, count: "COUNT", n: number): Promise<[string, string[]]>;
+  /** ioredis' `duplicate()`: a new client with the same options. */
   duplicate(): IoredisLike;
+  /** ioredis' `disconnect()`. */
   disconnect(): void;
   /** ioredis sets it: `true` on a `Cluster`. */
   readonly isCluster?: boolean;
+  /** Errors of a connection the adapter duplicated, which it listens to so that none is printed as unhandled. */
   on?(event: "error", listener: (error: Error) => void): unknown;
+  /** Messages on subscribed channels (`"smessage"` for sharded ones). */
   on?(event: "message" | "smessage", listener: (channel: string, message: string) => void): unknown;
+  /** The client (re)connected; ioredis has subscribed its channels again by then. */
   on?(event: "ready", listener: () => void): unknown;
 }
 

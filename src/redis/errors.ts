@@ -10,6 +10,7 @@
  * ```
  */
 export class RedisUnavailableError extends Error {
+  /** Always "RedisUnavailableError": compare it where `instanceof` cannot (an error from another copy of sluice). */
   override readonly name = "RedisUnavailableError";
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);

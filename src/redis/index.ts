@@ -5,6 +5,7 @@
  * {@link RedisConnection}.
  *
  * @packageDocumentation
+ * @module sluice/redis
  */
 export type { IoredisLike, RedisClient, RedisConnection } from "./connection.js";
 export { asRedisConnection, fromIoredis } from "./connection.js";

@@ -15,10 +15,13 @@ const inspectScript = new Script(INSPECT);
 
 /** One holder, as {@link RedisSemaphore.inspect} reports it. */
 export interface RedisHolder {
+  /** The fencing token of the grant (see {@link RedisPermit.fencingToken}). */
   fencingToken: number;
   /** The fencing slots the grant occupies (see {@link RedisPermit.fencingSlots}). */
   fencingSlots: number[];
+  /** The permits it holds. */
   weight: number;
+  /** The id of the process holding it (as in `clients`). */
   client: string;
   /** Milliseconds until the holder's lease ends unless renewed; negative when it ended already. */
   leaseRemaining: number;
@@ -26,25 +29,41 @@ export interface RedisHolder {
 
 /** One waiting ticket, in queue order. */
 export interface RedisWaiter {
+  /** Its place in Redis' arrival order (lower came first; priority goes before it). */
   ticket: number;
+  /** The permits it asks for. */
   weight: number;
+  /** Its priority: higher is served first. */
   priority: number;
+  /** The id of the process waiting (as in `clients`). */
   client: string;
 }
 
 /** A snapshot of a semaphore's state in Redis. */
 export interface RedisSemaphoreSnapshot {
+  /** Tells it from a {@link RedisRateLimiterSnapshot} in a {@link RedisSnapshot}. */
   kind: "semaphore";
+  /** The semaphore's name (a rate limiter's concurrency is `<name>/concurrency`). */
   name: string;
+  /** The Redis key of its state (`<prefix>{<name>}:meta`). */
   key: string;
+  /** The capacity the state was created with; `undefined` when no state exists (never used, or expired). */
   capacity: number | undefined;
+  /** The weight held, by every process together. */
   used: number;
   /** The last fencing token handed out. */
   fencingToken: number;
+  /** Every grant held, oldest (lowest token) first. */
   holders: RedisHolder[];
+  /** Every waiting ticket, in the order they will be served. */
   waiters: RedisWaiter[];
   /** Every process with a lease: its id and milliseconds left. */
-  clients: { client: string; leaseRemaining: number }[];
+  clients: {
+    /** The process's id. */
+    client: string;
+    /** Milliseconds until its lease ends unless renewed; negative when it ended already. */
+    leaseRemaining: number;
+  }[];
   /** Milliseconds the restart guard still holds grants back; 0 when it does not. */
   guardRemaining: number;
 }

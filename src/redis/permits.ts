@@ -53,7 +53,7 @@ export function parseSlots(list: unknown): number[] {
   return list.split(",").map(Number);
 }
 
-/** What a leased permit asks of the semaphore that keeps its lease. */
+/** @internal What a leased permit asks of the semaphore that keeps its lease. */
 export interface LeaseKeeper {
   /** The synchronous lease check: if the local deadline has passed, every permit is lost now. */
   checkLease(): void;

@@ -119,18 +119,41 @@ interface Bucket {
  */
 export interface RedisRateLimiterStatistics extends LimiterStatistics {
   /** The configured limits. */
-  limits: { unit: string; limit: number; interval: number; burst: number }[];
+  limits: {
+    /** The unit the limit counts: `requests`, `tokens`, ... */
+    unit: string;
+    /** How much cost it admits per `interval`. */
+    limit: number;
+    /** The interval, in ms. */
+    interval: number;
+    /** The most it admits at once (the bucket's size). */
+    burst: number;
+  }[];
 }
 
 /** A snapshot of a rate limiter's state in Redis. */
 export interface RedisRateLimiterSnapshot {
+  /** Tells it from a {@link RedisSemaphoreSnapshot} in a {@link RedisSnapshot}. */
   kind: "rate-limiter";
+  /** The rate limiter's name. */
   name: string;
+  /** The Redis key of its buckets (`<prefix>{<name>}:rate`). */
   key: string;
   /** Milliseconds the shared pause still lasts; 0 when not paused. */
   pauseRemaining: number;
   /** Per configured limit, the budget left now (negative while in debt). */
-  limits: { unit: string; limit: number; interval: number; burst: number; remaining: number }[];
+  limits: {
+    /** The unit the limit counts: `requests`, `tokens`, ... */
+    unit: string;
+    /** How much cost it admits per `interval`. */
+    limit: number;
+    /** The interval, in ms. */
+    interval: number;
+    /** The most it admits at once (the bucket's size). */
+    burst: number;
+    /** The budget left now, in `unit`. */
+    remaining: number;
+  }[];
 }
 
 /** A permit of a {@link RedisRateLimiter}. */
@@ -216,6 +239,7 @@ interface Demand {
  * ```
  */
 export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
+  /** The name every process sharing the limits uses (also in error messages and statistics). */
   readonly name: string;
   private readonly connection: RedisConnection;
   private readonly key: string;

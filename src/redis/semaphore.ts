@@ -376,6 +376,10 @@ export class RedisSemaphore implements Limiter, LeaseKeeper {
   get capacity(): number {
     return this.limit;
   }
+  /**
+   * Changes the capacity, as described above. Redis applies it for every process at once.
+   * @throws TypeError if `value` is not a number; RangeError if it is not an integer >= 0 or `Infinity`.
+   */
   set capacity(value: number) {
     const before = this.limit;
     this.limit = checkCapacity(value);

@@ -2,6 +2,7 @@
  * `sluice/testing`: tools for testing code that uses sluice.
  *
  * @packageDocumentation
+ * @module sluice/testing
  */
 export { FakeClock, flushMicrotasks } from "./fake-clock.js";
 export type {

@@ -42,8 +42,11 @@ export type MockFailure =
 export interface MockRequestInfo {
   /** 0 for the first request the server received, 1 for the next, ... */
   readonly index: number;
+  /** `"GET"`, `"POST"`, ... as the client sent it. */
   readonly method: string;
+  /** The path without the query: `/v1/chat/completions`. */
   readonly path: string;
+  /** The request headers, names in lower case, repeated headers joined with `", "`. */
   readonly headers: Readonly<Record<string, string>>;
   /** The parsed JSON body, or the raw text when it is not JSON, or `undefined` when empty. */
   readonly body: unknown;
@@ -52,7 +55,12 @@ export interface MockRequestInfo {
 /** How long the server takes to answer an admitted request, in milliseconds. */
 export type MockLatency =
   | number
-  | { min: number; max: number }
+  | {
+      /** The shortest latency, in ms. */
+      min: number;
+      /** The longest latency, in ms; each request draws uniformly between the two. */
+      max: number;
+    }
   | ((random: () => number, request: MockRequestInfo) => number);
 
 /** Options for {@link startMockServer}. Every limit defaults to "none". */
@@ -82,7 +90,12 @@ export interface MockServerOptions {
    */
   completionTokens?:
     | number
-    | { min: number; max: number }
+    | {
+        /** The fewest tokens a completion has. */
+        min: number;
+        /** The most tokens a completion has (and never more than its `max_tokens`). */
+        max: number;
+      }
     | ((random: () => number, request: MockRequestInfo) => number);
   /**
    * The text a chat request gets back. Default: `"echo:<start of the last user message>"` padded to the
@@ -94,7 +107,12 @@ export interface MockServerOptions {
    * A total budget: once this many tokens (or requests) have been served, every request fails with
    * the non-retryable quota error. Default: unlimited.
    */
-  quota?: { tokens?: number; requests?: number };
+  quota?: {
+    /** Tokens admitted requests may use (input + output; one in flight counts its reservation). */
+    tokens?: number;
+    /** Requests admitted before the quota runs out. */
+    requests?: number;
+  };
   /** Probability (0..1) per request of each failure, drawn from the seeded generator. */
   failures?: Partial<Record<"server-error" | "overloaded" | "reset" | "hang", number>>;
   /**
@@ -146,11 +164,13 @@ export interface MockRequestRecord extends MockRequestInfo {
   reservedTokens: number;
   /** HTTP status sent; `undefined` for a reset or a request still hanging. */
   status: number | undefined;
+  /** How the server handled it; `undefined` while in progress. */
   outcome: MockOutcome | undefined;
 }
 
 /** Counts over every request so far, for assertions and benchmark tables. */
 export interface MockServerSummary {
+  /** Requests received, in progress included. */
   total: number;
   /** Requests per outcome (only outcomes that happened appear). */
   outcomes: Partial<Record<MockOutcome, number>>;
@@ -179,13 +199,15 @@ export interface MockServerSummary {
  * ```
  */
 export interface MockServer extends AsyncDisposable {
-  /** `http://127.0.0.1:<port>`. The OpenAI SDK's `baseURL` is `${url}/v1`; Anthropic's is `url`. */
+  /** `http://<host>:<port>` (`http://127.0.0.1:<port>` by default). The OpenAI SDK's `baseURL` is `${url}/v1`; Anthropic's is `url`. */
   readonly url: string;
+  /** The port it listens on (the free one it took, when `port` was 0). */
   readonly port: number;
   /** Every request received, in arrival order; records of requests in progress are updated in place. */
   readonly requests: readonly MockRequestRecord[];
   /** Requests being served right now. */
   readonly inFlight: number;
+  /** Counts over every request so far. */
   summary(): MockServerSummary;
   /** Stops listening and drops every open connection (hanging requests included). */
   close(): Promise<void>;

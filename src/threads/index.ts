@@ -3,6 +3,7 @@
  * SharedArrayBuffer and Atomics.
  *
  * @packageDocumentation
+ * @module sluice/threads
  */
 
 export { processClock } from "./process-clock.js";

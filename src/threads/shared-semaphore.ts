@@ -30,8 +30,11 @@ import { ENTRY_STATUS, OwnRecord, SharedQueue, WINDOW, WINDOW_SIZE_MASK, waitAsy
  * on the other side with {@link SharedSemaphore.from}. A plain object, so structured clone keeps it.
  */
 export interface SharedSemaphoreHandle {
+  /** Marks a handle, so that `from()` can refuse anything else with a clear error. */
   readonly kind: "sluice:SharedSemaphore";
+  /** The state every thread reads and writes with atomics. */
   readonly buffer: SharedArrayBuffer;
+  /** The name given to the semaphore, for error messages and statistics in every thread. */
   readonly name: string | undefined;
 }
 
