@@ -143,15 +143,16 @@ class Resource<T> {
  * serves both.
  */
 class PoolLease<T> extends HeldPermit implements Lease<T> {
+  // Declared, not initialised in the class body, as HeldPermit's are: plain stores in the constructor.
+  /** @internal The resource lent. */
+  declare readonly resource: Resource<T>;
   /** @internal Set by `destroy()`: the pool retires the resource instead of reusing it. */
-  broken = false;
-  constructor(
-    /** @internal */
-    readonly resource: Resource<T>,
-    giveBack: GiveBack<PoolLease<T>, void>,
-  ) {
+  declare broken: boolean;
+  constructor(resource: Resource<T>, giveBack: GiveBack<PoolLease<T>, void>) {
     // A lease is not handed to work through a signal (`use` passes the value), so it carries none.
     super(1, NEVER_ABORTED, giveBack);
+    this.resource = resource;
+    this.broken = false;
   }
   get value(): T {
     return this.resource.value;
