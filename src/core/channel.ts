@@ -171,8 +171,11 @@ export class Channel<T> implements AsyncIterable<T> {
    * `signal.reason` on abort, `TimeoutError` after `timeout` ms (`0`: only if it can be taken now).
    */
   send(value: T, options?: WaitOptions): Promise<void> {
-    // The admission step's grant at once, for the commonest call: no options, open, room or a receiver.
-    if (options === undefined && !this.isClosed && this.offer(value)) {
+    // The admission step for the commonest call, no options, on an open channel (nothing to check,
+    // nothing aborted, no timeout): granted now if there is room or a receiver, otherwise it waits.
+    // Each message of a busy channel takes one of these paths, so they skip the general step's checks.
+    if (options === undefined && !this.isClosed) {
+      if (!this.offer(value)) return this.senders.enqueue(value, 0, undefined, Number.POSITIVE_INFINITY);
       this.sending.counters.granted++;
       return RESOLVED;
     }
@@ -207,13 +210,12 @@ export class Channel<T> implements AsyncIterable<T> {
    * waits), `signal.reason` on abort, `TimeoutError` after `timeout` ms (`0`: only if a value is ready).
    */
   receive(options?: WaitOptions): Promise<T> {
-    // The admission step's grant at once, for the commonest call: no options, a value ready.
+    // The admission step for the commonest call, no options (as in `send`): granted now if a value is
+    // ready, otherwise it waits, unless the channel is closed (then the general step refuses it).
     if (options === undefined) {
-      const value = this.take();
-      if (value !== EMPTY) {
-        this.receiving.counters.granted++;
-        return Promise.resolve(value);
-      }
+      const value = this.receiveNow();
+      if (value !== EMPTY) return Promise.resolve(value);
+      if (!this.isClosed) return this.waitForValue();
     }
     let wait: CheckedWaitOptions;
     try {
@@ -231,10 +233,8 @@ export class Channel<T> implements AsyncIterable<T> {
    * lets a channel carry `undefined` as a value.
    */
   tryReceive(): Received<T> {
-    const value = this.take();
-    if (value === EMPTY) return { ok: false, closed: this.isClosed };
-    this.receiving.counters.granted++;
-    return { ok: true, value };
+    const value = this.receiveNow();
+    return value === EMPTY ? { ok: false, closed: this.isClosed } : { ok: true, value };
   }
 
   /**
@@ -311,6 +311,18 @@ export class Channel<T> implements AsyncIterable<T> {
     return false;
   }
 
+  /** A value ready now, granted (and counted) as the receive admission step would, or `EMPTY`. */
+  private receiveNow(): T | typeof EMPTY {
+    const value = this.take();
+    if (value !== EMPTY) this.receiving.counters.granted++;
+    return value;
+  }
+
+  /** Waits for a value with no options: what the receive admission step does once none is ready. */
+  private waitForValue(): Promise<T> {
+    return this.receivers.enqueue(undefined, 0, undefined, Number.POSITIVE_INFINITY);
+  }
+
   /**
    * Takes the oldest value, or `EMPTY`. Taking from a full buffer makes room, which the first waiting
    * sender fills in the same step, so its value queues behind the buffered ones and no later `send`
@@ -341,6 +353,12 @@ export class Channel<T> implements AsyncIterable<T> {
    * of the stream, not an error. One function per channel, handed to its iterators.
    */
   private readonly receiveOrEnd = (wait: CheckedWaitOptions): Promise<IteratorResult<T>> => {
+    // A `for await` without a signal takes `receive`'s short path: a value ready, or wait while open.
+    if (wait.signal === undefined) {
+      const value = this.receiveNow();
+      if (value !== EMPTY) return Promise.resolve({ done: false, value });
+      if (!this.isClosed) return this.waitForValue().then(toResult, this.endIfClosed);
+    }
     const received = this.receiving.admit(undefined, wait);
     if (!(received instanceof Promise)) return Promise.resolve({ done: false, value: received });
     return received.then(toResult, this.endIfClosed);
