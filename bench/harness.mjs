@@ -1,5 +1,6 @@
 // Shared benchmark helpers: every bench/*.mjs file measures with these, so their numbers compare.
 // Run benchmarks with `node --expose-gc` (bench/run.mjs does) so heap figures are after a full GC.
+import { execFileSync } from "node:child_process";
 import os from "node:os";
 
 /** The median of a list of numbers. */
@@ -73,4 +74,17 @@ export function requireGc() {
   if (typeof globalThis.gc !== "function") {
     console.error("run with node --expose-gc for heap figures (bench/run.mjs does)");
   }
+}
+
+/**
+ * Takes one sample in a fresh process: runs `script --child <spec as JSON>` under `node --expose-gc`
+ * and returns the JSON object the child printed last.
+ */
+export function sampleInChild(script, spec) {
+  const output = execFileSync(process.execPath, ["--expose-gc", script, "--child", JSON.stringify(spec)], {
+    encoding: "utf8",
+    maxBuffer: 1 << 20,
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  return JSON.parse(output.trim().split("\n").at(-1));
 }

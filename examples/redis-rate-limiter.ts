@@ -47,7 +47,7 @@ console.log(`the next call waited ${Math.round(performance.now() - waitStarted)}
 // Right after a pause every bucket is empty and refills at the steady rate (no burst that would trip
 // the server again).
 const state = await llm.inspect();
-for (const limit of state.limits) console.log(`${limit.unit}: ${Math.floor(limit.available)} of ${limit.burst} left`);
+for (const limit of state.limits) console.log(`${limit.unit}: ${Math.floor(limit.remaining)} of ${limit.burst} left`);
 
 await llm.close();
 redis.disconnect();

@@ -4,6 +4,7 @@
  * @packageDocumentation
  */
 
+export type { LimiterCounters, LimiterStatistics } from "./core/admission.js";
 export type { ChannelOptions, ChannelStatistics, Received } from "./core/channel.js";
 export { Channel } from "./core/channel.js";
 export type { Clock, TimerHandle } from "./core/clock.js";
@@ -15,8 +16,10 @@ export type { AcquireOptions, Limiter, Permit } from "./core/limiter.js";
 export { NEVER_ABORTED } from "./core/limiter.js";
 export type { MapAllOptions, MapOptions, Mapper, MapStreamOptions } from "./core/map.js";
 export { map, mapSettled, mapStream } from "./core/map.js";
-export type { LockOptions } from "./core/mutex.js";
-export { Mutex } from "./core/mutex.js";
+export type { LockOptions, LockTarget } from "./core/mutex.js";
+export { LockOver, Mutex } from "./core/mutex.js";
+export type { GiveBack } from "./core/permit.js";
+export { HeldPermit } from "./core/permit.js";
 export type { Lease, PoolErrorEvent, PoolOptions, PoolStatistics } from "./core/pool.js";
 export { Pool } from "./core/pool.js";
 export type { HeaderInput, ObservedRateLimit, RateLimitHeaders } from "./core/rate-headers.js";

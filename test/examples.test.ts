@@ -6,6 +6,7 @@ import { execFileSync, spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { normaliseCode } from "./support/excerpts.js";
 
 const root = join(import.meta.dirname, "..");
 const examplesDirectory = join(root, "examples");
@@ -56,12 +57,7 @@ describe("examples", () => {
 describe("README", () => {
   const readme = readFileSync(join(root, "README.md"), "utf8");
   const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((match) => match[1] as string);
-  const normalise = (text: string) =>
-    text
-      .split("\n")
-      .map((line) => line.trim())
-      .filter((line) => line !== "")
-      .join("\n");
+  const normalise = normaliseCode;
   const sources = examples.map((file) => normalise(readFileSync(join(examplesDirectory, file), "utf8")));
 
   it("has TypeScript examples", () => {

@@ -89,3 +89,50 @@ describe("the ESM build", () => {
     for (const [exported, name] of Object.entries(names)) expect(name, exported).toBe(exported);
   });
 });
+
+describe("every entry point, as a bundler sees it", () => {
+  const PORTABLE = ["sluice", "sluice/http"];
+  const NODE_ONLY = ["sluice/redis", "sluice/threads", "sluice/testing"];
+
+  it.each([
+    ...PORTABLE.map((entry) => [entry, "browser", "esm"] as const),
+    ...PORTABLE.map((entry) => [entry, "browser", "cjs"] as const),
+    ...NODE_ONLY.map((entry) => [entry, "node", "esm"] as const),
+    ...NODE_ONLY.map((entry) => [entry, "node", "cjs"] as const),
+  ])("%s bundles with esbuild for the %s, imported from %s", async (entry, platform, format) => {
+    const { build } = await import("esbuild");
+    const contents = format === "esm" ? `export * from "${entry}";` : `module.exports = require("${entry}");`;
+    const result = await build({
+      stdin: { contents, resolveDir: root, sourcefile: `consumer.${format === "esm" ? "mjs" : "cjs"}` },
+      bundle: true,
+      write: false,
+      format,
+      platform,
+      logLevel: "silent",
+      external: ["ioredis"],
+    });
+    expect(result.errors).toEqual([]);
+    expect(result.outputFiles[0]?.text.length).toBeGreaterThan(1_000);
+  });
+});
+
+/** Node 20.19+ and 22.12+ load ES modules with require() (require(esm)) unless they use top-level await. */
+const requiresEsm = (process.features as { require_module?: boolean }).require_module === true;
+
+describe.runIf(requiresEsm)(`require(esm) on Node ${process.version}`, () => {
+  it("require() of each entry point's ES module gives the same exports as import()", () => {
+    const files = ["index", "http", "redis", "threads", "testing"];
+    const result = runInChild(`
+      const { pathToFileURL } = require("node:url");
+      const outcome = {};
+      Promise.all(${JSON.stringify(files)}.map(async (name) => {
+        const file = require("node:path").join(${JSON.stringify(dist)}, name + ".js");
+        const required = require(file);
+        const imported = await import(pathToFileURL(file).href);
+        outcome[name] = Object.keys(imported).every((key) => required[key] === imported[key])
+          && Object.keys(required).length === Object.keys(imported).length;
+      })).then(() => console.log(JSON.stringify(outcome)));
+    `);
+    expect(result).toEqual(Object.fromEntries(files.map((name) => [name, true])));
+  });
+});

@@ -101,7 +101,7 @@ export function describeSnapshot(snapshot: RedisSnapshot): string {
     );
     for (const limit of snapshot.limits) {
       lines.push(
-        `  ${limit.unit}: ${formatNumber(limit.available)} of ${formatNumber(limit.limit)} left per ${formatDuration(limit.interval)} (burst ${formatNumber(limit.burst)})`,
+        `  ${limit.unit}: ${formatNumber(limit.remaining)} of ${formatNumber(limit.limit)} left per ${formatDuration(limit.interval)} (burst ${formatNumber(limit.burst)})`,
       );
     }
   }

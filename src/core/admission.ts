@@ -20,7 +20,7 @@ import type { Clock } from "./clock.js";
 import { TimeoutError } from "./errors.js";
 import { NEVER_ABORTED } from "./limiter.js";
 import type { CheckedWaitOptions } from "./wait-options.js";
-import { type CancelReason, type Waiter, WaitQueue } from "./wait-queue.js";
+import { type CancelReason, type SelfChecking, type Waiter, WaitQueue } from "./wait-queue.js";
 
 /**
  * Lifetime counters, the same on every Limiter. Each is counted by the admission step or by the queue's
@@ -96,9 +96,15 @@ export interface Gate<Request, Grant> {
  * The admission step and the one wait queue of a primitive (Channel has two: one each for senders and
  * receivers).
  */
-export class Admission<Request, Grant> {
+export class Admission<Request, Grant> implements SelfChecking {
   readonly queue: WaitQueue<Request, Grant>;
   readonly counters: LimiterCounters = { granted: 0, aborted: 0, timedOut: 0, rejected: 0 };
+  /**
+   * Requests that entered the admission step (and grants made outside it, see `grantedNow`).
+   * Invariant: every request is counted once, by how it ended, or is still waiting:
+   * `requests = granted + aborted + timedOut + rejected + queue.size`.
+   */
+  private requests = 0;
 
   constructor(
     private readonly gate: Gate<Request, Grant>,
@@ -120,6 +126,7 @@ export class Admission<Request, Grant> {
    * so that `run` can call its function in the caller's step; otherwise a promise. Never throws.
    */
   admit(request: Request, options: CheckedWaitOptions): Grant | Promise<Grant> {
+    this.requests++;
     const impossible = this.gate.impossible(request);
     if (impossible !== undefined) {
       this.counters.rejected++;
@@ -148,6 +155,34 @@ export class Admission<Request, Grant> {
   }
 
   /**
+   * Steps 1 and 2 alone, for a limiter whose wait has two stages (a concurrency slot, then the rate): a
+   * rejected promise if `request` is refused before any wait, otherwise `undefined`. Counted as `admit`.
+   */
+  refuseEarly(request: Request, signal: AbortSignal | undefined): Promise<never> | undefined {
+    this.requests++;
+    const impossible = this.gate.impossible(request);
+    if (impossible !== undefined) {
+      this.counters.rejected++;
+      return Promise.reject(impossible);
+    }
+    if (signal?.aborted) {
+      this.counters.aborted++;
+      return Promise.reject(signal.reason);
+    }
+    return undefined;
+  }
+
+  /**
+   * Counts a wait that ended in a first stage outside this queue (see {@link Admission.refuseEarly}):
+   * by its signal, by a timeout, or refused.
+   */
+  countFailure(error: unknown, signal: AbortSignal | undefined): void {
+    if (signal?.aborted && error === signal.reason) this.counters.aborted++;
+    else if (error instanceof TimeoutError) this.counters.timedOut++;
+    else this.counters.rejected++;
+  }
+
+  /**
    * Serves waiters from the head while the head fits; stops at the first that does not (head-of-line).
    * A head whose signal aborted before its listener ran (a shared signal, a release made by the caller's
    * own abort listener) is withdrawn, not granted: the abort came first.
@@ -163,6 +198,36 @@ export class Admission<Request, Grant> {
       queue.grant(head, this.gate.take(head.request, head.cancellation?.signal ?? NEVER_ABORTED, head));
     }
     this.gate.stalled?.(undefined);
+  }
+
+  /**
+   * Counts a grant made outside the admission step as a request granted at once: a primitive's fast path
+   * for the commonest call, and `tryAcquire`.
+   */
+  grantedNow(): void {
+    this.requests++;
+    this.counters.granted++;
+  }
+
+  /**
+   * Counts a request made outside the admission step whose end is counted where it ends: a backend's
+   * `tryAcquire`, granted through its own queue, or an option-free wait a primitive queues itself (its
+   * grant, abort or rejection is counted by the queue's exits).
+   */
+  requested(): void {
+    this.requests++;
+  }
+
+  /** Throws an Error naming the first broken invariant: the queue's, then the counters'. */
+  assertInvariants(): void {
+    this.queue.assertInvariants();
+    const { granted, aborted, timedOut, rejected } = this.counters;
+    const ended = granted + aborted + timedOut + rejected;
+    if (ended + this.queue.size !== this.requests) {
+      throw new Error(
+        `admission invariant broken: every request counted once — ${this.requests} requests, ${ended} ended (granted ${granted}, aborted ${aborted}, timed out ${timedOut}, rejected ${rejected}) and ${this.queue.size} waiting`,
+      );
+    }
   }
 
   /** Grants `waiter` (a backend whose grants come from elsewhere), counting it. */

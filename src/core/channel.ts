@@ -11,7 +11,7 @@ import { Deque } from "./deque.js";
 import { describe } from "./duration.js";
 import { ClosedError } from "./errors.js";
 import { type CheckedWaitOptions, checkWaitOptions, type WaitOptions } from "./wait-options.js";
-import type { WaitQueue } from "./wait-queue.js";
+import { type SelfChecking, selfChecks, type WaitQueue } from "./wait-queue.js";
 
 /** Options for {@link Channel}. */
 export interface ChannelOptions {
@@ -175,8 +175,11 @@ export class Channel<T> implements AsyncIterable<T> {
     // nothing aborted, no timeout): granted now if there is room or a receiver, otherwise it waits.
     // Each message of a busy channel takes one of these paths, so they skip the general step's checks.
     if (options === undefined && !this.isClosed) {
-      if (!this.offer(value)) return this.senders.enqueue(value, 0, undefined, Number.POSITIVE_INFINITY);
-      this.sending.counters.granted++;
+      if (!this.offer(value)) {
+        this.sending.requested();
+        return this.senders.enqueue(value, 0, undefined, Number.POSITIVE_INFINITY);
+      }
+      this.sending.grantedNow();
       return RESOLVED;
     }
     let wait: CheckedWaitOptions;
@@ -199,7 +202,7 @@ export class Channel<T> implements AsyncIterable<T> {
   trySend(value: T): boolean {
     if (this.isClosed) throw this.closedError("send to");
     if (!this.offer(value)) return false;
-    this.sending.counters.granted++;
+    this.sending.grantedNow();
     return true;
   }
 
@@ -270,6 +273,11 @@ export class Channel<T> implements AsyncIterable<T> {
     return new ChannelIterator(this.receiveOrEnd, checkWaitOptions(undefined));
   }
 
+  /** @internal For the model tests: the admission steps of sends and receives (their queues and counters). */
+  [selfChecks](): readonly SelfChecking[] {
+    return [this.sending, this.receiving];
+  }
+
   /** A snapshot of the state and lifetime counters. */
   statistics(): ChannelStatistics {
     const sends = this.sending.counters;
@@ -314,12 +322,13 @@ export class Channel<T> implements AsyncIterable<T> {
   /** A value ready now, granted (and counted) as the receive admission step would, or `EMPTY`. */
   private receiveNow(): T | typeof EMPTY {
     const value = this.take();
-    if (value !== EMPTY) this.receiving.counters.granted++;
+    if (value !== EMPTY) this.receiving.grantedNow();
     return value;
   }
 
   /** Waits for a value with no options: what the receive admission step does once none is ready. */
   private waitForValue(): Promise<T> {
+    this.receiving.requested();
     return this.receivers.enqueue(undefined, 0, undefined, Number.POSITIVE_INFINITY);
   }
 

@@ -34,6 +34,21 @@ export interface Clock {
   unref?(handle: TimerHandle): void;
 }
 
+interface DenoTimers {
+  unrefTimer?(id: number): void;
+}
+
+/**
+ * Lets a timer stop keeping the process alive, in whatever form the runtime has for it: Node's, Bun's and
+ * Deno 2.9's timers are objects with `unref()`; where Deno's timers are numbers (older releases), they go
+ * to `Deno.unrefTimer` (issue 21: a timer a library cannot unref keeps a Deno program from exiting).
+ * Browsers and workers have no process to keep alive, and nothing to do.
+ */
+function unrefTimer(handle: unknown): void {
+  if (typeof handle === "number") (globalThis as { Deno?: DenoTimers }).Deno?.unrefTimer?.(handle);
+  else (handle as { unref?: () => void } | undefined)?.unref?.();
+}
+
 /** The longest delay a Node.js timer takes; longer ones fire at once with a warning. */
 const MAX_TIMER_DELAY = 2_147_483_647;
 
@@ -62,7 +77,7 @@ class LongTimer {
   }
   unref(): void {
     this.unrefed = true;
-    (this.handle as { unref?: () => void } | undefined)?.unref?.();
+    unrefTimer(this.handle);
   }
 }
 
@@ -82,7 +97,6 @@ export const systemClock: Clock = {
   },
   unref(handle) {
     if (handle instanceof LongTimer) handle.unref();
-    // In a browser-like runtime a timer is a number, and there is nothing to unref.
-    else (handle as { unref?: () => void } | undefined)?.unref?.();
+    else unrefTimer(handle);
   },
 };

@@ -59,3 +59,27 @@ export class LeaseLostError extends Error {
 export function defaultAbortReason(): unknown {
   return AbortSignal.abort().reason;
 }
+
+/**
+ * The RangeError for a request heavier than the capacity: the same words from every backend. `subject`
+ * names the primitive ("semaphore \"db\"", "Redis rate limiter \"api\" (its concurrency)").
+ */
+export function weightAboveCapacity(weight: number, capacity: number, subject: string): RangeError {
+  return new RangeError(`weight ${weight} is above the capacity ${capacity} of ${subject}; it could never be granted`);
+}
+
+/**
+ * The RangeError for a cost no limit could ever pay: the same words from every rate limiter. `bound` is
+ * the limit's burst (a token bucket) or its limit (a sliding window), as `what` says.
+ */
+export function costAboveLimit(
+  cost: number,
+  unit: string,
+  limit: { what: "burst" | "limit"; bound: number; limit: number; intervalMs: number },
+  subject: string,
+): RangeError {
+  return new RangeError(
+    `cost ${cost} ${unit} is above the ${limit.what} ${limit.bound} of the limit ${limit.limit} ${unit} per ` +
+      `${limit.intervalMs} ms of ${subject}; it could never be granted`,
+  );
+}

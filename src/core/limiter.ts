@@ -3,7 +3,7 @@
  * Mutex, RateLimiter), across worker threads (SharedSemaphore) and across machines (RedisSemaphore),
  * so that `map`, the HTTP wrapper and the CLI accept any of them.
  */
-import { setMaxListeners } from "node:events";
+import { allowManyListeners } from "./many-listeners.js";
 
 /** Options for waiting in line. Every field is optional. */
 export interface AcquireOptions {
@@ -48,14 +48,20 @@ export interface Limiter<Options extends AcquireOptions = AcquireOptions> {
   acquire(options?: Options): Promise<Permit>;
   /**
    * Runs `fn` once admitted and releases afterwards, whether `fn` returns, throws or rejects.
-   * `fn` receives a signal that fires when the work should stop (see {@link Permit.signal}).
+   * `fn` receives a signal that fires when the work should stop (see {@link Permit.signal}), and the
+   * permit (to settle a cost, read a fencing token, or release early: `run` then does not release again).
    */
-  run<T>(fn: (signal: AbortSignal) => T | PromiseLike<T>, options?: Options): Promise<T>;
+  run<T>(fn: (signal: AbortSignal, permit: Permit) => T | PromiseLike<T>, options?: Options): Promise<T>;
 }
 
 /**
  * The signal handed to work admitted without a signal of its own: it never aborts. It is shared, so it
  * must tolerate many listeners (fetch and friends add one per request) without a leak warning.
  */
-export const NEVER_ABORTED: AbortSignal = new AbortController().signal;
-setMaxListeners(0, NEVER_ABORTED);
+export const NEVER_ABORTED: AbortSignal = /* @__PURE__ */ neverAborted();
+
+function neverAborted(): AbortSignal {
+  const signal = new AbortController().signal;
+  allowManyListeners(signal);
+  return signal;
+}

@@ -3,12 +3,13 @@
  * (`map`), a stream of results with backpressure (`mapStream`), per-item outcomes (`mapSettled`) —
  * sharing one engine. The input is pulled lazily, one item at a time, only when there is room.
  */
-import { setMaxListeners } from "node:events";
 import { checkCapacity, checkFunction, checkSignal } from "./arguments.js";
 import { systemClock } from "./clock.js";
 import { Deque } from "./deque.js";
 import { describe } from "./duration.js";
 import { type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
+import { linkSignals } from "./linked-signal.js";
+import { allowManyListeners } from "./many-listeners.js";
 import { WaitQueue } from "./wait-queue.js";
 
 /** The function `map` applies: gets the item, its index in the input, and a signal to stop early. */
@@ -257,7 +258,7 @@ class MapRun<T, R> implements AsyncIterableIterator<R> {
       throw new TypeError(`input must be an iterable or an async iterable; got ${describe(input)}`);
     }
     // Every mapper of a large run listens on the same signal (fetch adds a listener per request).
-    setMaxListeners(0, this.controller.signal);
+    allowManyListeners(this.controller.signal);
   }
 
   /** "all" / "settled": starts the run and returns its outcome. */
@@ -451,9 +452,13 @@ class MapRun<T, R> implements AsyncIterableIterator<R> {
       this.mode === "stream" && this.ordered ? { done: false, value: undefined } : undefined;
     if (slot !== undefined) this.slots.push(slot);
     let signal = this.controller.signal;
-    // A distributed permit has a signal of its own (its lease can be lost): the mapper hears both.
+    let unlink: (() => void) | undefined;
+    // A distributed permit has a signal of its own (its lease can be lost): the mapper hears both, until
+    // it settles (the run's signal outlives the item, and must not keep a listener per item).
     if (permit !== undefined && permit.signal !== signal && permit.signal !== NEVER_ABORTED) {
-      signal = AbortSignal.any([signal, permit.signal]);
+      const link = linkSignals(signal, permit.signal);
+      signal = link.signal as AbortSignal;
+      unlink = link.dispose;
     }
     let output: R | PromiseLike<R>;
     try {
@@ -462,8 +467,14 @@ class MapRun<T, R> implements AsyncIterableIterator<R> {
       output = Promise.reject(error);
     }
     Promise.resolve(output).then(
-      (value) => this.succeeded(index, slot, value, permit),
-      (error: unknown) => this.failed(index, error, permit),
+      (value) => {
+        unlink?.();
+        this.succeeded(index, slot, value, permit);
+      },
+      (error: unknown) => {
+        unlink?.();
+        this.failed(index, error, permit);
+      },
     );
   }
 

@@ -2,8 +2,11 @@
  * The one permit and the one `run`: every Limiter's permits share the held flag, the release-twice
  * error and disposal; every Limiter's `run` calls its function the same way and releases the same way.
  */
+import { defineDisposeSymbols } from "./dispose.js";
 import { ReleasedError } from "./errors.js";
 import type { Permit } from "./limiter.js";
+
+defineDisposeSymbols();
 
 /**
  * Gives a permit's weight back to its owner: one function per owner (made once, in its constructor),

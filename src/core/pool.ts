@@ -3,16 +3,17 @@
  * caller at a time, validated, evicted when idle, capped in total. Callers that find nothing to
  * borrow go through the one admission step and wait in its queue; their grant is a lease.
  */
-import { Admission, type LimiterCounters, type LimiterStatistics } from "./admission.js";
+import { Admission, type LimiterStatistics } from "./admission.js";
 import { checkCapacity, checkClock, checkFunction, checkName } from "./arguments.js";
 import { type Clock, systemClock, type TimerHandle } from "./clock.js";
 import { Deque } from "./deque.js";
 import { type Duration, describe, toMilliseconds } from "./duration.js";
 import { ClosedError, TimeoutError } from "./errors.js";
 import { NEVER_ABORTED } from "./limiter.js";
+import { linkSignals } from "./linked-signal.js";
 import { type GiveBack, HeldPermit, runHolding } from "./permit.js";
 import { type CheckedWaitOptions, checkWaitOptions, type WaitOptions } from "./wait-options.js";
-import type { WaitQueue } from "./wait-queue.js";
+import { type SelfChecking, selfChecks, type WaitQueue } from "./wait-queue.js";
 
 /**
  * A borrowed resource. Give it back with `release()`, or with `destroy()` if it is broken (a
@@ -234,7 +235,6 @@ export class Pool<T> {
    * or the pool is full (`size + creating === max`).
    */
   private readonly queue: WaitQueue<undefined, Lease<T>>;
-  private readonly leaseCounters: LimiterCounters;
   /** Idle resources, oldest first. Borrowing takes the newest (warm, and lets the oldest expire). */
   private readonly idleResources = new Deque<Resource<T>>();
   private lentCount = 0;
@@ -315,7 +315,6 @@ export class Pool<T> {
       () => this.subject(),
     );
     this.queue = this.admission.queue;
-    this.leaseCounters = this.admission.counters;
     this.keepMin();
   }
 
@@ -374,7 +373,7 @@ export class Pool<T> {
       !this.validateOnBorrow &&
       this.drained === undefined
     ) {
-      this.leaseCounters.granted++;
+      this.admission.grantedNow();
       return Promise.resolve(this.lend(this.idleResources.pop() as Resource<T>));
     }
     let wait: CheckedWaitOptions;
@@ -434,6 +433,11 @@ export class Pool<T> {
     return this.drained;
   }
 
+  /** @internal For the model tests: the admission step (its queue and counters). */
+  [selfChecks](): readonly SelfChecking[] {
+    return [this.admission];
+  }
+
   /** A snapshot of the state and lifetime counters. */
   statistics(): PoolStatistics {
     return {
@@ -442,7 +446,7 @@ export class Pool<T> {
       available: this.max - this.lentCount,
       inUse: this.lentCount,
       waiting: this.queue.size,
-      ...this.leaseCounters,
+      ...this.admission.counters,
       min: this.min,
       size: this.size,
       idle: this.idleResources.length,
@@ -575,12 +579,17 @@ export class Pool<T> {
     let signal = this.createController.signal;
     let attempt: AbortController | undefined;
     let timer: TimerHandle | undefined;
+    let unlink: (() => void) | undefined;
     // Whichever comes first of the create settling and its timeout decides the attempt; the other is
     // then a late arrival (a resource to destroy, an error nobody waits for).
     let decided = false;
     if (limit !== Number.POSITIVE_INFINITY) {
       attempt = new AbortController();
-      signal = AbortSignal.any([this.createController.signal, attempt.signal]);
+      // Linked only until the attempt is decided: the drain switch lives as long as the pool, and must
+      // not keep a listener per create.
+      const link = linkSignals(this.createController.signal, attempt.signal);
+      signal = link.signal as AbortSignal;
+      unlink = link.dispose;
       timer = this.clock.setTimeout(() => {
         decided = true;
         const error = new TimeoutError(
@@ -588,6 +597,7 @@ export class Pool<T> {
           `create of ${this.subject()} took longer than createTimeout (${limit} ms)`,
         );
         attempt?.abort(error);
+        unlink?.();
         this.createFailed(job, error);
       }, limit);
     }
@@ -604,12 +614,14 @@ export class Pool<T> {
           return;
         }
         decided = true;
+        unlink?.();
         if (timer !== undefined) this.clock.clearTimeout(timer);
         this.created(value);
       },
       (error: unknown) => {
         if (decided) return;
         decided = true;
+        unlink?.();
         if (timer !== undefined) this.clock.clearTimeout(timer);
         this.createFailed(job, error);
       },

@@ -6,15 +6,18 @@
 import { Admission, type LimiterStatistics } from "./admission.js";
 import { checkCapacity, checkClock, checkFunction, checkName, checkWeight } from "./arguments.js";
 import { type Clock, systemClock, type TimerHandle } from "./clock.js";
+import { defineDisposeSymbols } from "./dispose.js";
 import { type Duration, describe, toMilliseconds } from "./duration.js";
-import { defaultAbortReason } from "./errors.js";
+import { costAboveLimit, defaultAbortReason, weightAboveCapacity } from "./errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
 import { type GiveBack, HeldPermit, runHolding } from "./permit.js";
 import { type ChargeHandle, type RateBucket, SlidingWindow, TokenBucket } from "./rate-buckets.js";
 import { checkCostValue, normalizeCost, normalizeSettlement, REQUESTS } from "./rate-cost.js";
 import { type HeaderInput, parseRateLimitHeaders, type RateLimitHeaders } from "./rate-headers.js";
 import { type CheckedAcquireOptions, checkAcquireOptions } from "./wait-options.js";
-import type { WaitQueue } from "./wait-queue.js";
+import { type SelfChecking, selfChecks, type WaitQueue } from "./wait-queue.js";
+
+defineDisposeSymbols();
 
 /** The default unit: what a plain-number cost counts. */
 
@@ -400,7 +403,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     const impossible = this.whyImpossible(demand);
     if (impossible !== undefined) throw impossible;
     if (!this.queue.isFirstInLine(0) || !this.canStart(demand, (this.decidedAt = this.clock.now()))) return undefined;
-    this.admission.counters.granted++;
+    this.admission.grantedNow();
     const permit = this.start(demand, NEVER_ABORTED, this.decidedAt);
     if (this.queue.size !== 0) this.dispatch();
     return permit;
@@ -544,6 +547,32 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     return () => {
       set.delete(listener);
     };
+  }
+
+  /** @internal For the model tests: the admission (its queue and counters) and the limiter itself. */
+  [selfChecks](): readonly SelfChecking[] {
+    return [this.admission, { assertInvariants: () => this.assertInvariants() }];
+  }
+
+  /**
+   * @internal Throws an Error naming the first broken invariant of the limiter's own state: the head
+   * cannot start now, and the one timer is armed exactly when the head waits for time (not for a release).
+   */
+  assertInvariants(): void {
+    if (!Number.isSafeInteger(this.inFlight) || this.inFlight < 0) {
+      throw new Error(`rate limiter invariant broken: the weight in flight is whole and >= 0; got ${this.inFlight}`);
+    }
+    const head = this.queue.head;
+    const now = this.clock.now();
+    if (head !== undefined && this.canStart(head.request, now)) {
+      throw new Error("rate limiter invariant broken: the head waits though it could start now");
+    }
+    const waitsForTime = head !== undefined && this.inFlight + weightOf(head.request) <= this.concurrencyLimit;
+    if (waitsForTime !== (this.timer !== undefined)) {
+      throw new Error(
+        `rate limiter invariant broken: the timer is ${this.timer === undefined ? "not " : ""}armed while the head ${waitsForTime ? "waits for time" : "waits for a release or nobody waits"}`,
+      );
+    }
   }
 
   /** A snapshot of the state and lifetime counters. */
@@ -732,17 +761,17 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
   private whyImpossible(demand: Demand): RangeError | undefined {
     const weight = weightOf(demand);
     if (weight > this.concurrencyLimit) {
-      return new RangeError(
-        `weight ${weight} is above the concurrency ${this.concurrencyLimit} of ${this.subject()}; it could never be admitted`,
-      );
+      return weightAboveCapacity(weight, this.concurrencyLimit, `${this.subject()} (its concurrency)`);
     }
     for (const bucket of this.buckets) {
       const cost = costOf(demand, bucket.unit);
       if (cost > bucket.capacity) {
         const what = bucket.algorithm === "token-bucket" ? "burst" : "limit";
-        return new RangeError(
-          `cost ${cost} ${bucket.unit} is above the ${what} ${bucket.capacity} of the limit ` +
-            `${bucket.limit} ${bucket.unit} per ${bucket.interval} ms of ${this.subject()}; it could never be admitted`,
+        return costAboveLimit(
+          cost,
+          bucket.unit,
+          { what, bound: bucket.capacity, limit: bucket.limit, intervalMs: bucket.interval },
+          this.subject(),
         );
       }
     }
@@ -759,7 +788,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
 
   private setLimits(value: readonly RateLimit[]): void {
     if (!Array.isArray(value)) throw new TypeError(`limits must be an array; got ${describe(value)}`);
-    const configs = value.map((limit, index) => checkLimit(limit, `limits[${index}]`));
+    const configs = value.map((limit, index) => checkRateLimit(limit, `limits[${index}]`));
     const now = this.clock.now();
     const unused = [...this.buckets];
     this.buckets = configs.map((config) => {
@@ -809,7 +838,7 @@ interface CheckedLimit {
   algorithm: "token-bucket" | "sliding-window";
 }
 
-function checkLimit(value: unknown, argument: string): CheckedLimit {
+function checkRateLimit(value: unknown, argument: string): CheckedLimit {
   if (typeof value !== "object" || value === null) {
     throw new TypeError(`${argument} must be an object such as { limit: 100, interval: "1m" }; got ${describe(value)}`);
   }

@@ -2,15 +2,18 @@
  * Semaphore: at most `capacity` permits held at once, weighted, with priorities, cancellation and
  * run-time resizing. Mutex is a Semaphore of capacity 1.
  */
-import { Admission, type LimiterCounters, type LimiterStatistics } from "./admission.js";
+import { Admission, type LimiterStatistics } from "./admission.js";
 import { checkCapacity, checkClock, checkFunction, checkName, checkWeight } from "./arguments.js";
 import { type Clock, systemClock } from "./clock.js";
+import { defineDisposeSymbols } from "./dispose.js";
 import { describe } from "./duration.js";
-import { defaultAbortReason } from "./errors.js";
+import { defaultAbortReason, weightAboveCapacity } from "./errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
 import { HeldPermit, runHolding } from "./permit.js";
 import { type CheckedAcquireOptions, checkAcquireOptions } from "./wait-options.js";
-import type { Waiter, WaitQueue } from "./wait-queue.js";
+import { type SelfChecking, selfChecks, type Waiter, type WaitQueue } from "./wait-queue.js";
+
+defineDisposeSymbols();
 
 /** Options for {@link Semaphore}. */
 export interface SemaphoreOptions {
@@ -98,7 +101,6 @@ export class Semaphore implements Limiter {
   private readonly admission: Admission<Request, Grant>;
   /** The admission's queue and counters, kept at hand for the fast paths. */
   private readonly queue: WaitQueue<Request, Grant>;
-  private readonly counters: LimiterCounters;
   private idleResolvers: (() => void)[] | undefined = undefined;
   /** What error messages call this primitive; a Mutex over it sets "mutex". */
   private kind = "semaphore";
@@ -138,7 +140,6 @@ export class Semaphore implements Limiter {
       () => this.notifyIfIdle(),
     );
     this.queue = this.admission.queue;
-    this.counters = this.admission.counters;
   }
 
   /**
@@ -225,7 +226,7 @@ export class Semaphore implements Limiter {
     if (weight > this.limit) throw this.tooHeavy(weight);
     if (!this.queue.isFirstInLine(0) || weight > this.limit - this.held) return undefined;
     this.held += weight;
-    this.counters.granted++;
+    this.admission.grantedNow();
     return new HeldPermit(weight, NEVER_ABORTED, this.giveBackPermit);
   }
 
@@ -294,6 +295,25 @@ export class Semaphore implements Limiter {
     this.notifyIfIdle();
   }
 
+  /** @internal For the model tests: the admission (its queue and counters) and the semaphore itself. */
+  [selfChecks](): readonly SelfChecking[] {
+    return [this.admission, { assertInvariants: () => this.assertInvariants() }];
+  }
+
+  /** @internal Throws an Error naming the first broken invariant of the semaphore's own state. */
+  assertInvariants(): void {
+    if (!Number.isSafeInteger(this.held) || this.held < 0) {
+      throw new Error(`semaphore invariant broken: held is a whole weight >= 0; got ${this.held}`);
+    }
+    // After every public call, dispatch has served every head that fits: one that fits is a lost wake-up.
+    const head = this.queue.head;
+    if (head !== undefined && weightOf(head.request) <= this.limit - this.held) {
+      throw new Error(
+        `semaphore invariant broken: the head waits though it fits (weight ${weightOf(head.request)}, ${this.limit - this.held} free)`,
+      );
+    }
+  }
+
   /** A snapshot of the state and lifetime counters. */
   statistics(): SemaphoreStatistics {
     let waitingWeight = 0;
@@ -306,7 +326,7 @@ export class Semaphore implements Limiter {
       available: this.available,
       inUse: this.held,
       waiting: this.queue.size,
-      ...this.counters,
+      ...this.admission.counters,
       waitingWeight,
     };
   }
@@ -319,7 +339,7 @@ export class Semaphore implements Limiter {
   /** The admission step's grant at once of weight 1 without a signal (the fast paths). */
   private grantOne(): HeldPermit {
     this.held++;
-    this.counters.granted++;
+    this.admission.grantedNow();
     return new HeldPermit(1, NEVER_ABORTED, this.giveBackPermit);
   }
 
@@ -350,9 +370,7 @@ export class Semaphore implements Limiter {
   }
 
   private tooHeavy(weight: number): RangeError {
-    return new RangeError(
-      `weight ${weight} is above the capacity ${this.limit} of ${this.subject()}; it could never be granted`,
-    );
+    return weightAboveCapacity(weight, this.limit, this.subject());
   }
 
   private subject(): string {

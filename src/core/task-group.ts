@@ -2,11 +2,14 @@
  * TaskGroup: structured concurrency for promises — the TypeScript answer to asyncio.TaskGroup and trio's
  * nurseries. Tasks share a signal; the first failure aborts it; the group ends only when every task has.
  */
-import { setMaxListeners } from "node:events";
 import { checkFunction, checkSignal } from "./arguments.js";
+import { defineDisposeSymbols } from "./dispose.js";
 import { describe } from "./duration.js";
 import { ClosedError } from "./errors.js";
 import type { Limiter } from "./limiter.js";
+import { allowManyListeners } from "./many-listeners.js";
+
+defineDisposeSymbols();
 
 /** Options for {@link TaskGroup}. */
 export interface TaskGroupOptions {
@@ -73,7 +76,7 @@ export class TaskGroup implements AsyncDisposable {
     }
     this.limiter = limiter;
     this.outerSignal = checkSignal(options.signal);
-    setMaxListeners(0, this.controller.signal);
+    allowManyListeners(this.controller.signal);
     this.checkOuter();
   }
 

@@ -11,25 +11,32 @@
  * Costs:
  * - enqueue: O(1) for a priority already waiting (a push onto that level's ring); a new priority level
  *   costs a binary search and an array insert over the *distinct priorities* waiting (almost always
- *   1-3), never over the waiters.
- * - removal of any waiter (grant, abort, timeout, clear): O(1) amortized. The head leaves by moving the
- *   ring's start; a waiter from the middle leaves a tombstone, and a ring is compacted once its
- *   tombstones (or its emptied front) outnumber its waiters.
+ *   1-3), never over the waiters. A waiter with a timeout also joins the deadline heap: O(1) when
+ *   deadlines arrive in order (one timeout for all), O(log n) otherwise.
+ * - removal of any waiter (grant, abort, timeout, clear): O(1) amortized from its ring, plus O(log n)
+ *   from the deadline heap if it has a timeout. The head leaves by moving the ring's start; a waiter
+ *   from the middle leaves a tombstone, and a ring is compacted once its tombstones (or its emptied
+ *   front) outnumber its waiters.
  * - memory: a waiter with neither signal nor timeout costs two array slots next to its promise, no
- *   object of its own until the owner asks for it (see Level).
- * - no timer per waiter unless that waiter asked for a timeout; no closure per waiter unless it passed
- *   a signal or a timeout.
+ *   object of its own until the owner asks for it (see Level). One with a timeout and no signal costs
+ *   one {@link Waiter} (64 bytes) and three slots of the deadline heap (24 bytes); a signal adds a
+ *   field, the listener closure and a two-field object.
+ * - no timer per waiter: the waiters with a timeout share the queue's one timer, armed for the
+ *   earliest deadline; no closure per waiter unless it passed a signal.
  */
 import type { Clock, TimerHandle } from "./clock.js";
+import { DeadlineHeap, type HeapEntry } from "./deadline-heap.js";
 import { TimeoutError } from "./errors.js";
 
 /** Why a waiter left the queue without being granted. */
 export type CancelReason = "abort" | "timeout";
 
 /**
- * The waiters of one priority level, in arrival order, as a ring of two-slot entries in one array:
- * `items[i]` is the waiter — its bare resolving function, or a {@link Waiter} object — and
- * `items[i + 1]` its request.
+ * The waiters of one priority level, in arrival order, as a ring of two-slot entries in one array. An
+ * entry is `[resolve, request]` — the waiter's bare resolving function and its request — until the
+ * waiter becomes a {@link Waiter} object, and `[waiter, resolve]` from then on: the object carries the
+ * request, so the ring keeps the resolving function instead and the object needs no field for it
+ * (8 bytes less per object).
  *
  * A caller with neither a signal nor a timeout (the common case: a million queued `acquire()` calls)
  * is stored as those two slots and nothing else: 16 bytes next to its promise, where an object per
@@ -45,7 +52,8 @@ export type CancelReason = "abort" | "timeout";
  *   slots hold {@link TOMBSTONE} and `undefined` (never the settled waiter, so a tombstone keeps no
  *   promise, request or closure alive), skipped by every walk and dropped by `compact`;
  * - when `live > 0`, the entry at `start` is queued (tombstones are never left at the front);
- * - a `Waiter` object in the ring knows its own `index`, kept true by every compaction.
+ * - a `Waiter` object in the ring knows its own `index` and has the level's priority, kept true by
+ *   every compaction; the slot after it holds its resolving function.
  */
 class Level {
   items: unknown[] = [];
@@ -59,36 +67,44 @@ class Level {
 /**
  * One parked caller, as its owner sees it.
  *
- * Invariant: `level` is set exactly while the waiter is queued (`queued === true`); it is cleared, its
- * listener removed and its timer cleared in the same synchronous step that settles its promise, so a
+ * Invariant: `index >= 0` exactly while the waiter is queued; it becomes -1, the waiter leaves the
+ * deadline heap and its listener is removed in the same synchronous step that settles its promise, so a
  * late abort or timer can never settle it twice.
+ *
+ * Its fields are what a waiter with a timeout needs and nothing more (five fields, 64 bytes on Node's
+ * builds, which have no pointer compression): a waiter with a timeout is an object from the start, and
+ * a hundred thousand of them waiting on one limiter is an ordinary day. Its resolving function stays in
+ * the ring (see Level), its level is found from its priority, its deadline lives in the heap, and only
+ * a waiter with a signal has a field for it. (`_Grant`, what its promise resolves to, only names the
+ * queue it belongs to.)
  */
-export class Waiter<Request, Grant> {
-  /** @internal The level whose ring holds this waiter; undefined once settled. */
-  level: Level | undefined = undefined;
-  /** @internal Where its entry is in `level.items`. */
+export class Waiter<Request, _Grant> implements HeapEntry {
+  /** @internal Where its entry is in its level's ring; -1 once it has left the queue. */
   index = 0;
+  /** @internal Its slot in the queue's deadline heap; -1 without a timeout or once it has left. */
+  heapIndex = -1;
   /**
-   * Only the resolving function is kept, not the rejecting one: a rejection is delivered as
-   * `resolve(new Rejection(error))`, which rejects the caller's promise the same way. Keeping one
-   * function instead of two saves 56 bytes per waiter (Node's builds have no pointer compression), and
-   * waiter memory is what decides whether a million queued tasks fit.
+   * Its signal and the queue's listener on it, present only when the waiter passed a signal: only a
+   * {@link SignalWaiter} has the field, so the others (a waiter with a timeout and no signal, a waiter
+   * made an object for its owner) spend no 8 bytes on it.
    */
-  resolve: (value: Grant | PromiseLike<Grant>) => void;
-  /** Present only when the waiter passed a signal or a timeout. */
-  cancellation: Cancellation<Request, Grant> | undefined = undefined;
+  declare cancellation: Cancellation | undefined;
   constructor(
     /** What the waiter asked for: a weight, a cost, a value to send. */
     readonly request: Request,
     readonly priority: number,
-    resolve: (value: Grant | PromiseLike<Grant>) => void,
-  ) {
-    this.resolve = resolve;
-  }
+    /** How long it may wait, in ms (`Infinity` for no timeout): what its TimeoutError reports. */
+    readonly timeout: number,
+  ) {}
   /** Whether it is still waiting. */
   get queued(): boolean {
-    return this.level !== undefined;
+    return this.index >= 0;
   }
+}
+
+/** A waiter that passed a signal: the one kind with a field for its {@link Cancellation}. */
+class SignalWaiter<Request, Grant> extends Waiter<Request, Grant> {
+  override cancellation: Cancellation | undefined = undefined;
 }
 
 /**
@@ -104,28 +120,18 @@ function isDead(slot: unknown): boolean {
 }
 
 /**
- * The abort listener and timer of one waiter.
+ * The signal of a waiter that passed one, and the listener the queue added to it.
  *
  * The listener is a function added with `{ once: true }`. A `handleEvent` object would not save the
  * closure: Node 20 wraps such an object in an async closure of its own and calls it through an async
  * function on every abort. And a once-listener is dropped by the abort's own dispatch, so the abort
  * path needs no `removeEventListener`, the costliest step of an abort after Node's dispatch itself.
  */
-class Cancellation<Request, Grant> {
-  timer: TimerHandle | undefined = undefined;
-  readonly onAbort = (): void => {
-    this.queue.cancel(this.waiter, "abort", (this.signal as AbortSignal).reason);
-  };
+class Cancellation {
   constructor(
-    readonly queue: WaitQueue<Request, Grant>,
-    readonly waiter: Waiter<Request, Grant>,
-    readonly signal: AbortSignal | undefined,
-    readonly timeout: number,
+    readonly signal: AbortSignal,
+    readonly onAbort: () => void,
   ) {}
-  expire(): void {
-    this.timer = undefined;
-    this.queue.cancel(this.waiter, "timeout", new TimeoutError(this.timeout, this.queue.timeoutMessage(this.timeout)));
-  }
 }
 
 /**
@@ -160,6 +166,11 @@ function capture(resolve: (value: never) => void): void {
 /**
  * Creates a promise and returns it together with its resolving function, without a closure per call.
  * (`Promise.withResolvers` is not in Node 20.)
+ *
+ * Only the resolving function is kept, not the rejecting one: a rejection is delivered as
+ * `resolve(new Rejection(error))`, which rejects the caller's promise the same way. Keeping one
+ * function instead of two saves 56 bytes per waiter (Node's builds have no pointer compression), and
+ * waiter memory is what decides whether a million queued tasks fit.
  */
 function pendingPromise<T>(): [Promise<T>, (value: T | PromiseLike<T>) => void] {
   const promise = new Promise<T>(capture);
@@ -175,12 +186,30 @@ const SHIFT_AFTER = 16;
 const COMPACT_AFTER = 4;
 
 /**
+ * @internal The key under which a primitive lists the parts that check their own invariants — its wait
+ * queues (or the admissions that own them) and itself — so the model tests can check them after every
+ * step without reaching into private fields. Only sluice's own modules (and its tests) can name it.
+ */
+export const selfChecks: unique symbol = Symbol("sluice.selfChecks");
+
+/** @internal What a primitive lists under {@link selfChecks}: parts that can check themselves. */
+export interface SelfChecking {
+  /** Throws an Error naming the first broken invariant, if any. */
+  assertInvariants(): void;
+}
+
+/** @internal A primitive that lists its self-checking parts under {@link selfChecks}. */
+export interface WithSelfChecks {
+  [selfChecks](): readonly SelfChecking[];
+}
+
+/**
  * A priority queue of waiters with O(1) removal. See the module comment for the contract.
  *
  * @typeParam Request - what a waiter asks for (a weight, a cost, a value).
  * @typeParam Grant - what a granted waiter's promise resolves to.
  */
-export class WaitQueue<Request, Grant> {
+export class WaitQueue<Request, Grant> implements SelfChecking {
   /**
    * The non-empty levels, highest priority first.
    * Invariant: every level in here has at least one queued waiter, and priorities are strictly
@@ -191,6 +220,29 @@ export class WaitQueue<Request, Grant> {
   private readonly defaultLevel = new Level(0);
   /** Invariant: `size` equals the sum of `live` over `levels`. */
   private count = 0;
+  /**
+   * The queued waiters that have a timeout, earliest deadline first.
+   * Invariant: it holds exactly the queued waiters whose timeout is finite, and no settled one (it would
+   * keep the waiter's request, a queued run's function and all it closes over, alive until its deadline).
+   */
+  private readonly deadlines = new DeadlineHeap<Waiter<Request, Grant>>();
+  /**
+   * The queue's one timer.
+   * Invariant: armed exactly while `deadlines` is not empty, so an empty queue leaves no timer behind
+   * (a pending timer keeps a process alive), and armed for `timerAt`, no later than the earliest
+   * deadline; `timerAt` is `Infinity` while it is not armed.
+   *
+   * It may be armed for earlier than the earliest deadline: when the earliest waiter is granted, the
+   * timer is left alone instead of cleared and set again on every grant; it fires early, finds nothing
+   * due and re-arms. A saturated limiter whose waiters all have one timeout thus sets one timer per
+   * timeout period, not one per waiter.
+   */
+  private timer: TimerHandle | undefined = undefined;
+  private timerAt = Number.POSITIVE_INFINITY;
+  /** Created the first time the timer is armed: a queue that never sees a timeout never makes it. */
+  private onTimer: (() => void) | undefined = undefined;
+  /** True while the timer's callback times waiters out: arming waits until it is done. */
+  private expiring = false;
 
   constructor(
     private readonly clock: Clock,
@@ -228,41 +280,34 @@ export class WaitQueue<Request, Grant> {
     const level = this.levelFor(priority);
     this.count++;
     level.live++;
+    const end = level.end;
+    level.end = end + 2;
     if (signal === undefined && timeout === Number.POSITIVE_INFINITY) {
       // Nothing can take this waiter out but its owner, who reaches it from the head or a walk: two
       // slots in the ring and no object (see Level).
-      const end = level.end;
       level.items[end] = resolve;
       level.items[end + 1] = request;
-      level.end = end + 2;
       return promise;
     }
-    const waiter = new Waiter<Request, Grant>(request, priority, resolve);
-    waiter.level = level;
-    const end = level.end;
+    const waiter =
+      signal === undefined
+        ? new Waiter<Request, Grant>(request, priority, timeout)
+        : this.listen(new SignalWaiter<Request, Grant>(request, priority, timeout), signal);
     waiter.index = end;
     level.items[end] = waiter;
-    level.items[end + 1] = request;
-    level.end = end + 2;
-    const cancellation = new Cancellation(this, waiter, signal, timeout);
-    waiter.cancellation = cancellation;
-    signal?.addEventListener("abort", cancellation.onAbort, ONCE);
-    if (timeout !== Number.POSITIVE_INFINITY) {
-      cancellation.timer = this.clock.setTimeout(() => cancellation.expire(), timeout);
-    }
+    level.items[end + 1] = resolve;
+    if (timeout !== Number.POSITIVE_INFINITY) this.addDeadline(waiter, timeout);
     return promise;
   }
 
   /** Removes `waiter` and resolves its promise with `grant`. */
   grant(waiter: Waiter<Request, Grant>, grant: Grant): void {
-    this.settle(waiter);
-    waiter.resolve(grant);
+    this.settle(waiter)(grant);
   }
 
   /** Removes `waiter` and rejects its promise with `reason`. */
   reject(waiter: Waiter<Request, Grant>, reason: unknown): void {
-    this.settle(waiter);
-    waiter.resolve(new Rejection(reason) as unknown as PromiseLike<Grant>);
+    this.settle(waiter)(new Rejection(reason) as unknown as PromiseLike<Grant>);
   }
 
   /** Rejects every waiter with `reason`, in queue order. */
@@ -291,7 +336,9 @@ export class WaitQueue<Request, Grant> {
     for (const level of this.levels) {
       const items = level.items;
       for (let index = level.start; index < level.end; index += 2) {
-        if (!isDead(items[index])) visit(items[index + 1] as Request);
+        const slot = items[index];
+        if (slot instanceof Waiter) visit(slot.request as Request);
+        else if (!isDead(slot)) visit(items[index + 1] as Request);
       }
     }
   }
@@ -302,12 +349,11 @@ export class WaitQueue<Request, Grant> {
    * threads and, for `timeout: 0`, withdraws it again in the same step).
    */
   newest(priority: number): Waiter<Request, Grant> | undefined {
-    for (const level of this.levels) {
-      if (level.priority !== priority) continue;
-      const items = level.items;
-      for (let index = level.end - 2; index >= level.start; index -= 2) {
-        if (!isDead(items[index])) return this.materialize(level, index);
-      }
+    const level = this.levels[this.levelPosition(priority)];
+    if (level === undefined) return undefined;
+    const items = level.items;
+    for (let index = level.end - 2; index >= level.start; index -= 2) {
+      if (!isDead(items[index])) return this.materialize(level, index);
     }
     return undefined;
   }
@@ -318,21 +364,22 @@ export class WaitQueue<Request, Grant> {
    * distinct levels. (SharedSemaphore walks the first few waiters with it to publish them in order.)
    */
   after(waiter: Waiter<Request, Grant>): Waiter<Request, Grant> | undefined {
-    const level = waiter.level;
-    if (level === undefined) return undefined;
+    if (!waiter.queued) return undefined;
+    const position = this.levelPosition(waiter.priority);
+    const level = this.levels[position] as Level;
     const items = level.items;
     for (let index = waiter.index + 2; index < level.end; index += 2) {
       if (!isDead(items[index])) return this.materialize(level, index);
     }
-    const following = this.levels[this.levels.indexOf(level) + 1];
+    const following = this.levels[position + 1];
     return following === undefined ? undefined : this.materialize(following, following.start);
   }
 
   /** Abort and timeout land here. A waiter that was already granted is left alone: the grant won. */
   cancel(waiter: Waiter<Request, Grant>, reason: CancelReason, error: unknown): void {
-    const level = waiter.level;
-    if (level === undefined) return;
-    const wasHead = level === this.levels[0] && waiter.index === level.start;
+    if (!waiter.queued) return;
+    const first = this.levels[0] as Level;
+    const wasHead = first.priority === waiter.priority && waiter.index === first.start;
     this.reject(waiter, error);
     this.onCancel(waiter, reason, wasHead);
   }
@@ -368,39 +415,138 @@ export class WaitQueue<Request, Grant> {
     return `timed out after ${timeout} ms waiting for ${this.subject()}`;
   }
 
-  /** The waiter object of the entry at `index` (creating it the first time it is asked for). */
+  /**
+   * @internal For tests: checks every invariant written next to the queue's state (the levels and their
+   * rings, the deadline heap, the timer) and throws an Error naming the first one broken. O(waiters).
+   */
+  assertInvariants(): void {
+    const timed = assertLevels(this.levels, this.defaultLevel, this.count);
+    this.deadlines.assertInvariants((waiter, slot) => {
+      if (!waiter.queued) broken("no settled waiter in the deadline heap", `slot ${slot} holds one`);
+    });
+    if (this.deadlines.size !== timed) {
+      broken(
+        "the deadline heap holds exactly the queued waiters with a timeout",
+        `${this.deadlines.size} in the heap, ${timed} queued`,
+      );
+    }
+    if (this.expiring) broken("no expiry is under way between calls", "expiring is set");
+    const armed = this.timer !== undefined;
+    if (armed !== timed > 0) {
+      broken("the timer is armed exactly while a waiter with a timeout waits", `armed: ${armed}, ${timed} waiting`);
+    }
+    if (!armed && this.timerAt !== Number.POSITIVE_INFINITY) {
+      broken("a timer that is not armed has no time", `timerAt ${this.timerAt}`);
+    }
+    if (armed && !(this.timerAt <= this.deadlines.earliest)) {
+      broken(
+        "the timer is armed no later than the earliest deadline",
+        `armed for ${this.timerAt}, earliest deadline ${this.deadlines.earliest}`,
+      );
+    }
+  }
+
+  /** Adds the abort listener of a waiter that passed a signal, and returns the waiter. */
+  private listen(waiter: SignalWaiter<Request, Grant>, signal: AbortSignal): SignalWaiter<Request, Grant> {
+    const cancellation = new Cancellation(signal, () => this.cancel(waiter, "abort", signal.reason));
+    waiter.cancellation = cancellation;
+    signal.addEventListener("abort", cancellation.onAbort, ONCE);
+    return waiter;
+  }
+
+  /** Puts a waiter with a timeout into the deadline heap, and moves the timer if it is the first due. */
+  private addDeadline(waiter: Waiter<Request, Grant>, timeout: number): void {
+    const deadline = this.clock.now() + timeout;
+    this.deadlines.push(waiter, deadline);
+    // With one timeout for every waiter, a newcomer is never due before the armed timer: no timer call.
+    // The delay is `timeout` itself, so a clock that adds it to its time (FakeClock) fires at `deadline`.
+    if (deadline < this.timerAt && !this.expiring) this.arm(deadline, timeout);
+  }
+
+  /** Takes a waiter that leaves the queue out of the deadline heap; the last one out takes the timer. */
+  private removeDeadline(waiter: Waiter<Request, Grant>): void {
+    this.deadlines.remove(waiter);
+    if (this.deadlines.size === 0 && !this.expiring) this.disarm();
+  }
+
+  private arm(at: number, delay: number): void {
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
+    this.onTimer ??= () => this.expire();
+    this.timer = this.clock.setTimeout(this.onTimer, delay);
+    this.timerAt = at;
+  }
+
+  private disarm(): void {
+    if (this.timer === undefined) return;
+    this.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = Number.POSITIVE_INFINITY;
+  }
+
+  /**
+   * The timer fired: every waiter whose deadline has come times out, earliest first (equal deadlines in
+   * arrival order), each through {@link WaitQueue.cancel} as its own timer used to. The owner's listener
+   * may grant or enqueue meanwhile; a waiter granted by it before its turn has left the heap, so it is
+   * never also timed out.
+   */
+  private expire(): void {
+    // The timer was armed for `timerAt`, so that moment has come whatever the clock says: a system
+    // timer can fire a fraction of a millisecond before `performance.now()` gets there.
+    const now = Math.max(this.clock.now(), this.timerAt);
+    this.timer = undefined;
+    this.timerAt = Number.POSITIVE_INFINITY;
+    this.expiring = true;
+    const deadlines = this.deadlines;
+    try {
+      for (let waiter = deadlines.first; waiter !== undefined && deadlines.earliest <= now; waiter = deadlines.first) {
+        this.cancel(waiter, "timeout", new TimeoutError(waiter.timeout, this.timeoutMessage(waiter.timeout)));
+      }
+    } finally {
+      // Also when an owner's listener threw: whoever is still due gets the timer, which fires at once.
+      this.expiring = false;
+      const earliest = deadlines.earliest;
+      if (earliest !== Number.POSITIVE_INFINITY) this.arm(earliest, delayUntil(earliest, this.clock.now()));
+    }
+  }
+
+  /**
+   * The waiter object of the entry at `index`, creating it the first time it is asked for: the ring's
+   * `[resolve, request]` becomes `[waiter, resolve]` (see Level).
+   */
   private materialize(level: Level, index: number): Waiter<Request, Grant> {
     const items = level.items;
     const slot = items[index];
     if (slot instanceof Waiter) return slot as Waiter<Request, Grant>;
-    const waiter = new Waiter<Request, Grant>(
-      items[index + 1] as Request,
-      level.priority,
-      slot as (value: Grant | PromiseLike<Grant>) => void,
-    );
-    waiter.level = level;
+    const waiter = new Waiter<Request, Grant>(items[index + 1] as Request, level.priority, Number.POSITIVE_INFINITY);
     waiter.index = index;
     items[index] = waiter;
+    items[index + 1] = slot;
     return waiter;
   }
 
-  /** Takes the waiter out of its ring and detaches its listener and timer: the one exit path of every waiter. */
-  private settle(waiter: Waiter<Request, Grant>): void {
-    const level = waiter.level;
-    if (level === undefined) throw new Error("sluice internal error: a waiter was settled twice");
-    waiter.level = undefined;
+  /**
+   * Takes the waiter out of its ring and the deadline heap and detaches its listener, and returns its
+   * resolving function: the one exit path of every waiter.
+   */
+  private settle(waiter: Waiter<Request, Grant>): (value: Grant | PromiseLike<Grant>) => void {
+    const index = waiter.index;
+    if (index < 0) throw new Error("sluice internal error: a waiter was settled twice");
+    waiter.index = -1;
+    const position = this.levelPosition(waiter.priority);
+    const level = this.levels[position] as Level;
+    const items = level.items;
+    const resolve = items[index + 1] as (value: Grant | PromiseLike<Grant>) => void;
     this.count--;
     level.live--;
-    const items = level.items;
     if (level.live === 0) {
       // The level empties: drop it and its ring (tombstones included).
-      this.dropLevel(level);
+      this.dropLevel(position);
       if (items.length > KEEP_SLOTS) level.items = [];
-      else for (let index = level.start; index < level.end; index++) items[index] = undefined;
+      else for (let slot = level.start; slot < level.end; slot++) items[slot] = undefined;
       level.start = 0;
       level.end = 0;
       level.dead = 0;
-    } else if (waiter.index === level.start) {
+    } else if (index === level.start) {
       // The head leaves: advance past it and past any tombstones behind it.
       let start = level.start;
       items[start] = undefined;
@@ -416,19 +562,20 @@ export class WaitQueue<Request, Grant> {
       if (start >= SHIFT_AFTER && start * 2 >= level.end) this.compact(level);
     } else {
       // From the middle: leave a tombstone, and compact once they outnumber the waiters.
-      items[waiter.index] = TOMBSTONE;
-      items[waiter.index + 1] = undefined;
+      items[index] = TOMBSTONE;
+      items[index + 1] = undefined;
       level.dead++;
       if (level.dead >= COMPACT_AFTER && level.dead > level.live) this.compact(level);
     }
+    if (waiter.heapIndex >= 0) this.removeDeadline(waiter);
     const cancellation = waiter.cancellation;
     if (cancellation !== undefined) {
       waiter.cancellation = undefined;
       const signal = cancellation.signal;
       // An aborted signal has dropped this once-listener already, or drops it in the dispatch under way.
-      if (signal !== undefined && !signal.aborted) signal.removeEventListener("abort", cancellation.onAbort);
-      if (cancellation.timer !== undefined) this.clock.clearTimeout(cancellation.timer);
+      if (!signal.aborted) signal.removeEventListener("abort", cancellation.onAbort);
     }
+    return resolve;
   }
 
   /**
@@ -459,31 +606,132 @@ export class WaitQueue<Request, Grant> {
     // Fast path: everyone at one priority, by far the common case.
     const first = levels[0];
     if (first !== undefined && first.priority === priority) return first;
-    let low = 0;
-    let high = levels.length;
-    while (low < high) {
-      const middle = (low + high) >>> 1;
-      const found = (levels[middle] as Level).priority;
-      if (found === priority) return levels[middle] as Level;
-      if (found > priority) low = middle + 1;
-      else high = middle;
-    }
+    const position = this.insertionPoint(priority);
+    const found = levels[position];
+    if (found !== undefined && found.priority === priority) return found;
     const level = priority === 0 ? this.defaultLevel : new Level(priority);
     // `push` rather than `splice` when the level goes last, as it does each time an empty queue gets
     // its first waiter: a channel or a semaphore at its limit flips between empty and one waiter on
     // every hand-off, and splice's generic path was a sixth of a Channel's time.
-    if (low === levels.length) levels.push(level);
-    else levels.splice(low, 0, level);
+    if (position === levels.length) levels.push(level);
+    else levels.splice(position, 0, level);
     return level;
   }
 
-  private dropLevel(level: Level): void {
+  /** Where the level of `priority` is in `levels`; past the end if nobody waits at that priority. */
+  private levelPosition(priority: number): number {
     const levels = this.levels;
-    if (levels.length === 1) {
-      levels.pop();
-      return;
-    }
-    const index = levels[0] === level ? 0 : levels.indexOf(level);
-    levels.splice(index, 1);
+    const first = levels[0];
+    if (first !== undefined && first.priority === priority) return 0;
+    const position = this.insertionPoint(priority);
+    return levels[position]?.priority === priority ? position : levels.length;
   }
+
+  /** The first position in `levels` (sorted high to low) whose priority is not above `priority`. */
+  private insertionPoint(priority: number): number {
+    const levels = this.levels;
+    let low = 0;
+    let high = levels.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if ((levels[middle] as Level).priority > priority) low = middle + 1;
+      else high = middle;
+    }
+    return low;
+  }
+
+  private dropLevel(position: number): void {
+    const levels = this.levels;
+    if (position === levels.length - 1) levels.pop();
+    else levels.splice(position, 1);
+  }
+}
+
+/**
+ * The delay from `now` until `at`, made small enough that `now + delay` does not round past `at`: a
+ * clock that adds the delay to its time (FakeClock) would otherwise fire a hair after the deadline and
+ * miss a test that advances exactly to it. Firing a hair early is fine: {@link WaitQueue} treats the
+ * moment its timer was armed for as reached.
+ */
+function delayUntil(at: number, now: number): number {
+  let delay = at - now;
+  while (delay > 0 && now + delay > at) delay = Math.max(0, delay - delay * Number.EPSILON);
+  return delay;
+}
+
+/** Throws the Error that names a broken invariant of the queue (see {@link WaitQueue.assertInvariants}). */
+function broken(invariant: string, detail: string): never {
+  throw new Error(`WaitQueue invariant broken: ${invariant} (${detail})`);
+}
+
+/** Checks the levels and their rings; returns how many queued waiters have a timeout. */
+function assertLevels(levels: readonly Level[], defaultLevel: Level, size: number): number {
+  let live = 0;
+  let timed = 0;
+  levels.forEach((level, position) => {
+    const previous = levels[position - 1];
+    if (previous !== undefined && !(previous.priority > level.priority)) {
+      broken("levels are sorted by strictly descending priority", `${previous.priority} before ${level.priority}`);
+    }
+    if (level.live <= 0) broken("every level in the queue has a queued waiter", `level ${level.priority}`);
+    timed += assertRing(level);
+    live += level.live;
+  });
+  if (live !== size) broken("size equals the sum of the levels' live counts", `size ${size}, live ${live}`);
+  const unused = !levels.includes(defaultLevel);
+  const empty =
+    defaultLevel.live === 0 && defaultLevel.dead === 0 && defaultLevel.start === 0 && defaultLevel.end === 0;
+  if (unused && !(empty && defaultLevel.items.every((slot) => slot === undefined))) {
+    broken("the default level holds nothing while nobody waits at priority 0", `live ${defaultLevel.live}`);
+  }
+  return timed;
+}
+
+/** Checks one level's ring (see Level); returns how many of its waiters have a timeout. */
+function assertRing(level: Level): number {
+  const { items, start, end } = level;
+  const name = `level ${level.priority}`;
+  if (start % 2 !== 0 || end % 2 !== 0 || start < 0 || start > end || end > items.length) {
+    broken("entries lie between start and end, both even", `${name}: ${start}..${end} of ${items.length}`);
+  }
+  for (let slot = 0; slot < items.length; slot++) {
+    if ((slot < start || slot >= end) && items[slot] !== undefined) {
+      broken("every slot outside the entries is undefined", `${name}: slot ${slot}`);
+    }
+  }
+  let live = 0;
+  let dead = 0;
+  let timed = 0;
+  for (let index = start; index < end; index += 2) {
+    const slot = items[index];
+    if (isDead(slot)) {
+      dead++;
+      if (items[index + 1] !== undefined) broken("a tombstone keeps nothing", `${name}: slot ${index + 1}`);
+    } else {
+      live++;
+      if (slot instanceof Waiter) timed += assertWaiter(slot, level, index);
+      else if (typeof slot !== "function") broken("an entry starts with a waiter or its resolving function", name);
+    }
+  }
+  if (live !== level.live || dead !== level.dead) {
+    broken(
+      "live and dead count the ring's entries and tombstones",
+      `${name}: live ${level.live}, dead ${level.dead}; the ring has ${live} and ${dead}`,
+    );
+  }
+  if (live > 0 && isDead(items[start])) broken("no tombstone at the front of a ring", name);
+  return timed;
+}
+
+/** Checks a waiter object found at `index` of `level`'s ring; returns 1 if it has a timeout, else 0. */
+function assertWaiter(waiter: Waiter<unknown, unknown>, level: Level, index: number): number {
+  const name = `level ${level.priority}, slot ${index}`;
+  if (waiter.index !== index) broken("a waiter object knows its index", `${name}: it says ${waiter.index}`);
+  if (waiter.priority !== level.priority) broken("a waiter has its level's priority", `${name}: ${waiter.priority}`);
+  if (typeof level.items[index + 1] !== "function") broken("a waiter object's resolving function follows it", name);
+  const hasTimeout = waiter.timeout !== Number.POSITIVE_INFINITY;
+  if (hasTimeout !== waiter.heapIndex >= 0) {
+    broken("a waiter is in the deadline heap exactly when it has a timeout", `${name}: heapIndex ${waiter.heapIndex}`);
+  }
+  return hasTimeout ? 1 : 0;
 }

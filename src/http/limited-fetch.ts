@@ -4,13 +4,16 @@
  * retries what is safe to retry — so a bulk job against a rate-limited API finishes without being
  * blocked, and as fast as the limits allow.
  */
-import { setMaxListeners } from "node:events";
+
 import { type Clock, systemClock, type TimerHandle } from "../core/clock.js";
 import { type Duration, describe, toMilliseconds } from "../core/duration.js";
 import { TimeoutError } from "../core/errors.js";
 import type { AcquireOptions, Limiter, Permit } from "../core/limiter.js";
+import { linkSignals } from "../core/linked-signal.js";
+import { allowManyListeners } from "../core/many-listeners.js";
 import { normalizeCost } from "../core/rate-cost.js";
 import { parseRateLimitHeaders, type RateLimitHeaders } from "../core/rate-headers.js";
+import { backoffDelay, sleep } from "../core/sleep.js";
 import {
   type Cost,
   costFromEventStream,
@@ -222,7 +225,7 @@ const QUOTA_CODES = new Set(["insufficient_quota", "billing_error", "billing_har
  * ```
  */
 export function limitedFetch(limiter: Limiter, options: LimitedFetchOptions = {}): LimitedFetch {
-  return new FetchLimiter(limiter, options).fetch;
+  return new LimitedFetcher(limiter, options).fetch;
 }
 
 interface Settings {
@@ -318,7 +321,11 @@ type Attempt =
       pauseUntil: number | undefined;
     };
 
-class FetchLimiter {
+/**
+ * What one `limitedFetch` call returns runs on: its settings, its limiter and its retry loop. Not a
+ * Limiter itself; it admits through the one it was given.
+ */
+class LimitedFetcher {
   private readonly settings: Settings;
   private readonly clock: Clock;
   private readonly random: () => number;
@@ -354,7 +361,7 @@ class FetchLimiter {
   ) {
     this.settings = checkOptions(limiter, options);
     // Every call waiting for the limiter listens to the stop switch: thousands at once is normal.
-    setMaxListeners(0, this.stopper.signal);
+    allowManyListeners(this.stopper.signal);
     this.clock = options.clock ?? systemClock;
     this.random = options.random ?? Math.random;
     this.rateAware = typeof limiter.pause === "function" && typeof limiter.observe === "function";
@@ -623,7 +630,7 @@ class FetchLimiter {
         }
       }
     }
-    wait ??= Math.min(this.settings.maxDelay, this.settings.baseDelay * 2 ** (attempt - 1));
+    wait ??= backoffDelay(attempt, this.settings.baseDelay, this.settings.maxDelay);
     const pauseMs = wait * (1 + this.settings.pauseJitter * this.random());
     this.counters.pauses++;
     if (this.rateAware) {
@@ -699,7 +706,7 @@ class FetchLimiter {
 
   /** Full jitter (AWS): uniformly random in [0, min(maxDelay, baseDelay * 2^(attempt-1))). */
   private backoff(attempt: number): number {
-    return this.random() * Math.min(this.settings.maxDelay, this.settings.baseDelay * 2 ** (attempt - 1));
+    return this.random() * backoffDelay(attempt, this.settings.baseDelay, this.settings.maxDelay);
   }
 
   private acquire(
@@ -795,51 +802,15 @@ class FetchLimiter {
     await this.sleep(wait, signal);
   }
 
-  private sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const link = linkSignals(signal, this.stopper.signal);
-      const onAbort = () => {
-        this.clock.clearTimeout(handle);
-        link.dispose();
-        reject(link.signal?.reason);
-      };
-      const handle = this.clock.setTimeout(() => {
-        link.signal?.removeEventListener("abort", onAbort);
-        link.dispose();
-        resolve();
-      }, ms);
-      if (link.signal?.aborted) onAbort();
-      else link.signal?.addEventListener("abort", onAbort, { once: true });
-    });
+  /** Waits `ms`; rejects with the reason if the caller's signal or the stop switch aborts first. */
+  private async sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+    const link = linkSignals(signal, this.stopper.signal);
+    try {
+      if (!(await sleep(ms, link.signal, this.clock))) throw link.signal?.reason;
+    } finally {
+      link.dispose();
+    }
   }
-}
-
-/**
- * One signal that aborts when any of the given ones does, with the first one's reason. `dispose()`
- * removes the listeners, so a long-lived signal (a stop switch, a caller's job-wide signal) does not
- * collect one listener per request. (`AbortSignal.any` would do, but Node 20.0–20.2 lack it and it
- * cannot be disposed.)
- */
-function linkSignals(...signals: (AbortSignal | undefined)[]): { signal: AbortSignal | undefined; dispose(): void } {
-  const present = signals.filter((signal): signal is AbortSignal => signal !== undefined);
-  if (present.length <= 1) return { signal: present[0], dispose: () => {} };
-  const controller = new AbortController();
-  const aborted = present.find((signal) => signal.aborted);
-  if (aborted !== undefined) {
-    controller.abort(aborted.reason);
-    return { signal: controller.signal, dispose: () => {} };
-  }
-  const listeners = present.map((signal) => {
-    const listener = () => controller.abort(signal.reason);
-    signal.addEventListener("abort", listener, { once: true });
-    return [signal, listener] as const;
-  });
-  return {
-    signal: controller.signal,
-    dispose: () => {
-      for (const [signal, listener] of listeners) signal.removeEventListener("abort", listener);
-    },
-  };
 }
 
 /**

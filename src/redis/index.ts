@@ -9,17 +9,24 @@
 export type { IoredisLike, RedisClient, RedisConnection } from "./connection.js";
 export { asRedisConnection, fromIoredis } from "./connection.js";
 export { RedisUnavailableError } from "./errors.js";
-export type { InspectRedisOptions, RedisSnapshot } from "./inspect.js";
-export { inspectRedis } from "./inspect.js";
-export type { RedisRateLimiterOptions, RedisRateLimiterSnapshot, RedisRatePermit } from "./rate-limiter.js";
-export { RedisRateLimiter } from "./rate-limiter.js";
+export { FencingGuard } from "./fencing.js";
 export type {
-  RedisCloseOptions,
+  InspectRedisOptions,
   RedisHolder,
-  RedisPermit,
-  RedisSemaphoreOptions,
   RedisSemaphoreSnapshot,
+  RedisSnapshot,
   RedisWaiter,
-  UnavailablePolicy,
-} from "./semaphore.js";
-export { FencingGuard, RedisMutex, RedisSemaphore } from "./semaphore.js";
+} from "./inspect.js";
+export { inspectRedis } from "./inspect.js";
+export { RedisMutex } from "./mutex.js";
+export type { RedisCloseOptions, UnavailablePolicy } from "./options.js";
+export type { RedisPermit } from "./permits.js";
+export type {
+  RedisRateLimiterOptions,
+  RedisRateLimiterSnapshot,
+  RedisRateLimiterStatistics,
+  RedisRatePermit,
+} from "./rate-limiter.js";
+export { RedisRateLimiter } from "./rate-limiter.js";
+export type { RedisSemaphoreOptions, RedisSemaphoreStatistics } from "./semaphore.js";
+export { RedisSemaphore } from "./semaphore.js";

@@ -3,9 +3,123 @@
  * limiter found in a Redis, with holders, leases, waiters, the fencing counter and budgets left.
  * Read-only.
  */
-import { type RedisClient, toConnection } from "./connection.js";
+import { type RedisClient, type RedisConnection, Script, toConnection } from "./connection.js";
+import { withDeadline } from "./errors.js";
+import { parseSlots } from "./permits.js";
 import { inspectRateLimiter, type RedisRateLimiterSnapshot } from "./rate-limiter.js";
-import { inspectSemaphore, type RedisSemaphoreSnapshot } from "./semaphore.js";
+import { INSPECT, UNLIMITED } from "./semaphore-scripts.js";
+
+const inspectScript = new Script(INSPECT);
+
+/** One holder, as {@link RedisSemaphore.inspect} reports it. */
+export interface RedisHolder {
+  fencingToken: number;
+  /** The fencing slots the grant occupies (see {@link RedisPermit.fencingSlots}). */
+  fencingSlots: number[];
+  weight: number;
+  client: string;
+  /** Milliseconds until the holder's lease ends unless renewed; negative when it ended already. */
+  leaseRemaining: number;
+}
+
+/** One waiting ticket, in queue order. */
+export interface RedisWaiter {
+  ticket: number;
+  weight: number;
+  priority: number;
+  client: string;
+}
+
+/** A snapshot of a semaphore's state in Redis. */
+export interface RedisSemaphoreSnapshot {
+  kind: "semaphore";
+  name: string;
+  key: string;
+  capacity: number | undefined;
+  used: number;
+  /** The last fencing token handed out. */
+  fencingToken: number;
+  holders: RedisHolder[];
+  waiters: RedisWaiter[];
+  /** Every process with a lease: its id and milliseconds left. */
+  clients: { client: string; leaseRemaining: number }[];
+  /** Milliseconds the restart guard still holds grants back; 0 when it does not. */
+  guardRemaining: number;
+}
+
+/** A number as Redis prints it (a sorted set score): the infinities are `inf` and `-inf`. */
+function fromRedisNumber(text: string): number {
+  if (text === "inf" || text === "+inf") return Number.POSITIVE_INFINITY;
+  if (text === "-inf") return Number.NEGATIVE_INFINITY;
+  return Number(text);
+}
+
+/** Reads one semaphore's state. */
+export async function inspectSemaphore(
+  connection: RedisConnection,
+  tag: string,
+  name: string,
+  timeoutMs = 5_000,
+): Promise<RedisSemaphoreSnapshot> {
+  const reply = (await withDeadline(
+    inspectScript.run(connection, [`${tag}meta`, `${tag}queue`, `${tag}clients`], []),
+    timeoutMs,
+    `inspect ${name}`,
+  )) as [number, string[], string[], string[]];
+  const [now, metaFlat, queueFlat, clientsFlat] = reply;
+  const meta = new Map<string, string>();
+  for (let index = 0; index + 1 < metaFlat.length; index += 2)
+    meta.set(metaFlat[index] as string, metaFlat[index + 1] as string);
+  const leases = new Map<string, number>();
+  const clients: { client: string; leaseRemaining: number }[] = [];
+  for (let index = 0; index + 1 < clientsFlat.length; index += 2) {
+    const remaining = (Number(clientsFlat[index + 1]) - now) / 1000;
+    leases.set(clientsFlat[index] as string, remaining);
+    clients.push({ client: clientsFlat[index] as string, leaseRemaining: remaining });
+  }
+  const holders: RedisHolder[] = [];
+  for (const [field, value] of meta) {
+    if (!field.startsWith("h:")) continue;
+    // `<weight>:<ticket>:<slots>:<client>`; the client id may itself contain colons.
+    const [, weight, slots, client] = /^(\d+):\d+:([\d,]*):(.+)$/.exec(value) ?? [];
+    if (client === undefined) continue;
+    holders.push({
+      fencingToken: Number(field.slice(2)),
+      fencingSlots: parseSlots(slots),
+      weight: Number(weight),
+      client,
+      leaseRemaining: leases.get(client) ?? Number.NEGATIVE_INFINITY,
+    });
+  }
+  holders.sort((a, b) => a.fencingToken - b.fencingToken);
+  const waiters: RedisWaiter[] = [];
+  for (let index = 0; index + 1 < queueFlat.length; index += 2) {
+    const member = queueFlat[index] as string;
+    const [seq, weight, , ...client] = member.split(":");
+    const score = fromRedisNumber(queueFlat[index + 1] as string);
+    waiters.push({
+      ticket: Number(seq),
+      weight: Number(weight),
+      priority: score === 0 ? 0 : -score,
+      client: client.join(":"),
+    });
+  }
+  const capacity = meta.get("capacity");
+  const guard = Number(meta.get("ready") ?? 0);
+  return {
+    kind: "semaphore",
+    name,
+    key: `${tag}meta`,
+    capacity:
+      capacity === undefined ? undefined : Number(capacity) >= UNLIMITED ? Number.POSITIVE_INFINITY : Number(capacity),
+    used: Number(meta.get("used") ?? 0),
+    fencingToken: Number(meta.get("fence") ?? 0),
+    holders,
+    waiters,
+    clients,
+    guardRemaining: guard > now ? (guard - now) / 1000 : 0,
+  };
+}
 
 /** What {@link inspectRedis} returns per primitive; `kind` tells which. */
 export type RedisSnapshot = RedisSemaphoreSnapshot | RedisRateLimiterSnapshot;
@@ -37,7 +151,7 @@ const SUFFIXES = { meta: "semaphore", rate: "rate-limiter" } as const;
  * import { inspectRedis } from "sluice/redis";
  * for (const found of await inspectRedis(redis)) {
  *   if (found.kind === "semaphore") console.log(found.name, `${found.used}/${found.capacity}`, found.waiters.length);
- *   else console.log(found.name, found.limits.map((limit) => `${limit.available} ${limit.unit}`));
+ *   else console.log(found.name, found.limits.map((limit) => `${limit.remaining} ${limit.unit}`));
  * }
  * ```
  */

@@ -7,11 +7,14 @@
  * every limit could pay, and the process sleeps precisely that long on its one timer. No polling, no
  * timer per waiter, no charge for a refused call.
  */
-import { checkFunction, checkPriority, checkSignal, checkTimeout, checkWeight } from "../core/arguments.js";
+
+import { Admission, type LimiterStatistics } from "../core/admission.js";
+import { checkFunction } from "../core/arguments.js";
 import { systemClock, type TimerHandle } from "../core/clock.js";
 import { type Duration, describe, toMilliseconds } from "../core/duration.js";
-import { ClosedError, ReleasedError, TimeoutError } from "../core/errors.js";
+import { ClosedError, costAboveLimit, TimeoutError, weightAboveCapacity } from "../core/errors.js";
 import { type Limiter, NEVER_ABORTED, type Permit } from "../core/limiter.js";
+import { HeldPermit, runHolding } from "../core/permit.js";
 import { normalizeCost, normalizeSettlement, REQUESTS } from "../core/rate-cost.js";
 import { type HeaderInput, parseRateLimitHeaders } from "../core/rate-headers.js";
 import {
@@ -21,20 +24,21 @@ import {
   RateLimiter,
   type RatePermit,
 } from "../core/rate-limiter.js";
-import { type Waiter, WaitQueue } from "../core/wait-queue.js";
+import { type CheckedAcquireOptions, checkAcquireOptions } from "../core/wait-options.js";
+import type { Waiter, WaitQueue } from "../core/wait-queue.js";
 import { type RedisClient, type RedisConnection, Script, toConnection } from "./connection.js";
 import { RedisUnavailableError, withDeadline } from "./errors.js";
-import { RATE_ACQUIRE, RATE_INSPECT, RATE_PAUSE, RATE_SETTLE, RATE_TIGHTEN } from "./rate-scripts.js";
 import {
   checkCommandTimeout,
   checkNotices,
   checkPrefix,
   checkUnavailablePolicy,
   type RedisCloseOptions,
-  type RedisPermit,
-  RedisSemaphore,
   type UnavailablePolicy,
-} from "./semaphore.js";
+} from "./options.js";
+import type { RedisPermit } from "./permits.js";
+import { RATE_ACQUIRE, RATE_INSPECT, RATE_PAUSE, RATE_SETTLE, RATE_TIGHTEN } from "./rate-scripts.js";
+import { RedisSemaphore } from "./semaphore.js";
 
 /** The longest interval a limit may have in Redis (366 days). */
 const MAX_INTERVAL_MS = 366 * 86_400_000;
@@ -94,6 +98,16 @@ interface Bucket {
   intervalMs: number;
 }
 
+/**
+ * A snapshot of this process's view of a Redis rate limiter, without a round trip: the core fields speak
+ * of its concurrency (`capacity` = `concurrency`, `Infinity` when unset; `inUse` = this process's calls in
+ * flight); the counters count this process's requests. `inspect()` reads the shared budget.
+ */
+export interface RedisRateLimiterStatistics extends LimiterStatistics {
+  /** The configured limits. */
+  limits: { unit: string; limit: number; interval: number; burst: number }[];
+}
+
 /** A snapshot of a rate limiter's state in Redis. */
 export interface RedisRateLimiterSnapshot {
   kind: "rate-limiter";
@@ -102,7 +116,7 @@ export interface RedisRateLimiterSnapshot {
   /** Milliseconds the shared pause still lasts; 0 when not paused. */
   pauseRemaining: number;
   /** Per configured limit, the budget left now (negative while in debt). */
-  limits: { unit: string; limit: number; interval: number; burst: number; available: number }[];
+  limits: { unit: string; limit: number; interval: number; burst: number; remaining: number }[];
 }
 
 /** A permit of a {@link RedisRateLimiter}. */
@@ -111,35 +125,37 @@ export interface RedisRatePermit extends RatePermit {
   readonly admittedAt: number | undefined;
 }
 
-class RatePermit_ implements RedisRatePermit {
-  private held = true;
+/** Applies a settlement in Redis: one function per limiter, like the give-back function. */
+type Settle = (permit: RatePermit_, actual: RateCost) => void;
+
+/** A permit of a {@link RedisRateLimiter}: its release gives back the concurrency slot, if any. */
+class RatePermit_ extends HeldPermit<void | Promise<void>> implements RedisRatePermit {
   /** @internal Per limit, the end of this call's charge in Redis (server µs), for refunds: see rate-scripts.ts. */
   ends: number[] = [];
   constructor(
-    private readonly limiter: RedisRateLimiter,
-    readonly weight: number,
-    readonly signal: AbortSignal,
+    weight: number,
+    signal: AbortSignal,
     readonly cost: Record<string, number>,
-    private readonly slot: Permit | undefined,
+    /** @internal The concurrency slot (a RedisSemaphore's permit, or the fallback's), if any. */
+    readonly slot: Permit | undefined,
     readonly admittedAt: number | undefined,
-  ) {}
-  release(): void | Promise<void> {
-    if (!this.held) throw new ReleasedError("this permit was already released");
-    this.held = false;
-    return this.slot?.release();
+    private readonly apply: Settle,
+  ) {
+    super(weight, signal, releaseSlot);
   }
+
+  override get releasesAsync(): boolean {
+    return this.slot !== undefined;
+  }
+
   settle(actual: RateCost): void {
-    this.limiter["settlePermit"](this, actual);
+    this.apply(this, actual);
   }
-  get isHeld(): boolean {
-    return this.held;
-  }
-  [Symbol.dispose](): void {
-    if (this.held) Promise.resolve(this.release()).catch(() => undefined);
-  }
-  async [Symbol.asyncDispose](): Promise<void> {
-    if (this.held) await this.release();
-  }
+}
+
+/** Gives a rate permit back: its concurrency slot, if it has one (the rate cost stays spent). */
+function releaseSlot(permit: RatePermit_): void | Promise<void> {
+  return permit.slot?.release();
 }
 
 /** A waiting caller's demand: cost per unit (requests always present). */
@@ -199,10 +215,20 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
    * Local callers in order. Invariant: at most one script asks Redis for the head at a time
    * (`asking`), and when the head was refused, `timer` is armed for the moment Redis said it can pass.
    */
+  private readonly admission: Admission<Demand, RatePermit>;
   private readonly queue: WaitQueue<Demand, RatePermit>;
+  private readonly settlePermit: Settle = (permit, actual) => this.applySettlement(permit, actual);
   private asking = false;
   private timer: TimerHandle | undefined;
   private closed = false;
+
+  private closedError(): ClosedError {
+    return new ClosedError(`${this.subject()} was closed`);
+  }
+
+  private subject(): string {
+    return `Redis rate limiter ${JSON.stringify(this.name)}`;
+  }
 
   constructor(redis: RedisClient, options: RedisRateLimiterOptions) {
     if (options === null || typeof options !== "object") {
@@ -291,18 +317,47 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
             notices: checkNotices(options.notices),
             guardRestarts: options.guardRestarts ?? true,
           });
-    this.queue = new WaitQueue<Demand, RatePermit>(
-      this.clock,
-      (_waiter, _reason, wasHead) => {
-        if (wasHead) this.restart();
+    this.admission = new Admission<Demand, RatePermit>(
+      {
+        impossible: (demand) => (this.closed ? this.closedError() : this.whyImpossible(demand.cost, demand.weight)),
+        // Only Redis knows: the head is asked (`enqueued`), one question at a time.
+        fits: () => false,
+        take: () => {
+          throw new Error("sluice internal error: a Redis rate limiter grants through Redis");
+        },
+        enqueued: (demand) => {
+          if (this.queue.head?.request === demand) this.restart();
+        },
+        tryNow: (demand, signal) => this.tryNow(demand, signal),
+        // The head left (abort, timeout): ask for the new one.
+        stalled: () => this.restart(),
       },
+      this.clock,
       () => `Redis rate limiter ${JSON.stringify(this.name)}`,
     );
+    this.queue = this.admission.queue;
   }
 
   /** Callers of this process waiting. */
   get waiting(): number {
     return this.queue.size;
+  }
+
+  /** A snapshot of this process's view, without a round trip (see {@link RedisRateLimiterStatistics}). */
+  statistics(): RedisRateLimiterStatistics {
+    const capacity = this.concurrency?.capacity ?? Number.POSITIVE_INFINITY;
+    const inUse = this.concurrency?.inUse ?? 0;
+    return {
+      name: this.name,
+      capacity,
+      available: capacity - inUse,
+      inUse,
+      waiting: this.queue.size + (this.concurrency?.waiting ?? 0),
+      ...this.admission.counters,
+      limits: this.buckets
+        .filter((bucket) => !bucket.unit.startsWith("\0"))
+        .map(({ unit, limit, intervalMs, burst }) => ({ unit, limit, interval: intervalMs, burst })),
+    };
   }
 
   /**
@@ -311,32 +366,22 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
    * Redis cannot be reached (see `onUnavailable`).
    */
   acquire(options?: RateAcquireOptions): Promise<RedisRatePermit> {
-    let cost: Record<string, number>;
-    let weight = 1;
-    let priority = 0;
-    let signal: AbortSignal | undefined;
-    let timeout = Number.POSITIVE_INFINITY;
+    let checked: CheckedAcquireOptions;
+    let demand: Demand;
     try {
-      if (options !== undefined && (typeof options !== "object" || options === null)) {
-        throw new TypeError(`options must be an object; got ${describe(options)}`);
-      }
-      if (options?.weight !== undefined) weight = checkWeight(options.weight);
-      cost = normalizeCost(options?.cost);
-      if (options?.priority !== undefined) priority = checkPriority(options.priority);
-      if (options?.timeout !== undefined) timeout = checkTimeout(options.timeout);
-      signal = checkSignal(options?.signal);
-      this.checkPossible(cost, weight);
+      checked = checkAcquireOptions(options);
+      demand = {
+        cost: normalizeCost(options?.cost),
+        weight: checked.weight,
+        slot: undefined,
+        fellBack: false,
+        deadline: Number.POSITIVE_INFINITY,
+      };
     } catch (error) {
       return Promise.reject(error);
     }
-    if (this.closed)
-      return Promise.reject(new ClosedError(`Redis rate limiter ${JSON.stringify(this.name)} was closed`));
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    if (this.concurrency === undefined) {
-      const demand = { cost, weight, slot: undefined, fellBack: false, deadline: Number.POSITIVE_INFINITY };
-      return this.enqueue(demand, priority, signal, timeout) as Promise<RedisRatePermit>;
-    }
-    return this.acquireWithSlot(cost, weight, priority, signal, timeout);
+    if (this.concurrency === undefined) return this.admit(demand, checked);
+    return this.acquireWithSlot(demand, checked);
   }
 
   /**
@@ -355,12 +400,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     options?: RateAcquireOptions,
   ): Promise<T> {
     checkFunction(fn, "fn");
-    const permit = (await this.acquire(options)) as RatePermit_;
-    try {
-      return await fn(permit.signal, permit);
-    } finally {
-      if (permit.isHeld) await permit.release();
-    }
+    return runHolding(fn, await this.acquire(options));
   }
 
   /**
@@ -423,7 +463,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
             limit: bucket.limit,
             interval: bucket.intervalMs,
             burst: bucket.burst,
-            available: bucket.burst,
+            remaining: bucket.burst,
           },
       );
     return snapshot;
@@ -436,7 +476,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
   async close(options?: RedisCloseOptions): Promise<void> {
     if (!this.closed) {
       this.closed = true;
-      this.queue.rejectAll(new ClosedError(`Redis rate limiter ${JSON.stringify(this.name)} was closed`));
+      this.admission.rejectAll(() => this.closedError());
       if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
       this.timer = undefined;
     }
@@ -446,13 +486,19 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
 
   // -------------------------------------------------------------------------------------------------
 
-  private async acquireWithSlot(
-    cost: Record<string, number>,
-    weight: number,
-    priority: number,
-    signal: AbortSignal | undefined,
-    timeout: number,
-  ): Promise<RedisRatePermit> {
+  /** The rate part of the admission step (the whole of it without `concurrency`). */
+  private admit(demand: Demand, checked: CheckedAcquireOptions): Promise<RedisRatePermit> {
+    if (checked.timeout !== Number.POSITIVE_INFINITY) demand.deadline = this.clock.now() + checked.timeout;
+    return this.admission.admit(demand, checked) as Promise<RedisRatePermit>;
+  }
+
+  /**
+   * With `concurrency`: the admission step's checks first (a request that can never be admitted, an
+   * aborted signal), then a concurrency slot from the Redis semaphore, then the rate with what is left of
+   * the timeout. A wait for the slot that ends is counted here too, as the caller's wait it is.
+   */
+  private async acquireWithSlot(demand: Demand, checked: CheckedAcquireOptions): Promise<RedisRatePermit> {
+    const { weight, priority, signal, timeout } = checked;
     const started = this.clock.now();
     // One timeout for both waits, reported as the caller gave it (not as what was left of it for the
     // second wait, nor as a wait for the semaphore under the hood).
@@ -463,55 +509,47 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
             `timed out after ${timeout} ms waiting for Redis rate limiter ${JSON.stringify(this.name)}`,
           )
         : error;
+    const refused = this.admission.refuseEarly(demand, signal);
+    if (refused !== undefined) return refused as Promise<RedisRatePermit>;
     let slot: Permit;
     try {
       slot = await (this.concurrency as RedisSemaphore).acquire({ weight, priority, signal, timeout });
     } catch (error) {
+      this.admission.countFailure(error, signal);
       throw timedOut(error);
     }
     try {
       const left = timeout === Number.POSITIVE_INFINITY ? timeout : Math.max(0, timeout - (this.clock.now() - started));
       // A slot without a fencing token came from the onUnavailable fallback.
-      const fellBack = (slot as RedisPermit).fencingToken === undefined;
-      const demand = { cost, weight, slot, fellBack, deadline: Number.POSITIVE_INFINITY };
-      return (await this.enqueue(demand, priority, signal, left)) as RedisRatePermit;
+      demand.slot = slot;
+      demand.fellBack = (slot as RedisPermit).fencingToken === undefined;
+      return await this.admit(demand, { ...checked, timeout: left });
     } catch (error) {
       await Promise.resolve(slot.release()).catch(() => undefined);
       throw timedOut(error);
     }
   }
 
-  private enqueue(
-    demand: Demand,
-    priority: number,
-    signal: AbortSignal | undefined,
-    timeout: number,
-  ): Promise<RatePermit> {
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    // close() may have come while the concurrency slot was being granted.
-    if (this.closed)
-      return Promise.reject(new ClosedError(`Redis rate limiter ${JSON.stringify(this.name)} was closed`));
-    if (timeout === 0) return this.tryNow(demand, priority, signal);
-    demand.deadline = this.clock.now() + timeout;
-    const promise = this.queue.enqueue(demand, priority, signal, timeout);
-    if (this.queue.head?.request === demand) this.restart();
-    return promise;
-  }
-
-  /** `timeout: 0`: one question to Redis, if nobody here waits ahead; no queueing. */
-  private async tryNow(demand: Demand, priority: number, signal: AbortSignal | undefined): Promise<RatePermit> {
-    const refused = () =>
-      new TimeoutError(0, `timed out after 0 ms waiting for Redis rate limiter ${JSON.stringify(this.name)}`);
-    if (!this.queue.isFirstInLine(priority)) throw refused();
+  /**
+   * `timeout: 0` through the admission step: one question to Redis, if nobody here waits ahead; no
+   * queueing. `undefined`: refused (the admission step reports a timeout). A grant is counted here.
+   */
+  private async tryNow(demand: Demand, signal: AbortSignal | undefined): Promise<RatePermit | undefined> {
+    if (!this.queue.isFirstInLine(0)) return undefined;
     let reply: number[];
     try {
       reply = (await this.ask(demand)) as number[];
     } catch (error) {
       if (!(error instanceof RedisUnavailableError) || this.onUnavailable === "fail") throw error;
-      if (this.onUnavailable === "allow" || demand.fellBack) return this.permit(demand, signal);
-      return this.fallback(demand, signal, 0);
+      const permit =
+        this.onUnavailable === "allow" || demand.fellBack
+          ? this.permit(demand, signal)
+          : await this.fallback(demand, signal, 0);
+      this.admission.counters.granted++;
+      return permit;
     }
-    if (reply[0] !== 1) throw refused();
+    if (reply[0] !== 1) return undefined;
+    this.admission.counters.granted++;
     return this.permit(demand, signal, reply);
   }
 
@@ -535,7 +573,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     // while it is in flight and let a second one start for the same head.)
     void this.askForHead(head).catch((error: unknown) => {
       // Not expected (and `asking` is already clear); but a waiter must hear of it rather than wait.
-      if (head.queued) this.queue.reject(head, error);
+      if (head.queued) this.admission.reject(head, error);
       this.pump();
     });
   }
@@ -573,7 +611,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     }
     this.asking = false;
     if (reply[0] === 1) {
-      if (head.queued) this.queue.grant(head, this.permit(demand, head.cancellation?.signal, reply));
+      if (head.queued) this.admission.grant(head, this.permit(demand, head.cancellation?.signal, reply));
       // The caller left while the script ran: nothing was used, so nothing should stay charged.
       else this.refundAll(demand.cost, reply);
       this.pump();
@@ -595,12 +633,12 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
   private permit(demand: Demand, signal: AbortSignal | undefined, reply?: number[]): RatePermit_ {
     const admittedAt = reply === undefined ? undefined : (reply[1] as number) / 1000;
     const permit = new RatePermit_(
-      this,
       demand.weight,
       signal ?? NEVER_ABORTED,
       { ...demand.cost },
       demand.slot,
       admittedAt,
+      this.settlePermit,
     );
     if (reply !== undefined) permit.ends = reply.slice(2);
     return permit;
@@ -627,7 +665,14 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       [Symbol.dispose]: () => undefined,
       [Symbol.asyncDispose]: () => Promise.resolve(),
     };
-    return new RatePermit_(this, demand.weight, signal ?? inner.signal, { ...demand.cost }, both, undefined);
+    return new RatePermit_(
+      demand.weight,
+      signal ?? inner.signal,
+      { ...demand.cost },
+      both,
+      undefined,
+      this.settlePermit,
+    );
   }
 
   /** Redis could not be asked for `waiter`: `onUnavailable` decides. */
@@ -635,16 +680,16 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     if (!waiter.queued) return;
     const demand = waiter.request;
     const policy = this.onUnavailable;
-    if (!(error instanceof RedisUnavailableError) || policy === "fail") this.queue.reject(waiter, error);
+    if (!(error instanceof RedisUnavailableError) || policy === "fail") this.admission.reject(waiter, error);
     else if (policy === "allow" || demand.fellBack)
-      this.queue.grant(waiter, this.permit(demand, waiter.cancellation?.signal));
+      this.admission.grant(waiter, this.permit(demand, waiter.cancellation?.signal));
     else {
       // Leave the local queue now (so the next one is asked); the caller's promise follows the
       // fallback, which takes over the caller's timeout for what is left of it.
       const left = demand.deadline - this.clock.now();
       const timeout = left === Number.POSITIVE_INFINITY ? undefined : Math.max(0, left);
       const admitted = this.fallback(demand, waiter.cancellation?.signal, timeout);
-      this.queue.grant(waiter, admitted as unknown as RatePermit);
+      this.admission.grant(waiter, admitted as unknown as RatePermit);
     }
   }
 
@@ -659,9 +704,8 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     this.call(scripts.settle, 0, deltas, "refund", undefined, reply.slice(2)).catch(() => undefined);
   }
 
-  /** Called by permits. Settling is asynchronous; its failure is not the caller's problem. */
-  // biome-ignore lint/correctness/noUnusedPrivateClassMembers: permits call it as limiter["settlePermit"].
-  private settlePermit(permit: RatePermit_, actual: RateCost): void {
+  /** A permit's settlement (see `Settle`). Asynchronous; its failure is not the caller's problem. */
+  private applySettlement(permit: RatePermit_, actual: RateCost): void {
     const target = normalizeSettlement(actual);
     // A permit the fallback admitted was never charged in Redis: a refund would hand out budget that
     // nobody paid for.
@@ -692,18 +736,21 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     return refund[unit] ?? true;
   }
 
-  private checkPossible(cost: Record<string, number>, weight: number): void {
+  /** A RangeError if a call of `cost` and `weight` could never be admitted, else undefined. */
+  private whyImpossible(cost: Record<string, number>, weight: number): RangeError | undefined {
     if (this.concurrency !== undefined && weight > this.concurrency.capacity) {
-      throw new RangeError(
-        `weight ${weight} is above the concurrency ${this.concurrency.capacity} of Redis rate limiter ${JSON.stringify(this.name)}; it could never be admitted`,
-      );
+      return weightAboveCapacity(weight, this.concurrency.capacity, `${this.subject()} (its concurrency)`);
     }
     for (const bucket of this.buckets) {
       const amount = this.costFor(bucket, cost);
       if (amount > bucket.burst) {
-        throw new RangeError(
-          `cost ${amount} ${bucket.unit} is above the burst ${bucket.burst} of the limit ${bucket.limit} ${bucket.unit} per ${bucket.intervalMs} ms of Redis rate limiter ${JSON.stringify(this.name)}; it could never be admitted`,
-        );
+        const bound = {
+          what: "burst" as const,
+          bound: bucket.burst,
+          limit: bucket.limit,
+          intervalMs: bucket.intervalMs,
+        };
+        return costAboveLimit(amount, bucket.unit, bound, this.subject());
       }
     }
   }
@@ -775,7 +822,7 @@ export async function inspectRateLimiter(
       limit,
       interval,
       burst,
-      available: burst - Math.max(0, value - now) / emission,
+      remaining: burst - Math.max(0, value - now) / emission,
     });
   }
   return { kind: "rate-limiter", name, key, pauseRemaining: pause > now ? (pause - now) / 1000 : 0, limits };

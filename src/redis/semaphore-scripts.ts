@@ -57,6 +57,9 @@
  * renew by then and stop.
  */
 
+/** The largest capacity Redis counts exactly: Infinity is stored as this. */
+export const UNLIMITED = Number.MAX_SAFE_INTEGER;
+
 /** The largest capacity whose grants carry fencing slots (one slot per unit of weight). */
 export const MAX_FENCED_CAPACITY = 1024;
 

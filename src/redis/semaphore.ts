@@ -31,14 +31,15 @@
 
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
+import { Admission, type LimiterStatistics } from "../core/admission.js";
 import { checkCapacity, checkFunction, checkWeight } from "../core/arguments.js";
 import { systemClock, type TimerHandle } from "../core/clock.js";
-import { type Duration, describe, toMilliseconds } from "../core/duration.js";
-import { ClosedError, LeaseLostError, ReleasedError, TimeoutError } from "../core/errors.js";
-import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "../core/limiter.js";
-import type { LockOptions } from "../core/mutex.js";
+import { type Duration, describe } from "../core/duration.js";
+import { ClosedError, LeaseLostError, weightAboveCapacity } from "../core/errors.js";
+import type { AcquireOptions, Limiter, Permit } from "../core/limiter.js";
+import { runHolding } from "../core/permit.js";
 import { type CheckedAcquireOptions, checkAcquireOptions } from "../core/wait-options.js";
-import { type Waiter, WaitQueue } from "../core/wait-queue.js";
+import type { Waiter, WaitQueue } from "../core/wait-queue.js";
 import {
   type NoticeConnection,
   type RedisClient,
@@ -48,7 +49,22 @@ import {
   toConnection,
 } from "./connection.js";
 import { RedisUnavailableError, withDeadline } from "./errors.js";
-import { INSPECT, notifyingSources, type Publish } from "./semaphore-scripts.js";
+import { inspectSemaphore, type RedisSemaphoreSnapshot } from "./inspect.js";
+import { LocalLease } from "./lease.js";
+import {
+  checkCloseOptions,
+  checkCommandTimeout,
+  checkKeyTtl,
+  checkLeaseTtl,
+  checkNotices,
+  checkPrefix,
+  checkUnavailablePolicy,
+  checkWakeTimeout,
+  type RedisCloseOptions,
+  type UnavailablePolicy,
+} from "./options.js";
+import { FallbackPermit, LeasedPermit, type LeaseKeeper, parseSlots, type RedisPermit } from "./permits.js";
+import { notifyingSources, type Publish, UNLIMITED } from "./semaphore-scripts.js";
 
 /** The scripts that may tell other processes of a grant, for one way of telling. */
 function notifyingScripts(publish: Publish) {
@@ -64,7 +80,6 @@ function notifyingScripts(publish: Publish) {
 type NotifyingScripts = ReturnType<typeof notifyingScripts>;
 
 const scripts = notifyingScripts("PUBLISH");
-const inspectScript = new Script(INSPECT);
 /** The same scripts for `notices: "sharded"` (made on first use). */
 let shardedScripts: NotifyingScripts | undefined;
 
@@ -73,25 +88,6 @@ let shardedScripts: NotifyingScripts | undefined;
  * `submit`): at most one at a time, so batching never reorders requests across semaphores.
  */
 let gathering: RedisSemaphore | undefined;
-
-/** The largest capacity Redis counts exactly (Infinity is stored as this). */
-const UNLIMITED = Number.MAX_SAFE_INTEGER;
-
-/** What to do when Redis cannot be reached for an acquire. */
-export type UnavailablePolicy = "fail" | "allow" | Limiter;
-
-/** Reads the `onUnavailable` option (default `"fail"`: fail closed). */
-export function checkUnavailablePolicy(policy: UnavailablePolicy | undefined): UnavailablePolicy {
-  const checked = policy ?? "fail";
-  if (
-    checked !== "fail" &&
-    checked !== "allow" &&
-    (typeof checked !== "object" || checked === null || typeof checked.acquire !== "function")
-  ) {
-    throw new TypeError(`onUnavailable must be "fail", "allow" or a Limiter; got ${describe(checked)}`);
-  }
-  return checked;
-}
 
 /** Options for {@link RedisSemaphore}. */
 export interface RedisSemaphoreOptions {
@@ -137,127 +133,15 @@ export interface RedisSemaphoreOptions {
   notices?: "publish" | "sharded";
 }
 
-/** A permit of a {@link RedisSemaphore}. */
-export interface RedisPermit extends Permit {
-  /**
-   * Increases with every grant of this semaphore (across processes and restarts of Redis).
-   * `undefined` for permits granted by the `onUnavailable` fallback. See {@link RedisPermit.fencingSlots}
-   * for how a resource uses it to refuse holders whose lease ended.
-   */
-  readonly fencingToken: number | undefined;
-  /**
-   * The fencing slots this grant occupies: `weight` slot numbers, each below the capacity, no slot held by
-   * two grants at once. A resource protected by the semaphore keeps the highest token it has accepted per
-   * slot and refuses a token lower than that of any of the permit's slots ({@link FencingGuard} does
-   * exactly that). It then refuses every holder whose lease ended once its slot was given to another, and
-   * never a valid holder, for any capacity: "refuse tokens lower than the highest seen" is right only for a
-   * capacity of 1. Empty for fallback permits and for capacities above 1,024.
-   */
-  readonly fencingSlots: readonly number[];
-  /**
-   * Whether the lease may have ended before the permit was released: Redis said so, or this process's
-   * conservative local deadline has passed. Checked on the monotonic clock when read, so it is true at
-   * once after a freeze longer than the lease, before any timer has run; reading it then also aborts
-   * {@link Permit.signal}. Check it (or call {@link RedisPermit.throwIfLeaseLost}) right before each write
-   * the permit protects.
-   */
-  readonly leaseLost: boolean;
-  /** Milliseconds until the local lease deadline unless renewed; 0 once lost or released. */
-  readonly leaseRemaining: number;
-  /** Throws the `LeaseLostError` if {@link RedisPermit.leaseLost}; otherwise does nothing. */
-  throwIfLeaseLost(): void;
-  /**
-   * Gives the permit back to Redis. Resolves when it was given back while its lease held; rejects with
-   * `LeaseLostError` when the lease was lost first (by Redis' word, by the local deadline, or because
-   * Redis no longer held it), since work under it may have overlapped another holder's. Throws
-   * ReleasedError synchronously when already released.
-   */
-  release(): Promise<void>;
-}
-
 /**
- * The resource side of fencing: a resource protected by a {@link RedisSemaphore} of any capacity keeps
- * the highest fencing token accepted per slot, and accepts a write only when its token is at least that
- * of every slot the permit occupies (then records it there). Every holder whose lease ended is refused
- * once another grant has written through one of its slots; a valid holder is never refused.
- *
- * In a database, the same rule is one conditional update per slot in the write's transaction:
- * `UPDATE fence SET token = $token WHERE slot = ANY($slots) AND token <= $token` must touch every slot.
- *
- * @example
- * ```ts
- * const guard = new FencingGuard();
- * await semaphore.run(async (signal, permit) => {
- *   if (!guard.accept(permit)) throw new Error("stale holder");
- *   await write(permit.fencingToken);
- * });
- * ```
+ * A snapshot of a Redis semaphore as this process sees it, without a round trip: `inUse` and `waiting`
+ * are this process's (use `inspect()` for every process), the counters count this process's requests.
  */
-export class FencingGuard {
-  /** Slot -> highest token accepted. */
-  private readonly highest = new Map<number, number>();
-
-  /**
-   * Whether a write under `permit` may go ahead; records its token when it may. A permit without a
-   * token or without slots (a fallback permit, a capacity above 1,024) is refused: nothing can vouch for it.
-   *
-   * @throws TypeError when `permit` has no numeric `fencingToken` and array `fencingSlots`.
-   */
-  accept(permit: { readonly fencingToken: number | undefined; readonly fencingSlots: readonly number[] }): boolean {
-    if (permit === null || typeof permit !== "object" || !Array.isArray(permit.fencingSlots)) {
-      throw new TypeError(`permit must have fencingToken and fencingSlots; got ${describe(permit)}`);
-    }
-    const { fencingToken: token, fencingSlots: slots } = permit;
-    if (token === undefined || slots.length === 0) return false;
-    for (const slot of slots) if ((this.highest.get(slot) ?? Number.NEGATIVE_INFINITY) > token) return false;
-    for (const slot of slots) this.highest.set(slot, token);
-    return true;
-  }
-}
-
-/** Options for {@link RedisSemaphore.close}. */
-export interface RedisCloseOptions {
-  /**
-   * How long to wait for permits still held to be released (their signals abort first, asking the work
-   * to stop) before their leases are given back regardless. Default: the lease TTL.
-   */
-  timeout?: Duration;
-}
-
-/** One holder, as {@link RedisSemaphore.inspect} reports it. */
-export interface RedisHolder {
-  fencingToken: number;
-  /** The fencing slots the grant occupies (see {@link RedisPermit.fencingSlots}). */
-  fencingSlots: number[];
-  weight: number;
-  client: string;
-  /** Milliseconds until the holder's lease ends unless renewed; negative when it ended already. */
-  leaseRemaining: number;
-}
-
-/** One waiting ticket, in queue order. */
-export interface RedisWaiter {
-  ticket: number;
-  weight: number;
-  priority: number;
-  client: string;
-}
-
-/** A snapshot of a semaphore's state in Redis. */
-export interface RedisSemaphoreSnapshot {
-  kind: "semaphore";
-  name: string;
-  key: string;
-  capacity: number | undefined;
-  used: number;
-  /** The last fencing token handed out. */
-  fencingToken: number;
-  holders: RedisHolder[];
-  waiters: RedisWaiter[];
-  /** Every process with a lease: its id and milliseconds left. */
-  clients: { client: string; leaseRemaining: number }[];
-  /** Milliseconds the restart guard still holds grants back; 0 when it does not. */
-  guardRemaining: number;
+export interface RedisSemaphoreStatistics extends LimiterStatistics {
+  /** The last fencing token this process was granted, or undefined before any. */
+  lastFencingToken: number | undefined;
+  /** Whether the restart guard held this process's last request back. */
+  restartGuard: boolean;
 }
 
 /** A caller's place in line: local first, and in Redis once `seq` is known. */
@@ -306,124 +190,6 @@ function localOrder(a: Ticket, b: Ticket): number {
   return b.priority - a.priority || a.arrival - b.arrival;
 }
 
-/** A grant as Redis reports it: the token, and the slots as Lua wrote them (comma-separated). */
-function parseSlots(list: unknown): number[] {
-  if (typeof list !== "string" || list === "") return [];
-  return list.split(",").map(Number);
-}
-
-class Permit_ implements RedisPermit {
-  private held = true;
-  private lost: LeaseLostError | undefined = undefined;
-  /** Created on first use of `signal`: most permits are released without anyone asking for it. */
-  private lease: AbortController | undefined = undefined;
-  private combined: AbortSignal | undefined = undefined;
-  /** Why the work was asked to stop without the lease being lost (close()), if it was. */
-  private stopped: unknown = undefined;
-  constructor(
-    private readonly owner: RedisSemaphore,
-    readonly weight: number,
-    readonly fencingToken: number,
-    readonly fencingSlots: readonly number[],
-    private readonly callerSignal: AbortSignal | undefined,
-    /** @internal The epoch of the state it was granted in, as far as this process knew then. */
-    readonly epoch: number,
-  ) {}
-  get signal(): AbortSignal {
-    // A frozen process learns here, on its first look, that the lease may have lapsed.
-    if (this.held && this.lost === undefined) this.owner.checkLease();
-    if (this.combined !== undefined) return this.combined;
-    this.lease = new AbortController();
-    const reason = this.lost ?? this.stopped;
-    if (reason !== undefined) this.lease.abort(reason);
-    const caller = this.callerSignal;
-    this.combined = caller === undefined ? this.lease.signal : AbortSignal.any([caller, this.lease.signal]);
-    return this.combined;
-  }
-  get leaseLost(): boolean {
-    if (this.held && this.lost === undefined) this.owner.checkLease();
-    return this.lost !== undefined;
-  }
-  get leaseRemaining(): number {
-    if (!this.held || this.leaseLost) return 0;
-    return this.owner.leaseRemaining();
-  }
-  /** The reason the lease was lost, if it was (after a deadline check). */
-  get lostReason(): LeaseLostError | undefined {
-    return this.leaseLost ? this.lost : undefined;
-  }
-  get isHeld(): boolean {
-    return this.held;
-  }
-  throwIfLeaseLost(): void {
-    if (this.leaseLost) throw this.lost;
-  }
-  release(): Promise<void> {
-    if (!this.held) throw new ReleasedError(`this permit (fencing token ${this.fencingToken}) was already released`);
-    // The deadline is checked while the permit still counts as held, so a lapse is not missed.
-    const lost = this.lostReason;
-    this.held = false;
-    return this.owner.releasePermit(this, lost);
-  }
-  /** @internal The lease ended: the work must stop. Idempotent; the first reason wins. */
-  loseLease(reason: LeaseLostError): void {
-    if (this.lost !== undefined) return;
-    this.lost = reason;
-    if (this.stopped === undefined) this.lease?.abort(reason);
-  }
-  /** @internal Asks the work to stop (close()) while the lease still holds. */
-  askToStop(reason: unknown): void {
-    if (this.stopped !== undefined || this.lost !== undefined) return;
-    this.stopped = reason;
-    this.lease?.abort(reason);
-  }
-  [Symbol.dispose](): void {
-    // A synchronous dispose cannot wait for Redis; a failed release is covered by the lease running out.
-    if (this.held) this.release().catch(() => undefined);
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.held ? this.release() : Promise.resolve();
-  }
-}
-
-/**
- * A permit granted without Redis (`onUnavailable: "allow"`, or by the `onUnavailable` Limiter), dressed as
- * a {@link RedisPermit}: no token, no slots, no lease to lose. A Limiter's permit may release synchronously
- * (`Semaphore`'s returns nothing), while callers of a RedisPermit may chain on `release()` (as `run` does).
- */
-class FallbackPermit implements RedisPermit {
-  readonly fencingToken = undefined;
-  readonly fencingSlots: readonly number[] = [];
-  readonly leaseLost = false;
-  readonly leaseRemaining = Number.POSITIVE_INFINITY;
-  private held = true;
-  constructor(
-    readonly weight: number,
-    private readonly inner: Permit | undefined,
-    private readonly callerSignal: AbortSignal | undefined,
-  ) {}
-  get signal(): AbortSignal {
-    return this.inner?.signal ?? this.callerSignal ?? NEVER_ABORTED;
-  }
-  throwIfLeaseLost(): void {}
-  release(): Promise<void> {
-    if (this.inner !== undefined) return Promise.resolve(this.inner.release());
-    if (!this.held)
-      throw new ReleasedError(`this permit (weight ${this.weight}, no fencing token) was already released`);
-    this.held = false;
-    return Promise.resolve();
-  }
-  [Symbol.dispose](): void {
-    if (this.inner !== undefined) this.inner[Symbol.dispose]();
-    else this.held = false;
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    if (this.inner !== undefined) return Promise.resolve(this.inner[Symbol.asyncDispose]());
-    this.held = false;
-    return Promise.resolve();
-  }
-}
-
 /**
  * A semaphore shared by every process that uses the same Redis and `name`: at most `capacity` weight
  * held at once across all of them.
@@ -450,7 +216,7 @@ class FallbackPermit implements RedisPermit {
  * const answer = await semaphore.run((signal) => callTheApi({ signal }));
  * ```
  */
-export class RedisSemaphore implements Limiter {
+export class RedisSemaphore implements Limiter, LeaseKeeper {
   /** The name shared in Redis: every process using it shares the same permits. */
   readonly name: string;
   /** This process's id in Redis (shows up in `inspect()` and in its notice channel's name). */
@@ -460,7 +226,6 @@ export class RedisSemaphore implements Limiter {
   private readonly keys: [string, string, string];
   private readonly wakeKey: string;
   private readonly tag: string;
-  private readonly leaseMs: number;
   private readonly commandMs: number;
   private readonly wakeMs: number;
   private readonly keyTtlMs: number;
@@ -471,8 +236,16 @@ export class RedisSemaphore implements Limiter {
   private readonly onUnavailable: UnavailablePolicy;
   private readonly clock = systemClock;
 
+  /** The admission step; its queue holds this process's callers (the order that counts is Redis'). */
+  private readonly admission: Admission<Ticket, Permit>;
   /** Local callers waiting; abort and timeout are handled here, the order that counts is Redis'. */
   private readonly queue: WaitQueue<Ticket, Permit>;
+  /** What this process knows of its lease. */
+  private readonly lease: LocalLease;
+  /** A permit goes back through here: one function for every permit of this semaphore. */
+  private readonly giveBackPermit = (permit: LeasedPermit): Promise<void> => this.releasePermit(permit);
+  /** The last fencing token granted here, for statistics. */
+  private lastToken: number | undefined = undefined;
   /**
    * Tickets submitted and not yet granted — acquire in flight or queued in Redis — by `Ticket.id`.
    * Invariant: each is also in `queue` and not cancelled. A grant for an id not in here belongs to
@@ -497,11 +270,8 @@ export class RedisSemaphore implements Limiter {
    * Permits granted and not released whose lease this process keeps alive, by fencing token.
    * Invariant: a permit is in here exactly while it is held and its lease is not known to be lost.
    */
-  private readonly held = new Map<number, Permit_>();
-  /** Local time the last lease write was *sent*; the lease is good until this + lease - margin. */
-  private leaseSentAt = Number.NEGATIVE_INFINITY;
+  private readonly held = new Map<number, LeasedPermit>();
   private heartbeatTimer: TimerHandle | undefined;
-  private watchdogTimer: TimerHandle | undefined;
   private heartbeating = false;
   /** Local time by which a waiting process should check in (the earliest other lease end, the restart guard). */
   private checkBy = Number.POSITIVE_INFINITY;
@@ -543,10 +313,15 @@ export class RedisSemaphore implements Limiter {
     }
     this.name = options.name;
     this.limit = checkCapacity(options.capacity);
-    this.leaseMs = checkLeaseTtl(options.leaseTtl);
+    const leaseMs = checkLeaseTtl(options.leaseTtl);
+    // The watchdog fires at the deadline: the permits are lost if no renewal moved it, and it re-arms.
+    this.lease = new LocalLease(leaseMs, this.clock, () => {
+      this.checkLease();
+      this.armWatchdog();
+    });
     this.commandMs = checkCommandTimeout(options.commandTimeout);
-    this.wakeMs = checkWakeTimeout(options.wakeTimeout, this.leaseMs);
-    this.keyTtlMs = checkKeyTtl(options.keyTtl, this.leaseMs);
+    this.wakeMs = checkWakeTimeout(options.wakeTimeout, leaseMs);
+    this.keyTtlMs = checkKeyTtl(options.keyTtl, leaseMs);
     this.guardRestarts = options.guardRestarts ?? true;
     this.onUnavailable = checkUnavailablePolicy(options.onUnavailable);
     this.sharded = checkNotices(options.notices) === "sharded";
@@ -557,15 +332,27 @@ export class RedisSemaphore implements Limiter {
     this.keys = [`${this.tag}meta`, `${this.tag}queue`, `${this.tag}clients`];
     this.client = `${hostname()}/${process.pid}/${randomBytes(6).toString("hex")}`;
     this.wakeKey = `${this.tag}wake:${this.client}`;
-    this.queue = new WaitQueue<Ticket, Permit>(
+    this.admission = new Admission<Ticket, Permit>(
+      {
+        impossible: (ticket) =>
+          this.closed ? this.closedError() : ticket.weight > this.limit ? this.tooHeavy(ticket.weight) : undefined,
+        // Only Redis knows: every request goes there (`enqueued`), where it is granted at once or queued.
+        fits: () => false,
+        take: () => {
+          throw new Error("sluice internal error: a Redis semaphore grants through Redis");
+        },
+        enqueued: (ticket) => this.submit(ticket),
+        tryNow: (ticket, signal) => this.acquireIfFree(ticket, signal),
+        left: (waiter) => this.forget(waiter.request),
+      },
       this.clock,
-      (waiter) => this.onCancel(waiter),
       // Read when a wait times out: a wait the restart guard caused must say so, or it looks like a hang.
       () =>
         this.guardSeen
           ? `${this.subject()} (held back by the restart guard: the semaphore's state was missing on a Redis server that started less than one lease ago, so nothing is granted until a lease has passed since it started; see guardRestarts and inspect().guardRemaining)`
           : this.subject(),
     );
+    this.queue = this.admission.queue;
   }
 
   /**
@@ -582,7 +369,7 @@ export class RedisSemaphore implements Limiter {
       const ticket = waiter.request;
       if (ticket.weight <= this.limit) return;
       this.forget(ticket);
-      this.queue.reject(waiter, this.tooHeavy(ticket.weight));
+      this.admission.reject(waiter, this.tooHeavy(ticket.weight));
     });
     // Have Redis apply the new capacity now, for every process: waiters that fit a larger one are
     // served (not at the next release or check-in), and tickets too heavy for a smaller one are refused
@@ -596,11 +383,31 @@ export class RedisSemaphore implements Limiter {
     return this.queue.size;
   }
 
-  /** Weight this process holds. */
-  get heldHere(): number {
+  /** Weight this process holds (use `inspect()` for every process). */
+  get inUse(): number {
     let weight = 0;
     for (const permit of this.held.values()) weight += permit.weight;
     return weight;
+  }
+
+  /** `capacity - inUse`, as this process sees it. */
+  get available(): number {
+    return this.limit - this.inUse;
+  }
+
+  /** A snapshot of this process's view, without a round trip (see {@link RedisSemaphoreStatistics}). */
+  statistics(): RedisSemaphoreStatistics {
+    const inUse = this.inUse;
+    return {
+      name: this.name,
+      capacity: this.limit,
+      available: this.limit - inUse,
+      inUse,
+      waiting: this.queue.size,
+      ...this.admission.counters,
+      lastFencingToken: this.lastToken,
+      restartGuard: this.guardSeen,
+    };
   }
 
   /**
@@ -620,18 +427,13 @@ export class RedisSemaphore implements Limiter {
     let checked: CheckedAcquireOptions;
     try {
       checked = checkAcquireOptions(options);
-      if (checked.weight > this.limit) throw this.tooHeavy(checked.weight);
     } catch (error) {
       return Promise.reject(error);
     }
-    const { weight, priority, signal, timeout } = checked;
-    if (this.closed) return Promise.reject(this.closedError());
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    if (timeout === 0) return this.acquireIfFree(weight, priority, signal);
-    const ticket = new Ticket(weight, priority, ++this.arrivals);
-    const promise = this.queue.enqueue(ticket, priority, signal, timeout) as Promise<RedisPermit>;
-    this.submit(ticket);
-    return promise;
+    return this.admission.admit(
+      new Ticket(checked.weight, checked.priority, ++this.arrivals),
+      checked,
+    ) as Promise<RedisPermit>;
   }
 
   /**
@@ -645,20 +447,9 @@ export class RedisSemaphore implements Limiter {
     // A caller of this process who asked first may still be on the way to Redis (batched to the end of
     // the tick, or subscribing): Redis cannot see it yet, so the line is checked here too.
     if (!this.queue.isFirstInLine(0)) return undefined;
-    const sentAt = this.clock.now();
-    const register = this.mustRegister(sentAt);
-    const reply = (await this.call(
-      this.scripts.acquire,
-      ["try", register ? "1" : "0", weight, 0, 0],
-      "tryAcquire",
-      (late) => this.undoAcquire(late as unknown[], []),
-    )) as unknown[];
-    if (register) this.leaseWritten(sentAt);
-    this.requeue(this.onEpoch(reply[1] as number));
-    this.takeGrants(reply, 6);
-    if (reply[2] !== 1) return undefined;
-    // A reply read after a freeze longer than the lease may carry a grant Redis has since evicted.
-    return this.grantNowUnlessLapsed(weight, reply[3] as number, parseSlots(reply[5]), undefined) ?? undefined;
+    const permit = await this.tryInRedis(weight, 0, undefined, "tryAcquire");
+    if (permit !== undefined) this.admission.grantedNow();
+    return permit;
   }
 
   /**
@@ -677,18 +468,14 @@ export class RedisSemaphore implements Limiter {
   ): Promise<T> {
     checkFunction(fn, "fn");
     const permit = await this.acquire(options);
-    let result: T;
     try {
-      result = await fn(permit.signal, permit);
+      // Its release rejects with LeaseLostError when the lease was lost, whatever fn returned.
+      return await runHolding(fn, permit);
     } catch (error) {
-      const lost = permit.leaseLost;
-      await permit.release().catch(() => undefined);
-      if (lost || permit.leaseLost) throw this.lostError(permit, error);
+      // fn failed under a lost lease: what the caller needs to know first is that the lease was lost.
+      if (permit.leaseLost && !(error instanceof LeaseLostError)) throw this.lostError(permit, error);
       throw error;
     }
-    // release() rejects with LeaseLostError when the lease was lost meanwhile.
-    await permit.release();
-    return result;
   }
 
   /**
@@ -715,7 +502,7 @@ export class RedisSemaphore implements Limiter {
     if (this.closing !== undefined) return this.closing;
     let timeout: number;
     try {
-      timeout = checkCloseOptions(options, this.leaseMs);
+      timeout = checkCloseOptions(options, this.lease.ms);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -727,7 +514,7 @@ export class RedisSemaphore implements Limiter {
     this.closed = true;
     const error = this.closedError();
     this.queue.forEachRequest((ticket) => ticket.fallback?.abort());
-    this.queue.rejectAll(error);
+    this.admission.rejectAll(error);
     // An acquire still in flight then undoes itself when its reply comes (onSubmitted).
     for (const ticket of this.tickets.values()) ticket.cancelled = true;
     this.tickets.clear();
@@ -826,7 +613,7 @@ export class RedisSemaphore implements Limiter {
     const batch = all.filter((ticket) => this.isWaiting(ticket));
     if (batch.length === 0 || this.closed) return;
     const sentAt = this.clock.now();
-    const register = this.mustRegister(sentAt);
+    const register = this.lease.mustRegister(sentAt);
     const args: (string | number)[] = ["wait", register ? "1" : "0"];
     for (const ticket of batch) {
       ticket.registeredAt = register ? sentAt : undefined;
@@ -897,7 +684,7 @@ export class RedisSemaphore implements Limiter {
     this.queuedInRedis++;
     if (guardUntil > 0) {
       this.guardSeen = true;
-      this.checkBy = Math.min(this.checkBy, this.clock.now() + this.leaseMs);
+      this.checkBy = Math.min(this.checkBy, this.clock.now() + this.lease.ms);
     }
     this.armCheck();
     this.scheduleHeartbeat();
@@ -916,9 +703,9 @@ export class RedisSemaphore implements Limiter {
   private fallBack(waiter: Waiter<Ticket, Permit>, ticket: Ticket, error: unknown): void {
     const policy = this.onUnavailable;
     if (!(error instanceof RedisUnavailableError) || policy === "fail") {
-      this.queue.reject(waiter, error);
+      this.admission.reject(waiter, error);
     } else if (policy === "allow") {
-      this.queue.grant(waiter, new FallbackPermit(ticket.weight, undefined, waiter.cancellation?.signal));
+      this.admission.grant(waiter, new FallbackPermit(ticket.weight, undefined, waiter.cancellation?.signal));
     } else {
       // The waiter stays in the local queue (its timeout and signal still apply) until the fallback admits.
       // When it leaves first (abort, timeout, close), `fallback` withdraws the fallback's waiter too, so a
@@ -937,12 +724,12 @@ export class RedisSemaphore implements Limiter {
       admitting.then(
         (permit) => {
           ticket.fallback = undefined;
-          if (waiter.queued) this.queue.grant(waiter, new FallbackPermit(ticket.weight, permit, undefined));
+          if (waiter.queued) this.admission.grant(waiter, new FallbackPermit(ticket.weight, permit, undefined));
           else Promise.resolve(permit.release()).catch(() => undefined);
         },
         (fallbackError: unknown) => {
           ticket.fallback = undefined;
-          if (waiter.queued) this.queue.reject(waiter, fallbackError);
+          if (waiter.queued) this.admission.reject(waiter, fallbackError);
         },
       );
     }
@@ -966,33 +753,59 @@ export class RedisSemaphore implements Limiter {
     }
   }
 
-  private async acquireIfFree(weight: number, priority: number, signal: AbortSignal | undefined): Promise<RedisPermit> {
-    const refused = () =>
-      new TimeoutError(0, `timed out after 0 ms waiting for Redis semaphore ${JSON.stringify(this.name)}`);
+  /**
+   * `timeout: 0` through the admission step: one round trip that grants if Redis can now, without
+   * queueing (or the `onUnavailable` fallback's answer when Redis cannot be reached). `undefined`:
+   * refused, which the admission step reports as a timeout.
+   */
+  private async acquireIfFree(ticket: Ticket, signal: AbortSignal | undefined): Promise<Permit | undefined> {
     // As in tryAcquire: a caller here who asked first is ahead, whether or not Redis has seen it yet.
-    if (!this.queue.isFirstInLine(priority)) throw refused();
-    const sentAt = this.clock.now();
-    const register = this.mustRegister(sentAt);
-    let reply: unknown[];
+    if (!this.queue.isFirstInLine(ticket.priority)) return undefined;
+    let permit: Permit | undefined;
     try {
-      reply = (await this.call(
-        this.scripts.acquire,
-        ["try", register ? "1" : "0", weight, redisNumber(priority === 0 ? 0 : -priority), 0],
-        "acquire",
-        (late) => this.undoAcquire(late as unknown[], []),
-      )) as unknown[];
+      permit = await this.tryInRedis(ticket.weight, ticket.priority, signal, "acquire");
     } catch (error) {
       if (!(error instanceof RedisUnavailableError) || this.onUnavailable === "fail") throw error;
-      if (this.onUnavailable === "allow") return new FallbackPermit(weight, undefined, signal);
-      const permit = await this.onUnavailable.acquire({ weight, priority, signal, timeout: 0 });
-      return new FallbackPermit(weight, permit, undefined);
+      const { weight, priority } = ticket;
+      permit =
+        this.onUnavailable === "allow"
+          ? new FallbackPermit(weight, undefined, signal)
+          : new FallbackPermit(
+              weight,
+              await this.onUnavailable.acquire({ weight, priority, signal, timeout: 0 }),
+              undefined,
+            );
     }
+    // The admission step counted the request; its grant is counted here, where it is made.
+    if (permit !== undefined) this.admission.counters.granted++;
+    return permit;
+  }
+
+  /**
+   * One `try` acquire script (`tryAcquire`, `timeout: 0`): the permit if Redis granted it at once and the
+   * grant is still good when its reply is read (counted as granted), otherwise `undefined`.
+   */
+  private async tryInRedis(
+    weight: number,
+    priority: number,
+    signal: AbortSignal | undefined,
+    what: string,
+  ): Promise<LeasedPermit | undefined> {
+    const sentAt = this.clock.now();
+    const register = this.lease.mustRegister(sentAt);
+    const reply = (await this.call(
+      this.scripts.acquire,
+      ["try", register ? "1" : "0", weight, redisNumber(priority === 0 ? 0 : -priority), 0],
+      what,
+      (late) => this.undoAcquire(late as unknown[], []),
+    )) as unknown[];
     if (register) this.leaseWritten(sentAt);
     this.requeue(this.onEpoch(reply[1] as number));
     this.takeGrants(reply, 6);
-    if (reply[2] !== 1) throw refused();
-    // Granted, but read after a freeze longer than the lease: it was not free "now" in any useful sense.
-    return this.grantNowUnlessLapsed(weight, reply[3] as number, parseSlots(reply[5]), signal) ?? throwNow(refused());
+    if (reply[2] !== 1) return undefined;
+    // A reply read after a freeze longer than the lease may carry a grant Redis has since evicted.
+    const permit = this.grantNowUnlessLapsed(weight, reply[3] as number, parseSlots(reply[5]), signal);
+    return permit;
   }
 
   /**
@@ -1006,21 +819,17 @@ export class RedisSemaphore implements Limiter {
     token: number,
     slots: number[],
     signal: AbortSignal | undefined,
-  ): Permit_ | undefined {
+  ): LeasedPermit | undefined {
     if (this.closed) {
       this.discard(token);
       throw this.closedError();
     }
-    if (!this.leaseCurrent()) {
+    if (!this.lease.current()) {
       this.discard(token);
       this.checkInSoon();
       return undefined;
     }
     return this.makePermit(weight, token, slots, signal);
-  }
-
-  private onCancel(waiter: Waiter<Ticket, Permit>): void {
-    this.forget(waiter.request);
   }
 
   /**
@@ -1066,9 +875,10 @@ export class RedisSemaphore implements Limiter {
     return found;
   }
 
-  private makePermit(weight: number, token: number, slots: number[], signal: AbortSignal | undefined): Permit_ {
-    const permit = new Permit_(this, weight, token, slots, signal, this.epoch);
+  private makePermit(weight: number, token: number, slots: number[], signal: AbortSignal | undefined): LeasedPermit {
+    const permit = new LeasedPermit(weight, token, slots, signal, this.epoch, this, this.giveBackPermit);
     this.held.set(token, permit);
+    this.lastToken = token;
     this.scheduleHeartbeat();
     this.armWatchdog();
     return permit;
@@ -1107,11 +917,11 @@ export class RedisSemaphore implements Limiter {
     if (waiter === undefined) {
       if (token !== 0) this.discard(token);
     } else if (token === 0) {
-      this.queue.reject(
+      this.admission.reject(
         waiter,
         new RangeError(`weight ${ticket.weight} is above the capacity another process set for ${this.subject()}`),
       );
-    } else if (!this.leaseCurrent()) {
+    } else if (!this.lease.current()) {
       // The grant was read after our lease may have lapsed (a freeze, a slow Redis): Redis may have
       // evicted it and given the weight to someone else. Never hand it over as valid; give it back and
       // queue the caller again, and renew the lease at once.
@@ -1119,24 +929,30 @@ export class RedisSemaphore implements Limiter {
       this.submit(ticket);
       this.checkInSoon();
     } else {
-      this.queue.grant(waiter, this.makePermit(ticket.weight, token, parseSlots(slots), waiter.cancellation?.signal));
+      this.admission.grant(
+        waiter,
+        this.makePermit(ticket.weight, token, parseSlots(slots), waiter.cancellation?.signal),
+      );
     }
   }
 
   // ---- releasing ----------------------------------------------------------------------------------
 
   /**
-   * @internal Called by a permit's release(), with the reason its lease was lost if it was. Resolves when
-   * Redis took the permit back while it still held it; rejects with LeaseLostError otherwise.
+   * A permit's release (its give-back function). Resolves when Redis took the permit back while it still
+   * held it; rejects with LeaseLostError when the lease was lost first. The deadline is checked first,
+   * while the permit still counts as held, so a lapse is not missed.
    */
-  releasePermit(permit: Permit_, lost: LeaseLostError | undefined): Promise<void> {
-    if (this.held.get(permit.fencingToken) === permit) this.held.delete(permit.fencingToken);
-    if (this.held.size === 0) this.onAllReleased?.();
+  private releasePermit(permit: LeasedPermit): Promise<void> {
+    permit.unlink();
+    this.checkLease();
+    const lost = permit.lossReason;
     if (lost !== undefined) {
-      // Redis may have given the weight away already; the token is released only if still ours.
-      this.discard(permit.fencingToken);
+      // Whatever lost it gave its token back to Redis already (see `lose`).
       return Promise.reject(this.releasedLostError(permit, lost));
     }
+    this.held.delete(permit.fencingToken);
+    if (this.held.size === 0) this.onAllReleased?.();
     return this.releaseToken(permit.fencingToken).then((removed) => {
       if (removed) return;
       // Redis no longer held it: evicted after a lapse no timer of ours caught, or its state was lost.
@@ -1245,30 +1061,14 @@ export class RedisSemaphore implements Limiter {
 
   // ---- leases -------------------------------------------------------------------------------------
 
-  /** Whether the next script must (re)write this process's lease. */
-  private mustRegister(now: number): boolean {
-    return now - this.leaseSentAt > this.leaseMs / 3;
-  }
-
   private leaseWritten(sentAt: number): void {
-    if (sentAt > this.leaseSentAt) this.leaseSentAt = sentAt;
+    this.lease.written(sentAt);
     this.armWatchdog();
   }
 
-  /** The local time after which this process must assume Redis gave its permits away. */
-  private leaseDeadline(): number {
-    // Counted from the send time, minus a margin for clock rate differences, so we always give up first.
-    return this.leaseSentAt + this.leaseMs - (this.leaseMs / 50 + 5);
-  }
-
-  /** Whether the lease is good now by the local deadline. */
-  private leaseCurrent(): boolean {
-    return this.clock.now() < this.leaseDeadline();
-  }
-
-  /** @internal Milliseconds left before the local lease deadline. */
+  /** @internal Milliseconds left before the local lease deadline (see {@link LeaseKeeper}). */
   leaseRemaining(): number {
-    return Math.max(0, this.leaseDeadline() - this.clock.now());
+    return this.lease.remaining();
   }
 
   /**
@@ -1277,11 +1077,11 @@ export class RedisSemaphore implements Limiter {
    * every permit held is lost now, before any timer has run, and the tickets queue again.
    */
   checkLease(): void {
-    if ((this.held.size === 0 && this.queuedInRedis === 0) || this.leaseCurrent() || this.gone) return;
-    const late = Math.round(this.clock.now() - this.leaseSentAt);
+    if ((this.held.size === 0 && this.queuedInRedis === 0) || this.lease.current() || this.gone) return;
+    const late = Math.round(this.lease.age());
     this.lapse(
       new LeaseLostError(
-        `the lease on ${this.subject()} may have lapsed: it was last renewed ${late} ms ago, and the lease is ${this.leaseMs} ms (the process was frozen, or Redis could not be reached in time)`,
+        `the lease on ${this.subject()} may have lapsed: it was last renewed ${late} ms ago, and the lease is ${this.lease.ms} ms (the process was frozen, or Redis could not be reached in time)`,
       ),
       false,
     );
@@ -1290,7 +1090,7 @@ export class RedisSemaphore implements Limiter {
   }
 
   /** `permit` is lost: its signal aborts with `error`, and its token goes back to Redis (see `loseAll`). */
-  private lose(permit: Permit_, error: LeaseLostError): void {
+  private lose(permit: LeasedPermit, error: LeaseLostError): void {
     if (this.held.get(permit.fencingToken) === permit) this.held.delete(permit.fencingToken);
     permit.loseLease(error);
     this.discard(permit.fencingToken);
@@ -1314,7 +1114,7 @@ export class RedisSemaphore implements Limiter {
     this.heartbeatTimer = this.clock.setTimeout(() => {
       this.heartbeatTimer = undefined;
       void this.heartbeat().finally(() => this.scheduleHeartbeat());
-    }, this.leaseMs / 3);
+    }, this.lease.ms / 3);
     // Housekeeping: it stops on its own once nothing is held or waited for, but only when it next
     // fires; until then it must not keep a process alive that has finished (and disconnected its client).
     this.clock.unref?.(this.heartbeatTimer);
@@ -1402,7 +1202,7 @@ export class RedisSemaphore implements Limiter {
     holding: unknown[],
     queued: number[],
     epoch: number,
-    before: { heldBefore: Permit_[]; queuedBefore: Ticket[] },
+    before: { heldBefore: LeasedPermit[]; queuedBefore: Ticket[] },
   ): void {
     const candidates = new Set<number>();
     const tokens = new Set<number>();
@@ -1503,7 +1303,7 @@ export class RedisSemaphore implements Limiter {
 
   /** Redis no longer has our lease: every permit we hold is lost, every ticket must queue again. */
   private leaseLost(sentAt: number): void {
-    this.leaseSentAt = Math.max(this.leaseSentAt, sentAt);
+    this.lease.written(sentAt);
     this.lapse(
       new LeaseLostError(`the lease on Redis semaphore ${JSON.stringify(this.name)} ended before it was renewed`),
       true,
@@ -1529,40 +1329,17 @@ export class RedisSemaphore implements Limiter {
     this.resubmit(again);
   }
 
-  /**
-   * One timer at the lease deadline while permits are held: if no renewal moved the deadline by the time
-   * it fires, the permits are lost; if one did, it sleeps again until the new deadline. Arming it once
-   * rather than on every grant and renewal keeps timers off the hot path. It tells the work that watches
-   * its signal; the synchronous check (`checkLease`) covers a freeze, where this timer may fire after the
-   * work's own.
-   */
+  /** The lease's watchdog runs while permits are held (see {@link LocalLease.watch}). */
   private armWatchdog(): void {
-    if (this.held.size === 0 || this.gone) {
-      if (this.watchdogTimer !== undefined) this.clock.clearTimeout(this.watchdogTimer);
-      this.watchdogTimer = undefined;
-      return;
-    }
-    if (this.watchdogTimer !== undefined) return;
-    this.watchdogTimer = this.clock.setTimeout(
-      () => {
-        this.watchdogTimer = undefined;
-        this.checkLease();
-        this.armWatchdog();
-      },
-      Math.max(0, this.leaseDeadline() - this.clock.now()),
-    );
-    // It outlives the last release by up to a lease (see above); like the heartbeat, it must not keep a
-    // finished process alive.
-    this.clock.unref?.(this.watchdogTimer);
+    this.lease.watch(this.held.size > 0 && !this.gone);
   }
 
   private stopTimers(): void {
     if (this.heartbeatTimer !== undefined) this.clock.clearTimeout(this.heartbeatTimer);
-    if (this.watchdogTimer !== undefined) this.clock.clearTimeout(this.watchdogTimer);
+    this.lease.stop();
     if (this.checkTimer !== undefined) this.clock.clearTimeout(this.checkTimer);
     this.checkTimer = undefined;
     this.heartbeatTimer = undefined;
-    this.watchdogTimer = undefined;
   }
 
   // ---- plumbing -----------------------------------------------------------------------------------
@@ -1577,7 +1354,7 @@ export class RedisSemaphore implements Limiter {
       this.tag,
       this.client,
       this.limit === Number.POSITIVE_INFINITY ? UNLIMITED : this.limit,
-      this.leaseMs,
+      this.lease.ms,
       this.keyTtlMs,
       (this.guardRestarts ? "1" : "0") + (this.deliveryCounted ? "1" : "0"),
       ...extra,
@@ -1592,7 +1369,7 @@ export class RedisSemaphore implements Limiter {
   }
 
   /** What `release()` of a permit whose lease was lost rejects with. */
-  private releasedLostError(permit: Permit_, lost: LeaseLostError): LeaseLostError {
+  private releasedLostError(permit: LeasedPermit, lost: LeaseLostError): LeaseLostError {
     return new LeaseLostError(
       `the lease on ${this.subject()} (fencing token ${permit.fencingToken}) was lost before the permit was released: ${lost.message}`,
       { cause: lost },
@@ -1611,9 +1388,7 @@ export class RedisSemaphore implements Limiter {
   }
 
   private tooHeavy(weight: number): RangeError {
-    return new RangeError(
-      `weight ${weight} is above the capacity ${this.limit} of ${this.subject()}; it could never be granted`,
-    );
+    return weightAboveCapacity(weight, this.limit, this.subject());
   }
 
   private subject(): string {
@@ -1621,221 +1396,9 @@ export class RedisSemaphore implements Limiter {
   }
 }
 
-/** Throws `error`: for an expression that must not produce a value. */
-function throwNow(error: unknown): never {
-  throw error;
-}
-
-/** The longest lease: the longest delay a timer takes, so that every renewal can be scheduled. */
-const MAX_LEASE_MS = 2_147_483_647;
-
-/** `leaseTtl`: a duration from 30 ms (renewals need room) to about 24.8 days; default 10 s. */
-export function checkLeaseTtl(value: Duration | undefined): number {
-  const ms = toMilliseconds(value ?? "10s", "leaseTtl");
-  if (ms < 30 || ms > MAX_LEASE_MS) {
-    throw new RangeError(`leaseTtl must be from 30 ms to ${MAX_LEASE_MS} ms (about 24.8 days); got ${describe(value)}`);
-  }
-  return ms;
-}
-
-/**
- * `wakeTimeout`: from 50 ms (each check-in is a Redis call, so a shorter one would flood Redis with
- * calls from every waiting process) to the longest timer; default a third of the lease, at most 5 s.
- */
-function checkWakeTimeout(value: Duration | undefined, leaseMs: number): number {
-  const ms = toMilliseconds(value ?? Math.min(leaseMs / 3, 5_000), "wakeTimeout");
-  if (ms < 50 || ms > MAX_LEASE_MS) {
-    throw new RangeError(`wakeTimeout must be from 50 ms to ${MAX_LEASE_MS} ms; got ${describe(value)}`);
-  }
-  return ms;
-}
-
-/** `keyTtl`: at least twice the lease, at most a hundred times the longest lease; default 6 leases, at least 60 s. */
-function checkKeyTtl(value: Duration | undefined, leaseMs: number): number {
-  const ms = Math.ceil(toMilliseconds(value ?? Math.max(leaseMs * 6, 60_000), "keyTtl"));
-  if (ms < leaseMs * 2) throw new RangeError(`keyTtl must be at least twice leaseTtl (${leaseMs} ms); got ${ms}`);
-  if (ms > MAX_LEASE_MS * 100) throw new RangeError(`keyTtl must be at most ${MAX_LEASE_MS * 100} ms; got ${ms}`);
-  return ms;
-}
-
-/** `close({ timeout })`: a duration (default the lease). */
-function checkCloseOptions(options: RedisCloseOptions | undefined, leaseMs: number): number {
-  if (options === undefined) return leaseMs;
-  if (options === null || typeof options !== "object") {
-    throw new TypeError(`options must be an object such as { timeout: "5s" }; got ${describe(options)}`);
-  }
-  return options.timeout === undefined ? leaseMs : toMilliseconds(options.timeout, "timeout");
-}
-
-/** `notices`: `"publish"` (default) or `"sharded"`. */
-export function checkNotices(value: unknown): "publish" | "sharded" {
-  if (value === undefined || value === "publish" || value === "sharded") return value ?? "publish";
-  throw new TypeError(`notices must be "publish" or "sharded"; got ${describe(value)}`);
-}
-
-/** `commandTimeout`: a duration > 0 (default 5 s); 0 would fail every call at the first deadline sweep. */
-export function checkCommandTimeout(value: Duration | undefined): number {
-  const ms = toMilliseconds(value ?? "5s", "commandTimeout");
-  if (!(ms > 0)) throw new RangeError(`commandTimeout must be longer than 0; got ${describe(value)}`);
-  return ms;
-}
-
-/** `prefix`: a string (default `"sluice:"`), the start of every key. */
-export function checkPrefix(value: unknown): string {
-  if (value === undefined) return "sluice:";
-  if (typeof value !== "string") throw new TypeError(`prefix must be a string; got ${describe(value)}`);
-  return value;
-}
-
 /** Numbers as Redis' Lua reads them (tonumber accepts "inf"). */
 function redisNumber(value: number): string | number {
   if (value === Number.POSITIVE_INFINITY) return "inf";
   if (value === Number.NEGATIVE_INFINITY) return "-inf";
   return value;
-}
-
-/** A number as Redis prints it (a sorted set score): the infinities are `inf` and `-inf`. */
-function fromRedisNumber(text: string): number {
-  if (text === "inf" || text === "+inf") return Number.POSITIVE_INFINITY;
-  if (text === "-inf") return Number.NEGATIVE_INFINITY;
-  return Number(text);
-}
-
-/** Reads one semaphore's state. */
-export async function inspectSemaphore(
-  connection: RedisConnection,
-  tag: string,
-  name: string,
-  timeoutMs = 5_000,
-): Promise<RedisSemaphoreSnapshot> {
-  const reply = (await withDeadline(
-    inspectScript.run(connection, [`${tag}meta`, `${tag}queue`, `${tag}clients`], []),
-    timeoutMs,
-    `inspect ${name}`,
-  )) as [number, string[], string[], string[]];
-  const [now, metaFlat, queueFlat, clientsFlat] = reply;
-  const meta = new Map<string, string>();
-  for (let index = 0; index + 1 < metaFlat.length; index += 2)
-    meta.set(metaFlat[index] as string, metaFlat[index + 1] as string);
-  const leases = new Map<string, number>();
-  const clients: { client: string; leaseRemaining: number }[] = [];
-  for (let index = 0; index + 1 < clientsFlat.length; index += 2) {
-    const remaining = (Number(clientsFlat[index + 1]) - now) / 1000;
-    leases.set(clientsFlat[index] as string, remaining);
-    clients.push({ client: clientsFlat[index] as string, leaseRemaining: remaining });
-  }
-  const holders: RedisHolder[] = [];
-  for (const [field, value] of meta) {
-    if (!field.startsWith("h:")) continue;
-    // `<weight>:<ticket>:<slots>:<client>`; the client id may itself contain colons.
-    const [, weight, slots, client] = /^(\d+):\d+:([\d,]*):(.+)$/.exec(value) ?? [];
-    if (client === undefined) continue;
-    holders.push({
-      fencingToken: Number(field.slice(2)),
-      fencingSlots: parseSlots(slots),
-      weight: Number(weight),
-      client,
-      leaseRemaining: leases.get(client) ?? Number.NEGATIVE_INFINITY,
-    });
-  }
-  holders.sort((a, b) => a.fencingToken - b.fencingToken);
-  const waiters: RedisWaiter[] = [];
-  for (let index = 0; index + 1 < queueFlat.length; index += 2) {
-    const member = queueFlat[index] as string;
-    const [seq, weight, , ...client] = member.split(":");
-    const score = fromRedisNumber(queueFlat[index + 1] as string);
-    waiters.push({
-      ticket: Number(seq),
-      weight: Number(weight),
-      priority: score === 0 ? 0 : -score,
-      client: client.join(":"),
-    });
-  }
-  const capacity = meta.get("capacity");
-  const guard = Number(meta.get("ready") ?? 0);
-  return {
-    kind: "semaphore",
-    name,
-    key: `${tag}meta`,
-    capacity:
-      capacity === undefined ? undefined : Number(capacity) >= UNLIMITED ? Number.POSITIVE_INFINITY : Number(capacity),
-    used: Number(meta.get("used") ?? 0),
-    fencingToken: Number(meta.get("fence") ?? 0),
-    holders,
-    waiters,
-    clients,
-    guardRemaining: guard > now ? (guard - now) / 1000 : 0,
-  };
-}
-
-/**
- * A lock shared by every process using the same Redis and `name`: a {@link RedisSemaphore} of
- * capacity 1 with lock vocabulary.
- *
- * @example
- * ```ts
- * import { RedisMutex } from "sluice/redis";
- * const mutex = new RedisMutex(redis, { name: "nightly-report" });
- * await mutex.runExclusive(async (signal) => {
- *   await buildReport({ signal }); // one process at a time, everywhere
- * });
- * ```
- */
-export class RedisMutex implements Limiter<LockOptions> {
-  private readonly semaphore: RedisSemaphore;
-
-  /**
-   * @param redis - an ioredis client (or any {@link RedisConnection}).
-   * @param options - as {@link RedisSemaphoreOptions}, without `capacity` (always 1).
-   * @throws TypeError/RangeError naming the option and the value.
-   */
-  constructor(redis: RedisClient, options: Omit<RedisSemaphoreOptions, "capacity">) {
-    if (options === null || typeof options !== "object") {
-      throw new TypeError(`options must be an object with a name; got ${describe(options)}`);
-    }
-    this.semaphore = new RedisSemaphore(redis, { ...options, capacity: 1 });
-  }
-
-  /** The name shared in Redis: every process using it shares this lock. */
-  get name(): string {
-    return this.semaphore.name;
-  }
-
-  /** Waits for the lock. */
-  lock(options?: LockOptions): Promise<RedisPermit> {
-    return this.semaphore.acquire(options);
-  }
-
-  /** Takes the lock if it is free and nobody waits; otherwise resolves `undefined`. */
-  tryLock(): Promise<RedisPermit | undefined> {
-    return this.semaphore.tryAcquire(1);
-  }
-
-  /** Runs `fn` holding the lock (see {@link RedisSemaphore.run} for lease loss). */
-  runExclusive<T>(
-    fn: (signal: AbortSignal, permit: RedisPermit) => T | PromiseLike<T>,
-    options?: LockOptions,
-  ): Promise<T> {
-    return this.semaphore.run(fn, options);
-  }
-
-  /** Same as {@link RedisMutex.lock}, for code written against the {@link Limiter} interface. */
-  acquire(options?: LockOptions): Promise<RedisPermit> {
-    return this.lock(options);
-  }
-
-  /** Same as {@link RedisMutex.runExclusive}, for code written against the {@link Limiter} interface. */
-  run<T>(fn: (signal: AbortSignal, permit: RedisPermit) => T | PromiseLike<T>, options?: LockOptions): Promise<T> {
-    return this.runExclusive(fn, options);
-  }
-
-  /** A snapshot of the lock in Redis: see {@link RedisSemaphore.inspect}. */
-  inspect(): Promise<RedisSemaphoreSnapshot> {
-    return this.semaphore.inspect();
-  }
-
-  /** Leaves, as {@link RedisSemaphore.close}: waiters reject with `ClosedError`, a held lock is given back. */
-  close(options?: RedisCloseOptions): Promise<void> {
-    return this.semaphore.close(options);
-  }
 }

@@ -139,5 +139,38 @@ function checkAdvance(ms: number): number {
 /** Lets every promise callback that is already queued (and those they queue) run. */
 export async function flushMicrotasks(rounds = 20): Promise<void> {
   for (let i = 0; i < rounds; i++) await Promise.resolve();
-  await new Promise<void>((resolve) => setImmediate(resolve));
+  await new Promise<void>(nextMacrotask);
+}
+
+/**
+ * Calls `callback` after the tasks already queued: `setImmediate` where there is one (Node, Bun, Deno).
+ * Browsers and workers have none: there a message to a fresh MessageChannel (where there is one) comes
+ * first, since browsers
+ * clamp a zero-delay timer to 4 ms once nested (the portable model tests flush thousands of times: 108 s
+ * against 4 s in Chromium), and the timer, cancelled if the message wins, stays as the way out where a
+ * message does not count as pending work (workerd ends a request that waits only for one, as hung).
+ */
+function nextMacrotask(callback: () => void): void {
+  const setImmediate = (globalThis as { setImmediate?: (callback: () => void) => unknown }).setImmediate;
+  if (setImmediate !== undefined) {
+    setImmediate(callback);
+    return;
+  }
+  if (typeof MessageChannel !== "function") {
+    setTimeout(callback, 0);
+    return;
+  }
+  const channel = new MessageChannel();
+  // The web's MessagePort, which Node's types do not describe.
+  const receiver = channel.port1 as unknown as { onmessage: (() => void) | null; close(): void };
+  const timer = setTimeout(() => {
+    receiver.close();
+    callback();
+  }, 0);
+  receiver.onmessage = () => {
+    clearTimeout(timer);
+    receiver.close();
+    callback();
+  };
+  channel.port2.postMessage(undefined);
 }

@@ -9,6 +9,7 @@ import { Admission, type LimiterStatistics } from "../core/admission.js";
 import { checkCapacity, checkClock, checkFunction, checkName, checkWeight } from "../core/arguments.js";
 import { type Clock, systemClock } from "../core/clock.js";
 import { describe } from "../core/duration.js";
+import { weightAboveCapacity } from "../core/errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "../core/limiter.js";
 import { HeldPermit, runHolding } from "../core/permit.js";
 import { type CheckedAcquireOptions, checkAcquireOptions } from "../core/wait-options.js";
@@ -293,7 +294,10 @@ export class SharedSemaphore implements Limiter {
     checkWeight(weight);
     if (weight > this.capacity || weight > MAX_WEIGHT) throw this.tooHeavy(weight);
     this.attach();
-    return this.tryNow(this.request(weight, 0, undefined));
+    const permit = this.tryNow(this.request(weight, 0, undefined));
+    // Granted through this thread's queue (counted there); the request is counted here.
+    if (permit !== undefined) this.admission.requested();
+    return permit;
   }
 
   /**
@@ -591,9 +595,7 @@ export class SharedSemaphore implements Limiter {
         `weight must be at most ${MAX_WEIGHT} for ${this.subject()} (a 32-bit word in its buffer); got ${weight}`,
       );
     }
-    return new RangeError(
-      `weight ${weight} is above the capacity ${this.capacity} of ${this.subject()}; it could never be granted`,
-    );
+    return weightAboveCapacity(weight, this.capacity, this.subject());
   }
 
   private subject(): string {

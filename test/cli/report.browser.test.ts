@@ -5,21 +5,10 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Browser, chromium } from "playwright-core";
+import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CHROMIUM_PATH as CHROMIUM, launchChromium } from "../support/chromium.mjs";
 import { ensureBuilt, runCli } from "./cli-process.js";
-
-const CHROMIUM = "/usr/bin/chromium";
-const ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 
 let directory: string;
 let browser: Browser;
@@ -27,7 +16,7 @@ let browser: Browser;
 beforeAll(async () => {
   await ensureBuilt();
   directory = mkdtempSync(join(tmpdir(), "sluice-report-"));
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+  browser = await launchChromium();
 }, 120_000);
 
 afterAll(async () => {

@@ -13,12 +13,15 @@
  * wherever a release gives room back to the others.
  */
 
-import type { Limiter, Permit } from "sluice";
+import type { Limiter, LimiterStatistics, Permit } from "sluice";
 import { describe, expect, it } from "vitest";
+
+/** Every Limiter sluice ships has statistics() with the same core fields (DESIGN.md, "One surface"). */
+export type ObservableLimiter = Limiter & { statistics(): LimiterStatistics };
 
 /** One limiter under test and how to dispose of it. */
 export interface ConformanceSubject {
-  limiter: Limiter;
+  limiter: ObservableLimiter;
   /** Frees whatever the subject holds (connections, workers, keys). */
   close?(): Promise<void> | void;
   /**
@@ -107,7 +110,7 @@ export function describeLimiterConformance(
 
   async function withSubject(
     capacity: number,
-    body: (limiter: Limiter, room: Room, releaseAll: (permits: Permit[]) => Promise<void>) => Promise<void>,
+    body: (limiter: ObservableLimiter, room: Room, releaseAll: (permits: Permit[]) => Promise<void>) => Promise<void>,
   ): Promise<void> {
     const subject = await create(capacity);
     const refill = async (weight: number) => {
@@ -158,28 +161,6 @@ export function describeLimiterConformance(
             "second run",
           ),
         ).toBe("again");
-      });
-    });
-
-    it("run hands fn the signal and the permit it holds", async () => {
-      await withSubject(1, async (limiter) => {
-        let seen: { signal: AbortSignal; permit: Permit | undefined } | undefined;
-        await guard(
-          (limiter.run as (fn: (signal: AbortSignal, permit?: Permit) => void) => Promise<void>)((signal, permit) => {
-            seen = { signal, permit };
-          }),
-          "run",
-        );
-        expect(seen?.permit?.weight).toBe(1);
-        expect(seen?.permit?.signal).toBe(seen?.signal);
-        // The permit was given back when fn returned: a release now is a second one.
-        let thrown: unknown;
-        try {
-          seen?.permit?.release();
-        } catch (error) {
-          thrown = error;
-        }
-        expect((thrown as Error | undefined)?.name).toBe("ReleasedError");
       });
     });
 
@@ -443,7 +424,7 @@ export function describeLimiterConformance(
     });
 
     it("abort racing a release in the same tick neither loses nor duplicates a permit", async () => {
-      await withSubject(1, async (limiter, room, releaseAll) => {
+      await withSubject(1, async (limiter, room) => {
         for (let round = 0; round < 3; round++) {
           const held = await guard(limiter.acquire(), "held");
           const controller = new AbortController();
@@ -462,7 +443,10 @@ export function describeLimiterConformance(
           if (!holds) await room.afterRun();
           const outcome = await guard(observed, "raced waiter");
           if (outcome !== undefined) await room.giveBack(outcome);
-          await drainAll(limiter, 1).then(releaseAll);
+          // Not lost: the one permit can be taken again. Not duplicated: a second one cannot.
+          const again = await guard(limiter.acquire(), "the permit after the race");
+          expect(((await rejection(limiter.acquire({ timeout: 0 }))) as Error).name).toBe("TimeoutError");
+          await room.giveBack(again);
         }
       });
     });
@@ -481,6 +465,109 @@ export function describeLimiterConformance(
         }
         expect((thrown as Error | undefined)?.name).toBe("ReleasedError");
         await drainAll(limiter, 1).then(releaseAll);
+      });
+    });
+
+    it("run calls fn(signal, permit): the permit holds the grant, and fn may release it itself", async () => {
+      await withSubject(1, async (limiter, room) => {
+        const seen = await guard(
+          limiter.run(async (signal, permit) => {
+            expect(signal).toBeInstanceOf(AbortSignal);
+            expect(permit?.weight).toBe(1);
+            expect(permit?.signal).toBe(signal);
+            expect(typeof permit?.release).toBe("function");
+            return permit;
+          }),
+          "run",
+        );
+        expect(seen).toBeDefined();
+        await room.afterRun();
+        // Released early by fn: run does not release it a second time (no ReleasedError, no extra room).
+        expect(
+          await guard(
+            limiter.run(async (_signal, permit) => {
+              await permit.release();
+              return "released by fn";
+            }),
+            "run that releases",
+          ),
+        ).toBe("released by fn");
+        await room.afterRun();
+        // Exactly one permit is left: taken once, refused the second time.
+        const again = await guard(limiter.acquire(), "the permit after an early release");
+        expect(((await rejection(limiter.acquire({ timeout: 0 }))) as Error).name).toBe("TimeoutError");
+        await room.giveBack(again);
+      });
+    });
+
+    it("statistics(): capacity, available, inUse and waiting mean the same thing on every backend", async () => {
+      const capacity = cap(2);
+      // A limiter that holds nothing caps no weight held at once: its capacity is Infinity.
+      const most = holds ? capacity : Number.POSITIVE_INFINITY;
+      await withSubject(capacity, async (limiter, _room, releaseAll) => {
+        const idle = limiter.statistics();
+        expect(idle).toMatchObject({ capacity: most, available: most, inUse: 0, waiting: 0 });
+        const held = await drainAll(limiter, capacity);
+        const waiter = limiter.acquire();
+        await new Promise((resolve) => setTimeout(resolve, settleMs));
+        expect(limiter.statistics()).toMatchObject({
+          capacity: most,
+          available: most - capacity,
+          inUse: capacity,
+          waiting: 1,
+        });
+        await releaseAll(held);
+        await releaseAll([await guard(waiter, "waiter")]);
+        await new Promise((resolve) => setTimeout(resolve, settleMs));
+        expect(limiter.statistics()).toMatchObject({ available: most, inUse: 0, waiting: 0 });
+      });
+    });
+
+    it("statistics(): every request is counted once, by how it ended", async () => {
+      await withSubject(1, async (limiter) => {
+        const before = limiter.statistics();
+        const held = await guard(limiter.acquire(), "held"); // granted
+        await rejection(limiter.acquire({ timeout: 0 })); // timedOut: refused at once
+        await rejection(limiter.acquire({ signal: AbortSignal.abort(new Error("gone")) })); // aborted: at once
+        const controller = new AbortController();
+        // Observed at once: a limiter that books its place at call time refuses a too-short timeout then.
+        const aborted = rejection(limiter.acquire({ signal: controller.signal }));
+        const timedOut = rejection(limiter.acquire({ timeout: 30 }));
+        await new Promise((resolve) => setTimeout(resolve, settleMs));
+        controller.abort(new Error("changed my mind"));
+        await aborted; // aborted: while waiting
+        await timedOut; // timedOut: while waiting (or refused at once, for a limiter that decides it then)
+        if (weighted) await rejection(limiter.acquire({ weight: 2 })); // rejected: can never fit
+        await held.release();
+        const after = limiter.statistics();
+        expect(after.granted - before.granted).toBe(1);
+        expect(after.timedOut - before.timedOut).toBe(2);
+        expect(after.aborted - before.aborted).toBe(2);
+        expect(after.rejected - before.rejected).toBe(weighted ? 1 : 0);
+      });
+    });
+
+    it("the same situation raises the same error class and message on every backend", async () => {
+      await withSubject(1, async (limiter) => {
+        const held = await guard(limiter.acquire(), "held");
+        const timedOut = (await rejection(limiter.acquire({ timeout: 30 }))) as Error;
+        expect(timedOut.name).toBe("TimeoutError");
+        expect(timedOut.message).toMatch(/^timed out after 30 ms waiting for \S/);
+        if (weighted) {
+          const heavy = (await rejection(limiter.acquire({ weight: 3 }))) as Error;
+          expect(heavy).toBeInstanceOf(RangeError);
+          expect(heavy.message).toMatch(/^weight 3 is above the capacity 1 of .+; it could never be granted$/);
+        }
+        await held.release();
+        let twice: unknown;
+        try {
+          const result = held.release();
+          if (result instanceof Promise) await result.catch(() => undefined);
+        } catch (error) {
+          twice = error;
+        }
+        expect((twice as Error).name).toBe("ReleasedError");
+        expect((twice as Error).message).toBe("this permit (weight 1) was already released");
       });
     });
 

@@ -55,3 +55,21 @@ describe("FakeClock", () => {
     expect(clock.pendingTimers).toBe(0);
   });
 });
+
+describe("systemClock.unref", () => {
+  afterEach(() => {
+    delete (globalThis as { Deno?: unknown }).Deno;
+  });
+
+  it("on Deno, where timers are numbers, unrefs through Deno.unrefTimer", () => {
+    const unrefTimer = vi.fn();
+    (globalThis as { Deno?: unknown }).Deno = { unrefTimer };
+    systemClock.unref?.(42);
+    expect(unrefTimer).toHaveBeenCalledWith(42);
+  });
+
+  it("where a timer has nothing to unref it with (browsers, workers), does nothing and does not throw", () => {
+    expect(() => systemClock.unref?.(42)).not.toThrow();
+    expect(() => systemClock.unref?.(undefined)).not.toThrow();
+  });
+});

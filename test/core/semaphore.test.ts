@@ -488,12 +488,17 @@ describe("Semaphore: capacity at run time", () => {
   });
 
   it("onIdle resolves when clear() empties the queue of an otherwise idle semaphore", async () => {
-    const semaphore = new Semaphore(0 + 2);
-    const held = await semaphore.acquire({ weight: 2 });
-    const waiting = semaphore.acquire().catch(() => undefined);
+    // The waiter is never released by this test: without clear() it would take the permit and keep it,
+    // and the semaphore would never be idle.
+    const semaphore = new Semaphore(1);
+    const held = await semaphore.acquire();
+    const waiting = track(semaphore.acquire());
     const idle = track(semaphore.onIdle());
+    semaphore.clear();
+    await flushMicrotasks();
+    expect(waiting.status).toBe("rejected");
+    expect(idle.status).toBe("pending");
     held.release();
-    await waiting.then((permit) => permit?.release());
     await flushMicrotasks();
     expect(idle.status).toBe("fulfilled");
   });

@@ -2,8 +2,9 @@
  * The scheduling core on its own: order, O(1) removal from anywhere, and the exits of a waiter.
  */
 import fc from "fast-check";
+import { TimeoutError } from "sluice";
 import { FakeClock, flushMicrotasks } from "sluice/testing";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { type Waiter, WaitQueue } from "../../src/core/wait-queue.js";
 
 type Queue = WaitQueue<string, string>;
@@ -282,5 +283,536 @@ describe("WaitQueue", () => {
     });
     expect(visited).toEqual(["a", "b", "c", "d"]);
     expect(order(queue)).toEqual(["a", "c", "d"]);
+  });
+});
+
+describe("WaitQueue timeouts: one timer per queue", () => {
+  it("waiters with a timeout share one timer, armed for the earliest deadline", async () => {
+    const { queue, clock } = makeQueue();
+    const timeouts = [50, 30, 70, 30, 40];
+    for (let i = 0; i < 1_000; i++) {
+      void queue.enqueue(`w${i}`, i % 3, undefined, timeouts[i % timeouts.length] as number).catch(() => undefined);
+      expect(clock.pendingTimers).toBe(1);
+    }
+    expect(clock.nextTimerAt).toBe(30);
+    // A newcomer due before the armed timer moves it.
+    void queue.enqueue("soon", 0, undefined, 5).catch(() => undefined);
+    expect(clock.pendingTimers).toBe(1);
+    expect(clock.nextTimerAt).toBe(5);
+    queue.rejectAll(new Error("done"));
+    expect(clock.pendingTimers).toBe(0);
+    await flushMicrotasks(2);
+  });
+
+  it("times waiters out exactly at their deadlines, in deadline order, equal deadlines in arrival order", async () => {
+    const { queue, cancelled, clock } = makeQueue();
+    const times = new Map<string, number>();
+    const errors = new Map<string, Error>();
+    const enqueue = (request: string, priority: number, timeout: number) => {
+      void queue.enqueue(request, priority, undefined, timeout).catch((error: Error) => {
+        errors.set(request, error);
+      });
+    };
+    // Arrival order a..f; deadlines a 30, b 10, c 20, d 10, then at 5: e 10, f 30.
+    enqueue("a", 0, 30);
+    enqueue("b", 1, 10);
+    enqueue("c", -1, 20);
+    enqueue("d", 0, 10);
+    clock.advance(5);
+    enqueue("e", 2, 5);
+    enqueue("f", 0, 25);
+    const original = queue.cancel.bind(queue);
+    queue.cancel = (waiter, reason, error) => {
+      times.set(waiter.request, clock.now());
+      original(waiter, reason, error);
+    };
+    for (const [to, due] of [
+      [9.75, []],
+      [10, ["b", "d", "e"]],
+      [19.75, []],
+      [20, ["c"]],
+      [29.75, []],
+      [30, ["a", "f"]],
+    ] as const) {
+      const before = cancelled.length;
+      clock.advance(to - clock.now());
+      expect(cancelled.slice(before).map((entry) => entry.request)).toEqual(due);
+      for (const request of due) expect(times.get(request)).toBe(to);
+    }
+    expect(cancelled.every((entry) => entry.reason === "timeout")).toBe(true);
+    expect(clock.pendingTimers).toBe(0);
+    await flushMicrotasks(2);
+    // The same TimeoutError a waiter's own timer gave: its own timeout, in the queue's words.
+    expect(errors.get("f")).toBeInstanceOf(TimeoutError);
+    expect(errors.get("f")?.message).toBe("timed out after 25 ms waiting for the test queue");
+    expect((errors.get("f") as TimeoutError).timeout).toBe(25);
+    expect(errors.get("c")?.message).toBe("timed out after 20 ms waiting for the test queue");
+  });
+
+  it("leaves the timer alone when the earliest waiter is granted, and re-arms when it fires early", () => {
+    const { queue, cancelled, clock } = makeQueue();
+    const setTimeout = vi.spyOn(clock, "setTimeout");
+    const clearTimeout = vi.spyOn(clock, "clearTimeout");
+    // A saturated limiter: waiters with one timeout, each granted after a while, newcomers behind them.
+    for (let i = 0; i < 100; i++) {
+      void queue.enqueue(`w${i}`, 0, undefined, 1_000).catch(() => undefined);
+      clock.advance(5);
+    }
+    for (let i = 100; i < 300; i++) {
+      queue.grant(queue.head as Waiter<string, string>, "granted");
+      void queue.enqueue(`w${i}`, 0, undefined, 1_000).catch(() => undefined);
+      clock.advance(5);
+    }
+    // 300 waiters, 3 timers: armed for the first waiter; at 1000 and 1500 it fired early (the waiters
+    // it was armed for were long granted) and re-armed for the earliest then waiting, due at 1500 and
+    // at 2000.
+    expect(setTimeout).toHaveBeenCalledTimes(3);
+    expect(clearTimeout).not.toHaveBeenCalled();
+    expect(cancelled).toEqual([]);
+    expect(clock.nextTimerAt).toBe(2_000);
+    queue.assertInvariants();
+    queue.rejectAll(new Error("done"));
+    expect(clearTimeout).toHaveBeenCalledTimes(1);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it("leaves no timer behind once the last waiter with a timeout leaves, whichever way it leaves", async () => {
+    const exits: ((queue: Queue, clock: FakeClock, controller: AbortController) => void)[] = [
+      (queue) => queue.grant(queue.head as Waiter<string, string>, "granted"),
+      (queue) => queue.rejectAll(new Error("cleared")),
+      (_queue, _clock, controller) => controller.abort(),
+      (_queue, clock) => clock.advance(10),
+    ];
+    for (const exit of exits) {
+      const { queue, clock } = makeQueue();
+      const controller = new AbortController();
+      void queue.enqueue("plain", 0, undefined, Number.POSITIVE_INFINITY).catch(() => undefined);
+      void queue.enqueue("timed", 0, controller.signal, 10).catch(() => undefined);
+      queue.reject(queue.head as Waiter<string, string>, new Error("the plain one goes first"));
+      expect(clock.pendingTimers).toBe(1);
+      exit(queue, clock, controller);
+      expect(queue.size).toBe(0);
+      expect(clock.pendingTimers).toBe(0);
+      queue.assertInvariants();
+      await flushMicrotasks(2);
+    }
+  });
+
+  it("a waiter granted by the dispatch an expiry in the same instant set off is granted, not timed out", async () => {
+    const clock = new FakeClock();
+    const outcomes: string[] = [];
+    // The owner re-dispatches when the head leaves, as a semaphore does: "light" fits, "heavy" does not.
+    const queue: Queue = new WaitQueue<string, string>(
+      clock,
+      (_waiter, _reason, wasHead) => {
+        const head = queue.head;
+        if (wasHead && head?.request === "light") queue.grant(head, "granted");
+      },
+      () => "the test queue",
+    );
+    const track = (request: string, promise: Promise<string>) =>
+      promise.then(
+        (value) => outcomes.push(`${request} ${value}`),
+        (error: Error) => outcomes.push(`${request} ${error.name}`),
+      );
+    track("heavy", queue.enqueue("heavy", 0, undefined, 10));
+    track("light", queue.enqueue("light", 0, undefined, 10));
+    clock.advance(10);
+    queue.assertInvariants();
+    await flushMicrotasks(2);
+    expect(outcomes.sort()).toEqual(["heavy TimeoutError", "light granted"]);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it("an owner's listener that throws does not strand the waiters due after it", async () => {
+    const clock = new FakeClock();
+    let throws = true;
+    const queue: Queue = new WaitQueue<string, string>(
+      clock,
+      () => {
+        if (throws) {
+          throws = false;
+          throw new Error("the owner's listener failed");
+        }
+      },
+      () => "the test queue",
+    );
+    const first = queue.enqueue("first", 0, undefined, 10).catch((error: Error) => error.name);
+    const second = queue.enqueue("second", 0, undefined, 10).catch((error: Error) => error.name);
+    expect(() => clock.advance(10)).toThrow("the owner's listener failed");
+    queue.assertInvariants();
+    // The one still due got the timer back, due at once.
+    expect(clock.nextTimerAt).toBe(10);
+    clock.advance(0);
+    expect(await Promise.all([first, second])).toEqual(["TimeoutError", "TimeoutError"]);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it("re-arms for a deadline that `now + (deadline - now)` would round past, so it fires at the deadline", () => {
+    // 0.3 + (0.9 - 0.3) is 0.9000000000000001: re-armed at 0.3 by that sum, the timer due at 0.9 would
+    // miss an advance to 0.9, which the waiter's own timer (0 + 0.9) used to reach.
+    expect(0.3 + (0.9 - 0.3)).toBeGreaterThan(0.9);
+    const { queue, cancelled, clock } = makeQueue();
+    void queue.enqueue("early", 0, undefined, 0.3).catch(() => undefined);
+    void queue.enqueue("late", 0, undefined, 0.9).catch(() => undefined);
+    clock.advance(0.9);
+    expect(cancelled.map((entry) => entry.request)).toEqual(["early", "late"]);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it("settles every waiter once, at its deadline unless granted, aborted or removed first, with one timer per queue (model-checked)", async () => {
+    type Operation =
+      | { kind: "add"; priority: number; timeout: number | undefined; cancellable: boolean; fits: boolean }
+      | { kind: "grant-head" }
+      | { kind: "abort"; pick: number }
+      | { kind: "remove"; pick: number }
+      | { kind: "advance"; ms: number }
+      | { kind: "clear" };
+    // Quarter milliseconds: fractional times whose sums are exact, so "at its deadline" means equal.
+    const quarters = (max: number) => fc.integer({ min: 0, max }).map((n) => n / 4);
+    const operation: fc.Arbitrary<Operation> = fc.oneof(
+      {
+        weight: 5,
+        arbitrary: fc.record({
+          kind: fc.constant("add" as const),
+          priority: fc.constantFrom(0, 0, 1, -1),
+          timeout: fc.option(
+            quarters(40).filter((ms) => ms > 0),
+            { nil: undefined, freq: 3 },
+          ),
+          cancellable: fc.boolean(),
+          fits: fc.boolean(),
+        }),
+      },
+      { weight: 2, arbitrary: fc.record({ kind: fc.constant("grant-head" as const) }) },
+      { weight: 2, arbitrary: fc.record({ kind: fc.constant("abort" as const), pick: fc.nat() }) },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant("remove" as const), pick: fc.nat() }) },
+      { weight: 3, arbitrary: fc.record({ kind: fc.constant("advance" as const), ms: quarters(24) }) },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant("clear" as const) }) },
+    );
+    interface Entry {
+      request: string;
+      priority: number;
+      arrival: number;
+      deadline: number | undefined;
+      timeout: number | undefined;
+      fits: boolean;
+      controller: AbortController | undefined;
+    }
+    await fc.assert(
+      fc.asyncProperty(fc.array(operation, { minLength: 1, maxLength: 120 }), async (operations) => {
+        const clock = new FakeClock();
+        const left: { request: string; reason: string; at: number }[] = [];
+        // An owner that re-dispatches when the head leaves: grants from the head while the head fits.
+        const queue: Queue = new WaitQueue<string, string>(
+          clock,
+          (waiter, reason, wasHead) => {
+            left.push({ request: waiter.request, reason, at: clock.now() });
+            if (wasHead) dispatch();
+          },
+          () => "the test queue",
+        );
+        const fits = new Set<string>();
+        const dispatch = () => {
+          for (let head = queue.head; head !== undefined && fits.has(head.request); head = queue.head) {
+            queue.grant(head, `granted:${head.request}`);
+          }
+        };
+        // The model: waiting entries in queue order, what each promise must settle to, who left when.
+        let model: Entry[] = [];
+        const expected = new Map<string, string>();
+        const expectedLeft: { request: string; reason: string; at: number }[] = [];
+        const outcomes = new Map<string, Promise<string>>();
+        const modelDispatch = () => {
+          for (let head = model[0]; head?.fits; head = model[0]) {
+            model.shift();
+            expected.set(head.request, `granted:${head.request}`);
+          }
+        };
+        const modelLeave = (entry: Entry, reason: string, outcome: string) => {
+          const wasHead = model[0] === entry;
+          model = model.filter((other) => other !== entry);
+          expected.set(entry.request, outcome);
+          expectedLeft.push({ request: entry.request, reason, at: clock.now() });
+          if (wasHead) modelDispatch();
+        };
+        let arrivals = 0;
+        for (const step of operations) {
+          if (step.kind === "add") {
+            const request = `w${arrivals}`;
+            const controller = step.cancellable ? new AbortController() : undefined;
+            if (step.fits) fits.add(request);
+            outcomes.set(
+              request,
+              queue
+                .enqueue(request, step.priority, controller?.signal, step.timeout ?? Number.POSITIVE_INFINITY)
+                .catch((error: Error) => `rejected:${error.message}`),
+            );
+            const entry: Entry = {
+              request,
+              priority: step.priority,
+              arrival: arrivals++,
+              deadline: step.timeout === undefined ? undefined : clock.now() + step.timeout,
+              timeout: step.timeout,
+              fits: step.fits,
+              controller,
+            };
+            let index = model.findIndex((other) => other.priority < step.priority);
+            if (index === -1) index = model.length;
+            model.splice(index, 0, entry);
+          } else if (step.kind === "grant-head") {
+            const head = queue.head;
+            expect(head?.request).toBe(model[0]?.request);
+            if (head !== undefined) {
+              queue.grant(head, `granted:${head.request}`);
+              expected.set(head.request, `granted:${head.request}`);
+              model.shift();
+            }
+          } else if (step.kind === "abort") {
+            const abortable = model.filter((entry) => entry.controller !== undefined);
+            const entry = abortable[step.pick % Math.max(1, abortable.length)];
+            if (entry !== undefined) {
+              entry.controller?.abort(new Error(`aborted ${entry.request}`));
+              modelLeave(entry, "abort", `rejected:aborted ${entry.request}`);
+            }
+          } else if (step.kind === "remove") {
+            const entry = model[step.pick % Math.max(1, model.length)];
+            if (entry !== undefined) {
+              let waiter = queue.head as Waiter<string, string>;
+              while (waiter.request !== entry.request) waiter = queue.after(waiter) as Waiter<string, string>;
+              queue.reject(waiter, new Error(`removed ${entry.request}`));
+              model = model.filter((other) => other !== entry);
+              expected.set(entry.request, `rejected:removed ${entry.request}`);
+            }
+          } else if (step.kind === "clear") {
+            queue.rejectAll(new Error("cleared"));
+            for (const entry of model) expected.set(entry.request, "rejected:cleared");
+            model = [];
+          } else {
+            const target = clock.now() + step.ms;
+            // Due waiters leave one by one, earliest deadline first, equal deadlines in arrival order;
+            // a head's departure lets the owner grant those behind it that fit, before their turn.
+            for (;;) {
+              const due = model
+                .filter((entry) => entry.deadline !== undefined && entry.deadline <= target)
+                .sort((a, b) => (a.deadline as number) - (b.deadline as number) || a.arrival - b.arrival)[0];
+              if (due === undefined) break;
+              clock.advance((due.deadline as number) - clock.now());
+              modelLeave(due, "timeout", `rejected:timed out after ${due.timeout} ms waiting for the test queue`);
+            }
+            clock.advance(target - clock.now());
+          }
+          queue.assertInvariants();
+          expect(left).toEqual(expectedLeft);
+          expect(queue.size).toBe(model.length);
+          expect(clock.pendingTimers).toBe(model.some((entry) => entry.deadline !== undefined) ? 1 : 0);
+        }
+        queue.rejectAll(new Error("cleared"));
+        for (const entry of model) expected.set(entry.request, "rejected:cleared");
+        expect(clock.pendingTimers).toBe(0);
+        for (const [request, outcome] of outcomes) expect(await outcome).toBe(expected.get(request));
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe("WaitQueue.assertInvariants", () => {
+  /** The queue's private state, as a test reaches it to break it on purpose. */
+  interface Ring {
+    priority: number;
+    items: unknown[];
+    start: number;
+    end: number;
+    live: number;
+    dead: number;
+  }
+  interface Internals {
+    levels: Ring[];
+    defaultLevel: Ring;
+    count: number;
+    deadlines: { push(entry: Waiter<string, string>, deadline: number): void; deadlines: number[] };
+    timer: unknown;
+    timerAt: number;
+    expiring: boolean;
+  }
+
+  /** A queue with three levels, bare waiters, waiters with a timeout and one with a signal too. */
+  function fixture() {
+    const { queue } = makeQueue();
+    const add = (request: string, priority: number, timeout = Number.POSITIVE_INFINITY, signal?: AbortSignal) =>
+      void queue.enqueue(request, priority, signal, timeout).catch(() => undefined);
+    add("high", 1);
+    add("a", 0);
+    add("b", 0, 10);
+    add("c", 0);
+    add("d", 0, 20, new AbortController().signal);
+    add("low", -1, 30);
+    const waiter = (request: string) => {
+      let found = queue.head as Waiter<string, string>;
+      while (found.request !== request) found = queue.after(found) as Waiter<string, string>;
+      return found;
+    };
+    const internals = queue as unknown as Internals;
+    return { queue, internals, waiter, zero: internals.levels[1] as Ring };
+  }
+
+  type Fixture = ReturnType<typeof fixture>;
+  const cases: [invariant: string, breakIt: (fixture: Fixture) => void][] = [
+    ["levels are sorted by strictly descending priority", ({ internals }) => internals.levels.reverse()],
+    [
+      "every level in the queue has a queued waiter",
+      ({ internals, zero }) => {
+        const Level = zero.constructor as new (priority: number) => Ring;
+        internals.levels.push(new Level(-5));
+      },
+    ],
+    [
+      "size equals the sum of the levels' live counts",
+      ({ internals }) => {
+        internals.count++;
+      },
+    ],
+    [
+      "live and dead count the ring's entries and tombstones",
+      ({ zero }) => {
+        zero.dead++;
+      },
+    ],
+    [
+      "entries lie between start and end, both even",
+      ({ zero }) => {
+        zero.end++;
+      },
+    ],
+    [
+      "every slot outside the entries is undefined",
+      ({ zero }) => {
+        zero.items[zero.end + 1] = "left behind";
+      },
+    ],
+    [
+      "a tombstone keeps nothing",
+      ({ queue, waiter, zero }) => {
+        const c = waiter("c");
+        const index = c.index;
+        queue.reject(c, new Error("leaves a tombstone"));
+        zero.items[index + 1] = "the request it kept";
+      },
+    ],
+    [
+      "no tombstone at the front of a ring",
+      ({ queue, waiter, zero }) => {
+        const a = waiter("a");
+        const c = waiter("c");
+        const index = c.index;
+        queue.reject(c, new Error("leaves a tombstone"));
+        // The tombstone and the front entry change places; everything else stays true.
+        [zero.items[0], zero.items[1], zero.items[index], zero.items[index + 1]] = [
+          zero.items[index],
+          zero.items[index + 1],
+          zero.items[0],
+          zero.items[1],
+        ];
+        a.index = index;
+      },
+    ],
+    [
+      "an entry starts with a waiter or its resolving function",
+      ({ zero }) => {
+        zero.items[zero.start] = 42;
+      },
+    ],
+    [
+      "a waiter object knows its index",
+      ({ waiter }) => {
+        waiter("b").index += 2;
+      },
+    ],
+    [
+      "a waiter has its level's priority",
+      ({ waiter }) => {
+        (waiter("b") as { priority: number }).priority = 7;
+      },
+    ],
+    [
+      "a waiter object's resolving function follows it",
+      ({ waiter, zero }) => {
+        zero.items[waiter("b").index + 1] = undefined;
+      },
+    ],
+    [
+      "a waiter is in the deadline heap exactly when it has a timeout",
+      ({ waiter }) => {
+        waiter("b").heapIndex = -1;
+      },
+    ],
+    [
+      "the default level holds nothing while nobody waits at priority 0",
+      ({ queue, internals }) => {
+        for (const request of ["a", "b", "c", "d"]) {
+          let found = queue.head as Waiter<string, string>;
+          while (found.request !== request) found = queue.after(found) as Waiter<string, string>;
+          queue.reject(found, new Error("gone"));
+        }
+        internals.defaultLevel.items[0] = "stale";
+      },
+    ],
+    [
+      "no settled waiter in the deadline heap",
+      ({ queue, internals, waiter }) => {
+        const b = waiter("b");
+        queue.grant(b, "granted");
+        internals.deadlines.push(b, 5);
+      },
+    ],
+    [
+      "the deadline heap holds exactly the queued waiters with a timeout",
+      ({ internals }) => {
+        // A waiter of another queue, waiting there, slipped into this queue's heap.
+        const other = makeQueue().queue;
+        void other.enqueue("stranger", 0, undefined, 5).catch(() => undefined);
+        internals.deadlines.push(other.head as Waiter<string, string>, 5);
+      },
+    ],
+    [
+      "DeadlineHeap invariant broken: no entry is due before its parent",
+      ({ internals }) => {
+        internals.deadlines.deadlines[0] = 1_000;
+      },
+    ],
+    [
+      "the timer is armed exactly while a waiter with a timeout waits",
+      ({ internals }) => {
+        internals.timer = undefined;
+        internals.timerAt = Number.POSITIVE_INFINITY;
+      },
+    ],
+    [
+      "the timer is armed no later than the earliest deadline",
+      ({ internals }) => {
+        internals.timerAt = 15;
+      },
+    ],
+    [
+      "a timer that is not armed has no time",
+      ({ queue, internals }) => {
+        queue.rejectAll(new Error("gone"));
+        internals.timerAt = 15;
+      },
+    ],
+    [
+      "no expiry is under way between calls",
+      ({ internals }) => {
+        internals.expiring = true;
+      },
+    ],
+  ];
+
+  it.each(cases)("throws an Error naming it when broken: %s", (invariant, breakIt) => {
+    const broken = fixture();
+    broken.queue.assertInvariants();
+    breakIt(broken);
+    expect(() => broken.queue.assertInvariants()).toThrow(invariant);
   });
 });

@@ -191,7 +191,7 @@ describe("RateLimiter: cost", () => {
     const window = await rejectionOf(limiter.acquire({ cost: 6 }));
     expect((window as Error).message).toMatch(/6 requests.*limit 5/);
     const heavy = await rejectionOf(limiter.run(() => "never", { weight: 4 }));
-    expect((heavy as Error).message).toMatch(/weight 4.*concurrency 3/);
+    expect((heavy as Error).message).toMatch(/weight 4 is above the capacity 3 of .*\(its concurrency\)/);
     expect(limiter.waiting).toBe(0);
     expect(limiter.statistics().remaining).toEqual({ tokens: 500, requests: 5 });
   });
@@ -329,7 +329,7 @@ describe("RateLimiter: abort and timeout while waiting for tokens", () => {
     (await limiter.acquire()).release();
     const waiter = limiter.acquire({ timeout: 200 });
     const outcome = rejectionOf(waiter);
-    expect(clock.pendingTimers).toBe(2); // the limiter's and the waiter's own timeout
+    expect(clock.pendingTimers).toBe(2); // the limiter's and its queue's timeout timer
     await clock.advanceAsync(200);
     const error = await outcome;
     expect(error).toBeInstanceOf(TimeoutError);
@@ -612,7 +612,7 @@ describe("RateLimiter: run-time changes", () => {
     limiter.concurrency = 1;
     const error = await rejectionOf(two);
     expect(error).toBeInstanceOf(RangeError);
-    expect((error as Error).message).toMatch(/weight 2.*concurrency 1/);
+    expect((error as Error).message).toMatch(/weight 2 is above the capacity 1 of .*\(its concurrency\)/);
     for (const p of [...held, permit]) p.release();
     expect(limiter.statistics().rejected).toBe(1);
   });

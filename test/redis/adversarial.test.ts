@@ -475,7 +475,7 @@ describe("RedisRateLimiter: onUnavailable with a Limiter", () => {
     uncharged.settle(0);
     await sleep(50);
     const [budget] = (await limiter.inspect()).limits;
-    expect(budget?.available).toBeCloseTo(3, 2);
+    expect(budget?.remaining).toBeCloseTo(3, 2);
     charged.release();
     uncharged.release();
   });

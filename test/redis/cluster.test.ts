@@ -173,7 +173,7 @@ describe("Redis Cluster", () => {
     }
     // The three refused calls charged nothing: 50 tokens of 100 spent, not 80.
     const snapshot = await second.inspect();
-    expect(snapshot.limits.find((limit) => limit.unit === "tokens")?.available).toBeCloseTo(50, 0);
+    expect(snapshot.limits.find((limit) => limit.unit === "tokens")?.remaining).toBeCloseTo(50, 0);
     const byNode = await keysByNode(clients[0] as Cluster, `sluice:{${name}}:*`);
     expect(byNode.size).toBe(1);
     await Promise.all([first.close(), second.close()]);

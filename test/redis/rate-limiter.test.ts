@@ -90,7 +90,7 @@ describe("RedisRateLimiter", () => {
     });
     const snapshot = await limited.inspect();
     const requests = snapshot.limits.find((limit) => limit.unit === "requests");
-    expect(requests?.available).toBeCloseTo(99, 1);
+    expect(requests?.remaining).toBeCloseTo(99, 1);
   });
 
   it("a cost above a limit's burst rejects at once with a RangeError naming both numbers", async () => {
@@ -106,11 +106,11 @@ describe("RedisRateLimiter", () => {
     const permit = await limited.acquire({ cost: { tokens: 600 } });
     permit.settle({ tokens: 100 });
     await sleep(30);
-    expect((await limited.inspect()).limits[0]?.available).toBeCloseTo(900, 0);
+    expect((await limited.inspect()).limits[0]?.remaining).toBeCloseTo(900, 0);
     permit.settle({ tokens: 1_200 });
     await sleep(30);
     // Debt: the bucket is below zero and the next call waits it out.
-    expect((await limited.inspect()).limits[0]?.available).toBeCloseTo(-200, 0);
+    expect((await limited.inspect()).limits[0]?.remaining).toBeCloseTo(-200, 0);
     permit.release();
   });
 
@@ -152,7 +152,7 @@ describe("RedisRateLimiter", () => {
     const a = limiter({ name, limits: [{ limit: 100, interval: "1m" }] });
     const b = limiter({ name, limits: [{ limit: 100, interval: "1m" }] });
     await a.observe({ "x-ratelimit-remaining-requests": "5" });
-    expect((await b.inspect()).limits[0]?.available).toBeCloseTo(5, 0);
+    expect((await b.inspect()).limits[0]?.remaining).toBeCloseTo(5, 0);
     await a.observe({ "retry-after": "0.3" });
     const started = performance.now();
     await b.acquire();
@@ -176,7 +176,7 @@ describe("RedisRateLimiter", () => {
     if (rate?.kind !== "rate-limiter") throw new Error("expected a rate limiter first");
     expect(rate.limits).toHaveLength(1);
     expect(rate.limits[0]).toMatchObject({ unit: "tokens", limit: 100, burst: 50 });
-    expect(rate.limits[0]?.available).toBeCloseTo(30, 0);
+    expect(rate.limits[0]?.remaining).toBeCloseTo(30, 0);
     const all = await inspectRedis(redis);
     expect(all.some((entry) => entry.kind === "rate-limiter" && entry.name === name)).toBe(true);
     await permit.release();

@@ -124,7 +124,10 @@ describe("SharedRateLimiter", () => {
               }),
             );
           }
-          for (let round = 0; round < 1_000 && admitted.length < arrivals.length; round++)
+          // Long enough for every cost to be paid at the steady rate (1,000 rounds of 100 ms were not, for
+          // a slow limit and heavy costs: the test then waited forever on the calls still queued).
+          const needed = arrivals.reduce((sum, { cost }) => sum + cost, 0) / (limit / interval);
+          for (let round = 0; round < needed / 100 + 10 && admitted.length < arrivals.length; round++)
             await clock.advanceAsync(100);
           await Promise.all(all);
           expect(admitted.length).toBe(arrivals.length);

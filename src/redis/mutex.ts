@@ -1,0 +1,51 @@
+/**
+ * RedisMutex: the core's one lock over a RedisSemaphore of capacity 1.
+ */
+import { describe } from "../core/duration.js";
+import { LockOver } from "../core/mutex.js";
+import type { RedisClient } from "./connection.js";
+import type { RedisSemaphoreSnapshot } from "./inspect.js";
+import type { RedisCloseOptions } from "./options.js";
+import type { RedisPermit } from "./permits.js";
+import { RedisSemaphore, type RedisSemaphoreOptions, type RedisSemaphoreStatistics } from "./semaphore.js";
+
+/**
+ * A lock shared by every process using the same Redis and `name`: a {@link RedisSemaphore} of
+ * capacity 1 with lock vocabulary.
+ *
+ * @example
+ * ```ts
+ * import { RedisMutex } from "sluice/redis";
+ * const mutex = new RedisMutex(redis, { name: "nightly-report" });
+ * await mutex.runExclusive(async (signal) => {
+ *   await buildReport({ signal }); // one process at a time, everywhere
+ * });
+ * ```
+ */
+export class RedisMutex extends LockOver<RedisPermit, Promise<RedisPermit | undefined>, RedisSemaphoreStatistics> {
+  private readonly own: RedisSemaphore;
+
+  /**
+   * @param redis - an ioredis client (or any `RedisConnection`).
+   * @param options - as {@link RedisSemaphoreOptions}, without `capacity` (always 1).
+   * @throws TypeError/RangeError naming the option and the value.
+   */
+  constructor(redis: RedisClient, options: Omit<RedisSemaphoreOptions, "capacity">) {
+    if (options === null || typeof options !== "object") {
+      throw new TypeError(`options must be an object with a name; got ${describe(options)}`);
+    }
+    const semaphore = new RedisSemaphore(redis, { ...options, capacity: 1 });
+    super(semaphore);
+    this.own = semaphore;
+  }
+
+  /** A snapshot of the lock in Redis: see {@link RedisSemaphore.inspect}. */
+  inspect(): Promise<RedisSemaphoreSnapshot> {
+    return this.own.inspect();
+  }
+
+  /** Leaves, as {@link RedisSemaphore.close}: waiters reject with `ClosedError`, a held lock is given back. */
+  close(options?: RedisCloseOptions): Promise<void> {
+    return this.own.close(options);
+  }
+}
