@@ -65,6 +65,21 @@ const uncontended = {
       }
     };
   },
+  "sluice `acquire({ priority, timeout })` + `release()`": async () => {
+    const { Semaphore } = await import(sluicePath);
+    const semaphore = new Semaphore(1);
+    const options = { priority: 1, timeout: 60_000 };
+    return async (n) => {
+      for (let i = 0; i < n; i++) {
+        const permit = await semaphore.acquire(options);
+        try {
+          await noop();
+        } finally {
+          permit.release();
+        }
+      }
+    };
+  },
   "sluice Mutex `runExclusive(noop)`": async () => {
     const { Mutex } = await import(sluicePath);
     const mutex = new Mutex();

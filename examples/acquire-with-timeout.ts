@@ -1,6 +1,7 @@
 // Acquire with a timeout (the seeds' asyncio.timeout around `async with semaphore`): a task that
 // cannot get in within its deadline gives up with a TimeoutError instead of waiting forever, and
 // leaves the queue at once, so it never blocks the tasks behind it.
+// An ES module (top-level await): copied into a project without "type": "module", save it as .mts.
 import { Semaphore, TimeoutError } from "sluice";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -4,6 +4,7 @@
  *
  * Run: npm run build && npx tsx examples/api-rate-limiter.ts
  */
+// An ES module (top-level await): copied into a project without "type": "module", save it as .mts.
 import { RateLimiter } from "sluice";
 
 const limiter = new RateLimiter({ concurrency: 5, minInterval: 100 });

@@ -1,4 +1,5 @@
 // Seed use case 3: process many files in parallel, but at most 5 at a time, so memory stays bounded.
+// An ES module (top-level await): copied into a project without "type": "module", save it as .mts.
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

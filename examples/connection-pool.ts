@@ -1,5 +1,6 @@
 // A database connection pool: created lazily, reused, validated on borrow, evicted when idle, capped
 // at 3 — with 10 queries arriving at once. Run: npm run build && npx tsx examples/connection-pool.ts
+// An ES module (top-level await): copied into a project without "type": "module", save it as .mts.
 import { Pool } from "sluice";
 
 /** A stand-in for a database driver: connecting takes 20 ms, a query 10 ms. */

@@ -1,5 +1,6 @@
 // A lock around a critical section: concurrent read-modify-write of shared state without lost
 // updates (the seeds' asyncio.Lock example).
+// An ES module (top-level await): copied into a project without "type": "module", save it as .mts.
 import { Mutex } from "sluice";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

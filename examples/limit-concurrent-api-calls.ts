@@ -1,5 +1,6 @@
 // Seed use case 1: rate-limit API requests by capping how many are in flight (the seeds'
 // RateLimitedClient with asyncio.Semaphore(5)). The API here is simulated so the example runs offline.
+// An ES module (top-level await): copied into a project without "type": "module", save it as .mts.
 import { Semaphore } from "sluice";
 
 let inFlight = 0;

@@ -8,6 +8,7 @@
  *
  * Run: npm run build && npx tsx examples/llm-judge-rate-limits.ts
  */
+// An ES module (top-level await): copied into a project without "type": "module", save it as .mts.
 import { RateLimiter } from "sluice";
 
 const MINUTE = 1_000; // scaled: one "minute" of the provider's limits lasts one second here

@@ -9,6 +9,7 @@
  *
  * Run: npm run build && npx tsx examples/llm-judge.ts
  */
+// An ES module (top-level await): copied into a project without "type": "module", save it as .mts.
 import OpenAI from "openai";
 import { RateLimiter } from "sluice";
 import { limitedFetch } from "sluice/http";

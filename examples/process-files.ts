@@ -1,5 +1,6 @@
 // Processing files five at a time: results in input order, memory bounded for any number of files,
 // and the first failure stops the rest. Run: npm run build && npx tsx examples/process-files.ts
+// An ES module (top-level await): copied into a project without "type": "module", save it as .mts.
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

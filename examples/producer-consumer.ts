@@ -1,5 +1,6 @@
 // A bounded producer/consumer queue: a fast producer, three slower consumers, a buffer of 5 —
 // the producer waits whenever the buffer is full. Run: npm run build && npx tsx examples/producer-consumer.ts
+// An ES module (top-level await): copied into a project without "type": "module", save it as .mts.
 import { Channel } from "sluice";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

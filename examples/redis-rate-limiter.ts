@@ -1,6 +1,8 @@
 // An LLM API's limits shared by a fleet: requests per minute AND tokens per minute in Redis, the
 // estimate settled with the real usage, and a 429 seen by one process pausing all of them.
 // Run: npm run build && npx tsx examples/redis-rate-limiter.ts   (uses REDIS_URL, or starts a redis-server)
+// An ES module (top-level await): copied into a project without "type": "module", save it as .mts,
+// with redis-server.mjs beside it.
 import { Redis } from "ioredis";
 import { RedisRateLimiter } from "sluice/redis";
 import { localRedis } from "./redis-server.mjs";

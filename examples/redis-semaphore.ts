@@ -1,6 +1,8 @@
 // One limit for many processes: a RedisSemaphore shared by two "processes" (two clients, as two
 // servers of one service would be), a RedisMutex, fencing with FencingGuard, and inspect().
 // Run: npm run build && npx tsx examples/redis-semaphore.ts   (uses REDIS_URL, or starts a redis-server)
+// An ES module (top-level await): copied into a project without "type": "module", save it as .mts,
+// with redis-server.mjs beside it.
 import { Redis } from "ioredis";
 import { FencingGuard, inspectRedis, RedisMutex, RedisSemaphore } from "sluice/redis";
 import { localRedis } from "./redis-server.mjs";

@@ -1,5 +1,6 @@
 // The asyncio.Semaphore basics from the seeds, in sluice: two workers at a time out of five tasks,
 // asyncio's locked(), BoundedSemaphore's over-release error, and a capacity you can change at run time.
+// An ES module (top-level await): copied into a project without "type": "module", save it as .mts.
 import { ReleasedError, Semaphore } from "sluice";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -1,4 +1,4 @@
-// `npm start`: a short guided tour that runs each example and says what it shows.
+// `npm run tour`: a short guided tour that runs each example and says what it shows.
 import { spawnSync } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";

@@ -1,5 +1,6 @@
 // Weighted permits and priorities: a job that needs 3 GPU slots is not starved by a stream of 1-slot
 // jobs, and an urgent request goes to the front of the line.
+// An ES module (top-level await): copied into a project without "type": "module", save it as .mts.
 import { Semaphore } from "sluice";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

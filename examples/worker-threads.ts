@@ -2,6 +2,8 @@
 // at a time across all of them, and at most 20 job starts per second together. Then a worker is
 // terminated while it holds a permit, and the permit comes back.
 // Run: npm run build && npx tsx examples/worker-threads.ts
+// An ES module (top-level await): copied into a project without "type": "module", save it as .mts,
+// with worker-threads-job.mjs beside it.
 import { Worker } from "node:worker_threads";
 import { SharedRateLimiter, SharedSemaphore } from "sluice/threads";
 

@@ -1,11 +1,39 @@
 /**
- * Every example in examples/ runs and exits 0, and every TypeScript block in the README is an excerpt
- * of an example — so the README's code is code that runs.
+ * Every example in examples/ runs and exits 0, and every TypeScript block in the README and in docs/
+ * is an excerpt of an example — so the docs' code is code that runs. The shell blocks of docs/*.md run
+ * too, in order, against the `sluice mock` their page starts, and their sample outputs must have the
+ * shape of what the commands print today.
  */
 import { execFileSync, spawn } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseCommandLine } from "../src/cli/command-line.js";
+import { DEMO_COMMAND } from "../src/cli/demo-command.js";
+import { FETCH_COMMAND } from "../src/cli/fetch-command.js";
+import { INSPECT_COMMAND } from "../src/cli/inspect-command.js";
+import { MOCK_COMMAND } from "../src/cli/mock-command.js";
+import { RUN_COMMAND } from "../src/cli/run-command.js";
+import {
+  readDemoSettings,
+  readFetchSettings,
+  readInspectSettings,
+  readMockSettings,
+  readRunSettings,
+} from "../src/cli/settings.js";
+import { ensureBuilt } from "./cli/cli-process.js";
+import { codeBlocks, shapeOf, sluiceCommands } from "./support/doc-blocks.js";
 import { normaliseCode } from "./support/excerpts.js";
 
 const root = join(import.meta.dirname, "..");
@@ -14,12 +42,14 @@ const examples = readdirSync(examplesDirectory)
   .filter((file) => file.endsWith(".ts"))
   .sort();
 
-function runExample(file: string): Promise<{ code: number | null; output: string }> {
+/** Runs a program to its end (killed after a minute), with stdout and stderr as one text. */
+function runToEnd(
+  program: string,
+  args: readonly string[],
+  options: { cwd: string; env?: NodeJS.ProcessEnv },
+): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ["--import", "tsx", join(examplesDirectory, file)], {
-      cwd: root,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const child = spawn(program, args, { ...options, stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
     child.stdout.on("data", (chunk) => {
       output += chunk;
@@ -33,6 +63,10 @@ function runExample(file: string): Promise<{ code: number | null; output: string
       resolve({ code, output });
     });
   });
+}
+
+function runExample(file: string, cwd = root): Promise<{ code: number | null; output: string }> {
+  return runToEnd(process.execPath, ["--import", "tsx", join(cwd === root ? examplesDirectory : cwd, file)], { cwd });
 }
 
 beforeAll(() => {
@@ -54,9 +88,63 @@ describe("examples", () => {
   );
 });
 
-describe("README", () => {
-  const readme = readFileSync(join(root, "README.md"), "utf8");
-  const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((match) => match[1] as string);
+/**
+ * A project of the most common kind, without `"type": "module"` (CommonJS), where sluice and the
+ * examples' other imports are installed: there a copied `.ts` example fails (top-level await in
+ * CommonJS), so each example says to save it as `.mts`, and here each runs as its note says.
+ */
+describe("examples copied into a CommonJS project", () => {
+  let project: string;
+
+  beforeAll(() => {
+    project = mkdtempSync(join(tmpdir(), "sluice-commonjs-project-"));
+    writeFileSync(join(project, "package.json"), JSON.stringify({ name: "my-project", version: "1.0.0" }));
+    mkdirSync(join(project, "node_modules"));
+    symlinkSync(root, join(project, "node_modules", "sluice"));
+    for (const name of ["tsx", "ioredis", "openai"]) {
+      symlinkSync(join(root, "node_modules", name), join(project, "node_modules", name));
+    }
+    for (const file of readdirSync(examplesDirectory).filter((name) => name.endsWith(".mjs"))) {
+      copyFileSync(join(examplesDirectory, file), join(project, file));
+    }
+  });
+
+  afterAll(() => {
+    if (project !== undefined) rmSync(project, { recursive: true, force: true });
+  });
+
+  it.each(examples)(
+    "examples/%s says what it needs, and runs saved as .mts as it says",
+    async (file) => {
+      const source = readFileSync(join(examplesDirectory, file), "utf8");
+      expect(source).toContain('copied into a project without "type": "module", save it as .mts');
+      for (const helper of source.matchAll(/from "\.\/([\w-]+\.mjs)"|new URL\("\.\/([\w-]+\.mjs)"/g)) {
+        expect(source).toContain(`with ${helper[1] ?? helper[2]} beside it`);
+      }
+      const copy = file.replace(/\.ts$/, ".mts");
+      copyFileSync(join(examplesDirectory, file), join(project, copy));
+      const { code, output } = await runExample(copy, project);
+      if (code !== 0) console.error(output);
+      expect(code).toBe(0);
+    },
+    90_000,
+  );
+});
+
+const docsDirectory = join(root, "docs");
+const pages = [
+  "README.md",
+  ...readdirSync(docsDirectory)
+    .filter((file) => file.endsWith(".md"))
+    .map((file) => `docs/${file}`),
+];
+
+describe("README and docs/*.md", () => {
+  const blocks = pages.flatMap((page) =>
+    codeBlocks(readFileSync(join(root, page), "utf8"))
+      .filter((block) => block.language === "ts")
+      .map((block) => block.code),
+  );
   const normalise = normaliseCode;
   const sources = examples.map((file) => normalise(readFileSync(join(examplesDirectory, file), "utf8")));
 
@@ -65,10 +153,130 @@ describe("README", () => {
   });
 
   it.each(blocks.map((block, index) => [index + 1, block] as const))(
-    "README block %i is an excerpt of a runnable example",
+    "TypeScript block %i is an excerpt of a runnable example",
     (_, block) => {
       const excerpt = normalise(block);
       expect(sources.some((source) => source.includes(excerpt))).toBe(true);
     },
   );
+});
+
+/** How each command's settings are read, to check a command line in the docs without running it. */
+const READERS: Record<
+  string,
+  [Parameters<typeof parseCommandLine>[0], (parsed: ReturnType<typeof parseCommandLine>) => unknown]
+> = {
+  run: [RUN_COMMAND, readRunSettings],
+  fetch: [FETCH_COMMAND, readFetchSettings],
+  demo: [DEMO_COMMAND, readDemoSettings],
+  inspect: [INSPECT_COMMAND, readInspectSettings],
+  mock: [MOCK_COMMAND, readMockSettings],
+};
+
+describe("every sluice command line in the docs' shell blocks is one sluice accepts", () => {
+  const commands = pages.flatMap((page) =>
+    codeBlocks(readFileSync(join(root, page), "utf8"))
+      .filter((block) => block.language === "sh")
+      .flatMap((block) => sluiceCommands(block.code).map((argv) => [`${page}:${block.line}`, argv] as const)),
+  );
+
+  it("finds them", () => {
+    expect(commands.length).toBeGreaterThan(10);
+  });
+
+  it.each(commands)("%s: sluice %j", (_, argv) => {
+    const [name, ...rest] = argv;
+    const reader = READERS[name as string];
+    expect(reader, `no command ${name}`).toBeDefined();
+    const [spec, read] = reader as NonNullable<typeof reader>;
+    expect(() => read(parseCommandLine(spec, rest))).not.toThrow();
+  });
+});
+
+/**
+ * docs/cli.md's shell blocks, run in order in an empty directory with \`sluice\` on PATH, against the
+ * mock API its first block starts (on a free port instead of the page's 8429). Blocks marked
+ * \`not-run\` need a Redis server: only those may be left out, and only their sample output with them.
+ */
+describe("docs/cli.md runs as written", () => {
+  const page = "docs/cli.md";
+  const blocks = codeBlocks(readFileSync(join(root, page), "utf8"));
+  let directory: string;
+  let mock: ReturnType<typeof spawn> | undefined;
+  let port = "";
+  let printed = "";
+
+  beforeAll(async () => {
+    const cli = await ensureBuilt();
+    directory = mkdtempSync(join(tmpdir(), "sluice-docs-"));
+    mkdirSync(join(directory, "bin"));
+    writeFileSync(join(directory, "bin", "sluice"), `#!/bin/sh\nexec "${process.execPath}" "${cli}" "$@"\n`, {
+      mode: 0o755,
+    });
+    mkdirSync(join(directory, "work"));
+    const start = blocks.find((block) => block.language === "sh" && block.code.startsWith("sluice mock"));
+    if (start === undefined) throw new Error(`${page} starts no sluice mock`);
+    mock = spawn(process.execPath, [cli, ...(sluiceCommands(start.code)[0] ?? []), "--port", "0"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    mock.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
+      printed += chunk;
+    });
+    mock.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
+      printed += chunk;
+    });
+    const deadline = Date.now() + 10_000;
+    while (!/^http:\/\/127\.0\.0\.1:(\d+)\n/.test(printed) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    port = /^http:\/\/127\.0\.0\.1:(\d+)\n/.exec(printed)?.[1] ?? "";
+    expect(port, printed).not.toBe("");
+  }, 120_000);
+
+  afterAll(() => {
+    mock?.kill("SIGINT");
+    if (directory !== undefined) rmSync(directory, { recursive: true, force: true });
+  });
+
+  it("runs the README's run and fetch examples too: each is one of its own", () => {
+    const ran = new Set(
+      blocks
+        .filter((block) => block.language === "sh" && !block.marks.includes("not-run"))
+        .flatMap((block) => sluiceCommands(block.code).map((argv) => argv.join(" "))),
+    );
+    const readme = codeBlocks(readFileSync(join(root, "README.md"), "utf8")).filter((block) => block.language === "sh");
+    const examples = readme
+      .flatMap((block) => sluiceCommands(block.code))
+      .filter(([name]) => name === "run" || name === "fetch");
+    expect(examples.length).toBeGreaterThan(0);
+    for (const argv of examples) expect(ran, `README: sluice ${argv.join(" ")}`).toContain(argv.join(" "));
+  });
+
+  it("leaves out only what needs a Redis server", () => {
+    blocks.forEach((block, index) => {
+      if (!block.marks.includes("not-run")) return;
+      if (block.language === "sh") expect(block.code, `${page}:${block.line}`).toContain("--redis");
+      else expect(blocks[index - 1]?.marks, `${page}:${block.line} follows no not-run block`).toContain("not-run");
+    });
+  });
+
+  it("every other shell block exits 0, and every sample output has the shape of what sluice prints", async () => {
+    for (const block of blocks) {
+      if (block.language !== "sh" || block.marks.includes("not-run") || block.code.startsWith("sluice mock")) continue;
+      const code = block.code.replaceAll("127.0.0.1:8429", `127.0.0.1:${port}`);
+      const result = await runToEnd("bash", ["-e", "-c", code], {
+        cwd: join(directory, "work"),
+        env: { ...process.env, PATH: `${join(directory, "bin")}:${process.env["PATH"]}` },
+      });
+      expect(result.code, `${page}:${block.line}\n${result.output}`).toBe(0);
+      printed += result.output;
+    }
+    const shapes = new Set(printed.split("\n").map(shapeOf));
+    for (const block of blocks) {
+      if (block.language !== "text" || block.marks.includes("not-run")) continue;
+      for (const line of block.code.split("\n").filter((text) => text.trim() !== "")) {
+        expect(shapes.has(shapeOf(line)), `${page}:${block.line}: nothing printed "${line}"`).toBe(true);
+      }
+    }
+  }, 60_000);
 });

@@ -4,8 +4,8 @@
  * examples), strict checking, and messages that say what was wrong and what to type instead.
  */
 import { parseArgs } from "node:util";
-import { parseDurationText } from "../core/duration.js";
-import { EXIT_CODES_HELP } from "./exit-codes.js";
+import { nearestName } from "../core/arguments.js";
+import type { ExitCodeHelp } from "./exit-codes.js";
 
 /** One option of a command. */
 export interface OptionSpec {
@@ -17,7 +17,10 @@ export interface OptionSpec {
   readonly type: "string" | "boolean";
   /** Whether the option may be given several times (its values are collected in order). */
   readonly multiple?: boolean;
-  /** The value's placeholder in help: `N`, `RATE`, `FILE`. */
+  /**
+   * The value's placeholder in help: `N`, `RATE`, `FILE`. `DURATION` marks a duration, whose help line
+   * then says how a bare number reads.
+   */
   readonly value?: string;
   readonly description: string;
   /** The default, as help shows it. */
@@ -40,6 +43,8 @@ export interface CommandSpec {
    */
   readonly positionals: "none" | "command";
   readonly examples: readonly { readonly command: string; readonly explanation: string }[];
+  /** The exit codes this command can return, for its help (each command its own, not the whole list). */
+  readonly exitCodes: readonly ExitCodeHelp[];
 }
 
 /** The command line was wrong. Exit code 2; the message says what to type instead. */
@@ -56,6 +61,11 @@ export class UsageError extends Error {
 /** The result of parsing: option values by long name, and the job command, if any. */
 export interface ParsedCommandLine {
   readonly values: Readonly<Record<string, string | boolean | string[] | undefined>>;
+  /**
+   * How each option given was written, by long name (the last time it was given): `--lease`, or
+   * `-c (--concurrency)` for a short one. Messages name options this way, as the user typed them.
+   */
+  readonly spelled: ReadonlyMap<string, string>;
   /** The job command's argument vector (for `positionals: "command"`), possibly empty. */
   readonly command: readonly string[];
   /** Whether `--help` was asked for. */
@@ -81,6 +91,7 @@ export function parseCommandLine(spec: CommandSpec, argv: readonly string[]): Pa
   // Our own options, as parseArgs will see them: a value that looks like a negative number is joined to
   // its option (`--retries=-1`, `-c-2`), or parseArgs would call it a missing value rather than a bad one.
   const own: string[] = [];
+  const spelled = new Map<string, string>();
   let command: string[] = [];
   // Split before parseArgs sees the job command: the job's own options (`grep -n`) are not ours. The
   // same pass checks our options, so the messages do not depend on parseArgs' wording (which varies
@@ -112,6 +123,7 @@ export function parseCommandLine(spec: CommandSpec, argv: readonly string[]): Pa
       const [name, value] = splitOnce(token.slice(2), "=");
       const option = byLong.get(name);
       if (option === undefined) throw unknown(`--${name}`);
+      spelled.set(option.name, `--${option.name}`);
       if (option.type === "boolean" && value !== undefined) {
         throw new UsageError(`option --${option.name} is a flag and takes no value`, spec.name);
       }
@@ -129,6 +141,7 @@ export function parseCommandLine(spec: CommandSpec, argv: readonly string[]): Pa
       for (let at = 1; at < token.length; at++) {
         const option = byShort.get(token[at] as string);
         if (option === undefined) throw unknown(`-${token[at]}`);
+        spelled.set(option.name, `-${option.short} (--${option.name})`);
         if (option.type === "string") {
           if (at === token.length - 1) {
             needsValue(option, index);
@@ -171,7 +184,7 @@ export function parseCommandLine(spec: CommandSpec, argv: readonly string[]): Pa
     throw new UsageError(explainParseError(error, spec, options), spec.name);
   }
   const values = parsed.values as Record<string, string | boolean | string[] | undefined>;
-  return { values, command, help: values["help"] === true };
+  return { values, spelled, command, help: values["help"] === true };
 }
 
 function splitOnce(text: string, separator: string): [string, string | undefined] {
@@ -202,32 +215,17 @@ function findOption(token: string, options: readonly OptionSpec[]): OptionSpec |
   return options.find((option) => option.name === name || option.short === name);
 }
 
-/** The option whose name is within two edits of what was typed, for "did you mean". */
+/**
+ * The option meant by what was typed, for "did you mean": one within two edits (as the library's
+ * option names are suggested), else the only one it is the start of (`--conc` for `--concurrency`).
+ */
 function closestOption(typed: string, options: readonly OptionSpec[]): string | undefined {
   const name = typed.replace(/^-+/, "").split("=", 1)[0] as string;
-  let best: string | undefined;
-  let bestDistance = 3;
-  for (const option of options) {
-    const distance = editDistance(name, option.name);
-    if (distance < bestDistance || (option.name.startsWith(name) && name.length >= 3 && bestDistance > 1)) {
-      best = option.name;
-      bestDistance = Math.min(distance, 1);
-    }
-  }
-  return best;
-}
-
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, index) => index);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      const substitution = (previous[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1);
-      current[j] = Math.min((previous[j] as number) + 1, (current[j - 1] as number) + 1, substitution);
-    }
-    previous = current;
-  }
-  return previous[b.length] as number;
+  const names = options.map((option) => option.name);
+  const near = nearestName(name, names);
+  if (near !== undefined) return near;
+  const extended = name.length >= 3 ? names.filter((candidate) => candidate.startsWith(name)) : [];
+  return extended.length === 1 ? extended[0] : undefined;
 }
 
 /** The `--help` text of a command. */
@@ -240,7 +238,11 @@ export function formatHelp(spec: CommandSpec): string {
   const rows = [...spec.options, HELP_OPTION].map((option) => {
     const flag = `${option.short === undefined ? "    " : `-${option.short}, `}--${option.name}`;
     const value = option.type === "string" ? ` ${option.value ?? "VALUE"}` : "";
-    const extra = [option.multiple ? "repeatable" : undefined, option.default && `default ${option.default}`]
+    const extra = [
+      option.value?.startsWith("DURATION") ? DURATION_RULE : undefined,
+      option.multiple ? "repeatable" : undefined,
+      option.default && `default ${option.default}`,
+    ]
       .filter(Boolean)
       .join("; ");
     return [`${flag}${value}`, `${option.description}${extra === "" ? "" : ` (${extra})`}`] as const;
@@ -248,9 +250,12 @@ export function formatHelp(spec: CommandSpec): string {
   lines.push(...table(rows));
   lines.push("", "Examples:");
   for (const example of spec.examples) lines.push(`  ${example.command}`, `      ${example.explanation}`);
-  lines.push("", "Exit codes:", ...table(EXIT_CODES_HELP));
+  lines.push("", "Exit codes:", ...table(spec.exitCodes));
   return `${lines.join("\n")}\n`;
 }
+
+/** How a duration option reads its value, said on each duration's help line. */
+export const DURATION_RULE = "a bare number is seconds, or give a unit: 250ms, 10s, 5m, 1h";
 
 /** Two columns, the second aligned (and wrapped at 100 columns, indented under itself). */
 export function table(rows: readonly (readonly [string, string])[]): string[] {
@@ -274,65 +279,4 @@ export function table(rows: readonly (readonly [string, string])[]): string[] {
     }
   }
   return out;
-}
-
-// --- Typed option values. Each failure is a UsageError naming the option and the value. ---
-
-/** A string option's value (the last one if given several times), or `undefined`. */
-export function stringOption(parsed: ParsedCommandLine, name: string): string | undefined {
-  const value = parsed.values[name];
-  if (Array.isArray(value)) return value[value.length - 1];
-  return typeof value === "string" ? value : undefined;
-}
-
-/** Every value of a repeatable option, in order. */
-export function listOption(parsed: ParsedCommandLine, name: string): string[] {
-  const value = parsed.values[name];
-  if (Array.isArray(value)) return value;
-  return typeof value === "string" ? [value] : [];
-}
-
-export function flagOption(parsed: ParsedCommandLine, name: string): boolean {
-  return parsed.values[name] === true;
-}
-
-/**
- * An integer option within `[min, max]`, written in decimal digits (`0x10`, `1e3` and `4.0` are refused:
- * a typo should not quietly become a number); `Infinity` is accepted when `max` is Infinity ("unlimited").
- */
-export function integerOption(
-  parsed: ParsedCommandLine,
-  name: string,
-  command: string,
-  bounds: { min: number; max?: number },
-): number | undefined {
-  const text = stringOption(parsed, name);
-  if (text === undefined) return undefined;
-  const max = bounds.max ?? Number.MAX_SAFE_INTEGER;
-  if (max === Number.POSITIVE_INFINITY && /^(inf|infinity|unlimited)$/i.test(text.trim())) return max;
-  const value = /^\s*[+-]?\d+\s*$/.test(text) ? Number(text) : Number.NaN;
-  if (!Number.isInteger(value) || value < bounds.min || value > max) {
-    const range =
-      max === Number.POSITIVE_INFINITY
-        ? `>= ${bounds.min} (or unlimited)`
-        : max === Number.MAX_SAFE_INTEGER
-          ? `>= ${bounds.min}`
-          : `from ${bounds.min} to ${max}`;
-    throw new UsageError(`--${name} must be an integer ${range}; got ${JSON.stringify(text)}`, command);
-  }
-  return value;
-}
-
-/** A duration option (`250ms`, `10s`, `1m30s`, or a bare number of milliseconds), in milliseconds. */
-export function durationOption(parsed: ParsedCommandLine, name: string, command: string): number | undefined {
-  const text = stringOption(parsed, name);
-  if (text === undefined) return undefined;
-  const ms = parseDurationText(text);
-  if (ms === undefined || !Number.isFinite(ms)) {
-    throw new UsageError(
-      `--${name} must be a duration such as 500ms, 10s, 1m30s (or a number of milliseconds); got ${JSON.stringify(text)}`,
-      command,
-    );
-  }
-  return ms;
 }

@@ -7,20 +7,15 @@ import { writeFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { Semaphore } from "../core/semaphore.js";
 import { startMockServer } from "../testing/mock-server.js";
-import {
-  type CommandSpec,
-  durationOption,
-  flagOption,
-  integerOption,
-  type ParsedCommandLine,
-  stringOption,
-} from "./command-line.js";
-import { ExitCode } from "./exit-codes.js";
+import type { CommandSpec } from "./command-line.js";
+import { EXIT_CODE_HELP, ExitCode } from "./exit-codes.js";
 import { runFetchSession } from "./fetch-command.js";
+import { checkWritable } from "./files.js";
 import { buildLimits } from "./limits.js";
 import type { ProgressMode } from "./progress.js";
 import { formatDuration, formatNumber, parseRate } from "./rates.js";
 import { renderReport } from "./report.js";
+import type { DemoSettings } from "./settings.js";
 
 export const DEMO_COMMAND: CommandSpec = {
   name: "demo",
@@ -55,7 +50,7 @@ export const DEMO_COMMAND: CommandSpec = {
       name: "progress-interval",
       type: "string",
       value: "DURATION",
-      description: "between progress lines when stderr is not a terminal",
+      description: "between progress lines when stderr is not a terminal, at least 1s",
       default: "2s",
     },
   ],
@@ -63,6 +58,13 @@ export const DEMO_COMMAND: CommandSpec = {
   examples: [
     { command: "sluice demo", explanation: "the whole demo; open sluice-demo-report.html afterwards" },
     { command: "sluice demo -n 100 --report /tmp/demo.html --no-contrast", explanation: "a shorter run" },
+  ],
+  exitCodes: [
+    ["0", "every request succeeded"],
+    ["1", "some request failed after its retries"],
+    EXIT_CODE_HELP.usage,
+    ["3", "the report could not be written, or the mock API could not start"],
+    EXIT_CODE_HELP.interrupted,
   ],
 };
 
@@ -73,12 +75,11 @@ const TOKENS_PER_WINDOW = 4000;
 const SERVER_CONCURRENCY = 8;
 const MAX_TOKENS = 32;
 
-export async function demoCommand(parsed: ParsedCommandLine, commandLine: string): Promise<ExitCode> {
+export async function demoCommand(settings: DemoSettings, commandLine: string): Promise<ExitCode> {
   const name = DEMO_COMMAND.name;
-  const requests = integerOption(parsed, "requests", name, { min: 1, max: 100_000 }) ?? 240;
-  const reportPath = resolve(stringOption(parsed, "report") ?? "sluice-demo-report.html");
-  const quiet = flagOption(parsed, "quiet");
-  const progressInterval = durationOption(parsed, "progress-interval", name) ?? 2000;
+  const { requests, quiet, progressInterval } = settings;
+  const reportPath = resolve(settings.reportPath);
+  await checkWritable("report", reportPath);
   const out = process.stdout;
 
   await using server = await startMockServer({
@@ -188,7 +189,7 @@ export async function demoCommand(parsed: ParsedCommandLine, commandLine: string
     return ExitCode.interrupted;
   }
 
-  if (!flagOption(parsed, "no-contrast")) {
+  if (settings.contrast) {
     const count = Math.min(requests, 120);
     out.write(
       `  2. the first ${count} of them again without sluice's limiter (32 at once, no retries, as a plain Promise.all would):\n`,

@@ -28,15 +28,34 @@ export const ExitCode = {
 
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
-/** The exit codes as help text, shared by every command's `--help`. */
-export const EXIT_CODES_HELP = [
-  ["0", "every job succeeded (or the input was empty)"],
-  ["1", "at least one job failed after its retries"],
-  ["2", "usage error: bad option or value; nothing was run"],
-  ["3", "sluice could not work: unreadable input, Redis unreachable, unwritable file"],
+/** One exit code and what it means, as help shows it. */
+export type ExitCodeHelp = readonly [code: string, meaning: string];
+
+/**
+ * What each exit code means, in the words of `--help`. Each command's help lists only the codes that
+ * command can return; `sluice --help` lists them all ({@link EXIT_CODES_HELP}).
+ */
+export const EXIT_CODE_HELP = {
+  ok: ["0", "every job succeeded (or the input was empty)"],
+  jobFailed: ["1", "at least one job failed after its retries"],
+  usage: ["2", "usage error: a bad option or value, or options that would do nothing; nothing was run"],
+  failure: ["3", "sluice could not work: unreadable input, unwritable output or report, Redis unreachable or lost"],
+  cannotExecute: ["126", "the command exists but cannot be executed; nothing was run"],
+  commandNotFound: ["127", "the command was not found; nothing was run"],
+  interrupted: ["130", "interrupted by Ctrl-C (SIGINT)"],
+  brokenPipe: ["141", "stdout was closed by its reader (as by | head): no new jobs were started"],
+  terminated: ["143", "terminated by SIGTERM: running jobs were ended"],
+} as const satisfies Record<keyof typeof ExitCode, ExitCodeHelp>;
+
+/** Every exit code of every command, for `sluice --help`. */
+export const EXIT_CODES_HELP: readonly ExitCodeHelp[] = [
+  EXIT_CODE_HELP.ok,
+  ["1", "at least one job failed after its retries; sluice inspect: --key names nothing"],
+  EXIT_CODE_HELP.usage,
+  EXIT_CODE_HELP.failure,
   ["126", "sluice run: the command exists but cannot be executed; nothing was run"],
   ["127", "sluice run: the command was not found; nothing was run"],
-  ["130", "interrupted by Ctrl-C (SIGINT)"],
-  ["141", "stdout was closed by its reader (as by | head): no new jobs were started"],
-  ["143", "terminated by SIGTERM: running jobs were ended"],
-] as const;
+  EXIT_CODE_HELP.interrupted,
+  EXIT_CODE_HELP.brokenPipe,
+  EXIT_CODE_HELP.terminated,
+];

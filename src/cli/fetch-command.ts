@@ -7,37 +7,15 @@ import { createWriteStream } from "node:fs";
 import { Semaphore } from "../core/semaphore.js";
 import { estimateLlmCost, type FetchFunction, type LimitedFetch, limitedFetch } from "../http/index.js";
 import { RedisUnavailableError } from "../redis/errors.js";
-import {
-  type CommandSpec,
-  flagOption,
-  integerOption,
-  listOption,
-  type ParsedCommandLine,
-  stringOption,
-  UsageError,
-} from "./command-line.js";
-import type { ExitCode } from "./exit-codes.js";
+import type { CommandSpec } from "./command-line.js";
+import { EXIT_CODE_HELP, type ExitCode } from "./exit-codes.js";
 import type { JobHandler, JobResult } from "./job-runner.js";
-import {
-  type BuiltLimits,
-  buildLimits,
-  costUnits,
-  LIMIT_OPTION_SPECS,
-  readLimitOptions,
-  withDefault,
-} from "./limits.js";
+import { type BuiltLimits, buildLimits } from "./limits.js";
 import { observedLimiter } from "./observed-limiter.js";
 import { Output } from "./output.js";
-import { REQUESTS } from "./rates.js";
-import {
-  checkFiles,
-  readSessionSettings,
-  runSession,
-  SESSION_OPTION_SPECS,
-  type SessionContext,
-  type SessionResult,
-  type SessionSettings,
-} from "./session.js";
+import { checkFiles, runSession, type SessionContext, type SessionResult } from "./session.js";
+import type { FetchSettings, SessionSettings } from "./settings.js";
+import { LIMIT_OPTIONS, SESSION_OPTIONS, withDefault } from "./shared-options.js";
 import { fieldOf, InputError, type InputLine } from "./template.js";
 
 export const FETCH_COMMAND: CommandSpec = {
@@ -46,15 +24,16 @@ export const FETCH_COMMAND: CommandSpec = {
   usage: ["fetch [options] < urls.txt", "fetch [options] --input requests.jsonl --output results.jsonl"],
   description: [
     'Each input line is a URL, or a JSON request {"url", "method", "headers", "body"} (a body that is',
-    "not a string is sent as JSON). Requests go through sluice/http: a 429 or 503 pauses every request",
-    "sharing the limits for as long as the server asks (Retry-After, rate-limit headers), rate-limit",
-    "headers tighten the limits, and failed attempts are retried with backoff through the limits again.",
+    "not a string is sent as JSON). Requests go through sluice/http: a 429, 503 or 529 pauses every",
+    "request sharing the limits for as long as the server asks (Retry-After, rate-limit headers),",
+    "rate-limit headers tighten the limits, and failed attempts are retried with backoff through the",
+    "limits again. Try it against a local mock API: sluice mock (see sluice mock --help).",
     "",
     "Results are JSON lines (input, status, ok, duration, attempts, body) on stdout, or in --output FILE.",
     "A non-2xx final status counts as a failed job (exit code 1).",
   ].join("\n"),
   options: [
-    ...withDefault(LIMIT_OPTION_SPECS, "concurrency", "16"),
+    ...withDefault(LIMIT_OPTIONS, "concurrency", "16"),
     {
       name: "cost-field",
       type: "string",
@@ -63,11 +42,11 @@ export const FETCH_COMMAND: CommandSpec = {
       description:
         "a request's cost in UNIT is the number in field FIELD (default: UNIT) of its JSON line; without it, tokens are estimated from the body (characters / 4 + max_tokens)",
     },
-    ...SESSION_OPTION_SPECS.map((option) =>
+    ...SESSION_OPTIONS.map((option) =>
       option.name === "retries"
         ? { ...option, default: "4" }
         : option.name === "json"
-          ? { ...option, description: "results as JSON lines on stdout (the default without --output)" }
+          ? { ...option, description: "results as JSON lines on stdout (the default; not with --output)" }
           : option,
     ),
     {
@@ -96,13 +75,13 @@ export const FETCH_COMMAND: CommandSpec = {
     {
       name: "retry-post",
       type: "boolean",
-      description: "also retry non-idempotent requests (POST, PATCH): right for LLM completions",
+      description: "also retry non-idempotent requests (POST, PATCH): right for LLM completions (not with --retries 0)",
     },
     {
       name: "max-output",
       type: "string",
       value: "BYTES",
-      description: "response body kept per request in the results (more is cut)",
+      description: "response body kept per request in the results (more is cut), at most 256 MiB",
       default: "1048576",
     },
   ],
@@ -121,6 +100,15 @@ export const FETCH_COMMAND: CommandSpec = {
       command: "sluice fetch --rate 5/s --report fetch.html < urls.txt",
       explanation: "and a report showing the limits held",
     },
+  ],
+  exitCodes: [
+    EXIT_CODE_HELP.ok,
+    ["1", "at least one request failed after its retries (a network error, or a final status that is not 2xx)"],
+    EXIT_CODE_HELP.usage,
+    EXIT_CODE_HELP.failure,
+    EXIT_CODE_HELP.interrupted,
+    EXIT_CODE_HELP.brokenPipe,
+    EXIT_CODE_HELP.terminated,
   ],
 };
 
@@ -176,55 +164,23 @@ export interface FetchSetup {
   readonly noteFailures?: boolean;
 }
 
-export async function fetchCommand(parsed: ParsedCommandLine, commandLine: string): Promise<ExitCode> {
-  const name = FETCH_COMMAND.name;
-  const limitOptions = readLimitOptions(parsed, name, { concurrency: 16 });
-  const settings = readSessionSettings(parsed, name);
-  const explicitRetries = parsed.values["retries"] !== undefined;
-  const headers = new Headers();
-  for (const header of listOption(parsed, "header")) {
-    const colon = header.indexOf(":");
-    if (colon <= 0) throw new UsageError(`--header must be 'NAME: VALUE'; got ${JSON.stringify(header)}`, name);
-    try {
-      headers.append(header.slice(0, colon).trim(), header.slice(colon + 1).trim());
-    } catch (error) {
-      throw new UsageError(`--header ${JSON.stringify(header)}: ${(error as Error).message}`, name);
-    }
-  }
-  const maxOutput = integerOption(parsed, "max-output", name, { min: 0 }) ?? 1_048_576;
-  const method = stringOption(parsed, "method")?.toUpperCase();
-  if (method !== undefined) {
-    try {
-      new Request("http://localhost/", { method });
-    } catch (error) {
-      throw new UsageError(`--method ${JSON.stringify(method)}: ${(error as Error).message}`, name);
-    }
-  }
-  const units = costUnits(limitOptions);
-  const costFields = new Map<string, string>();
-  for (const spec of listOption(parsed, "cost-field")) {
-    const [unit, field = unit] = spec.split("=", 2) as [string, string | undefined];
-    if (unit === REQUESTS || !units.includes(unit)) {
-      throw new UsageError(
-        `--cost-field ${spec}: no --rate counts ${JSON.stringify(unit)} (e.g. --rate 40000/min:${unit})`,
-        name,
-      );
-    }
-    costFields.set(unit, field);
-  }
-  const limits = await buildLimits(limitOptions);
+/** Runs `sluice fetch` with its settings; resolves with the exit code. */
+export async function fetchCommand(settings: FetchSettings, commandLine: string): Promise<ExitCode> {
+  const outputs = settings.outputPath === undefined ? [] : [{ what: "output", path: settings.outputPath }];
+  await checkFiles(settings.session, { input: true, outputs });
+  const limits = await buildLimits(settings.limits);
   try {
     const result = await runFetchSession({
-      settings: { ...settings, retries: explicitRetries ? settings.retries : 4 },
+      settings: settings.session,
       limits,
-      headers,
-      method,
-      costFields,
-      retryPost: flagOption(parsed, "retry-post"),
-      maxOutput,
-      outputPath: stringOption(parsed, "output"),
+      headers: settings.headers,
+      method: settings.method,
+      costFields: settings.costFields,
+      retryPost: settings.retryPost,
+      maxOutput: settings.maxOutput,
+      outputPath: settings.outputPath,
       commandLine,
-      label: name,
+      label: FETCH_COMMAND.name,
     });
     return result.exitCode;
   } finally {
@@ -235,8 +191,8 @@ export async function fetchCommand(parsed: ParsedCommandLine, commandLine: strin
 /** Runs a fetch session (also the demo's). */
 export async function runFetchSession(setup: FetchSetup): Promise<SessionResult & { fetch: LimitedFetch | undefined }> {
   const { settings, limits } = setup;
-  // Before the output file is opened (and truncated): a mistyped --input must not cost old results.
-  await checkFiles(settings, { input: setup.lines === undefined });
+  // The output file is opened (and truncated) only now, after the command checked every file: a
+  // mistyped --input must not cost old results.
   const file = setup.outputPath === undefined ? undefined : createWriteStream(setup.outputPath);
   if (file !== undefined) {
     await new Promise<void>((resolve, reject) => {
@@ -300,7 +256,12 @@ function fetchHandler(
     }
     return response;
   };
-  const fetcher = limitedFetch(observedLimiter(setup.limits.limiter, statistics), {
+  // Redis gone: stop at the first acquire or release that says so, not once limitedFetch has retried an
+  // acquire and given up.
+  const onLimiterError = (error: unknown) => {
+    if (error instanceof RedisUnavailableError) context.fail("Redis unavailable", error);
+  };
+  const fetcher = limitedFetch(observedLimiter(setup.limits.limiter, statistics, onLimiterError), {
     fetch: countingFetch,
     estimate: (request) => jobs.getStore()?.cost ?? estimateLlmCost(request),
     retry: {
@@ -333,7 +294,7 @@ function fetchHandler(
       } catch (error) {
         // The limits' Redis went away: stop sending rather than fail every remaining line (exit 3).
         if (error instanceof RedisUnavailableError) context.fail("Redis unavailable", error);
-        const message = error instanceof Error ? `${error.message}${causeOf(error)}` : String(error);
+        const message = describeAttemptError(error);
         return {
           status: undefined,
           body: null,
@@ -371,13 +332,24 @@ function fetchHandler(
   };
 }
 
+/**
+ * Why a request failed, for its result and note. A lost Redis is said as such: the client library's
+ * internals (its retry counts, its option names) mean nothing to the user.
+ */
+function describeAttemptError(error: unknown): string {
+  if (error instanceof RedisUnavailableError) return "Redis unavailable: the limits live there";
+  return error instanceof Error ? `${error.message}${causeOf(error)}` : String(error);
+}
+
 /** A failure category for the summary: the same for every request that failed the same way. */
 function errorKind(error: unknown): string {
   const name = error instanceof Error ? error.name : "";
+  if (name === "RedisUnavailableError") return "Redis unavailable";
   if (name === "TimeoutError") return "timeout";
   if (name === "QuotaExhaustedError") return "quota exhausted";
   if (name === "RequestTooLargeError") return "request too large";
-  if (name === "InterruptedError" || name === "AbortError") return "interrupted";
+  // A closed limiter is one the run closed because it is ending (Redis went away): like an interrupt.
+  if (name === "InterruptedError" || name === "AbortError" || name === "ClosedError") return "interrupted";
   // fetch rejects with a TypeError for every network failure (refused, reset, DNS).
   if (name === "TypeError") return "network error";
   return name === "" || name === "Error" ? "error" : name;
@@ -398,6 +370,7 @@ export function prepareRequest(
   const headers = new Headers(setup.headers);
   let body: string | undefined;
   let method = setup.method;
+  if (input.jsonError !== undefined) throw new InputError(`line ${input.number}: not valid JSON: ${input.jsonError}`);
   if (record === undefined) {
     url = input.line.trim();
   } else {

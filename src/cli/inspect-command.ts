@@ -3,10 +3,11 @@
  * waiters, the fencing counter, tokens left — read with `sluice/redis`'s `inspectRedis`.
  */
 import { inspectRedis, type RedisSnapshot } from "../redis/inspect.js";
-import { type CommandSpec, flagOption, type ParsedCommandLine, stringOption, UsageError } from "./command-line.js";
-import { ExitCode } from "./exit-codes.js";
+import type { CommandSpec } from "./command-line.js";
+import { EXIT_CODE_HELP, ExitCode } from "./exit-codes.js";
 import { formatDuration, formatNumber } from "./rates.js";
 import { connectRedis } from "./redis-connection.js";
+import type { InspectSettings } from "./settings.js";
 
 export const INSPECT_COMMAND: CommandSpec = {
   name: "inspect",
@@ -40,16 +41,16 @@ export const INSPECT_COMMAND: CommandSpec = {
     { command: "sluice inspect --redis redis://127.0.0.1:6379", explanation: "every sluice limit on that server" },
     { command: "sluice inspect --redis redis://10.0.0.5:6379 --key openai --json", explanation: "one key, as JSON" },
   ],
+  exitCodes: [
+    ["0", "the state was shown (also when there is none)"],
+    ["1", "--key names nothing in that Redis"],
+    EXIT_CODE_HELP.usage,
+    ["3", "Redis could not be reached, or did not answer"],
+  ],
 };
 
-export async function inspectCommand(parsed: ParsedCommandLine): Promise<ExitCode> {
-  const name = INSPECT_COMMAND.name;
-  const url = stringOption(parsed, "redis");
-  if (url === undefined) throw new UsageError("--redis URL is required", name);
-  if (!/^rediss?:\/\//.test(url))
-    throw new UsageError(`--redis must be a redis:// or rediss:// URL; got ${JSON.stringify(url)}`, name);
-  const key = stringOption(parsed, "key");
-  const prefix = stringOption(parsed, "prefix");
+export async function inspectCommand(settings: InspectSettings): Promise<ExitCode> {
+  const { url, key, prefix } = settings;
   const connection = await connectRedis(url);
   let snapshots: RedisSnapshot[];
   try {
@@ -60,22 +61,55 @@ export async function inspectCommand(parsed: ParsedCommandLine): Promise<ExitCod
   } finally {
     await connection.close();
   }
-  if (flagOption(parsed, "json")) {
+  if (settings.json) {
     process.stdout.write(`${JSON.stringify(snapshots, null, 2)}\n`);
   } else if (snapshots.length === 0) {
-    process.stdout.write(
-      key === undefined ? `no sluice limits in ${url}\n` : `no sluice limit named ${JSON.stringify(key)} in ${url}\n`,
-    );
+    const none =
+      key === undefined ? `no sluice limits in ${url}` : `no sluice limit named ${JSON.stringify(key)} in ${url}`;
+    process.stdout.write(`${none}\n${IDLE_RATE_LIMITERS}\n`);
   } else {
-    process.stdout.write(`${snapshots.map(describeSnapshot).join("\n")}`);
+    process.stdout.write(
+      `${withIdleRateLimiters(snapshots).map(describeSnapshot).join("\n")}\n${IDLE_RATE_LIMITERS}\n`,
+    );
   }
   return key !== undefined && snapshots.length === 0 ? ExitCode.jobFailed : ExitCode.ok;
 }
 
+/**
+ * Why a rate limiter can be missing, said under every listing: its key expires as soon as every bucket
+ * is full again, so one that spent nothing in its last interval has no state in Redis to show, with
+ * `--key` as without it.
+ */
+const IDLE_RATE_LIMITERS =
+  "(a rate limiter that has spent nothing in its last interval keeps no key in Redis, so it is not listed: all its budget is left)";
+
+/**
+ * The snapshots, with a rate limiter whose key expired (every bucket full) shown beside its
+ * concurrency semaphore `NAME/concurrency`, which outlives it: otherwise the semaphore of a rate
+ * limiter would be listed and the limiter itself not.
+ */
+function withIdleRateLimiters(snapshots: readonly RedisSnapshot[]): (RedisSnapshot | IdleRateLimiter)[] {
+  const rateLimiters = new Set(snapshots.filter((s) => s.kind === "rate-limiter").map((s) => s.name));
+  const result: (RedisSnapshot | IdleRateLimiter)[] = [];
+  for (const snapshot of snapshots) {
+    const owner = snapshot.kind === "semaphore" ? /^(.*)\/concurrency$/.exec(snapshot.name)?.[1] : undefined;
+    if (owner !== undefined && !rateLimiters.has(owner)) result.push({ kind: "idle-rate-limiter", name: owner });
+    result.push(snapshot);
+  }
+  return result;
+}
+
+interface IdleRateLimiter {
+  readonly kind: "idle-rate-limiter";
+  readonly name: string;
+}
+
 /** One primitive's state, for people. */
-export function describeSnapshot(snapshot: RedisSnapshot): string {
+export function describeSnapshot(snapshot: RedisSnapshot | IdleRateLimiter): string {
   const lines: string[] = [];
-  if (snapshot.kind === "semaphore") {
+  if (snapshot.kind === "idle-rate-limiter") {
+    lines.push(`rate limiter ${JSON.stringify(snapshot.name)}: every limit full (nothing spent in its last interval)`);
+  } else if (snapshot.kind === "semaphore") {
     const capacity = snapshot.capacity === undefined ? "?" : formatNumber(snapshot.capacity);
     lines.push(
       `semaphore ${JSON.stringify(snapshot.name)}: ${snapshot.used}/${capacity} held, ${snapshot.waiters.length} waiting, ` +

@@ -89,7 +89,7 @@ export interface JobRunnerOptions<Job, Outcome> {
   /** Called before each new line is admitted; a promise holds admission back (output backpressure). */
   readonly ready?: () => Promise<void> | undefined;
   /** Told about errors of sluice itself (a limiter that failed to release), not about failed jobs. */
-  readonly warn?: (message: string) => void;
+  readonly warn?: (message: string, error: unknown) => void;
   readonly random?: () => number;
   /**
    * Whether the runner records attempt starts and ends in the statistics (default true). False when
@@ -118,6 +118,11 @@ export class JobRunner<Job, Outcome> {
   constructor(private readonly options: JobRunnerOptions<Job, Outcome>) {
     // Every running attempt listens to `ending` (a child process, a fetch), as many as the concurrency.
     setMaxListeners(0, this.admitting.signal, this.ending.signal);
+  }
+
+  /** Jobs started and not over: waiting for admission, running, or waiting to be retried. */
+  get pending(): number {
+    return this.running.size;
   }
 
   /** Whether admission was stopped before the input ran out. */
@@ -260,7 +265,7 @@ export class JobRunner<Job, Outcome> {
         try {
           await permit.release();
         } catch (error) {
-          this.options.warn?.(`could not release a permit: ${messageOf(error)}`);
+          this.options.warn?.(`could not release a permit: ${messageOf(error)}`, error);
         }
       }
       if (verdict.rateLimited) statistics.sawRateLimit();
@@ -286,7 +291,7 @@ export class JobRunner<Job, Outcome> {
       const error = failure === undefined ? undefined : (verdict?.detail ?? failure);
       await this.options.handler.finished({ ...result, failure, error });
     } catch (error) {
-      this.options.warn?.(`could not record the result of line ${result.input.number}: ${messageOf(error)}`);
+      this.options.warn?.(`could not record the result of line ${result.input.number}: ${messageOf(error)}`, error);
     }
   }
 

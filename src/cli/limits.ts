@@ -1,156 +1,19 @@
 /**
- * From limit options (`--concurrency`, `--rate`, `--min-interval`, `--redis`/`--key`) to the limiter
- * that admits each attempt. Every kind of limiter is used through the same `Limiter` interface, so the
+ * From the limit settings (`--concurrency`, `--rate`, `--min-interval`, `--redis`/`--key`) to the
+ * limiter that admits each attempt. Every kind of limiter is used through the same `Limiter` interface, so the
  * job loop does not know whether the limits live in this process or in Redis.
  */
 import type { Limiter, Permit } from "../core/limiter.js";
 import { type RateAcquireOptions, RateLimiter } from "../core/rate-limiter.js";
 import { Semaphore } from "../core/semaphore.js";
+import { inspectRedis } from "../redis/inspect.js";
 import { RedisRateLimiter } from "../redis/rate-limiter.js";
 import { RedisSemaphore } from "../redis/semaphore.js";
-import type { OptionSpec, ParsedCommandLine } from "./command-line.js";
-import { durationOption, integerOption, listOption, stringOption, UsageError } from "./command-line.js";
 import type { Admission } from "./job-runner.js";
 import type { LimitsDescription } from "./progress.js";
-import { parseRate, type RateSpec, REQUESTS } from "./rates.js";
-import { connectRedis } from "./redis-connection.js";
-
-/** The limits a command line asked for. */
-export interface LimitOptions {
-  /** Jobs at once: shared through Redis when given explicitly with `--redis`, else this process's cap. */
-  readonly concurrency: number;
-  /** Whether `--concurrency` was given (with `--redis`, only then is concurrency shared). */
-  readonly concurrencyGiven: boolean;
-  readonly rates: readonly RateSpec[];
-  readonly minInterval: number | undefined;
-  /**
-   * How `--rate` counts. `sliding-window` (the default here): at most LIMIT in any window of INTERVAL,
-   * literally what `10/s` says, and always accepted by a provider's token bucket of the same size.
-   * `token-bucket`: continuous refill, which lets a full bucket's burst through at the start.
-   */
-  readonly algorithm: "sliding-window" | "token-bucket";
-  readonly redis: { readonly url: string; readonly key: string; readonly lease: number } | undefined;
-}
-
-export const LIMIT_OPTION_SPECS: readonly OptionSpec[] = [
-  {
-    name: "concurrency",
-    short: "c",
-    type: "string",
-    value: "N",
-    description: "jobs running at once; `unlimited` for no cap",
-  },
-  {
-    name: "rate",
-    short: "r",
-    type: "string",
-    multiple: true,
-    value: "RATE",
-    description:
-      "at most LIMIT starts per INTERVAL, e.g. 10/s, 600/min, 100/5s; with :UNIT (40000/min:tokens) it counts that unit of each job's cost (see --cost-field); all rates hold together",
-  },
-  {
-    name: "min-interval",
-    type: "string",
-    value: "DURATION",
-    description: "at least this long between two starts, e.g. 100ms",
-  },
-  {
-    name: "redis",
-    type: "string",
-    value: "URL",
-    description:
-      "share the limits through Redis with every process using the same --key (redis://host:port); needs the ioredis package",
-  },
-  { name: "key", type: "string", value: "NAME", description: "the name of the shared limits in Redis (with --redis)" },
-  {
-    name: "lease",
-    type: "string",
-    value: "DURATION",
-    description:
-      "with --redis: how long the permits of a process that died stay taken (renewed every third of it while alive); a freshly started Redis also grants nothing for one lease",
-    default: "10s",
-  },
-  {
-    name: "algorithm",
-    type: "string",
-    value: "NAME",
-    description:
-      "how --rate counts: sliding-window (at most LIMIT in any INTERVAL, exactly) or token-bucket (continuous refill; a full bucket may burst: at most LIMIT more in any INTERVAL)",
-    default: "sliding-window; token-bucket with --redis",
-  },
-];
-
-/** The option specs with one option's default (as help shows it) set, for commands whose defaults differ. */
-export function withDefault(specs: readonly OptionSpec[], name: string, value: string): OptionSpec[] {
-  return specs.map((spec) => (spec.name === name ? { ...spec, default: value } : spec));
-}
-
-/** Reads and checks the limit options. */
-export function readLimitOptions(
-  parsed: ParsedCommandLine,
-  command: string,
-  defaults: { concurrency: number },
-): LimitOptions {
-  const concurrency =
-    integerOption(parsed, "concurrency", command, { min: 1, max: Number.POSITIVE_INFINITY }) ?? defaults.concurrency;
-  const rates = listOption(parsed, "rate").map((text) => {
-    try {
-      return parseRate(text);
-    } catch (error) {
-      throw new UsageError(`--rate: ${(error as Error).message}`, command);
-    }
-  });
-  const minInterval = durationOption(parsed, "min-interval", command);
-  const url = stringOption(parsed, "redis");
-  const key = stringOption(parsed, "key");
-  if (url !== undefined && key === undefined) {
-    throw new UsageError("--redis needs --key NAME: the name under which the limits are shared", command);
-  }
-  if (key !== undefined && url === undefined) {
-    throw new UsageError("--key names limits shared through Redis; give --redis URL too", command);
-  }
-  if (url !== undefined && !/^rediss?:\/\//.test(url)) {
-    throw new UsageError(`--redis must be a redis:// or rediss:// URL; got ${JSON.stringify(url)}`, command);
-  }
-  const algorithmGiven = stringOption(parsed, "algorithm");
-  if (algorithmGiven !== undefined && algorithmGiven !== "sliding-window" && algorithmGiven !== "token-bucket") {
-    throw new UsageError(
-      `--algorithm must be sliding-window or token-bucket; got ${JSON.stringify(algorithmGiven)}`,
-      command,
-    );
-  }
-  if (url !== undefined && algorithmGiven === "sliding-window") {
-    throw new UsageError(
-      "--redis shares rates as token buckets (GCRA); --algorithm sliding-window works in one process only",
-      command,
-    );
-  }
-  const algorithm = algorithmGiven ?? (url === undefined ? "sliding-window" : "token-bucket");
-  const concurrencyGiven = stringOption(parsed, "concurrency") !== undefined;
-  if (url !== undefined && !concurrencyGiven && rates.length === 0 && minInterval === undefined) {
-    throw new UsageError(
-      "--redis shares limits, but none is given: add --concurrency N, --rate or --min-interval",
-      command,
-    );
-  }
-  return {
-    concurrency,
-    concurrencyGiven,
-    rates,
-    minInterval,
-    algorithm,
-    redis:
-      url === undefined
-        ? undefined
-        : { url, key: key as string, lease: durationOption(parsed, "lease", command) ?? 10_000 },
-  };
-}
-
-/** The units the rates count besides `requests`: what `--cost-field` may name. */
-export function costUnits(options: LimitOptions): string[] {
-  return [...new Set(options.rates.map((rate) => rate.unit).filter((unit) => unit !== REQUESTS))];
-}
+import { formatDuration } from "./rates.js";
+import { connectRedis, type RedisConnectionHandle } from "./redis-connection.js";
+import type { LimitSettings, RedisSettings } from "./settings.js";
 
 /** A limiter ready for the job loop. */
 export interface BuiltLimits {
@@ -158,8 +21,20 @@ export interface BuiltLimits {
   readonly limiter: Limiter<RateAcquireOptions>;
   readonly admission: Admission;
   readonly description: LimitsDescription;
+  /** The Redis the limits live in, if they are shared. */
+  readonly redisUrl?: string;
   /** Releases connections (Redis). */
   close(): Promise<void>;
+  /**
+   * Why the limits admit nothing right now, if they can tell (a server's pause, a fresh Redis's
+   * restart guard), for the progress line; `undefined` when they cannot.
+   */
+  whyWaiting(): Promise<string | undefined>;
+  /**
+   * Redis is gone: drops the connection at once, so that whatever still waits on it (a release, the
+   * leave of `close`) fails now rather than after its retries. Nothing for limits in this process.
+   */
+  abandon(): void;
 }
 
 /**
@@ -168,7 +43,7 @@ export interface BuiltLimits {
  *
  * @throws Error when the options need something this build lacks, or Redis cannot be reached.
  */
-export async function buildLimits(options: LimitOptions): Promise<BuiltLimits> {
+export async function buildLimits(options: LimitSettings): Promise<BuiltLimits> {
   const description: LimitsDescription = {
     concurrency: options.concurrency,
     rates: options.rates,
@@ -201,6 +76,8 @@ export async function buildLimits(options: LimitOptions): Promise<BuiltLimits> {
     admission: { acquire: ({ cost, signal }) => limiter.acquire({ cost, signal }) },
     description,
     close: () => Promise.resolve(),
+    whyWaiting: () => Promise.resolve(pauseLeft(limiter)),
+    abandon: () => {},
   };
 }
 
@@ -211,8 +88,8 @@ export async function buildLimits(options: LimitOptions): Promise<BuiltLimits> {
  * so one machine never runs more jobs than it has CPUs for.
  */
 async function buildSharedLimits(
-  options: LimitOptions,
-  redis: { url: string; key: string; lease: number },
+  options: LimitSettings,
+  redis: RedisSettings,
   description: LimitsDescription,
 ): Promise<BuiltLimits> {
   const connection = await connectRedis(redis.url);
@@ -236,6 +113,7 @@ async function buildSharedLimits(
     await connection.close();
     throw error;
   }
+  let abandoned: Promise<void> | undefined;
   const local = options.concurrencyGiven ? undefined : new Semaphore(options.concurrency, { name: "sluice (local)" });
   return {
     limiter: shared,
@@ -256,11 +134,43 @@ async function buildSharedLimits(
       ...description,
       scope: `${description.scope}${local === undefined ? "" : ` (and at most ${options.concurrency} at once in this process)`}`,
     },
+    redisUrl: redis.url,
     close: async () => {
-      await shared.close().catch(() => undefined);
+      if (abandoned === undefined) await shared.close().catch(() => undefined);
       await connection.close();
     },
+    whyWaiting: () => restartGuardLeft(connection, redis),
+    abandon: () => {
+      if (abandoned !== undefined) return;
+      connection.abandon();
+      // Closing rejects the callers still waiting, also those whose request to Redis is in flight and
+      // would otherwise wait out its timeout. Its goodbye to Redis cannot be heard, and is not awaited:
+      // our leases end on their own.
+      abandoned = shared.close().catch(() => undefined);
+    },
   };
+}
+
+/** How long a server's pause (429, Retry-After) still holds every start, as the progress line says it. */
+function pauseLeft(limiter: Limiter<RateAcquireOptions>): string | undefined {
+  const until = limiter instanceof RateLimiter ? limiter.pausedUntil : undefined;
+  if (until === undefined) return undefined;
+  return `the server asked for a pause (Retry-After): ${formatDuration(until - performance.now())} left`;
+}
+
+/**
+ * How long the restart guard of a Redis that started less than one lease ago still grants nothing: no
+ * permit is handed out while a holder from before a restart may still believe it holds one. Without
+ * this, a fresh Redis stalls the run for a lease with no word said.
+ */
+async function restartGuardLeft(connection: RedisConnectionHandle, redis: RedisSettings): Promise<string | undefined> {
+  const snapshots = await inspectRedis(connection.client, { key: redis.key, timeout: 1000 }).catch(() => []);
+  const guard = Math.max(
+    0,
+    ...snapshots.map((snapshot) => (snapshot.kind === "semaphore" ? snapshot.guardRemaining : 0)),
+  );
+  if (guard <= 0) return undefined;
+  return `Redis started less than a --lease (${formatDuration(redis.lease)}) ago; its restart guard grants nothing for ${formatDuration(guard)} more`;
 }
 
 /** A permit that holds a shared permit and a local slot, and gives both back. */

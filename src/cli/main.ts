@@ -6,22 +6,55 @@
  *   sluice fetch [options] < urls          one HTTP request per input line, under limits
  *   sluice demo                            the mock provider, with and without sluice
  *   sluice inspect --redis URL [--key K]   the state of limits shared through Redis
+ *   sluice mock                            the mock provider alone, to try fetch against
+ *
+ * Each command line is parsed once into the command's checked settings (settings.ts); the command
+ * runs from those and never reads the command line again.
  */
 import { readFileSync } from "node:fs";
-import { type CommandSpec, formatHelp, parseCommandLine, table, UsageError } from "./command-line.js";
+import {
+  type CommandSpec,
+  formatHelp,
+  type ParsedCommandLine,
+  parseCommandLine,
+  table,
+  UsageError,
+} from "./command-line.js";
 import { DEMO_COMMAND, demoCommand } from "./demo-command.js";
 import { EXIT_CODES_HELP, ExitCode } from "./exit-codes.js";
 import { FETCH_COMMAND, fetchCommand } from "./fetch-command.js";
 import { INSPECT_COMMAND, inspectCommand } from "./inspect-command.js";
+import { MOCK_COMMAND, mockCommand } from "./mock-command.js";
 import { RUN_COMMAND, runCommand } from "./run-command.js";
+import {
+  readDemoSettings,
+  readFetchSettings,
+  readInspectSettings,
+  readMockSettings,
+  readRunSettings,
+} from "./settings.js";
 
-type Handler = (parsed: ReturnType<typeof parseCommandLine>, commandLine: string) => Promise<ExitCode>;
+/** A command: its spec (options, help), how its settings are read, and what runs from them. */
+interface Command {
+  readonly spec: CommandSpec;
+  /** Reads the settings (a UsageError for a bad command line), then runs the command from them. */
+  readonly start: (parsed: ParsedCommandLine, commandLine: string) => Promise<ExitCode>;
+}
 
-const COMMANDS: readonly (readonly [CommandSpec, Handler])[] = [
-  [RUN_COMMAND, runCommand],
-  [FETCH_COMMAND, fetchCommand],
-  [DEMO_COMMAND, demoCommand],
-  [INSPECT_COMMAND, inspectCommand],
+function command<S>(
+  spec: CommandSpec,
+  read: (parsed: ParsedCommandLine) => S,
+  run: (settings: S, commandLine: string) => Promise<ExitCode>,
+): Command {
+  return { spec, start: (parsed, commandLine) => run(read(parsed), commandLine) };
+}
+
+const COMMANDS: readonly Command[] = [
+  command(RUN_COMMAND, readRunSettings, runCommand),
+  command(FETCH_COMMAND, readFetchSettings, fetchCommand),
+  command(DEMO_COMMAND, readDemoSettings, demoCommand),
+  command(INSPECT_COMMAND, readInspectSettings, inspectCommand),
+  command(MOCK_COMMAND, readMockSettings, mockCommand),
 ];
 
 function version(): string {
@@ -40,7 +73,7 @@ function overview(): string {
     "Usage: sluice COMMAND [options]",
     "",
     "Commands:",
-    ...table(COMMANDS.map(([spec]) => [spec.name, spec.summary])),
+    ...table(COMMANDS.map(({ spec }) => [spec.name, spec.summary])),
     "",
     "Run 'sluice COMMAND --help' for a command's options and examples.",
     "",
@@ -48,6 +81,7 @@ function overview(): string {
     "  cat urls.txt | sluice run -c 8 --rate 10/s -- curl -sS -o /dev/null {}",
     "  sluice fetch --rate 600/min -c 8 --output results.jsonl < urls.txt",
     "  sluice demo",
+    "  sluice mock --requests-per-minute 600 &   # a local API to try sluice fetch against",
     "",
     "Exit codes:",
     ...table(EXIT_CODES_HELP),
@@ -60,7 +94,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     const topic = name === "help" ? rest[0] : undefined;
-    const spec = COMMANDS.find(([command]) => command.name === topic)?.[0];
+    const spec = COMMANDS.find((entry) => entry.spec.name === topic)?.spec;
     if (topic !== undefined && spec === undefined)
       return usage(new UsageError(`unknown command ${JSON.stringify(topic)}`));
     // `sluice` alone is a usage error for scripts, but help for people: the help on stderr, exit 2.
@@ -75,19 +109,20 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${version()}\n`);
     return ExitCode.ok;
   }
-  const entry = COMMANDS.find(([command]) => command.name === name);
+  const entry = COMMANDS.find((candidate) => candidate.spec.name === name);
   if (entry === undefined) {
-    const hint = name.startsWith("-") ? "options come after the command" : "the commands are run, fetch, demo, inspect";
+    const names = COMMANDS.map((candidate) => candidate.spec.name).join(", ");
+    const hint = name.startsWith("-") ? "options come after the command" : `the commands are ${names}`;
     return usage(new UsageError(`unknown command ${JSON.stringify(name)} (${hint})`));
   }
-  const [spec, handler] = entry;
+  const { spec } = entry;
   try {
     const parsed = parseCommandLine(spec, rest);
     if (parsed.help) {
       process.stdout.write(formatHelp(spec));
       return ExitCode.ok;
     }
-    return await handler(parsed, ["sluice", ...argv].map(quoteIfNeeded).join(" "));
+    return await entry.start(parsed, ["sluice", ...argv].map(quoteIfNeeded).join(" "));
   } catch (error) {
     if (error instanceof UsageError) return usage(error);
     process.stderr.write(`sluice ${name}: ${error instanceof Error ? error.message : String(error)}\n`);

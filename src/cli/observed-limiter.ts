@@ -16,9 +16,24 @@ interface Acquirer {
  * each first release (`attemptEnded`) to `statistics`. Everything else — `pause`, `observe`, the
  * `limits` setter the HTTP wrapper uses to learn limits from headers — reaches the limiter untouched.
  */
-export function observedLimiter<L extends Acquirer>(limiter: L, statistics: RunStatistics): L {
+export function observedLimiter<L extends Acquirer>(
+  limiter: L,
+  statistics: RunStatistics,
+  /**
+   * Told when an acquire or a release fails, before the caller hears of it: the HTTP wrapper retries a
+   * failed acquire and keeps a failed release to itself, so a Redis that went away would be heard of
+   * late, or never.
+   */
+  onError?: (error: unknown) => void,
+): L {
   const acquire = async (options?: RateAcquireOptions): Promise<Permit> => {
-    const permit = await limiter.acquire(options);
+    let permit: Permit;
+    try {
+      permit = await limiter.acquire(options);
+    } catch (error) {
+      onError?.(error);
+      throw error;
+    }
     const started = performance.now();
     statistics.attemptStarted(normalizeCost(options?.cost));
     let ended = false;
@@ -33,7 +48,9 @@ export function observedLimiter<L extends Acquirer>(limiter: L, statistics: RunS
         if (property === "release") {
           return () => {
             end();
-            return target.release();
+            const released = target.release();
+            if (released instanceof Promise) released.catch((error: unknown) => onError?.(error));
+            return released;
           };
         }
         if (property === Symbol.dispose || property === Symbol.asyncDispose) {

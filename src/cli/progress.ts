@@ -115,6 +115,7 @@ export function statusLine(statistics: RunStatistics, limits: LimitsDescription,
   });
   parts.push(`in flight ${statistics.inFlight}${Number.isFinite(limits.concurrency) ? `/${limits.concurrency}` : ""}`);
   parts.push(`429s ${statistics.rateLimited}`, `retries ${statistics.retries}`);
+  if (statistics.waitingFor !== undefined) parts.push(`waiting: ${statistics.waitingFor}`);
   return parts.join(" · ");
 }
 
@@ -143,15 +144,11 @@ export function summary(
       `  ${options.stopCause}: admission stopped; ${statistics.notStarted} read but not started, the rest of the input not read`,
     );
   }
-  const averageRate = elapsed > 0 ? (statistics.attemptsStarted * 1000) / elapsed : 0;
-  const peaks = statistics.peaks();
-  const rateText = limits.rates.map((rate, index) => {
-    const peak = peaks[index] ?? 0;
-    const measure = limits.algorithm === "token-bucket" ? "fullest bucket" : "busiest window";
-    return `${rate.text}: ${measure} ${formatNumber(peak)} of ${formatNumber(rate.limit)}`;
-  });
+  // No average rate here: divided by the wall time, the first window's burst makes a held `10/s` read
+  // as 11.6/s. What proves a limit held is the most any window of it admitted, against the limit.
+  const checks = limits.rates.map((rate, index) => rateCheck(rate, statistics.peaks()[index] ?? 0, limits.algorithm));
   lines.push(
-    `  started ${formatNumber(averageRate)}/s on average${rateText.length ? ` (${rateText.join("; ")})` : ""}; ` +
+    `  ${statistics.attemptsStarted} started${checks.length ? `; ${checks.join("; ")}` : ""}; ` +
       `in flight at most ${statistics.maxInFlight}${Number.isFinite(limits.concurrency) ? ` of ${limits.concurrency}` : ""}; ` +
       `${statistics.retries} ${statistics.retries === 1 ? "retry" : "retries"}; ${statistics.rateLimited} × 429`,
   );
@@ -163,4 +160,18 @@ export function summary(
     );
   }
   return `${lines.join("\n")}\n`;
+}
+
+/**
+ * One rate's check, for the summary: `10/s held: at most 10 started in any 1 s`. A sliding window's
+ * promise is the most started in any window of the interval; a token bucket's, the fullest the bucket
+ * got (never more than the burst: `burst + rate × span` in any span).
+ */
+export function rateCheck(rate: RateSpec, peak: number, algorithm: LimitsDescription["algorithm"]): string {
+  const held = peak <= rate.limit + 1e-9 ? "held" : "EXCEEDED";
+  const what = rate.unit === "requests" ? "started" : rate.unit;
+  if (algorithm === "token-bucket") {
+    return `${rate.text} ${held}: the bucket at most ${formatNumber(peak)} full of ${formatNumber(rate.limit)}`;
+  }
+  return `${rate.text} ${held}: at most ${formatNumber(peak)} ${what} in any ${formatDuration(rate.interval)}`;
 }

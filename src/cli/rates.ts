@@ -1,8 +1,8 @@
 /**
  * Rate strings as the command line writes them: `10/s`, `600/min`, `100/5s`, `40000/min:tokens`.
  */
-import { parseDurationText } from "../core/duration.js";
 import { REQUESTS } from "../core/rate-cost.js";
+import { DURATIONS, durationText, parseCommandLineDuration } from "./option-values.js";
 
 /** One rate limit: at most `limit` of `unit` per `interval` milliseconds. */
 export interface RateSpec {
@@ -20,9 +20,13 @@ export { REQUESTS };
 
 const RATE = /^\s*(\d+(?:\.\d+)?)\s*\/\s*([^:]+?)\s*(?::\s*([A-Za-z_][\w-]*)\s*)?$/;
 
+/** The longest interval a rate may count over: a month, for monthly quotas. */
+const LONGEST_INTERVAL = 31 * DURATIONS.DAY;
+
 /**
  * Parses `LIMIT/INTERVAL[:UNIT]`. The interval is a duration (`s`, `500ms`, `5s`, `min`, `1h`); a bare
- * unit means one of it (`/min` is `/1min`).
+ * unit means one of it (`/min` is `/1min`), and a bare number is seconds (`100/5` is `100/5s`), as in
+ * every duration on the command line.
  *
  * @example
  * ```ts
@@ -40,11 +44,14 @@ export function parseRate(text: string): RateSpec {
   const limit = Number(match[1]);
   const intervalText = match[2] as string;
   // `/min` means one minute: parseDurationText needs the number, so supply it when only a unit is given.
-  const interval = parseDurationText(/^[a-zµ]+$/i.test(intervalText) ? `1${intervalText}` : intervalText);
-  if (interval === undefined || !Number.isFinite(interval)) throw fail(`has no valid interval (${intervalText})`);
+  const interval = parseCommandLineDuration(/^[a-zµ]+$/i.test(intervalText) ? `1${intervalText}` : intervalText);
+  if (interval === undefined) throw fail(`has no valid interval (${intervalText})`);
   if (interval <= 0) throw fail("has an interval of zero");
+  if (interval < 1) throw fail("has an interval below 1ms");
+  if (interval > LONGEST_INTERVAL) throw fail(`has an interval above ${durationText(LONGEST_INTERVAL)}`);
   if (!(limit > 0)) throw fail("has a limit of zero");
-  if (!Number.isFinite(limit)) throw fail("has a limit too large to count");
+  // Past 2^53 costs are no longer counted exactly; such a limit limits nothing anyway.
+  if (limit > Number.MAX_SAFE_INTEGER) throw fail(`has a limit too large to count (above ${Number.MAX_SAFE_INTEGER})`);
   return { limit, interval, unit: match[3] ?? REQUESTS, text: text.trim() };
 }
 

@@ -8,6 +8,8 @@ import type { IoredisLike } from "../redis/connection.js";
 export interface RedisConnectionHandle {
   readonly client: IoredisLike;
   close(): Promise<void>;
+  /** Drops the connection now: commands waiting for it fail at once, none is retried. */
+  abandon(): void;
 }
 
 /**
@@ -22,6 +24,7 @@ export async function connectRedis(url: string, timeout = 5000): Promise<RedisCo
   ) => IoredisLike & {
     connect(): Promise<void>;
     quit(): Promise<unknown>;
+    readonly status: string;
   };
   try {
     const module = (await import("ioredis")) as unknown as { default?: unknown; Redis?: unknown };
@@ -50,6 +53,12 @@ export async function connectRedis(url: string, timeout = 5000): Promise<RedisCo
   return {
     client,
     close: async () => {
+      // QUIT is sent only on a working connection: on one that is reconnecting it would wait out the
+      // retries (seconds after Redis went away) for a goodbye nobody hears.
+      if (client.status !== "ready") {
+        client.disconnect();
+        return;
+      }
       try {
         // QUIT waits for the server's answer, which a server that stopped answering never sends.
         await withDeadline(client.quit(), timeout, "QUIT not answered");
@@ -57,6 +66,7 @@ export async function connectRedis(url: string, timeout = 5000): Promise<RedisCo
         client.disconnect();
       }
     },
+    abandon: () => client.disconnect(),
   };
 }
 

@@ -1,22 +1,15 @@
 /**
  * `sluice run`: one process per input line, under concurrency and rate limits.
  */
-import { availableParallelism } from "node:os";
-import {
-  type CommandSpec,
-  flagOption,
-  integerOption,
-  listOption,
-  type ParsedCommandLine,
-  UsageError,
-} from "./command-line.js";
-import { ExitCode } from "./exit-codes.js";
+import type { CommandSpec } from "./command-line.js";
+import { EXIT_CODE_HELP, ExitCode } from "./exit-codes.js";
 import type { JobHandler, JobResult } from "./job-runner.js";
-import { buildLimits, costUnits, LIMIT_OPTION_SPECS, readLimitOptions, withDefault } from "./limits.js";
+import { buildLimits } from "./limits.js";
 import { checkProgram, type ProcessOutcome, runProcess } from "./process-job.js";
-import { REQUESTS } from "./rates.js";
-import { readSessionSettings, runSession, SESSION_OPTION_SPECS, type SessionContext } from "./session.js";
-import { CommandTemplate, fieldOf, InputError, type InputLine } from "./template.js";
+import { checkFiles, runSession, type SessionContext } from "./session.js";
+import type { RunSettings } from "./settings.js";
+import { LIMIT_OPTIONS, SESSION_OPTIONS, withDefault } from "./shared-options.js";
+import { CommandTemplate, fieldOf, InputError, type InputLine, whyNoRecord } from "./template.js";
 
 export const RUN_COMMAND: CommandSpec = {
   name: "run",
@@ -33,22 +26,23 @@ export const RUN_COMMAND: CommandSpec = {
     "Ctrl-C ends them. The input is streamed: any number of lines runs in flat memory.",
   ].join("\n"),
   options: [
-    ...withDefault(LIMIT_OPTION_SPECS, "concurrency", "the number of CPUs"),
+    ...withDefault(LIMIT_OPTIONS, "concurrency", "the number of CPUs"),
     {
       name: "cost-field",
       type: "string",
       multiple: true,
       value: "UNIT[=FIELD]",
       description:
-        "a job's cost in UNIT (a unit some --rate counts) is the number in field FIELD (default: UNIT) of its JSON input line",
+        "a job's cost in UNIT (a unit some --rate counts) is the number in field FIELD (default: UNIT) of its JSON input line; every unit a --rate counts needs one",
     },
-    ...SESSION_OPTION_SPECS,
+    ...SESSION_OPTIONS,
     { name: "shell", type: "boolean", description: "run COMMAND with /bin/sh -c (substituted values are quoted)" },
     {
       name: "max-output",
       type: "string",
       value: "BYTES",
-      description: "output kept per job and stream for --json (more is cut); without --json, printed early instead",
+      description:
+        "output kept per job and stream for --json (more is cut), at most 256 MiB; without --json, printed early instead",
       default: "1048576",
     },
   ],
@@ -76,6 +70,17 @@ export const RUN_COMMAND: CommandSpec = {
       explanation: "the same limit, shared by every machine that uses this key",
     },
   ],
+  exitCodes: [
+    EXIT_CODE_HELP.ok,
+    EXIT_CODE_HELP.jobFailed,
+    EXIT_CODE_HELP.usage,
+    EXIT_CODE_HELP.failure,
+    EXIT_CODE_HELP.cannotExecute,
+    EXIT_CODE_HELP.commandNotFound,
+    EXIT_CODE_HELP.interrupted,
+    EXIT_CODE_HELP.brokenPipe,
+    EXIT_CODE_HELP.terminated,
+  ],
 };
 
 /** A job of `sluice run`. */
@@ -87,22 +92,12 @@ interface ProcessJob {
   readonly cost: Record<string, number>;
 }
 
-/** Runs `sluice run` with a parsed command line; resolves with the exit code. */
-export async function runCommand(parsed: ParsedCommandLine, commandLine: string): Promise<ExitCode> {
-  const name = RUN_COMMAND.name;
-  if (parsed.command.length === 0) {
-    throw new UsageError("no command to run: put it after the options, e.g. sluice run -c 4 -- echo {}", name);
-  }
-  const limitOptions = readLimitOptions(parsed, name, { concurrency: availableParallelism() });
-  const settings = readSessionSettings(parsed, name);
-  const shell = flagOption(parsed, "shell");
-  const maxOutput = integerOption(parsed, "max-output", name, { min: 0 }) ?? 1_048_576;
-  const template = new CommandTemplate(parsed.command, { shell });
-  const costFields = readCostFields(listOption(parsed, "cost-field"), costUnits(limitOptions), name);
-
+/** Runs `sluice run` with its settings; resolves with the exit code. */
+export async function runCommand(settings: RunSettings, commandLine: string): Promise<ExitCode> {
+  const template = new CommandTemplate(settings.command, { shell: settings.shell });
   // A misspelt program would fail every line; say so once, before reading any (exit 127, as xargs does).
-  const program = parsed.command[0] as string;
-  if (!shell && !/\{[^}]*\}/.test(program)) {
+  const program = settings.command[0] as string;
+  if (!settings.shell && !/\{[^}]*\}/.test(program)) {
     const problem = checkProgram(program);
     if (problem !== undefined) {
       process.stderr.write(`sluice run: ${problem}\n`);
@@ -110,39 +105,20 @@ export async function runCommand(parsed: ParsedCommandLine, commandLine: string)
     }
   }
 
-  const limits = await buildLimits(limitOptions);
+  await checkFiles(settings.session, { input: true });
+  const limits = await buildLimits(settings.limits);
   try {
     const result = await runSession<ProcessJob, ProcessOutcome>({
-      label: name,
-      settings,
+      label: RUN_COMMAND.name,
+      settings: settings.session,
       limits,
       commandLine,
-      handler: (context) => processHandler(context, template, costFields, maxOutput),
+      handler: (context) => processHandler(context, template, settings.costFields, settings.maxOutput),
     });
     return result.exitCode;
   } finally {
     await limits.close();
   }
-}
-
-/** `--cost-field tokens` or `--cost-field tokens=estimated_tokens`, checked against the rates' units. */
-function readCostFields(specs: readonly string[], units: readonly string[], command: string): Map<string, string> {
-  const fields = new Map<string, string>();
-  for (const spec of specs) {
-    const [unit, field = unit] = spec.split("=", 2) as [string, string | undefined];
-    if (unit === REQUESTS)
-      throw new UsageError("--cost-field: every job costs one request; name another unit", command);
-    if (!units.includes(unit)) {
-      const known = units.length === 0 ? "no --rate names a unit" : `the --rate units are ${units.join(", ")}`;
-      throw new UsageError(
-        `--cost-field ${spec}: no --rate counts ${JSON.stringify(unit)} (${known}; e.g. --rate 40000/min:${unit})`,
-        command,
-      );
-    }
-    if (field === "") throw new UsageError(`--cost-field ${spec}: the field name is empty`, command);
-    fields.set(unit, field);
-  }
-  return fields;
 }
 
 function processHandler(
@@ -162,7 +138,7 @@ function processHandler(
         if (typeof number !== "number" || !Number.isFinite(number) || number < 0) {
           throw new InputError(
             input.record === undefined
-              ? `line ${input.number} is not a JSON object, so it has no cost field ${field}`
+              ? `${whyNoRecord(input)}, so it has no cost field ${field}`
               : `line ${input.number}: the cost field ${field} must be a number >= 0; got ${JSON.stringify(value) ?? "nothing"}`,
           );
         }

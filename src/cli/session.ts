@@ -2,105 +2,20 @@
  * One run of jobs from start to summary, shared by `sluice run`, `sluice fetch` and `sluice demo`:
  * input, limiter, progress, interrupts, report and exit code around a {@link JobRunner}.
  */
-import { constants } from "node:fs";
-import { access, stat, writeFile } from "node:fs/promises";
-import { dirname, resolve } from "node:path";
+import { writeFile } from "node:fs/promises";
 import { RedisUnavailableError } from "../redis/errors.js";
-import type { OptionSpec, ParsedCommandLine } from "./command-line.js";
-import { durationOption, flagOption, integerOption, stringOption, UsageError } from "./command-line.js";
 import { ExitCode } from "./exit-codes.js";
+import { checkReadable, checkWritable, describeError } from "./files.js";
 import { countLines, openInput, readLines } from "./input.js";
 import { type Admission, type JobHandler, JobRunner } from "./job-runner.js";
 import type { BuiltLimits } from "./limits.js";
 import { Output } from "./output.js";
 import { Progress, type ProgressMode, summary } from "./progress.js";
 import { renderReport } from "./report.js";
+import type { SessionSettings } from "./settings.js";
 import { RunStatistics } from "./statistics.js";
-import { type InputLine, parseRecord } from "./template.js";
-
-export const SESSION_OPTION_SPECS: readonly OptionSpec[] = [
-  {
-    name: "input",
-    short: "i",
-    type: "string",
-    value: "FILE",
-    description: "read input lines from FILE",
-    default: "stdin",
-  },
-  {
-    name: "retries",
-    type: "string",
-    value: "N",
-    description:
-      "retry a failed job up to N more times, with exponential backoff and full jitter; each retry waits for the limits again",
-    default: "0",
-  },
-  {
-    name: "retry-delay",
-    type: "string",
-    value: "DURATION",
-    description: "backoff base (the first retry waits up to this)",
-    default: "1s",
-  },
-  { name: "retry-max-delay", type: "string", value: "DURATION", description: "backoff ceiling", default: "30s" },
-  {
-    name: "timeout",
-    short: "t",
-    type: "string",
-    value: "DURATION",
-    description: "end an attempt that runs longer, e.g. 30s",
-  },
-  { name: "json", type: "boolean", description: "print one JSON line per finished job on stdout" },
-  {
-    name: "report",
-    type: "string",
-    value: "FILE.html",
-    description: "write a self-contained HTML report: concurrency and start rate against the limits, latency, 429s",
-  },
-  { name: "quiet", short: "q", type: "boolean", description: "no progress, no summary (the exit code still tells)" },
-  {
-    name: "progress-interval",
-    type: "string",
-    value: "DURATION",
-    description: "between progress lines when stderr is not a terminal",
-    default: "5s",
-  },
-];
-
-/** The options every session reads. */
-export interface SessionSettings {
-  readonly inputPath: string | undefined;
-  readonly retries: number;
-  readonly retryDelay: number;
-  readonly retryMaxDelay: number;
-  readonly timeout: number | undefined;
-  readonly json: boolean;
-  readonly reportPath: string | undefined;
-  readonly quiet: boolean;
-  readonly progressInterval: number;
-}
-
-export function readSessionSettings(parsed: ParsedCommandLine, command: string): SessionSettings {
-  const timeout = durationOption(parsed, "timeout", command);
-  // A zero timeout would end every attempt the moment it starts: surely not what was meant.
-  if (timeout === 0) {
-    throw new UsageError(
-      `--timeout must be longer than 0; got ${JSON.stringify(stringOption(parsed, "timeout"))} (leave it out for no timeout)`,
-      command,
-    );
-  }
-  return {
-    inputPath: stringOption(parsed, "input"),
-    retries: integerOption(parsed, "retries", command, { min: 0 }) ?? 0,
-    retryDelay: durationOption(parsed, "retry-delay", command) ?? 1000,
-    retryMaxDelay: durationOption(parsed, "retry-max-delay", command) ?? 30_000,
-    timeout,
-    json: flagOption(parsed, "json"),
-    reportPath: stringOption(parsed, "report"),
-    quiet: flagOption(parsed, "quiet"),
-    progressInterval: Math.max(100, durationOption(parsed, "progress-interval", command) ?? 5000),
-  };
-}
+import { type InputLine, readLine } from "./template.js";
+import { explainWaits } from "./wait-explainer.js";
 
 /** What a handler may use: where results and job output go, and the run's statistics. */
 export interface SessionContext {
@@ -156,130 +71,187 @@ export interface SessionResult {
 /** Runs a session to the end and returns its exit code; prints progress, summary, report. */
 export async function runSession<Job, Outcome>(options: SessionOptions<Job, Outcome>): Promise<SessionResult> {
   const { settings, limits } = options;
-  await checkFiles(settings, { input: options.lines === undefined });
   const statistics = options.statistics ?? new RunStatistics(limits.description.rates, limits.description.algorithm);
-  const stderrStream = process.stderr;
   const mode: ProgressMode =
-    options.progressMode ?? (settings.quiet ? "off" : stderrStream.isTTY ? "terminal" : "lines");
+    options.progressMode ?? (settings.quiet ? "off" : process.stderr.isTTY ? "terminal" : "lines");
   const progress = new Progress({
-    stream: stderrStream,
+    stream: process.stderr,
     statistics,
     limits: limits.description,
     mode,
     interval: settings.progressInterval,
     label: options.label,
   });
+  const stopping = new Stopping(limits);
   // Erasing the status line matters only where it is drawn: on the terminal stderr shares with stdout.
   const sharesTerminal = mode === "terminal" && process.stdout.isTTY === true;
-  // Set once: why admission stopped before the input ran out.
-  let stopCause: string | undefined;
   const stdout = new Output(process.stdout, sharesTerminal ? progress : undefined, (error) => {
     // Nobody reads the results any more (`sluice run ... | head`): starting more jobs is pointless.
-    stopCause ??= error.code === "EPIPE" ? "stdout closed" : "stdout failed";
-    runner.stopAdmitting(stopCause);
+    stopping.stop(error.code === "EPIPE" ? "stdout closed" : "stdout failed");
   });
-  const stderr = new Output(stderrStream, mode === "terminal" ? progress : undefined);
+  const stderr = new Output(process.stderr, mode === "terminal" ? progress : undefined);
   const note = (message: string) => {
     if (!settings.quiet) stderr.write(`sluice: ${printable(message)}\n`);
   };
-  const stop = (cause: string) => {
-    stopCause ??= cause;
-    runner.stopAdmitting(cause);
-  };
-  // Set once: what keeps sluice itself from working (exit 3).
-  let failure: { cause: string; error: unknown } | undefined;
-  const fail = (cause: string, error: unknown) => {
-    failure ??= { cause, error };
-    stop(cause);
-  };
+  const stop = (cause: string) => stopping.stop(cause);
+  const fail = (cause: string, error: unknown) => stopping.fail(cause, error);
   const context: SessionContext = { stdout, stderr, statistics, settings, note, stop, fail };
-  const admission = options.admission ?? limits.admission;
   const runner = new JobRunner<Job, Outcome>({
     handler: options.handler(context),
-    admission: {
-      acquire: async (request) => {
-        try {
-          return await admission.acquire(request);
-        } catch (error) {
-          // Redis went away: no line can be admitted until it is back, so do not fail them one by one
-          // (each after a timeout, for ever on an endless input).
-          if (error instanceof RedisUnavailableError) fail("Redis unavailable", error);
-          throw error;
-        }
-      },
-    },
+    admission: failingOnLostRedis(options.admission ?? limits.admission, stopping),
     recordsAttempts: options.recordsAttempts ?? true,
     statistics,
     retries: settings.retries,
     retryDelay: settings.retryDelay,
     retryMaxDelay: settings.retryMaxDelay,
     ready: () => stdout.ready(),
-    warn: (message) => stderr.write(`sluice: warning: ${message}\n`),
+    warn: (message, error) => {
+      // A release that failed because Redis is gone is that failure, said once at the end.
+      if (error instanceof RedisUnavailableError) stopping.fail("Redis unavailable", error);
+      else stderr.write(`sluice: warning: ${message}\n`);
+    },
   });
+  stopping.runner = runner;
 
-  let interrupts = 0;
-  const onInterrupt = () => {
-    interrupts++;
-    if (interrupts === 1) {
-      stopCause ??= "interrupted";
-      runner.stopAdmitting("interrupted");
-      // Said even with --quiet: the user pressed a key and must learn what it did.
-      stderr.write(
-        `\nsluice: interrupted: no new jobs; waiting for ${statistics.inFlight} running (Ctrl-C again to end them)\n`,
-      );
-    } else {
-      runner.endRunning("interrupted twice");
-      stderr.write(`sluice: ending ${statistics.inFlight} running jobs\n`);
-    }
-  };
-  const onTerminate = () => {
-    stopCause = "terminated";
-    runner.endRunning("terminated");
-  };
-  if (options.handleSignals !== false) {
-    process.on("SIGINT", onInterrupt);
-    process.on("SIGTERM", onTerminate);
-  }
-
-  let input: ReturnType<typeof openInput> | undefined;
+  const unlisten = options.handleSignals === false ? () => {} : listenForSignals(stopping, statistics, stderr);
+  const source = openLines(options, statistics, mode !== "off" || settings.reportPath !== undefined);
+  const waits = mode === "off" ? undefined : explainWaits({ statistics, limits, pending: () => runner.pending });
   let inputError: unknown;
   try {
-    let lines: AsyncIterable<string>;
-    if (options.lines !== undefined) {
-      lines = options.lines;
-      statistics.total = options.total;
-    } else {
-      input = openInput(settings.inputPath);
-      lines = readLines(input);
-      // The total (for the ETA) costs one streaming pass over a regular file; pipes stay unknown.
-      if (mode !== "off" || settings.reportPath !== undefined) {
-        void countLines(settings.inputPath).then(
-          (total) => {
-            if (statistics.total === undefined) statistics.total = total;
-          },
-          () => {},
-        );
-      }
-    }
     progress.start();
-    await runner.run(numbered(lines));
+    await runner.run(numbered(source.lines));
   } catch (error) {
     inputError = error;
   } finally {
     // Learn whether the last results reached stdout before deciding the exit code.
     await stdout.flush();
     statistics.finish();
+    waits?.stop();
     progress.stop();
-    if (options.handleSignals !== false) {
-      process.off("SIGINT", onInterrupt);
-      process.off("SIGTERM", onTerminate);
-    }
+    unlisten();
     // When stopped early, stdin may still be open and waiting: let go of it so the process can end.
-    input?.destroy();
+    source.input?.destroy();
   }
-  const interrupted = stopCause === "interrupted" || stopCause === "terminated";
+  return finish(options, { statistics, stopping, stderr, stdout, inputError });
+}
+
+/**
+ * Why admission stopped before the input ran out (set once), and what kept sluice itself from working
+ * (exit 3), with the one runner they stop.
+ */
+class Stopping {
+  cause: string | undefined = undefined;
+  failure: { cause: string; error: unknown } | undefined = undefined;
+  runner: JobRunner<unknown, unknown> | undefined = undefined;
+
+  constructor(private readonly limits: BuiltLimits) {}
+
+  get interrupted(): boolean {
+    return this.cause === "interrupted" || this.cause === "terminated";
+  }
+
+  /** Stops admitting for good (running jobs finish); the first cause is the one reported. */
+  stop(cause: string): void {
+    this.cause ??= cause;
+    this.runner?.stopAdmitting(cause);
+  }
+
+  fail(cause: string, error: unknown): void {
+    this.failure ??= { cause, error };
+    // Nothing more can be asked of a Redis that is gone: let go of it now, so that what still waits
+    // on it (releases, the leave on close) fails at once instead of after its retries.
+    if (error instanceof RedisUnavailableError) this.limits.abandon();
+    this.stop(cause);
+  }
+
+  /** SIGTERM: running jobs are ended too, and the run ends as terminated whatever stopped it before. */
+  terminate(): void {
+    this.cause = "terminated";
+    this.runner?.endRunning("terminated");
+  }
+}
+
+/**
+ * The admission, with a lost Redis taken as sluice's failure: no line can be admitted until it is back,
+ * so the lines are not failed one by one (each after a timeout, for ever on an endless input).
+ */
+function failingOnLostRedis(admission: Admission, stopping: Stopping): Admission {
+  return {
+    acquire: async (request) => {
+      try {
+        return await admission.acquire(request);
+      } catch (error) {
+        if (error instanceof RedisUnavailableError) stopping.fail("Redis unavailable", error);
+        throw error;
+      }
+    },
+  };
+}
+
+/**
+ * The two-step Ctrl-C (stop admitting, then end the running jobs) and SIGTERM. Returns what removes
+ * the handlers.
+ */
+function listenForSignals(stopping: Stopping, statistics: RunStatistics, stderr: Output): () => void {
+  let interrupts = 0;
+  const onInterrupt = () => {
+    interrupts++;
+    if (interrupts === 1) {
+      stopping.stop("interrupted");
+      // Said even with --quiet: the user pressed a key and must learn what it did.
+      stderr.write(
+        `\nsluice: interrupted: no new jobs; waiting for ${statistics.inFlight} running (Ctrl-C again to end them)\n`,
+      );
+    } else {
+      stopping.runner?.endRunning("interrupted twice");
+      stderr.write(`sluice: ending ${statistics.inFlight} running jobs\n`);
+    }
+  };
+  const onTerminate = () => stopping.terminate();
+  process.on("SIGINT", onInterrupt);
+  process.on("SIGTERM", onTerminate);
+  return () => {
+    process.off("SIGINT", onInterrupt);
+    process.off("SIGTERM", onTerminate);
+  };
+}
+
+/** The lines to run: the caller's own (the demo), or the input file / stdin, with its total if cheap. */
+function openLines(
+  options: SessionOptions<unknown, unknown>,
+  statistics: RunStatistics,
+  wantsTotal: boolean,
+): { lines: AsyncIterable<string>; input: ReturnType<typeof openInput> | undefined } {
+  if (options.lines !== undefined) {
+    statistics.total = options.total;
+    return { lines: options.lines, input: undefined };
+  }
+  const path = options.settings.inputPath;
+  const input = openInput(path);
+  // The total (for the ETA) costs one streaming pass over a regular file; pipes stay unknown.
+  if (wantsTotal) {
+    void countLines(path).then(
+      (total) => {
+        if (statistics.total === undefined) statistics.total = total;
+      },
+      () => {},
+    );
+  }
+  return { lines: readLines(input), input };
+}
+
+/** After the last job: the failure, the summary, the report, and the exit code that says it all. */
+async function finish(
+  options: SessionOptions<unknown, unknown>,
+  run: { statistics: RunStatistics; stopping: Stopping; stderr: Output; stdout: Output; inputError: unknown },
+): Promise<SessionResult> {
+  const { settings, limits } = options;
+  const { statistics, stopping, stderr, stdout, inputError } = run;
+  const { interrupted, failure } = stopping;
+  // What kept sluice from working comes first, so the summary below reads as its consequence.
+  if (failure !== undefined) stderr.write(`sluice: ${failure.cause}: ${describeFailure(failure.error, limits)}\n`);
   if (options.printSummary !== false && (!settings.quiet || interrupted)) {
-    stderr.write(summary(statistics, limits.description, { label: options.label, stopCause }));
+    stderr.write(summary(statistics, limits.description, { label: options.label, stopCause: stopping.cause }));
   }
   let exitCode: ExitCode = statistics.failed > 0 ? ExitCode.jobFailed : ExitCode.ok;
   if (inputError !== undefined) {
@@ -288,65 +260,72 @@ export async function runSession<Job, Outcome>(options: SessionOptions<Job, Outc
     );
     exitCode = ExitCode.failure;
   }
-  if (settings.reportPath !== undefined) {
-    try {
-      await writeFile(
-        settings.reportPath,
-        renderReport({
-          statistics,
-          limits: limits.description,
-          title: options.commandLine,
-          label: options.label,
-          interrupted,
-        }),
-      );
-      if (!settings.quiet) stderr.write(`sluice: report written to ${settings.reportPath}\n`);
-    } catch (error) {
-      stderr.write(`sluice: cannot write the report ${settings.reportPath}: ${describeError(error)}\n`);
-      exitCode = ExitCode.failure;
-    }
-  }
-  if (failure !== undefined) {
-    stderr.write(`sluice: ${failure.cause}: ${describeError(failure.error)}\n`);
+  if (settings.reportPath !== undefined && !(await writeReport(options, statistics, interrupted, stderr))) {
     exitCode = ExitCode.failure;
   }
-  if (stopCause === "stdout failed") {
+  if (failure !== undefined) exitCode = ExitCode.failure;
+  if (stopping.cause === "stdout failed") {
     stderr.write(`sluice: cannot write to stdout: ${describeError(stdout.error)}\n`);
     exitCode = ExitCode.failure;
   }
-  if (stopCause === "stdout closed") exitCode = ExitCode.brokenPipe;
-  if (stopCause === "terminated") exitCode = ExitCode.terminated;
-  else if (stopCause === "interrupted") exitCode = ExitCode.interrupted;
+  if (stopping.cause === "stdout closed") exitCode = ExitCode.brokenPipe;
+  if (stopping.cause === "terminated") exitCode = ExitCode.terminated;
+  else if (stopping.cause === "interrupted") exitCode = ExitCode.interrupted;
   return { exitCode, statistics, interrupted };
 }
 
+/** Writes `--report`; says where, or why not. Resolves whether it was written. */
+async function writeReport(
+  options: SessionOptions<unknown, unknown>,
+  statistics: RunStatistics,
+  interrupted: boolean,
+  stderr: Output,
+): Promise<boolean> {
+  const { settings, limits } = options;
+  const path = settings.reportPath as string;
+  try {
+    const html = renderReport({
+      statistics,
+      limits: limits.description,
+      title: options.commandLine,
+      label: options.label,
+      interrupted,
+    });
+    await writeFile(path, html);
+    if (!settings.quiet) stderr.write(`sluice: report written to ${path}\n`);
+    return true;
+  } catch (error) {
+    stderr.write(`sluice: cannot write the report ${path}: ${describeError(error)}\n`);
+    return false;
+  }
+}
+
 /**
- * Checks, before anything runs, that the input can be read and the report can be written: said up
- * front rather than as a summary of nothing, or after a long run whose report is then lost.
+ * Checks, before anything runs, that the input can be read and every output can be written: said up
+ * front rather than as a summary of nothing, or after a long run whose results are then lost.
  *
+ * @param outputs - files the run will write besides the report (`sluice fetch --output`).
  * @throws Error naming the file and what is wrong with it.
  */
-export async function checkFiles(settings: SessionSettings, check: { input: boolean }): Promise<void> {
+export async function checkFiles(
+  settings: SessionSettings,
+  check: { input: boolean; outputs?: readonly { what: string; path: string }[] },
+): Promise<void> {
   const input = settings.inputPath;
-  if (check.input && input !== undefined && input !== "-") {
-    try {
-      await access(input, constants.R_OK);
-      if ((await stat(input)).isDirectory()) throw new Error("it is a directory");
-    } catch (error) {
-      throw new Error(`cannot read the input ${input}: ${describeError(error)}`);
-    }
+  if (check.input && input !== undefined && input !== "-") await checkReadable(input);
+  if (settings.reportPath !== undefined) await checkWritable("report", settings.reportPath);
+  for (const output of check.outputs ?? []) await checkWritable(output.what, output.path);
+}
+
+/**
+ * A failure of sluice itself, for people: a Redis that went away is named by its URL, without the
+ * client library's internals (retry counts, option names) that say nothing to the user.
+ */
+function describeFailure(error: unknown, limits: BuiltLimits): string {
+  if (error instanceof RedisUnavailableError && limits.redisUrl !== undefined) {
+    return `${limits.redisUrl} stopped answering; the limits live there, so no more jobs were admitted`;
   }
-  const report = settings.reportPath;
-  if (report !== undefined) {
-    try {
-      const info = await stat(report).catch(() => undefined);
-      if (info?.isDirectory()) throw new Error("it is a directory");
-      // An existing file must be writable; a new one needs a directory it can be created in.
-      await access(info === undefined ? dirname(resolve(report)) : report, constants.W_OK);
-    } catch (error) {
-      throw new Error(`cannot write the report ${report}: ${describeError(error)}`);
-    }
-  }
+  return describeError(error);
 }
 
 /**
@@ -367,12 +346,6 @@ async function* numbered(lines: AsyncIterable<string>): AsyncGenerator<InputLine
   let number = 0;
   for await (const line of lines) {
     number++;
-    yield { line, number, record: parseRecord(line) };
+    yield readLine(line, number);
   }
-}
-
-export function describeError(error: unknown): string {
-  if (error instanceof Error)
-    return (error as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : error.message;
-  return String(error);
 }

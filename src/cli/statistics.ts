@@ -25,6 +25,13 @@ export class RunStatistics {
   inFlight = 0;
   maxInFlight = 0;
   retries = 0;
+  /** When the last attempt started (ms since the run began), or `undefined` before the first. */
+  lastStartAt: number | undefined = undefined;
+  /**
+   * Why nothing is starting although jobs are waiting (the restart guard of a fresh Redis, a long
+   * `--min-interval`, a server's pause), when that is known; the progress line shows it.
+   */
+  waitingFor: string | undefined = undefined;
   /** Responses that said "too many requests" (HTTP 429), whether or not they were retried. */
   rateLimited = 0;
   /** Why jobs failed, e.g. `exit 1`, `timeout`, `HTTP 500`, with counts. */
@@ -43,10 +50,12 @@ export class RunStatistics {
     private readonly now: () => number = () => performance.now(),
   ) {
     this.startedAt = now();
-    this.timeline = new Timeline(rates.length);
     this.windows = rates.map((rate) =>
       algorithm === "token-bucket" ? new BucketLevel(rate.limit, rate.interval) : new TrailingWindow(rate.interval),
     );
+    // A bin with no start still has a window: what each window held when the bin began (it only
+    // drains from there until the next start), so the report draws one unbroken line.
+    this.timeline = new Timeline(rates.length, 1200, (at) => this.windows.map((window) => window.current(at)));
     this.recentStarts = new RecentRate();
     this.recentFinishes = new RecentRate();
   }
@@ -67,6 +76,7 @@ export class RunStatistics {
   /** An attempt was admitted and starts now; `cost` by unit (a job costs one `requests`). */
   attemptStarted(cost: Readonly<Record<string, number>>): void {
     const at = this.elapsed();
+    this.lastStartAt = at;
     this.attemptsStarted++;
     this.inFlight++;
     if (this.inFlight > this.maxInFlight) this.maxInFlight = this.inFlight;
@@ -156,7 +166,10 @@ export interface TimelineBin {
   rateLimited: number;
   /** The most attempts in flight at any moment of the bin. */
   maxInFlight: number;
-  /** Per rate: the largest cost its trailing window held at any start in the bin. */
+  /**
+   * Per rate: the largest cost its trailing window (or bucket level) held during the bin: at the bin's
+   * start, or after a start in it.
+   */
   window: number[];
 }
 
@@ -169,8 +182,10 @@ export class Timeline {
   readonly bins: TimelineBin[] = [];
 
   constructor(
-    private readonly rateCount: number,
+    rateCount: number,
     private readonly maxBins = 1200,
+    /** The windows' measures at `at` (ms since the start), for a bin that begins there. */
+    private readonly windowsAt: (at: number) => number[] = () => new Array<number>(rateCount).fill(0),
   ) {}
 
   /** The bin holding time `at` (ms since the start), created with `inFlight` carried into it. */
@@ -183,7 +198,7 @@ export class Timeline {
     while (this.bins.length <= index) {
       // A quiet bin still has whatever was running at its start in flight.
       const carried = this.bins.length === 0 ? 0 : this.lastInFlight;
-      this.bins.push(this.emptyBin(carried));
+      this.bins.push(this.emptyBin(carried, this.windowsAt(this.bins.length * this.binWidth)));
     }
     const bin = this.bins[index] as TimelineBin;
     if (inFlight > bin.maxInFlight) bin.maxInFlight = inFlight;
@@ -193,16 +208,8 @@ export class Timeline {
 
   private lastInFlight = 0;
 
-  private emptyBin(inFlight: number): TimelineBin {
-    return {
-      starts: 0,
-      finishes: 0,
-      failures: 0,
-      retries: 0,
-      rateLimited: 0,
-      maxInFlight: inFlight,
-      window: new Array<number>(this.rateCount).fill(0),
-    };
+  private emptyBin(inFlight: number, window: number[]): TimelineBin {
+    return { starts: 0, finishes: 0, failures: 0, retries: 0, rateLimited: 0, maxInFlight: inFlight, window };
   }
 
   private halve(): void {

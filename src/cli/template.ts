@@ -9,6 +9,8 @@ export interface InputLine {
   readonly line: string;
   readonly number: number;
   readonly record: Readonly<Record<string, unknown>> | undefined;
+  /** Why a line that starts like a JSON object (`{`) is not one: the parser's message, with its position. */
+  readonly jsonError?: string;
 }
 
 /** An input line the template cannot use (not JSON, a field missing). The job fails with this message. */
@@ -20,16 +22,34 @@ const PLACEHOLDER = /\{(#|[A-Za-z_][\w-]*(?:\.[\w-]+)*)?\}/g;
 
 /** Parses a line as a JSON object record, or returns `undefined` if it is not one. */
 export function parseRecord(line: string): Record<string, unknown> | undefined {
+  return readLine(line, 0).record;
+}
+
+/**
+ * Numbers an input line and reads it as a JSON object when it starts like one; a line that starts
+ * with `{` but does not parse keeps the parser's message (a broken JSON line must be reported as
+ * such, not as a URL or a line without fields).
+ */
+export function readLine(line: string, number: number): InputLine {
   const trimmed = line.trimStart();
-  if (!trimmed.startsWith("{")) return undefined;
+  if (!trimmed.startsWith("{")) return { line, number, record: undefined };
   try {
     const value: unknown = JSON.parse(trimmed);
-    return typeof value === "object" && value !== null && !Array.isArray(value)
-      ? (value as Record<string, unknown>)
-      : undefined;
-  } catch {
-    return undefined;
+    const record =
+      typeof value === "object" && value !== null && !Array.isArray(value)
+        ? (value as Record<string, unknown>)
+        : undefined;
+    return { line, number, record };
+  } catch (error) {
+    return { line, number, record: undefined, jsonError: (error as Error).message };
   }
+}
+
+/** Why `input` has no fields, for a message that goes on `..., so it has no field X`. */
+export function whyNoRecord(input: InputLine): string {
+  return input.jsonError === undefined
+    ? `line ${input.number} is not a JSON object`
+    : `line ${input.number} is not valid JSON (${input.jsonError})`;
 }
 
 /** Reads a (dotted) field of a record; `undefined` when any step is missing. */
@@ -91,9 +111,7 @@ export class CommandTemplate {
   private valueFor(input: InputLine, name: string | undefined): string {
     if (name === undefined) return input.line;
     if (name === "#") return String(input.number);
-    if (input.record === undefined) {
-      throw new InputError(`line ${input.number} is not a JSON object, so it has no field {${name}}`);
-    }
+    if (input.record === undefined) throw new InputError(`${whyNoRecord(input)}, so it has no field {${name}}`);
     const value = fieldOf(input.record, name);
     if (value === undefined) throw new InputError(`line ${input.number} has no field {${name}}`);
     return typeof value === "string" ? value : JSON.stringify(value);

@@ -5,7 +5,7 @@
  * waiter it belongs to.
  */
 import { Admission, type LimiterCounters, type LimiterStatistics } from "./admission.js";
-import { checkCapacity, checkClock, checkName } from "./arguments.js";
+import { checkCapacity, checkClock, checkName, checkOptionNames, optionNames } from "./arguments.js";
 import { type Clock, systemClock } from "./clock.js";
 import { Deque } from "./deque.js";
 import { describe } from "./duration.js";
@@ -20,6 +20,9 @@ export interface ChannelOptions {
   /** Time source for `timeout`s; defaults to the global timers. */
   clock?: Clock;
 }
+
+const CHANNEL_OPTIONS = optionNames<ChannelOptions>({ name: true, clock: true });
+const VALUES_OPTIONS = optionNames<{ signal?: AbortSignal }>({ signal: true });
 
 /** What {@link Channel.tryReceive} returns: a value, or why there was none. */
 export type Received<T> = { ok: true; value: T } | { ok: false; closed: boolean };
@@ -113,6 +116,7 @@ export class Channel<T> implements AsyncIterable<T> {
     if (typeof options !== "object" || options === null) {
       throw new TypeError(`options must be an object; got ${describe(options)}`);
     }
+    checkOptionNames(options, CHANNEL_OPTIONS, "the new Channel() options");
     this.name = checkName(options.name);
     const clock = checkClock(options.clock) ?? systemClock;
     this.buffer = new Deque<T>(Math.min(this.capacity, 16));
@@ -264,7 +268,7 @@ export class Channel<T> implements AsyncIterable<T> {
    * ```
    */
   values(options?: { signal?: AbortSignal }): AsyncIterableIterator<T> {
-    const { signal } = checkWaitOptions(options);
+    const { signal } = checkWaitOptions(options, VALUES_OPTIONS, "the values() options");
     return new ChannelIterator(this.receiveOrEnd, { priority: 0, signal, timeout: Number.POSITIVE_INFINITY });
   }
 

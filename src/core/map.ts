@@ -3,7 +3,7 @@
  * (`map`), a stream of results with backpressure (`mapStream`), per-item outcomes (`mapSettled`) —
  * sharing one engine. The input is pulled lazily, one item at a time, only when there is room.
  */
-import { checkCapacity, checkFunction, checkSignal } from "./arguments.js";
+import { checkCapacity, checkFunction, checkOptionNames, checkSignal, optionNames } from "./arguments.js";
 import { systemClock } from "./clock.js";
 import { Deque } from "./deque.js";
 import { describe } from "./duration.js";
@@ -55,6 +55,19 @@ export interface MapStreamOptions extends MapOptions {
 }
 
 type Mode = "all" | "settled" | "stream";
+
+const MAP_OPTIONS = {
+  settled: optionNames<MapOptions>({ concurrency: true, limiter: true, signal: true, ordered: true }),
+  all: optionNames<MapAllOptions>({ concurrency: true, limiter: true, signal: true, ordered: true, stopOnError: true }),
+  stream: optionNames<MapStreamOptions>({
+    concurrency: true,
+    limiter: true,
+    signal: true,
+    ordered: true,
+    buffer: true,
+  }),
+} as const;
+const FUNCTION_NAMES = { all: "map", settled: "mapSettled", stream: "mapStream" } as const;
 
 /** A result slot in input order, for the ordered stream: filled when its mapper finishes. */
 interface Slot<R> {
@@ -214,6 +227,7 @@ class MapRun<T, R> implements AsyncIterableIterator<R> {
     if (typeof options !== "object" || options === null) {
       throw new TypeError(`options must be an object; got ${describe(options)}`);
     }
+    checkOptionNames(options, MAP_OPTIONS[mode], `the ${FUNCTION_NAMES[mode]}() options`);
     const concurrency = options.concurrency;
     if (concurrency === undefined) this.concurrency = Number.POSITIVE_INFINITY;
     else if (

@@ -4,9 +4,10 @@
  * `RedisMutex` — so the three speak the same lock vocabulary through one class.
  */
 import type { LimiterStatistics } from "./admission.js";
+import { checkOptionNames } from "./arguments.js";
 import type { Clock } from "./clock.js";
 import type { AcquireOptions, Limiter, Permit } from "./limiter.js";
-import { Semaphore, type SemaphoreStatistics } from "./semaphore.js";
+import { SEMAPHORE_OPTIONS, Semaphore, type SemaphoreStatistics } from "./semaphore.js";
 
 /** Options for waiting for a lock: everything {@link AcquireOptions} has except `weight`. */
 export type LockOptions = Omit<AcquireOptions, "weight">;
@@ -104,9 +105,13 @@ export class Mutex extends LockOver<Permit, Permit | undefined, SemaphoreStatist
 
   /**
    * @param options - `name` (in error messages and statistics) and `clock` (time source for timeouts).
-   * @throws TypeError if `options` is not an object, `name` not a string or `clock` not a {@link Clock}.
+   * @throws TypeError if `options` is not an object, has an unknown option, `name` is not a string or
+   *   `clock` not a {@link Clock}.
    */
   constructor(options: { name?: string; clock?: Clock } = {}) {
+    if (typeof options === "object" && options !== null) {
+      checkOptionNames(options, SEMAPHORE_OPTIONS, "the new Mutex() options");
+    }
     const semaphore = new Semaphore(1, options);
     // Errors and timeouts then speak of "the mutex", the object the caller knows.
     semaphore.nameAs("mutex");

@@ -4,7 +4,7 @@
  * borrow go through the one admission step and wait in its queue; their grant is a lease.
  */
 import { Admission, type LimiterStatistics } from "./admission.js";
-import { checkCapacity, checkClock, checkFunction, checkName } from "./arguments.js";
+import { checkCapacity, checkClock, checkFunction, checkName, checkOptionNames, optionNames } from "./arguments.js";
 import { type Clock, systemClock, type TimerHandle } from "./clock.js";
 import { Deque } from "./deque.js";
 import { type Duration, describe, toMilliseconds } from "./duration.js";
@@ -96,6 +96,28 @@ export interface PoolOptions<T> {
   /** Time source for timeouts, idle eviction and create backoff; defaults to the global timers. */
   clock?: Clock;
 }
+
+const POOL_OPTIONS = optionNames<PoolOptions<unknown>>({
+  create: true,
+  destroy: true,
+  validate: true,
+  validateOn: true,
+  max: true,
+  min: true,
+  idleTimeout: true,
+  maxUses: true,
+  createRetry: true,
+  createTimeout: true,
+  destroyTimeout: true,
+  onError: true,
+  name: true,
+  clock: true,
+});
+const CREATE_RETRY_OPTIONS = optionNames<NonNullable<PoolOptions<unknown>["createRetry"]>>({
+  attempts: true,
+  delay: true,
+  maxDelay: true,
+});
 
 /**
  * A snapshot of a pool's state and lifetime counters, for logs and metrics. The core fields speak of
@@ -260,6 +282,7 @@ export class Pool<T> {
     if (typeof options !== "object" || options === null) {
       throw new TypeError(`options must be an object; got ${describe(options)}`);
     }
+    checkOptionNames(options, POOL_OPTIONS, "the new Pool() options");
     checkFunction(options.create, "create");
     if (options.destroy !== undefined) checkFunction(options.destroy, "destroy");
     if (options.validate !== undefined) checkFunction(options.validate, "validate");
@@ -285,6 +308,10 @@ export class Pool<T> {
     this.maxUses = options.maxUses === undefined ? Number.POSITIVE_INFINITY : checkCapacity(options.maxUses, "maxUses");
     if (this.maxUses < 1) throw new RangeError(`maxUses must be at least 1; got ${this.maxUses}`);
     const retry = options.createRetry ?? {};
+    if (typeof retry !== "object" || retry === null) {
+      throw new TypeError(`createRetry must be an object; got ${describe(retry)}`);
+    }
+    checkOptionNames(retry, CREATE_RETRY_OPTIONS, "createRetry");
     this.retryAttempts = retry.attempts === undefined ? 3 : checkCapacity(retry.attempts, "createRetry.attempts");
     if (this.retryAttempts < 1)
       throw new RangeError(`createRetry.attempts must be at least 1; got ${this.retryAttempts}`);

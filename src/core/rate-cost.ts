@@ -2,6 +2,7 @@
  * Reading what a call costs and what it actually cost, the same way for every rate limiter
  * (RateLimiter, RedisRateLimiter): DESIGN.md's numbers rule, in one place.
  */
+import { nearestName } from "./arguments.js";
 import { describe } from "./duration.js";
 import type { RateCost } from "./rate-limiter.js";
 
@@ -38,4 +39,37 @@ export function normalizeSettlement(actual: RateCost): Record<string, number> {
   const target: Record<string, number> = {};
   for (const [unit, amount] of Object.entries(actual)) target[unit] = checkCostValue(amount, `actual.${unit}`);
   return target;
+}
+
+/**
+ * Refuses a cost unit that no limit counts when a counted unit is one typo away from it (`tokenz` or
+ * `Tokens` beside `tokens`, `requets` beside `requests`): such a unit would cost nothing, and the limit
+ * it was meant for would silently admit too much. A unit far from every counted one passes and costs
+ * nothing, as the numbers rule says: one cost record may rightly serve limiters that count different
+ * units (the HTTP wrapper's estimate carries `tokens` to a limiter that counts only requests too).
+ *
+ * @param counted - the units the limits count, `requests` included.
+ * @param argument - the cost's name in messages: `cost`, `actual`.
+ * @throws TypeError naming the unit, the counted unit it is close to, and every counted unit.
+ */
+export function checkCostUnits(
+  cost: Readonly<Record<string, number>>,
+  counted: ReadonlySet<string>,
+  argument: string,
+): void {
+  for (const unit in cost) {
+    if (counted.has(unit)) continue;
+    const near = nearestName(unit, counted, 1);
+    if (near !== undefined) {
+      throw new TypeError(
+        `${argument}.${unit}: no limit counts ${JSON.stringify(unit)}; did you mean ${JSON.stringify(near)}? ` +
+          `(the limits count ${[...counted].join(", ")}; a unit far from all of them is allowed and costs nothing)`,
+      );
+    }
+  }
+}
+
+/** The units limits count, for {@link checkCostUnits}: theirs and `requests`, which every call pays. */
+export function countedUnits(limits: readonly { readonly unit?: string | undefined }[]): ReadonlySet<string> {
+  return new Set([REQUESTS, ...limits.map((limit) => limit.unit ?? REQUESTS)]);
 }

@@ -4,7 +4,15 @@
  * after a 429, and server feedback from rate-limit headers — on the one wait queue every primitive uses.
  */
 import { Admission, type LimiterStatistics } from "./admission.js";
-import { checkCapacity, checkClock, checkFunction, checkName, checkWeight } from "./arguments.js";
+import {
+  checkCapacity,
+  checkClock,
+  checkFunction,
+  checkName,
+  checkOptionNames,
+  checkWeight,
+  optionNames,
+} from "./arguments.js";
 import { type Clock, systemClock, type TimerHandle } from "./clock.js";
 import { defineDisposeSymbols } from "./dispose.js";
 import { type Duration, describe, toMilliseconds } from "./duration.js";
@@ -12,7 +20,14 @@ import { costAboveLimit, defaultAbortReason, weightAboveCapacity } from "./error
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
 import { type GiveBack, HeldPermit, runHolding } from "./permit.js";
 import { type ChargeHandle, type RateBucket, SlidingWindow, TokenBucket } from "./rate-buckets.js";
-import { checkCostValue, normalizeCost, normalizeSettlement, REQUESTS } from "./rate-cost.js";
+import {
+  checkCostUnits,
+  checkCostValue,
+  countedUnits,
+  normalizeCost,
+  normalizeSettlement,
+  REQUESTS,
+} from "./rate-cost.js";
 import { type HeaderInput, parseRateLimitHeaders, type RateLimitHeaders } from "./rate-headers.js";
 import { type CheckedAcquireOptions, checkAcquireOptions } from "./wait-options.js";
 import { type SelfChecking, selfChecks, type WaitQueue } from "./wait-queue.js";
@@ -57,11 +72,22 @@ export type RateCost = number | Readonly<Record<string, number>>;
 export type RateAcquireOptions = AcquireOptions & {
   /**
    * What the call costs: a number of requests (default 1), or per unit, e.g. `{ requests: 1, tokens: 1200 }`.
-   * A unit left out costs 0, except `requests`, which costs 1. Units no limit counts are free.
-   * `weight` is separate: it is how many of the `concurrency` slots the call holds.
+   * A unit left out costs 0, except `requests`, which costs 1. A unit no limit counts is free, so one
+   * cost record can serve limiters that count different units; but one that is a typo away from a unit
+   * a limit counts (`tokenz`, `Tokens` beside `tokens`) is refused with a `TypeError`, since it would
+   * silently cost nothing. `weight` is separate: it is how many of the `concurrency` slots the call holds.
    */
   cost?: RateCost;
 };
+
+/** The names {@link RateLimit} accepts. */
+export const RATE_LIMIT_OPTIONS = optionNames<RateLimit>({
+  limit: true,
+  interval: true,
+  unit: true,
+  burst: true,
+  algorithm: true,
+});
 
 /** Options for {@link RateLimiter}. Every field is optional; an empty limiter admits everything. */
 export interface RateLimiterOptions {
@@ -83,6 +109,17 @@ export interface RateLimiterOptions {
   refund?: boolean | Readonly<Record<string, boolean>>;
 }
 
+const RATE_LIMITER_OPTIONS = optionNames<RateLimiterOptions>({
+  limits: true,
+  concurrency: true,
+  minInterval: true,
+  clock: true,
+  name: true,
+  refund: true,
+});
+
+const TRY_ACQUIRE_OPTIONS = optionNames<Pick<RateAcquireOptions, "cost" | "weight">>({ cost: true, weight: true });
+
 /** A permit of a {@link RateLimiter}: a {@link Permit} whose cost can be corrected once it is known. */
 export interface RatePermit extends Permit {
   /** What this call is charged now, per unit (the estimate until settled). */
@@ -96,7 +133,8 @@ export interface RatePermit extends Permit {
    * charge is in the window. A number sets `requests`; in an object, units left out keep their charge.
    * May be called after `release()`, and again (each call sets the charge anew).
    *
-   * @throws TypeError/RangeError for a cost that is not finite and >= 0.
+   * @throws TypeError/RangeError for a cost that is not finite and >= 0, or a unit a typo away from a
+   *   counted one (see {@link RateAcquireOptions.cost}).
    */
   settle(actual: RateCost): void;
 }
@@ -178,8 +216,14 @@ interface Charge {
   readonly handle: ChargeHandle;
 }
 
-/** Applies a settlement to the limits it was charged to: one function per limiter, like `GiveBack`. */
-type Settle = (permit: RateLimiterPermit, actual: Record<string, number>, first: boolean) => void;
+/**
+ * A settlement: checked (before the permit records anything), then applied to the limits it was charged
+ * to. One per limiter, like `GiveBack`.
+ */
+interface Settle {
+  check(actual: Readonly<Record<string, number>>): void;
+  apply(permit: RateLimiterPermit, actual: Record<string, number>, first: boolean): void;
+}
 
 class RateLimiterPermit extends HeldPermit implements RatePermit {
   /** @internal What the call was admitted with, kept from the first `settle` on (`refund: false` floors). */
@@ -188,7 +232,7 @@ class RateLimiterPermit extends HeldPermit implements RatePermit {
     weight: number,
     signal: AbortSignal,
     giveBack: GiveBack<RateLimiterPermit, void>,
-    private readonly apply: Settle,
+    private readonly settlement: Settle,
     /** What is charged now per unit. Mutated by `settle`. */
     readonly cost: Record<string, number>,
     /** @internal */
@@ -199,9 +243,10 @@ class RateLimiterPermit extends HeldPermit implements RatePermit {
 
   settle(actual: RateCost): void {
     const target = normalizeSettlement(actual);
+    this.settlement.check(target);
     const first = this.estimate === undefined;
     this.estimate ??= { ...this.cost };
-    this.apply(this, target, first);
+    this.settlement.apply(this, target, first);
   }
 }
 
@@ -245,6 +290,8 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
   /** Invariant: every bucket's unit and algorithm are fixed; run-time changes reconfigure in place. */
   private buckets: RateBucket[] = [];
   private limitConfigs: RateLimit[] = [];
+  /** The units the limits count, `requests` included: a cost unit one typo away from these is refused. */
+  private counted: ReadonlySet<string> = countedUnits([]);
   private concurrencyLimit: number;
   /** Concurrency weight of permits not yet released. */
   private inFlight = 0;
@@ -271,19 +318,24 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
   /** The clock time `fits` decided at, for the `take` and `stalled` that follow it in the same step. */
   private decidedAt = 0;
   private readonly giveBackPermit = (permit: RateLimiterPermit): void => this.giveBack(permit.weight);
-  private readonly settlePermit: Settle = (permit, target, first) => this.applySettlement(permit, target, first);
+  private readonly settlePermit: Settle = {
+    check: (target) => checkCostUnits(target, this.counted, "actual"),
+    apply: (permit, target, first) => this.applySettlement(permit, target, first),
+  };
   private settledTotals = { calls: 0, estimated: {} as Record<string, number>, actual: {} as Record<string, number> };
   private idleResolvers: (() => void)[] | undefined = undefined;
   private listeners: { [E in keyof RateLimiterEvents]?: Set<(event: RateLimiterEvents[E]) => void> } = {};
 
   /**
-   * @throws TypeError/RangeError naming the option and the value for bad options (a limit that is not
+   * @throws TypeError/RangeError naming the option and the value for bad options (an unknown option
+   *   name, with the nearest known one; a limit that is not
    *   > 0, an interval such as `"5 parsecs"`, a concurrency that is not an integer >= 1 or Infinity, ...).
    */
   constructor(options: RateLimiterOptions = {}) {
     if (typeof options !== "object" || options === null) {
       throw new TypeError(`options must be an object; got ${describe(options)}`);
     }
+    checkOptionNames(options, RATE_LIMITER_OPTIONS, "the new RateLimiter() options");
     this.name = checkName(options.name);
     this.clock = checkClock(options.clock) ?? systemClock;
     this.concurrencyLimit = checkConcurrency(options.concurrency ?? Number.POSITIVE_INFINITY);
@@ -398,8 +450,9 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     if (options !== undefined && (typeof options !== "object" || options === null)) {
       throw new TypeError(`options must be an object; got ${describe(options)}`);
     }
+    if (options !== undefined) checkOptionNames(options, TRY_ACQUIRE_OPTIONS, "the tryAcquire options");
     const weight = options?.weight === undefined ? 1 : checkWeight(options.weight);
-    const demand = normalizeDemand(options?.cost, weight);
+    const demand = normalizeDemand(options?.cost, weight, this.counted);
     const impossible = this.whyImpossible(demand);
     if (impossible !== undefined) throw impossible;
     if (!this.queue.isFirstInLine(0) || !this.canStart(demand, (this.decidedAt = this.clock.now()))) return undefined;
@@ -622,7 +675,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     let checked: CheckedAcquireOptions;
     try {
       checked = checkAcquireOptions(options);
-      demand = options === undefined ? 1 : normalizeDemand(options.cost, checked.weight);
+      demand = options === undefined ? 1 : normalizeDemand(options.cost, checked.weight, this.counted);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -802,6 +855,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
         ? new SlidingWindow(config.unit, config.limit, config.intervalMs)
         : new TokenBucket(config.unit, config.limit, config.intervalMs, config.burst);
     });
+    this.counted = countedUnits(configs);
     this.limitConfigs = configs.map(({ limit, interval, unit, burst, algorithm }) =>
       algorithm === "token-bucket" ? { limit, interval, unit, burst, algorithm } : { limit, interval, unit, algorithm },
     );
@@ -842,6 +896,7 @@ function checkRateLimit(value: unknown, argument: string): CheckedLimit {
   if (typeof value !== "object" || value === null) {
     throw new TypeError(`${argument} must be an object such as { limit: 100, interval: "1m" }; got ${describe(value)}`);
   }
+  checkOptionNames(value, RATE_LIMIT_OPTIONS, argument);
   const limit = value as RateLimit;
   const amount = checkPositive(limit.limit, `${argument}.limit`);
   if (limit.interval === undefined)
@@ -894,12 +949,13 @@ function checkRefund(value: unknown): boolean | Readonly<Record<string, boolean>
 }
 
 /** Validates a cost and returns the compact demand for the queue. */
-function normalizeDemand(cost: RateCost | undefined, weight: number): Demand {
+function normalizeDemand(cost: RateCost | undefined, weight: number, counted: ReadonlySet<string>): Demand {
   if (cost === undefined) return weight === 1 ? 1 : new Order(weight, { [REQUESTS]: 1 });
   if (typeof cost === "number") {
     checkCostValue(cost, "cost");
     return weight === 1 ? cost : new Order(weight, { [REQUESTS]: cost });
   }
   const record = normalizeCost(cost);
+  checkCostUnits(record, counted, "cost");
   return weight === 1 ? record : new Order(weight, record);
 }

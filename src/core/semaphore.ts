@@ -3,14 +3,22 @@
  * run-time resizing. Mutex is a Semaphore of capacity 1.
  */
 import { Admission, type LimiterStatistics } from "./admission.js";
-import { checkCapacity, checkClock, checkFunction, checkName, checkWeight } from "./arguments.js";
+import {
+  checkCapacity,
+  checkClock,
+  checkFunction,
+  checkName,
+  checkOptionNames,
+  checkWeight,
+  optionNames,
+} from "./arguments.js";
 import { type Clock, systemClock } from "./clock.js";
 import { defineDisposeSymbols } from "./dispose.js";
 import { describe } from "./duration.js";
 import { defaultAbortReason, weightAboveCapacity } from "./errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
 import { HeldPermit, runHolding } from "./permit.js";
-import { type CheckedAcquireOptions, checkAcquireOptions } from "./wait-options.js";
+import { ACQUIRE_OPTIONS, type CheckedAcquireOptions, checkAcquireOptions } from "./wait-options.js";
 import { type SelfChecking, selfChecks, type Waiter, type WaitQueue } from "./wait-queue.js";
 
 defineDisposeSymbols();
@@ -22,6 +30,8 @@ export interface SemaphoreOptions {
   /** Time source for timeouts; defaults to the global timers. */
   clock?: Clock;
 }
+
+export const SEMAPHORE_OPTIONS = optionNames<SemaphoreOptions>({ name: true, clock: true });
 
 /** A snapshot of a semaphore's state and lifetime counters, for logs and metrics. */
 export interface SemaphoreStatistics extends LimiterStatistics {
@@ -117,6 +127,7 @@ export class Semaphore implements Limiter {
     if (typeof options !== "object" || options === null) {
       throw new TypeError(`options must be an object; got ${describe(options)}`);
     }
+    checkOptionNames(options, SEMAPHORE_OPTIONS, "the new Semaphore() options");
     this.name = checkName(options.name);
     this.admission = new Admission<Request, Grant>(
       {
@@ -274,6 +285,8 @@ export class Semaphore implements Limiter {
     options?: AcquireOptions,
   ): (...args: A) => Promise<R> {
     checkFunction(fn, "fn");
+    // Checked now: a misspelt option would otherwise surface only as every call's rejection.
+    if (typeof options === "object" && options !== null) checkOptionNames(options, ACQUIRE_OPTIONS, "the wrap options");
     return (...args: A) => this.run(() => fn(...args), options);
   }
 

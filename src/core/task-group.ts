@@ -2,7 +2,7 @@
  * TaskGroup: structured concurrency for promises — the TypeScript answer to asyncio.TaskGroup and trio's
  * nurseries. Tasks share a signal; the first failure aborts it; the group ends only when every task has.
  */
-import { checkFunction, checkSignal } from "./arguments.js";
+import { checkFunction, checkOptionNames, checkSignal, optionNames } from "./arguments.js";
 import { defineDisposeSymbols } from "./dispose.js";
 import { describe } from "./duration.js";
 import { ClosedError } from "./errors.js";
@@ -18,6 +18,8 @@ export interface TaskGroupOptions {
   /** Every task waits for a permit of this limiter (with the group's signal) and runs holding it. */
   limiter?: Limiter;
 }
+
+const TASK_GROUP_OPTIONS = optionNames<TaskGroupOptions>({ signal: true, limiter: true });
 
 /**
  * A group of tasks that end together.
@@ -67,6 +69,7 @@ export class TaskGroup implements AsyncDisposable {
     if (typeof options !== "object" || options === null) {
       throw new TypeError(`options must be an object; got ${describe(options)}`);
     }
+    checkOptionNames(options, TASK_GROUP_OPTIONS, "the new TaskGroup() options");
     const limiter = options.limiter;
     if (
       limiter !== undefined &&

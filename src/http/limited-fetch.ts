@@ -4,7 +4,7 @@
  * retries what is safe to retry — so a bulk job against a rate-limited API finishes without being
  * blocked, and as fast as the limits allow.
  */
-
+import { checkOptionNames, optionNames } from "../core/arguments.js";
 import { type Clock, systemClock, type TimerHandle } from "../core/clock.js";
 import { type Duration, describe, toMilliseconds } from "../core/duration.js";
 import { TimeoutError } from "../core/errors.js";
@@ -243,6 +243,31 @@ interface Settings {
   learnInterval: number | undefined;
 }
 
+const LIMITED_FETCH_OPTIONS = optionNames<LimitedFetchOptions>({
+  fetch: true,
+  estimate: true,
+  actualCost: true,
+  retry: true,
+  pauseOn: true,
+  pauseJitter: true,
+  attemptTimeout: true,
+  stopOnQuotaExhausted: true,
+  priority: true,
+  random: true,
+  clock: true,
+  onRetry: true,
+  learnLimits: true,
+});
+const RETRY_OPTIONS = optionNames<RetryOptions>({
+  attempts: true,
+  totalTime: true,
+  baseDelay: true,
+  maxDelay: true,
+  statuses: true,
+  nonIdempotent: true,
+});
+const LEARN_LIMITS_OPTIONS = optionNames<{ interval?: Duration }>({ interval: true });
+
 function checkOptions(limiter: Limiter, options: LimitedFetchOptions): Settings {
   if (typeof limiter !== "object" || limiter === null || typeof limiter.acquire !== "function") {
     throw new TypeError(`limiter must be a Limiter (an object with acquire()); got ${describe(limiter)}`);
@@ -250,12 +275,20 @@ function checkOptions(limiter: Limiter, options: LimitedFetchOptions): Settings 
   if (typeof options !== "object" || options === null) {
     throw new TypeError(`options must be an object; got ${describe(options)}`);
   }
+  checkOptionNames(options, LIMITED_FETCH_OPTIONS, "the limitedFetch() options");
   for (const name of ["fetch", "estimate", "actualCost", "random", "onRetry"] as const) {
     if (options[name] !== undefined && typeof options[name] !== "function") {
       throw new TypeError(`options.${name} must be a function; got ${describe(options[name])}`);
     }
   }
   const retry = options.retry === false ? { attempts: 1 } : (options.retry ?? {});
+  if (typeof retry !== "object" || retry === null) {
+    throw new TypeError(`retry must be an object or false; got ${describe(retry)}`);
+  }
+  checkOptionNames(retry, RETRY_OPTIONS, "retry");
+  if (typeof options.learnLimits === "object" && options.learnLimits !== null) {
+    checkOptionNames(options.learnLimits, LEARN_LIMITS_OPTIONS, "learnLimits");
+  }
   const attempts = retry.attempts ?? 5;
   if (typeof attempts !== "number" || !Number.isInteger(attempts) || attempts < 1) {
     throw new RangeError(`retry.attempts must be an integer >= 1; got ${describe(attempts)}`);

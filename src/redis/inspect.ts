@@ -3,6 +3,8 @@
  * limiter found in a Redis, with holders, leases, waiters, the fencing counter and budgets left.
  * Read-only.
  */
+import { checkOptionNames, optionNames } from "../core/arguments.js";
+import { describe } from "../core/duration.js";
 import { type RedisClient, type RedisConnection, Script, toConnection } from "./connection.js";
 import { withDeadline } from "./errors.js";
 import { parseSlots } from "./permits.js";
@@ -139,6 +141,8 @@ export interface InspectRedisOptions {
   timeout?: number;
 }
 
+const INSPECT_OPTIONS = optionNames<InspectRedisOptions>({ name: true, key: true, prefix: true, timeout: true });
+
 const SUFFIXES = { meta: "semaphore", rate: "rate-limiter" } as const;
 
 /**
@@ -156,6 +160,10 @@ const SUFFIXES = { meta: "semaphore", rate: "rate-limiter" } as const;
  * ```
  */
 export async function inspectRedis(redis: RedisClient, options: InspectRedisOptions = {}): Promise<RedisSnapshot[]> {
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(`options must be an object; got ${describe(options)}`);
+  }
+  checkOptionNames(options, INSPECT_OPTIONS, "the inspectRedis() options");
   const connection = toConnection(redis);
   const prefix = options.prefix ?? "sluice:";
   const timeout = options.timeout ?? 5_000;

@@ -1,13 +1,22 @@
 /**
  * RedisMutex: the core's one lock over a RedisSemaphore of capacity 1.
  */
+import { checkOptionNames } from "../core/arguments.js";
 import { describe } from "../core/duration.js";
 import { LockOver } from "../core/mutex.js";
 import type { RedisClient } from "./connection.js";
 import type { RedisSemaphoreSnapshot } from "./inspect.js";
 import type { RedisCloseOptions } from "./options.js";
 import type { RedisPermit } from "./permits.js";
-import { RedisSemaphore, type RedisSemaphoreOptions, type RedisSemaphoreStatistics } from "./semaphore.js";
+import {
+  REDIS_SEMAPHORE_OPTIONS,
+  RedisSemaphore,
+  type RedisSemaphoreOptions,
+  type RedisSemaphoreStatistics,
+} from "./semaphore.js";
+
+/** A mutex takes a semaphore's options but its capacity, which is always 1. */
+const REDIS_MUTEX_OPTIONS = REDIS_SEMAPHORE_OPTIONS.filter((name) => name !== "capacity");
 
 /**
  * A lock shared by every process using the same Redis and `name`: a {@link RedisSemaphore} of
@@ -34,6 +43,7 @@ export class RedisMutex extends LockOver<RedisPermit, Promise<RedisPermit | unde
     if (options === null || typeof options !== "object") {
       throw new TypeError(`options must be an object with a name; got ${describe(options)}`);
     }
+    checkOptionNames(options, REDIS_MUTEX_OPTIONS, "the new RedisMutex() options");
     const semaphore = new RedisSemaphore(redis, { ...options, capacity: 1 });
     super(semaphore);
     this.own = semaphore;

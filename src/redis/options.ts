@@ -2,6 +2,7 @@
  * The options of the Redis primitives, checked once here so that every primitive refuses the same bad
  * value with the same message.
  */
+import { checkOptionNames, optionNames } from "../core/arguments.js";
 import { type Duration, describe, toMilliseconds } from "../core/duration.js";
 import type { Limiter } from "../core/limiter.js";
 
@@ -62,12 +63,15 @@ export function checkKeyTtl(value: Duration | undefined, leaseMs: number): numbe
   return ms;
 }
 
+const CLOSE_OPTIONS = optionNames<RedisCloseOptions>({ timeout: true });
+
 /** `close({ timeout })`: a duration (default the lease). */
 export function checkCloseOptions(options: RedisCloseOptions | undefined, leaseMs: number): number {
   if (options === undefined) return leaseMs;
   if (options === null || typeof options !== "object") {
     throw new TypeError(`options must be an object such as { timeout: "5s" }; got ${describe(options)}`);
   }
+  checkOptionNames(options, CLOSE_OPTIONS, "the close() options");
   return options.timeout === undefined ? leaseMs : toMilliseconds(options.timeout, "timeout");
 }
 

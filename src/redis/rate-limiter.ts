@@ -7,15 +7,14 @@
  * every limit could pay, and the process sleeps precisely that long on its one timer. No polling, no
  * timer per waiter, no charge for a refused call.
  */
-
 import { Admission, type LimiterStatistics } from "../core/admission.js";
-import { checkFunction } from "../core/arguments.js";
+import { checkFunction, checkOptionNames, optionNames } from "../core/arguments.js";
 import { systemClock, type TimerHandle } from "../core/clock.js";
 import { type Duration, describe, toMilliseconds } from "../core/duration.js";
 import { ClosedError, costAboveLimit, TimeoutError, weightAboveCapacity } from "../core/errors.js";
 import { type Limiter, NEVER_ABORTED, type Permit } from "../core/limiter.js";
 import { HeldPermit, runHolding } from "../core/permit.js";
-import { normalizeCost, normalizeSettlement, REQUESTS } from "../core/rate-cost.js";
+import { checkCostUnits, countedUnits, normalizeCost, normalizeSettlement, REQUESTS } from "../core/rate-cost.js";
 import { type HeaderInput, parseRateLimitHeaders } from "../core/rate-headers.js";
 import {
   type RateAcquireOptions,
@@ -29,6 +28,7 @@ import type { Waiter, WaitQueue } from "../core/wait-queue.js";
 import { type RedisClient, type RedisConnection, Script, toConnection } from "./connection.js";
 import { RedisUnavailableError, withDeadline } from "./errors.js";
 import {
+  checkCloseOptions,
   checkCommandTimeout,
   checkNotices,
   checkPrefix,
@@ -84,6 +84,20 @@ export interface RedisRateLimiterOptions {
   /** The concurrency semaphore's restart guard: as RedisSemaphore's `guardRestarts`. Default true. */
   guardRestarts?: boolean;
 }
+
+const REDIS_RATE_LIMITER_OPTIONS = optionNames<RedisRateLimiterOptions>({
+  name: true,
+  limits: true,
+  minInterval: true,
+  concurrency: true,
+  leaseTtl: true,
+  refund: true,
+  prefix: true,
+  commandTimeout: true,
+  onUnavailable: true,
+  notices: true,
+  guardRestarts: true,
+});
 
 /** One configured limit as it travels to the scripts. */
 interface Bucket {
@@ -206,6 +220,8 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
   private readonly connection: RedisConnection;
   private readonly key: string;
   private readonly buckets: Bucket[];
+  /** The units the limits count, `requests` included: a cost unit one typo away from these is refused. */
+  private readonly counted: ReadonlySet<string>;
   private readonly commandMs: number;
   private readonly refund: boolean | Readonly<Record<string, boolean>>;
   private readonly onUnavailable: UnavailablePolicy;
@@ -234,6 +250,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     if (options === null || typeof options !== "object") {
       throw new TypeError(`options must be an object with a name and limits; got ${describe(options)}`);
     }
+    checkOptionNames(options, REDIS_RATE_LIMITER_OPTIONS, "the new RedisRateLimiter() options");
     this.connection = toConnection(redis);
     if (typeof options.name !== "string" || options.name === "") {
       throw new TypeError(`name must be a non-empty string; got ${describe(options.name)}`);
@@ -271,6 +288,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
         intervalMs,
       };
     });
+    this.counted = countedUnits(this.buckets);
     const spacing = toMilliseconds(options.minInterval ?? 0, "minInterval");
     if (spacing > MAX_INTERVAL_MS) {
       throw new RangeError(
@@ -370,8 +388,10 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     let demand: Demand;
     try {
       checked = checkAcquireOptions(options);
+      const cost = normalizeCost(options?.cost);
+      checkCostUnits(cost, this.counted, "cost");
       demand = {
-        cost: normalizeCost(options?.cost),
+        cost,
         weight: checked.weight,
         slot: undefined,
         fellBack: false,
@@ -474,6 +494,8 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
    * waits up to `timeout` for the calls in flight: see {@link RedisSemaphore.close}).
    */
   async close(options?: RedisCloseOptions): Promise<void> {
+    // Checked here too: without a concurrency semaphore nothing else would read them.
+    checkCloseOptions(options, 0);
     if (!this.closed) {
       this.closed = true;
       this.admission.rejectAll(() => this.closedError());
@@ -707,6 +729,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
   /** A permit's settlement (see `Settle`). Asynchronous; its failure is not the caller's problem. */
   private applySettlement(permit: RatePermit_, actual: RateCost): void {
     const target = normalizeSettlement(actual);
+    checkCostUnits(target, this.counted, "actual");
     // A permit the fallback admitted was never charged in Redis: a refund would hand out budget that
     // nobody paid for.
     const charged = permit.admittedAt !== undefined;

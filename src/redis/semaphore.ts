@@ -32,7 +32,7 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { Admission, type LimiterStatistics } from "../core/admission.js";
-import { checkCapacity, checkFunction, checkWeight } from "../core/arguments.js";
+import { checkCapacity, checkFunction, checkOptionNames, checkWeight, optionNames } from "../core/arguments.js";
 import { systemClock, type TimerHandle } from "../core/clock.js";
 import { type Duration, describe } from "../core/duration.js";
 import { ClosedError, LeaseLostError, weightAboveCapacity } from "../core/errors.js";
@@ -132,6 +132,19 @@ export interface RedisSemaphoreOptions {
    */
   notices?: "publish" | "sharded";
 }
+
+export const REDIS_SEMAPHORE_OPTIONS = optionNames<RedisSemaphoreOptions>({
+  name: true,
+  capacity: true,
+  leaseTtl: true,
+  prefix: true,
+  commandTimeout: true,
+  wakeTimeout: true,
+  keyTtl: true,
+  onUnavailable: true,
+  guardRestarts: true,
+  notices: true,
+});
 
 /**
  * A snapshot of a Redis semaphore as this process sees it, without a round trip: `inUse` and `waiting`
@@ -306,6 +319,7 @@ export class RedisSemaphore implements Limiter, LeaseKeeper {
     if (options === null || typeof options !== "object") {
       throw new TypeError(`options must be an object with name and capacity; got ${describe(options)}`);
     }
+    checkOptionNames(options, REDIS_SEMAPHORE_OPTIONS, "the new RedisSemaphore() options");
     this.connection = toConnection(redis);
     this.notices = sharedNotices(redis, this.connection);
     if (typeof options.name !== "string" || options.name === "") {

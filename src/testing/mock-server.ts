@@ -9,6 +9,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { checkOptionNames, type OptionNames, optionNames } from "../core/arguments.js";
 import { type Duration, describe, toMilliseconds } from "../core/duration.js";
 import {
   type ErrorKind,
@@ -295,6 +296,41 @@ function checkProbability(value: unknown, argument: string): number {
 
 const FAILURE_KINDS = ["server-error", "overloaded", "reset", "hang"] as const;
 
+const MOCK_SERVER_OPTIONS = optionNames<MockServerOptions>({
+  requestsPerMinute: true,
+  tokensPerMinute: true,
+  minute: true,
+  concurrency: true,
+  latency: true,
+  completionTokens: true,
+  reply: true,
+  quota: true,
+  failures: true,
+  inject: true,
+  style: true,
+  seed: true,
+  host: true,
+  port: true,
+});
+const RANGE_OPTIONS = optionNames<{ min: number; max: number }>({ min: true, max: true });
+
+/** Refuses misspelt option names, also inside the options that take objects. */
+function checkMockOptionNames(options: MockServerOptions): void {
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(`options must be an object; got ${describe(options)}`);
+  }
+  checkOptionNames(options, MOCK_SERVER_OPTIONS, "the startMockServer() options");
+  const nested: [unknown, OptionNames, string][] = [
+    [options.quota, optionNames<NonNullable<MockServerOptions["quota"]>>({ tokens: true, requests: true }), "quota"],
+    [options.failures, FAILURE_KINDS, "failures"],
+    [options.latency, RANGE_OPTIONS, "latency"],
+    [options.completionTokens, RANGE_OPTIONS, "completionTokens"],
+  ];
+  for (const [value, known, where] of nested) {
+    if (typeof value === "object" && value !== null) checkOptionNames(value, known, where);
+  }
+}
+
 class MockApiServer implements MockServer {
   readonly requests: MockRequestRecord[] = [];
   private readonly http: Server;
@@ -317,6 +353,7 @@ class MockApiServer implements MockServer {
   private readonly closed = new AbortController();
 
   constructor(private readonly options: MockServerOptions) {
+    checkMockOptionNames(options);
     this.minuteMs = toMilliseconds(options.minute ?? "1m", "minute");
     if (!(this.minuteMs > 0)) throw new RangeError(`minute must be longer than 0 ms; got ${describe(options.minute)}`);
     const requests = checkLimit(options.requestsPerMinute, "requestsPerMinute");

@@ -3,10 +3,12 @@
  * with lock vocabulary, as Mutex is for Semaphore.
  */
 import type { Worker } from "node:worker_threads";
+import { checkOptionNames } from "../core/arguments.js";
 import type { Clock } from "../core/clock.js";
 import type { Permit } from "../core/limiter.js";
 import { LockOver } from "../core/mutex.js";
 import {
+  SHARED_SEMAPHORE_OPTIONS,
   SharedSemaphore,
   type SharedSemaphoreAttachOptions,
   type SharedSemaphoreHandle,
@@ -45,6 +47,9 @@ export class SharedMutex extends LockOver<Permit, Permit | undefined, SharedSema
   /** @internal Rebuilds from a handle; use {@link SharedMutex.from}. */
   constructor(semaphore: SharedSemaphore);
   constructor(options: SharedMutexOptions | SharedSemaphore = {}) {
+    if (typeof options === "object" && options !== null && !(options instanceof SharedSemaphore)) {
+      checkOptionNames(options, SHARED_SEMAPHORE_OPTIONS, "the new SharedMutex() options");
+    }
     const semaphore = options instanceof SharedSemaphore ? options : new SharedSemaphore(1, options);
     super(semaphore);
     this.own = semaphore;

@@ -18,13 +18,13 @@
  * thread's queue.
  */
 import { Admission, type LimiterStatistics } from "../core/admission.js";
-import { checkClock, checkFunction, checkName } from "../core/arguments.js";
+import { checkClock, checkFunction, checkName, checkOptionNames, optionNames } from "../core/arguments.js";
 import type { Clock, TimerHandle } from "../core/clock.js";
 import { type Duration, describe, toMilliseconds } from "../core/duration.js";
-import { TimeoutError } from "../core/errors.js";
+import { costAboveLimit, TimeoutError } from "../core/errors.js";
 import type { AcquireOptions, Limiter, Permit } from "../core/limiter.js";
 import { type GiveBack, HeldPermit, runHolding } from "../core/permit.js";
-import { normalizeCost } from "../core/rate-cost.js";
+import { checkCostUnits, countedUnits, normalizeCost } from "../core/rate-cost.js";
 import type { RateCost } from "../core/rate-limiter.js";
 import { type CheckedWaitOptions, checkAcquireOptions } from "../core/wait-options.js";
 import type { Waiter, WaitQueue } from "../core/wait-queue.js";
@@ -63,6 +63,15 @@ export interface SharedRateLimiterAttachOptions {
    */
   clock?: Clock;
 }
+
+const SHARED_RATE_LIMITER_OPTIONS = optionNames<SharedRateLimiterOptions>({ limits: true, name: true, clock: true });
+const ATTACH_OPTIONS = optionNames<SharedRateLimiterAttachOptions>({ clock: true });
+const SHARED_RATE_LIMIT_OPTIONS = optionNames<SharedRateLimit>({
+  limit: true,
+  interval: true,
+  burst: true,
+  unit: true,
+});
 
 /**
  * Options for one call of a {@link SharedRateLimiter}: how much it costs, besides {@link AcquireOptions}.
@@ -184,6 +193,8 @@ export class SharedRateLimiter implements Limiter<SharedRateAcquireOptions> {
   /** Word 0: magic; word 1 + i: `tat` of limit i, in ns on the clock's scale. */
   private readonly words: BigInt64Array;
   private readonly buckets: Bucket[];
+  /** The units the limits count, `requests` included: a cost unit one typo away from these is refused. */
+  private readonly counted: ReadonlySet<string>;
   private readonly clock: Clock;
   /** The admission step; its queue holds this thread's callers. */
   private readonly admission: Admission<Booking, SharedRatePermit>;
@@ -216,6 +227,8 @@ export class SharedRateLimiter implements Limiter<SharedRateAcquireOptions> {
     if (typeof attach !== "object" || attach === null) {
       throw new TypeError(`options must be an object; got ${describe(attach)}`);
     }
+    if ("kind" in options) checkOptionNames(attach, ATTACH_OPTIONS, "the SharedRateLimiter.from() options");
+    else checkOptionNames(options, SHARED_RATE_LIMITER_OPTIONS, "the new SharedRateLimiter() options");
     // Checked here, not at the first call: a clock that fails inside `acquire` would throw from it.
     const clock = checkClock("kind" in options ? attach.clock : options.clock) ?? processClock;
     let buffer: SharedArrayBuffer;
@@ -240,6 +253,7 @@ export class SharedRateLimiter implements Limiter<SharedRateAcquireOptions> {
     if (Atomics.load(this.words, 0) !== MAGIC || this.words.length !== 1 + limits.length) {
       throw new TypeError("handle.buffer must be the SharedArrayBuffer of a sluice SharedRateLimiter");
     }
+    this.counted = countedUnits(limits);
     this.buckets = limits.map((limit) => {
       const emission = (limit.interval * 1e6) / limit.limit;
       return { ...limit, emission, tolerance: BigInt(Math.floor(limit.burst * emission)) };
@@ -494,15 +508,8 @@ export class SharedRateLimiter implements Limiter<SharedRateAcquireOptions> {
   /** Cost per limit, in the order of `buckets` (the same cost rule as every rate limiter: rate-cost.ts). */
   private costs(cost: RateCost | undefined): number[] {
     const normalized = normalizeCost(cost);
-    if (typeof cost === "object" && cost !== null) {
-      for (const unit of Object.keys(cost)) {
-        if (!this.buckets.some((bucket) => bucket.unit === unit)) {
-          throw new RangeError(
-            `cost names the unit ${JSON.stringify(unit)}, but ${this.subject()} limits only ${this.buckets.map((b) => JSON.stringify(b.unit)).join(", ")}`,
-          );
-        }
-      }
-    }
+    // The same rule as RateLimiter's: a unit no limit counts is free, unless it is a typo of one that is.
+    checkCostUnits(normalized, this.counted, "cost");
     return this.buckets.map((bucket) => normalized[bucket.unit] ?? 0);
   }
 
@@ -512,9 +519,8 @@ export class SharedRateLimiter implements Limiter<SharedRateAcquireOptions> {
       const bucket = this.buckets[i] as Bucket;
       const cost = booking.costs[i] as number;
       if (cost > bucket.burst) {
-        return new RangeError(
-          `cost ${cost} ${bucket.unit} is above the burst ${bucket.burst} of ${this.subject()}; it could never be admitted`,
-        );
+        const limit = { what: "burst" as const, bound: bucket.burst, limit: bucket.limit, intervalMs: bucket.interval };
+        return costAboveLimit(cost, bucket.unit, limit, this.subject());
       }
     }
     return undefined;
@@ -545,6 +551,7 @@ function checkLimits(limits: unknown): SharedRateLimiterHandle["limits"] {
     if (typeof entry !== "object" || entry === null) {
       throw new TypeError(`limits[${index}] must be an object; got ${describe(entry)}`);
     }
+    checkOptionNames(entry, SHARED_RATE_LIMIT_OPTIONS, `limits[${index}]`);
     const { limit } = entry;
     if (typeof limit !== "number" || !Number.isFinite(limit) || limit <= 0) {
       throw new RangeError(`limits[${index}].limit must be a finite number > 0; got ${describe(limit)}`);

@@ -6,7 +6,16 @@
  */
 import { threadId, type Worker } from "node:worker_threads";
 import { Admission, type LimiterStatistics } from "../core/admission.js";
-import { checkCapacity, checkClock, checkFunction, checkName, checkWeight } from "../core/arguments.js";
+import {
+  checkCapacity,
+  checkClock,
+  checkFunction,
+  checkName,
+  checkOptionNames,
+  checkWeight,
+  type OptionNames,
+  optionNames,
+} from "../core/arguments.js";
 import { type Clock, systemClock } from "../core/clock.js";
 import { describe } from "../core/duration.js";
 import { weightAboveCapacity } from "../core/errors.js";
@@ -44,6 +53,13 @@ export interface SharedSemaphoreAttachOptions {
   /** Time source for this thread's timeouts; defaults to the global timers. */
   clock?: Clock;
 }
+
+export const SHARED_SEMAPHORE_OPTIONS = optionNames<SharedSemaphoreOptions>({
+  name: true,
+  maxThreads: true,
+  clock: true,
+});
+const ATTACH_OPTIONS = optionNames<SharedSemaphoreAttachOptions>({ clock: true });
 
 /**
  * A snapshot of a shared semaphore: `inUse`, `available` and `waiting` summed over all threads at this
@@ -172,7 +188,10 @@ export class SharedSemaphore implements Limiter {
   constructor(capacityOrHandle: number | SharedSemaphoreHandle, options: SharedSemaphoreOptions = {}) {
     // Checked here, not at the first timed wait: a clock that fails inside `acquire` would leave a
     // caller queued that nobody can settle.
-    const clock = checkThreadOptions(options);
+    const clock =
+      typeof capacityOrHandle === "number"
+        ? checkThreadOptions(options, SHARED_SEMAPHORE_OPTIONS, "the new SharedSemaphore() options")
+        : checkThreadOptions(options, ATTACH_OPTIONS, "the SharedSemaphore.from() options");
     if (typeof capacityOrHandle === "number") {
       const capacity = checkCapacity(capacityOrHandle);
       if (capacity !== Number.POSITIVE_INFINITY && capacity > MAX_WEIGHT) {
@@ -232,7 +251,7 @@ export class SharedSemaphore implements Limiter {
    * @throws TypeError if `handle` is not a SharedSemaphore handle, or `options.clock` not a Clock.
    */
   static from(handle: SharedSemaphoreHandle, options?: SharedSemaphoreAttachOptions): SharedSemaphore {
-    checkThreadOptions(options);
+    checkThreadOptions(options, ATTACH_OPTIONS, "the SharedSemaphore.from() options");
     const existing = instances.get(new SharedQueue(checkHandle(handle).buffer).id)?.deref();
     return existing ?? rebuild(handle, options);
   }
@@ -632,11 +651,16 @@ const retire = new FinalizationRegistry<{ shared: SharedQueue; index: number }>(
 });
 
 /** Checks the options every constructor and `from` take; returns the clock for this thread. */
-function checkThreadOptions(options: SharedSemaphoreAttachOptions | undefined): Clock {
+function checkThreadOptions(
+  options: SharedSemaphoreAttachOptions | undefined,
+  known: OptionNames,
+  where: string,
+): Clock {
   if (options === undefined) return systemClock;
   if (typeof options !== "object" || options === null) {
     throw new TypeError(`options must be an object; got ${describe(options)}`);
   }
+  checkOptionNames(options, known, where);
   return checkClock(options.clock) ?? systemClock;
 }
 

@@ -6,13 +6,15 @@
 import { Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { parseCommandLine, UsageError } from "../../src/cli/command-line.js";
-import { FETCH_COMMAND, fetchCommand, prepareRequest } from "../../src/cli/fetch-command.js";
+import { FETCH_COMMAND, prepareRequest } from "../../src/cli/fetch-command.js";
 import { readLines } from "../../src/cli/input.js";
-import { readLimitOptions } from "../../src/cli/limits.js";
 import { runProcess } from "../../src/cli/process-job.js";
-import { RUN_COMMAND, runCommand } from "../../src/cli/run-command.js";
-import { readSessionSettings } from "../../src/cli/session.js";
+import { RUN_COMMAND } from "../../src/cli/run-command.js";
+import { readFetchSettings, readRunSettings } from "../../src/cli/settings.js";
 import { InputError, parseRecord } from "../../src/cli/template.js";
+
+const runSettings = (...argv: string[]) => readRunSettings(parseCommandLine(RUN_COMMAND, [...argv, "--", "true"]));
+const fetchSettings = (...argv: string[]) => readFetchSettings(parseCommandLine(FETCH_COMMAND, argv));
 
 function usageErrorOf(action: () => unknown): UsageError {
   try {
@@ -25,36 +27,25 @@ function usageErrorOf(action: () => unknown): UsageError {
 }
 
 describe("option values", () => {
-  it("a negative number is reported as out of range, not as a missing value", () => {
-    const error = usageErrorOf(() =>
-      readSessionSettings(parseCommandLine(RUN_COMMAND, ["--retries", "-1", "--", "true"]), "run"),
+  it("a negative number is reported as out of range, not as a missing value, naming the option as typed", () => {
+    expect(usageErrorOf(() => runSettings("--retries", "-1")).message).toBe(
+      '--retries must be an integer from 0 to 1000; got "-1"',
     );
-    expect(error.message).toBe('--retries must be an integer >= 0; got "-1"');
-    const short = usageErrorOf(() =>
-      readLimitOptions(parseCommandLine(RUN_COMMAND, ["-qc", "-2", "--", "true"]), "run", { concurrency: 1 }),
+    expect(usageErrorOf(() => runSettings("-qc", "-2")).message).toBe(
+      '-c (--concurrency) must be an integer from 1 to 100000 (or unlimited); got "-2"',
     );
-    expect(short.message).toMatch(/^--concurrency must be an integer >= 1 \(or unlimited\); got "-2"$/);
   });
 
-  it("integers are decimal digits: hex, exponents and fractions are refused, not read as numbers", async () => {
+  it("integers are decimal digits: hex, exponents and fractions are refused, not read as numbers", () => {
     for (const text of ["0x4", "1e3", "4.0", "0b11", "", " "]) {
-      const error = usageErrorOf(() =>
-        readLimitOptions(parseCommandLine(RUN_COMMAND, ["-c", text, "--", "true"]), "run", { concurrency: 1 }),
-      );
-      expect(error.message).toBe(`--concurrency must be an integer >= 1 (or unlimited); got ${JSON.stringify(text)}`);
-    }
-    for (const [command, run, line] of [
-      [RUN_COMMAND, runCommand, ["--max-output", "1e3", "--", "true"]],
-      [FETCH_COMMAND, fetchCommand, ["--max-output", "1e3"]],
-    ] as const) {
-      await expect(run(parseCommandLine(command, [...line]), "")).rejects.toThrow(
-        new UsageError('--max-output must be an integer >= 0; got "1e3"', command.name),
+      expect(usageErrorOf(() => runSettings("--concurrency", text)).message).toBe(
+        `--concurrency must be an integer from 1 to 100000 (or unlimited); got ${JSON.stringify(text)}`,
       );
     }
-    expect(
-      readLimitOptions(parseCommandLine(RUN_COMMAND, ["-c", " 12 ", "--", "true"]), "run", { concurrency: 1 })
-        .concurrency,
-    ).toBe(12);
+    for (const read of [() => runSettings("--max-output", "1e3"), () => fetchSettings("--max-output", "1e3")]) {
+      expect(usageErrorOf(read).message).toMatch(/^--max-output must be an integer from 0 to 268435456; got "1e3"/);
+    }
+    expect(runSettings("-c", " 12 ").limits.concurrency).toBe(12);
   });
 
   it("a value that is not a number still reads as a missing value", () => {
@@ -64,18 +55,14 @@ describe("option values", () => {
   });
 
   it("--timeout 0 is a usage error, not a run where every job times out at once", () => {
-    const error = usageErrorOf(() =>
-      readSessionSettings(parseCommandLine(RUN_COMMAND, ["--timeout", "0", "--", "true"]), "run"),
-    );
-    expect(error.message).toMatch(/--timeout must be longer than 0/);
+    for (const zero of ["0", "0s", "0ms", "0.0"]) {
+      expect(usageErrorOf(() => runSettings("--timeout", zero)).message).toMatch(/--timeout must be longer than 0/);
+    }
   });
 
   it("a rate whose limit is too large to be a number is a usage error naming it", () => {
     const text = `1${"0".repeat(400)}/s`;
-    const error = usageErrorOf(() =>
-      readLimitOptions(parseCommandLine(RUN_COMMAND, ["--rate", text, "--", "true"]), "run", { concurrency: 1 }),
-    );
-    expect(error.message).toContain(`rate "${text}"`);
+    expect(usageErrorOf(() => runSettings("--rate", text)).message).toContain(`rate "${text}"`);
   });
 });
 
@@ -113,10 +100,8 @@ describe("sluice fetch: a JSON request line fetch cannot send fails that line on
     expect((thrown as Error).message).toMatch(message);
   });
 
-  it("a --method fetch cannot send is a usage error before anything is read", async () => {
-    const parsed = parseCommandLine(FETCH_COMMAND, ["-X", "GE T"]);
-    await expect(fetchCommand(parsed, "sluice fetch -X 'GE T'")).rejects.toThrow(UsageError);
-    await expect(fetchCommand(parsed, "sluice fetch -X 'GE T'")).rejects.toThrow(/--method "GE T"/);
+  it("a --method fetch cannot send is a usage error before anything is read", () => {
+    expect(usageErrorOf(() => fetchSettings("-X", "GE T")).message).toMatch(/--method "GE T"/);
   });
 
   it("an ordinary JSON request line still prepares", () => {

@@ -113,6 +113,36 @@ describe("sluice run --redis", () => {
     expect(result.stderr).toMatch(/cannot reach Redis at redis:\/\/127\.0\.0\.1:1/);
   });
 
+  it("a fresh Redis's restart guard is said on the progress line, with the time left, not a silent stall", async () => {
+    const fresh = await RedisServer.start();
+    try {
+      const result = await runCli(
+        [
+          "run",
+          "--redis",
+          fresh.url,
+          "--key",
+          "fresh",
+          "-c",
+          "1",
+          "--lease",
+          "5s",
+          "--progress-interval",
+          "1s",
+          "--",
+          "true",
+        ],
+        { input: "x\n" },
+      );
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stderr).toMatch(
+        /in flight 0\/1 .*waiting: Redis started less than a --lease \(5 s\) ago; its restart guard grants nothing for [\d.]+ m?s more/,
+      );
+    } finally {
+      await fresh.stop();
+    }
+  }, 20_000);
+
   it("refuses --algorithm sliding-window with --redis (the shared limiter is a token bucket)", async () => {
     const result = await runCli([
       "run",
@@ -170,6 +200,40 @@ describe("sluice inspect", () => {
       await run.result;
     }
   }, 30_000);
+
+  it("with --key as without it, a rate limiter whose key expired (nothing spent) is explained, not silently missing", async () => {
+    // One request of 20 a second: the bucket is full again 50 ms later, and its key gone a second after
+    // that (the scripts' margin). The concurrency semaphore beside it outlives it.
+    const ran = await runCli(
+      ["run", "-q", "--redis", redis.url, "--key", "idle", "-c", "2", "--rate", "20/s", "--", "true"],
+      {
+        input: "x\n",
+      },
+    );
+    expect(ran.code, ran.stderr).toBe(0);
+    await new Promise((resolve) => setTimeout(resolve, 1300));
+    const all = await runCli(["inspect", "--redis", redis.url]);
+    const one = await runCli(["inspect", "--redis", redis.url, "--key", "idle"]);
+    for (const result of [all, one]) {
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stdout).toContain('rate limiter "idle": every limit full (nothing spent in its last interval)');
+      expect(result.stdout).toContain('semaphore "idle/concurrency"');
+      expect(result.stdout).toContain(
+        "(a rate limiter that has spent nothing in its last interval keeps no key in Redis",
+      );
+    }
+    const rateOnly = await runCli(
+      ["run", "-q", "--redis", redis.url, "--key", "gone", "--rate", "20/s", "--", "true"],
+      {
+        input: "x\n",
+      },
+    );
+    expect(rateOnly.code, rateOnly.stderr).toBe(0);
+    await new Promise((resolve) => setTimeout(resolve, 1300));
+    const named = await runCli(["inspect", "--redis", redis.url, "--key", "gone"]);
+    expect(named.code).toBe(1);
+    expect(named.stdout).toContain("keeps no key in Redis, so it is not listed");
+  });
 
   it("exits 1 when --key names nothing, and 2 without --redis", async () => {
     const missing = await runCli(["inspect", "--redis", redis.url, "--key", "no-such-limit"]);

@@ -233,7 +233,11 @@ describe("sluice run: bad command lines", () => {
       () => ["run", "--concurency", "3", "--", ...touch()],
       /unknown option --concurency \(did you mean --concurrency\?\)/,
     ],
-    ["a bad number", () => ["run", "-c", "0", "--", ...touch()], /--concurrency must be an integer >= 1/],
+    [
+      "a bad number",
+      () => ["run", "-c", "0", "--", ...touch()],
+      /-c \(--concurrency\) must be an integer from 1 to 100000 \(or unlimited\); got "0"/,
+    ],
     ["a bad rate", () => ["run", "--rate", "5/parsec", "--", ...touch()], /rate "5\/parsec" has no valid interval/],
     ["a bad duration", () => ["run", "--timeout", "soon", "--", ...touch()], /--timeout must be a duration/],
     [
@@ -305,15 +309,16 @@ describe("sluice run: progress", () => {
   });
 
   it("prints plain periodic lines when stderr is not a terminal, and nothing with --quiet", async () => {
-    const plain = await runCli(["run", "-c", "2", "--progress-interval", "100ms", "--", "sleep"], {
-      input: lines(4, () => "0.15"),
+    // The shortest interval (1 s; shorter would flood a log) over a run of about 2.4 s.
+    const plain = await runCli(["run", "-c", "2", "--progress-interval", "1s", "--", "sleep"], {
+      input: lines(4, () => "1.2"),
     });
     expect(plain.code).toBe(0);
     expect(plain.stderr).not.toContain("\x1b");
     expect(plain.stderr.split("\n").filter((line) => /^sluice run: \d+(\/4)? done/.test(line)).length).toBeGreaterThan(
       1,
     );
-    const quiet = await runCli(["run", "-q", "-c", "2", "--progress-interval", "150ms", "--", "sleep"], {
+    const quiet = await runCli(["run", "-q", "-c", "2", "--", "sleep"], {
       input: lines(3, () => "0.2"),
     });
     expect(quiet.code).toBe(0);

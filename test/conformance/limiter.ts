@@ -311,6 +311,31 @@ export function describeLimiterConformance(
       });
     });
 
+    it("a misspelt acquire option rejects with a TypeError naming it and the nearest option; a cost passes", async () => {
+      const capacity = cap(2);
+      await withSubject(capacity, async (limiter, room, releaseAll) => {
+        for (const [options, typed, meant] of [
+          [{ timout: 100 }, "timout", "timeout"],
+          [{ signl: AbortSignal.timeout(1000) }, "signl", "signal"],
+          [{ Priority: 1 }, "Priority", "priority"],
+        ] as const) {
+          let promise: Promise<unknown> | undefined;
+          expect(() => {
+            promise = limiter.acquire(options as object);
+          }).not.toThrow();
+          const error = await rejection(promise as Promise<unknown>);
+          expect(error).toBeInstanceOf(TypeError);
+          expect((error as Error).message).toContain(`unknown option "${typed}"`);
+          expect((error as Error).message).toContain(`did you mean "${meant}"?`);
+        }
+        // Code written for any Limiter (limitedFetch, the CLI) passes a cost; a limiter that counts none
+        // takes it as an ordinary acquire.
+        const permit = await guard(limiter.acquire({ cost: 1 } as object), "acquire with a cost");
+        await room.giveBack(permit);
+        await drainAll(limiter, capacity).then(releaseAll);
+      });
+    });
+
     if (weighted) {
       it("a weight above the capacity rejects at once with a RangeError naming both numbers", async () => {
         await withSubject(2, async (limiter) => {

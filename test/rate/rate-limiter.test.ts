@@ -774,3 +774,48 @@ describe("RateLimiter: events", () => {
     expect(await surfaced).toBe(failure);
   });
 });
+
+describe("RateLimiter: a cost unit no limit counts", () => {
+  const limits = [
+    { limit: 10, interval: 1000 },
+    { limit: 1000, interval: 1000, unit: "tokens" },
+  ];
+
+  it("a unit a typo away from a counted one is refused, naming both (it would cost nothing)", async () => {
+    const limiter = new RateLimiter({ limits, clock: new FakeClock() });
+    for (const [cost, typed, meant] of [
+      [{ tokenz: 5 }, "tokenz", "tokens"],
+      [{ Tokens: 5 }, "Tokens", "tokens"],
+      [{ tokesn: 5 }, "tokesn", "tokens"],
+      [{ requets: 2 }, "requets", "requests"],
+    ] as const) {
+      const error = await rejectionOf(limiter.acquire({ cost }));
+      expect(error).toBeInstanceOf(TypeError);
+      expect((error as Error).message).toContain(`cost.${typed}: no limit counts "${typed}"; did you mean "${meant}"?`);
+      expect(() => limiter.tryAcquire({ cost })).toThrow(TypeError);
+    }
+    // Nothing was charged by the refused calls.
+    expect(limiter.statistics().remaining).toEqual({ requests: 10, tokens: 1000 });
+  });
+
+  it("a unit far from every counted one is free: one cost record may serve limiters counting different units", async () => {
+    const requestsOnly = new RateLimiter({ limits: [{ limit: 10, interval: 1000 }], clock: new FakeClock() });
+    const permit = await requestsOnly.acquire({ cost: { tokens: 500, images: 2 } });
+    expect(permit.cost).toEqual({ requests: 1, tokens: 500, images: 2 });
+    permit.settle({ tokens: 700 });
+    expect(requestsOnly.statistics().remaining).toEqual({ requests: 9 });
+  });
+
+  it("settle with a typo of a counted unit throws and changes nothing", async () => {
+    const limiter = new RateLimiter({ limits, clock: new FakeClock() });
+    const permit = await limiter.acquire({ cost: { tokens: 100 } });
+    expect(() => permit.settle({ tokenz: 300 })).toThrow(
+      /actual\.tokenz: no limit counts "tokenz"; did you mean "tokens"\?/,
+    );
+    expect(permit.cost).toEqual({ requests: 1, tokens: 100 });
+    expect(limiter.statistics().remaining["tokens"]).toBe(900);
+    // A later, correct settle still counts as the first one.
+    permit.settle({ tokens: 50 });
+    expect(limiter.statistics().settled.calls).toBe(1);
+  });
+});

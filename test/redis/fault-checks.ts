@@ -11,7 +11,7 @@
 
 /** One JSON line of a fault worker (test/redis/fault-worker.ts). */
 export type WorkerEvent =
-  | { event: "ready"; at: number }
+  | { event: "ready"; at: number; client?: string }
   | { event: "acquire"; at: number; call: number; weight: number; kind: "acquire" | "run" }
   /**
    * Permit received; `lost` is what `leaseLost` said at that moment (a grant handed over already lost);
@@ -92,6 +92,13 @@ export interface FaultRecord {
   end: number;
   /** The worker it hit, for faults of one process. */
   target?: string;
+  /**
+   * A process killed with callers queued that Redis had just granted to, in the instant of its death (a
+   * holder of the dead process found in Redis right after it died, though it held nothing): that grant
+   * cannot be told from one to a live process and comes back with the lease (docs/redis.md, "Dead waiters,
+   * exactly"), so its bound is the lease's.
+   */
+  raced?: boolean;
   /** When the target was served again, if later than `end` (a restart while it was cut off: its restore). */
   targetEnd?: number;
 }
@@ -525,7 +532,7 @@ export function shortStretches(run: FaultRun, lives: readonly PermitLife[]): { f
 export function recoveries(run: FaultRun, lives: readonly PermitLife[], bounds: RecoveryBounds): Recovery[] {
   const stretches = shortStretches(run, lives);
   return run.faults.map((fault) => {
-    const bound = boundOf(fault.kind, bounds);
+    const bound = fault.raced === true ? bounds.lease : boundOf(fault.kind, bounds);
     // A restart is counted from the server's start (the guard's promise); a frozen Redis from its resume.
     const from =
       fault.kind === "restart" || fault.kind === "restart-cut" || fault.kind === "redis-pause" ? fault.end : fault.at;

@@ -219,12 +219,20 @@ export async function runFaultScenario(options: ScenarioOptions = {}): Promise<F
     const dying = await nextLine(label, "dying");
     await victim.process.exited;
     victim.record.killedAt = dying.at;
-    faults.push({
+    const fault: FaultRecord = {
       kind: how === "die-holding" ? "kill-holding" : "kill-queued",
       at: dying.at,
       end: dying.at,
       target: label,
-    });
+    };
+    if (how === "die-queued") {
+      // It held nothing when it died: a holder of its own in Redis now is a grant that raced its death.
+      const ready = (victim.process.lines as unknown as WorkerEvent[]).find((line) => line.event === "ready");
+      const client = ready?.event === "ready" ? ready.client : undefined;
+      const holders = (await inspector.inspect()).holders;
+      if (client !== undefined && holders.some((holder) => holder.client === client)) fault.raced = true;
+    }
+    faults.push(fault);
     log(`${label} killed (${how}); ${replacement} started`);
     spawn(replacement, fleet.port, false);
   };

@@ -259,7 +259,7 @@ const callers = [
   ...config.callers.map(({ kind, weight }) => caller(kind, weight)),
   ...Array.from({ length: config.rateCallers }, rateCaller),
 ];
-print({ event: "ready", at: now() });
+print({ event: "ready", at: now(), client: semaphore.client });
 
 /** Stops the callers (waits still pending end with an AbortError), reports what never settled, leaves. */
 async function finish(): Promise<void> {

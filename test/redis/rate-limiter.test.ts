@@ -101,6 +101,18 @@ describe("RedisRateLimiter", () => {
     expect(String(error)).toMatch(/500/);
   });
 
+  it("a typo of a counted cost unit is refused (acquire and settle); a far-off unit is free", async () => {
+    const limited = limiter({ limits: [{ limit: 1_000, interval: "1h", unit: "tokens" }] });
+    const error = await limited.acquire({ cost: { tokenz: 6 } }).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(TypeError);
+    expect(String(error)).toContain('cost.tokenz: no limit counts "tokenz"; did you mean "tokens"?');
+    const permit = await limited.acquire({ cost: { tokens: 600, images: 1 } });
+    expect(() => permit.settle({ Tokens: 100 })).toThrow(/did you mean "tokens"\?/);
+    permit.release();
+    await sleep(30);
+    expect((await limited.inspect()).limits[0]?.remaining).toBeCloseTo(400, 0);
+  });
+
   it("settle refunds the unused estimate and charges an overrun", async () => {
     const limited = limiter({ limits: [{ limit: 1_000, interval: "1h", unit: "tokens" }] });
     const permit = await limited.acquire({ cost: { tokens: 600 } });

@@ -245,9 +245,30 @@ describe("SharedRateLimiter", () => {
     const limiter = new SharedRateLimiter({ limits: [{ limit: 10, interval: "1s", burst: 4 }] });
     const tooMuch = limiter.acquire({ cost: 5 });
     await expect(tooMuch).rejects.toThrow(/5.*4/);
-    await expect(limiter.acquire({ cost: { tokens: 1 } })).rejects.toThrow(/tokens/);
+    // A unit no limit counts is free unless it is a typo of a counted one (the rule RateLimiter follows).
+    await expect(limiter.acquire({ cost: { requets: 1 } })).rejects.toThrow(/did you mean "requests"/);
     await expect(limiter.acquire({ cost: -1 })).rejects.toThrow(RangeError);
     await expect(limiter.acquire({ timeout: Number.NaN })).rejects.toThrow(RangeError);
     await expect(limiter.acquire({ signal: AbortSignal.abort(new Error("gone")) })).rejects.toThrow("gone");
+  });
+});
+
+describe("SharedRateLimiter: a cost unit no limit counts (the same rule as RateLimiter)", () => {
+  const limits = [
+    { limit: 10, interval: "1s" },
+    { limit: 1000, interval: "1s", unit: "tokens" },
+  ];
+
+  it("a typo of a counted unit rejects with a TypeError naming both; a far-off unit is free", async () => {
+    const limiter = new SharedRateLimiter({ limits, clock: new FakeClock() });
+    const error = await limiter.acquire({ cost: { tokenz: 5 } }).then(
+      () => undefined,
+      (caught: unknown) => caught,
+    );
+    expect(error).toBeInstanceOf(TypeError);
+    expect((error as Error).message).toContain('cost.tokenz: no limit counts "tokenz"; did you mean "tokens"?');
+    const permit = await limiter.acquire({ cost: { tokens: 100, images: 3 } });
+    permit.release();
+    expect(limiter.remaining()).toEqual({ requests: 9, tokens: 900 });
   });
 });
