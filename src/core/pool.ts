@@ -391,17 +391,19 @@ export class Pool<T> {
    * ```
    */
   acquire(options?: WaitOptions): Promise<Lease<T>> {
-    // The admission step's grant at once, for the commonest call: no options, nobody waiting, an idle
-    // resource that needs no check, not drained.
-    if (
-      options === undefined &&
-      this.queue.size === 0 &&
-      this.idleResources.length > 0 &&
-      !this.validateOnBorrow &&
-      this.drained === undefined
-    ) {
-      this.admission.grantedNow();
-      return Promise.resolve(this.lend(this.idleResources.pop() as Resource<T>));
+    // The admission step for the commonest call, no options, on a pool not drained (nothing to check,
+    // nothing aborted, no timeout): a lease now if nobody waits and an idle resource needs no check;
+    // otherwise it waits (anyone waiting means nothing idle is lendable at once: see `queue`), and the
+    // pool's dispatch starts a check or a create for it. Every borrow of a busy pool takes this path.
+    if (options === undefined && this.drained === undefined) {
+      if (this.queue.size === 0 && this.idleResources.length > 0 && !this.validateOnBorrow) {
+        this.admission.grantedNow();
+        return Promise.resolve(this.lend(this.idleResources.pop() as Resource<T>));
+      }
+      this.admission.requested();
+      const lease = this.queue.enqueue(undefined, 0, undefined, Number.POSITIVE_INFINITY);
+      this.dispatch();
+      return lease;
     }
     let wait: CheckedWaitOptions;
     try {

@@ -101,7 +101,7 @@ class World {
 }
 
 type Op =
-  | { op: "acquire"; group: number | undefined; timeout: number | undefined; priority: number }
+  | { op: "acquire"; group: number | undefined; timeout: number | undefined; priority: number; bare: boolean }
   | { op: "release"; pick: number; destroy: boolean; twice: boolean }
   | { op: "abort"; group: number }
   | { op: "script"; creates: ("ok" | "fail" | "slow" | "throw")[]; validates: ("ok" | "bad" | "throw" | "async-bad")[] }
@@ -117,6 +117,8 @@ const opArbitrary: fc.Arbitrary<Op> = fc.oneof(
       group: fc.option(fc.integer({ min: 0, max: 1 }), { nil: undefined }),
       timeout: fc.option(fc.integer({ min: 0, max: 40 }), { nil: undefined }),
       priority: fc.integer({ min: 0, max: 1 }),
+      // acquire() with no options at all: the short path of a busy pool.
+      bare: fc.boolean(),
     }),
   },
   {
@@ -153,11 +155,15 @@ function applyOp(w: World, o: Op): void {
       w.borrowers.push(borrower);
       const wasDrained = w.drained !== undefined;
       w.pool
-        .acquire({
-          timeout: o.timeout,
-          priority: o.priority,
-          signal: o.group === undefined ? undefined : w.controllers[o.group]?.signal,
-        })
+        .acquire(
+          o.bare
+            ? undefined
+            : {
+                timeout: o.timeout,
+                priority: o.priority,
+                signal: o.group === undefined ? undefined : w.controllers[o.group]?.signal,
+              },
+        )
         .then(
           (lease) => {
             expect(wasDrained).toBe(false);
