@@ -489,6 +489,8 @@ export function describeLimiterConformance(
           thrown = error;
         }
         expect((thrown as Error | undefined)?.name).toBe("ReleasedError");
+        // The same words on every backend.
+        expect((thrown as Error).message).toBe("this permit (weight 1) was already released");
         await drainAll(limiter, 1).then(releaseAll);
       });
     });
@@ -584,15 +586,6 @@ export function describeLimiterConformance(
           expect(heavy.message).toMatch(/^weight 3 is above the capacity 1 of .+; it could never be granted$/);
         }
         await held.release();
-        let twice: unknown;
-        try {
-          const result = held.release();
-          if (result instanceof Promise) await result.catch(() => undefined);
-        } catch (error) {
-          twice = error;
-        }
-        expect((twice as Error).name).toBe("ReleasedError");
-        expect((twice as Error).message).toBe("this permit (weight 1) was already released");
       });
     });
 
