@@ -38,7 +38,7 @@ console.log(
 
 // The resource refuses holders whose lease ended: the highest fencing token per slot (any capacity).
 const guard = new FencingGuard();
-await inA.run(async (signal, permit) => {
+await inA.run(async (_signal, permit) => {
   // Right before each write: a process frozen past its lease learns it here, before any timer runs.
   permit.throwIfLeaseLost();
   if (!guard.accept(permit)) throw new Error("a newer holder has written: stop");

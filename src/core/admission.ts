@@ -210,8 +210,9 @@ export class Admission<Request, Grant> implements SelfChecking {
   }
 
   /**
-   * Counts a request made outside the admission step whose grant was counted where it was made (a
-   * backend's `tryAcquire`, granted through its own queue).
+   * Counts a request made outside the admission step whose end is counted where it ends: a backend's
+   * `tryAcquire`, granted through its own queue, or an option-free wait a primitive queues itself (its
+   * grant, abort or rejection is counted by the queue's exits).
    */
   requested(): void {
     this.requests++;

@@ -1,15 +1,17 @@
 /**
  * Channel: a bounded FIFO between producers and consumers (Go's channel, asyncio.Queue), with
- * backpressure, close, and async iteration. Waiting senders and receivers sit in two WaitQueues; a
- * value always moves in the same synchronous step that settles the waiter it belongs to.
+ * backpressure, close, and async iteration. Sends and receives each go through an admission step of
+ * their own, and wait in its queue; a value always moves in the same synchronous step that settles the
+ * waiter it belongs to.
  */
+import { Admission, type LimiterCounters, type LimiterStatistics } from "./admission.js";
 import { checkCapacity, checkClock, checkName, checkOptionNames, optionNames } from "./arguments.js";
 import { type Clock, systemClock } from "./clock.js";
 import { Deque } from "./deque.js";
 import { describe } from "./duration.js";
-import { ClosedError, TimeoutError } from "./errors.js";
+import { ClosedError } from "./errors.js";
 import { type CheckedWaitOptions, checkWaitOptions, type WaitOptions } from "./wait-options.js";
-import { type SelfChecking, selfChecks, WaitQueue } from "./wait-queue.js";
+import { type SelfChecking, selfChecks, type WaitQueue } from "./wait-queue.js";
 
 /** Options for {@link Channel}. */
 export interface ChannelOptions {
@@ -25,19 +27,31 @@ const VALUES_OPTIONS = optionNames<{ signal?: AbortSignal }>({ signal: true });
 /** What {@link Channel.tryReceive} returns: a value, or why there was none. */
 export type Received<T> = { ok: true; value: T } | { ok: false; closed: boolean };
 
-/** A snapshot of a channel's state and lifetime counters. */
-export interface ChannelStatistics {
-  name: string | undefined;
-  capacity: number;
-  /** Values buffered, waiting for a receiver. */
-  size: number;
+/**
+ * A snapshot of a channel's state and lifetime counters. The core fields speak of the buffer: `capacity`
+ * is the buffer's, `inUse` the values buffered, `available` the room left; `waiting` counts senders
+ * and receivers, and each lifetime counter is the sum of the sends' and the receives' (`sends`,
+ * `receives`).
+ */
+export interface ChannelStatistics extends LimiterStatistics {
   /** Senders waiting for room (or, at capacity 0, for a receiver). */
   waitingSenders: number;
   /** Receivers waiting for a value. */
   waitingReceivers: number;
+  /** Whether `close()` was called. */
   closed: boolean;
   /** Values delivered to receivers since creation. */
   delivered: number;
+  /**
+   * Sends: `granted` values taken, `rejected` sends to a closed channel and senders dropped by
+   * `close()`, `aborted` and `timedOut` as everywhere.
+   */
+  sends: LimiterCounters;
+  /**
+   * Receives: `granted` values received, `rejected` receives that found the channel closed and empty
+   * (an iterator's end included) and receivers ended by `close()`, `aborted` and `timedOut` as everywhere.
+   */
+  receives: LimiterCounters;
 }
 
 /** Marks "nothing to take" where `undefined` is a legitimate value. */
@@ -83,6 +97,10 @@ export class Channel<T> implements AsyncIterable<T> {
    * So at most one of the two queues is non-empty, and at most one of {receivers, buffer} is.
    */
   private readonly buffer: Deque<T>;
+  /** The admission step of sends; its queue holds the waiting senders. */
+  private readonly sending: Admission<T, void>;
+  /** The admission step of receives; its queue holds the waiting receivers. */
+  private readonly receiving: Admission<undefined, T>;
   /** Waiting senders; each waiter's request is the value it wants to send. */
   private readonly senders: WaitQueue<T, void>;
   private readonly receivers: WaitQueue<undefined, T>;
@@ -103,9 +121,30 @@ export class Channel<T> implements AsyncIterable<T> {
     const clock = checkClock(options.clock) ?? systemClock;
     this.buffer = new Deque<T>(Math.min(this.capacity, 16));
     const subject = () => (this.name === undefined ? "the channel" : `channel ${JSON.stringify(this.name)}`);
-    // Neither side's cancellation unblocks anyone else, so there is nothing to re-dispatch.
-    this.senders = new WaitQueue<T, void>(clock, () => {}, subject);
-    this.receivers = new WaitQueue<undefined, T>(clock, () => {}, subject);
+    this.sending = new Admission<T, void>(
+      {
+        // A closed channel never takes a value: waiting for room would wait forever.
+        impossible: () => (this.isClosed ? this.closedError("send to") : undefined),
+        fits: () => this.receivers.headToGrant() !== undefined || this.buffer.length < this.capacity,
+        take: (value) => {
+          this.offer(value);
+        },
+      },
+      clock,
+      subject,
+    );
+    this.receiving = new Admission<undefined, T>(
+      {
+        // Closed, receivers wait only on an empty buffer with no sender left (close rejected them all).
+        impossible: () => (this.isClosed && this.buffer.length === 0 ? this.closedError("receive from") : undefined),
+        fits: () => this.buffer.length > 0 || this.senders.headToGrant() !== undefined,
+        take: () => this.take() as T,
+      },
+      clock,
+      subject,
+    );
+    this.senders = this.sending.queue;
+    this.receivers = this.receiving.queue;
   }
 
   /** Values buffered right now. */
@@ -136,9 +175,16 @@ export class Channel<T> implements AsyncIterable<T> {
    * `signal.reason` on abort, `TimeoutError` after `timeout` ms (`0`: only if it can be taken now).
    */
   send(value: T, options?: WaitOptions): Promise<void> {
+    // The admission step for the commonest call, no options, on an open channel (nothing to check,
+    // nothing aborted, no timeout): granted now if there is room or a receiver, otherwise it waits.
+    // Each message of a busy channel takes one of these paths, so they skip the general step's checks.
     if (options === undefined && !this.isClosed) {
-      if (this.offer(value)) return RESOLVED;
-      return this.senders.enqueue(value, 0, undefined, Number.POSITIVE_INFINITY);
+      if (!this.offer(value)) {
+        this.sending.requested();
+        return this.senders.enqueue(value, 0, undefined, Number.POSITIVE_INFINITY);
+      }
+      this.sending.grantedNow();
+      return RESOLVED;
     }
     let wait: CheckedWaitOptions;
     try {
@@ -146,11 +192,8 @@ export class Channel<T> implements AsyncIterable<T> {
     } catch (error) {
       return Promise.reject(error);
     }
-    if (this.isClosed) return Promise.reject(this.closedError("send to"));
-    if (wait.signal?.aborted) return Promise.reject(wait.signal.reason);
-    if (this.offer(value)) return RESOLVED;
-    if (wait.timeout === 0) return Promise.reject(new TimeoutError(0, this.senders.timeoutMessage(0)));
-    return this.senders.enqueue(value, wait.priority, wait.signal, wait.timeout);
+    const sent = this.sending.admit(value, wait);
+    return sent === undefined ? RESOLVED : sent;
   }
 
   /**
@@ -162,7 +205,9 @@ export class Channel<T> implements AsyncIterable<T> {
    */
   trySend(value: T): boolean {
     if (this.isClosed) throw this.closedError("send to");
-    return this.offer(value);
+    if (!this.offer(value)) return false;
+    this.sending.grantedNow();
+    return true;
   }
 
   /**
@@ -172,11 +217,12 @@ export class Channel<T> implements AsyncIterable<T> {
    * waits), `signal.reason` on abort, `TimeoutError` after `timeout` ms (`0`: only if a value is ready).
    */
   receive(options?: WaitOptions): Promise<T> {
+    // The admission step for the commonest call, no options (as in `send`): granted now if a value is
+    // ready, otherwise it waits, unless the channel is closed (then the general step refuses it).
     if (options === undefined) {
-      const value = this.take();
+      const value = this.receiveNow();
       if (value !== EMPTY) return Promise.resolve(value);
-      if (this.isClosed) return Promise.reject(this.closedError("receive from"));
-      return this.receivers.enqueue(undefined, 0, undefined, Number.POSITIVE_INFINITY);
+      if (!this.isClosed) return this.waitForValue();
     }
     let wait: CheckedWaitOptions;
     try {
@@ -184,12 +230,8 @@ export class Channel<T> implements AsyncIterable<T> {
     } catch (error) {
       return Promise.reject(error);
     }
-    if (wait.signal?.aborted) return Promise.reject(wait.signal.reason);
-    const value = this.take();
-    if (value !== EMPTY) return Promise.resolve(value);
-    if (this.isClosed) return Promise.reject(this.closedError("receive from"));
-    if (wait.timeout === 0) return Promise.reject(new TimeoutError(0, this.receivers.timeoutMessage(0)));
-    return this.receivers.enqueue(undefined, wait.priority, wait.signal, wait.timeout);
+    const received = this.receiving.admit(undefined, wait);
+    return received instanceof Promise ? received : Promise.resolve(received);
   }
 
   /**
@@ -198,9 +240,8 @@ export class Channel<T> implements AsyncIterable<T> {
    * lets a channel carry `undefined` as a value.
    */
   tryReceive(): Received<T> {
-    const value = this.take();
-    if (value !== EMPTY) return { ok: true, value };
-    return { ok: false, closed: this.isClosed };
+    const value = this.receiveNow();
+    return value === EMPTY ? { ok: false, closed: this.isClosed } : { ok: true, value };
   }
 
   /**
@@ -211,13 +252,9 @@ export class Channel<T> implements AsyncIterable<T> {
     if (this.isClosed) return;
     this.isClosed = true;
     // Each waiter gets its own error so its stack trace is its own, not a shared singleton's.
-    this.senders.forEach((sender) => {
-      this.senders.reject(sender, this.closedError("send to"));
-    });
+    this.sending.rejectAll(() => this.closedError("send to"));
     // Receivers wait only when the buffer is empty (invariant), so for them the channel has ended.
-    this.receivers.forEach((receiver) => {
-      this.receivers.reject(receiver, this.closedError("receive from"));
-    });
+    this.receiving.rejectAll(() => this.closedError("receive from"));
   }
 
   /**
@@ -231,30 +268,40 @@ export class Channel<T> implements AsyncIterable<T> {
    * ```
    */
   values(options?: { signal?: AbortSignal }): AsyncIterableIterator<T> {
-    const signal = checkWaitOptions(options, VALUES_OPTIONS, "the values() options").signal;
-    return new ChannelIterator(this, signal);
+    const { signal } = checkWaitOptions(options, VALUES_OPTIONS, "the values() options");
+    return new ChannelIterator(this.receiveOrEnd, { priority: 0, signal, timeout: Number.POSITIVE_INFINITY });
   }
 
   /** Same as {@link Channel.values} without a signal: `for await (const value of channel)`. */
   [Symbol.asyncIterator](): AsyncIterableIterator<T> {
-    return new ChannelIterator(this, undefined);
+    return new ChannelIterator(this.receiveOrEnd, checkWaitOptions(undefined));
   }
 
-  /** @internal For the model tests: the queues its senders and receivers wait in. */
+  /** @internal For the model tests: the admission steps of sends and receives (their queues and counters). */
   [selfChecks](): readonly SelfChecking[] {
-    return [this.senders, this.receivers];
+    return [this.sending, this.receiving];
   }
 
   /** A snapshot of the state and lifetime counters. */
   statistics(): ChannelStatistics {
+    const sends = this.sending.counters;
+    const receives = this.receiving.counters;
     return {
       name: this.name,
       capacity: this.capacity,
-      size: this.buffer.length,
+      available: this.capacity - this.buffer.length,
+      inUse: this.buffer.length,
+      waiting: this.senders.size + this.receivers.size,
+      granted: sends.granted + receives.granted,
+      aborted: sends.aborted + receives.aborted,
+      timedOut: sends.timedOut + receives.timedOut,
+      rejected: sends.rejected + receives.rejected,
       waitingSenders: this.senders.size,
       waitingReceivers: this.receivers.size,
       closed: this.isClosed,
       delivered: this.delivered,
+      sends: { ...sends },
+      receives: { ...receives },
     };
   }
 
@@ -266,7 +313,7 @@ export class Channel<T> implements AsyncIterable<T> {
     if (receiver !== undefined) {
       // Receivers wait only on an empty buffer, so giving straight to one keeps FIFO order.
       this.delivered++;
-      this.receivers.grant(receiver, value);
+      this.receiving.grant(receiver, value);
       return true;
     }
     if (this.buffer.length < this.capacity) {
@@ -274,6 +321,19 @@ export class Channel<T> implements AsyncIterable<T> {
       return true;
     }
     return false;
+  }
+
+  /** A value ready now, granted (and counted) as the receive admission step would, or `EMPTY`. */
+  private receiveNow(): T | typeof EMPTY {
+    const value = this.take();
+    if (value !== EMPTY) this.receiving.grantedNow();
+    return value;
+  }
+
+  /** Waits for a value with no options: what the receive admission step does once none is ready. */
+  private waitForValue(): Promise<T> {
+    this.receiving.requested();
+    return this.receivers.enqueue(undefined, 0, undefined, Number.POSITIVE_INFINITY);
   }
 
   /**
@@ -287,33 +347,41 @@ export class Channel<T> implements AsyncIterable<T> {
       const value = this.buffer.shift() as T;
       if (sender !== undefined) {
         this.buffer.push(sender.request);
-        this.senders.grant(sender, undefined);
+        this.sending.grant(sender, undefined);
       }
       this.delivered++;
       return value;
     }
     // Capacity 0: the value goes straight from the waiting sender to us.
     if (sender !== undefined) {
-      this.senders.grant(sender, undefined);
+      this.sending.grant(sender, undefined);
       this.delivered++;
       return sender.request;
     }
     return EMPTY;
   }
 
-  /** The iterator's receive: "closed and empty" is the end of the stream, not an error. */
-  // biome-ignore lint/correctness/noUnusedPrivateClassMembers: called by ChannelIterator through an index access.
-  private receiveOrEnd(signal: AbortSignal | undefined): Promise<IteratorResult<T>> {
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    const value = this.take();
-    if (value !== EMPTY) return Promise.resolve({ done: false, value });
-    if (this.isClosed) return Promise.resolve(DONE);
-    return this.receivers.enqueue(undefined, 0, signal, Number.POSITIVE_INFINITY).then(toResult, (error: unknown) => {
-      // Only close() rejects an iterator's receive with ClosedError: that is the end of the stream.
-      if (error instanceof ClosedError && this.isClosed) return DONE;
-      throw error;
-    });
-  }
+  /**
+   * The iterators' receive, through the admission step like `receive`: "closed and empty" is the end
+   * of the stream, not an error. One function per channel, handed to its iterators.
+   */
+  private readonly receiveOrEnd = (wait: CheckedWaitOptions): Promise<IteratorResult<T>> => {
+    // A `for await` without a signal takes `receive`'s short path: a value ready, or wait while open.
+    if (wait.signal === undefined) {
+      const value = this.receiveNow();
+      if (value !== EMPTY) return Promise.resolve({ done: false, value });
+      if (!this.isClosed) return this.waitForValue().then(toResult, this.endIfClosed);
+    }
+    const received = this.receiving.admit(undefined, wait);
+    if (!(received instanceof Promise)) return Promise.resolve({ done: false, value: received });
+    return received.then(toResult, this.endIfClosed);
+  };
+
+  /** Only a closed channel rejects an iterator's receive with ClosedError: that is the end of the stream. */
+  private readonly endIfClosed = (error: unknown): IteratorResult<T> => {
+    if (error instanceof ClosedError && this.isClosed) return DONE;
+    throw error;
+  };
 
   private closedError(what: string): ClosedError {
     return new ClosedError(
@@ -328,11 +396,13 @@ function toResult<T>(value: T): IteratorYieldResult<T> {
 
 class ChannelIterator<T> implements AsyncIterableIterator<T> {
   constructor(
-    private readonly channel: Channel<T>,
-    private readonly signal: AbortSignal | undefined,
+    /** The channel's receive for iterators. */
+    private readonly receiveOrEnd: (wait: CheckedWaitOptions) => Promise<IteratorResult<T>>,
+    /** How each `next()` waits: with the iterator's signal, without a timeout. */
+    private readonly wait: CheckedWaitOptions,
   ) {}
   next(): Promise<IteratorResult<T>> {
-    return this.channel["receiveOrEnd"](this.signal);
+    return this.receiveOrEnd(this.wait);
   }
   /** Leaving a loop early must not close the channel: other consumers may still be reading. */
   return(): Promise<IteratorResult<T>> {

@@ -1,19 +1,19 @@
 /**
  * Pool: reusable resources (database connections, browser pages, sockets) created lazily, lent one
  * caller at a time, validated, evicted when idle, capped in total. Callers that find nothing to
- * borrow wait in a WaitQueue whose grant is a lease.
+ * borrow go through the one admission step and wait in its queue; their grant is a lease.
  */
+import { Admission, type LimiterStatistics } from "./admission.js";
 import { checkCapacity, checkClock, checkFunction, checkName, checkOptionNames, optionNames } from "./arguments.js";
 import { type Clock, systemClock, type TimerHandle } from "./clock.js";
 import { Deque } from "./deque.js";
-import { defineDisposeSymbols } from "./dispose.js";
 import { type Duration, describe, toMilliseconds } from "./duration.js";
-import { ClosedError, ReleasedError, TimeoutError } from "./errors.js";
+import { ClosedError, TimeoutError } from "./errors.js";
+import { NEVER_ABORTED } from "./limiter.js";
 import { linkSignals } from "./linked-signal.js";
+import { type GiveBack, HeldPermit, runHolding } from "./permit.js";
 import { type CheckedWaitOptions, checkWaitOptions, type WaitOptions } from "./wait-options.js";
-import { type CancelReason, type SelfChecking, selfChecks, WaitQueue } from "./wait-queue.js";
-
-defineDisposeSymbols();
+import { type SelfChecking, selfChecks, type WaitQueue } from "./wait-queue.js";
 
 /**
  * A borrowed resource. Give it back with `release()`, or with `destroy()` if it is broken (a
@@ -119,31 +119,37 @@ const CREATE_RETRY_OPTIONS = optionNames<NonNullable<PoolOptions<unknown>["creat
   maxDelay: true,
 });
 
-/** A snapshot of a pool's state and lifetime counters, for logs and metrics. */
-export interface PoolStatistics {
-  name: string | undefined;
-  max: number;
+/**
+ * A snapshot of a pool's state and lifetime counters, for logs and metrics. The core fields speak of
+ * leases: `capacity` is `max`, `inUse` the resources lent out, `available` how many more could be lent
+ * (idle or yet to be created), `granted` the leases handed out; `rejected` counts callers refused by a
+ * drained pool or dropped by `drain()` or by a create that kept failing.
+ */
+export interface PoolStatistics extends LimiterStatistics {
+  /** Resources kept even when idle. */
   min: number;
   /** Resources that exist (idle + in use + being validated + being destroyed). */
   size: number;
+  /** Resources ready to lend. */
   idle: number;
-  inUse: number;
-  /** Callers waiting for a lease. */
-  waiting: number;
   /** Creates in flight or waiting for their retry. */
   pendingCreates: number;
+  /** Resources being checked by `validate`. */
   validating: number;
+  /** Resources whose `destroy` has not settled yet. */
   destroying: number;
+  /** Whether `drain()` was called. */
   draining: boolean;
-  /** Lifetime counters. */
+  /** Resources created since the start (late arrivals of timed-out creates included). */
   created: number;
+  /** Resources destroyed since the start. */
   destroyed: number;
-  lent: number;
+  /** Creates that failed (threw, rejected or timed out). */
   createFailures: number;
+  /** Resources `validate` rejected (returned false or threw). */
   validationFailures: number;
+  /** Idle resources destroyed by `idleTimeout`. */
   evicted: number;
-  timedOut: number;
-  aborted: number;
 }
 
 /** One pooled resource and its history. */
@@ -154,36 +160,30 @@ class Resource<T> {
   constructor(readonly value: T) {}
 }
 
-class PoolLease<T> implements Lease<T> {
-  private held = true;
-  constructor(
-    private readonly pool: Pool<T>,
-    private readonly resource: Resource<T>,
-  ) {}
+/**
+ * The one permit, holding a resource: release, disposal and the release-twice error are HeldPermit's;
+ * `destroy()` is a release that marks the resource broken first, so the pool's one give-back function
+ * serves both.
+ */
+class PoolLease<T> extends HeldPermit implements Lease<T> {
+  // Declared, not initialised in the class body, as HeldPermit's are: plain stores in the constructor.
+  /** @internal The resource lent. */
+  declare readonly resource: Resource<T>;
+  /** @internal Set by `destroy()`: the pool retires the resource instead of reusing it. */
+  declare broken: boolean;
+  constructor(resource: Resource<T>, giveBack: GiveBack<PoolLease<T>, void>) {
+    // A lease is not handed to work through a signal (`use` passes the value), so it carries none.
+    super(1, NEVER_ABORTED, giveBack);
+    this.resource = resource;
+    this.broken = false;
+  }
   get value(): T {
     return this.resource.value;
   }
-  release(): void {
-    this.giveBack(false);
-  }
   destroy(): void {
-    this.giveBack(true);
-  }
-  [Symbol.dispose](): void {
-    if (this.held) this.giveBack(false);
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    if (this.held) this.giveBack(false);
-    return Promise.resolve();
-  }
-  /** @internal */
-  get isHeld(): boolean {
-    return this.held;
-  }
-  private giveBack(broken: boolean): void {
-    if (!this.held) throw new ReleasedError("this lease was already released");
-    this.held = false;
-    this.pool["giveBack"](this.resource, broken);
+    // Marked only while held: a second give-back must throw ReleasedError and change nothing.
+    if (this.isHeld) this.broken = true;
+    this.release();
   }
 }
 
@@ -245,11 +245,16 @@ export class Pool<T> {
   private readonly clock: Clock;
 
   /**
-   * Borrowers waiting. Invariant (after every public method and callback returns): if anyone waits,
-   * no idle resource can be lent at once — the idle list is empty, or borrow validation is on and
-   * every waiter already has a resource being checked for it (`validating >= waiting`) — and either
-   * enough are on their way (`validating + creating >= waiting`) or the pool is full
-   * (`size + creating === max`).
+   * The admission step every borrower goes through; every lease anywhere in the pool is granted
+   * through it, so its counters count them all.
+   */
+  private readonly admission: Admission<undefined, Lease<T>>;
+  /**
+   * Borrowers waiting (the admission's queue). Invariant (after every public method and callback
+   * returns): if anyone waits, no idle resource can be lent at once — the idle list is empty, or borrow
+   * validation is on and every waiter already has a resource being checked for it
+   * (`validating >= waiting`) — and either enough are on their way (`validating + creating >= waiting`)
+   * or the pool is full (`size + creating === max`).
    */
   private readonly queue: WaitQueue<undefined, Lease<T>>;
   /** Idle resources, oldest first. Borrowing takes the newest (warm, and lets the oldest expire). */
@@ -268,16 +273,9 @@ export class Pool<T> {
   private readonly createController = new AbortController();
   private drained: Promise<void> | undefined = undefined;
   private resolveDrained: (() => void) | undefined = undefined;
-  private counters = {
-    created: 0,
-    destroyed: 0,
-    lent: 0,
-    createFailures: 0,
-    validationFailures: 0,
-    evicted: 0,
-    timedOut: 0,
-    aborted: 0,
-  };
+  private counters = { created: 0, destroyed: 0, createFailures: 0, validationFailures: 0, evicted: 0 };
+  /** Takes a lease's resource back: one function for every lease of this pool. */
+  private readonly giveBackLease = (lease: PoolLease<T>): void => this.giveBack(lease.resource, lease.broken);
 
   /** @throws TypeError/RangeError naming the option and the value. Starts creating `min` resources. */
   constructor(options: PoolOptions<T>) {
@@ -331,11 +329,19 @@ export class Pool<T> {
     this.onError = options.onError;
     this.name = checkName(options.name);
     this.clock = checkClock(options.clock) ?? systemClock;
-    this.queue = new WaitQueue<undefined, Lease<T>>(
+    this.admission = new Admission<undefined, Lease<T>>(
+      {
+        impossible: () => (this.drained === undefined ? undefined : this.closedError()),
+        // Only an idle resource that needs no check is lent in the admission step itself; everything
+        // else (a check, a create) takes time, so the borrower waits and the pool's dispatch serves it.
+        fits: () => this.idleResources.length > 0 && !this.validateOnBorrow,
+        take: () => this.lend(this.idleResources.pop() as Resource<T>),
+        enqueued: () => this.dispatch(),
+      },
       this.clock,
-      (_waiter, reason) => this.onCancel(reason),
       () => this.subject(),
     );
+    this.queue = this.admission.queue;
     this.keepMin();
   }
 
@@ -385,9 +391,19 @@ export class Pool<T> {
    * ```
    */
   acquire(options?: WaitOptions): Promise<Lease<T>> {
-    // The hot path: nobody waits, an idle resource needs no check.
-    if (options === undefined && this.queue.size === 0 && this.idleResources.length > 0 && !this.validateOnBorrow) {
-      if (this.drained === undefined) return Promise.resolve(this.lend(this.idleResources.pop() as Resource<T>));
+    // The admission step for the commonest call, no options, on a pool not drained (nothing to check,
+    // nothing aborted, no timeout): a lease now if nobody waits and an idle resource needs no check;
+    // otherwise it waits (anyone waiting means nothing idle is lendable at once: see `queue`), and the
+    // pool's dispatch starts a check or a create for it. Every borrow of a busy pool takes this path.
+    if (options === undefined && this.drained === undefined) {
+      if (this.queue.size === 0 && this.idleResources.length > 0 && !this.validateOnBorrow) {
+        this.admission.grantedNow();
+        return Promise.resolve(this.lend(this.idleResources.pop() as Resource<T>));
+      }
+      this.admission.requested();
+      const lease = this.queue.enqueue(undefined, 0, undefined, Number.POSITIVE_INFINITY);
+      this.dispatch();
+      return lease;
     }
     let wait: CheckedWaitOptions;
     try {
@@ -395,15 +411,8 @@ export class Pool<T> {
     } catch (error) {
       return Promise.reject(error);
     }
-    if (this.drained !== undefined) return Promise.reject(this.closedError());
-    if (wait.signal?.aborted) return Promise.reject(wait.signal.reason);
-    if (this.queue.isFirstInLine(wait.priority) && this.idleResources.length > 0 && !this.validateOnBorrow) {
-      return Promise.resolve(this.lend(this.idleResources.pop() as Resource<T>));
-    }
-    if (wait.timeout === 0) return Promise.reject(new TimeoutError(0, this.queue.timeoutMessage(0)));
-    const lease = this.queue.enqueue(undefined, wait.priority, wait.signal, wait.timeout);
-    this.dispatch();
-    return lease;
+    const lease = this.admission.admit(undefined, wait);
+    return lease instanceof Promise ? lease : Promise.resolve(lease);
   }
 
   /**
@@ -415,15 +424,16 @@ export class Pool<T> {
    * const rows = await pool.use((connection) => connection.query("select * from users"));
    * ```
    */
-  async use<R>(fn: (value: T, lease: Lease<T>) => R | PromiseLike<R>, options?: WaitOptions): Promise<R> {
-    checkFunction(fn, "fn");
-    const lease = (await this.acquire(options)) as PoolLease<T>;
-    // Nothing may come between the grant and the `try`: the finally must own the lease.
+  use<R>(fn: (value: T, lease: Lease<T>) => R | PromiseLike<R>, options?: WaitOptions): Promise<R> {
     try {
-      return await fn(lease.value, lease);
-    } finally {
-      if (lease.isHeld) lease.release();
+      checkFunction(fn, "fn");
+    } catch (error) {
+      return Promise.reject(error);
     }
+    // runHolding calls `fn` in the step the lease arrives and gives the lease back however `fn` ends.
+    return this.acquire(options).then((lease) =>
+      runHolding((_signal, held: PoolLease<T>) => fn(held.value, held), lease as PoolLease<T>),
+    );
   }
 
   /**
@@ -437,9 +447,8 @@ export class Pool<T> {
       this.resolveDrained = resolve;
     });
     this.createController.abort(this.closedError());
-    this.queue.forEach((waiter) => {
-      this.queue.reject(waiter, this.closedError());
-    });
+    // Each waiter gets its own error, so its stack trace is its own.
+    this.admission.rejectAll(() => this.closedError());
     if (this.idleTimer !== undefined) this.clock.clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
     // A create waiting for its retry holds a slot but no resource: give the slot up now.
@@ -453,21 +462,23 @@ export class Pool<T> {
     return this.drained;
   }
 
-  /** @internal For the model tests: the queue its borrowers wait in. */
+  /** @internal For the model tests: the admission step (its queue and counters). */
   [selfChecks](): readonly SelfChecking[] {
-    return [this.queue];
+    return [this.admission];
   }
 
   /** A snapshot of the state and lifetime counters. */
   statistics(): PoolStatistics {
     return {
       name: this.name,
-      max: this.max,
+      capacity: this.max,
+      available: this.max - this.lentCount,
+      inUse: this.lentCount,
+      waiting: this.queue.size,
+      ...this.admission.counters,
       min: this.min,
       size: this.size,
       idle: this.idleResources.length,
-      inUse: this.lentCount,
-      waiting: this.queue.size,
       pendingCreates: this.creating,
       validating: this.validating,
       destroying: this.destroying,
@@ -488,7 +499,7 @@ export class Pool<T> {
       const onTheirWay = this.validating + this.creating;
       if (this.idleResources.length > 0) {
         if (!this.validateOnBorrow) {
-          queue.grant(head, this.lend(this.idleResources.pop() as Resource<T>));
+          this.admission.grant(head, this.lend(this.idleResources.pop() as Resource<T>));
           continue;
         }
         // Creates under way do not count here: an idle resource is checked for a waiter even while a
@@ -515,10 +526,10 @@ export class Pool<T> {
     }
   }
 
+  /** Hands `resource` out as a lease; the admission step counts the grant. */
   private lend(resource: Resource<T>): Lease<T> {
     this.lentCount++;
-    this.counters.lent++;
-    return new PoolLease(this, resource);
+    return new PoolLease(resource, this.giveBackLease);
   }
 
   /**
@@ -529,7 +540,7 @@ export class Pool<T> {
   private accept(resource: Resource<T>, checked: boolean): void {
     const head = this.queue.headToGrant();
     if (head !== undefined && (checked || !this.validateOnBorrow)) {
-      this.queue.grant(head, this.lend(resource));
+      this.admission.grant(head, this.lend(resource));
     } else {
       resource.idleSince = this.clock.now();
       this.idleResources.push(resource);
@@ -538,8 +549,7 @@ export class Pool<T> {
     this.dispatch();
   }
 
-  /** Called by leases. */
-  // biome-ignore lint/correctness/noUnusedPrivateClassMembers: called by PoolLease through an index access.
+  /** A lease came back (`broken`: by `destroy()`). */
   private giveBack(resource: Resource<T>, broken: boolean): void {
     this.lentCount--;
     resource.uses++;
@@ -693,7 +703,7 @@ export class Pool<T> {
         head !== undefined && this.queue.size > otherwiseOnTheirWay;
         head = this.queue.head
       ) {
-        this.queue.reject(head, error);
+        this.admission.reject(head, error);
       }
     }
     const willRetry = this.createStillNeeded();
@@ -806,11 +816,6 @@ export class Pool<T> {
     }
     this.armIdleTimer();
   };
-
-  private onCancel(reason: CancelReason): void {
-    if (reason === "abort") this.counters.aborted++;
-    else this.counters.timedOut++;
-  }
 
   private settleDrain(): void {
     const resolve = this.resolveDrained;

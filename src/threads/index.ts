@@ -9,13 +9,14 @@
 export { processClock } from "./process-clock.js";
 export { SharedMutex, type SharedMutexOptions } from "./shared-mutex.js";
 export {
-  type RateAcquireOptions,
-  type RatePermit,
+  type SharedRateAcquireOptions,
   type SharedRateLimit,
   SharedRateLimiter,
   type SharedRateLimiterAttachOptions,
   type SharedRateLimiterHandle,
   type SharedRateLimiterOptions,
+  type SharedRateLimiterStatistics,
+  type SharedRatePermit,
 } from "./shared-rate-limiter.js";
 export {
   SharedSemaphore,

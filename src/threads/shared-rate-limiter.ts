@@ -11,23 +11,23 @@
  * - each thread has one timer, for its earliest reservation, never one per waiter and never polling;
  * - a caller whose reserved start is further away than its `timeout` is refused at once, its
  *   reservation returned, rather than waiting to fail (as Go's `rate.Limiter.Wait` does).
+ *
+ * Callers go through the one admission step (core/admission.ts) like every Limiter's: a cost above a
+ * burst is refused, an aborted signal rejects, a call that can start now is booked and granted in that
+ * step, `timeout: 0` books nothing when it cannot, and the others are booked as they join this
+ * thread's queue.
  */
-import {
-  checkClock,
-  checkFunction,
-  checkName,
-  checkOptionNames,
-  checkSignal,
-  checkTimeout,
-  optionNames,
-} from "../core/arguments.js";
+import { Admission, type LimiterStatistics } from "../core/admission.js";
+import { checkClock, checkFunction, checkName, checkOptionNames, optionNames } from "../core/arguments.js";
 import type { Clock, TimerHandle } from "../core/clock.js";
 import { type Duration, describe, toMilliseconds } from "../core/duration.js";
-import { ReleasedError, TimeoutError } from "../core/errors.js";
-import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "../core/limiter.js";
+import { costAboveLimit, TimeoutError } from "../core/errors.js";
+import type { AcquireOptions, Limiter, Permit } from "../core/limiter.js";
+import { type GiveBack, HeldPermit, runHolding } from "../core/permit.js";
 import { checkCostUnits, countedUnits, normalizeCost } from "../core/rate-cost.js";
-import { checkAcquireOptionNames } from "../core/wait-options.js";
-import { WaitQueue } from "../core/wait-queue.js";
+import type { RateCost } from "../core/rate-limiter.js";
+import { type CheckedWaitOptions, checkAcquireOptions } from "../core/wait-options.js";
+import type { Waiter, WaitQueue } from "../core/wait-queue.js";
 import { processClock } from "./process-clock.js";
 
 /** Identifies a sluice SharedRateLimiter buffer. */
@@ -73,13 +73,28 @@ const SHARED_RATE_LIMIT_OPTIONS = optionNames<SharedRateLimit>({
   unit: true,
 });
 
-/** Options for one call: how much it costs. */
-export interface RateAcquireOptions extends AcquireOptions {
+/**
+ * Options for one call of a {@link SharedRateLimiter}: how much it costs, besides {@link AcquireOptions}.
+ * `priority` is checked but reorders nothing (the place in line is reserved at call time); `weight` is
+ * what the permit counts in `inUse` while held.
+ */
+export interface SharedRateAcquireOptions extends AcquireOptions {
   /**
    * A number (cost in `requests`) or cost per unit, such as `{ tokens: 1200 }`. A unit left out costs 0,
    * except `requests`, which costs 1. Default: 1 request.
    */
-  cost?: number | Record<string, number>;
+  cost?: RateCost;
+}
+
+/**
+ * A snapshot of a shared rate limiter, for logs and metrics. The core fields are this thread's: a
+ * shared rate limiter caps no concurrency, so `capacity` and `available` are `Infinity`, `inUse` is the
+ * weight of this thread's permits not yet released and `waiting` its callers waiting; the lifetime
+ * counters are this thread's. `remaining` is the budget of all threads together.
+ */
+export interface SharedRateLimiterStatistics extends LimiterStatistics {
+  /** Budget left right now per unit, for all threads together (negative while reservations run ahead). */
+  remaining: Record<string, number>;
 }
 
 /** Pass it to other threads and rebuild the limiter there with {@link SharedRateLimiter.from}. */
@@ -102,17 +117,27 @@ interface Bucket {
   readonly tolerance: bigint;
 }
 
-/** A caller's booking: its start time, and what it did to each `tat` (to give it back on cancel). */
-interface Reservation {
-  readonly start: bigint;
-  readonly before: bigint[];
-  readonly after: bigint[];
-  readonly cost: number;
-  readonly signal: AbortSignal;
+/**
+ * A caller's request: its cost per limit and, once booked, its start time and what it did to each `tat`
+ * (to give it back on cancel).
+ */
+class Booking {
+  /** Whether `start`, `before` and `after` hold a reservation in the shared words. */
+  booked = false;
+  start = 0n;
+  before: readonly bigint[] = [];
+  after: readonly bigint[] = [];
+  constructor(
+    /** Cost per limit, in the order of the limiter's buckets. */
+    readonly costs: readonly number[],
+    readonly weight: number,
+    /** The caller's timeout in ms (`Infinity`: none), decided once the booking is made. */
+    readonly timeout: number,
+  ) {}
 }
 
 /** A permit of a {@link SharedRateLimiter}. */
-export interface RatePermit extends Permit {
+export interface SharedRatePermit extends Permit {
   /**
    * When the call was scheduled to start, in ms on the limiter's clock ({@link processClock} by
    * default). The limits hold for these times; the grant comes at or after it.
@@ -120,24 +145,21 @@ export interface RatePermit extends Permit {
   readonly scheduledAt: number;
 }
 
-class SharedRatePermit implements RatePermit {
-  private held = true;
+/**
+ * The one permit, with the call's scheduled start. A shared rate permit holds no budget (the cost is
+ * spent when admitted); its release gives back only its weight in `inUse`.
+ */
+class SharedRateLimiterPermit extends HeldPermit implements SharedRatePermit {
+  // Declared, not initialised in the class body, as HeldPermit's are: a plain store in the constructor.
+  declare readonly scheduledAt: number;
   constructor(
-    readonly weight: number,
-    readonly signal: AbortSignal,
-    readonly scheduledAt: number,
-  ) {}
-  /** A rate permit holds nothing (the cost is spent when admitted); release only guards against a second call. */
-  release(): void {
-    if (!this.held) throw new ReleasedError("this rate permit was already released");
-    this.held = false;
-  }
-  [Symbol.dispose](): void {
-    this.held = false;
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    this.held = false;
-    return Promise.resolve();
+    weight: number,
+    signal: AbortSignal,
+    giveBack: GiveBack<SharedRateLimiterPermit, void>,
+    scheduledAt: number,
+  ) {
+    super(weight, signal, giveBack);
+    this.scheduledAt = scheduledAt;
   }
 }
 
@@ -164,7 +186,7 @@ class SharedRatePermit implements RatePermit {
  * await openai.run(() => callModel(prompt), { cost: { tokens: 1_500 } });
  * ```
  */
-export class SharedRateLimiter implements Limiter<RateAcquireOptions> {
+export class SharedRateLimiter implements Limiter<SharedRateAcquireOptions> {
   readonly name: string | undefined;
   /** Pass this to other threads; rebuild the limiter there with {@link SharedRateLimiter.from}. */
   readonly handle: SharedRateLimiterHandle;
@@ -174,13 +196,22 @@ export class SharedRateLimiter implements Limiter<RateAcquireOptions> {
   /** The units the limits count, `requests` included: a cost unit one typo away from these is refused. */
   private readonly counted: ReadonlySet<string>;
   private readonly clock: Clock;
+  /** The admission step; its queue holds this thread's callers. */
+  private readonly admission: Admission<Booking, SharedRatePermit>;
   /**
-   * This thread's waiters, in reservation order — which is start-time order, because each `tat` only
-   * grows and a later reservation starts no earlier than an earlier one.
+   * This thread's waiters, all booked, in reservation order — which is start-time order, because each
+   * `tat` only grows and a later reservation starts no earlier than an earlier one.
    */
-  private readonly queue: WaitQueue<Reservation, RatePermit>;
-  /** The one timer: for the head's start. */
+  private readonly queue: WaitQueue<Booking, SharedRatePermit>;
+  /** The one timer. Invariant: armed exactly while someone waits here, for the head's start. */
   private timer: TimerHandle | undefined;
+  /** Weight of this thread's permits not yet released. */
+  private inFlight = 0;
+  /** The clock time `fits` decided at, in ns, for the `stalled` that follows it in the same step. */
+  private decidedAt = 0n;
+  private readonly giveBackPermit = (permit: SharedRateLimiterPermit): void => {
+    this.inFlight -= permit.weight;
+  };
 
   /** @throws RangeError/TypeError for bad limits, `name` or `clock`. */
   constructor(options: SharedRateLimiterOptions);
@@ -229,14 +260,28 @@ export class SharedRateLimiter implements Limiter<RateAcquireOptions> {
     });
     this.handle = Object.freeze({ kind: "sluice:SharedRateLimiter", buffer, name: this.name, limits });
     this.clock = clock;
-    this.queue = new WaitQueue<Reservation, RatePermit>(
-      this.clock,
-      (waiter, _reason, wasHead) => {
-        this.giveBack(waiter.request);
-        if (wasHead) this.arm();
+    this.admission = new Admission<Booking, SharedRatePermit>(
+      {
+        // A cost above a burst could never be paid: refused, never booked.
+        impossible: (booking) => this.whyImpossible(booking),
+        // A caller first in line is booked only if it can start now; a queued one was booked on joining.
+        fits: (booking) => {
+          const now = (this.decidedAt = this.nowNs());
+          return booking.booked ? booking.start <= now : this.book(booking, now, now);
+        },
+        take: (booking, signal) => {
+          this.inFlight += booking.weight;
+          return new SharedRateLimiterPermit(booking.weight, signal, this.giveBackPermit, Number(booking.start) / 1e6);
+        },
+        enqueued: (booking) => this.bookWaiter(booking),
+        stalled: (head) => this.arm(head),
+        // Its place goes back to the budget if nobody booked after it.
+        left: (waiter) => this.giveBack(waiter.request),
       },
+      clock,
       () => this.subject(),
     );
+    this.queue = this.admission.queue;
   }
 
   /**
@@ -257,10 +302,15 @@ export class SharedRateLimiter implements Limiter<RateAcquireOptions> {
     return this.queue.size;
   }
 
+  /** Weight of this thread's permits not yet released. */
+  get inUse(): number {
+    return this.inFlight;
+  }
+
   /**
    * Budget left right now, per unit, for all threads together (negative while reservations run ahead).
    */
-  available(): Record<string, number> {
+  remaining(): Record<string, number> {
     const now = this.nowNs();
     const result: Record<string, number> = {};
     this.buckets.forEach((bucket, i) => {
@@ -273,66 +323,106 @@ export class SharedRateLimiter implements Limiter<RateAcquireOptions> {
 
   /**
    * Waits until every limit admits the call's cost, in the order calls were made across threads.
-   * Rejects (never throws) for bad options, a cost above a limit's burst (it could never be paid), a
-   * `TimeoutError` when the wait would be longer than `timeout`, and `signal.reason` on abort.
+   * Rejects (never throws) with a `TypeError`/`RangeError` for bad options, a `RangeError` for a cost
+   * above a limit's burst (it could never be paid), `signal.reason` if the signal has aborted (also
+   * while waiting), and a `TimeoutError` at once when the wait would be longer than `timeout`.
+   *
+   * @example
+   * ```ts
+   * const permit = await limiter.acquire({ cost: { tokens: 1_500 }, timeout: 10_000 });
+   * ```
    */
-  acquire(options?: RateAcquireOptions): Promise<RatePermit> {
-    let costs: number[];
-    let signal: AbortSignal | undefined;
-    let timeout = Number.POSITIVE_INFINITY;
-    let total: number;
+  acquire(options?: SharedRateAcquireOptions): Promise<SharedRatePermit> {
+    const outcome = this.admit(options);
+    return outcome instanceof Promise ? outcome : Promise.resolve(outcome);
+  }
+
+  /**
+   * Runs `fn` once admitted and releases when it settles — returned, thrown or rejected. `fn` receives
+   * the caller's signal (after the grant it means "stop the work") and the permit.
+   *
+   * @example
+   * ```ts
+   * const reply = await limiter.run((signal) => callModel(prompt, { signal }), { cost: { tokens: 1_500 } });
+   * ```
+   */
+  run<T>(
+    fn: (signal: AbortSignal, permit: SharedRatePermit) => T | PromiseLike<T>,
+    options?: SharedRateAcquireOptions,
+  ): Promise<T> {
     try {
-      if (options !== undefined && (typeof options !== "object" || options === null)) {
-        throw new TypeError(`options must be an object; got ${describe(options)}`);
-      }
-      if (options !== undefined) checkAcquireOptionNames(options);
-      costs = this.costs(options?.cost);
-      total = costs.reduce((sum, cost) => sum + cost, 0);
-      if (options?.timeout !== undefined) timeout = checkTimeout(options.timeout);
-      signal = checkSignal(options?.signal);
-      if (options?.weight !== undefined || options?.priority !== undefined) {
-        checkAcquireExtras(options);
-      }
-      if (signal?.aborted) throw signal.reason;
+      checkFunction(fn, "fn");
     } catch (error) {
       return Promise.reject(error);
     }
-    const now = this.nowNs();
-    const reservation = this.reserve(costs, total, now, signal ?? NEVER_ABORTED);
-    if (reservation.start <= now && this.queue.size === 0) {
-      return Promise.resolve(new SharedRatePermit(total, reservation.signal, Number(reservation.start) / 1e6));
-    }
-    const wait = Number(reservation.start - now) / 1e6;
-    if (wait > timeout) {
-      this.giveBack(reservation);
-      return Promise.reject(new TimeoutError(timeout, this.queue.timeoutMessage(timeout)));
-    }
-    const promise = this.queue.enqueue(reservation, 0, signal, Number.POSITIVE_INFINITY);
-    if (this.queue.size === 1) this.arm();
-    return promise;
+    const outcome = this.admit(options);
+    // Admitted now: the work starts in this very call, as the limiter admitted it.
+    if (!(outcome instanceof Promise)) return runHolding(fn, outcome);
+    return outcome.then((permit) => runHolding(fn, permit));
   }
 
-  /** Runs `fn` once admitted. `fn` receives the caller's signal and the permit. */
-  async run<T>(
-    fn: (signal: AbortSignal, permit: Permit) => T | PromiseLike<T>,
-    options?: RateAcquireOptions,
-  ): Promise<T> {
-    checkFunction(fn, "fn");
-    const permit = await this.acquire(options);
+  /** A snapshot: this thread's callers and counters, and the budget of all threads together. */
+  statistics(): SharedRateLimiterStatistics {
+    return {
+      name: this.name,
+      capacity: Number.POSITIVE_INFINITY,
+      available: Number.POSITIVE_INFINITY,
+      inUse: this.inFlight,
+      waiting: this.queue.size,
+      ...this.admission.counters,
+      remaining: this.remaining(),
+    };
+  }
+
+  /**
+   * `acquire` and `run` through the admission step: the permit itself if the call starts now, otherwise
+   * the promise of the wait. Never throws.
+   */
+  private admit(options: SharedRateAcquireOptions | undefined): SharedRatePermit | Promise<SharedRatePermit> {
+    let booking: Booking;
+    let wait: CheckedWaitOptions;
     try {
-      return await fn(permit.signal, permit);
-    } finally {
-      permit.release();
+      const checked = checkAcquireOptions(options);
+      booking = new Booking(this.costs(options?.cost), checked.weight, checked.timeout);
+      // All wait at one priority: the place in line is the reservation. The queue itself never times
+      // a waiter out: the timeout is decided when the booking is made (`bookWaiter`).
+      wait = {
+        priority: 0,
+        signal: checked.signal,
+        timeout: checked.timeout === 0 ? 0 : Number.POSITIVE_INFINITY,
+      };
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.admission.admit(booking, wait);
+  }
+
+  /**
+   * A caller just joined this thread's queue: books its start, and refuses it at once (as timed out,
+   * its booking given back) when that start is further away than its timeout.
+   */
+  private bookWaiter(booking: Booking): void {
+    const now = this.nowNs();
+    this.book(booking, now, undefined);
+    const wait = Number(booking.start - now) / 1e6;
+    if (wait > booking.timeout) {
+      const timeout = booking.timeout;
+      const waiter = this.queue.newest(0) as Waiter<Booking, SharedRatePermit>;
+      this.queue.cancel(waiter, "timeout", new TimeoutError(timeout, this.queue.timeoutMessage(timeout)));
+    } else if (this.queue.head?.request === booking) {
+      // A new head: the timer must follow it.
+      this.admission.dispatch();
     }
   }
 
   /**
-   * Books the earliest start every limit allows, with one compare-exchange per limit. If another thread
-   * books a limit in between, the limits already booked are given back and the booking starts over, so
-   * all limits are charged for the same start time (charging one limit for an earlier start than the
-   * call really gets could bunch calls up and break its promise).
+   * Books the earliest start every limit allows, with one compare-exchange per limit — only if that
+   * start is no later than `latest`, when given; returns whether it booked. If another thread books a
+   * limit in between, the limits already booked are given back and the booking starts over, so all
+   * limits are charged for the same start time (charging one limit for an earlier start than the call
+   * really gets could bunch calls up and break its promise).
    */
-  private reserve(costs: number[], cost: number, now: bigint, signal: AbortSignal): Reservation {
+  private book(booking: Booking, now: bigint, latest: bigint | undefined): boolean {
     const words = this.words;
     const count = this.buckets.length;
     const before: bigint[] = new Array(count);
@@ -345,13 +435,15 @@ export class SharedRateLimiter implements Limiter<RateAcquireOptions> {
         before[i] = tat;
         const bucket = this.buckets[i] as Bucket;
         // Rounding the charge up and the tolerance down keeps every rounding on the safe side.
-        const charge = BigInt(Math.ceil((costs[i] as number) * bucket.emission));
+        const charge = BigInt(Math.ceil((booking.costs[i] as number) * bucket.emission));
         charges[i] = charge;
         if (charge === 0n) continue;
         // GCRA: the call conforms at `start` when max(tat, start) + charge - start <= tolerance.
         const earliest = tat + charge - bucket.tolerance;
         if (earliest > start) start = earliest;
       }
+      // Nothing is written for a call that cannot start in time: `timeout: 0` books nothing.
+      if (latest !== undefined && start > latest) return false;
       let booked = 0;
       for (; booked < count; booked++) {
         const charge = charges[booked] as bigint;
@@ -365,7 +457,13 @@ export class SharedRateLimiter implements Limiter<RateAcquireOptions> {
         after[booked] = next;
         if (Atomics.compareExchange(words, 1 + booked, tat, next) !== tat) break;
       }
-      if (booked === count) return { start, before: before.slice(), after: after.slice(), cost, signal };
+      if (booked === count) {
+        booking.booked = true;
+        booking.start = start;
+        booking.before = before;
+        booking.after = after;
+        return true;
+      }
       // Undo what was booked; if someone booked after us meanwhile, that stretch stays unused (safe).
       for (let i = 0; i < booked; i++) {
         if (charges[i] !== 0n) Atomics.compareExchange(words, 1 + i, after[i] as bigint, before[i] as bigint);
@@ -373,37 +471,31 @@ export class SharedRateLimiter implements Limiter<RateAcquireOptions> {
     }
   }
 
-  /** Returns a reservation's budget where nobody has reserved after it. */
-  private giveBack(reservation: Reservation): void {
+  /** Returns a booking's budget where nobody has booked after it. */
+  private giveBack(booking: Booking): void {
+    if (!booking.booked) return;
+    booking.booked = false;
     for (let i = 0; i < this.buckets.length; i++) {
-      const after = reservation.after[i] as bigint;
-      const before = reservation.before[i] as bigint;
+      const after = booking.after[i] as bigint;
+      const before = booking.before[i] as bigint;
       if (after !== before) Atomics.compareExchange(this.words, 1 + i, after, before);
     }
   }
 
-  /** Grants the local waiters whose start has come, then sets the one timer for the next. */
+  /** The one timer: grants the local waiters whose start has come, and re-arms for the next. */
   private readonly fire = (): void => {
     this.timer = undefined;
-    const now = this.nowNs();
-    for (let head = this.queue.head; head !== undefined; head = this.queue.head) {
-      if (head.request.start > now) break;
-      this.queue.grant(
-        head,
-        new SharedRatePermit(head.request.cost, head.request.signal, Number(head.request.start) / 1e6),
-      );
-    }
-    this.arm();
+    this.admission.dispatch();
   };
 
-  private arm(): void {
+  /** Dispatch stopped at `head` (not due yet), or nobody waits: the timer follows the head. */
+  private arm(head: Waiter<Booking, SharedRatePermit> | undefined): void {
     if (this.timer !== undefined) {
       this.clock.clearTimeout(this.timer);
       this.timer = undefined;
     }
-    const head = this.queue.head;
     if (head === undefined) return;
-    const wait = Number(head.request.start - this.nowNs()) / 1e6;
+    const wait = Number(head.request.start - this.decidedAt) / 1e6;
     // Timers may fire a little early against the monotonic clock (libuv rounds to whole ms); `fire`
     // then finds the head not due and arms again for the remainder.
     this.timer = this.clock.setTimeout(this.fire, wait <= 0 ? 0 : Math.ceil(wait));
@@ -414,21 +506,24 @@ export class SharedRateLimiter implements Limiter<RateAcquireOptions> {
   }
 
   /** Cost per limit, in the order of `buckets` (the same cost rule as every rate limiter: rate-cost.ts). */
-  private costs(cost: RateAcquireOptions["cost"]): number[] {
+  private costs(cost: RateCost | undefined): number[] {
     const normalized = normalizeCost(cost);
     // The same rule as RateLimiter's: a unit no limit counts is free, unless it is a typo of one that is.
     checkCostUnits(normalized, this.counted, "cost");
-    return this.buckets.map((bucket) => {
-      const value = normalized[bucket.unit] ?? 0;
-      if (value > bucket.burst) throw this.tooCostly(value, bucket);
-      return value;
-    });
+    return this.buckets.map((bucket) => normalized[bucket.unit] ?? 0);
   }
 
-  private tooCostly(cost: number, bucket: Bucket): RangeError {
-    return new RangeError(
-      `cost ${cost} ${bucket.unit} is above the burst ${bucket.burst} of ${this.subject()}; it could never be admitted`,
-    );
+  /** A RangeError naming both numbers if `booking` costs more than a limit's burst could ever pay. */
+  private whyImpossible(booking: Booking): RangeError | undefined {
+    for (let i = 0; i < this.buckets.length; i++) {
+      const bucket = this.buckets[i] as Bucket;
+      const cost = booking.costs[i] as number;
+      if (cost > bucket.burst) {
+        const limit = { what: "burst" as const, bound: bucket.burst, limit: bucket.limit, intervalMs: bucket.interval };
+        return costAboveLimit(cost, bucket.unit, limit, this.subject());
+      }
+    }
+    return undefined;
   }
 
   private subject(): string {
@@ -445,16 +540,6 @@ function rebuild(
   options: SharedRateLimiterAttachOptions | undefined,
 ): SharedRateLimiter {
   return new SharedRateLimiter(handle, options);
-}
-
-/** `weight` and `priority` are accepted for Limiter compatibility and checked, but change nothing here. */
-function checkAcquireExtras(options: RateAcquireOptions): void {
-  if (options.weight !== undefined && (!Number.isInteger(options.weight) || options.weight < 1)) {
-    throw new RangeError(`weight must be a positive integer; got ${describe(options.weight)}`);
-  }
-  if (options.priority !== undefined && (typeof options.priority !== "number" || Number.isNaN(options.priority))) {
-    throw new RangeError(`priority must be a number, not NaN; got ${describe(options.priority)}`);
-  }
 }
 
 function checkLimits(limits: unknown): SharedRateLimiterHandle["limits"] {

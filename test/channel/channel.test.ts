@@ -29,8 +29,9 @@ describe("Channel: FIFO", () => {
           for (let i = 0; i < leftover; i++) pending.push(channel.receive().then((value) => received.push(value)));
           channel.close();
           await Promise.allSettled(pending);
-          const sent = Array.from({ length: next }, (_, i) => i);
-          expect(received).toEqual(sent.slice(0, received.length));
+          // Everything sent was received, each once, in the order sent: a value lost or left behind
+          // (the last ones included) shows, as a prefix would not.
+          expect(received).toEqual(Array.from({ length: next }, (_, i) => i));
           expect(channel.size).toBe(0);
         },
       ),
@@ -301,23 +302,107 @@ describe("Channel: statistics", () => {
     const channel = new Channel<number>(1, { name: "jobs" });
     await channel.send(1);
     const waitingSender = channel.send(2);
+    const none = { granted: 0, aborted: 0, timedOut: 0, rejected: 0 };
     expect(channel.statistics()).toEqual({
       name: "jobs",
       capacity: 1,
-      size: 1,
+      available: 0,
+      inUse: 1,
+      waiting: 1,
+      ...none,
+      granted: 1,
       waitingSenders: 1,
       waitingReceivers: 0,
       closed: false,
       delivered: 0,
+      sends: { ...none, granted: 1 },
+      receives: none,
     });
     await channel.receive();
     await waitingSender;
     await channel.receive();
     const waitingReceiver = channel.receive().catch((error: unknown) => error);
-    expect(channel.statistics()).toMatchObject({ size: 0, waitingSenders: 0, waitingReceivers: 1, delivered: 2 });
+    expect(channel.statistics()).toMatchObject({
+      inUse: 0,
+      available: 1,
+      waiting: 1,
+      waitingSenders: 0,
+      waitingReceivers: 1,
+      delivered: 2,
+    });
     channel.close();
     expect(await waitingReceiver).toBeInstanceOf(ClosedError);
     expect(String(((await waitingReceiver) as Error).message)).toContain('channel "jobs"');
+  });
+});
+
+describe("Channel: send and receive check in one order, the admission step's", () => {
+  it("closed (for a receive: closed with nothing left) comes before an already-aborted signal", async () => {
+    const channel = new Channel<number>(1);
+    await channel.send(1);
+    channel.close();
+    const reason = new Error("gone");
+    const aborted = AbortSignal.abort(reason);
+    await expect(channel.send(2, { signal: aborted })).rejects.toBeInstanceOf(ClosedError);
+    // A value is still there to receive, so the receive is possible: the abort, which came first, wins.
+    await expect(channel.receive({ signal: aborted })).rejects.toBe(reason);
+    expect(channel.size).toBe(1);
+    expect(await channel.receive()).toBe(1);
+    // Now nothing is left: a receive could never be served, whatever its signal says.
+    await expect(channel.receive({ signal: aborted })).rejects.toBeInstanceOf(ClosedError);
+    // And an iterator at the end ends, rather than reporting the abort.
+    expect(await channel.values({ signal: aborted }).next()).toEqual({ done: true, value: undefined });
+  });
+
+  it("an already-aborted signal comes before a value ready or room free, on both sides", async () => {
+    const channel = new Channel<number>(1);
+    const reason = new Error("gone");
+    await expect(channel.send(1, { signal: AbortSignal.abort(reason) })).rejects.toBe(reason);
+    expect(channel.size).toBe(0);
+    await channel.send(2);
+    await expect(channel.receive({ signal: AbortSignal.abort(reason) })).rejects.toBe(reason);
+    expect(channel.size).toBe(1);
+  });
+});
+
+describe("Channel: counters", () => {
+  it("count sends and receives apart, and sum them in the core fields", async () => {
+    const channel = new Channel<number>(1);
+    await expect(channel.receive({ signal: AbortSignal.abort() })).rejects.toMatchObject({ name: "AbortError" });
+    await expect(channel.receive({ timeout: 0 })).rejects.toBeInstanceOf(TimeoutError);
+    await channel.send(1);
+    await expect(channel.send(2, { signal: AbortSignal.abort() })).rejects.toMatchObject({ name: "AbortError" });
+    await expect(channel.send(2, { timeout: 0 })).rejects.toBeInstanceOf(TimeoutError);
+    expect(channel.trySend(3)).toBe(false);
+    expect(channel.tryReceive()).toEqual({ ok: true, value: 1 });
+    expect(channel.trySend(4)).toBe(true);
+    expect(await channel.receive({ timeout: 10 })).toBe(4);
+    const one = { granted: 0, aborted: 1, timedOut: 1, rejected: 0 };
+    expect(channel.statistics()).toMatchObject({
+      sends: { ...one, granted: 2 },
+      receives: { ...one, granted: 2 },
+      granted: 4,
+      aborted: 2,
+      timedOut: 2,
+      rejected: 0,
+    });
+  });
+
+  it("rejected counts sends to a closed channel, receives at its end and the waiters close() drops", async () => {
+    const full = new Channel<number>(0);
+    const sender = full.send(1);
+    full.close();
+    await expect(sender).rejects.toBeInstanceOf(ClosedError);
+    await expect(full.send(2)).rejects.toBeInstanceOf(ClosedError);
+    const empty = new Channel<number>(0);
+    const receiver = empty.receive();
+    const iterating = empty[Symbol.asyncIterator]().next();
+    empty.close();
+    await expect(receiver).rejects.toBeInstanceOf(ClosedError);
+    expect(await iterating).toEqual({ done: true, value: undefined });
+    await expect(empty.receive()).rejects.toBeInstanceOf(ClosedError);
+    expect(full.statistics()).toMatchObject({ sends: { rejected: 2 }, receives: { rejected: 0 }, rejected: 2 });
+    expect(empty.statistics()).toMatchObject({ sends: { rejected: 0 }, receives: { rejected: 3 }, rejected: 3 });
   });
 });
 

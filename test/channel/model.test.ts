@@ -40,6 +40,8 @@ class World {
   // The model.
   buffer: number[] = [];
   closed = false;
+  /** Counted outside the parties: trySend, tryReceive and the wind-down's loop. */
+  counted = { send: counters(), receive: counters() };
   constructor(readonly capacity: number) {
     this.channel = new Channel<number>(capacity, { clock: this.clock });
   }
@@ -78,6 +80,31 @@ class World {
     }
     return undefined;
   }
+}
+
+type Counters = { granted: number; aborted: number; timedOut: number; rejected: number };
+
+function counters(): Counters {
+  return { granted: 0, aborted: 0, timedOut: 0, rejected: 0 };
+}
+
+/** What the admission steps of `side` counted for the parties, as the model settled them. */
+function expectedCounters(w: World, side: "send" | "receive"): Counters {
+  const result = { ...w.counted[side] };
+  for (const p of w.parties) {
+    if (p.side !== side) continue;
+    const outcome = p.expected;
+    // An iterator's end is a receive refused by a closed, empty channel.
+    if (outcome.state === "resolved") {
+      if (p.iterator && outcome.value === END) result.rejected++;
+      else result.granted++;
+    } else if (outcome.state === "rejected") {
+      if (outcome.why === "closed") result.rejected++;
+      else if (outcome.why === "abort") result.aborted++;
+      else result.timedOut++;
+    }
+  }
+  return result;
 }
 
 type Op =
@@ -152,20 +179,17 @@ function applyOp(w: World, o: Op): void {
           party.actual = { state: "rejected", why: whyOf(error) };
         },
       );
-      // The model, before the party joins it.
+      // The model, before the party joins it. One order of checks for both sides, the admission
+      // step's: closed (for a receive: closed with nothing left), already aborted, now, timeout 0.
       const aborted = signal?.aborted === true;
       let done: Outcome | undefined;
-      if (o.op === "send") {
-        if (w.closed) done = { state: "rejected", why: "closed" };
-        else if (aborted) done = { state: "rejected", why: "abort" };
-        else if (w.offer(party.value)) done = { state: "resolved" };
+      if (o.op === "send" ? w.closed : w.closed && w.buffer.length === 0) done = { state: "rejected", why: "closed" };
+      else if (aborted) done = { state: "rejected", why: "abort" };
+      else if (o.op === "send") {
+        if (w.offer(party.value)) done = { state: "resolved" };
       } else {
-        if (aborted) done = { state: "rejected", why: "abort" };
-        else {
-          const value = w.take();
-          if (value !== undefined) done = { state: "resolved", value };
-          else if (w.closed) done = { state: "rejected", why: "closed" };
-        }
+        const value = w.take();
+        if (value !== undefined) done = { state: "resolved", value };
       }
       if (done === undefined && timeout === 0) done = { state: "rejected", why: "timeout" };
       if (done === undefined && timeout !== undefined) party.deadline = w.clock.now() + timeout;
@@ -197,11 +221,12 @@ function applyOp(w: World, o: Op): void {
             party.actual = { state: "rejected", why: whyOf(error) };
           },
         );
-      if (signal?.aborted) party.expected = { state: "rejected", why: "abort" };
+      // The same order as a receive: the end of a closed, empty channel comes before an aborted signal.
+      if (w.closed && w.buffer.length === 0) party.expected = { state: "resolved", value: END };
+      else if (signal?.aborted) party.expected = { state: "rejected", why: "abort" };
       else {
         const value = w.take();
         if (value !== undefined) party.expected = { state: "resolved", value };
-        else if (w.closed) party.expected = { state: "resolved", value: END };
       }
       w.parties.push(party);
       return;
@@ -212,14 +237,19 @@ function applyOp(w: World, o: Op): void {
         expect(() => channel.trySend(value)).toThrow(ClosedError);
         return;
       }
-      expect(channel.trySend(value)).toBe(w.offer(value));
+      const taken = w.offer(value);
+      expect(channel.trySend(value)).toBe(taken);
+      if (taken) w.counted.send.granted++;
       return;
     }
     case "tryReceive": {
       const value = w.take();
       const received = channel.tryReceive();
       if (value === undefined) expect(received).toEqual({ ok: false, closed: w.closed });
-      else expect(received).toEqual({ ok: true, value });
+      else {
+        expect(received).toEqual({ ok: true, value });
+        w.counted.receive.granted++;
+      }
       return;
     }
     case "abort": {
@@ -272,6 +302,18 @@ async function check(w: World): Promise<void> {
   // No timer per waiter: each side's queue has one timer while any of its waiters has a timeout.
   const timers = (parties: Party[]) => (parties.some((p) => p.deadline !== undefined) ? 1 : 0);
   expect(w.clock.pendingTimers).toBe(timers(senders) + timers(receivers));
+  // Every grant, abort, timeout and refusal is counted by the admission step of its side.
+  const { sends, receives, granted, aborted, timedOut, rejected, inUse, waiting } = channel.statistics();
+  const expectedSends = expectedCounters(w, "send");
+  const expectedReceives = expectedCounters(w, "receive");
+  expect({ sends, receives }).toEqual({ sends: expectedSends, receives: expectedReceives });
+  expect({ granted, aborted, timedOut, rejected }).toEqual({
+    granted: expectedSends.granted + expectedReceives.granted,
+    aborted: expectedSends.aborted + expectedReceives.aborted,
+    timedOut: expectedSends.timedOut + expectedReceives.timedOut,
+    rejected: expectedSends.rejected + expectedReceives.rejected,
+  });
+  expect({ inUse, waiting }).toEqual({ inUse: w.buffer.length, waiting: senders.length + receivers.length });
 }
 
 describe("Channel against a reference model", () => {
@@ -291,6 +333,9 @@ describe("Channel against a reference model", () => {
           for await (const value of world.channel) rest.push(value);
           expect(rest).toEqual(world.buffer);
           world.buffer = [];
+          // The loop received the rest, then met the end.
+          world.counted.receive.granted += rest.length;
+          world.counted.receive.rejected++;
           await check(world);
           expect(world.clock.pendingTimers).toBe(0);
         },

@@ -14,6 +14,10 @@ interface Thing {
   id: number;
   destroyed: number;
   broken: boolean;
+  /** Times lent so far. */
+  lends: number;
+  /** What `validate` said since the thing last came back: undefined if it did not run. */
+  checkedSinceReturn: boolean | undefined;
 }
 
 interface Borrower {
@@ -48,7 +52,13 @@ class World {
       create: (signal) => {
         const what = this.createScript.shift() ?? "ok";
         const make = () => {
-          const thing = { id: this.things.length, destroyed: 0, broken: false };
+          const thing: Thing = {
+            id: this.things.length,
+            destroyed: 0,
+            broken: false,
+            lends: 0,
+            checkedSinceReturn: undefined,
+          };
           this.things.push(thing);
           return thing;
         };
@@ -73,6 +83,7 @@ class World {
           ? undefined
           : (thing) => {
               const what = this.validateScript.shift() ?? "ok";
+              thing.checkedSinceReturn = what === "ok" && !thing.broken;
               if (what === "throw") throw new Error("validate threw");
               if (what === "async-bad") return Promise.resolve(false);
               return what === "ok" && !thing.broken;
@@ -90,7 +101,7 @@ class World {
 }
 
 type Op =
-  | { op: "acquire"; group: number | undefined; timeout: number | undefined; priority: number }
+  | { op: "acquire"; group: number | undefined; timeout: number | undefined; priority: number; bare: boolean }
   | { op: "release"; pick: number; destroy: boolean; twice: boolean }
   | { op: "abort"; group: number }
   | { op: "script"; creates: ("ok" | "fail" | "slow" | "throw")[]; validates: ("ok" | "bad" | "throw" | "async-bad")[] }
@@ -106,6 +117,8 @@ const opArbitrary: fc.Arbitrary<Op> = fc.oneof(
       group: fc.option(fc.integer({ min: 0, max: 1 }), { nil: undefined }),
       timeout: fc.option(fc.integer({ min: 0, max: 40 }), { nil: undefined }),
       priority: fc.integer({ min: 0, max: 1 }),
+      // acquire() with no options at all: the short path of a busy pool.
+      bare: fc.boolean(),
     }),
   },
   {
@@ -142,17 +155,27 @@ function applyOp(w: World, o: Op): void {
       w.borrowers.push(borrower);
       const wasDrained = w.drained !== undefined;
       w.pool
-        .acquire({
-          timeout: o.timeout,
-          priority: o.priority,
-          signal: o.group === undefined ? undefined : w.controllers[o.group]?.signal,
-        })
+        .acquire(
+          o.bare
+            ? undefined
+            : {
+                timeout: o.timeout,
+                priority: o.priority,
+                signal: o.group === undefined ? undefined : w.controllers[o.group]?.signal,
+              },
+        )
         .then(
           (lease) => {
             expect(wasDrained).toBe(false);
             // One borrower at a time, never a destroyed or known-broken resource.
             expect(w.lent.has(lease.value)).toBe(false);
             expect(lease.value.destroyed).toBe(0);
+            // With a validator, a thing that came back is lent again only after it passed a check
+            // (on return or on borrow): one the validator rejects is never lent.
+            if (w.config.validateOn !== undefined && lease.value.lends > 0) {
+              expect(lease.value.checkedSinceReturn).toBe(true);
+            }
+            lease.value.lends++;
             w.lent.add(lease.value);
             borrower.outcome = "resolved";
             borrower.lease = lease;
@@ -171,6 +194,7 @@ function applyOp(w: World, o: Op): void {
       const lease = borrower.lease as Lease<Thing>;
       borrower.given = true;
       w.lent.delete(lease.value);
+      lease.value.checkedSinceReturn = undefined;
       if (o.destroy) lease.destroy();
       else lease.release();
       if (o.twice) expect(() => lease.release()).toThrow();
@@ -261,6 +285,7 @@ describe("Pool against a model of what is lent, created and destroyed", () => {
               if (b.lease !== undefined && !b.given) {
                 b.given = true;
                 world.lent.delete(b.lease.value);
+                b.lease.value.checkedSinceReturn = undefined;
                 b.lease.release();
               }
             }

@@ -13,6 +13,10 @@ interface Resource {
   destroyed: number;
   /** What the last validation said, if any ran. */
   verdict: boolean | undefined;
+  /** Times lent so far. */
+  lends: number;
+  /** Whether `validate` ran since the resource last came back. */
+  checkedSinceReturn: boolean;
 }
 
 type Step =
@@ -51,7 +55,7 @@ const configuration = fc.record({
 describe("Pool invariants (property-based)", () => {
   it("never more than max resources exist, none is lent twice, invalid ones are replaced, drain destroys each exactly once and settles every waiter", async () => {
     await fc.assert(
-      fc.asyncProperty(configuration, fc.array(step, { maxLength: 40 }), async (config, steps) => {
+      fc.asyncProperty(configuration, fc.array(step, { maxLength: 40, size: "medium" }), async (config, steps) => {
         const clock = new FakeClock();
         const created: Resource[] = [];
         let live = 0;
@@ -64,7 +68,14 @@ describe("Pool invariants (property-based)", () => {
               failCreates--;
               throw new Error("create failed");
             }
-            const resource: Resource = { id: created.length, broken: false, destroyed: 0, verdict: undefined };
+            const resource: Resource = {
+              id: created.length,
+              broken: false,
+              destroyed: 0,
+              verdict: undefined,
+              lends: 0,
+              checkedSinceReturn: false,
+            };
             created.push(resource);
             live++;
             return resource;
@@ -82,6 +93,7 @@ describe("Pool invariants (property-based)", () => {
           validate: config.validate
             ? async (resource) => {
                 resource.verdict = !resource.broken;
+                resource.checkedSinceReturn = true;
                 return resource.verdict;
               }
             : undefined,
@@ -129,13 +141,22 @@ describe("Pool invariants (property-based)", () => {
               outcomes.push(
                 promise.then(
                   (lease) => {
+                    const lentAlready = lent.has(lease.value);
+                    const lentBefore = lease.value.lends++ > 0;
+                    // Held before the checks, so a failed check still ends the run (drain gets it back).
+                    lent.add(lease.value);
+                    held.push(lease);
                     // No resource lent twice, and with borrow validation never a broken one.
-                    expect(lent.has(lease.value)).toBe(false);
+                    expect(lentAlready).toBe(false);
                     expect(lease.value.destroyed).toBe(0);
                     // A resource that failed its check is never lent (it was destroyed and replaced).
                     expect(lease.value.verdict).not.toBe(false);
-                    lent.add(lease.value);
-                    held.push(lease);
+                    // And one that came back is checked before it is lent again: with validation on
+                    // borrow off, a resource the validator would reject (a "break" while idle) is lent.
+                    if (config.validate && lentBefore) {
+                      expect(lease.value.checkedSinceReturn).toBe(true);
+                      expect(lease.value.verdict).toBe(true);
+                    }
                   },
                   () => {},
                 ),
@@ -147,6 +168,7 @@ describe("Pool invariants (property-based)", () => {
               if (held.length === 0) break;
               const [lease] = held.splice(action.pick % held.length, 1) as [Lease<Resource>];
               lent.delete(lease.value);
+              lease.value.checkedSinceReturn = false;
               if (action.kind === "release") lease.release();
               else lease.destroy();
               break;

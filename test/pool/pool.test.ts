@@ -544,6 +544,89 @@ describe("Pool: drain", () => {
   });
 });
 
+describe("Pool: statistics", () => {
+  it("has the core fields every Limiter has: capacity is max, inUse the leases out, available the rest", async () => {
+    const pool = new Pool({ create: () => ({}), max: 3, min: 1, name: "db" });
+    await flushMicrotasks();
+    const lease = await pool.acquire();
+    expect(pool.statistics()).toEqual({
+      name: "db",
+      capacity: 3,
+      available: 2,
+      inUse: 1,
+      waiting: 0,
+      granted: 1,
+      aborted: 0,
+      timedOut: 0,
+      rejected: 0,
+      min: 1,
+      size: 1,
+      idle: 0,
+      pendingCreates: 0,
+      validating: 0,
+      destroying: 0,
+      draining: false,
+      created: 1,
+      destroyed: 0,
+      createFailures: 0,
+      validationFailures: 0,
+      evicted: 0,
+    });
+    lease.release();
+    await pool.drain();
+  });
+
+  it("granted counts every lease: at once, with options, after a wait, after a check and after a create", async () => {
+    const pool = new Pool({ create: async () => ({}), validate: () => true, validateOn: "return", max: 1 });
+    const created = await pool.acquire(); // after a create
+    const waiting = pool.acquire({ priority: 1 });
+    created.release(); // checked on return, then lent to the waiter
+    const afterCheck = await waiting;
+    afterCheck.release();
+    await flushMicrotasks();
+    (await pool.acquire()).release(); // at once, the fast path
+    await flushMicrotasks();
+    (await pool.acquire({ timeout: 10 })).release(); // at once, through the admission step
+    await flushMicrotasks();
+    expect(pool.statistics()).toMatchObject({ granted: 4, inUse: 0, waiting: 0 });
+    await pool.drain();
+  });
+
+  it("an already-aborted signal counts as aborted, and timeout 0 refused as timed out", async () => {
+    const pool = new Pool({ create: () => ({}), max: 1 });
+    const lease = await pool.acquire();
+    const reason = new Error("gone");
+    // Refused even though it could be served the way every other caller is: the abort came first.
+    await expect(pool.acquire({ signal: AbortSignal.abort(reason) })).rejects.toBe(reason);
+    await expect(pool.acquire({ timeout: 0 })).rejects.toBeInstanceOf(TimeoutError);
+    expect(pool.statistics()).toMatchObject({ granted: 1, aborted: 1, timedOut: 1, rejected: 0, waiting: 0 });
+    lease.release();
+    await pool.drain();
+  });
+
+  it("rejected counts callers refused by a drained pool and waiters dropped by drain() or by failing creates", async () => {
+    const failing = new Pool({
+      create: () => Promise.reject(new Error("connection refused")),
+      createRetry: { attempts: 1 },
+      max: 1,
+    });
+    await expect(failing.acquire()).rejects.toThrow("connection refused");
+    expect(failing.statistics()).toMatchObject({ granted: 0, rejected: 1, createFailures: 1 });
+    await failing.drain();
+
+    const pool = new Pool({ create: () => ({}), max: 1 });
+    const lease = await pool.acquire();
+    const waiter = pool.acquire();
+    const draining = pool.drain();
+    await expect(waiter).rejects.toBeInstanceOf(ClosedError);
+    // Drained comes before aborted: a pool that will never lend again says so, whatever the signal.
+    await expect(pool.acquire({ signal: AbortSignal.abort() })).rejects.toBeInstanceOf(ClosedError);
+    expect(pool.statistics()).toMatchObject({ granted: 1, rejected: 2, aborted: 0 });
+    lease.release();
+    await draining;
+  });
+});
+
 describe("Pool: bad input", () => {
   it("names the option and the value", () => {
     const create = () => ({});

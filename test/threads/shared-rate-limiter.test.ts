@@ -3,6 +3,7 @@
  * across real workers is in workers.test.ts.
  */
 import fc from "fast-check";
+import { Semaphore } from "sluice";
 import { FakeClock } from "sluice/testing";
 import { SharedRateLimiter } from "sluice/threads";
 import { describe, expect, it } from "vitest";
@@ -59,8 +60,8 @@ describe("SharedRateLimiter", () => {
     await clock.advanceAsync(1);
     expect(second.settled()).toBe(true);
     // A token bucket refills to its burst and no further: 100 requests, minus the one just started.
-    expect(limiter.available().requests).toBeCloseTo(99, 6);
-    expect(limiter.available().tokens).toBeCloseTo(0, 6);
+    expect(limiter.remaining().requests).toBeCloseTo(99, 6);
+    expect(limiter.remaining().tokens).toBeCloseTo(0, 6);
   });
 
   it("a wait longer than the timeout is refused at once and gives its place back", async () => {
@@ -146,6 +147,88 @@ describe("SharedRateLimiter", () => {
     );
   });
 
+  it("statistics() has the core fields, and the admission step counts every grant, abort, timeout and refusal", async () => {
+    const clock = new FakeClock();
+    const limiter = new SharedRateLimiter({ limits: [{ limit: 1, interval: 1_000 }], clock, name: "api" });
+    const held = await limiter.acquire({ weight: 2 });
+    await expect(limiter.acquire({ signal: AbortSignal.abort(new Error("gone")) })).rejects.toThrow("gone");
+    await expect(limiter.acquire({ timeout: 0 })).rejects.toMatchObject({ name: "TimeoutError" });
+    await expect(limiter.acquire({ timeout: 500 })).rejects.toMatchObject({ name: "TimeoutError", timeout: 500 });
+    await expect(limiter.acquire({ cost: 2 })).rejects.toThrow(/cost 2 requests is above the burst 1/);
+    const controller = new AbortController();
+    const aborted = limiter.acquire({ signal: controller.signal });
+    const waiting = limiter.acquire();
+    controller.abort(new Error("left"));
+    await expect(aborted).rejects.toThrow("left");
+    expect(limiter.statistics()).toEqual({
+      name: "api",
+      capacity: Number.POSITIVE_INFINITY,
+      available: Number.POSITIVE_INFINITY,
+      inUse: 2,
+      waiting: 1,
+      granted: 1,
+      aborted: 2,
+      timedOut: 2,
+      rejected: 1,
+      // Booked to 3 s: the permit held (0 s), the aborted waiter's unused stretch (1 s), the waiter (2 s).
+      remaining: { requests: -2 },
+    });
+    held.release();
+    // The aborted waiter had someone booked behind it: its stretch stays unused, so the next is due at 2 s.
+    await clock.advanceAsync(2_000);
+    expect((await waiting).scheduledAt).toBe(2_000);
+    expect(limiter.statistics()).toMatchObject({ inUse: 1, waiting: 0, granted: 2 });
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it("a permit's weight is the weight asked for (not its cost), counted in inUse until released", async () => {
+    const limiter = new SharedRateLimiter({
+      limits: [
+        { limit: 10, interval: "1s" },
+        { limit: 1_000, interval: "1s", unit: "tokens" },
+      ],
+    });
+    const heavy = await limiter.acquire({ weight: 3, cost: { tokens: 500 } });
+    const light = await limiter.acquire({ cost: { tokens: 100 } });
+    expect([heavy.weight, light.weight]).toEqual([3, 1]);
+    expect(limiter.inUse).toBe(4);
+    heavy.release();
+    expect(() => heavy.release()).toThrow(/already released/);
+    light[Symbol.dispose]();
+    expect(limiter.inUse).toBe(0);
+  });
+
+  it("run calls fn(signal, permit) and gives the permit back however fn ends", async () => {
+    const limiter = new SharedRateLimiter({ limits: [{ limit: 10, interval: "1s" }] });
+    const scheduled = await limiter.run((_signal, permit) => permit.scheduledAt);
+    expect(typeof scheduled).toBe("number");
+    await expect(
+      limiter.run(() => {
+        throw new Error("failed");
+      }),
+    ).rejects.toThrow("failed");
+    expect(limiter.inUse).toBe(0);
+    await expect(limiter.run(5 as never)).rejects.toBeInstanceOf(TypeError);
+  });
+
+  it("bad options get the same error, class and message, as from every other Limiter", async () => {
+    const limiter = new SharedRateLimiter({ limits: [{ limit: 10, interval: "1s" }] });
+    const semaphore = new Semaphore(10);
+    const bad = [{ weight: 0 }, { weight: "2" }, { priority: Number.NaN }, { timeout: -1 }, { signal: {} }, null];
+    for (const options of bad) {
+      const [ours, theirs] = await Promise.all(
+        [limiter.acquire(options as never), semaphore.acquire(options as never)].map((promise) =>
+          promise.then(
+            () => undefined,
+            (error: Error) => `${error.name}: ${error.message}`,
+          ),
+        ),
+      );
+      expect(ours).toBeDefined();
+      expect(ours).toBe(theirs);
+    }
+  });
+
   it("bad input fails at once and names the value", async () => {
     expect(() => new SharedRateLimiter({ limits: [] })).toThrow(TypeError);
     expect(() => new SharedRateLimiter({ limits: [{ limit: 0, interval: 1_000 }] })).toThrow(/limit.*0/);
@@ -186,6 +269,6 @@ describe("SharedRateLimiter: a cost unit no limit counts (the same rule as RateL
     expect((error as Error).message).toContain('cost.tokenz: no limit counts "tokenz"; did you mean "tokens"?');
     const permit = await limiter.acquire({ cost: { tokens: 100, images: 3 } });
     permit.release();
-    expect(limiter.available()).toEqual({ requests: 9, tokens: 900 });
+    expect(limiter.remaining()).toEqual({ requests: 9, tokens: 900 });
   });
 });
