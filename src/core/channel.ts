@@ -25,7 +25,19 @@ const CHANNEL_OPTIONS = optionNames<ChannelOptions>({ name: true, clock: true })
 const VALUES_OPTIONS = optionNames<{ signal?: AbortSignal }>({ signal: true });
 
 /** What {@link Channel.tryReceive} returns: a value, or why there was none. */
-export type Received<T> = { ok: true; value: T } | { ok: false; closed: boolean };
+export type Received<T> =
+  | {
+      /** A value was taken. */
+      ok: true;
+      /** The value, which may itself be `undefined`. */
+      value: T;
+    }
+  | {
+      /** Nothing was taken. */
+      ok: false;
+      /** Why: `true` when the channel is closed and empty (nothing will ever come), `false` when only empty. */
+      closed: boolean;
+    };
 
 /**
  * A snapshot of a channel's state and lifetime counters. The core fields speak of the buffer: `capacity`

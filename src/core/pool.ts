@@ -35,14 +35,21 @@ export interface Lease<T> extends Disposable, AsyncDisposable {
 /** Where an error reported to {@link PoolOptions.onError} came from. */
 export type PoolErrorEvent =
   | {
+      /** `create` failed: threw, rejected or outlasted `createTimeout`. */
       phase: "create";
       /** Which attempt of this create failed, from 1. */
       attempt: number;
       /** Whether the pool will try again (after a backoff delay). */
       willRetry: boolean;
     }
-  | { phase: "validate" }
-  | { phase: "destroy" };
+  | {
+      /** `validate` threw (a resource it rejects by returning false is no error). */
+      phase: "validate";
+    }
+  | {
+      /** `destroy` failed or outlasted `destroyTimeout`; the resource counts as gone either way. */
+      phase: "destroy";
+    };
 
 /** Options for {@link Pool}. */
 export interface PoolOptions<T> {
@@ -76,7 +83,14 @@ export interface PoolOptions<T> {
    * (a broken factory fails fast instead of hanging them); it keeps retrying only to keep `min` warm.
    * Defaults: `{ attempts: 3, delay: 100, maxDelay: 10_000 }`.
    */
-  createRetry?: { attempts?: number; delay?: Duration; maxDelay?: Duration };
+  createRetry?: {
+    /** Failures in a row after which the waiting callers are rejected. Default 3. */
+    attempts?: number;
+    /** The wait before the first retry, doubled for each further one. Default 100 ms. */
+    delay?: Duration;
+    /** The longest wait between two attempts. Default 10 s. */
+    maxDelay?: Duration;
+  };
   /**
    * The longest one `create` may take. When it passes, the signal `create` received aborts with a
    * `TimeoutError` and the attempt counts as failed (reported, then retried as `createRetry` says), so a

@@ -134,7 +134,7 @@ export interface RatePermit extends Permit {
    * May be called after `release()`, and again (each call sets the charge anew).
    *
    * @throws TypeError/RangeError for a cost that is not finite and >= 0, or a unit a typo away from a
-   *   counted one (see {@link RateAcquireOptions.cost}).
+   *   counted one (see `cost` in {@link RateAcquireOptions}).
    */
   settle(actual: RateCost): void;
 }
@@ -142,17 +142,33 @@ export interface RatePermit extends Permit {
 /** The events a {@link RateLimiter} reports, with what each listener receives. */
 export interface RateLimiterEvents {
   /** A pause started or was extended. `until` is on the limiter's clock. */
-  pause: { until: number; reason: unknown };
+  pause: {
+    /** When the pause ends, on the limiter's clock (ms). */
+    until: number;
+    /** The reason given to `pause()`; `"Retry-After"` for a pause that `observe()` set. */
+    reason: unknown;
+  };
   /** A permit was settled: what was charged before and after. */
-  settle: { estimate: Readonly<Record<string, number>>; actual: Readonly<Record<string, number>> };
+  settle: {
+    /** What the call was charged before this settle, per unit: its estimate, on the first settle. */
+    estimate: Readonly<Record<string, number>>;
+    /** What it is charged now, per unit. */
+    actual: Readonly<Record<string, number>>;
+  };
   /** `observe()` read rate-limit headers; `headers` is what it found. */
-  observe: { headers: RateLimitHeaders };
+  observe: {
+    /** The limits, remaining budgets, resets and retry-after the headers carried. */
+    headers: RateLimitHeaders;
+  };
 }
 
 /** A snapshot of one configured limit. */
 export interface RateLimitStatistics {
+  /** The unit it counts: `requests`, `tokens`, ... */
   unit: string;
+  /** How it counts: a token bucket (GCRA) or an exact sliding window. */
   algorithm: "token-bucket" | "sliding-window";
+  /** How much cost it admits per `interval`. */
   limit: number;
   /** ms */
   interval: number;
@@ -172,12 +188,21 @@ export interface RateLimiterStatistics extends LimiterStatistics {
   minInterval: number;
   /** On the limiter's clock; `undefined` when not paused. */
   pausedUntil: number | undefined;
+  /** The reason given to the pause in force; `undefined` when not paused. */
   pauseReason: unknown;
+  /** Each configured limit, in the order given. */
   limits: RateLimitStatistics[];
   /** Per unit, the least budget left among the limits counting it. */
   remaining: Record<string, number>;
   /** Settled calls: the estimates they were admitted with and the actual costs they settled at. */
-  settled: { calls: number; estimated: Record<string, number>; actual: Record<string, number> };
+  settled: {
+    /** Calls settled at least once. */
+    calls: number;
+    /** Per unit, the sum of their estimates. */
+    estimated: Record<string, number>;
+    /** Per unit, the sum of what they were settled at. */
+    actual: Record<string, number>;
+  };
 }
 
 /**
@@ -380,6 +405,10 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
   get limits(): readonly RateLimit[] {
     return this.limitConfigs.map((limit) => ({ ...limit }));
   }
+  /**
+   * Replaces the limits, as described above.
+   * @throws TypeError/RangeError naming the limit and the value, as the constructor does.
+   */
   set limits(value: readonly RateLimit[]) {
     this.setLimits(value);
     this.rejectImpossible();
@@ -391,6 +420,11 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
   get concurrency(): number {
     return this.concurrencyLimit;
   }
+  /**
+   * Changes the concurrency: growing wakes the waiters that now fit, and waiters whose weight can no
+   * longer ever fit are rejected with a `RangeError`.
+   * @throws TypeError if `value` is not a number; RangeError if it is not an integer >= 1 or `Infinity`.
+   */
   set concurrency(value: number) {
     this.concurrencyLimit = checkConcurrency(value);
     this.rejectImpossible();
@@ -402,6 +436,10 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
   get minInterval(): number {
     return this.spacing;
   }
+  /**
+   * Changes the spacing; the waiting head is timed again.
+   * @throws TypeError/RangeError for a duration that is not finite and >= 0, naming the value.
+   */
   set minInterval(value: Duration) {
     this.spacing = toMilliseconds(value, "minInterval");
     this.dispatch();

@@ -99,10 +99,23 @@ export interface SharedRateLimiterStatistics extends LimiterStatistics {
 
 /** Pass it to other threads and rebuild the limiter there with {@link SharedRateLimiter.from}. */
 export interface SharedRateLimiterHandle {
+  /** Marks a handle, so that `from()` can refuse anything else with a clear error. */
   readonly kind: "sluice:SharedRateLimiter";
+  /** The state every thread reads and writes with atomics. */
   readonly buffer: SharedArrayBuffer;
+  /** The name given to the limiter, for error messages and statistics in every thread. */
   readonly name: string | undefined;
-  readonly limits: readonly Readonly<{ limit: number; interval: number; burst: number; unit: string }>[];
+  /** The limits, checked and with their defaults filled in, so every thread computes the same. */
+  readonly limits: readonly Readonly<{
+    /** How much cost the limit admits per `interval`. */
+    limit: number;
+    /** The interval, in ms. */
+    interval: number;
+    /** The most it admits at once (the bucket's size). */
+    burst: number;
+    /** The unit it counts: `requests`, `tokens`, ... */
+    unit: string;
+  }>[];
 }
 
 /** One limit, with its arithmetic in nanoseconds. */
@@ -187,6 +200,7 @@ class SharedRateLimiterPermit extends HeldPermit implements SharedRatePermit {
  * ```
  */
 export class SharedRateLimiter implements Limiter<SharedRateAcquireOptions> {
+  /** Optional name, used in error messages and statistics. */
   readonly name: string | undefined;
   /** Pass this to other threads; rebuild the limiter there with {@link SharedRateLimiter.from}. */
   readonly handle: SharedRateLimiterHandle;
