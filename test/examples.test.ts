@@ -1,8 +1,9 @@
 /**
- * Every example in examples/ runs and exits 0, and every TypeScript block in the README and in docs/
- * is an excerpt of an example — so the docs' code is code that runs. The shell blocks of docs/*.md run
- * too, in order, against the `sluice mock` their page starts, and their sample outputs must have the
- * shape of what the commands print today.
+ * Every example in examples/ runs and exits 0, and every TypeScript, JavaScript or HTML block in the
+ * README, CONTRIBUTING.md and docs/ is an excerpt of a file in examples/ — so the docs' code is code that
+ * runs. The sluice command lines of their shell blocks must be ones sluice accepts; docs/cli.md's shell
+ * blocks run too, in order, against the `sluice mock` the page starts, and its sample outputs must have
+ * the shape of what the commands print today. Any other block must say it is not run.
  */
 import { execFileSync, spawn } from "node:child_process";
 import {
@@ -134,31 +135,45 @@ describe("examples copied into a CommonJS project", () => {
 const docsDirectory = join(root, "docs");
 const pages = [
   "README.md",
+  "CONTRIBUTING.md",
   ...readdirSync(docsDirectory)
     .filter((file) => file.endsWith(".md"))
     .map((file) => `docs/${file}`),
 ];
 
-describe("README and docs/*.md", () => {
-  const blocks = pages.flatMap((page) =>
-    codeBlocks(readFileSync(join(root, page), "utf8"))
-      .filter((block) => block.language === "ts")
-      .map((block) => block.code),
-  );
-  const normalise = normaliseCode;
-  const sources = examples.map((file) => normalise(readFileSync(join(examplesDirectory, file), "utf8")));
+/** Code a reader may copy: each block must be an excerpt of a file in examples/, which the tests run. */
+const EXCERPT_LANGUAGES = new Set(["ts", "js", "html"]);
+/** Checked otherwise: shell blocks' sluice command lines (below), sample outputs (docs/cli.md's, below). */
+const CHECKED_LANGUAGES = new Set(["sh", "text"]);
 
-  it("has TypeScript examples", () => {
-    expect(blocks.length).toBeGreaterThan(0);
+describe("README, CONTRIBUTING.md and docs/*.md", () => {
+  const blocks = pages.flatMap((page) =>
+    codeBlocks(readFileSync(join(root, page), "utf8")).map((block) => ({ where: `${page}:${block.line}`, block })),
+  );
+  const excerpts = blocks.filter(({ block }) => EXCERPT_LANGUAGES.has(block.language));
+  const sources = readdirSync(examplesDirectory, { recursive: true, encoding: "utf8" })
+    .filter((file) => /\.(ts|mts|js|mjs|html)$/.test(file))
+    .map((file) => normaliseCode(readFileSync(join(examplesDirectory, file), "utf8")));
+
+  it("has code examples", () => {
+    expect(excerpts.length).toBeGreaterThan(0);
   });
 
-  it.each(blocks.map((block, index) => [index + 1, block] as const))(
-    "TypeScript block %i is an excerpt of a runnable example",
-    (_, block) => {
-      const excerpt = normalise(block);
+  it.each(excerpts.map(({ where, block }) => [where, block.language, block.code] as const))(
+    "%s: the %s block is an excerpt of a runnable example",
+    (_, __, code) => {
+      const excerpt = normaliseCode(code);
       expect(sources.some((source) => source.includes(excerpt))).toBe(true);
     },
   );
+
+  it("every other block is a shell block, a sample output, or marked not-run", () => {
+    const unchecked = blocks
+      .filter(({ block }) => !EXCERPT_LANGUAGES.has(block.language) && !CHECKED_LANGUAGES.has(block.language))
+      .filter(({ block }) => !block.marks.includes("not-run"))
+      .map(({ where, block }) => `${where} (${block.language})`);
+    expect(unchecked).toEqual([]);
+  });
 });
 
 /** How each command's settings are read, to check a command line in the docs without running it. */
