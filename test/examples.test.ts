@@ -167,6 +167,16 @@ describe("README, CONTRIBUTING.md and docs/*.md", () => {
     },
   );
 
+  it("every test file a page names (a promise and the test that holds it) exists", () => {
+    const named = pages.flatMap((page) =>
+      [...readFileSync(join(root, page), "utf8").matchAll(/\btest\/[\w./-]+\.(?:ts|mjs)\b/g)].map(
+        ([path]) => `${page}: ${path}`,
+      ),
+    );
+    expect(named.length).toBeGreaterThan(0);
+    expect(named.filter((entry) => !existsSync(join(root, entry.split(": ")[1] as string)))).toEqual([]);
+  });
+
   it("every other block is a shell block, a sample output, or marked not-run", () => {
     const unchecked = blocks
       .filter(({ block }) => !EXCERPT_LANGUAGES.has(block.language) && !CHECKED_LANGUAGES.has(block.language))
