@@ -30,7 +30,7 @@ import {
 } from "./rate-cost.js";
 import { type HeaderInput, parseRateLimitHeaders, type RateLimitHeaders } from "./rate-headers.js";
 import { type CheckedAcquireOptions, checkAcquireOptions } from "./wait-options.js";
-import { type SelfChecking, selfChecks, type WaitQueue } from "./wait-queue.js";
+import type { SelfChecking, WaitQueue } from "./wait-queue.js";
 
 defineDisposeSymbols();
 
@@ -81,7 +81,7 @@ export type RateAcquireOptions = AcquireOptions & {
 };
 
 /** The names {@link RateLimit} accepts. */
-export const RATE_LIMIT_OPTIONS = optionNames<RateLimit>({
+export const RATE_LIMIT_OPTIONS = /* @__PURE__ */ optionNames<RateLimit>({
   limit: true,
   interval: true,
   unit: true,
@@ -109,7 +109,7 @@ export interface RateLimiterOptions {
   refund?: boolean | Readonly<Record<string, boolean>>;
 }
 
-const RATE_LIMITER_OPTIONS = optionNames<RateLimiterOptions>({
+const RATE_LIMITER_OPTIONS = /* @__PURE__ */ optionNames<RateLimiterOptions>({
   limits: true,
   concurrency: true,
   minInterval: true,
@@ -118,7 +118,10 @@ const RATE_LIMITER_OPTIONS = optionNames<RateLimiterOptions>({
   refund: true,
 });
 
-const TRY_ACQUIRE_OPTIONS = optionNames<Pick<RateAcquireOptions, "cost" | "weight">>({ cost: true, weight: true });
+const TRY_ACQUIRE_OPTIONS = /* @__PURE__ */ optionNames<Pick<RateAcquireOptions, "cost" | "weight">>({
+  cost: true,
+  weight: true,
+});
 
 /** A permit of a {@link RateLimiter}: a {@link Permit} whose cost can be corrected once it is known. */
 export interface RatePermit extends Permit {
@@ -641,7 +644,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
   }
 
   /** @internal For the model tests: the admission (its queue and counters) and the limiter itself. */
-  [selfChecks](): readonly SelfChecking[] {
+  "~selfChecks"(): readonly SelfChecking[] {
     return [this.admission, { assertInvariants: () => this.assertInvariants() }];
   }
 

@@ -19,7 +19,7 @@ import { defaultAbortReason, weightAboveCapacity } from "./errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
 import { HeldPermit, runHolding } from "./permit.js";
 import { ACQUIRE_OPTIONS, type CheckedAcquireOptions, checkAcquireOptions } from "./wait-options.js";
-import { type SelfChecking, selfChecks, type Waiter, type WaitQueue } from "./wait-queue.js";
+import type { SelfChecking, Waiter, WaitQueue } from "./wait-queue.js";
 
 defineDisposeSymbols();
 
@@ -31,7 +31,7 @@ export interface SemaphoreOptions {
   clock?: Clock;
 }
 
-export const SEMAPHORE_OPTIONS = optionNames<SemaphoreOptions>({ name: true, clock: true });
+export const SEMAPHORE_OPTIONS = /* @__PURE__ */ optionNames<SemaphoreOptions>({ name: true, clock: true });
 
 /** A snapshot of a semaphore's state and lifetime counters, for logs and metrics. */
 export interface SemaphoreStatistics extends LimiterStatistics {
@@ -313,7 +313,7 @@ export class Semaphore implements Limiter {
   }
 
   /** @internal For the model tests: the admission (its queue and counters) and the semaphore itself. */
-  [selfChecks](): readonly SelfChecking[] {
+  "~selfChecks"(): readonly SelfChecking[] {
     return [this.admission, { assertInvariants: () => this.assertInvariants() }];
   }
 

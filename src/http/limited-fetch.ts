@@ -251,7 +251,7 @@ interface Settings {
   learnInterval: number | undefined;
 }
 
-const LIMITED_FETCH_OPTIONS = optionNames<LimitedFetchOptions>({
+const LIMITED_FETCH_OPTIONS = /* @__PURE__ */ optionNames<LimitedFetchOptions>({
   fetch: true,
   estimate: true,
   actualCost: true,
@@ -266,7 +266,7 @@ const LIMITED_FETCH_OPTIONS = optionNames<LimitedFetchOptions>({
   onRetry: true,
   learnLimits: true,
 });
-const RETRY_OPTIONS = optionNames<RetryOptions>({
+const RETRY_OPTIONS = /* @__PURE__ */ optionNames<RetryOptions>({
   attempts: true,
   totalTime: true,
   baseDelay: true,
@@ -274,7 +274,7 @@ const RETRY_OPTIONS = optionNames<RetryOptions>({
   statuses: true,
   nonIdempotent: true,
 });
-const LEARN_LIMITS_OPTIONS = optionNames<{ interval?: Duration }>({ interval: true });
+const LEARN_LIMITS_OPTIONS = /* @__PURE__ */ optionNames<{ interval?: Duration }>({ interval: true });
 
 function checkOptions(limiter: Limiter, options: LimitedFetchOptions): Settings {
   if (typeof limiter !== "object" || limiter === null || typeof limiter.acquire !== "function") {

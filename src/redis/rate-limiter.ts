@@ -85,7 +85,7 @@ export interface RedisRateLimiterOptions {
   guardRestarts?: boolean;
 }
 
-const REDIS_RATE_LIMITER_OPTIONS = optionNames<RedisRateLimiterOptions>({
+const REDIS_RATE_LIMITER_OPTIONS = /* @__PURE__ */ optionNames<RedisRateLimiterOptions>({
   name: true,
   limits: true,
   minInterval: true,

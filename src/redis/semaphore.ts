@@ -133,7 +133,7 @@ export interface RedisSemaphoreOptions {
   notices?: "publish" | "sharded";
 }
 
-export const REDIS_SEMAPHORE_OPTIONS = optionNames<RedisSemaphoreOptions>({
+export const REDIS_SEMAPHORE_OPTIONS = /* @__PURE__ */ optionNames<RedisSemaphoreOptions>({
   name: true,
   capacity: true,
   leaseTtl: true,

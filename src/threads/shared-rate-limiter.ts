@@ -64,9 +64,13 @@ export interface SharedRateLimiterAttachOptions {
   clock?: Clock;
 }
 
-const SHARED_RATE_LIMITER_OPTIONS = optionNames<SharedRateLimiterOptions>({ limits: true, name: true, clock: true });
-const ATTACH_OPTIONS = optionNames<SharedRateLimiterAttachOptions>({ clock: true });
-const SHARED_RATE_LIMIT_OPTIONS = optionNames<SharedRateLimit>({
+const SHARED_RATE_LIMITER_OPTIONS = /* @__PURE__ */ optionNames<SharedRateLimiterOptions>({
+  limits: true,
+  name: true,
+  clock: true,
+});
+const ATTACH_OPTIONS = /* @__PURE__ */ optionNames<SharedRateLimiterAttachOptions>({ clock: true });
+const SHARED_RATE_LIMIT_OPTIONS = /* @__PURE__ */ optionNames<SharedRateLimit>({
   limit: true,
   interval: true,
   burst: true,

@@ -57,12 +57,12 @@ export interface SharedSemaphoreAttachOptions {
   clock?: Clock;
 }
 
-export const SHARED_SEMAPHORE_OPTIONS = optionNames<SharedSemaphoreOptions>({
+export const SHARED_SEMAPHORE_OPTIONS = /* @__PURE__ */ optionNames<SharedSemaphoreOptions>({
   name: true,
   maxThreads: true,
   clock: true,
 });
-const ATTACH_OPTIONS = optionNames<SharedSemaphoreAttachOptions>({ clock: true });
+const ATTACH_OPTIONS = /* @__PURE__ */ optionNames<SharedSemaphoreAttachOptions>({ clock: true });
 
 /**
  * A snapshot of a shared semaphore: `inUse`, `available` and `waiting` summed over all threads at this
