@@ -21,6 +21,9 @@ import { heapUsed, machine, median, requireGc, table } from "./harness.mjs";
 const self = fileURLToPath(import.meta.url);
 // SLUICE_DIST lets a profiling session point at another build; the benchmark proper uses dist/.
 const sluicePath = process.env.SLUICE_DIST ?? new URL("../dist/index.js", import.meta.url).href;
+// SLUICE_BASELINE=/path/to/other/dist/index.js adds that build's `run(noop)` to scenario (a), so a change's
+// cost is a ratio from one run (e.g. a build of the commit before it, from `git archive`).
+const baselinePath = process.env.SLUICE_BASELINE;
 
 const noop = async () => {};
 /** The tasks of (b): one that settles at once, and one that waits one microtask first. */
@@ -51,6 +54,17 @@ const uncontended = {
       for (let i = 0; i < n; i++) await semaphore.run(noop);
     };
   },
+  ...(baselinePath === undefined
+    ? {}
+    : {
+        "sluice `run(noop)`, baseline build (SLUICE_BASELINE)": async () => {
+          const { Semaphore } = await import(baselinePath);
+          const semaphore = new Semaphore(1);
+          return async (n) => {
+            for (let i = 0; i < n; i++) await semaphore.run(noop);
+          };
+        },
+      }),
   "sluice `acquire()` + `release()`": async () => {
     const { Semaphore } = await import(sluicePath);
     const semaphore = new Semaphore(1);
