@@ -12,6 +12,7 @@ import { ClosedError, TimeoutError } from "./errors.js";
 import { NEVER_ABORTED } from "./limiter.js";
 import { linkSignals } from "./linked-signal.js";
 import { type GiveBack, HeldPermit, runHolding } from "./permit.js";
+import { backoffDelay } from "./sleep.js";
 import { type CheckedWaitOptions, checkWaitOptions, type WaitOptions } from "./wait-options.js";
 import type { SelfChecking, WaitQueue } from "./wait-queue.js";
 
@@ -729,7 +730,7 @@ export class Pool<T> {
       this.settleDrain();
       return;
     }
-    const delay = Math.min(this.retryMaxDelay, this.retryDelay * 2 ** Math.min(job.attempt - 1, 52));
+    const delay = backoffDelay(job.attempt, this.retryDelay, this.retryMaxDelay);
     const timer = this.clock.setTimeout(() => {
       this.retryTimers.delete(timer);
       if (this.createStillNeeded()) {
