@@ -8,11 +8,9 @@ import { createServer } from "node:http";
 import { join } from "node:path";
 import { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
 import { MeterProvider } from "@opentelemetry/sdk-metrics";
-import { RateLimiter } from "sluice";
-import { limitedFetch } from "sluice/http";
 import { instrumentSluice, METRICS } from "sluice/otel";
-import { FakeClock } from "sluice/testing";
 import { describe, expect, it } from "vitest";
+import { everyMetricJob } from "./every-metric.js";
 
 const dashboard = JSON.parse(readFileSync(join(import.meta.dirname, "../../docs/grafana-dashboard.json"), "utf8"));
 
@@ -55,17 +53,10 @@ function queriedMetrics(expression: string): string[] {
 async function scrape(): Promise<string> {
   const exporter = new PrometheusExporter({ preventServerStart: true });
   const meterProvider = new MeterProvider({ readers: [exporter] });
-  const clock = new FakeClock();
-  const limiter = new RateLimiter({ name: "api", clock, concurrency: 1, limits: [{ limit: 5, interval: 1_000 }] });
-  const instrumentation = instrumentSluice({ meterProvider, limiters: [limiter], spans: "none" });
+  const job = everyMetricJob();
+  const instrumentation = instrumentSluice({ meterProvider, limiters: [job.limiter], spans: "none" });
   try {
-    const fetch = limitedFetch(limiter, { clock, retry: false, fetch: async () => new Response("{}") });
-    await fetch("http://127.0.0.1/");
-    const held = await limiter.acquire();
-    const queued = limiter.acquire();
-    held.release();
-    (await queued).release();
-    limiter.pause(10);
+    await job.run();
     const server = createServer((request, response) => exporter.getMetricsRequestHandler(request, response));
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     try {

@@ -22,6 +22,7 @@ import { instrumentSluice, METRICS, type SluiceInstrumentation } from "sluice/ot
 import { FakeClock, flushMicrotasks } from "sluice/testing";
 import { SharedSemaphore } from "sluice/threads";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { everyMetricJob } from "./every-metric.js";
 
 const contextManager = new AsyncLocalStorageContextManager();
 beforeAll(() => {
@@ -211,16 +212,9 @@ describe("sluice/otel with the OpenTelemetry SDK", () => {
   });
 
   it("exports only metrics the contract names, and every one it names once it happened", async () => {
-    const clock = new FakeClock();
-    const limiter = new RateLimiter({ name: "api", clock, concurrency: 1, limits: [{ limit: 5, interval: 1_000 }] });
-    const { collect } = setUp({ limiters: [limiter], spans: "none" });
-    const fetch = limitedFetch(limiter, { clock, fetch: async () => new Response("{}") });
-    await fetch("http://127.0.0.1/");
-    const held = await limiter.acquire();
-    const queued = limiter.acquire();
-    held.release();
-    (await queued).release();
-    limiter.pause(10);
+    const job = everyMetricJob();
+    const { collect } = setUp({ limiters: [job.limiter], spans: "none" });
+    await job.run();
     const names = [...(await collect()).keys()].sort();
     for (const name of names) expect(Object.keys(METRICS)).toContain(name);
     expect(names).toEqual(
