@@ -30,6 +30,7 @@ export default defineConfig([
     clean: false,
     target: "node20",
     platform: "node",
-    external: ["ioredis"],
+    // The OpenTelemetry packages are loaded at run time, when installed (src/cli/telemetry.ts).
+    external: ["ioredis", /^@opentelemetry\//],
   },
 ]);

@@ -257,13 +257,13 @@ describe("sluice/otel: bad input", () => {
     );
     const broken = {
       getMeter: () => ({
-        createCounter: () => {
-          throw new Error("no counters");
+        createHistogram: () => {
+          throw new Error("no histograms");
         },
       }),
     } as unknown as MeterProviderApi;
     expect(() => instrumentSluice({ meterProvider: broken })).toThrow(
-      /failed to create sluice's instruments.*no counters/,
+      /failed to create sluice's instruments.*no histograms/,
     );
   });
 
@@ -276,6 +276,8 @@ describe("sluice/otel: bad input", () => {
       createCounter: () => instrument,
       createHistogram: () => instrument,
       createUpDownCounter: () => instrument,
+      createObservableCounter: () => ({}),
+      createObservableUpDownCounter: () => ({}),
       createObservableGauge: () => ({}),
       addBatchObservableCallback: () => undefined,
       removeBatchObservableCallback: () => undefined,
