@@ -14,6 +14,7 @@ import {
   optionNames,
 } from "./arguments.js";
 import { type Clock, systemClock, type TimerHandle } from "./clock.js";
+import { identify, type LimiterIdentity, type RatePauseEvent, ratePauseChannel } from "./diagnostics.js";
 import { defineDisposeSymbols } from "./dispose.js";
 import { type Duration, describe, toMilliseconds } from "./duration.js";
 import { costAboveLimit, defaultAbortReason, weightAboveCapacity } from "./errors.js";
@@ -265,8 +266,9 @@ class RateLimiterPermit extends HeldPermit implements RatePermit {
     readonly cost: Record<string, number>,
     /** @internal */
     readonly charges: readonly Charge[],
+    limiter: LimiterIdentity,
   ) {
-    super(weight, signal, giveBack);
+    super(weight, signal, giveBack, limiter);
   }
 
   settle(actual: RateCost): void {
@@ -346,6 +348,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
   /** The clock time `fits` decided at, for the `take` and `stalled` that follow it in the same step. */
   private decidedAt = 0;
   private readonly giveBackPermit = (permit: RateLimiterPermit): void => this.giveBack(permit.weight);
+  private readonly identity: LimiterIdentity;
   private readonly settlePermit: Settle = {
     check: (target) => checkCostUnits(target, this.counted, "actual"),
     apply: (permit, target, first) => this.applySettlement(permit, target, first),
@@ -366,6 +369,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     checkOptionNames(options, RATE_LIMITER_OPTIONS, "the new RateLimiter() options");
     this.name = checkName(options.name);
     this.clock = checkClock(options.clock) ?? systemClock;
+    this.identity = identify(this, this.name, "rate-limiter", "memory", this.clock);
     this.concurrencyLimit = checkConcurrency(options.concurrency ?? Number.POSITIVE_INFINITY);
     this.spacing = toMilliseconds(options.minInterval ?? 0, "minInterval");
     this.refund = checkRefund(options.refund ?? true);
@@ -390,10 +394,12 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
           if (head === undefined || this.inFlight + weightOf(head.request) > this.concurrencyLimit) this.disarm();
           else this.arm(this.readyAt(head.request, this.decidedAt), this.decidedAt);
         },
+        weight: weightOf,
       },
       this.clock,
       () => this.subject(),
       () => this.notifyIfIdle(),
+      this.identity,
     );
     this.queue = this.admission.queue;
     this.setLimits(options.limits ?? []);
@@ -497,7 +503,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     const impossible = this.whyImpossible(demand);
     if (impossible !== undefined) throw impossible;
     if (!this.queue.isFirstInLine(0) || !this.canStart(demand, (this.decidedAt = this.clock.now()))) return undefined;
-    this.admission.grantedNow();
+    this.admission.grantedNow(weight);
     const permit = this.start(demand, NEVER_ABORTED, this.decidedAt);
     if (this.queue.size !== 0) this.dispatch();
     return permit;
@@ -556,6 +562,9 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     this.pauseReason = reason;
     for (const bucket of this.buckets) bucket.emptyAt(until);
     this.emit("pause", { until, reason });
+    if (ratePauseChannel.hasSubscribers) {
+      ratePauseChannel.publish({ limiter: this.identity, duration: until - now, reason } satisfies RatePauseEvent);
+    }
     this.dispatch();
   }
 
@@ -752,7 +761,15 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     }
     this.inFlight += weight;
     this.lastStartAt = now;
-    return new RateLimiterPermit(weight, signal, this.giveBackPermit, this.settlePermit, costRecord(demand), charges);
+    return new RateLimiterPermit(
+      weight,
+      signal,
+      this.giveBackPermit,
+      this.settlePermit,
+      costRecord(demand),
+      charges,
+      this.identity,
+    );
   }
 
   /**

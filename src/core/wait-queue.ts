@@ -150,11 +150,15 @@ class Rejection {
 
 const ONCE = { once: true } as const;
 
-/** Called after a waiter left by abort or timeout; `wasHead` says whether the owner must re-dispatch. */
+/**
+ * Called after a waiter left by abort or timeout; `wasHead` says whether the owner must re-dispatch;
+ * `error` is what its promise rejected with.
+ */
 export type CancelListener<Request, Grant> = (
   waiter: Waiter<Request, Grant>,
   reason: CancelReason,
   wasHead: boolean,
+  error: unknown,
 ) => void;
 
 // A single shared promise executor: creating a waiter allocates no closure.
@@ -385,7 +389,7 @@ export class WaitQueue<Request, Grant> implements SelfChecking {
     const first = this.levels[0] as Level;
     const wasHead = first.priority === waiter.priority && waiter.index === first.start;
     this.reject(waiter, error);
-    this.onCancel(waiter, reason, wasHead);
+    this.onCancel(waiter, reason, wasHead, error);
   }
 
   /**
@@ -400,7 +404,7 @@ export class WaitQueue<Request, Grant> implements SelfChecking {
     const signal = waiter.cancellation?.signal;
     if (signal === undefined || !signal.aborted) return false;
     this.reject(waiter, signal.reason);
-    this.onCancel(waiter, "abort", false);
+    this.onCancel(waiter, "abort", false, signal.reason);
     return true;
   }
 

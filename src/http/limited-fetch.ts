@@ -4,8 +4,10 @@
  * retries what is safe to retry — so a bulk job against a rate-limited API finishes without being
  * blocked, and as fast as the limits allow.
  */
+
 import { checkOptionNames, optionNames } from "../core/arguments.js";
 import { type Clock, systemClock, type TimerHandle } from "../core/clock.js";
+import { type HttpAttemptEvent, httpAttemptChannel, identityOf } from "../core/diagnostics.js";
 import { type Duration, describe, toMilliseconds } from "../core/duration.js";
 import { TimeoutError } from "../core/errors.js";
 import type { AcquireOptions, Limiter, Permit } from "../core/limiter.js";
@@ -532,6 +534,7 @@ class LimitedFetcher {
     } catch (error) {
       giveBack(permit);
       this.counters.networkErrors++;
+      this.published(request, attempt, undefined);
       // The caller's own abort is final; anything else (reset, DNS, attempt timeout) may be retried.
       if (callerSignal?.aborted) throw callerSignal.reason;
       if (!retryable) throw error;
@@ -550,6 +553,7 @@ class LimitedFetcher {
     }
 
     this.counters.statuses[response.status] = (this.counters.statuses[response.status] ?? 0) + 1;
+    this.published(request, attempt, response.status);
     if (response.status === 429) this.counters.rateLimited++;
     const nowWall = Date.now();
     let headers: RateLimitHeaders = { units: {} };
@@ -608,6 +612,19 @@ class LimitedFetcher {
     const delayMs =
       pauseMs !== undefined && this.rateAware ? 0 : Math.max(headers.retryAfterMs ?? 0, this.backoff(attempt));
     return { kind: "retry", response, status: response.status, error: undefined, delayMs, pauseMs, pauseUntil };
+  }
+
+  /** Tells `sluice:http.attempt` subscribers that an attempt answered (`status`) or failed. */
+  private published(request: RequestDescription, attempt: number, status: number | undefined): void {
+    if (!httpAttemptChannel.hasSubscribers) return;
+    httpAttemptChannel.publish({
+      limiter: identityOf(this.limiter),
+      method: request.method,
+      url: request.url,
+      attempt,
+      retry: attempt > 1,
+      status,
+    } satisfies HttpAttemptEvent);
   }
 
   /** The unit and numbers by which `cost` exceeds a limit the server reports, if it does. */
