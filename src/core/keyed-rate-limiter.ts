@@ -13,7 +13,7 @@ import { describe } from "./duration.js";
 import { checkKey, KeyedPrimitive, type KeyedStatistics, keyedKind, type Sweepable, Sweeper } from "./keyed.js";
 import { type KeyedLimiter, type KeyStatistics, KeyView } from "./keyed-semaphore.js";
 import {
-  RATE_LIMITER_OPTIONS,
+  RATE_LIMITER_OPTION_FLAGS,
   type RateAcquireOptions,
   type RateLimit,
   RateLimiter,
@@ -55,10 +55,10 @@ export interface KeyedRateLimiterOptions extends RateLimiterOptions {
   levels?: readonly RateLevel[];
 }
 
-const KEYED_RATE_LIMITER_OPTIONS: readonly string[] = /* @__PURE__ */ Object.freeze([
-  ...RATE_LIMITER_OPTIONS,
-  "levels",
-]);
+const KEYED_RATE_LIMITER_OPTIONS = optionNames<KeyedRateLimiterOptions>({
+  ...RATE_LIMITER_OPTION_FLAGS,
+  levels: true,
+});
 
 /** A checked level. */
 interface Level {

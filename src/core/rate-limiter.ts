@@ -109,14 +109,17 @@ export interface RateLimiterOptions {
   refund?: boolean | Readonly<Record<string, boolean>>;
 }
 
-export const RATE_LIMITER_OPTIONS = optionNames<RateLimiterOptions>({
+/** @internal The names of {@link RateLimiterOptions}, as {@link optionNames} takes them. */
+export const RATE_LIMITER_OPTION_FLAGS = {
   limits: true,
   concurrency: true,
   minInterval: true,
   clock: true,
   name: true,
   refund: true,
-});
+} as const;
+
+const RATE_LIMITER_OPTIONS = optionNames<RateLimiterOptions>(RATE_LIMITER_OPTION_FLAGS);
 
 const TRY_ACQUIRE_OPTIONS = optionNames<Pick<RateAcquireOptions, "cost" | "weight">>({ cost: true, weight: true });
 
