@@ -13,6 +13,8 @@ export { systemClock } from "./core/clock.js";
 export type { Duration } from "./core/duration.js";
 export { parseDurationText, toMilliseconds } from "./core/duration.js";
 export { ClosedError, LeaseLostError, ReleasedError, TimeoutError } from "./core/errors.js";
+export type { FairKeyStatistics, FairLimiterOptions, FairLimiterStatistics } from "./core/fair-limiter.js";
+export { FairLimiter } from "./core/fair-limiter.js";
 export type { KeyedStatistics, PerKey } from "./core/keyed.js";
 export { KeyedPrimitive } from "./core/keyed.js";
 export type { KeyedRateLimiterOptions, RateLevel } from "./core/keyed-rate-limiter.js";

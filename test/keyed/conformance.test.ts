@@ -1,4 +1,4 @@
-import { KeyedMutex, KeyedRateLimiter, KeyedSemaphore } from "sluice";
+import { FairLimiter, KeyedMutex, KeyedRateLimiter, KeyedSemaphore } from "sluice";
 import { describeLimiterConformance } from "../conformance/limiter.js";
 
 // One key of a keyed primitive is a Limiter like any other: the same suite, through `for(key)`.
@@ -21,3 +21,5 @@ describeLimiterConformance("KeyedRateLimiter (one key, concurrency + levels)", (
     ],
   }).for("alice"),
 }));
+
+describeLimiterConformance("FairLimiter (one key)", (capacity) => ({ limiter: new FairLimiter(capacity).for("a") }));
