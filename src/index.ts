@@ -44,6 +44,8 @@ export type {
   RatePermit,
 } from "./core/rate-limiter.js";
 export { RateLimiter } from "./core/rate-limiter.js";
+export type { ReadWriteLockStatistics } from "./core/read-write-lock.js";
+export { ReadWriteLock } from "./core/read-write-lock.js";
 export type { SemaphoreOptions, SemaphoreStatistics } from "./core/semaphore.js";
 export { Semaphore } from "./core/semaphore.js";
 export type { TaskGroupOptions } from "./core/task-group.js";
