@@ -948,7 +948,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
   joinLevels(shared: readonly SharedLimit[], subject: string): void {
     this.shared = shared;
     this.subjectText = subject;
-    this.setLimits(this.limitConfigs);
+    if (shared.length > 0) this.counted = countedUnits([...this.limitConfigs, ...shared.map(({ bucket }) => bucket)]);
   }
 
   /** @internal This limiter's own limits, to be shared by the keys of a level it is an instance of. */

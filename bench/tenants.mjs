@@ -1,0 +1,108 @@
+// Many tenants, in process: decisions per second and heap per key with many keys, then heap once the
+// keys went idle — sluice's KeyedRateLimiter against rate-limiter-flexible's RateLimiterMemory, and
+// sluice's KeyedSemaphore against a p-limit-per-key map (what users write by hand: it never frees a key).
+// Run: npm run build && node --expose-gc bench/tenants.mjs [--keys 100000]
+import pLimit from "p-limit";
+import { RateLimiterMemory } from "rate-limiter-flexible";
+import { KeyedRateLimiter, KeyedSemaphore } from "../dist/index.js";
+import { heapUsed, machine, requireGc, table } from "./harness.mjs";
+
+const argv = process.argv.slice(2);
+const option = (name, fallback) => {
+  const at = argv.indexOf(`--${name}`);
+  return at === -1 ? fallback : Number(argv[at + 1]);
+};
+const KEYS = option("keys", 100_000);
+/** Each key's budget; the run spends 2 per key in 2 passes, so every decision is a grant. */
+const PER_KEY = 10;
+const INTERVAL_MS = 1_000;
+const keys = Array.from({ length: KEYS }, (_, i) => `user-${i}`);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Measures one contender: `decide(key)` once per key per pass, two passes (the first makes the keys),
+ * then the heap with every key live, then the heap after `idleMs` with nothing happening.
+ */
+async function measure(name, make, decide, idleMs) {
+  const start = heapUsed();
+  // Held from outside the timed code, so that nothing can collect it before the live heap is read.
+  const kept = [make()];
+  const limiter = kept[0];
+  const passes = [];
+  for (let pass = 0; pass < 2; pass++) {
+    const began = performance.now();
+    for (const key of keys) await decide(limiter, key);
+    passes.push(performance.now() - began);
+  }
+  const live = heapUsed();
+  await sleep(idleMs);
+  const idle = heapUsed();
+  const left = typeof limiter.size === "number" ? limiter.size : "?";
+  kept.length = 0;
+  return {
+    contender: name,
+    "new keys: decisions/s": Math.round(KEYS / ((passes[0] ?? 0) / 1_000)),
+    "live keys: decisions/s": Math.round(KEYS / ((passes[1] ?? 0) / 1_000)),
+    "heap per live key (B)": Math.round((live - start) / KEYS),
+    "heap after idle, over start": `${(((idle - start) / start) * 100).toFixed(1)}% (${Math.round((idle - start) / 1024)} KiB)`,
+    "keys left after idle": left,
+  };
+}
+
+requireGc();
+const rows = [];
+rows.push(
+  await measure(
+    "sluice KeyedRateLimiter (tryAcquire)",
+    () => new KeyedRateLimiter({ limits: [{ limit: PER_KEY, interval: INTERVAL_MS }] }),
+    (limiter, key) => {
+      const permit = limiter.tryAcquire(key);
+      if (permit === undefined) throw new Error("refused");
+      permit.release();
+    },
+    INTERVAL_MS + 200,
+  ),
+);
+rows.push(
+  await measure(
+    "sluice KeyedRateLimiter (await acquire)",
+    () => new KeyedRateLimiter({ limits: [{ limit: PER_KEY, interval: INTERVAL_MS }] }),
+    async (limiter, key) => (await limiter.acquire(key)).release(),
+    INTERVAL_MS + 200,
+  ),
+);
+rows.push(
+  await measure(
+    "rate-limiter-flexible RateLimiterMemory (await consume)",
+    () => new RateLimiterMemory({ points: PER_KEY, duration: INTERVAL_MS / 1_000 }),
+    (limiter, key) => limiter.consume(key),
+    INTERVAL_MS + 200,
+  ),
+);
+rows.push(
+  await measure(
+    "sluice KeyedSemaphore(1) (await run)",
+    () => new KeyedSemaphore(1),
+    (semaphore, key) => semaphore.run(key, () => undefined),
+    0,
+  ),
+);
+rows.push(
+  await measure(
+    "p-limit per key in a Map (await limit)",
+    () => new Map(),
+    (map, key) => {
+      let limit = map.get(key);
+      if (limit === undefined) map.set(key, (limit = pLimit(1)));
+      return limit(() => undefined);
+    },
+    0,
+  ),
+);
+
+console.log(
+  `## Many tenants, in process (${KEYS.toLocaleString("en")} keys, one decision per key on new keys, then one on live keys; the machine is shared with other work, so compare within a run)\n`,
+);
+console.log(machine());
+console.log();
+console.log(table(rows));
