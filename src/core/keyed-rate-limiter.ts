@@ -9,9 +9,10 @@
  */
 import { checkClock, checkFunction, checkName, checkOptionNames, optionNames } from "./arguments.js";
 import { type Clock, systemClock } from "./clock.js";
-import { describe } from "./duration.js";
+import { type Duration, describe } from "./duration.js";
 import { checkKey, KeyedPrimitive, type KeyedStatistics, keyedKind, type Sweepable, Sweeper } from "./keyed.js";
 import { type KeyedLimiter, type KeyStatistics, KeyView } from "./keyed-semaphore.js";
+import type { HeaderInput } from "./rate-headers.js";
 import {
   RATE_LIMITER_OPTION_FLAGS,
   type RateAcquireOptions,
@@ -202,6 +203,34 @@ export class KeyedRateLimiter
     options?: RateAcquireOptions,
   ): Promise<T> {
     return this.call(key, (limiter) => limiter.run(fn, options));
+  }
+
+  /**
+   * Pauses `key` alone (see {@link RateLimiter.pause}): after a 429 for one user's API key, that user
+   * waits and the others go on. The key stays live until the pause is over and its limits refilled.
+   * @throws TypeError/RangeError for a bad key or duration.
+   */
+  pause(key: string, forOrUntil: Duration | Date, reason?: unknown): void {
+    const entry = this.table.get(checkKey(key));
+    try {
+      entry.limiter.pause(forOrUntil, reason);
+    } finally {
+      this.sweepIfQuiet(entry);
+    }
+  }
+
+  /**
+   * Tightens `key`'s own limits from a response's rate-limit headers (see {@link RateLimiter.observe}),
+   * and pauses it for `Retry-After`. The levels are not touched: the headers speak of one key.
+   * @throws TypeError for a bad key or headers.
+   */
+  observe(key: string, headers: HeaderInput): void {
+    const entry = this.table.get(checkKey(key));
+    try {
+      entry.limiter.observe(headers);
+    } finally {
+      this.sweepIfQuiet(entry);
+    }
   }
 
   /** `key` as a plain {@link Limiter}. */

@@ -83,6 +83,59 @@ describe("KeyedRateLimiter", () => {
     expect(limiter.levelInstances()).toEqual({ global: 0, tenant: 0 });
   });
 
+  it("pause and observe act on one key: after a 429 for alice, bob goes on; alice stays live until it is over", async () => {
+    const clock = new FakeClock();
+    const limiter = new KeyedRateLimiter({ limits: [{ limit: 10, interval: 1_000 }], clock });
+    limiter.pause("alice", 5_000, "429");
+    const alice = limiter.acquire("alice");
+    (await limiter.acquire("bob")).release();
+    expect(limiter.statistics("alice")).toMatchObject({ waiting: 1, pauseReason: "429" });
+    expect(limiter.statistics("bob").pausedUntil).toBeUndefined();
+    // A pause resumes at the steady rate: the bucket is empty at its end, one request 100 ms later.
+    clock.advance(5_099);
+    expect(limiter.statistics("alice").waiting).toBe(1);
+    clock.advance(1);
+    (await alice).release();
+    limiter.observe("carol", { "retry-after": "2" });
+    expect(limiter.statistics("carol").pausedUntil).toBe(clock.now() + 2_000);
+    expect(limiter.keys()).toEqual(["alice", "carol"]); // bob refilled long ago: forgotten
+    clock.advance(60_000);
+    expect(limiter.size).toBe(0);
+    expect(() => limiter.pause("", 1)).toThrow(/key must not be empty/);
+    // Without limits, the pause alone keeps a key: forgetting it would lift the pause.
+    const spaced = new KeyedRateLimiter({ concurrency: 1, clock });
+    spaced.pause("dave", 1_000);
+    clock.advance(999);
+    expect(spaced.keys()).toEqual(["dave"]);
+    clock.advance(1);
+    expect(spaced.size).toBe(0);
+  });
+
+  it("waiting at a shared level: each key's head starts once every level can pay, and nothing is over-admitted", async () => {
+    const clock = new FakeClock();
+    const limiter = new KeyedRateLimiter({
+      limits: [{ limit: 100, interval: 1_000 }],
+      levels: [{ name: "global", limits: [{ limit: 2, interval: 1_000, algorithm: "sliding-window" }] }],
+      clock,
+    });
+    const started: { key: string; at: number }[] = [];
+    const calls = ["a", "b", "a", "c", "b", "a"].map((key) =>
+      limiter.run(key, () => {
+        started.push({ key, at: clock.now() });
+      }),
+    );
+    for (let step = 0; step < 10; step++) await clock.advanceAsync(500);
+    await Promise.all(calls);
+    expect(started).toHaveLength(6);
+    // The global sliding window: at most 2 starts in any [t, t + 1000).
+    for (const { at } of started)
+      expect(started.filter((other) => other.at >= at && other.at < at + 1_000).length).toBeLessThanOrEqual(2);
+    // Each key's own calls in order of arrival.
+    expect(started.filter(({ key }) => key === "a").map(({ at }) => at)).toEqual(
+      [...started.filter(({ key }) => key === "a").map(({ at }) => at)].sort((x, y) => x - y),
+    );
+  });
+
   it("a cost above a level's burst rejects at once, naming the level and its key", async () => {
     const limiter = new KeyedRateLimiter({
       name: "api",
