@@ -1,10 +1,15 @@
 // Many tenants, in process: decisions per second and heap per key with many keys, then heap once the
 // keys went idle — sluice's KeyedRateLimiter against rate-limiter-flexible's RateLimiterMemory, and
 // sluice's KeyedSemaphore against a p-limit-per-key map (what users write by hand: it never frees a key).
-// Run: npm run build && node --expose-gc bench/tenants.mjs [--keys 100000]
+// Then in Redis (a local redis-server of its own): RedisKeyedRateLimiter against RateLimiterRedis, one
+// process, decisions per second and commands per decision over --redis-keys keys (default 10,000).
+// Run: npm run build && node --expose-gc bench/tenants.mjs [--keys 100000] [--redis-keys 10000]
+import { Redis } from "ioredis";
 import pLimit from "p-limit";
-import { RateLimiterMemory } from "rate-limiter-flexible";
+import { RateLimiterMemory, RateLimiterRedis } from "rate-limiter-flexible";
 import { KeyedRateLimiter, KeyedSemaphore } from "../dist/index.js";
+import { RedisKeyedRateLimiter } from "../dist/redis.js";
+import { localRedis } from "../examples/redis-server.mjs";
 import { heapUsed, machine, requireGc, table } from "./harness.mjs";
 
 const argv = process.argv.slice(2);
@@ -106,3 +111,56 @@ console.log(
 console.log(machine());
 console.log();
 console.log(table(rows));
+
+// --- Redis ---------------------------------------------------------------------------------------------
+const REDIS_KEYS = option("redis-keys", 10_000);
+const { port, stop } = await localRedis({ isolated: true });
+const redis = new Redis(port, "127.0.0.1");
+/** Commands the server processed (INFO stats), minus the INFO calls themselves. */
+async function commandsProcessed() {
+  const info = await redis.info("stats");
+  return Number(/total_commands_processed:(\d+)/.exec(info)?.[1]);
+}
+async function measureRedis(name, decide) {
+  const redisKeys = keys.slice(0, REDIS_KEYS);
+  const before = await commandsProcessed();
+  const began = performance.now();
+  for (let pass = 0; pass < 2; pass++) {
+    // 64 decisions in flight at once, as a server handling many users would have.
+    for (let at = 0; at < redisKeys.length; at += 64) await Promise.all(redisKeys.slice(at, at + 64).map(decide));
+  }
+  const elapsed = performance.now() - began;
+  const commands = (await commandsProcessed()) - before - 1;
+  return {
+    contender: name,
+    "decisions/s": Math.round((2 * REDIS_KEYS) / (elapsed / 1_000)),
+    "commands per decision": commands / (2 * REDIS_KEYS),
+  };
+}
+const redisRows = [];
+try {
+  const sluiceRedis = new RedisKeyedRateLimiter(redis, {
+    name: "bench",
+    limits: [{ limit: PER_KEY, interval: 60_000 }],
+  });
+  redisRows.push(await measureRedis("sluice RedisKeyedRateLimiter", (key) => sluiceRedis.acquire(key, { timeout: 0 })));
+  const sluiceLevels = new RedisKeyedRateLimiter(redis, {
+    name: "bench-levels",
+    limits: [{ limit: PER_KEY, interval: 60_000 }],
+    levels: [{ name: "global", limits: [{ limit: 1e9, interval: 60_000 }] }],
+  });
+  redisRows.push(
+    await measureRedis("sluice RedisKeyedRateLimiter, with a global level", (key) =>
+      sluiceLevels.acquire(key, { timeout: 0 }),
+    ),
+  );
+  const flexible = new RateLimiterRedis({ storeClient: redis, points: PER_KEY, duration: 60, keyPrefix: "bench-rlf" });
+  redisRows.push(await measureRedis("rate-limiter-flexible RateLimiterRedis", (key) => flexible.consume(key)));
+} finally {
+  redis.disconnect();
+  await stop();
+}
+console.log(
+  `\n## Many tenants, in Redis (${REDIS_KEYS.toLocaleString("en")} keys, 2 decisions each, 64 at once, one process)\n`,
+);
+console.log(table(redisRows));
