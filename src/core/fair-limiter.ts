@@ -3,7 +3,7 @@
  * deficit round robin, weighted by each key's share — instead of first come, first served across all of
  * them, so one tenant's 100,000 queued jobs do not starve another tenant's one.
  */
-import { Admission, type LimiterStatistics } from "./admission.js";
+import { Admission, type LimiterCounters, type LimiterStatistics } from "./admission.js";
 import { checkCapacity, checkClock, checkName, checkOptionNames, checkWeight, optionNames } from "./arguments.js";
 import { type Clock, systemClock } from "./clock.js";
 import { Deque } from "./deque.js";
@@ -75,6 +75,10 @@ class FairKey {
       () => subject,
       () => owner.afterLeave(this),
     );
+  }
+
+  counters(): LimiterCounters {
+    return this.admission.counters;
   }
 
   statistics(): FairKeyStatistics {

@@ -7,6 +7,7 @@
  * forgotten once nothing is in flight, nobody waits and its own limits have refilled (a key forgotten
  * earlier would forgive its charges); a level instance once no live key uses it and it has refilled.
  */
+import type { LimiterCounters } from "./admission.js";
 import { checkClock, checkFunction, checkName, checkOptionNames, optionNames } from "./arguments.js";
 import { type Clock, systemClock } from "./clock.js";
 import { type Duration, describe } from "./duration.js";
@@ -103,6 +104,10 @@ class RateKey implements Sweepable {
 
   statistics(): RateLimiterStatistics {
     return this.limiter.statistics();
+  }
+
+  counters(): LimiterCounters {
+    return this.limiter.counters();
   }
 
   sweep(now: number): number | undefined {

@@ -42,6 +42,8 @@ export interface KeyedStatistics extends LimiterCounters {
 export interface PerKey {
   /** A snapshot of the key's state and lifetime counters. */
   statistics(): LimiterStatistics;
+  /** @internal The lifetime counters alone, without the snapshot's garbage (read when a key is dropped). */
+  counters?(): LimiterCounters;
 }
 
 /** A scheduled check of something that may be forgotten once time has passed. */
@@ -151,7 +153,7 @@ export class KeyTable<L extends PerKey> {
   drop(key: string, limiter: L): void {
     if (this.live.get(key) !== limiter) return;
     this.live.delete(key);
-    const { granted, aborted, timedOut, rejected } = limiter.statistics();
+    const { granted, aborted, timedOut, rejected } = limiter.counters?.() ?? limiter.statistics();
     for (const counters of [this.retired, this.watched?.get(key)?.deref()]) {
       if (counters === undefined) continue;
       counters.granted += granted;

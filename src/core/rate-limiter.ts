@@ -3,7 +3,7 @@
  * in flight, a minimum spacing between starts, per-call cost corrected after the fact, a shared pause
  * after a 429, and server feedback from rate-limit headers — on the one wait queue every primitive uses.
  */
-import { Admission, type LimiterStatistics } from "./admission.js";
+import { Admission, type LimiterCounters, type LimiterStatistics } from "./admission.js";
 import {
   checkCapacity,
   checkClock,
@@ -949,6 +949,11 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     this.shared = shared;
     this.subjectText = subject;
     if (shared.length > 0) this.counted = countedUnits([...this.limitConfigs, ...shared.map(({ bucket }) => bucket)]);
+  }
+
+  /** @internal The lifetime counters, without a snapshot (a keyed rate limiter reads them on a drop). */
+  counters(): LimiterCounters {
+    return this.admission.counters;
   }
 
   /** @internal This limiter's own limits, to be shared by the keys of a level it is an instance of. */

@@ -2,7 +2,7 @@
  * Semaphore: at most `capacity` permits held at once, weighted, with priorities, cancellation and
  * run-time resizing. Mutex is a Semaphore of capacity 1.
  */
-import { Admission, type LimiterStatistics } from "./admission.js";
+import { Admission, type LimiterCounters, type LimiterStatistics } from "./admission.js";
 import {
   checkCapacity,
   checkClock,
@@ -351,6 +351,11 @@ export class Semaphore implements Limiter {
       ...this.admission.counters,
       waitingWeight,
     };
+  }
+
+  /** @internal The lifetime counters, without a snapshot (a keyed semaphore reads them on a drop). */
+  counters(): LimiterCounters {
+    return this.admission.counters;
   }
 
   /** @internal For a {@link Mutex} over this semaphore: what messages call it. */
