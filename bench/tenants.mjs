@@ -7,7 +7,7 @@
 import { Redis } from "ioredis";
 import pLimit from "p-limit";
 import { RateLimiterMemory, RateLimiterRedis } from "rate-limiter-flexible";
-import { KeyedRateLimiter, KeyedSemaphore } from "../dist/index.js";
+import { FairLimiter, KeyedRateLimiter, KeyedSemaphore } from "../dist/index.js";
 import { RedisKeyedRateLimiter } from "../dist/redis.js";
 import { localRedis } from "../examples/redis-server.mjs";
 import { heapUsed, machine, requireGc, table } from "./harness.mjs";
@@ -111,6 +111,38 @@ console.log(
 console.log(machine());
 console.log();
 console.log(table(rows));
+
+// --- Fair turns ------------------------------------------------------------------------------------------
+/**
+ * FairLimiter(1): `tenants` keys with `perTenant` waiters each (weight 1, share 1), then 100,000 grants
+ * (each release hands the slot to the next turn): the cost per grant should not grow with the keys.
+ */
+async function fairGrants(tenants, perTenant) {
+  const limiter = new FairLimiter(1);
+  const held = [];
+  for (let job = 0; job < perTenant; job++) {
+    for (let tenant = 0; tenant < tenants; tenant++)
+      limiter.acquire(`t${tenant}`).then(
+        (permit) => held.push(permit),
+        () => undefined, // cleared at the end
+      );
+  }
+  await null;
+  await null;
+  const grants = 100_000;
+  const began = performance.now();
+  for (let i = 0; i < grants; i++) {
+    held.pop()?.release();
+    await null;
+    await null;
+  }
+  const elapsed = performance.now() - began;
+  limiter.clear();
+  return { "keys waiting": tenants, "waiters each": perTenant, "ns per grant": Math.round((elapsed * 1e6) / grants) };
+}
+const fairRows = [await fairGrants(10, 20_000), await fairGrants(1_000, 200), await fairGrants(100_000, 2)];
+console.log("\n## Fair turns: FairLimiter(1), 100,000 grants, one release and one grant each\n");
+console.log(table(fairRows));
 
 // --- Redis ---------------------------------------------------------------------------------------------
 const REDIS_KEYS = option("redis-keys", 10_000);
