@@ -29,7 +29,7 @@ export interface FairLimiterOptions {
   clock?: Clock;
 }
 
-const FAIR_LIMITER_OPTIONS = optionNames<FairLimiterOptions>({ shares: true, name: true, clock: true });
+const FAIR_LIMITER_OPTIONS = /* @__PURE__ */ optionNames<FairLimiterOptions>({ shares: true, name: true, clock: true });
 
 /** A snapshot of one key of a {@link FairLimiter}: what it holds and waits for, and its share. */
 export interface FairKeyStatistics extends LimiterStatistics {

@@ -49,7 +49,7 @@ export interface RateLevel {
   key?: (key: string) => string;
 }
 
-const RATE_LEVEL_OPTIONS = optionNames<RateLevel>({ name: true, limits: true, key: true });
+const RATE_LEVEL_OPTIONS = /* @__PURE__ */ optionNames<RateLevel>({ name: true, limits: true, key: true });
 
 /** Options for {@link KeyedRateLimiter}: each key's, as a {@link RateLimiter}'s, and the levels above. */
 export interface KeyedRateLimiterOptions extends RateLimiterOptions {
@@ -57,7 +57,7 @@ export interface KeyedRateLimiterOptions extends RateLimiterOptions {
   levels?: readonly RateLevel[];
 }
 
-const KEYED_RATE_LIMITER_OPTIONS = optionNames<KeyedRateLimiterOptions>({
+const KEYED_RATE_LIMITER_OPTIONS = /* @__PURE__ */ optionNames<KeyedRateLimiterOptions>({
   ...RATE_LIMITER_OPTION_FLAGS,
   levels: true,
 });

@@ -19,7 +19,7 @@ export interface KeyedSemaphoreOptions {
   clock?: Clock;
 }
 
-const KEYED_SEMAPHORE_OPTIONS = optionNames<KeyedSemaphoreOptions>({ name: true, clock: true });
+const KEYED_SEMAPHORE_OPTIONS = /* @__PURE__ */ optionNames<KeyedSemaphoreOptions>({ name: true, clock: true });
 
 /** A snapshot of one key of a keyed primitive: the unkeyed primitive's statistics, and the key. */
 export type KeyStatistics<S> = S & {
