@@ -21,6 +21,14 @@ export { AcquireEvent, HoldEvent, identityOf, LimiterIdentity } from "./core/dia
 export type { Duration } from "./core/duration.js";
 export { parseDurationText, toMilliseconds } from "./core/duration.js";
 export { ClosedError, LeaseLostError, ReleasedError, TimeoutError } from "./core/errors.js";
+export type { FairKeyStatistics, FairLimiterOptions, FairLimiterStatistics } from "./core/fair-limiter.js";
+export { FairLimiter } from "./core/fair-limiter.js";
+export type { KeyedStatistics, PerKey } from "./core/keyed.js";
+export { KeyedPrimitive } from "./core/keyed.js";
+export type { KeyedRateLimiterOptions, RateLevel } from "./core/keyed-rate-limiter.js";
+export { KeyedRateLimiter } from "./core/keyed-rate-limiter.js";
+export type { KeyedLimiter, KeyedSemaphoreOptions, KeyStatistics } from "./core/keyed-semaphore.js";
+export { KeyedMutex, KeyedSemaphore, KeyView } from "./core/keyed-semaphore.js";
 export type { AcquireOptions, Limiter, Permit } from "./core/limiter.js";
 export { NEVER_ABORTED } from "./core/limiter.js";
 export type { MapAllOptions, MapOptions, Mapper, MapStreamOptions } from "./core/map.js";
@@ -44,6 +52,8 @@ export type {
   RatePermit,
 } from "./core/rate-limiter.js";
 export { RateLimiter } from "./core/rate-limiter.js";
+export type { ReadWriteLockStatistics } from "./core/read-write-lock.js";
+export { ReadWriteLock } from "./core/read-write-lock.js";
 export type { SemaphoreOptions, SemaphoreStatistics } from "./core/semaphore.js";
 export { Semaphore } from "./core/semaphore.js";
 export type { TaskGroupOptions } from "./core/task-group.js";

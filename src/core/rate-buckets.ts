@@ -41,6 +41,11 @@ export interface RateBucket {
   emptyAt(until: number): void;
   /** Run-time change of the configuration; what was spent stays spent. */
   reconfigure(limit: number, interval: number, burst: number, now: number): void;
+  /**
+   * The earliest time from which this limit remembers nothing a new one would not (refilled, nothing in
+   * its window, no server cap): a keyed rate limiter may then forget it. `<= now` means now.
+   */
+  idleAt(now: number): number;
 }
 
 /**
@@ -165,6 +170,10 @@ export class TokenBucket implements RateBucket {
     this.interval = interval;
     this.burst = burst;
     this.fullAtScaled = spent === 0 ? Number.NEGATIVE_INFINITY : now * limit + spent * interval;
+  }
+
+  idleAt(now: number): number {
+    return Math.max(now, this.fullAtScaled / this.limit);
   }
 
   /** Whether the bucket is full at `now` (used to retire a sliding window's ramp). */
@@ -303,6 +312,15 @@ export class SlidingWindow implements RateBucket {
     this.limit = limit;
     this.interval = interval;
     this.ramp?.reconfigure(limit, interval, limit, now);
+  }
+
+  idleAt(now: number): number {
+    this.expire(now);
+    const last = this.entries[this.entries.length - 1];
+    let at = last === undefined ? now : last.at + this.interval;
+    if (this.ramp !== undefined) at = Math.max(at, this.ramp.idleAt(now));
+    if (this.cap !== undefined) at = Math.max(at, this.cap.until);
+    return at;
   }
 
   /** Drops the charges that have left the window `(now - interval, now]`. */

@@ -3,7 +3,7 @@
  * in flight, a minimum spacing between starts, per-call cost corrected after the fact, a shared pause
  * after a 429, and server feedback from rate-limit headers — on the one wait queue every primitive uses.
  */
-import { Admission, type LimiterStatistics } from "./admission.js";
+import { Admission, type LimiterCounters, type LimiterStatistics } from "./admission.js";
 import {
   checkCapacity,
   checkClock,
@@ -110,14 +110,17 @@ export interface RateLimiterOptions {
   refund?: boolean | Readonly<Record<string, boolean>>;
 }
 
-const RATE_LIMITER_OPTIONS = /* @__PURE__ */ optionNames<RateLimiterOptions>({
+/** @internal The names of {@link RateLimiterOptions}, as {@link optionNames} takes them. */
+export const RATE_LIMITER_OPTION_FLAGS = {
   limits: true,
   concurrency: true,
   minInterval: true,
   clock: true,
   name: true,
   refund: true,
-});
+} as const;
+
+const RATE_LIMITER_OPTIONS = /* @__PURE__ */ optionNames<RateLimiterOptions>(RATE_LIMITER_OPTION_FLAGS);
 
 const TRY_ACQUIRE_OPTIONS = /* @__PURE__ */ optionNames<Pick<RateAcquireOptions, "cost" | "weight">>({
   cost: true,
@@ -355,6 +358,19 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
   };
   private settledTotals = { calls: 0, estimated: {} as Record<string, number>, actual: {} as Record<string, number> };
   private idleResolvers: (() => void)[] | undefined = undefined;
+  /**
+   * @internal Called each time the limiter becomes quiet (nothing in flight, nobody waiting): a keyed
+   * rate limiter then watches for the moment its limits have refilled ({@link RateLimiter.idleAt}).
+   */
+  onQuiet: (() => void) | undefined = undefined;
+  /**
+   * Limits this limiter shares with others (the levels of a keyed rate limiter: a tenant's, the global
+   * one): asked and charged with its own limits in the same step, so a call refused by any of them is
+   * charged by none. Never paused, tightened or listed by this limiter: they are not its own.
+   */
+  private shared: readonly SharedLimit[] = [];
+  /** What messages call this limiter, when a keyed limiter names it by its key. */
+  private subjectText: string | undefined = undefined;
   private listeners: { [E in keyof RateLimiterEvents]?: Set<(event: RateLimiterEvents[E]) => void> } = {};
 
   /**
@@ -748,6 +764,10 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
       const cost = costOf(demand, bucket.unit);
       if (cost > 0) ready = Math.max(ready, bucket.readyAt(cost, now));
     }
+    for (const { bucket } of this.shared) {
+      const cost = costOf(demand, bucket.unit);
+      if (cost > 0) ready = Math.max(ready, bucket.readyAt(cost, now));
+    }
     return ready;
   }
 
@@ -756,6 +776,10 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     const weight = weightOf(demand);
     const charges: Charge[] = [];
     for (const bucket of this.buckets) {
+      const cost = costOf(demand, bucket.unit);
+      if (cost > 0) charges.push({ bucket, handle: bucket.charge(cost, now) });
+    }
+    for (const { bucket } of this.shared) {
       const cost = costOf(demand, bucket.unit);
       if (cost > 0) charges.push({ bucket, handle: bucket.charge(cost, now) });
     }
@@ -808,12 +832,14 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
   private giveBack(weight: number): void {
     this.inFlight -= weight;
     if (this.queue.size !== 0) this.dispatch();
-    if (this.inFlight === 0 && this.idleResolvers !== undefined) this.notifyIfIdle();
+    if (this.inFlight === 0 && (this.idleResolvers !== undefined || this.onQuiet !== undefined)) this.notifyIfIdle();
   }
 
   private notifyIfIdle(): void {
+    if (this.inFlight !== 0 || this.queue.size !== 0) return;
+    this.onQuiet?.();
     const resolvers = this.idleResolvers;
-    if (resolvers === undefined || this.inFlight !== 0 || this.queue.size !== 0) return;
+    if (resolvers === undefined) return;
     this.idleResolvers = undefined;
     for (const resolve of resolvers) resolve();
   }
@@ -874,17 +900,14 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     if (weight > this.concurrencyLimit) {
       return weightAboveCapacity(weight, this.concurrencyLimit, `${this.subject()} (its concurrency)`);
     }
+    const own = this.subject();
     for (const bucket of this.buckets) {
-      const cost = costOf(demand, bucket.unit);
-      if (cost > bucket.capacity) {
-        const what = bucket.algorithm === "token-bucket" ? "burst" : "limit";
-        return costAboveLimit(
-          cost,
-          bucket.unit,
-          { what, bound: bucket.capacity, limit: bucket.limit, intervalMs: bucket.interval },
-          this.subject(),
-        );
-      }
+      const tooHigh = costAbove(demand, bucket, own);
+      if (tooHigh !== undefined) return tooHigh;
+    }
+    for (const { bucket, subject } of this.shared) {
+      const tooHigh = costAbove(demand, bucket, `${subject} (shared by ${own})`);
+      if (tooHigh !== undefined) return tooHigh;
     }
     return undefined;
   }
@@ -913,7 +936,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
         ? new SlidingWindow(config.unit, config.limit, config.intervalMs)
         : new TokenBucket(config.unit, config.limit, config.intervalMs, config.burst);
     });
-    this.counted = countedUnits(configs);
+    this.counted = countedUnits([...configs, ...this.shared.map(({ bucket }) => bucket)]);
     this.limitConfigs = configs.map(({ limit, interval, unit, burst, algorithm }) =>
       algorithm === "token-bucket" ? { limit, interval, unit, burst, algorithm } : { limit, interval, unit, algorithm },
     );
@@ -934,8 +957,60 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
   }
 
   private subject(): string {
+    if (this.subjectText !== undefined) return this.subjectText;
     return this.name === undefined ? "the rate limiter" : `rate limiter ${JSON.stringify(this.name)}`;
   }
+
+  /**
+   * @internal For a keyed rate limiter: adds the limits of its levels, shared with other keys, and says
+   * what messages call this limiter. Called once, right after construction.
+   */
+  joinLevels(shared: readonly SharedLimit[], subject: string): void {
+    this.shared = shared;
+    this.subjectText = subject;
+    if (shared.length > 0) this.counted = countedUnits([...this.limitConfigs, ...shared.map(({ bucket }) => bucket)]);
+  }
+
+  /** @internal The lifetime counters, without a snapshot (a keyed rate limiter reads them on a drop). */
+  counters(): LimiterCounters {
+    return this.admission.counters;
+  }
+
+  /** @internal This limiter's own limits, to be shared by the keys of a level it is an instance of. */
+  sharedLimits(subject: string): SharedLimit[] {
+    return this.buckets.map((bucket) => ({ bucket, subject }));
+  }
+
+  /**
+   * @internal The earliest clock time from which this limiter, if nobody calls it, remembers nothing a
+   * fresh one would not: its own limits refilled, the pause over, the spacing passed. A keyed rate
+   * limiter drops a quiet key then. Its shared limits are not its own and do not count.
+   */
+  idleAt(now: number): number {
+    let at = Math.max(this.pauseEnd, this.lastStartAt + this.spacing);
+    for (const bucket of this.buckets) at = Math.max(at, bucket.idleAt(now));
+    return at;
+  }
+}
+
+/** @internal A limit shared by several rate limiters (a level of a keyed rate limiter), and what it is called. */
+export interface SharedLimit {
+  readonly bucket: RateBucket;
+  /** Names the level in messages: `level "tenant" key "acme" of keyed rate limiter "api"`. */
+  readonly subject: string;
+}
+
+/** The RangeError for a cost `bucket` could never pay, or `undefined`. */
+function costAbove(demand: Demand, bucket: RateBucket, subject: string): RangeError | undefined {
+  const cost = costOf(demand, bucket.unit);
+  if (cost <= bucket.capacity) return undefined;
+  const what = bucket.algorithm === "token-bucket" ? "burst" : "limit";
+  return costAboveLimit(
+    cost,
+    bucket.unit,
+    { what, bound: bucket.capacity, limit: bucket.limit, intervalMs: bucket.interval },
+    subject,
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
  * Semaphore: at most `capacity` permits held at once, weighted, with priorities, cancellation and
  * run-time resizing. Mutex is a Semaphore of capacity 1.
  */
-import { Admission, type LimiterStatistics } from "./admission.js";
+import { Admission, type LimiterCounters, type LimiterStatistics } from "./admission.js";
 import {
   checkCapacity,
   checkClock,
@@ -115,6 +115,11 @@ export class Semaphore implements Limiter {
   private idleResolvers: (() => void)[] | undefined = undefined;
   /** What error messages call this primitive; a Mutex over it sets "mutex". */
   private kind = "semaphore";
+  /**
+   * @internal Called each time the semaphore becomes quiet (nothing held, nobody waiting): a keyed
+   * semaphore drops the key then. One field rather than `onIdle()` promises: a key goes quiet often.
+   */
+  onQuiet: (() => void) | undefined = undefined;
   /** Takes a permit's weight back: one function for every permit of this semaphore. */
   private readonly giveBackPermit = (permit: HeldPermit): void => this.giveBack(permit.weight);
   /** What its `sluice:acquire` / `sluice:hold` events name. */
@@ -355,6 +360,11 @@ export class Semaphore implements Limiter {
     };
   }
 
+  /** @internal The lifetime counters, without a snapshot (a keyed semaphore reads them on a drop). */
+  counters(): LimiterCounters {
+    return this.admission.counters;
+  }
+
   /** @internal For a {@link Mutex} over this semaphore: what messages call it. */
   nameAs(kind: string): void {
     this.kind = kind;
@@ -384,12 +394,14 @@ export class Semaphore implements Limiter {
   private giveBack(weight: number): void {
     this.held -= weight;
     if (this.queue.size !== 0) this.admission.dispatch();
-    if (this.held === 0 && this.idleResolvers !== undefined) this.notifyIfIdle();
+    if (this.held === 0 && (this.idleResolvers !== undefined || this.onQuiet !== undefined)) this.notifyIfIdle();
   }
 
   private notifyIfIdle(): void {
+    if (this.held !== 0 || this.queue.size !== 0) return;
+    this.onQuiet?.();
     const resolvers = this.idleResolvers;
-    if (resolvers === undefined || this.held !== 0 || this.queue.size !== 0) return;
+    if (resolvers === undefined) return;
     this.idleResolvers = undefined;
     for (const resolve of resolvers) resolve();
   }

@@ -101,7 +101,8 @@ const REDIS_RATE_LIMITER_OPTIONS = /* @__PURE__ */ optionNames<RedisRateLimiterO
 });
 
 /** One configured limit as it travels to the scripts. */
-interface Bucket {
+/** @internal One limit as it travels to the scripts. */
+export interface Bucket {
   unit: string;
   field: string;
   /** µs per unit of cost. */
@@ -290,32 +291,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       refund: options.refund ?? true,
       name: options.name,
     });
-    this.buckets = validated.limits.map((limit, index) => {
-      if (limit.algorithm === "sliding-window") {
-        throw new RangeError(
-          `limits[${index}].algorithm "sliding-window" is not supported by RedisRateLimiter; its limits are token buckets (GCRA)`,
-        );
-      }
-      const unit = limit.unit ?? REQUESTS;
-      const intervalMs = toMilliseconds(limit.interval, `limits[${index}].interval`);
-      // Redis keeps times as integer µs in doubles: a year's interval leaves room; 1e300 ms would not.
-      if (intervalMs > MAX_INTERVAL_MS) {
-        throw new RangeError(
-          `limits[${index}].interval must be at most 366 days (${MAX_INTERVAL_MS} ms) in Redis; got ${describe(limit.interval)}`,
-        );
-      }
-      const burst = limit.burst ?? limit.limit;
-      const emission = (intervalMs * 1000) / limit.limit;
-      return {
-        unit,
-        field: `tat:${unit}:${limit.limit}/${intervalMs}:${burst}`,
-        emission,
-        tolerance: burst * emission,
-        burst,
-        limit: limit.limit,
-        intervalMs,
-      };
-    });
+    this.buckets = validated.limits.map((limit, index) => gcraBucket(limit, `limits[${index}]`, "RedisRateLimiter"));
     this.counted = countedUnits(this.buckets);
     const spacing = toMilliseconds(options.minInterval ?? 0, "minInterval");
     if (spacing > MAX_INTERVAL_MS) {
@@ -838,6 +814,37 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       onLate,
     );
   }
+}
+
+/**
+ * @internal One checked limit as the scripts take it: a GCRA bucket in a HASH field named after its
+ * configuration. `where` names it in messages (`limits[0]`), `owner` the class that refuses a sliding window.
+ */
+export function gcraBucket(limit: RateLimit, where: string, owner: string): Bucket {
+  if (limit.algorithm === "sliding-window") {
+    throw new RangeError(
+      `${where}.algorithm "sliding-window" is not supported by ${owner}; its limits are token buckets (GCRA)`,
+    );
+  }
+  const unit = limit.unit ?? REQUESTS;
+  const intervalMs = toMilliseconds(limit.interval, `${where}.interval`);
+  // Redis keeps times as integer µs in doubles: a year's interval leaves room; 1e300 ms would not.
+  if (intervalMs > MAX_INTERVAL_MS) {
+    throw new RangeError(
+      `${where}.interval must be at most 366 days (${MAX_INTERVAL_MS} ms) in Redis; got ${describe(limit.interval)}`,
+    );
+  }
+  const burst = limit.burst ?? limit.limit;
+  const emission = (intervalMs * 1000) / limit.limit;
+  return {
+    unit,
+    field: `tat:${unit}:${limit.limit}/${intervalMs}:${burst}`,
+    emission,
+    tolerance: burst * emission,
+    burst,
+    limit: limit.limit,
+    intervalMs,
+  };
 }
 
 function limitField(limit: { unit: string; limit: number; interval: number; burst: number }): string {

@@ -142,3 +142,51 @@ export const RATE_INSPECT = `
 local t = redis.call('TIME')
 return {tonumber(t[1]) * 1000000 + tonumber(t[2]), redis.call('HGETALL', KEYS[1])}
 `;
+
+/**
+ * The one script of RedisKeyedRateLimiter, for any key and any levels: GCRA over limits that live in
+ * several HASHes (the key's own, each level instance's), all admitted or none charged.
+ *
+ * KEYS: the HASHes (all with the limiter's hash tag, so one slot). ARGV 1: n; then per limit five
+ * arguments: the index of its HASH in KEYS, its field (`tat:<unit>:<limit>/<interval ms>:<burst>`), T
+ * (µs per unit), tau (burst × T, µs) and the cost. Returns `{1, now}` when admitted and charged, `{0, wait
+ * µs}` when not (nothing charged): the exact time until every limit can pay.
+ *
+ * A HASH expires once all its buckets are full again: deleting it then changes nothing, so a million
+ * keys gone idle leave nothing behind in Redis, and the client keeps nothing per key either.
+ */
+export const KEYED_RATE_ACQUIRE = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local n = tonumber(ARGV[1])
+local function arg(i, k) return ARGV[1 + (i - 1) * 5 + k] end
+local tats = {}
+local ready = now
+for i = 1, n do
+  local tat = tonumber(redis.call('HGET', KEYS[tonumber(arg(i, 1))], arg(i, 2))) or 0
+  tats[i] = tat
+  local cost = tonumber(arg(i, 5))
+  if cost > 0 then
+    -- Payable at t when max(tat, t) + cost * T - tau <= t.
+    local at = math.max(tat, now) + cost * tonumber(arg(i, 3)) - tonumber(arg(i, 4))
+    if at > ready then ready = at end
+  end
+end
+if ready > now then return {0, math.ceil(ready - now)} end
+local horizons = {}
+for i = 1, n do
+  local cost = tonumber(arg(i, 5))
+  if cost > 0 then
+    local k = tonumber(arg(i, 1))
+    local tat = math.max(tats[i], now) + cost * tonumber(arg(i, 3))
+    redis.call('HSET', KEYS[k], arg(i, 2), tat)
+    if tat > (horizons[k] or 0) then horizons[k] = tat end
+  end
+end
+for k, horizon in pairs(horizons) do
+  -- Never shortened: another field of the same HASH may be full later than this one.
+  local want = math.ceil((horizon - now) / 1000) + 1000
+  if redis.call('PTTL', KEYS[k]) < want then redis.call('PEXPIRE', KEYS[k], want) end
+end
+return {1, now}
+`;

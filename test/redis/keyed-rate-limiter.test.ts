@@ -1,0 +1,91 @@
+/**
+ * RedisKeyedRateLimiter: one script for any key, levels charged all or nothing, keys expiring in Redis
+ * once refilled — against a real redis-server.
+ */
+import { TimeoutError } from "sluice";
+import { RedisKeyedRateLimiter } from "sluice/redis";
+import { describe, expect, it } from "vitest";
+import { useRedisServer } from "../support/use-redis-server.js";
+
+const served = useRedisServer();
+let counter = 0;
+
+const tenantOf = (key: string) => key.split("/")[0] as string;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe("RedisKeyedRateLimiter", () => {
+  it("each key has its own budget; a refusal at any level charges no level", async () => {
+    const name = `keyed-${++counter}`;
+    const limiter = new RedisKeyedRateLimiter(served.redis, {
+      name,
+      limits: [{ limit: 2, interval: "1m" }],
+      levels: [
+        { name: "global", limits: [{ limit: 5, interval: "1m" }] },
+        { name: "tenant", limits: [{ limit: 3, interval: "1m" }], key: tenantOf },
+      ],
+    });
+    const now = { timeout: 0 };
+    await limiter.acquire("acme/alice", now);
+    await limiter.acquire("acme/alice", now);
+    await expect(limiter.acquire("acme/alice", now)).rejects.toBeInstanceOf(TimeoutError); // her own limit
+    await limiter.acquire("acme/bob", now);
+    const bobKey = `sluice:{${name}}:key:acme/bob`;
+    const before = await served.redis.hgetall(bobKey);
+    await expect(limiter.acquire("acme/bob", now)).rejects.toBeInstanceOf(TimeoutError); // acme is spent
+    expect(await served.redis.hgetall(bobKey)).toEqual(before); // bob's own limit was not charged for it
+    await limiter.acquire("globex/carol", now);
+    await limiter.acquire("globex/carol", now); // global now spent (5)
+    await expect(limiter.acquire("initech/dave", now)).rejects.toBeInstanceOf(TimeoutError);
+    expect(
+      await served.redis.exists(`sluice:{${name}}:key:initech/dave`, `sluice:{${name}}:level:tenant:initech`),
+    ).toBe(0);
+    expect(limiter.statistics()).toMatchObject({ granted: 5, timedOut: 3, waiting: 0 });
+  });
+
+  it("waits the exact time Redis names, and every key's HASH expires once refilled", async () => {
+    const name = `keyed-${++counter}`;
+    const limiter = new RedisKeyedRateLimiter(served.redis, {
+      name,
+      limits: [{ limit: 2, interval: 200 }],
+      levels: [{ name: "global", limits: [{ limit: 100, interval: 200 }] }],
+    });
+    const started: number[] = [];
+    const begin = performance.now();
+    await Promise.all(
+      Array.from({ length: 4 }, () => limiter.run("alice", () => started.push(performance.now() - begin))),
+    );
+    expect(started).toHaveLength(4);
+    // Two at once, then one per 100 ms: the fourth no earlier than 200 ms - a clock's hair.
+    expect(Math.max(...started)).toBeGreaterThanOrEqual(190);
+    const key = `sluice:{${name}}:key:alice`;
+    const ttl = await served.redis.pttl(key);
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(1_300);
+    await sleep(ttl + 50);
+    expect(await served.redis.exists(key, `sluice:{${name}}:level:global:`)).toBe(0);
+  });
+
+  it("bad input: a cost above a level's burst names the level; bad keys and options", async () => {
+    const limiter = new RedisKeyedRateLimiter(served.redis, {
+      name: `keyed-${++counter}`,
+      limits: [{ limit: 20_000, interval: "1m", unit: "tokens" }],
+      levels: [{ name: "tenant", limits: [{ limit: 10_000, interval: "1m", unit: "tokens" }], key: tenantOf }],
+    });
+    await expect(limiter.acquire("acme/alice", { cost: { tokens: 15_000 } })).rejects.toThrow(
+      /above the burst 10000 of the limit 10000 tokens per 60000 ms of level "tenant" key "acme" of Redis keyed rate limiter/,
+    );
+    await expect(limiter.acquire("", {})).rejects.toThrow(/key must not be empty/);
+    await expect(limiter.acquire("a", { cost: { tokenz: 1 } })).rejects.toThrow(/tokenz/);
+    expect(() => new RedisKeyedRateLimiter(served.redis, { name: "x", levels: [{ name: "t", limits: [] }] })).toThrow(
+      /levels\[0\]\.limits must be a non-empty array/,
+    );
+    expect(
+      () =>
+        new RedisKeyedRateLimiter(served.redis, {
+          name: "x",
+          limits: [{ limit: 1, interval: 1, algorithm: "sliding-window" }],
+        }),
+    ).toThrow(/"sliding-window" is not supported by RedisKeyedRateLimiter/);
+    expect(limiter.statistics().scripts).toBe(0);
+  });
+});
