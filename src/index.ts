@@ -5,6 +5,12 @@
  * @module sluice
  */
 
+export type {
+  AdaptiveLimiterEvents,
+  AdaptiveLimiterOptions,
+  AdaptiveLimiterStatistics,
+} from "./core/adaptive-limit.js";
+export { AdaptiveLimiter, AdaptivePermit } from "./core/adaptive-limit.js";
 export type { LimiterCounters, LimiterStatistics } from "./core/admission.js";
 export type { ChannelOptions, ChannelStatistics, Received } from "./core/channel.js";
 export { Channel } from "./core/channel.js";
@@ -13,6 +19,15 @@ export { systemClock } from "./core/clock.js";
 export type { Duration } from "./core/duration.js";
 export { parseDurationText, toMilliseconds } from "./core/duration.js";
 export { ClosedError, LeaseLostError, ReleasedError, TimeoutError } from "./core/errors.js";
+export type {
+  AimdOptions,
+  Gradient2Options,
+  LimitAlgorithm,
+  LimitAlgorithmName,
+  LimitSample,
+  VegasOptions,
+} from "./core/limit-algorithms.js";
+export { aimd, gradient2, vegas } from "./core/limit-algorithms.js";
 export type { AcquireOptions, Limiter, Permit } from "./core/limiter.js";
 export { NEVER_ABORTED } from "./core/limiter.js";
 export type { MapAllOptions, MapOptions, Mapper, MapStreamOptions } from "./core/map.js";
