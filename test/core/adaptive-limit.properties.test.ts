@@ -59,7 +59,7 @@ describe("AdaptiveLimiter properties over random schedules", () => {
           let next = 0;
           const limiter = new AdaptiveLimiter({
             min,
-            max: max < 3 ? 3 : max,
+            max: Math.max(3, max),
             clock,
             algorithm:
               typeof algorithm === "string"

@@ -2,7 +2,7 @@
  * AdaptiveLimiter: bad input, each algorithm's direction of travel, drops and their classifier, and the
  * promises that the limit never stalls at 0 and never grants above `max`. Fake clock throughout.
  */
-import { AdaptiveLimiter, type AdaptivePermit, aimd, gradient2, type LimitAlgorithm, vegas } from "sluice";
+import { AdaptiveLimiter, type AdaptivePermit, aimd, gradient2, vegas } from "sluice";
 import { FakeClock, flushMicrotasks } from "sluice/testing";
 import { describe, expect, it } from "vitest";
 
@@ -119,7 +119,13 @@ describe("AdaptiveLimiter: the algorithms move the limit the right way", () => {
   it("a reported latency is used instead of the time from grant to release", async () => {
     const seen: number[] = [];
     const limiter = new AdaptiveLimiter({
-      algorithm: { name: "spy", update: (limit, { latency }) => (seen.push(latency), limit) },
+      algorithm: {
+        name: "spy",
+        update: (limit, { latency }) => {
+          seen.push(latency);
+          return limit;
+        },
+      },
     });
     const permit = await limiter.acquire();
     permit.reportLatency(123);
@@ -134,11 +140,17 @@ describe("AdaptiveLimiter: run() measures, and classifies errors", () => {
     const seen: { latency: number; dropped: boolean }[] = [];
     const limiter = new AdaptiveLimiter({
       clock,
-      algorithm: { name: "spy", update: (limit, { latency, dropped }) => (seen.push({ latency, dropped }), limit) },
+      algorithm: {
+        name: "spy",
+        update: (limit, { latency, dropped }) => {
+          seen.push({ latency, dropped });
+          return limit;
+        },
+      },
       isDrop: (error) => (error as Error).message === "503",
     });
     const slow = limiter.run(async () => {
-      await new Promise((resolve) => clock.setTimeout(resolve, 30));
+      await new Promise<void>((resolve) => clock.setTimeout(resolve, 30));
       return "ok";
     });
     await clock.advanceAsync(30);
