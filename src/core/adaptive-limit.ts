@@ -24,7 +24,10 @@ export interface AdaptiveLimiterOptions {
   max?: number;
   /** The limit to start from, clamped to `[min, max]`. Default 10. */
   initial?: number;
-  /** How the limit moves: `"gradient"` (Gradient2, the default), `"aimd"`, `"vegas"`, or your own. */
+  /**
+   * How the limit moves: `"gradient"` (Gradient2, the default), `"aimd"`, `"vegas"`, `"backoff"`
+   * (see `overloadBackoff`), or your own.
+   */
   algorithm?: LimitAlgorithmName | LimitAlgorithm;
   /**
    * For `run()`: whether an error `fn` threw or rejected with is an overload signal (a drop). Other
@@ -459,7 +462,7 @@ function checkAlgorithm(value: unknown): LimitAlgorithm {
     typeof algorithm.name !== "string"
   ) {
     throw new TypeError(
-      `algorithm must be "gradient", "aimd", "vegas" or a LimitAlgorithm ({ name, update }); got ${describe(value)}`,
+      `algorithm must be "gradient", "aimd", "vegas", "backoff" or a LimitAlgorithm ({ name, update }); got ${describe(value)}`,
     );
   }
   return algorithm;

@@ -41,7 +41,7 @@ export interface LimitAlgorithm {
 }
 
 /** The algorithms sluice ships, by name. */
-export type LimitAlgorithmName = "gradient" | "aimd" | "vegas";
+export type LimitAlgorithmName = "gradient" | "aimd" | "vegas" | "backoff";
 
 /** `max(1, floor(log10(limit)))`: Netflix's `Log10RootFunction`, the step Vegas grows and shrinks by. */
 function log10Step(limit: number): number {
@@ -60,10 +60,7 @@ export interface AimdOptions {
  * overload only once the service refuses, and ignores latency.
  */
 export function aimd(options: AimdOptions = {}): LimitAlgorithm {
-  const backoffRatio = options.backoffRatio ?? 0.9;
-  if (typeof backoffRatio !== "number" || !(backoffRatio >= 0.5 && backoffRatio < 1)) {
-    throw new RangeError(`backoffRatio must be a number in [0.5, 1); got ${describe(backoffRatio)}`);
-  }
+  const backoffRatio = checkBackoffRatio(options.backoffRatio ?? 0.9);
   return {
     name: "aimd",
     update(limit, { inFlight, dropped }) {
@@ -74,6 +71,31 @@ export function aimd(options: AimdOptions = {}): LimitAlgorithm {
   };
 }
 
+/**
+ * Loss-based like AIMD, but paced like TCP Reno's congestion avoidance (RFC 5681): a success adds
+ * `1 / limit` (about +1 per round trip of a full window, where Netflix's AIMD adds +1 per call), and a
+ * drop multiplies what was in flight, not the limit, by `backoffRatio`. Made for a limit that starts at a
+ * ceiling nobody measured (`limitedFetch` under a static limit): the first drops bring it to what the
+ * service took, and the slow growth keeps the refusals that probe for more room near 1% of calls.
+ */
+export function overloadBackoff(options: AimdOptions = {}): LimitAlgorithm {
+  const backoffRatio = checkBackoffRatio(options.backoffRatio ?? 0.9);
+  return {
+    name: "backoff",
+    update(limit, { inFlight, dropped }) {
+      if (dropped) return Math.min(limit, inFlight) * backoffRatio;
+      return inFlight * 2 >= limit ? limit + 1 / limit : limit;
+    },
+  };
+}
+
+function checkBackoffRatio(value: unknown): number {
+  if (typeof value !== "number" || !(value >= 0.5 && value < 1)) {
+    throw new RangeError(`backoffRatio must be a number in [0.5, 1); got ${describe(value)}`);
+  }
+  return value;
+}
+
 /** Options of {@link gradient2}. */
 export interface Gradient2Options {
   /** How much the limit may grow per sample while latency holds. Default 4 (Netflix's `queueSize`). */
@@ -82,7 +104,7 @@ export interface Gradient2Options {
   smoothing?: number;
   /** Samples the long-term latency average spans. Default 600 (Netflix's `longWindow`). */
   longWindow?: number;
-  /** The factor a drop multiplies the limit by. Default 0.9 (see below). */
+  /** The factor a drop multiplies the limit by, in [0.5, 1). Default 0.9 (see below). */
   backoffRatio?: number;
 }
 
@@ -100,7 +122,7 @@ export function gradient2(options: Gradient2Options = {}): LimitAlgorithm {
   const queueSize = positive(options.queueSize ?? 4, "queueSize");
   const smoothing = fraction(options.smoothing ?? 0.2, "smoothing");
   const longWindow = positive(options.longWindow ?? 600, "longWindow");
-  const backoffRatio = fraction(options.backoffRatio ?? 0.9, "backoffRatio");
+  const backoffRatio = checkBackoffRatio(options.backoffRatio ?? 0.9);
   const long = new ExponentialAverage(longWindow, 10);
   let last = 0;
   return {
@@ -182,8 +204,12 @@ export function limitAlgorithm(name: LimitAlgorithmName): LimitAlgorithm {
       return aimd();
     case "vegas":
       return vegas();
+    case "backoff":
+      return overloadBackoff();
     default:
-      throw new RangeError(`algorithm must be "gradient", "aimd", "vegas" or a LimitAlgorithm; got ${describe(name)}`);
+      throw new RangeError(
+        `algorithm must be "gradient", "aimd", "vegas", "backoff" or a LimitAlgorithm; got ${describe(name)}`,
+      );
   }
 }
 

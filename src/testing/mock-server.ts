@@ -11,6 +11,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { checkOptionNames, type OptionNames, optionNames } from "../core/arguments.js";
 import { type Duration, describe, toMilliseconds } from "../core/duration.js";
+import { allowManyListeners } from "../core/many-listeners.js";
 import {
   type ErrorKind,
   errorResponse,
@@ -399,6 +400,8 @@ class MockApiServer implements MockServer {
     }
     this.concurrency = concurrency;
     this.overload = options.overload === undefined ? undefined : new OverloadGate(options.overload);
+    // Every request waiting or being served listens to it: hundreds at once is what the server is for.
+    allowManyListeners(this.closed.signal);
     this.style = options.style ?? "openai";
     if (this.style !== "openai" && this.style !== "anthropic") {
       throw new RangeError(`style must be "openai" or "anthropic"; got ${describe(options.style)}`);
