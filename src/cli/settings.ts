@@ -19,6 +19,11 @@ export interface LimitSettings {
   readonly concurrency: number;
   /** Whether `--concurrency` was given (with `--redis`, only then is concurrency shared). */
   readonly concurrencyGiven: boolean;
+  /**
+   * `-c auto[:MIN-MAX]`: the concurrency adapts between `min` and `max` in this process (an
+   * AdaptiveLimiter), under `concurrency` (= `max`) as the ceiling, shared through Redis with `--redis`.
+   */
+  readonly adaptive: { readonly min: number; readonly max: number } | undefined;
   readonly rates: readonly RateSpec[];
   /** Milliseconds. */
   readonly minInterval: number | undefined;
@@ -247,7 +252,11 @@ function readFailures(values: OptionValues): MockServerOptions["failures"] {
 // Limits
 
 function readLimits(values: OptionValues, defaults: { concurrency: number }): LimitSettings {
-  const concurrency = values.integer("concurrency", { min: 1, max: MAX_CONCURRENCY, unlimited: true });
+  const adaptive = readAdaptive(values, defaults.concurrency);
+  const concurrency =
+    adaptive === undefined
+      ? values.integer("concurrency", { min: 1, max: MAX_CONCURRENCY, unlimited: true })
+      : adaptive.max;
   const rates = values.list("rate").map((text) => {
     try {
       return parseRate(text);
@@ -271,11 +280,32 @@ function readLimits(values: OptionValues, defaults: { concurrency: number }): Li
   return {
     concurrency: concurrency ?? defaults.concurrency,
     concurrencyGiven: concurrency !== undefined,
+    adaptive,
     rates,
     minInterval,
     algorithm: values.given("algorithm") ? algorithm : redis === undefined ? "sliding-window" : "token-bucket",
     redis,
   };
+}
+
+/**
+ * `-c auto` or `-c auto:MIN-MAX`, else `undefined` (a number, read by the caller). Without bounds: 1 to
+ * four times the command's default concurrency, so a run that only ever sees steady latency stays sane.
+ */
+function readAdaptive(values: OptionValues, defaultConcurrency: number): LimitSettings["adaptive"] {
+  const text = values.string("concurrency")?.trim();
+  if (text === undefined || !/^auto/i.test(text)) return undefined;
+  const match = /^auto(?::(\d+)-(\d+))?$/i.exec(text);
+  const fail = (why: string) =>
+    values.error(`${values.typed("concurrency")} ${why}; got ${JSON.stringify(text)} (e.g. auto or auto:4-64)`);
+  if (match === null) throw fail("must be auto or auto:MIN-MAX with whole numbers");
+  if (match[1] === undefined) return { min: 1, max: Math.min(MAX_CONCURRENCY, defaultConcurrency * 4) };
+  const min = Number(match[1]);
+  const max = Number(match[2]);
+  if (min < 1) throw fail("auto:MIN-MAX needs MIN >= 1 (a limit of 0 admits nothing, ever)");
+  if (max > MAX_CONCURRENCY) throw fail(`auto:MIN-MAX needs MAX <= ${MAX_CONCURRENCY}`);
+  if (min > max) throw fail("auto:MIN-MAX needs MIN <= MAX");
+  return { min, max };
 }
 
 function readAlgorithm(values: OptionValues, rates: readonly RateSpec[]): LimitSettings["algorithm"] {

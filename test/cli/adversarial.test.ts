@@ -36,6 +36,23 @@ describe("option values", () => {
     );
   });
 
+  it("-c auto[:MIN-MAX]: bounds are read, checked and refused naming the option as typed", () => {
+    expect(fetchSettings("-c", "auto").limits).toMatchObject({ adaptive: { min: 1, max: 64 }, concurrency: 64 });
+    expect(fetchSettings("-c", "auto:4-64").limits).toMatchObject({ adaptive: { min: 4, max: 64 }, concurrency: 64 });
+    expect(runSettings("--concurrency", "AUTO:2-3").limits.adaptive).toEqual({ min: 2, max: 3 });
+    expect(fetchSettings("-c", "12").limits.adaptive).toBeUndefined();
+    const refusals: [string, RegExp][] = [
+      ["auto:0-4", /^-c \(--concurrency\) auto:MIN-MAX needs MIN >= 1 .*; got "auto:0-4"/],
+      ["auto:8-4", /needs MIN <= MAX; got "auto:8-4"/],
+      ["auto:1-100001", /needs MAX <= 100000/],
+      ["auto:4", /must be auto or auto:MIN-MAX with whole numbers; got "auto:4" \(e.g. auto or auto:4-64\)/],
+      ["autox", /must be auto or auto:MIN-MAX/],
+      ["auto:1.5-4", /must be auto or auto:MIN-MAX/],
+    ];
+    for (const [text, message] of refusals)
+      expect(usageErrorOf(() => fetchSettings("-c", text)).message).toMatch(message);
+  });
+
   it("integers are decimal digits: hex, exponents and fractions are refused, not read as numbers", () => {
     for (const text of ["0x4", "1e3", "4.0", "0b11", "", " "]) {
       expect(usageErrorOf(() => runSettings("--concurrency", text)).message).toBe(
