@@ -9,7 +9,8 @@ import { type Clock, systemClock } from "./clock.js";
 import { defineDisposeSymbols } from "./dispose.js";
 import { describe } from "./duration.js";
 import { defaultAbortReason, weightAboveCapacity } from "./errors.js";
-import { type LimitAlgorithm, type LimitAlgorithmName, type LimitSample, limitAlgorithm } from "./limit-algorithms.js";
+import type { LimitAlgorithm, LimitAlgorithmName } from "./limit-algorithms.js";
+import { type AdaptiveLimitStatistics, type LimitChange, LimitEstimator, rethrowLater } from "./limit-estimator.js";
 import type { AcquireOptions, Limiter } from "./limiter.js";
 import { HeldPermit, runHolding } from "./permit.js";
 import { type CheckedAcquireOptions, checkAcquireOptions } from "./wait-options.js";
@@ -25,8 +26,9 @@ export interface AdaptiveLimiterOptions {
   /** The limit to start from, clamped to `[min, max]`. Default 10. */
   initial?: number;
   /**
-   * How the limit moves: `"gradient"` (Gradient2, the default), `"aimd"`, `"vegas"`, `"backoff"`
-   * (see `overloadBackoff`), or your own.
+   * How the limit moves: `"vegas"` (the default: fewest refusals and the limit nearest the service's
+   * capacity in `bench/adaptive.mjs`), `"gradient"` (Gradient2), `"aimd"`, `"backoff"` (see
+   * `overloadBackoff`), or your own.
    */
   algorithm?: LimitAlgorithmName | LimitAlgorithm;
   /**
@@ -53,35 +55,12 @@ export const ADAPTIVE_LIMITER_OPTIONS = optionNames<AdaptiveLimiterOptions>({
 });
 
 /** A snapshot of an adaptive limiter: the core fields, where `capacity` is the current limit, and more. */
-export interface AdaptiveLimiterStatistics extends LimiterStatistics {
-  /** The bounds the limit moves within. */
-  min: number;
-  max: number;
-  /** The algorithm's name. */
-  algorithm: string;
-  /** The unrounded limit the algorithm works on (`capacity` is its floor). */
-  estimatedLimit: number;
-  /** The latency estimates the algorithm works from (ms), e.g. Gradient2's `longLatency`. */
-  estimates: Record<string, number>;
-  /** Samples taken (calls that finished and were neither ignored nor classified as unrelated errors). */
-  samples: number;
-  /** Of those, drops. */
-  drops: number;
-  /** How many times the (rounded) limit changed. */
-  changes: number;
-}
+export interface AdaptiveLimiterStatistics extends LimiterStatistics, AdaptiveLimitStatistics {}
 
 /** The events an {@link AdaptiveLimiter} reports. */
 export interface AdaptiveLimiterEvents {
   /** The (rounded) limit changed after a sample. */
-  limit: {
-    /** The limit before. */
-    previous: number;
-    /** The limit now. */
-    limit: number;
-    /** The sample that moved it. */
-    sample: LimitSample;
-  };
+  limit: LimitChange;
 }
 
 /**
@@ -138,14 +117,6 @@ function isTimeoutError(error: unknown): boolean {
   return (error as { name?: unknown } | null)?.name === "TimeoutError";
 }
 
-function checkBound(value: unknown, argument: string): number {
-  if (typeof value !== "number") throw new TypeError(`${argument} must be a number; got ${describe(value)}`);
-  if (!Number.isInteger(value) || value < 1) {
-    throw new RangeError(`${argument} must be an integer >= 1 (a limit of 0 would admit nothing, ever); got ${value}`);
-  }
-  return value;
-}
-
 /**
  * A concurrency limit that finds the right value by itself, and follows it when it moves.
  *
@@ -171,27 +142,16 @@ function checkBound(value: unknown, argument: string): number {
 export class AdaptiveLimiter implements Limiter {
   /** Optional name, used in error messages and statistics. */
   readonly name: string | undefined;
-  /** The lowest the limit goes. */
-  readonly min: number;
-  /** The highest the limit goes. */
-  readonly max: number;
-  private readonly algorithm: LimitAlgorithm;
   private readonly isDrop: (error: unknown) => boolean;
   private readonly clock: Clock;
-  /** The algorithm's unrounded limit. Invariant: `min <= estimated <= max`, finite. */
-  private estimated: number;
-  /** `floor(estimated)`: the weight admitted at once. Invariant: `min <= limit <= max`. */
-  private limit: number;
+  /** The moving limit: `estimator.limit` is the weight admitted at once. */
+  private readonly estimator: LimitEstimator;
   /**
    * Weight granted and not yet released. Invariant: `held <= max` always; a grant is made only when
    * `held + weight <= limit`, or when `held === 0` (a call heavier than the limit, alone).
    */
   private held = 0;
-  private samples = 0;
-  private drops = 0;
-  private changes = 0;
   private readonly admission: Admission<number, AdaptivePermit>;
-  private readonly listeners = new Set<(event: AdaptiveLimiterEvents["limit"]) => void>();
   private idleResolvers: (() => void)[] | undefined = undefined;
   private readonly giveBackPermit = (permit: AdaptivePermit): void => this.giveBack(permit);
 
@@ -205,16 +165,12 @@ export class AdaptiveLimiter implements Limiter {
     }
     checkOptionNames(options, ADAPTIVE_LIMITER_OPTIONS, "the new AdaptiveLimiter() options");
     this.name = checkName(options.name);
-    this.min = checkBound(options.min ?? 1, "min");
-    this.max = checkBound(options.max ?? 1000, "max");
-    if (this.min > this.max) throw new RangeError(`min must be <= max; got min ${this.min} and max ${this.max}`);
-    const initial = options.initial ?? 10;
-    if (typeof initial !== "number" || !Number.isFinite(initial)) {
-      throw new RangeError(`initial must be a finite number; got ${describe(initial)}`);
-    }
-    this.estimated = Math.min(this.max, Math.max(this.min, initial));
-    this.limit = Math.floor(this.estimated);
-    this.algorithm = checkAlgorithm(options.algorithm ?? "gradient");
+    this.estimator = new LimitEstimator(
+      options.min ?? 1,
+      options.max ?? 1000,
+      options.initial ?? 10,
+      options.algorithm ?? "vegas",
+    );
     if (options.isDrop !== undefined) checkFunction(options.isDrop, "isDrop");
     this.isDrop = options.isDrop ?? isTimeoutError;
     this.clock = checkClock(options.clock) ?? systemClock;
@@ -223,7 +179,7 @@ export class AdaptiveLimiter implements Limiter {
         impossible: (weight) => (weight > this.max ? weightAboveCapacity(weight, this.max, this.subject()) : undefined),
         // A call heavier than the current limit (but within max) goes alone: the limit may only grow
         // from samples, and with nothing in flight no sample comes, so it would otherwise wait forever.
-        fits: (weight) => weight <= this.limit - this.held || this.held === 0,
+        fits: (weight) => weight <= this.estimator.limit - this.held || this.held === 0,
         take: (weight, signal) => {
           this.held += weight;
           return new AdaptivePermit(weight, signal, this.giveBackPermit, this.clock.now(), this.held);
@@ -235,14 +191,24 @@ export class AdaptiveLimiter implements Limiter {
     );
   }
 
+  /** The lowest the limit goes. */
+  get min(): number {
+    return this.estimator.min;
+  }
+
+  /** The highest the limit goes. */
+  get max(): number {
+    return this.estimator.max;
+  }
+
   /** The current limit: the weight admitted at once. */
   get capacity(): number {
-    return this.limit;
+    return this.estimator.limit;
   }
 
   /** `capacity - inUse`; negative after the limit shrank below what is held. */
   get available(): number {
-    return this.limit - this.held;
+    return this.estimator.limit - this.held;
   }
 
   /** Weight held right now. */
@@ -318,45 +284,31 @@ export class AdaptiveLimiter implements Limiter {
   on(event: "limit", listener: (event: AdaptiveLimiterEvents["limit"]) => void): () => void {
     if (event !== "limit") throw new TypeError(`event must be "limit"; got ${describe(event)}`);
     checkFunction(listener, "listener");
-    this.listeners.add(listener);
-    return () => {
-      this.listeners.delete(listener);
-    };
+    return this.estimator.onChange(listener);
   }
 
   /** A snapshot of the limit, its estimates and the lifetime counters. */
   statistics(): AdaptiveLimiterStatistics {
     return {
       name: this.name,
-      capacity: this.limit,
+      capacity: this.estimator.limit,
       available: this.available,
       inUse: this.held,
       waiting: this.admission.queue.size,
       ...this.admission.counters,
-      min: this.min,
-      max: this.max,
-      algorithm: this.algorithm.name,
-      estimatedLimit: this.estimated,
-      estimates: this.algorithm.estimates?.() ?? {},
-      samples: this.samples,
-      drops: this.drops,
-      changes: this.changes,
+      ...this.estimator.statistics(),
     };
   }
 
   /** @internal Throws an Error naming the first broken invariant (the model tests call it after each step). */
   assertInvariants(): void {
     this.admission.assertInvariants();
-    if (!(this.min <= this.limit && this.limit <= this.max && this.limit === Math.floor(this.estimated))) {
-      throw new Error(
-        `adaptive limiter invariant broken: min <= limit <= max; got ${this.min}, ${this.limit}, ${this.max}`,
-      );
-    }
+    this.estimator.assertInvariants();
     if (!Number.isSafeInteger(this.held) || this.held < 0 || this.held > this.max) {
       throw new Error(`adaptive limiter invariant broken: 0 <= held <= max; got ${this.held}`);
     }
     const head = this.admission.queue.head;
-    if (head !== undefined && (head.request <= this.limit - this.held || this.held === 0)) {
+    if (head !== undefined && (head.request <= this.estimator.limit - this.held || this.held === 0)) {
       throw new Error("adaptive limiter invariant broken: the head waits though it fits");
     }
   }
@@ -391,9 +343,7 @@ export class AdaptiveLimiter implements Limiter {
       drop = this.isDrop(error) === true;
     } catch (classifierError) {
       drop = true;
-      queueMicrotask(() => {
-        throw classifierError;
-      });
+      rethrowLater(classifierError);
     }
     permit.outcome = drop ? "drop" : "ignore";
   }
@@ -403,41 +353,10 @@ export class AdaptiveLimiter implements Limiter {
     this.held -= permit.weight;
     if (permit.outcome !== "ignore") {
       const latency = permit.reportedLatency >= 0 ? permit.reportedLatency : this.clock.now() - permit.grantedAt;
-      this.sample({ latency, inFlight: permit.inFlightAtGrant, dropped: permit.outcome === "drop" });
+      this.estimator.sample({ latency, inFlight: permit.inFlightAtGrant, dropped: permit.outcome === "drop" });
     }
     if (this.admission.queue.size !== 0) this.admission.dispatch();
     if (this.held === 0) this.notifyIfIdle();
-  }
-
-  private sample(sample: LimitSample): void {
-    this.samples++;
-    if (sample.dropped) this.drops++;
-    let next: number;
-    try {
-      next = this.algorithm.update(this.estimated, sample);
-    } catch (error) {
-      queueMicrotask(() => {
-        throw error;
-      });
-      return;
-    }
-    // A result that is not a number (NaN from a 0 ms latency, a user's bug) keeps the limit as it is.
-    if (typeof next !== "number" || !Number.isFinite(next)) return;
-    this.estimated = Math.min(this.max, Math.max(this.min, next));
-    const previous = this.limit;
-    this.limit = Math.floor(this.estimated);
-    if (this.limit === previous) return;
-    this.changes++;
-    const event = { previous, limit: this.limit, sample };
-    for (const listener of this.listeners) {
-      try {
-        listener(event);
-      } catch (error) {
-        queueMicrotask(() => {
-          throw error;
-        });
-      }
-    }
   }
 
   private notifyIfIdle(): void {
@@ -450,20 +369,4 @@ export class AdaptiveLimiter implements Limiter {
   private subject(): string {
     return this.name === undefined ? "the adaptive limiter" : `adaptive limiter ${JSON.stringify(this.name)}`;
   }
-}
-
-function checkAlgorithm(value: unknown): LimitAlgorithm {
-  if (typeof value === "string") return limitAlgorithm(value as LimitAlgorithmName);
-  const algorithm = value as LimitAlgorithm;
-  if (
-    typeof value !== "object" ||
-    value === null ||
-    typeof algorithm.update !== "function" ||
-    typeof algorithm.name !== "string"
-  ) {
-    throw new TypeError(
-      `algorithm must be "gradient", "aimd", "vegas", "backoff" or a LimitAlgorithm ({ name, update }); got ${describe(value)}`,
-    );
-  }
-  return algorithm;
 }

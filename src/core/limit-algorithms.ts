@@ -174,9 +174,10 @@ export function vegas(options: VegasOptions = {}): LimitAlgorithm {
         noLoad = latency;
         return limit;
       }
-      if (noLoad === 0 || latency < noLoad) {
+      // A drop's latency says nothing about the unloaded one (a refusal answers fast; a pause has none).
+      if (!dropped && (noLoad === 0 || latency < noLoad)) {
         noLoad = latency;
-        if (!dropped) return limit;
+        return limit;
       }
       const step = log10Step(limit);
       let next: number;

@@ -377,7 +377,11 @@ function concurrencyWindow(limiter: Limiter, concurrency: unknown): AdaptiveLimi
       `concurrency must be "backoff", "auto", an AdaptiveLimiter or false; got ${describe(concurrency)}`,
     );
   }
-  const capacity = (limiter as { statistics?(): { capacity?: unknown } }).statistics?.().capacity;
+  // An adaptive limiter's capacity is where it is now; its ceiling is its max.
+  const statistics = (
+    limiter as { statistics?(): { capacity?: unknown; max?: unknown; adaptiveConcurrency?: { max: unknown } } }
+  ).statistics?.();
+  const capacity = statistics?.max ?? statistics?.adaptiveConcurrency?.max ?? statistics?.capacity;
   const ceiling = typeof capacity === "number" && Number.isInteger(capacity) && capacity >= 1 ? capacity : undefined;
   if (concurrency === "auto") return new AdaptiveLimiter({ max: ceiling ?? 1000 });
   // Open at the ceiling: until the service refuses, the limiter's own cap is all there is. Without a

@@ -60,6 +60,7 @@ describe("AdaptiveLimiter: bad input fails at once, naming the argument and valu
     expect(new AdaptiveLimiter({ min: 2, max: 5, initial: 50 }).capacity).toBe(5);
     expect(new AdaptiveLimiter({ min: 2, max: 5, initial: 0 }).capacity).toBe(2);
     expect(new AdaptiveLimiter().capacity).toBe(10);
+    expect(new AdaptiveLimiter().statistics().algorithm).toBe("vegas");
   });
 });
 
@@ -88,7 +89,7 @@ describe("AdaptiveLimiter: the algorithms move the limit the right way", () => {
 
   it("gradient: grows while latency holds, shrinks once latency climbs (a queue at the service)", async () => {
     const clock = new FakeClock();
-    const limiter = new AdaptiveLimiter({ max: 200, clock });
+    const limiter = new AdaptiveLimiter({ algorithm: "gradient", max: 200, clock });
     const growing = await drive(limiter, clock, () => 20, 6);
     expect(growing.at(-1)).toBeGreaterThan(growing[0] as number);
     // A service of capacity 16: beyond it, latency grows with the queue.
@@ -99,7 +100,7 @@ describe("AdaptiveLimiter: the algorithms move the limit the right way", () => {
   });
 
   it("gradient: a drop backs off at once (a 503 answers fast and would otherwise read as no queue)", async () => {
-    const limiter = new AdaptiveLimiter({ initial: 20 });
+    const limiter = new AdaptiveLimiter({ algorithm: "gradient", initial: 20 });
     const permit = await limiter.acquire();
     permit.dropped();
     permit.release();
