@@ -28,6 +28,7 @@ export type {
   VegasOptions,
 } from "./core/limit-algorithms.js";
 export { aimd, gradient2, overloadBackoff, vegas } from "./core/limit-algorithms.js";
+export type { AdaptiveLimitStatistics, LimitChange } from "./core/limit-estimator.js";
 export type { AcquireOptions, Limiter, Permit } from "./core/limiter.js";
 export { NEVER_ABORTED } from "./core/limiter.js";
 export type { MapAllOptions, MapOptions, Mapper, MapStreamOptions } from "./core/map.js";

@@ -18,8 +18,9 @@ export interface LimitChange {
 
 /** What an adaptive limit reports in `statistics()`, besides the core fields. */
 export interface AdaptiveLimitStatistics {
-  /** The bounds the limit moves within. */
+  /** The lowest the limit goes. */
   min: number;
+  /** The highest the limit goes. */
   max: number;
   /** The algorithm's name. */
   algorithm: string;
