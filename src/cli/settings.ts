@@ -215,12 +215,35 @@ export function readMockSettings(parsed: ParsedCommandLine): MockSettings {
     ...optional("completionTokens", values.range("completion-tokens", "integer", { min: 0, max: 1_000_000 })),
     ...optional("quota", readQuota(values)),
     ...optional("failures", readFailures(values)),
+    ...optional("overload", readOverload(values)),
   };
   return { server, minuteText: values.string("minute")?.trim() ?? "1m" };
 }
 
 function optional<K extends string, V>(name: K, value: V | undefined): { [key in K]?: V } {
   return (value === undefined ? {} : { [name]: value }) as { [key in K]?: V };
+}
+
+/** `--overload C[:QUEUE]` and `--overload-status`, which does nothing without it and is refused then. */
+function readOverload(values: OptionValues): MockServerOptions["overload"] {
+  const text = values.string("overload")?.trim();
+  const statusText = values.string("overload-status")?.trim();
+  if (text === undefined) {
+    if (statusText !== undefined) throw values.error(`${values.typed("overload-status")} needs --overload C[:QUEUE]`);
+    return undefined;
+  }
+  const match = /^(\d+)(?::(\d+))?$/.exec(text);
+  const capacity = Number(match?.[1]);
+  const queue = match?.[2] === undefined ? capacity : Number(match[2]);
+  if (match === null || capacity < 1 || capacity > MAX_CONCURRENCY || queue > MAX_CONCURRENCY) {
+    throw values.error(
+      `${values.typed("overload")} must be C or C:QUEUE, C from 1 to ${MAX_CONCURRENCY} and QUEUE from 0; got ${JSON.stringify(text)}`,
+    );
+  }
+  if (statusText !== undefined && statusText !== "503" && statusText !== "429") {
+    throw values.error(`${values.typed("overload-status")} must be 503 or 429; got ${JSON.stringify(statusText)}`);
+  }
+  return { capacity, queue, status: statusText === "429" ? 429 : 503 };
 }
 
 function readQuota(values: OptionValues): MockServerOptions["quota"] {

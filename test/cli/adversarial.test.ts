@@ -8,13 +8,15 @@ import { describe, expect, it } from "vitest";
 import { parseCommandLine, UsageError } from "../../src/cli/command-line.js";
 import { FETCH_COMMAND, prepareRequest } from "../../src/cli/fetch-command.js";
 import { readLines } from "../../src/cli/input.js";
+import { MOCK_COMMAND } from "../../src/cli/mock-command.js";
 import { runProcess } from "../../src/cli/process-job.js";
 import { RUN_COMMAND } from "../../src/cli/run-command.js";
-import { readFetchSettings, readRunSettings } from "../../src/cli/settings.js";
+import { readFetchSettings, readMockSettings, readRunSettings } from "../../src/cli/settings.js";
 import { InputError, parseRecord } from "../../src/cli/template.js";
 
 const runSettings = (...argv: string[]) => readRunSettings(parseCommandLine(RUN_COMMAND, [...argv, "--", "true"]));
 const fetchSettings = (...argv: string[]) => readFetchSettings(parseCommandLine(FETCH_COMMAND, argv));
+const mockSettings = (...argv: string[]) => readMockSettings(parseCommandLine(MOCK_COMMAND, argv));
 
 function usageErrorOf(action: () => unknown): UsageError {
   try {
@@ -51,6 +53,24 @@ describe("option values", () => {
     ];
     for (const [text, message] of refusals)
       expect(usageErrorOf(() => fetchSettings("-c", text)).message).toMatch(message);
+  });
+
+  it("sluice mock --overload C[:QUEUE] and --overload-status: read, and refused naming the option", () => {
+    expect(mockSettings("--overload", "16").server.overload).toEqual({ capacity: 16, queue: 16, status: 503 });
+    expect(mockSettings("--overload", "8:0", "--overload-status", "429").server.overload).toEqual({
+      capacity: 8,
+      queue: 0,
+      status: 429,
+    });
+    expect(mockSettings().server.overload).toBeUndefined();
+    expect(usageErrorOf(() => mockSettings("--overload-status", "429")).message).toBe(
+      "--overload-status needs --overload C[:QUEUE]",
+    );
+    expect(usageErrorOf(() => mockSettings("--overload", "0")).message).toMatch(/^--overload must be C or C:QUEUE/);
+    expect(usageErrorOf(() => mockSettings("--overload", "4:x")).message).toMatch(/got "4:x"/);
+    expect(usageErrorOf(() => mockSettings("--overload", "4", "--overload-status", "500")).message).toBe(
+      '--overload-status must be 503 or 429; got "500"',
+    );
   });
 
   it("integers are decimal digits: hex, exponents and fractions are refused, not read as numbers", () => {
