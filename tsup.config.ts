@@ -7,6 +7,7 @@ const library: Options = {
     redis: "src/redis/index.ts",
     threads: "src/threads/index.ts",
     testing: "src/testing/index.ts",
+    otel: "src/otel/index.ts",
   },
   dts: true,
   splitting: true,
@@ -14,7 +15,7 @@ const library: Options = {
   clean: false,
   target: "node20",
   platform: "node",
-  external: ["ioredis"],
+  external: ["ioredis", "@opentelemetry/api"],
 };
 
 export default defineConfig([
@@ -29,6 +30,7 @@ export default defineConfig([
     clean: false,
     target: "node20",
     platform: "node",
-    external: ["ioredis"],
+    // The OpenTelemetry packages are loaded at run time, when installed (src/cli/telemetry.ts).
+    external: ["ioredis", /^@opentelemetry\//],
   },
 ]);

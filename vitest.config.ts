@@ -11,6 +11,7 @@ export default defineConfig({
       { find: /^sluice\/redis$/, replacement: source("./src/redis/index.ts") },
       { find: /^sluice\/threads$/, replacement: source("./src/threads/index.ts") },
       { find: /^sluice\/testing$/, replacement: source("./src/testing/index.ts") },
+      { find: /^sluice\/otel$/, replacement: source("./src/otel/index.ts") },
       { find: /^sluice$/, replacement: source("./src/index.ts") },
     ],
   },

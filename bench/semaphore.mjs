@@ -3,6 +3,7 @@
 //
 //   npm run bench -- semaphore                       (builds, then runs this file)
 //   node --expose-gc bench/semaphore.mjs [--runs 5] [--only a,b,c,d] [--quick]
+//   SLUICE_BASELINE_DIST=/tmp/base/dist node --expose-gc bench/semaphore.mjs --only a   (see below)
 //
 // (a) uncontended `run(async noop)`, sequentially: ops/s.
 // (b) 1e5 tasks started at once through capacity 1, 10 and 100: total ms; the task is `async () => {}`,
@@ -39,32 +40,38 @@ const REASON = new Error("aborted by the benchmark");
 // Subjects. Each scenario names its subjects; a subject is code written out in full for that library,
 // so every call site sees one library only (no shared, polymorphic loop).
 
+/** (a) `run(noop)` n times in a row, on the sluice build at `path`. */
+async function runNoop(path) {
+  const { Semaphore } = await import(path);
+  const semaphore = new Semaphore(1);
+  return async (n) => {
+    for (let i = 0; i < n; i++) await semaphore.run(noop);
+  };
+}
+
+/** (a) `acquire()`, `await noop()`, `release()` n times in a row, on the sluice build at `path`. */
+async function acquireRelease(path) {
+  const { Semaphore } = await import(path);
+  const semaphore = new Semaphore(1);
+  return async (n) => {
+    for (let i = 0; i < n; i++) {
+      const permit = await semaphore.acquire();
+      try {
+        await noop();
+      } finally {
+        permit.release();
+      }
+    }
+  };
+}
+
 /** (a) Sequential uncontended calls: `loop(n)` makes n calls, one after another. */
 const uncontended = {
   "bare `await noop()` (floor)": async () => async (n) => {
     for (let i = 0; i < n; i++) await noop();
   },
-  "sluice `run(noop)`": async () => {
-    const { Semaphore } = await import(sluicePath);
-    const semaphore = new Semaphore(1);
-    return async (n) => {
-      for (let i = 0; i < n; i++) await semaphore.run(noop);
-    };
-  },
-  "sluice `acquire()` + `release()`": async () => {
-    const { Semaphore } = await import(sluicePath);
-    const semaphore = new Semaphore(1);
-    return async (n) => {
-      for (let i = 0; i < n; i++) {
-        const permit = await semaphore.acquire();
-        try {
-          await noop();
-        } finally {
-          permit.release();
-        }
-      }
-    };
-  },
+  "sluice `run(noop)`": () => runNoop(sluicePath),
+  "sluice `acquire()` + `release()`": () => acquireRelease(sluicePath),
   "sluice `acquire({ priority, timeout })` + `release()`": async () => {
     const { Semaphore } = await import(sluicePath);
     const semaphore = new Semaphore(1);
@@ -131,6 +138,14 @@ const uncontended = {
   },
 };
 /** bottleneck starts each job through a timer (a few hundred calls a second here): 1,000 calls. */
+// SLUICE_BASELINE_DIST: the dist/ of another commit (`git archive <commit>` into a folder, `npm run build`
+// there), measured next to this build in the same run, so a change to the hot path shows its cost in one table.
+const baselinePath = process.env.SLUICE_BASELINE_DIST;
+if (baselinePath !== undefined) {
+  const baseline = new URL("index.js", `file://${baselinePath.replace(/\/?$/, "/")}`).href;
+  uncontended["sluice `run(noop)`, baseline build"] = () => runNoop(baseline);
+  uncontended["sluice `acquire()` + `release()`, baseline build"] = () => acquireRelease(baseline);
+}
 const uncontendedScale = { "bottleneck `schedule(noop)`": 0.001 };
 
 /**

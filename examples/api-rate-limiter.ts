@@ -42,4 +42,6 @@ for (const response of responses) {
 const gaps = arrivals.slice(1).map((at, index) => at - (arrivals[index] as number));
 console.log(`Fetched ${responses.length} users in ${(performance.now() - began).toFixed(0)} ms`);
 console.log(`smallest gap between starts: ${Math.min(...gaps).toFixed(1)} ms (minInterval 100 ms)`);
-if (Math.min(...gaps) < 99) throw new Error("starts closer than minInterval");
+// The limiter spaces its grants by minInterval on its clock; a call sees its grant a little later when the
+// event loop is busy (a few ms on a loaded machine), so the gaps seen here may fall short by that much.
+if (Math.min(...gaps) < 90) throw new Error("starts closer than minInterval");

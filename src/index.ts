@@ -16,6 +16,14 @@ export type { ChannelOptions, ChannelStatistics, Received } from "./core/channel
 export { Channel } from "./core/channel.js";
 export type { Clock, TimerHandle } from "./core/clock.js";
 export { systemClock } from "./core/clock.js";
+export type {
+  AcquireOutcome,
+  HttpAttemptEvent,
+  LeaseLostEvent,
+  LimiterBackend,
+  RatePauseEvent,
+} from "./core/diagnostics.js";
+export { AcquireEvent, HoldEvent, identityOf, LimiterIdentity } from "./core/diagnostics.js";
 export type { Duration } from "./core/duration.js";
 export { parseDurationText, toMilliseconds } from "./core/duration.js";
 export { ClosedError, LeaseLostError, ReleasedError, TimeoutError } from "./core/errors.js";

@@ -25,7 +25,14 @@ function runInChild(source: string, type: "commonjs" | "module" = "commonjs"): u
   return JSON.parse(output);
 }
 
-const ENTRIES = JSON.stringify(["sluice", "sluice/http", "sluice/redis", "sluice/threads", "sluice/testing"]);
+const ENTRIES = JSON.stringify([
+  "sluice",
+  "sluice/http",
+  "sluice/redis",
+  "sluice/threads",
+  "sluice/testing",
+  "sluice/otel",
+]);
 
 describe("the CommonJS build", () => {
   it("keeps the names of the exported classes and functions", () => {
@@ -92,7 +99,7 @@ describe("the ESM build", () => {
 
 describe("every entry point, as a bundler sees it", () => {
   const PORTABLE = ["sluice", "sluice/http"];
-  const NODE_ONLY = ["sluice/redis", "sluice/threads", "sluice/testing"];
+  const NODE_ONLY = ["sluice/redis", "sluice/threads", "sluice/testing", "sluice/otel"];
 
   it.each([
     ...PORTABLE.map((entry) => [entry, "browser", "esm"] as const),
@@ -109,7 +116,7 @@ describe("every entry point, as a bundler sees it", () => {
       format,
       platform,
       logLevel: "silent",
-      external: ["ioredis"],
+      external: ["ioredis", "@opentelemetry/api"],
     });
     expect(result.errors).toEqual([]);
     expect(result.outputFiles[0]?.text.length).toBeGreaterThan(1_000);
@@ -121,7 +128,7 @@ const requiresEsm = (process.features as { require_module?: boolean }).require_m
 
 describe.runIf(requiresEsm)(`require(esm) on Node ${process.version}`, () => {
   it("require() of each entry point's ES module gives the same exports as import()", () => {
-    const files = ["index", "http", "redis", "threads", "testing"];
+    const files = ["index", "http", "redis", "threads", "testing", "otel"];
     const result = runInChild(`
       const { pathToFileURL } = require("node:url");
       const outcome = {};

@@ -4,8 +4,8 @@
  * job *is* (a process, an HTTP request) is the handler's business.
  */
 import { setMaxListeners } from "node:events";
-import { systemClock } from "../core/clock.js";
 import type { Permit } from "../core/limiter.js";
+import { backoffDelay, sleep } from "../core/sleep.js";
 import type { RunStatistics } from "./statistics.js";
 import { InputError, type InputLine } from "./template.js";
 
@@ -298,27 +298,14 @@ export class JobRunner<Job, Outcome> {
   /** Full jitter (AWS's "exponential backoff and jitter"), but never sooner than the server asked. */
   private backoff(retry: number, retryAfterMs: number | undefined): number {
     const { retryDelay, retryMaxDelay } = this.options;
-    const ceiling = Math.min(retryMaxDelay, retryDelay * 2 ** (retry - 1));
+    const ceiling = backoffDelay(retry, retryDelay, retryMaxDelay);
     const jittered = (this.options.random ?? Math.random)() * ceiling;
     return Math.max(jittered, retryAfterMs ?? 0);
   }
 
-  /** Waits `ms`; resolves `false` if admission stops meanwhile. */
+  /** Waits `ms` (on the system clock, which also waits beyond 24.8 days); `false` if admission stops meanwhile. */
   private sleep(ms: number): Promise<boolean> {
-    const signal = this.admitting.signal;
-    if (signal.aborted) return Promise.resolve(false);
-    return new Promise((resolve) => {
-      const onAbort = () => {
-        systemClock.clearTimeout(timer);
-        resolve(false);
-      };
-      // Not the bare setTimeout: a wait beyond 24.8 days (a long --retry-max-delay) would fire at once.
-      const timer = systemClock.setTimeout(() => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(true);
-      }, ms);
-      signal.addEventListener("abort", onAbort, { once: true });
-    });
+    return sleep(ms, this.admitting.signal);
   }
 }
 

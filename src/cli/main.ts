@@ -33,6 +33,7 @@ import {
   readMockSettings,
   readRunSettings,
 } from "./settings.js";
+import { startTelemetry } from "./telemetry.js";
 
 /** A command: its spec (options, help), how its settings are read, and what runs from them. */
 interface Command {
@@ -56,6 +57,9 @@ const COMMANDS: readonly Command[] = [
   command(INSPECT_COMMAND, readInspectSettings, inspectCommand),
   command(MOCK_COMMAND, readMockSettings, mockCommand),
 ];
+
+/** The commands that export sluice's metrics when OTEL_EXPORTER_OTLP_ENDPOINT is set (telemetry.ts). */
+const EXPORTING: ReadonlySet<string> = new Set(["run", "fetch"]);
 
 function version(): string {
   try {
@@ -122,7 +126,14 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stdout.write(formatHelp(spec));
       return ExitCode.ok;
     }
-    return await entry.start(parsed, ["sluice", ...argv].map(quoteIfNeeded).join(" "));
+    const telemetry = EXPORTING.has(name)
+      ? await startTelemetry(process.env, name, (line) => process.stderr.write(`${line}\n`))
+      : undefined;
+    try {
+      return await entry.start(parsed, ["sluice", ...argv].map(quoteIfNeeded).join(" "));
+    } finally {
+      await telemetry?.stop();
+    }
   } catch (error) {
     if (error instanceof UsageError) return usage(error);
     process.stderr.write(`sluice ${name}: ${error instanceof Error ? error.message : String(error)}\n`);

@@ -17,6 +17,16 @@
  */
 
 import type { Clock } from "./clock.js";
+import {
+  type AcquireEvent,
+  type AcquireOutcome,
+  acquireChannel,
+  acquiredNow,
+  admitted,
+  endAcquire,
+  type LimiterIdentity,
+  startAcquire,
+} from "./diagnostics.js";
 import { TimeoutError } from "./errors.js";
 import { NEVER_ABORTED } from "./limiter.js";
 import type { CheckedWaitOptions } from "./wait-options.js";
@@ -58,6 +68,15 @@ export interface LimiterStatistics extends LimiterCounters {
   waiting: number;
 }
 
+/** A request refused within the admission step: its events (if someone listens) and its rejection. */
+function refused(event: AcquireEvent | undefined, outcome: AcquireOutcome, error: unknown): Promise<never> {
+  if (event !== undefined) {
+    admitted(event, false);
+    endAcquire(event, outcome, error);
+  }
+  return Promise.reject(error);
+}
+
 /** What a primitive tells the admission step about its requests. */
 export interface Gate<Request, Grant> {
   /**
@@ -90,6 +109,8 @@ export interface Gate<Request, Grant> {
   stalled?(head: Waiter<Request, Grant> | undefined): void;
   /** A waiter left by abort or timeout (after the counters; before a re-dispatch). */
   left?(waiter: Waiter<Request, Grant>, reason: CancelReason): void;
+  /** The weight `request` asks for, for the `sluice:acquire` events; absent: 1. */
+  weight?(request: Request): number;
 }
 
 /**
@@ -105,6 +126,12 @@ export class Admission<Request, Grant> implements SelfChecking {
    * `requests = granted + aborted + timedOut + rejected + queue.size`.
    */
   private requests = 0;
+  /**
+   * The `sluice:acquire` events of the waiters queued while someone listened, ended at the waiter's exit
+   * (grant, abort, timeout, rejection) in the same step. `undefined` whenever it would be empty, so the
+   * exits of an untraced limiter cost one field read.
+   */
+  private traced: Map<Waiter<Request, Grant>, AcquireEvent> | undefined = undefined;
 
   constructor(
     private readonly gate: Gate<Request, Grant>,
@@ -113,10 +140,15 @@ export class Admission<Request, Grant> implements SelfChecking {
     subject: () => string,
     /** Called after a waiter left (abort, timeout) and dispatch ran: a primitive may now be idle. */
     private readonly afterLeave?: () => void,
+    /**
+     * What the `sluice:acquire` events name; absent for what is not a Limiter (Pool, Channel), which
+     * publishes nothing.
+     */
+    readonly identity?: LimiterIdentity,
   ) {
     this.queue = new WaitQueue<Request, Grant>(
       clock,
-      (waiter, reason, wasHead) => this.onLeave(waiter, reason, wasHead),
+      (waiter, reason, wasHead, error) => this.onLeave(waiter, reason, wasHead, error),
       subject,
     );
   }
@@ -127,29 +159,42 @@ export class Admission<Request, Grant> implements SelfChecking {
    */
   admit(request: Request, options: CheckedWaitOptions): Grant | Promise<Grant> {
     this.requests++;
+    // The one `hasSubscribers` read of a request: without a subscriber, `event` stays undefined and
+    // nothing below allocates for the events.
+    const event =
+      this.identity !== undefined && acquireChannel.hasSubscribers
+        ? startAcquire(this.identity, this.gate.weight?.(request) ?? 1, options.priority)
+        : undefined;
     const impossible = this.gate.impossible(request);
     if (impossible !== undefined) {
       this.counters.rejected++;
-      return Promise.reject(impossible);
+      return refused(event, "rejected", impossible);
     }
     const { signal, priority, timeout } = options;
     // An already-aborted signal never enters the queue, even if room is free: the abort came first.
     if (signal?.aborted) {
       this.counters.aborted++;
-      return Promise.reject(signal.reason);
+      return refused(event, "aborted", signal.reason);
     }
     // A request that sorts to the head and fits is served at once, so a light high-priority request
     // passes a heavy low-priority head that is still waiting for room.
     if (this.queue.isFirstInLine(priority) && this.gate.fits(request)) {
       this.counters.granted++;
-      return this.gate.take(request, signal ?? NEVER_ABORTED, undefined);
+      const grant = this.gate.take(request, signal ?? NEVER_ABORTED, undefined);
+      if (event !== undefined) {
+        admitted(event, false);
+        endAcquire(event, "acquired");
+      }
+      return grant;
     }
     if (timeout === 0) {
-      if (this.gate.tryNow !== undefined) return this.lastChance(request, signal);
+      if (this.gate.tryNow !== undefined) return this.whenSettled(event, this.lastChance(request, signal), signal);
       this.counters.timedOut++;
-      return Promise.reject(new TimeoutError(0, this.queue.timeoutMessage(0)));
+      return refused(event, "timeout", new TimeoutError(0, this.queue.timeoutMessage(0)));
     }
     const promise = this.queue.enqueue(request, priority, signal, timeout);
+    // Before `enqueued`, which may grant it at once (a backend's answer, a rate limiter's dispatch).
+    if (event !== undefined) this.trace(event, this.queue.newest(priority) as Waiter<Request, Grant>);
     this.gate.enqueued?.(request);
     return promise;
   }
@@ -196,6 +241,7 @@ export class Admission<Request, Grant> implements SelfChecking {
       }
       this.counters.granted++;
       queue.grant(head, this.gate.take(head.request, head.cancellation?.signal ?? NEVER_ABORTED, head));
+      if (this.traced !== undefined) this.untrace(head, "acquired", undefined);
     }
     this.gate.stalled?.(undefined);
   }
@@ -204,9 +250,10 @@ export class Admission<Request, Grant> implements SelfChecking {
    * Counts a grant made outside the admission step as a request granted at once: a primitive's fast path
    * for the commonest call, and `tryAcquire`.
    */
-  grantedNow(): void {
+  grantedNow(weight = 1): void {
     this.requests++;
     this.counters.granted++;
+    if (this.identity !== undefined && acquireChannel.hasSubscribers) acquiredNow(this.identity, weight);
   }
 
   /**
@@ -234,6 +281,7 @@ export class Admission<Request, Grant> implements SelfChecking {
   grant(waiter: Waiter<Request, Grant>, grant: Grant): void {
     this.counters.granted++;
     this.queue.grant(waiter, grant);
+    if (this.traced !== undefined) this.untrace(waiter, "acquired", undefined);
   }
 
   /**
@@ -243,18 +291,63 @@ export class Admission<Request, Grant> implements SelfChecking {
   withdrawAborted(waiter: Waiter<Request, Grant>, reason: unknown): void {
     this.counters.aborted++;
     this.queue.reject(waiter, reason);
+    if (this.traced !== undefined) this.untrace(waiter, "aborted", reason);
   }
 
   /** Rejects `waiter` on the limiter's behalf (a shrink, a backend failure), counting it. */
   reject(waiter: Waiter<Request, Grant>, reason: unknown): void {
     this.counters.rejected++;
     this.queue.reject(waiter, reason);
+    if (this.traced !== undefined) this.untrace(waiter, "rejected", reason);
   }
 
   /** Rejects every waiter with `reason` (clear, close), counting them. */
   rejectAll(reason: unknown | (() => unknown)): void {
     const make = typeof reason === "function" ? (reason as () => unknown) : () => reason;
     for (let waiter = this.queue.head; waiter !== undefined; waiter = this.queue.head) this.reject(waiter, make());
+  }
+
+  /** A queued request's event: `end` now, and the rest when `waiter` leaves (see `untrace`). */
+  private trace(event: AcquireEvent, waiter: Waiter<Request, Grant>): void {
+    (this.traced ??= new Map()).set(waiter, event);
+    admitted(event, true);
+  }
+
+  /** Ends the event of `waiter`, if it was traced, as it leaves the queue. */
+  private untrace(waiter: Waiter<Request, Grant>, outcome: AcquireOutcome, error: unknown): void {
+    const traced = this.traced as Map<Waiter<Request, Grant>, AcquireEvent>;
+    const event = traced.get(waiter);
+    if (event === undefined) return;
+    traced.delete(waiter);
+    if (traced.size === 0) this.traced = undefined;
+    endAcquire(event, outcome, error);
+  }
+
+  /**
+   * Publishes `end` for a `timeout: 0` request whose last chance goes on in `promise`, and the end of the
+   * wait when it settles, classified as `countFailure` does. (The reaction marks `promise` handled.)
+   */
+  private whenSettled(
+    event: AcquireEvent | undefined,
+    promise: Promise<Grant>,
+    signal: AbortSignal | undefined,
+  ): Promise<Grant> {
+    if (event === undefined) return promise;
+    admitted(event, false);
+    promise.then(
+      () => endAcquire(event, "acquired"),
+      (error: unknown) =>
+        endAcquire(
+          event,
+          signal?.aborted && error === signal.reason
+            ? "aborted"
+            : error instanceof TimeoutError
+              ? "timeout"
+              : "rejected",
+          error,
+        ),
+    );
+    return promise;
   }
 
   /** `timeout: 0` where the limiter has a last chance to offer (see {@link Gate.tryNow}). */
@@ -265,9 +358,10 @@ export class Admission<Request, Grant> implements SelfChecking {
     throw new TimeoutError(0, this.queue.timeoutMessage(0));
   }
 
-  private onLeave(waiter: Waiter<Request, Grant>, reason: CancelReason, wasHead: boolean): void {
+  private onLeave(waiter: Waiter<Request, Grant>, reason: CancelReason, wasHead: boolean, error: unknown): void {
     if (reason === "abort") this.counters.aborted++;
     else this.counters.timedOut++;
+    if (this.traced !== undefined) this.untrace(waiter, reason === "abort" ? "aborted" : "timeout", error);
     this.gate.left?.(waiter, reason);
     // The head may have been what blocked the rest (head-of-line): the next one may fit now.
     if (wasHead) this.dispatch();

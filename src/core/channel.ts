@@ -11,7 +11,7 @@ import { Deque } from "./deque.js";
 import { describe } from "./duration.js";
 import { ClosedError } from "./errors.js";
 import { type CheckedWaitOptions, checkWaitOptions, type WaitOptions } from "./wait-options.js";
-import { type SelfChecking, selfChecks, type WaitQueue } from "./wait-queue.js";
+import type { SelfChecking, WaitQueue } from "./wait-queue.js";
 
 /** Options for {@link Channel}. */
 export interface ChannelOptions {
@@ -21,8 +21,8 @@ export interface ChannelOptions {
   clock?: Clock;
 }
 
-const CHANNEL_OPTIONS = optionNames<ChannelOptions>({ name: true, clock: true });
-const VALUES_OPTIONS = optionNames<{ signal?: AbortSignal }>({ signal: true });
+const CHANNEL_OPTIONS = /* @__PURE__ */ optionNames<ChannelOptions>({ name: true, clock: true });
+const VALUES_OPTIONS = /* @__PURE__ */ optionNames<{ signal?: AbortSignal }>({ signal: true });
 
 /** What {@link Channel.tryReceive} returns: a value, or why there was none. */
 export type Received<T> =
@@ -290,7 +290,7 @@ export class Channel<T> implements AsyncIterable<T> {
   }
 
   /** @internal For the model tests: the admission steps of sends and receives (their queues and counters). */
-  [selfChecks](): readonly SelfChecking[] {
+  "~selfChecks"(): readonly SelfChecking[] {
     return [this.sending, this.receiving];
   }
 

@@ -57,9 +57,15 @@ export interface MapStreamOptions extends MapOptions {
 type Mode = "all" | "settled" | "stream";
 
 const MAP_OPTIONS = {
-  settled: optionNames<MapOptions>({ concurrency: true, limiter: true, signal: true, ordered: true }),
-  all: optionNames<MapAllOptions>({ concurrency: true, limiter: true, signal: true, ordered: true, stopOnError: true }),
-  stream: optionNames<MapStreamOptions>({
+  settled: /* @__PURE__ */ optionNames<MapOptions>({ concurrency: true, limiter: true, signal: true, ordered: true }),
+  all: /* @__PURE__ */ optionNames<MapAllOptions>({
+    concurrency: true,
+    limiter: true,
+    signal: true,
+    ordered: true,
+    stopOnError: true,
+  }),
+  stream: /* @__PURE__ */ optionNames<MapStreamOptions>({
     concurrency: true,
     limiter: true,
     signal: true,

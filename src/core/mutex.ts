@@ -6,6 +6,7 @@
 import type { LimiterStatistics } from "./admission.js";
 import { checkOptionNames } from "./arguments.js";
 import type { Clock } from "./clock.js";
+import { identifyAs, identityOf, type LimiterIdentity } from "./diagnostics.js";
 import type { AcquireOptions, Limiter, Permit } from "./limiter.js";
 import { SEMAPHORE_OPTIONS, Semaphore, type SemaphoreStatistics } from "./semaphore.js";
 
@@ -126,6 +127,7 @@ export class Mutex extends LockOver<Permit, Permit | undefined, SemaphoreStatist
     semaphore.nameAs("mutex");
     super(semaphore);
     this.own = semaphore;
+    identifyAs(this, identityOf(semaphore) as LimiterIdentity);
   }
 
   /** Whether the lock is held (a `lock()` would wait). */

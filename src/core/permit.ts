@@ -2,6 +2,7 @@
  * The one permit and the one `run`: every Limiter's permits share the held flag, the release-twice
  * error and disposal; every Limiter's `run` calls its function the same way and releases the same way.
  */
+import { endHold, type HoldEvent, holdChannel, type LimiterIdentity, startHold } from "./diagnostics.js";
 import { defineDisposeSymbols } from "./dispose.js";
 import { ReleasedError } from "./errors.js";
 import type { Permit } from "./limiter.js";
@@ -30,11 +31,17 @@ export class HeldPermit<Released extends void | Promise<void> = void> implements
   declare private held: boolean;
   declare private readonly workSignal: AbortSignal;
   declare private readonly giveBack: GiveBack<never, Released>;
-  constructor(weight: number, signal: AbortSignal, giveBack: GiveBack<never, Released>) {
+  /** Its `sluice:hold` event, when someone listened at the grant. */
+  declare private hold: HoldEvent | undefined;
+  /**
+   * @param limiter - what its `sluice:hold` events name; without it (a Pool's lease) it publishes none.
+   */
+  constructor(weight: number, signal: AbortSignal, giveBack: GiveBack<never, Released>, limiter?: LimiterIdentity) {
     this.weight = weight;
     this.held = true;
     this.workSignal = signal;
     this.giveBack = giveBack;
+    this.hold = limiter !== undefined && holdChannel.hasSubscribers ? startHold(limiter, weight) : undefined;
   }
 
   /** Whether `release()` returns a promise to wait for (a distributed permit). */
@@ -56,6 +63,7 @@ export class HeldPermit<Released extends void | Promise<void> = void> implements
   release(): Released {
     if (!this.held) throw new ReleasedError(`this permit (weight ${this.weight}) was already released`);
     this.held = false;
+    if (this.hold !== undefined) endHold(this.hold);
     return (this.giveBack as GiveBack<this, Released>)(this);
   }
 
@@ -63,6 +71,7 @@ export class HeldPermit<Released extends void | Promise<void> = void> implements
   releaseIfHeld(): void {
     if (!this.held) return;
     this.held = false;
+    if (this.hold !== undefined) endHold(this.hold);
     (this.giveBack as GiveBack<this, Released>)(this);
   }
 

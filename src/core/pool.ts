@@ -12,8 +12,9 @@ import { ClosedError, TimeoutError } from "./errors.js";
 import { NEVER_ABORTED } from "./limiter.js";
 import { linkSignals } from "./linked-signal.js";
 import { type GiveBack, HeldPermit, runHolding } from "./permit.js";
+import { backoffDelay } from "./sleep.js";
 import { type CheckedWaitOptions, checkWaitOptions, type WaitOptions } from "./wait-options.js";
-import { type SelfChecking, selfChecks, type WaitQueue } from "./wait-queue.js";
+import type { SelfChecking, WaitQueue } from "./wait-queue.js";
 
 /**
  * A borrowed resource. Give it back with `release()`, or with `destroy()` if it is broken (a
@@ -111,7 +112,7 @@ export interface PoolOptions<T> {
   clock?: Clock;
 }
 
-const POOL_OPTIONS = optionNames<PoolOptions<unknown>>({
+const POOL_OPTIONS = /* @__PURE__ */ optionNames<PoolOptions<unknown>>({
   create: true,
   destroy: true,
   validate: true,
@@ -127,7 +128,7 @@ const POOL_OPTIONS = optionNames<PoolOptions<unknown>>({
   name: true,
   clock: true,
 });
-const CREATE_RETRY_OPTIONS = optionNames<NonNullable<PoolOptions<unknown>["createRetry"]>>({
+const CREATE_RETRY_OPTIONS = /* @__PURE__ */ optionNames<NonNullable<PoolOptions<unknown>["createRetry"]>>({
   attempts: true,
   delay: true,
   maxDelay: true,
@@ -477,7 +478,7 @@ export class Pool<T> {
   }
 
   /** @internal For the model tests: the admission step (its queue and counters). */
-  [selfChecks](): readonly SelfChecking[] {
+  "~selfChecks"(): readonly SelfChecking[] {
     return [this.admission];
   }
 
@@ -729,7 +730,7 @@ export class Pool<T> {
       this.settleDrain();
       return;
     }
-    const delay = Math.min(this.retryMaxDelay, this.retryDelay * 2 ** Math.min(job.attempt - 1, 52));
+    const delay = backoffDelay(job.attempt, this.retryDelay, this.retryMaxDelay);
     const timer = this.clock.setTimeout(() => {
       this.retryTimers.delete(timer);
       if (this.createStillNeeded()) {

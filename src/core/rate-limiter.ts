@@ -14,6 +14,7 @@ import {
   optionNames,
 } from "./arguments.js";
 import { type Clock, systemClock, type TimerHandle } from "./clock.js";
+import { identify, type LimiterIdentity, type RatePauseEvent, ratePauseChannel } from "./diagnostics.js";
 import { defineDisposeSymbols } from "./dispose.js";
 import { type Duration, describe, toMilliseconds } from "./duration.js";
 import { costAboveLimit, defaultAbortReason, weightAboveCapacity } from "./errors.js";
@@ -32,7 +33,7 @@ import {
 } from "./rate-cost.js";
 import { type HeaderInput, parseRateLimitHeaders, type RateLimitHeaders } from "./rate-headers.js";
 import { type CheckedAcquireOptions, checkAcquireOptions } from "./wait-options.js";
-import { type SelfChecking, selfChecks, type WaitQueue } from "./wait-queue.js";
+import type { SelfChecking, WaitQueue } from "./wait-queue.js";
 
 defineDisposeSymbols();
 
@@ -83,7 +84,7 @@ export type RateAcquireOptions = AcquireOptions & {
 };
 
 /** The names {@link RateLimit} accepts. */
-export const RATE_LIMIT_OPTIONS = optionNames<RateLimit>({
+export const RATE_LIMIT_OPTIONS = /* @__PURE__ */ optionNames<RateLimit>({
   limit: true,
   interval: true,
   unit: true,
@@ -115,7 +116,7 @@ export interface RateLimiterOptions {
   refund?: boolean | Readonly<Record<string, boolean>>;
 }
 
-const RATE_LIMITER_OPTIONS = optionNames<RateLimiterOptions>({
+const RATE_LIMITER_OPTIONS = /* @__PURE__ */ optionNames<RateLimiterOptions>({
   limits: true,
   concurrency: true,
   minInterval: true,
@@ -124,7 +125,10 @@ const RATE_LIMITER_OPTIONS = optionNames<RateLimiterOptions>({
   refund: true,
 });
 
-const TRY_ACQUIRE_OPTIONS = optionNames<Pick<RateAcquireOptions, "cost" | "weight">>({ cost: true, weight: true });
+const TRY_ACQUIRE_OPTIONS = /* @__PURE__ */ optionNames<Pick<RateAcquireOptions, "cost" | "weight">>({
+  cost: true,
+  weight: true,
+});
 
 /** A permit of a {@link RateLimiter}: a {@link Permit} whose cost can be corrected once it is known. */
 export interface RatePermit extends Permit {
@@ -270,12 +274,13 @@ class RateLimiterPermit extends HeldPermit implements RatePermit {
     readonly cost: Record<string, number>,
     /** @internal */
     readonly charges: readonly Charge[],
+    limiter: LimiterIdentity,
     /** @internal When it was granted, for `concurrency: "auto"`'s latency. */
     readonly grantedAt: number,
     /** @internal The weight in flight at the grant, its own included. */
     readonly inFlightAtGrant: number,
   ) {
-    super(weight, signal, giveBack);
+    super(weight, signal, giveBack, limiter);
   }
 
   settle(actual: RateCost): void {
@@ -364,6 +369,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     }
     this.giveBack(permit.weight);
   };
+  private readonly identity: LimiterIdentity;
   private readonly settlePermit: Settle = {
     check: (target) => checkCostUnits(target, this.counted, "actual"),
     apply: (permit, target, first) => this.applySettlement(permit, target, first),
@@ -384,6 +390,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     checkOptionNames(options, RATE_LIMITER_OPTIONS, "the new RateLimiter() options");
     this.name = checkName(options.name);
     this.clock = checkClock(options.clock) ?? systemClock;
+    this.identity = identify(this, this.name, "rate-limiter", "memory", this.clock);
     if (typeof options.concurrency === "string" && options.concurrency !== "auto") {
       throw new TypeError(`concurrency must be a number or "auto"; got ${describe(options.concurrency)}`);
     }
@@ -412,10 +419,12 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
           if (head === undefined || !this.hasRoomFor(weightOf(head.request))) this.disarm();
           else this.arm(this.readyAt(head.request, this.decidedAt), this.decidedAt);
         },
+        weight: weightOf,
       },
       this.clock,
       () => this.subject(),
       () => this.notifyIfIdle(),
+      this.identity,
     );
     this.queue = this.admission.queue;
     this.setLimits(options.limits ?? []);
@@ -523,7 +532,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     const impossible = this.whyImpossible(demand);
     if (impossible !== undefined) throw impossible;
     if (!this.queue.isFirstInLine(0) || !this.canStart(demand, (this.decidedAt = this.clock.now()))) return undefined;
-    this.admission.grantedNow();
+    this.admission.grantedNow(weight);
     const permit = this.start(demand, NEVER_ABORTED, this.decidedAt);
     if (this.queue.size !== 0) this.dispatch();
     return permit;
@@ -585,6 +594,9 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     this.pauseReason = reason;
     for (const bucket of this.buckets) bucket.emptyAt(until);
     this.emit("pause", { until, reason });
+    if (ratePauseChannel.hasSubscribers) {
+      ratePauseChannel.publish({ limiter: this.identity, duration: until - now, reason } satisfies RatePauseEvent);
+    }
     this.dispatch();
   }
 
@@ -673,7 +685,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
   }
 
   /** @internal For the model tests: the admission (its queue and counters) and the limiter itself. */
-  [selfChecks](): readonly SelfChecking[] {
+  "~selfChecks"(): readonly SelfChecking[] {
     return [this.admission, { assertInvariants: () => this.assertInvariants() }];
   }
 
@@ -789,6 +801,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
       this.settlePermit,
       costRecord(demand),
       charges,
+      this.identity,
       now,
       this.inFlight,
     );

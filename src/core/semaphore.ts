@@ -13,13 +13,14 @@ import {
   optionNames,
 } from "./arguments.js";
 import { type Clock, systemClock } from "./clock.js";
+import { identify, type LimiterIdentity } from "./diagnostics.js";
 import { defineDisposeSymbols } from "./dispose.js";
 import { describe } from "./duration.js";
 import { defaultAbortReason, weightAboveCapacity } from "./errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
 import { HeldPermit, runHolding } from "./permit.js";
 import { ACQUIRE_OPTIONS, type CheckedAcquireOptions, checkAcquireOptions } from "./wait-options.js";
-import { type SelfChecking, selfChecks, type Waiter, type WaitQueue } from "./wait-queue.js";
+import type { SelfChecking, Waiter, WaitQueue } from "./wait-queue.js";
 
 defineDisposeSymbols();
 
@@ -31,7 +32,7 @@ export interface SemaphoreOptions {
   clock?: Clock;
 }
 
-export const SEMAPHORE_OPTIONS = optionNames<SemaphoreOptions>({ name: true, clock: true });
+export const SEMAPHORE_OPTIONS = /* @__PURE__ */ optionNames<SemaphoreOptions>({ name: true, clock: true });
 
 /** A snapshot of a semaphore's state and lifetime counters, for logs and metrics. */
 export interface SemaphoreStatistics extends LimiterStatistics {
@@ -116,6 +117,8 @@ export class Semaphore implements Limiter {
   private kind = "semaphore";
   /** Takes a permit's weight back: one function for every permit of this semaphore. */
   private readonly giveBackPermit = (permit: HeldPermit): void => this.giveBack(permit.weight);
+  /** What its `sluice:acquire` / `sluice:hold` events name. */
+  private readonly identity: LimiterIdentity;
 
   /**
    * @param capacity - permits available: an integer >= 0, or `Infinity`.
@@ -129,6 +132,8 @@ export class Semaphore implements Limiter {
     }
     checkOptionNames(options, SEMAPHORE_OPTIONS, "the new Semaphore() options");
     this.name = checkName(options.name);
+    const clock = checkClock(options.clock) ?? systemClock;
+    this.identity = identify(this, this.name, "semaphore", "memory", clock);
     this.admission = new Admission<Request, Grant>(
       {
         impossible: (request) => {
@@ -142,13 +147,15 @@ export class Semaphore implements Limiter {
           this.held += weight;
           // A queued run is granted its own waiter; `startQueued`, already attached, makes the call.
           return typeof request === "number" || waiter === undefined
-            ? new HeldPermit(weight, signal, this.giveBackPermit)
+            ? new HeldPermit(weight, signal, this.giveBackPermit, this.identity)
             : waiter;
         },
+        weight: weightOf,
       },
-      checkClock(options.clock) ?? systemClock,
+      clock,
       () => this.subject(),
       () => this.notifyIfIdle(),
+      this.identity,
     );
     this.queue = this.admission.queue;
   }
@@ -241,8 +248,8 @@ export class Semaphore implements Limiter {
     if (weight > this.limit) throw this.tooHeavy(weight);
     if (!this.queue.isFirstInLine(0) || weight > this.limit - this.held) return undefined;
     this.held += weight;
-    this.admission.grantedNow();
-    return new HeldPermit(weight, NEVER_ABORTED, this.giveBackPermit);
+    this.admission.grantedNow(weight);
+    return new HeldPermit(weight, NEVER_ABORTED, this.giveBackPermit, this.identity);
   }
 
   /**
@@ -313,7 +320,7 @@ export class Semaphore implements Limiter {
   }
 
   /** @internal For the model tests: the admission (its queue and counters) and the semaphore itself. */
-  [selfChecks](): readonly SelfChecking[] {
+  "~selfChecks"(): readonly SelfChecking[] {
     return [this.admission, { assertInvariants: () => this.assertInvariants() }];
   }
 
@@ -351,13 +358,14 @@ export class Semaphore implements Limiter {
   /** @internal For a {@link Mutex} over this semaphore: what messages call it. */
   nameAs(kind: string): void {
     this.kind = kind;
+    this.identity.kind = kind;
   }
 
   /** The admission step's grant at once of weight 1 without a signal (the fast paths). */
   private grantOne(): HeldPermit {
     this.held++;
     this.admission.grantedNow();
-    return new HeldPermit(1, NEVER_ABORTED, this.giveBackPermit);
+    return new HeldPermit(1, NEVER_ABORTED, this.giveBackPermit, this.identity);
   }
 
   /**
@@ -367,9 +375,9 @@ export class Semaphore implements Limiter {
   private readonly startQueued = (waiter: SemaphoreWaiter): Promise<unknown> => {
     const request = waiter.request as RunFunction | RunRequest;
     if (typeof request === "function") {
-      return runHolding(request, new HeldPermit(1, NEVER_ABORTED, this.giveBackPermit));
+      return runHolding(request, new HeldPermit(1, NEVER_ABORTED, this.giveBackPermit, this.identity));
     }
-    return runHolding(request.fn, new HeldPermit(request.weight, request.signal, this.giveBackPermit));
+    return runHolding(request.fn, new HeldPermit(request.weight, request.signal, this.giveBackPermit, this.identity));
   };
 
   /** Takes `weight` back and hands it on in the same synchronous step. Called by permits. */

@@ -19,7 +19,7 @@ export interface TaskGroupOptions {
   limiter?: Limiter;
 }
 
-const TASK_GROUP_OPTIONS = optionNames<TaskGroupOptions>({ signal: true, limiter: true });
+const TASK_GROUP_OPTIONS = /* @__PURE__ */ optionNames<TaskGroupOptions>({ signal: true, limiter: true });
 
 /**
  * A group of tasks that end together.

@@ -18,14 +18,14 @@ import type { AcquireOptions, Limiter } from "./limiter.js";
 export type WaitOptions = Omit<AcquireOptions, "weight">;
 
 /** The names {@link WaitOptions} accepts: a wait in a Pool, a Channel, a TaskGroup. */
-export const WAIT_OPTIONS = optionNames<WaitOptions>({ priority: true, signal: true, timeout: true });
+export const WAIT_OPTIONS = /* @__PURE__ */ optionNames<WaitOptions>({ priority: true, signal: true, timeout: true });
 
 /**
  * The names a {@link Limiter}'s `acquire`/`run` accept: {@link AcquireOptions}, and `cost`, which a
  * limiter that counts no cost (a Semaphore) ignores, so that code written for any Limiter (the HTTP
  * wrapper, the CLI) can pass one whatever limiter it was given.
  */
-export const ACQUIRE_OPTIONS = optionNames<AcquireOptions & { cost?: unknown }>({
+export const ACQUIRE_OPTIONS = /* @__PURE__ */ optionNames<AcquireOptions & { cost?: unknown }>({
   weight: true,
   priority: true,
   signal: true,

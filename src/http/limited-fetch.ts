@@ -7,6 +7,7 @@
 import { AdaptiveLimiter, type AdaptivePermit } from "../core/adaptive-limit.js";
 import { checkOptionNames, optionNames } from "../core/arguments.js";
 import { type Clock, systemClock, type TimerHandle } from "../core/clock.js";
+import { type HttpAttemptEvent, httpAttemptChannel, identityOf } from "../core/diagnostics.js";
 import { type Duration, describe, toMilliseconds } from "../core/duration.js";
 import { TimeoutError } from "../core/errors.js";
 import type { AcquireOptions, Limiter, Permit } from "../core/limiter.js";
@@ -273,7 +274,7 @@ interface Settings {
   window: AdaptiveLimiter | undefined;
 }
 
-const LIMITED_FETCH_OPTIONS = optionNames<LimitedFetchOptions>({
+const LIMITED_FETCH_OPTIONS = /* @__PURE__ */ optionNames<LimitedFetchOptions>({
   fetch: true,
   estimate: true,
   actualCost: true,
@@ -289,7 +290,7 @@ const LIMITED_FETCH_OPTIONS = optionNames<LimitedFetchOptions>({
   learnLimits: true,
   concurrency: true,
 });
-const RETRY_OPTIONS = optionNames<RetryOptions>({
+const RETRY_OPTIONS = /* @__PURE__ */ optionNames<RetryOptions>({
   attempts: true,
   totalTime: true,
   baseDelay: true,
@@ -297,7 +298,7 @@ const RETRY_OPTIONS = optionNames<RetryOptions>({
   statuses: true,
   nonIdempotent: true,
 });
-const LEARN_LIMITS_OPTIONS = optionNames<{ interval?: Duration }>({ interval: true });
+const LEARN_LIMITS_OPTIONS = /* @__PURE__ */ optionNames<{ interval?: Duration }>({ interval: true });
 
 function checkOptions(limiter: Limiter, options: LimitedFetchOptions): Settings {
   if (typeof limiter !== "object" || limiter === null || typeof limiter.acquire !== "function") {
@@ -603,6 +604,7 @@ class LimitedFetcher {
       // A reset or an attempt timeout is an overload signal; the caller's own abort says nothing.
       leaveWindow(window, callerSignal?.aborted ? "ignore" : "drop");
       this.counters.networkErrors++;
+      this.published(request, attempt, undefined);
       // The caller's own abort is final; anything else (reset, DNS, attempt timeout) may be retried.
       if (callerSignal?.aborted) throw callerSignal.reason;
       if (!retryable) throw error;
@@ -621,6 +623,7 @@ class LimitedFetcher {
     }
 
     this.counters.statuses[response.status] = (this.counters.statuses[response.status] ?? 0) + 1;
+    this.published(request, attempt, response.status);
     if (response.status === 429) this.counters.rateLimited++;
     const nowWall = Date.now();
     let headers: RateLimitHeaders = { units: {} };
@@ -696,6 +699,19 @@ class LimitedFetcher {
       ownDelay ??
       (pauseMs !== undefined && this.rateAware ? 0 : Math.max(headers.retryAfterMs ?? 0, this.backoff(attempt)));
     return { kind: "retry", response, status: response.status, error: undefined, delayMs, pauseMs, pauseUntil };
+  }
+
+  /** Tells `sluice:http.attempt` subscribers that an attempt answered (`status`) or failed. */
+  private published(request: RequestDescription, attempt: number, status: number | undefined): void {
+    if (!httpAttemptChannel.hasSubscribers) return;
+    httpAttemptChannel.publish({
+      limiter: identityOf(this.limiter),
+      method: request.method,
+      url: request.url,
+      attempt,
+      retry: attempt > 1,
+      status,
+    } satisfies HttpAttemptEvent);
   }
 
   /** The unit and numbers by which `cost` exceeds a limit the server reports, if it does. */

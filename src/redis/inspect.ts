@@ -160,7 +160,12 @@ export interface InspectRedisOptions {
   timeout?: number;
 }
 
-const INSPECT_OPTIONS = optionNames<InspectRedisOptions>({ name: true, key: true, prefix: true, timeout: true });
+const INSPECT_OPTIONS = /* @__PURE__ */ optionNames<InspectRedisOptions>({
+  name: true,
+  key: true,
+  prefix: true,
+  timeout: true,
+});
 
 const SUFFIXES = { meta: "semaphore", rate: "rate-limiter" } as const;
 

@@ -63,7 +63,7 @@ export function checkKeyTtl(value: Duration | undefined, leaseMs: number): numbe
   return ms;
 }
 
-const CLOSE_OPTIONS = optionNames<RedisCloseOptions>({ timeout: true });
+const CLOSE_OPTIONS = /* @__PURE__ */ optionNames<RedisCloseOptions>({ timeout: true });
 
 /** `close({ timeout })`: a duration (default the lease). */
 export function checkCloseOptions(options: RedisCloseOptions | undefined, leaseMs: number): number {

@@ -3,6 +3,7 @@
  * ones the `onUnavailable` fallback grants without Redis. Both stand on the core's one permit.
  */
 
+import { type LeaseLostEvent, type LimiterIdentity, leaseLostChannel } from "../core/diagnostics.js";
 import type { LeaseLostError } from "../core/errors.js";
 import type { Permit } from "../core/limiter.js";
 import { NEVER_ABORTED } from "../core/limiter.js";
@@ -55,6 +56,8 @@ export function parseSlots(list: unknown): number[] {
 
 /** @internal What a leased permit asks of the semaphore that keeps its lease. */
 export interface LeaseKeeper {
+  /** What the permits' `sluice:hold` and `sluice:lease.lost` events name. */
+  readonly identity: LimiterIdentity;
   /** The synchronous lease check: if the local deadline has passed, every permit is lost now. */
   checkLease(): void;
   /** Milliseconds left before the local lease deadline. */
@@ -86,7 +89,7 @@ export class LeasedPermit extends HeldPermit<Promise<void>> implements RedisPerm
     private readonly keeper: LeaseKeeper,
     giveBack: GiveBack<LeasedPermit, Promise<void>>,
   ) {
-    super(weight, callerSignal ?? NEVER_ABORTED, giveBack);
+    super(weight, callerSignal ?? NEVER_ABORTED, giveBack, keeper.identity);
   }
 
   override get releasesAsync(): boolean {
@@ -128,6 +131,9 @@ export class LeasedPermit extends HeldPermit<Promise<void>> implements RedisPerm
   loseLease(reason: LeaseLostError): void {
     if (this.lost !== undefined) return;
     this.lost = reason;
+    if (leaseLostChannel.hasSubscribers) {
+      leaseLostChannel.publish({ limiter: this.keeper.identity, weight: this.weight } satisfies LeaseLostEvent);
+    }
     if (this.stopped === undefined) this.lease?.abort(reason);
   }
 

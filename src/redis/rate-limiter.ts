@@ -10,6 +10,7 @@
 import { Admission, type LimiterStatistics } from "../core/admission.js";
 import { checkFunction, checkOptionNames, optionNames } from "../core/arguments.js";
 import { systemClock, type TimerHandle } from "../core/clock.js";
+import { identify, type LimiterIdentity } from "../core/diagnostics.js";
 import { type Duration, describe, toMilliseconds } from "../core/duration.js";
 import { ClosedError, costAboveLimit, TimeoutError, weightAboveCapacity } from "../core/errors.js";
 import { type Limiter, NEVER_ABORTED, type Permit } from "../core/limiter.js";
@@ -85,7 +86,7 @@ export interface RedisRateLimiterOptions {
   guardRestarts?: boolean;
 }
 
-const REDIS_RATE_LIMITER_OPTIONS = optionNames<RedisRateLimiterOptions>({
+const REDIS_RATE_LIMITER_OPTIONS = /* @__PURE__ */ optionNames<RedisRateLimiterOptions>({
   name: true,
   limits: true,
   minInterval: true,
@@ -177,8 +178,9 @@ class RatePermit_ extends HeldPermit<void | Promise<void>> implements RedisRateP
     readonly slot: Permit | undefined,
     readonly admittedAt: number | undefined,
     private readonly apply: Settle,
+    limiter: LimiterIdentity,
   ) {
-    super(weight, signal, releaseSlot);
+    super(weight, signal, releaseSlot, limiter);
   }
 
   override get releasesAsync(): boolean {
@@ -256,6 +258,8 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
    * (`asking`), and when the head was refused, `timer` is armed for the moment Redis said it can pass.
    */
   private readonly admission: Admission<Demand, RatePermit>;
+  /** What its `sluice:*` events name. */
+  private readonly identity: LimiterIdentity;
   private readonly queue: WaitQueue<Demand, RatePermit>;
   private readonly settlePermit: Settle = (permit, actual) => this.applySettlement(permit, actual);
   private asking = false;
@@ -359,6 +363,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
             notices: checkNotices(options.notices),
             guardRestarts: options.guardRestarts ?? true,
           });
+    this.identity = identify(this, this.name, "rate-limiter", "redis", this.clock);
     this.admission = new Admission<Demand, RatePermit>(
       {
         impossible: (demand) => (this.closed ? this.closedError() : this.whyImpossible(demand.cost, demand.weight)),
@@ -373,9 +378,12 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
         tryNow: (demand, signal) => this.tryNow(demand, signal),
         // The head left (abort, timeout): ask for the new one.
         stalled: () => this.restart(),
+        weight: (demand) => demand.weight,
       },
       this.clock,
       () => `Redis rate limiter ${JSON.stringify(this.name)}`,
+      undefined,
+      this.identity,
     );
     this.queue = this.admission.queue;
   }
@@ -685,6 +693,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       demand.slot,
       admittedAt,
       this.settlePermit,
+      this.identity,
     );
     if (reply !== undefined) permit.ends = reply.slice(2);
     return permit;
@@ -718,6 +727,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       both,
       undefined,
       this.settlePermit,
+      this.identity,
     );
   }
 

@@ -34,6 +34,7 @@ import { hostname } from "node:os";
 import { Admission, type LimiterStatistics } from "../core/admission.js";
 import { checkCapacity, checkFunction, checkOptionNames, checkWeight, optionNames } from "../core/arguments.js";
 import { systemClock, type TimerHandle } from "../core/clock.js";
+import { identify, type LimiterIdentity } from "../core/diagnostics.js";
 import { type Duration, describe } from "../core/duration.js";
 import { ClosedError, LeaseLostError, weightAboveCapacity } from "../core/errors.js";
 import type { AcquireOptions, Limiter, Permit } from "../core/limiter.js";
@@ -133,7 +134,7 @@ export interface RedisSemaphoreOptions {
   notices?: "publish" | "sharded";
 }
 
-export const REDIS_SEMAPHORE_OPTIONS = optionNames<RedisSemaphoreOptions>({
+export const REDIS_SEMAPHORE_OPTIONS = /* @__PURE__ */ optionNames<RedisSemaphoreOptions>({
   name: true,
   capacity: true,
   leaseTtl: true,
@@ -248,6 +249,8 @@ export class RedisSemaphore implements Limiter, LeaseKeeper {
   private readonly guardRestarts: boolean;
   private readonly onUnavailable: UnavailablePolicy;
   private readonly clock = systemClock;
+  /** @internal What its `sluice:*` events name. */
+  readonly identity: LimiterIdentity;
 
   /** The admission step; its queue holds this process's callers (the order that counts is Redis'). */
   private readonly admission: Admission<Ticket, Permit>;
@@ -346,6 +349,7 @@ export class RedisSemaphore implements Limiter, LeaseKeeper {
     this.keys = [`${this.tag}meta`, `${this.tag}queue`, `${this.tag}clients`];
     this.client = `${hostname()}/${process.pid}/${randomBytes(6).toString("hex")}`;
     this.wakeKey = `${this.tag}wake:${this.client}`;
+    this.identity = identify(this, this.name, "semaphore", "redis", this.clock);
     this.admission = new Admission<Ticket, Permit>(
       {
         impossible: (ticket) =>
@@ -358,6 +362,7 @@ export class RedisSemaphore implements Limiter, LeaseKeeper {
         enqueued: (ticket) => this.submit(ticket),
         tryNow: (ticket, signal) => this.acquireIfFree(ticket, signal),
         left: (waiter) => this.forget(waiter.request),
+        weight: (ticket) => ticket.weight,
       },
       this.clock,
       // Read when a wait times out: a wait the restart guard caused must say so, or it looks like a hang.
@@ -365,6 +370,8 @@ export class RedisSemaphore implements Limiter, LeaseKeeper {
         this.guardSeen
           ? `${this.subject()} (held back by the restart guard: the semaphore's state was missing on a Redis server that started less than one lease ago, so nothing is granted until a lease has passed since it started; see guardRestarts and inspect().guardRemaining)`
           : this.subject(),
+      undefined,
+      this.identity,
     );
     this.queue = this.admission.queue;
   }

@@ -329,7 +329,7 @@ function checkProbability(value: unknown, argument: string): number {
 
 const FAILURE_KINDS = ["server-error", "overloaded", "reset", "hang"] as const;
 
-const MOCK_SERVER_OPTIONS = optionNames<MockServerOptions>({
+const MOCK_SERVER_OPTIONS = /* @__PURE__ */ optionNames<MockServerOptions>({
   requestsPerMinute: true,
   tokensPerMinute: true,
   minute: true,
@@ -346,7 +346,7 @@ const MOCK_SERVER_OPTIONS = optionNames<MockServerOptions>({
   host: true,
   port: true,
 });
-const RANGE_OPTIONS = optionNames<{ min: number; max: number }>({ min: true, max: true });
+const RANGE_OPTIONS = /* @__PURE__ */ optionNames<{ min: number; max: number }>({ min: true, max: true });
 
 /** Refuses misspelt option names, also inside the options that take objects. */
 function checkMockOptionNames(options: MockServerOptions): void {

@@ -20,6 +20,7 @@
 import { Admission, type LimiterStatistics } from "../core/admission.js";
 import { checkClock, checkFunction, checkName, checkOptionNames, optionNames } from "../core/arguments.js";
 import type { Clock, TimerHandle } from "../core/clock.js";
+import { identify, type LimiterIdentity } from "../core/diagnostics.js";
 import { type Duration, describe, toMilliseconds } from "../core/duration.js";
 import { costAboveLimit, TimeoutError } from "../core/errors.js";
 import type { AcquireOptions, Limiter, Permit } from "../core/limiter.js";
@@ -64,9 +65,13 @@ export interface SharedRateLimiterAttachOptions {
   clock?: Clock;
 }
 
-const SHARED_RATE_LIMITER_OPTIONS = optionNames<SharedRateLimiterOptions>({ limits: true, name: true, clock: true });
-const ATTACH_OPTIONS = optionNames<SharedRateLimiterAttachOptions>({ clock: true });
-const SHARED_RATE_LIMIT_OPTIONS = optionNames<SharedRateLimit>({
+const SHARED_RATE_LIMITER_OPTIONS = /* @__PURE__ */ optionNames<SharedRateLimiterOptions>({
+  limits: true,
+  name: true,
+  clock: true,
+});
+const ATTACH_OPTIONS = /* @__PURE__ */ optionNames<SharedRateLimiterAttachOptions>({ clock: true });
+const SHARED_RATE_LIMIT_OPTIONS = /* @__PURE__ */ optionNames<SharedRateLimit>({
   limit: true,
   interval: true,
   burst: true,
@@ -170,8 +175,9 @@ class SharedRateLimiterPermit extends HeldPermit implements SharedRatePermit {
     signal: AbortSignal,
     giveBack: GiveBack<SharedRateLimiterPermit, void>,
     scheduledAt: number,
+    limiter: LimiterIdentity,
   ) {
-    super(weight, signal, giveBack);
+    super(weight, signal, giveBack, limiter);
     this.scheduledAt = scheduledAt;
   }
 }
@@ -212,6 +218,8 @@ export class SharedRateLimiter implements Limiter<SharedRateAcquireOptions> {
   private readonly clock: Clock;
   /** The admission step; its queue holds this thread's callers. */
   private readonly admission: Admission<Booking, SharedRatePermit>;
+  /** What its `sluice:*` events name. */
+  private readonly identity: LimiterIdentity;
   /**
    * This thread's waiters, all booked, in reservation order — which is start-time order, because each
    * `tat` only grows and a later reservation starts no earlier than an earlier one.
@@ -274,6 +282,7 @@ export class SharedRateLimiter implements Limiter<SharedRateAcquireOptions> {
     });
     this.handle = Object.freeze({ kind: "sluice:SharedRateLimiter", buffer, name: this.name, limits });
     this.clock = clock;
+    this.identity = identify(this, this.name, "rate-limiter", "threads", clock);
     this.admission = new Admission<Booking, SharedRatePermit>(
       {
         // A cost above a burst could never be paid: refused, never booked.
@@ -285,15 +294,24 @@ export class SharedRateLimiter implements Limiter<SharedRateAcquireOptions> {
         },
         take: (booking, signal) => {
           this.inFlight += booking.weight;
-          return new SharedRateLimiterPermit(booking.weight, signal, this.giveBackPermit, Number(booking.start) / 1e6);
+          return new SharedRateLimiterPermit(
+            booking.weight,
+            signal,
+            this.giveBackPermit,
+            Number(booking.start) / 1e6,
+            this.identity,
+          );
         },
         enqueued: (booking) => this.bookWaiter(booking),
         stalled: (head) => this.arm(head),
         // Its place goes back to the budget if nobody booked after it.
         left: (waiter) => this.giveBack(waiter.request),
+        weight: (booking) => booking.weight,
       },
       clock,
       () => this.subject(),
+      undefined,
+      this.identity,
     );
     this.queue = this.admission.queue;
   }

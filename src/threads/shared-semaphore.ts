@@ -17,6 +17,7 @@ import {
   optionNames,
 } from "../core/arguments.js";
 import { type Clock, systemClock } from "../core/clock.js";
+import { identify, type LimiterIdentity } from "../core/diagnostics.js";
 import { describe } from "../core/duration.js";
 import { weightAboveCapacity } from "../core/errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "../core/limiter.js";
@@ -57,12 +58,12 @@ export interface SharedSemaphoreAttachOptions {
   clock?: Clock;
 }
 
-export const SHARED_SEMAPHORE_OPTIONS = optionNames<SharedSemaphoreOptions>({
+export const SHARED_SEMAPHORE_OPTIONS = /* @__PURE__ */ optionNames<SharedSemaphoreOptions>({
   name: true,
   maxThreads: true,
   clock: true,
 });
-const ATTACH_OPTIONS = optionNames<SharedSemaphoreAttachOptions>({ clock: true });
+const ATTACH_OPTIONS = /* @__PURE__ */ optionNames<SharedSemaphoreAttachOptions>({ clock: true });
 
 /**
  * A snapshot of a shared semaphore: `inUse`, `available` and `waiting` summed over all threads at this
@@ -159,6 +160,8 @@ export class SharedSemaphore implements Limiter {
   private own: OwnRecord | undefined;
   /** The admission step; its queue holds this thread's callers. */
   private readonly admission: Admission<Request, Permit>;
+  /** What its `sluice:*` events name. */
+  private readonly identity: LimiterIdentity;
   /**
    * This thread's callers, in priority-then-arrival order.
    * Invariant (after every public method returns): the ring's WAITING entries are the first not-yet-
@@ -217,6 +220,7 @@ export class SharedSemaphore implements Limiter {
       forget.register(this, this.shared.id);
     }
     this.handle = Object.freeze({ kind: "sluice:SharedSemaphore", buffer: this.shared.buffer, name: this.name });
+    this.identity = identify(this, this.name, "semaphore", "threads", clock);
     this.admission = new Admission<Request, Permit>(
       {
         // A request that can never fit would block everyone behind it in every thread: refuse it.
@@ -231,9 +235,12 @@ export class SharedSemaphore implements Limiter {
         // `timeout: 0`: published and dispatched in this step; granted then, or withdrawn uncounted.
         tryNow: (request) => Promise.resolve(this.tryNow(request)),
         left: (waiter) => this.onCancel(waiter),
+        weight: (request) => request.weight,
       },
       clock,
       () => this.subject(),
+      undefined,
+      this.identity,
     );
     this.queue = this.admission.queue;
   }
@@ -504,7 +511,7 @@ export class SharedSemaphore implements Limiter {
       if (status === ENTRY_STATUS.GRANTED && waiter !== undefined) {
         const weight = own.weight(sequence);
         own.advance(sequence, weight);
-        const permit = new HeldPermit(weight, waiter.request.signal, this.giveBackPermit);
+        const permit = new HeldPermit(weight, waiter.request.signal, this.giveBackPermit, this.identity);
         waiter.request.permit = permit;
         waiter.request.published = false;
         this.admission.grant(waiter, permit);

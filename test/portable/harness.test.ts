@@ -89,4 +89,21 @@ describe("the portable harness's runner", () => {
     ]);
     vitestExpect(order).toEqual(["first beforeAll", "beforeEach", "passes", "beforeEach", "first afterAll", "second"]);
   });
+
+  it("runs a test under it.runIf(true) and it.skipIf(false), and leaves out the others, as vitest skips them", async () => {
+    const ran: string[] = [];
+    const results = await harness.runFiles({
+      "conditional.ts": async () => {
+        harness.it.runIf(true)("runIf true", () => ran.push("runIf true"));
+        harness.it.runIf(false)("runIf false", () => ran.push("runIf false"));
+        harness.it.skipIf(false)("skipIf false", () => ran.push("skipIf false"));
+        harness.it.skipIf(true)("skipIf true", () => ran.push("skipIf true"));
+      },
+    });
+    vitestExpect(results.map(({ name }) => name)).toEqual([
+      "conditional.ts > runIf true",
+      "conditional.ts > skipIf false",
+    ]);
+    vitestExpect(ran).toEqual(["runIf true", "skipIf false"]);
+  });
 });

@@ -43,9 +43,17 @@ export function describe(name: string, body: () => void): void {
   }
 }
 
-export function it(name: string, run: TestFunction): void {
+function register(name: string, run: TestFunction): void {
   current.children.push({ name, run });
 }
+/** Skips nothing: a test that does not apply is not registered (vitest would report it skipped). */
+function registerIf(condition: unknown): (name: string, run: TestFunction) => void {
+  return condition ? register : () => undefined;
+}
+export const it = Object.assign(register, {
+  runIf: (condition: unknown) => registerIf(condition),
+  skipIf: (condition: unknown) => registerIf(!condition),
+});
 export const test = it;
 
 export function beforeAll(hook: Hook): void {

@@ -59,9 +59,11 @@ class World {
   reconfiguredSeq = -1;
   /**
    * Charges the sliding window may have forgotten: when its interval grows, what had left the old
-   * window is not counted again (see the report: the log keeps only the old interval's charges).
+   * window is not counted again (see the report: the log keeps only the old interval's charges). One
+   * entry per growth (at or before `at`, made before `seq`); forgetting is for good: a later, longer
+   * interval does not bring back what an earlier change dropped.
    */
-  tokensForgotten: { at: number; seq: number } | undefined = undefined;
+  tokensForgotten: { at: number; seq: number }[] = [];
   /** A copy: commands change it, and fast-check replays the generated value while shrinking. */
   readonly config: Config;
   constructor(config: Config) {
@@ -109,9 +111,8 @@ class World {
       expect(spent, `requests admitted in [${from.at}, ${admission.at}]`).toBeLessThanOrEqual(promise);
     }
     // Sliding window: in (b - interval, b], at most limit.
-    const forgotten = this.tokensForgotten;
     const inWindow = before
-      .filter((e) => forgotten === undefined || e.seq > forgotten.seq || e.at > forgotten.at)
+      .filter((e) => this.tokensForgotten.every((forgotten) => e.seq > forgotten.seq || e.at > forgotten.at))
       // The same expression as the window's own expiry, so fractional times round the same way.
       .filter((e) => e.at + tokens.interval > admission.at)
       .reduce((sum, e) => sum + e.tokens, 0);
@@ -254,7 +255,7 @@ function applyOp(w: World, o: Op): void {
         { ...o.tokens, unit: "tokens", algorithm: "sliding-window" },
       ];
       if (o.tokens.interval > w.config.tokens.interval) {
-        w.tokensForgotten = { at: w.clock.now() - w.config.tokens.interval, seq: w.seq };
+        w.tokensForgotten.push({ at: w.clock.now() - w.config.tokens.interval, seq: w.seq });
       }
       w.config.requests = o.requests;
       w.config.tokens = o.tokens;

@@ -71,18 +71,22 @@ describe("startMockServer: limits enforced like a provider", () => {
 
   it("never admits more than its bucket allows in any span, under a flood (burst + rate × span)", async () => {
     const server = await start({ requestsPerMinute: 30, minute: 300 });
-    const until = performance.now() + 600;
+    // A flood bounded by count, not by time: on a loaded machine a time-bounded one sent too few to be
+    // refused. 180 requests go out as fast as they are answered; unless answering them took over 1.5 s,
+    // the bucket (30, plus 30 every 300 ms) must refuse some.
+    const started = performance.now();
     await Promise.all(
       Array.from({ length: 6 }, async (_, worker) => {
-        for (let i = 0; performance.now() < until; i++) await (await chat(server, `w${worker} r${i}`)).arrayBuffer();
+        for (let i = 0; i < 30; i++) await (await chat(server, `w${worker} r${i}`)).arrayBuffer();
       }),
     );
+    const elapsed = performance.now() - started;
     const admitted = server.requests
       .filter((record) => record.outcome === "ok")
       .map((record) => record.startedAt as number)
       .sort((a, b) => a - b);
-    expect(server.summary().status429).toBeGreaterThan(0);
-    expect(admitted.length).toBeGreaterThan(30);
+    if (elapsed < 1500) expect(server.summary().status429).toBeGreaterThan(0);
+    expect(admitted.length).toBeGreaterThanOrEqual(30);
     const rate = 30 / 300;
     for (let i = 0; i < admitted.length; i++) {
       for (let j = i; j < admitted.length; j++) {

@@ -1,0 +1,519 @@
+/**
+ * `sluice/otel`: OpenTelemetry metrics and spans for every sluice Limiter — in process, across worker
+ * threads, through Redis, and `limitedFetch` — from the `sluice:*` diagnostics channels the one
+ * admission step and the one permit publish. `@opentelemetry/api` is an optional peer dependency:
+ * install it (your OpenTelemetry set-up already has it) to use this entry point.
+ *
+ * The metric names, units and attributes are a contract: dashboards and alerts are built on them (see
+ * docs/observability.md).
+ *
+ * @example
+ * ```ts
+ * import { instrumentSluice } from "sluice/otel";
+ * const instrumentation = instrumentSluice({ limiters: [api, database] });
+ * // ... on shut-down:
+ * instrumentation.disable();
+ * ```
+ *
+ * @packageDocumentation
+ * @module sluice/otel
+ */
+import dc from "node:diagnostics_channel";
+import {
+  type Attributes,
+  type BatchObservableResult,
+  type Context,
+  type Counter,
+  context,
+  diag,
+  type Histogram,
+  type Meter,
+  type MeterProvider,
+  metrics,
+  type Span,
+  SpanStatusCode,
+  type Tracer,
+  type TracerProvider,
+  trace,
+} from "@opentelemetry/api";
+import { checkOptionNames, optionNames } from "../core/arguments.js";
+import type {
+  AcquireEvent,
+  HoldEvent,
+  HttpAttemptEvent,
+  LeaseLostEvent,
+  LimiterIdentity,
+  RatePauseEvent,
+} from "../core/diagnostics.js";
+import { identityOf } from "../core/diagnostics.js";
+import { describe } from "../core/duration.js";
+
+/** The instrumentation scope name: what the metrics and spans are reported under. */
+export const SCOPE = "sluice";
+
+/** One metric of the contract. */
+export interface MetricDescription {
+  /** The OpenTelemetry instrument that records it. */
+  readonly instrument: "counter" | "histogram" | "updowncounter" | "gauge";
+  /** Its unit, in OpenTelemetry's notation (UCUM; `{request}` for a count of requests). */
+  readonly unit: string;
+  /** What it measures (also its description in the exported data). */
+  readonly description: string;
+}
+
+/** The names of the metrics `sluice/otel` exports. */
+export type MetricName =
+  | "sluice.limiter.requests"
+  | "sluice.limiter.wait.duration"
+  | "sluice.limiter.hold.duration"
+  | "sluice.limiter.queued"
+  | "sluice.limiter.in_use"
+  | "sluice.limiter.capacity"
+  | "sluice.rate.remaining"
+  | "sluice.rate.pauses"
+  | "sluice.http.attempts"
+  | "sluice.lease.lost";
+
+/**
+ * Every metric `sluice/otel` exports, by name (the contract). Each carries `sluice.limiter.name`,
+ * `sluice.limiter.kind` and `sluice.backend`; see docs/observability.md for the others.
+ */
+export const METRICS: Readonly<Record<MetricName, MetricDescription>> = {
+  "sluice.limiter.requests": {
+    instrument: "counter",
+    unit: "{request}",
+    description: "Requests to a limiter, by how they ended (sluice.result).",
+  },
+  "sluice.limiter.wait.duration": {
+    instrument: "histogram",
+    unit: "s",
+    description: "Time from acquire to grant or give-up.",
+  },
+  "sluice.limiter.hold.duration": { instrument: "histogram", unit: "s", description: "Time from grant to release." },
+  "sluice.limiter.queued": {
+    instrument: "updowncounter",
+    unit: "{request}",
+    description: "Callers waiting in a limiter's queue.",
+  },
+  "sluice.limiter.in_use": {
+    instrument: "updowncounter",
+    unit: "{permit}",
+    description: "Weight held (granted and not yet released).",
+  },
+  "sluice.limiter.capacity": {
+    instrument: "gauge",
+    unit: "{permit}",
+    description: "The most weight a limiter lets be held at once.",
+  },
+  "sluice.rate.remaining": {
+    instrument: "gauge",
+    unit: "{unit}",
+    description: "What a rate limit has left to spend now, per unit (sluice.rate.unit).",
+  },
+  "sluice.rate.pauses": {
+    instrument: "counter",
+    unit: "{pause}",
+    description: "Pauses of a rate limiter (pause(), or a Retry-After).",
+  },
+  "sluice.http.attempts": {
+    instrument: "counter",
+    unit: "{request}",
+    description: "Requests limitedFetch sent, by response status and whether each was a retry.",
+  },
+  "sluice.lease.lost": {
+    instrument: "counter",
+    unit: "{lease}",
+    description: "Distributed permits whose lease was lost.",
+  },
+};
+
+/** The options of the instrument named `name`, from the contract. */
+function described(name: MetricName): { description: string; unit: string } {
+  const { description, unit } = METRICS[name];
+  return { description, unit };
+}
+
+/**
+ * Bucket boundaries of the two duration histograms, in seconds: a wait in a limiter runs from a
+ * microsecond (uncontended) to minutes (a rate limit's window), which OpenTelemetry's default
+ * boundaries (made for milliseconds) would put in their first bucket.
+ */
+export const DURATION_BUCKETS: readonly number[] = [
+  0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
+];
+
+/** Options for {@link instrumentSluice}. Every field is optional. */
+export interface InstrumentOptions {
+  /** Where the metrics go. Default: the global meter provider (`metrics.getMeterProvider()`). */
+  meterProvider?: MeterProvider;
+  /** Where the `sluice.wait` spans go. Default: the global tracer provider. */
+  tracerProvider?: TracerProvider;
+  /**
+   * Which waits get a `sluice.wait` span: `"queued"` (default) only those that waited in the queue,
+   * `"all"` every acquire (a span of zero length for each uncontended one), `"none"` none.
+   */
+  spans?: "queued" | "all" | "none";
+  /**
+   * Limiters whose gauges to report: `sluice.limiter.capacity`, and `sluice.rate.remaining` for rate
+   * limiters. (Counters, histograms and up-down counters cover every limiter without being listed.)
+   */
+  limiters?: readonly object[];
+  /**
+   * Called when recording fails (an exporter or a meter that throws). Default: OpenTelemetry's `diag`
+   * logger, once. Admission is never affected.
+   */
+  onError?: (error: unknown) => void;
+}
+
+const INSTRUMENT_OPTIONS = /* @__PURE__ */ optionNames<InstrumentOptions>({
+  meterProvider: true,
+  tracerProvider: true,
+  spans: true,
+  limiters: true,
+  onError: true,
+});
+
+/** What {@link instrumentSluice} returns: the running instrumentation. */
+export interface SluiceInstrumentation extends Disposable {
+  /**
+   * Adds `limiter` to the gauges (see {@link InstrumentOptions.limiters}).
+   * @throws TypeError if `limiter` is not a sluice Limiter.
+   */
+  observe(limiter: object): void;
+  /**
+   * Stops recording: unsubscribes from the channels and removes the callbacks that report the counters,
+   * up-down counters and gauges (flush or shut down the meter provider first to export their last
+   * figures). Idempotent.
+   */
+  disable(): void;
+}
+
+/** The parts of a TracingChannel handler set `instrumentSluice` subscribes. */
+interface Handlers<Event> {
+  start?(event: Event): void;
+  end?(event: Event): void;
+  asyncStart?(event: Event): void;
+  asyncEnd?(event: Event): void;
+  error?(event: Event): void;
+}
+
+/**
+ * Starts recording sluice's metrics (and `sluice.wait` spans) into OpenTelemetry, for every Limiter in
+ * this thread, until `disable()`.
+ *
+ * @throws TypeError/RangeError for bad options (naming the option); an Error naming what failed when the
+ *   meter provider or tracer provider throws while the instruments are made (nothing is subscribed then).
+ */
+export function instrumentSluice(options: InstrumentOptions = {}): SluiceInstrumentation {
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(`options must be an object; got ${describe(options)}`);
+  }
+  checkOptionNames(options, INSTRUMENT_OPTIONS, "the instrumentSluice() options");
+  const spans = options.spans ?? "queued";
+  if (spans !== "queued" && spans !== "all" && spans !== "none") {
+    throw new RangeError(`spans must be "queued", "all" or "none"; got ${describe(spans)}`);
+  }
+  if (options.onError !== undefined && typeof options.onError !== "function") {
+    throw new TypeError(`onError must be a function; got ${describe(options.onError)}`);
+  }
+  if (options.limiters !== undefined && !Array.isArray(options.limiters)) {
+    throw new TypeError(`limiters must be an array of sluice limiters; got ${describe(options.limiters)}`);
+  }
+  const observed = new Set<object>();
+  for (const limiter of options.limiters ?? []) observed.add(checkLimiter(limiter, "limiters[]"));
+  let meter: Meter;
+  let tracer: Tracer | undefined;
+  try {
+    meter = (options.meterProvider ?? metrics.getMeterProvider()).getMeter(SCOPE);
+    tracer = spans === "none" ? undefined : (options.tracerProvider ?? trace.getTracerProvider()).getTracer(SCOPE);
+  } catch (error) {
+    throw new Error(`sluice/otel: the meter or tracer provider failed: ${describeError(error)}`, { cause: error });
+  }
+  let reported = false;
+  const onError =
+    options.onError ??
+    ((error: unknown) => {
+      if (reported) return;
+      reported = true;
+      diag.error(`sluice/otel: recording failed (reported once): ${describeError(error)}`);
+    });
+  const recorder = new Recorder(meter, tracer, spans, observed, onError);
+  return recorder.start();
+}
+
+function checkLimiter(limiter: unknown, argument: string): object {
+  if (identityOf(limiter) === undefined) {
+    throw new TypeError(
+      `${argument} must be a sluice limiter (Semaphore, Mutex, RateLimiter, SharedSemaphore, SharedRateLimiter, RedisSemaphore, RedisRateLimiter); got ${describe(limiter)}`,
+    );
+  }
+  return limiter as object;
+}
+
+/** How a request ended, as `sluice.result` says it. */
+type Result = "acquired" | "timeout" | "aborted" | "rejected";
+const RESULTS: readonly Result[] = ["acquired", "timeout", "aborted", "rejected"];
+
+/**
+ * What is counted for one limiter between collections. The counters and up-down counters are kept here
+ * as plain numbers and reported by observable instruments when the SDK collects: a record into the SDK
+ * costs 1.4-2 µs (it hashes the attributes each time; measured in bench/observability.mjs's machine),
+ * so the hot path makes only the two histogram records no aggregate can replace.
+ */
+class Series {
+  /** Requests ended, by result (cumulative). */
+  readonly requests: Record<Result, number> = { acquired: 0, timeout: 0, aborted: 0, rejected: 0 };
+  /** Callers waiting now (counted by this instrumentation: queued while it listened). */
+  queued = 0;
+  /** Weight held now (granted while it listened). */
+  inUse = 0;
+  /** `sluice.limiter.*` and `sluice.backend`, made once. */
+  readonly attributes: Attributes;
+  /** The same with `sluice.result`, made once per result. */
+  readonly resultAttributes: Record<Result, Attributes>;
+  constructor(limiter: LimiterIdentity) {
+    this.attributes = {
+      "sluice.limiter.name": limiter.name ?? "",
+      "sluice.limiter.kind": limiter.kind,
+      "sluice.backend": limiter.backend,
+    };
+    const withResult = (result: Result): Attributes => ({ ...this.attributes, "sluice.result": result });
+    this.resultAttributes = {
+      acquired: withResult("acquired"),
+      timeout: withResult("timeout"),
+      aborted: withResult("aborted"),
+      rejected: withResult("rejected"),
+    };
+  }
+}
+
+/** The instruments, and the handlers that feed them from the channels. */
+class Recorder {
+  private readonly waitDuration: Histogram;
+  private readonly holdDuration: Histogram;
+  private readonly pauses: Counter;
+  private readonly httpAttempts: Counter;
+  private readonly leasesLost: Counter;
+  /** Every limiter heard from, with its counts (kept while the instrumentation runs). */
+  private readonly series = new Map<LimiterIdentity, Series>();
+  /** The open `sluice.wait` spans, by their acquire, with their start (epoch ms). */
+  private readonly waits = new Map<AcquireEvent, { span: Span; startedAt: number }>();
+  /**
+   * The queued requests and the permits counted up in `queued` / `in_use`: only those are counted down,
+   * so a wait or a hold that began before this subscribed (another subscriber made the limiter publish)
+   * never drives a figure below zero.
+   */
+  private readonly counted = new WeakSet<AcquireEvent | HoldEvent>();
+  private readonly unsubscribe: (() => void)[] = [];
+  private removeCallbacks: (() => void) | undefined;
+  private enabled = false;
+
+  constructor(
+    private readonly meter: Meter,
+    private readonly tracer: Tracer | undefined,
+    private readonly spans: "queued" | "all" | "none",
+    private readonly observed: Set<object>,
+    private readonly onError: (error: unknown) => void,
+  ) {
+    try {
+      const durations = { advice: { explicitBucketBoundaries: [...DURATION_BUCKETS] } };
+      this.waitDuration = meter.createHistogram("sluice.limiter.wait.duration", {
+        ...described("sluice.limiter.wait.duration"),
+        ...durations,
+      });
+      this.holdDuration = meter.createHistogram("sluice.limiter.hold.duration", {
+        ...described("sluice.limiter.hold.duration"),
+        ...durations,
+      });
+      this.pauses = meter.createCounter("sluice.rate.pauses", described("sluice.rate.pauses"));
+      this.httpAttempts = meter.createCounter("sluice.http.attempts", described("sluice.http.attempts"));
+      this.leasesLost = meter.createCounter("sluice.lease.lost", described("sluice.lease.lost"));
+      this.observables();
+    } catch (error) {
+      throw new Error(`sluice/otel: the meter failed to create sluice's instruments: ${describeError(error)}`, {
+        cause: error,
+      });
+    }
+  }
+
+  start(): SluiceInstrumentation {
+    this.subscribe<AcquireEvent>("sluice:acquire", {
+      end: (event) => this.admitted(event),
+      asyncEnd: (event) => this.acquired(event),
+    });
+    this.subscribe<HoldEvent>("sluice:hold", {
+      start: (event) => {
+        this.counted.add(event);
+        this.seriesOf(event.limiter).inUse += event.weight;
+      },
+      asyncEnd: (event) => this.released(event),
+    });
+    this.listen<RatePauseEvent>("sluice:rate.pause", (event) =>
+      this.pauses.add(1, this.seriesOf(event.limiter).attributes),
+    );
+    this.listen<LeaseLostEvent>("sluice:lease.lost", (event) =>
+      this.leasesLost.add(1, this.seriesOf(event.limiter).attributes),
+    );
+    this.listen<HttpAttemptEvent>("sluice:http.attempt", (event) => this.attempted(event));
+    this.enabled = true;
+    const disable = () => this.disable();
+    return {
+      observe: (limiter) => {
+        this.observed.add(checkLimiter(limiter, "limiter"));
+      },
+      disable,
+      [Symbol.dispose]: disable,
+    };
+  }
+
+  private disable(): void {
+    if (!this.enabled) return;
+    this.enabled = false;
+    for (const unsubscribe of this.unsubscribe.splice(0)) unsubscribe();
+    this.removeCallbacks?.();
+    for (const { span } of this.waits.values()) span.end();
+    this.waits.clear();
+  }
+
+  /** Subscribes `handlers`, each guarded: a failure is reported, never thrown into admission. */
+  private subscribe<Event>(name: string, handlers: Handlers<Event>): void {
+    const guarded: Handlers<Event> = {};
+    for (const [phase, handler] of Object.entries(handlers) as [keyof Handlers<Event>, (event: Event) => void][]) {
+      guarded[phase] = (event: Event) => {
+        try {
+          handler(event);
+        } catch (error) {
+          this.onError(error);
+        }
+      };
+    }
+    const channel = dc.tracingChannel(name);
+    channel.subscribe(guarded as never);
+    this.unsubscribe.push(() => channel.unsubscribe(guarded as never));
+  }
+
+  private listen<Event>(name: string, handler: (event: Event) => void): void {
+    const guarded = (event: unknown) => {
+      try {
+        handler(event as Event);
+      } catch (error) {
+        this.onError(error);
+      }
+    };
+    dc.subscribe(name, guarded);
+    this.unsubscribe.push(() => dc.unsubscribe(name, guarded));
+  }
+
+  /** The observable instruments: counts kept in {@link Series}, and the gauges of the listed limiters. */
+  private observables(): void {
+    const meter = this.meter;
+    const requests = meter.createObservableCounter("sluice.limiter.requests", described("sluice.limiter.requests"));
+    const queued = meter.createObservableUpDownCounter("sluice.limiter.queued", described("sluice.limiter.queued"));
+    const inUse = meter.createObservableUpDownCounter("sluice.limiter.in_use", described("sluice.limiter.in_use"));
+    const capacity = meter.createObservableGauge("sluice.limiter.capacity", described("sluice.limiter.capacity"));
+    const remaining = meter.createObservableGauge("sluice.rate.remaining", described("sluice.rate.remaining"));
+    const instruments = [requests, queued, inUse, capacity, remaining];
+    const callback = (result: BatchObservableResult) => {
+      for (const series of this.series.values()) {
+        for (const name of RESULTS) {
+          const count = series.requests[name];
+          if (count > 0) result.observe(requests, count, series.resultAttributes[name]);
+        }
+        result.observe(queued, series.queued, series.attributes);
+        result.observe(inUse, series.inUse, series.attributes);
+      }
+      for (const limiter of this.observed) {
+        try {
+          this.reportGauges(limiter, (instrument, value, attributes) =>
+            result.observe(instrument === "capacity" ? capacity : remaining, value, attributes),
+          );
+        } catch (error) {
+          this.onError(error);
+        }
+      }
+    };
+    meter.addBatchObservableCallback(callback, instruments);
+    this.removeCallbacks = () => meter.removeBatchObservableCallback(callback, instruments);
+  }
+
+  private reportGauges(
+    limiter: object,
+    observe: (instrument: "capacity" | "remaining", value: number, attributes: Attributes) => void,
+  ): void {
+    const statistics = (limiter as { statistics?(): unknown }).statistics?.() as
+      | { capacity?: number; remaining?: Record<string, number> }
+      | undefined;
+    if (statistics === undefined) return;
+    const attributes = this.seriesOf(identityOf(limiter) as LimiterIdentity).attributes;
+    if (Number.isFinite(statistics.capacity)) observe("capacity", statistics.capacity as number, attributes);
+    for (const [unit, left] of Object.entries(statistics.remaining ?? {})) {
+      if (Number.isFinite(left)) observe("remaining", left, { ...attributes, "sluice.rate.unit": unit });
+    }
+  }
+
+  private admitted(event: AcquireEvent): void {
+    const series = this.seriesOf(event.limiter);
+    if (event.queued) {
+      this.counted.add(event);
+      series.queued++;
+    }
+    if (this.tracer !== undefined && (event.queued || this.spans === "all")) {
+      const startedAt = performance.timeOrigin + performance.now();
+      const span = this.tracer.startSpan(
+        "sluice.wait",
+        {
+          startTime: startedAt,
+          attributes: { ...series.attributes, "sluice.weight": event.weight, "sluice.priority": event.priority },
+        },
+        context.active() as Context,
+      );
+      this.waits.set(event, { span, startedAt });
+    }
+  }
+
+  private acquired(event: AcquireEvent): void {
+    const outcome = event.outcome as Result;
+    const series = this.seriesOf(event.limiter);
+    series.requests[outcome]++;
+    this.waitDuration.record((event.endTime - event.startTime) / 1000, series.resultAttributes[outcome]);
+    if (event.queued && this.counted.delete(event)) series.queued--;
+    const wait = this.waits.get(event);
+    if (wait === undefined) return;
+    this.waits.delete(event);
+    const { span, startedAt } = wait;
+    span.setAttribute("sluice.result", outcome);
+    if (outcome !== "acquired") {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: `${outcome}: ${describeError(event.error)}` });
+    }
+    span.end(startedAt + (event.endTime - event.startTime));
+  }
+
+  private released(event: HoldEvent): void {
+    const series = this.seriesOf(event.limiter);
+    if (this.counted.delete(event)) series.inUse -= event.weight;
+    this.holdDuration.record((event.endTime - event.startTime) / 1000, series.attributes);
+  }
+
+  private attempted(event: HttpAttemptEvent): void {
+    const attributes: Attributes = {
+      ...(event.limiter === undefined ? {} : this.seriesOf(event.limiter).attributes),
+      "sluice.http.retry": event.retry,
+    };
+    if (event.status === undefined) attributes["error.type"] = "network";
+    else attributes["http.response.status_code"] = event.status;
+    this.httpAttempts.add(1, attributes);
+  }
+
+  private seriesOf(limiter: LimiterIdentity): Series {
+    let series = this.series.get(limiter);
+    if (series === undefined) {
+      series = new Series(limiter);
+      this.series.set(limiter, series);
+    }
+    return series;
+  }
+}
+
+function describeError(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : describe(error);
+}

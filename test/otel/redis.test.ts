@@ -1,0 +1,71 @@
+/**
+ * sluice/otel over the Redis backend, with a real redis-server: a RedisSemaphore's waits and holds are
+ * counted under `sluice.backend=redis`, and a lease lost (the holder's record evicted behind its back) is
+ * counted by `sluice.lease.lost`.
+ */
+import {
+  AggregationTemporality,
+  type DataPoint,
+  InMemoryMetricExporter,
+  MeterProvider,
+  type MetricData,
+  PeriodicExportingMetricReader,
+} from "@opentelemetry/sdk-metrics";
+import { LeaseLostError } from "sluice";
+import { instrumentSluice } from "sluice/otel";
+import { RedisSemaphore } from "sluice/redis";
+import { describe, expect, it } from "vitest";
+import { useRedisServer } from "../support/use-redis-server.js";
+
+const context = useRedisServer();
+
+/** The exported data points of `name`, as `value` by their `sluice.result` (or "" without one). */
+async function collect(reader: PeriodicExportingMetricReader, exporter: InMemoryMetricExporter) {
+  exporter.reset();
+  await reader.forceFlush();
+  const found = new Map<string, MetricData>();
+  for (const resource of exporter.getMetrics()) {
+    for (const scope of resource.scopeMetrics)
+      for (const metric of scope.metrics) found.set(metric.descriptor.name, metric);
+  }
+  return (name: string) =>
+    ((found.get(name)?.dataPoints ?? []) as DataPoint<number | { count: number }>[]).map((point) => ({
+      attributes: point.attributes,
+      value: typeof point.value === "number" ? point.value : point.value.count,
+    }));
+}
+
+describe("sluice/otel with a RedisSemaphore", () => {
+  it("counts requests and holds under sluice.backend=redis, and a lost lease under sluice.lease.lost", async () => {
+    const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
+    const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 3_600_000 });
+    const meterProvider = new MeterProvider({ readers: [reader] });
+    const name = `otel-${process.pid}`;
+    const semaphore = context.track(
+      new RedisSemaphore(context.redis, { name, capacity: 1, leaseTtl: 30_000, guardRestarts: false }),
+    );
+    const instrumentation = instrumentSluice({ meterProvider, limiters: [semaphore], spans: "none" });
+    try {
+      const first = await semaphore.acquire();
+      const second = semaphore.acquire({ timeout: 10_000 });
+      await first.release();
+      const permit = await second;
+      // Gone behind its back, as after an eviction: the release finds the lease lost.
+      await context.redis.hdel(`sluice:{${name}}:meta`, `h:${(permit as { fencingToken: number }).fencingToken}`);
+      expect(await Promise.resolve(permit.release()).catch((error: unknown) => error)).toBeInstanceOf(LeaseLostError);
+      const metric = await collect(reader, exporter);
+      const redis = { "sluice.limiter.name": name, "sluice.limiter.kind": "semaphore", "sluice.backend": "redis" };
+      expect(metric("sluice.limiter.requests")).toEqual([
+        { attributes: { ...redis, "sluice.result": "acquired" }, value: 2 },
+      ]);
+      expect(metric("sluice.limiter.hold.duration")).toEqual([{ attributes: redis, value: 2 }]);
+      expect(metric("sluice.limiter.queued")).toEqual([{ attributes: redis, value: 0 }]);
+      expect(metric("sluice.limiter.in_use")).toEqual([{ attributes: redis, value: 0 }]);
+      expect(metric("sluice.limiter.capacity")).toEqual([{ attributes: redis, value: 1 }]);
+      expect(metric("sluice.lease.lost")).toEqual([{ attributes: redis, value: 1 }]);
+    } finally {
+      instrumentation.disable();
+      await meterProvider.shutdown();
+    }
+  });
+});
