@@ -5,6 +5,12 @@
  * @module sluice
  */
 
+export type {
+  AdaptiveLimiterEvents,
+  AdaptiveLimiterOptions,
+  AdaptiveLimiterStatistics,
+} from "./core/adaptive-limit.js";
+export { AdaptiveLimiter, AdaptivePermit } from "./core/adaptive-limit.js";
 export type { LimiterCounters, LimiterStatistics } from "./core/admission.js";
 export type { ChannelOptions, ChannelStatistics, Received } from "./core/channel.js";
 export { Channel } from "./core/channel.js";
@@ -29,6 +35,16 @@ export type { KeyedRateLimiterOptions, RateLevel } from "./core/keyed-rate-limit
 export { KeyedRateLimiter } from "./core/keyed-rate-limiter.js";
 export type { KeyedLimiter, KeyedSemaphoreOptions, KeyStatistics } from "./core/keyed-semaphore.js";
 export { KeyedMutex, KeyedSemaphore, KeyView } from "./core/keyed-semaphore.js";
+export type {
+  AimdOptions,
+  Gradient2Options,
+  LimitAlgorithm,
+  LimitAlgorithmName,
+  LimitSample,
+  VegasOptions,
+} from "./core/limit-algorithms.js";
+export { aimd, gradient2, overloadBackoff, vegas } from "./core/limit-algorithms.js";
+export type { AdaptiveLimitStatistics, LimitChange } from "./core/limit-estimator.js";
 export type { AcquireOptions, Limiter, Permit } from "./core/limiter.js";
 export { NEVER_ABORTED } from "./core/limiter.js";
 export type { MapAllOptions, MapOptions, Mapper, MapStreamOptions } from "./core/map.js";

@@ -119,6 +119,7 @@ export async function demoCommand(settings: DemoSettings, commandLine: string): 
   const limits = await buildLimits({
     concurrency: SERVER_CONCURRENCY,
     concurrencyGiven: true,
+    adaptive: undefined,
     rates,
     minInterval: undefined,
     algorithm: "sliding-window",

@@ -271,6 +271,8 @@ function fetchHandler(
       nonIdempotent: setup.retryPost,
     },
     ...(settings.timeout === undefined ? {} : { attemptTimeout: settings.timeout }),
+    // -c auto: the window adapts per attempt, from each response's latency and overload answers.
+    ...(setup.limits.window === undefined ? {} : { concurrency: setup.limits.window }),
     onRetry: () => statistics.retried(),
   });
   return {

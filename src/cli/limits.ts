@@ -3,6 +3,7 @@
  * limiter that admits each attempt. Every kind of limiter is used through the same `Limiter` interface, so the
  * job loop does not know whether the limits live in this process or in Redis.
  */
+import { AdaptiveLimiter } from "../core/adaptive-limit.js";
 import type { Limiter, Permit } from "../core/limiter.js";
 import { type RateAcquireOptions, RateLimiter } from "../core/rate-limiter.js";
 import { Semaphore } from "../core/semaphore.js";
@@ -19,6 +20,8 @@ import type { LimitSettings, RedisSettings } from "./settings.js";
 export interface BuiltLimits {
   /** The limiter itself, for what takes a `Limiter` (the HTTP wrapper). */
   readonly limiter: Limiter<RateAcquireOptions>;
+  /** With `-c auto`: this process's adaptive concurrency, under `limiter` (see `admission`). */
+  readonly window: AdaptiveLimiter | undefined;
   readonly admission: Admission;
   readonly description: LimitsDescription;
   /** The Redis the limits live in, if they are shared. */
@@ -44,6 +47,32 @@ export interface BuiltLimits {
  * @throws Error when the options need something this build lacks, or Redis cannot be reached.
  */
 export async function buildLimits(options: LimitSettings): Promise<BuiltLimits> {
+  const built = await buildFixedLimits(options);
+  const adaptive = options.adaptive;
+  if (adaptive === undefined) return built;
+  // This process's share adapts under the limiter, which stays the ceiling (shared through Redis with
+  // --redis): a job waits for the window first, so waiting here never holds a shared permit.
+  const window = new AdaptiveLimiter({ min: adaptive.min, max: adaptive.max, name: "sluice (auto)" });
+  return {
+    ...built,
+    window,
+    admission: {
+      acquire: async (request) => {
+        const slot = await window.acquire({ signal: request.signal });
+        try {
+          return both(await built.admission.acquire(request), slot);
+        } catch (error) {
+          slot.ignore();
+          slot.release();
+          throw error;
+        }
+      },
+    },
+  };
+}
+
+/** The limits of `options` without `-c auto`'s window. */
+async function buildFixedLimits(options: LimitSettings): Promise<BuiltLimits> {
   const description: LimitsDescription = {
     concurrency: options.concurrency,
     rates: options.rates,
@@ -73,6 +102,7 @@ export async function buildLimits(options: LimitSettings): Promise<BuiltLimits> 
   }
   return {
     limiter,
+    window: undefined,
     admission: { acquire: ({ cost, signal }) => limiter.acquire({ cost, signal }) },
     description,
     close: () => Promise.resolve(),
@@ -117,6 +147,7 @@ async function buildSharedLimits(
   const local = options.concurrencyGiven ? undefined : new Semaphore(options.concurrency, { name: "sluice (local)" });
   return {
     limiter: shared,
+    window: undefined,
     admission: {
       acquire: async ({ cost, signal }) => {
         if (local === undefined) return shared.acquire({ cost, signal });

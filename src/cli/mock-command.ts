@@ -83,6 +83,20 @@ export const MOCK_COMMAND: CommandSpec = {
       description: "fail a share P (0 to 1) of requests: server-error (500), overloaded (503/529), reset, hang",
     },
     {
+      name: "overload",
+      type: "string",
+      value: "C[:QUEUE]",
+      description:
+        "behave like an overloaded service: C requests served at once (each in --latency), QUEUE more waiting (default C), a 503 without Retry-After beyond",
+    },
+    {
+      name: "overload-status",
+      type: "string",
+      value: "STATUS",
+      description: "with --overload: what a refused request gets, 503 or 429 (both without Retry-After)",
+      default: "503",
+    },
+    {
       name: "style",
       type: "string",
       value: "NAME",
@@ -110,6 +124,10 @@ export const MOCK_COMMAND: CommandSpec = {
     {
       command: "sluice mock --requests-per-minute 60 --minute 1s --fail overloaded=0.05 --latency 20ms..80ms",
       explanation: "60 requests a second, 5% overloaded answers, 20 to 80 ms each",
+    },
+    {
+      command: "sluice mock --overload 16:16 --latency 20ms",
+      explanation: "a service of capacity 16 at 20 ms each, 16 queued, 503 beyond: try sluice fetch -c auto",
     },
   ],
   exitCodes: [
@@ -167,5 +185,10 @@ function describeLimits(settings: MockSettings): string {
   ].filter((limit) => limit !== undefined);
   const per = limits.length === 0 ? "no rate limit" : `${limits.join(" and ")} per ${settings.minuteText}`;
   const atOnce = concurrency === undefined ? "" : `, ${concurrency} at once`;
-  return `a mock ${settings.server.style ?? "openai"} API allowing ${per}${atOnce} (429 beyond)`;
+  const overload = settings.server.overload;
+  const overloaded =
+    overload === undefined
+      ? ""
+      : `; overloaded: ${overload.capacity} served at once, ${overload.queue ?? overload.capacity} queued, ${overload.status ?? 503} beyond`;
+  return `a mock ${settings.server.style ?? "openai"} API allowing ${per}${atOnce} (429 beyond)${overloaded}`;
 }

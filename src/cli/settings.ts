@@ -19,6 +19,11 @@ export interface LimitSettings {
   readonly concurrency: number;
   /** Whether `--concurrency` was given (with `--redis`, only then is concurrency shared). */
   readonly concurrencyGiven: boolean;
+  /**
+   * `-c auto[:MIN-MAX]`: the concurrency adapts between `min` and `max` in this process (an
+   * AdaptiveLimiter), under `concurrency` (= `max`) as the ceiling, shared through Redis with `--redis`.
+   */
+  readonly adaptive: { readonly min: number; readonly max: number } | undefined;
   readonly rates: readonly RateSpec[];
   /** Milliseconds. */
   readonly minInterval: number | undefined;
@@ -210,12 +215,35 @@ export function readMockSettings(parsed: ParsedCommandLine): MockSettings {
     ...optional("completionTokens", values.range("completion-tokens", "integer", { min: 0, max: 1_000_000 })),
     ...optional("quota", readQuota(values)),
     ...optional("failures", readFailures(values)),
+    ...optional("overload", readOverload(values)),
   };
   return { server, minuteText: values.string("minute")?.trim() ?? "1m" };
 }
 
 function optional<K extends string, V>(name: K, value: V | undefined): { [key in K]?: V } {
   return (value === undefined ? {} : { [name]: value }) as { [key in K]?: V };
+}
+
+/** `--overload C[:QUEUE]` and `--overload-status`, which does nothing without it and is refused then. */
+function readOverload(values: OptionValues): MockServerOptions["overload"] {
+  const text = values.string("overload")?.trim();
+  const statusText = values.string("overload-status")?.trim();
+  if (text === undefined) {
+    if (statusText !== undefined) throw values.error(`${values.typed("overload-status")} needs --overload C[:QUEUE]`);
+    return undefined;
+  }
+  const match = /^(\d+)(?::(\d+))?$/.exec(text);
+  const capacity = Number(match?.[1]);
+  const queue = match?.[2] === undefined ? capacity : Number(match[2]);
+  if (match === null || capacity < 1 || capacity > MAX_CONCURRENCY || queue > MAX_CONCURRENCY) {
+    throw values.error(
+      `${values.typed("overload")} must be C or C:QUEUE, C from 1 to ${MAX_CONCURRENCY} and QUEUE from 0; got ${JSON.stringify(text)}`,
+    );
+  }
+  if (statusText !== undefined && statusText !== "503" && statusText !== "429") {
+    throw values.error(`${values.typed("overload-status")} must be 503 or 429; got ${JSON.stringify(statusText)}`);
+  }
+  return { capacity, queue, status: statusText === "429" ? 429 : 503 };
 }
 
 function readQuota(values: OptionValues): MockServerOptions["quota"] {
@@ -247,7 +275,11 @@ function readFailures(values: OptionValues): MockServerOptions["failures"] {
 // Limits
 
 function readLimits(values: OptionValues, defaults: { concurrency: number }): LimitSettings {
-  const concurrency = values.integer("concurrency", { min: 1, max: MAX_CONCURRENCY, unlimited: true });
+  const adaptive = readAdaptive(values, defaults.concurrency);
+  const concurrency =
+    adaptive === undefined
+      ? values.integer("concurrency", { min: 1, max: MAX_CONCURRENCY, unlimited: true })
+      : adaptive.max;
   const rates = values.list("rate").map((text) => {
     try {
       return parseRate(text);
@@ -271,11 +303,32 @@ function readLimits(values: OptionValues, defaults: { concurrency: number }): Li
   return {
     concurrency: concurrency ?? defaults.concurrency,
     concurrencyGiven: concurrency !== undefined,
+    adaptive,
     rates,
     minInterval,
     algorithm: values.given("algorithm") ? algorithm : redis === undefined ? "sliding-window" : "token-bucket",
     redis,
   };
+}
+
+/**
+ * `-c auto` or `-c auto:MIN-MAX`, else `undefined` (a number, read by the caller). Without bounds: 1 to
+ * four times the command's default concurrency, so a run that only ever sees steady latency stays sane.
+ */
+function readAdaptive(values: OptionValues, defaultConcurrency: number): LimitSettings["adaptive"] {
+  const text = values.string("concurrency")?.trim();
+  if (text === undefined || !/^auto/i.test(text)) return undefined;
+  const match = /^auto(?::(\d+)-(\d+))?$/i.exec(text);
+  const fail = (why: string) =>
+    values.error(`${values.typed("concurrency")} ${why}; got ${JSON.stringify(text)} (e.g. auto or auto:4-64)`);
+  if (match === null) throw fail("must be auto or auto:MIN-MAX with whole numbers");
+  if (match[1] === undefined) return { min: 1, max: Math.min(MAX_CONCURRENCY, defaultConcurrency * 4) };
+  const min = Number(match[1]);
+  const max = Number(match[2]);
+  if (min < 1) throw fail("auto:MIN-MAX needs MIN >= 1 (a limit of 0 admits nothing, ever)");
+  if (max > MAX_CONCURRENCY) throw fail(`auto:MIN-MAX needs MAX <= ${MAX_CONCURRENCY}`);
+  if (min > max) throw fail("auto:MIN-MAX needs MIN <= MAX");
+  return { min, max };
 }
 
 function readAlgorithm(values: OptionValues, rates: readonly RateSpec[]): LimitSettings["algorithm"] {

@@ -11,7 +11,8 @@ export const LIMIT_OPTIONS: readonly OptionSpec[] = [
     short: "c",
     type: "string",
     value: "N",
-    description: "jobs running at once, up to 100000; `unlimited` for no cap",
+    description:
+      "jobs running at once, up to 100000; `unlimited` for no cap; `auto` or auto:MIN-MAX to find it from latency and overload answers (default bounds 1 to 4 times the default)",
   },
   {
     name: "rate",

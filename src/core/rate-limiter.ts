@@ -18,6 +18,8 @@ import { identify, type LimiterIdentity, type RatePauseEvent, ratePauseChannel }
 import { defineDisposeSymbols } from "./dispose.js";
 import { type Duration, describe, toMilliseconds } from "./duration.js";
 import { costAboveLimit, defaultAbortReason, weightAboveCapacity } from "./errors.js";
+import type { LimitSample } from "./limit-algorithms.js";
+import { type AdaptiveLimitStatistics, LimitEstimator } from "./limit-estimator.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
 import { type GiveBack, HeldPermit, runHolding } from "./permit.js";
 import { type ChargeHandle, type RateBucket, SlidingWindow, TokenBucket } from "./rate-buckets.js";
@@ -94,8 +96,12 @@ export const RATE_LIMIT_OPTIONS = /* @__PURE__ */ optionNames<RateLimit>({
 export interface RateLimiterOptions {
   /** Rate limits that must all admit a call; they are charged together or not at all. */
   limits?: readonly RateLimit[];
-  /** Calls in flight at once (permits held); default unlimited. */
-  concurrency?: number;
+  /**
+   * Calls in flight at once (permits held); default unlimited. `"auto"`: the concurrency adapts under the
+   * rate limits, between 1 and 1000 (Vegas, as `AdaptiveLimiter`'s default): from each call's latency
+   * (grant to release), and each `pause()` (a 429 with `Retry-After`) counts as a drop.
+   */
+  concurrency?: number | "auto";
   /** The least time between two starts; default 0. */
   minInterval?: Duration;
   /** Time source; defaults to `performance.now()` and the global timers. */
@@ -191,6 +197,8 @@ export interface RateLimitStatistics {
  * in flight.
  */
 export interface RateLimiterStatistics extends LimiterStatistics {
+  /** With `concurrency: "auto"`: its bounds, estimates and counters (`capacity` is the current limit). */
+  adaptiveConcurrency: AdaptiveLimitStatistics | undefined;
   /** ms */
   minInterval: number;
   /** On the limiter's clock; `undefined` when not paused. */
@@ -270,6 +278,10 @@ class RateLimiterPermit extends HeldPermit implements RatePermit {
     /** @internal */
     readonly charges: readonly Charge[],
     limiter: LimiterIdentity,
+    /** @internal When it was granted, for `concurrency: "auto"`'s latency. */
+    readonly grantedAt: number,
+    /** @internal The weight in flight at the grant, its own included. */
+    readonly inFlightAtGrant: number,
   ) {
     super(weight, signal, giveBack, limiter);
   }
@@ -326,6 +338,8 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
   /** The units the limits count, `requests` included: a cost unit one typo away from these is refused. */
   private counted: ReadonlySet<string> = countedUnits([]);
   private concurrencyLimit: number;
+  /** With `concurrency: "auto"`: the moving limit, which `concurrencyLimit` follows. */
+  private adaptive: LimitEstimator | undefined;
   /** Concurrency weight of permits not yet released. */
   private inFlight = 0;
   private spacing: number;
@@ -350,7 +364,14 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
   };
   /** The clock time `fits` decided at, for the `take` and `stalled` that follow it in the same step. */
   private decidedAt = 0;
-  private readonly giveBackPermit = (permit: RateLimiterPermit): void => this.giveBack(permit.weight);
+  private readonly giveBackPermit = (permit: RateLimiterPermit): void => {
+    // The sample first, so the hand-off that follows sees the limit it moved.
+    if (this.adaptive !== undefined) {
+      const latency = this.clock.now() - permit.grantedAt;
+      this.moveConcurrency({ latency, inFlight: permit.inFlightAtGrant, dropped: false });
+    }
+    this.giveBack(permit.weight);
+  };
   private readonly identity: LimiterIdentity;
   private readonly settlePermit: Settle = {
     check: (target) => checkCostUnits(target, this.counted, "actual"),
@@ -386,7 +407,11 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     this.name = checkName(options.name);
     this.clock = checkClock(options.clock) ?? systemClock;
     this.identity = identify(this, this.name, "rate-limiter", "memory", this.clock);
-    this.concurrencyLimit = checkConcurrency(options.concurrency ?? Number.POSITIVE_INFINITY);
+    if (typeof options.concurrency === "string" && options.concurrency !== "auto") {
+      throw new TypeError(`concurrency must be a number or "auto"; got ${describe(options.concurrency)}`);
+    }
+    this.adaptive = options.concurrency === "auto" ? new LimitEstimator(1, 1000, 10, "vegas") : undefined;
+    this.concurrencyLimit = this.adaptive?.limit ?? checkConcurrency(options.concurrency ?? Number.POSITIVE_INFINITY);
     this.spacing = toMilliseconds(options.minInterval ?? 0, "minInterval");
     this.refund = checkRefund(options.refund ?? true);
     this.admission = new Admission<Demand, RatePermit>(
@@ -407,7 +432,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
         },
         stalled: (head) => {
           // Waiting for a release (concurrency): `giveBack` re-dispatches, so no timer is needed (or wanted).
-          if (head === undefined || this.inFlight + weightOf(head.request) > this.concurrencyLimit) this.disarm();
+          if (head === undefined || !this.hasRoomFor(weightOf(head.request))) this.disarm();
           else this.arm(this.readyAt(head.request, this.decidedAt), this.decidedAt);
         },
         weight: weightOf,
@@ -441,7 +466,10 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     this.notifyIfIdle();
   }
 
-  /** Calls in flight at once. Settable at run time, like `Semaphore.capacity`. */
+  /**
+   * Calls in flight at once (the current limit, with `concurrency: "auto"`). Settable at run time, like
+   * `Semaphore.capacity`; setting a number ends `"auto"`.
+   */
   get concurrency(): number {
     return this.concurrencyLimit;
   }
@@ -452,6 +480,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
    */
   set concurrency(value: number) {
     this.concurrencyLimit = checkConcurrency(value);
+    this.adaptive = undefined;
     this.rejectImpossible();
     this.dispatch();
     this.notifyIfIdle();
@@ -573,7 +602,10 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     } else {
       until = now + toMilliseconds(forOrUntil, "pause duration");
     }
-    if (until <= now || until <= this.pauseEnd) return;
+    if (until <= now) return;
+    // The server said "too many": with `concurrency: "auto"`, a drop (each 429, even one a pause in force covers).
+    if (this.adaptive !== undefined) this.moveConcurrency({ latency: 0, inFlight: this.inFlight, dropped: true });
+    if (until <= this.pauseEnd) return;
     this.pauseEnd = until;
     this.pauseReason = reason;
     for (const bucket of this.buckets) bucket.emptyAt(until);
@@ -686,7 +718,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     if (head !== undefined && this.canStart(head.request, now)) {
       throw new Error("rate limiter invariant broken: the head waits though it could start now");
     }
-    const waitsForTime = head !== undefined && this.inFlight + weightOf(head.request) <= this.concurrencyLimit;
+    const waitsForTime = head !== undefined && this.hasRoomFor(weightOf(head.request));
     if (waitsForTime !== (this.timer !== undefined)) {
       throw new Error(
         `rate limiter invariant broken: the timer is ${this.timer === undefined ? "not " : ""}armed while the head ${waitsForTime ? "waits for time" : "waits for a release or nobody waits"}`,
@@ -717,6 +749,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
       inUse: this.inFlight,
       waiting: this.queue.size,
       ...this.admission.counters,
+      adaptiveConcurrency: this.adaptive?.statistics(),
       minInterval: this.spacing,
       pausedUntil: this.pausedUntil,
       pauseReason: this.pausedUntil === undefined ? undefined : this.pauseReason,
@@ -750,7 +783,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
 
   /** Whether `demand` may start at `now`: room in flight, and the time-based constraints all met. */
   private canStart(demand: Demand, now: number): boolean {
-    return this.inFlight + weightOf(demand) <= this.concurrencyLimit && this.readyAt(demand, now) <= now;
+    return this.hasRoomFor(weightOf(demand)) && this.readyAt(demand, now) <= now;
   }
 
   /**
@@ -793,6 +826,8 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
       costRecord(demand),
       charges,
       this.identity,
+      now,
+      this.inFlight,
     );
   }
 
@@ -826,6 +861,23 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     if (this.timer === undefined) return;
     this.clock.clearTimeout(this.timer);
     this.timer = undefined;
+  }
+
+  /**
+   * Whether `weight` more fits the concurrency now. With `concurrency: "auto"`, a call heavier than the
+   * current limit (within its max) goes alone, as in `AdaptiveLimiter`: only samples raise the limit.
+   */
+  private hasRoomFor(weight: number): boolean {
+    return this.inFlight + weight <= this.concurrencyLimit || (this.adaptive !== undefined && this.inFlight === 0);
+  }
+
+  /** Feeds `concurrency: "auto"` one sample; a limit that grew wakes the waiters that now fit. */
+  private moveConcurrency(sample: LimitSample): void {
+    const adaptive = this.adaptive as LimitEstimator;
+    const before = this.concurrencyLimit;
+    adaptive.sample(sample);
+    this.concurrencyLimit = adaptive.limit;
+    if (this.concurrencyLimit > before && this.queue.size !== 0) this.dispatch();
   }
 
   /** Frees a concurrency slot and hands it on in the same synchronous step. Called by permits. */
@@ -897,8 +949,9 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
   /** A RangeError if `demand` could never be admitted under the current configuration. */
   private whyImpossible(demand: Demand): RangeError | undefined {
     const weight = weightOf(demand);
-    if (weight > this.concurrencyLimit) {
-      return weightAboveCapacity(weight, this.concurrencyLimit, `${this.subject()} (its concurrency)`);
+    const most = this.adaptive?.max ?? this.concurrencyLimit;
+    if (weight > most) {
+      return weightAboveCapacity(weight, most, `${this.subject()} (its concurrency)`);
     }
     const own = this.subject();
     for (const bucket of this.buckets) {

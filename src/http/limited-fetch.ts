@@ -4,7 +4,7 @@
  * retries what is safe to retry — so a bulk job against a rate-limited API finishes without being
  * blocked, and as fast as the limits allow.
  */
-
+import { AdaptiveLimiter, type AdaptivePermit } from "../core/adaptive-limit.js";
 import { checkOptionNames, optionNames } from "../core/arguments.js";
 import { type Clock, systemClock, type TimerHandle } from "../core/clock.js";
 import { type HttpAttemptEvent, httpAttemptChannel, identityOf } from "../core/diagnostics.js";
@@ -89,6 +89,23 @@ export interface LimitedFetchOptions {
    * ({@link costFromUsage}). Return `undefined` to keep the estimate.
    */
   actualCost?: (response: Response, request: RequestDescription) => Cost | undefined | Promise<Cost | undefined>;
+  /**
+   * How many attempts this fetch lets run at once under the limiter's own cap, which becomes a ceiling:
+   * - `"backoff"` (the default): starts at the ceiling; each overload answer (a 429/503/529, a network
+   *   error or attempt timeout) shrinks it to 90% of what was in flight, each success grows it by about
+   *   one per round trip (`overloadBackoff`). An overload answer without a server-given wait (a 503, a
+   *   429 without `Retry-After`) then pauses nobody: the smaller window is the backoff, and only the
+   *   refused call waits before its retry (the pause it would have had). An answer with a wait
+   *   (`Retry-After`, a reset) still pauses every caller, and counts as a drop, so they resume a few at
+   *   a time; so does any overload answer once the window is down to 1. A limit set too high thus
+   *   costs about 1% of refused attempts instead of collapsing throughput.
+   * - `"auto"`: an {@link AdaptiveLimiter} with its default algorithm finds the limit from each attempt's
+   *   latency and the same drops, up to the ceiling (or 1000).
+   * - an `AdaptiveLimiter`: that one (to tune it, read its statistics, or share it between fetches).
+   * - `false`: no window of its own (sluice 0.1): only the limiter's cap, and every 429/503/529 pauses
+   *   every caller with a growing backoff.
+   */
+  concurrency?: "backoff" | "auto" | AdaptiveLimiter | false;
   /** Retry policy, or `false` for a single attempt. See {@link RetryOptions}. */
   retry?: RetryOptions | false;
   /**
@@ -149,6 +166,8 @@ export interface LimitedFetchStatistics {
   pauses: number;
   /** Whether a non-retryable error stopped this fetch. */
   stopped: boolean;
+  /** Attempts this fetch lets run at once now (see the `concurrency` option); `undefined` when off. */
+  concurrency: number | undefined;
 }
 
 /**
@@ -251,6 +270,8 @@ interface Settings {
   stopOnQuotaExhausted: boolean;
   /** The interval assumed for a learned limit until its refill rate shows; `undefined`: do not learn. */
   learnInterval: number | undefined;
+  /** This fetch's own concurrency window under the limiter (see the `concurrency` option), if any. */
+  window: AdaptiveLimiter | undefined;
 }
 
 const LIMITED_FETCH_OPTIONS = /* @__PURE__ */ optionNames<LimitedFetchOptions>({
@@ -267,6 +288,7 @@ const LIMITED_FETCH_OPTIONS = /* @__PURE__ */ optionNames<LimitedFetchOptions>({
   clock: true,
   onRetry: true,
   learnLimits: true,
+  concurrency: true,
 });
 const RETRY_OPTIONS = /* @__PURE__ */ optionNames<RetryOptions>({
   attempts: true,
@@ -331,6 +353,7 @@ function checkOptions(limiter: Limiter, options: LimitedFetchOptions): Settings 
     attemptTimeout:
       options.attemptTimeout === undefined ? undefined : toMilliseconds(options.attemptTimeout, "attemptTimeout"),
     stopOnQuotaExhausted: options.stopOnQuotaExhausted !== false,
+    window: concurrencyWindow(limiter, options.concurrency),
     learnInterval:
       options.learnLimits === false
         ? undefined
@@ -341,6 +364,31 @@ function checkOptions(limiter: Limiter, options: LimitedFetchOptions): Settings 
             "learnLimits.interval",
           ),
   };
+}
+
+/**
+ * The window the `concurrency` option asks for. Its ceiling is the limiter's capacity when it has a
+ * finite one (`statistics().capacity`), read once: a window never needs more than the limiter admits.
+ */
+function concurrencyWindow(limiter: Limiter, concurrency: unknown): AdaptiveLimiter | undefined {
+  if (concurrency === false) return undefined;
+  if (concurrency instanceof AdaptiveLimiter) return concurrency;
+  if (concurrency !== undefined && concurrency !== "backoff" && concurrency !== "auto") {
+    throw new TypeError(
+      `concurrency must be "backoff", "auto", an AdaptiveLimiter or false; got ${describe(concurrency)}`,
+    );
+  }
+  // An adaptive limiter's capacity is where it is now; its ceiling is its max.
+  const statistics = (
+    limiter as { statistics?(): { capacity?: unknown; max?: unknown; adaptiveConcurrency?: { max: unknown } } }
+  ).statistics?.();
+  const capacity = statistics?.max ?? statistics?.adaptiveConcurrency?.max ?? statistics?.capacity;
+  const ceiling = typeof capacity === "number" && Number.isInteger(capacity) && capacity >= 1 ? capacity : undefined;
+  if (concurrency === "auto") return new AdaptiveLimiter({ max: ceiling ?? 1000 });
+  // Open at the ceiling: until the service refuses, the limiter's own cap is all there is. Without a
+  // ceiling, the first drop brings the window down to what was in flight.
+  const max = ceiling ?? 1_000_000;
+  return new AdaptiveLimiter({ max, initial: max, algorithm: "backoff" });
 }
 
 function checkStatuses(statuses: unknown, argument: string): number[] {
@@ -395,6 +443,7 @@ class LimitedFetcher {
     networkErrors: 0,
     pauses: 0,
     stopped: false,
+    concurrency: undefined,
   };
   readonly fetch: LimitedFetch;
 
@@ -410,7 +459,13 @@ class LimitedFetcher {
     this.rateAware = typeof limiter.pause === "function" && typeof limiter.observe === "function";
     const fetch = ((input: string | URL | Request, init?: RequestInit) => this.call(input, init)) as LimitedFetch;
     Object.defineProperties(fetch, {
-      statistics: { value: () => ({ ...this.counters, statuses: { ...this.counters.statuses } }) },
+      statistics: {
+        value: () => ({
+          ...this.counters,
+          statuses: { ...this.counters.statuses },
+          concurrency: this.settings.window?.capacity,
+        }),
+      },
       stop: { value: (reason?: unknown) => this.stop(reason) },
       stopReason: { get: () => (this.stopper.signal.aborted ? this.stopper.signal.reason : undefined) },
     });
@@ -449,12 +504,20 @@ class LimitedFetcher {
         request.headers.has("idempotency-key"));
 
     let lastResponse: Response | undefined;
+    const ownWindow = this.settings.window;
     for (let attempt = 1; ; attempt++) {
       let permit: SettlablePermit;
+      let window: AdaptivePermit | undefined;
       try {
         await this.waitOutOwnPause(callerSignal, deadline);
-        permit = await this.acquire(cost, priority, callerSignal, deadline);
+        // The window first: a caller waits for this process's share before it takes a slot of a limiter
+        // that may be shared (a RedisSemaphore cap), so waiting here never holds anyone else back.
+        if (ownWindow !== undefined) {
+          window = (await this.acquire(ownWindow, undefined, priority, callerSignal, deadline)) as AdaptivePermit;
+        }
+        permit = await this.acquire(this.limiter, cost, priority, callerSignal, deadline);
       } catch (error) {
+        leaveWindow(window, "ignore");
         if (error instanceof TimeoutError && lastResponse !== undefined) return lastResponse;
         if (error instanceof RangeError && cost !== undefined) {
           // The limiter refuses a cost larger than a whole window: no amount of waiting admits it.
@@ -475,11 +538,12 @@ class LimitedFetcher {
           await this.waitOutOwnPause(callerSignal, deadline);
         } catch (error) {
           giveBack(permit);
+          leaveWindow(window, "ignore");
           if (error instanceof TimeoutError && lastResponse !== undefined) return lastResponse;
           throw error;
         }
       }
-      const outcome = await this.attempt(input, init, request, cost, permit, callerSignal, attempt, retryable);
+      const outcome = await this.attempt(input, init, request, cost, permit, window, callerSignal, attempt, retryable);
       if (outcome.kind === "response") return outcome.response;
       lastResponse = outcome.response;
       // A wait known to outlast the time left (a Retry-After of a day against a totalTime of minutes) is
@@ -503,13 +567,17 @@ class LimitedFetcher {
     }
   }
 
-  /** One attempt, from the acquired permit to a decision. Releases the permit on every path. */
+  /**
+   * One attempt, from the acquired permit to a decision. Releases the permit on every path, and the
+   * window's, telling the window whether the service took the attempt, refused it (a drop), or neither.
+   */
   private async attempt(
     input: string | URL | Request,
     init: RequestInit | undefined,
     request: RequestDescription,
     cost: Cost | undefined,
     permit: SettlablePermit,
+    window: AdaptivePermit | undefined,
     callerSignal: AbortSignal | undefined,
     attempt: number,
     retryable: boolean,
@@ -533,6 +601,8 @@ class LimitedFetcher {
       response = await fetchImpl(target, { ...init, signal: link.signal });
     } catch (error) {
       giveBack(permit);
+      // A reset or an attempt timeout is an overload signal; the caller's own abort says nothing.
+      leaveWindow(window, callerSignal?.aborted ? "ignore" : "drop");
       this.counters.networkErrors++;
       this.published(request, attempt, undefined);
       // The caller's own abort is final; anything else (reset, DNS, attempt timeout) may be retried.
@@ -560,6 +630,8 @@ class LimitedFetcher {
     let tooLarge: { unit: string; needed: number; limit: number } | undefined;
     let pauseMs: number | undefined;
     let pauseUntil: number | undefined;
+    /** The wait of a refused call whose window shrank instead of pausing everyone: the pause it would have had. */
+    let ownDelay: number | undefined;
     // Headers come from the server and may be anything: should the limiter refuse what they say (a
     // retry-after too large to represent), the permit still goes back, or it would be held for good.
     try {
@@ -576,17 +648,27 @@ class LimitedFetcher {
         tooLarge = response.status === 429 ? this.exceedsLimit(headers, cost) : undefined;
         // "Everyone slow down" takes effect now, before anything else is sent — not after the body is read.
         if (tooLarge === undefined && this.settings.pauseStatuses.has(response.status)) {
-          pauseMs = this.pauseFor(headers, nowWall, attempt, response.status);
-          pauseUntil = this.clock.now() + pauseMs;
+          const wait = serverWait(headers, nowWall);
+          const ownWindow = this.settings.window;
+          // Without a wait from the server, a window shrinks instead: pausing everyone, then resuming
+          // everyone together, is what collapsed throughput under a limit set too high (issue 18). A
+          // window already down to its floor cannot back off further: then everyone pauses, as before.
+          if (wait !== undefined || ownWindow === undefined || ownWindow.capacity <= ownWindow.min) {
+            pauseMs = this.pauseFor(wait, attempt, response.status);
+            pauseUntil = this.clock.now() + pauseMs;
+          } else {
+            ownDelay = this.pauseLength(undefined, attempt);
+          }
         }
       }
     } catch (error) {
       giveBack(permit);
+      leaveWindow(window, "ignore");
       throw error;
     }
 
     if (response.status < 400) {
-      this.finishSuccess(response, request, cost, permit);
+      this.finishSuccess(response, request, cost, permit, () => leaveWindow(window, this.clock.now() - sentAt));
       return { kind: "response", response };
     }
     // Then read the (small) error body from a clone to tell "wait" from "never".
@@ -595,6 +677,7 @@ class LimitedFetcher {
       failure = await readFailure(response, request.url);
     } catch (error) {
       giveBack(permit);
+      leaveWindow(window, "ignore");
       throw error;
     }
     const nonRetryable = this.classify(failure, tooLarge);
@@ -602,6 +685,9 @@ class LimitedFetcher {
     // otherwise send one more request into an exhausted quota.
     if (nonRetryable instanceof QuotaExhaustedError && this.settings.stopOnQuotaExhausted) this.stop(nonRetryable);
     giveBack(permit);
+    const overload =
+      nonRetryable === undefined && tooLarge === undefined && this.settings.pauseStatuses.has(response.status);
+    leaveWindow(window, overload ? "drop" : "ignore");
     if (nonRetryable !== undefined) throw nonRetryable;
     const shouldRetry = response.headers.get("x-should-retry");
     const statusRetryable =
@@ -610,7 +696,8 @@ class LimitedFetcher {
     // When the whole limiter was paused, the retry's wait for the limiter is the backoff; otherwise back off
     // on our own, honouring the server's Retry-After if it sent one.
     const delayMs =
-      pauseMs !== undefined && this.rateAware ? 0 : Math.max(headers.retryAfterMs ?? 0, this.backoff(attempt));
+      ownDelay ??
+      (pauseMs !== undefined && this.rateAware ? 0 : Math.max(headers.retryAfterMs ?? 0, this.backoff(attempt)));
     return { kind: "retry", response, status: response.status, error: undefined, delayMs, pauseMs, pauseUntil };
   }
 
@@ -672,24 +759,11 @@ class LimitedFetcher {
   }
 
   /**
-   * Pauses the whole limiter for as long as the server asked — `retry-after-ms`/`Retry-After`, else the
-   * reset of an exhausted budget, else the backoff — plus jitter. Returns the pause in ms.
+   * Pauses the whole limiter for as long as the server asked (`wait`, see {@link serverWait}), else the
+   * backoff, plus jitter. Returns the pause in ms.
    */
-  private pauseFor(headers: RateLimitHeaders, nowWall: number, attempt: number, status: number): number {
-    // Only a positive, finite wait says when: "0", a date already past (clock skew) or a number too big
-    // to represent would otherwise resend at once, in a burst, or never.
-    const usable = (ms: number | undefined) => (ms !== undefined && ms > 0 && Number.isFinite(ms) ? ms : undefined);
-    let wait = usable(headers.retryAfterMs);
-    if (wait === undefined) {
-      for (const report of Object.values(headers.units)) {
-        if (report.remaining !== undefined && report.remaining < 1 && report.resetAt !== undefined) {
-          const untilReset = usable(report.resetAt - nowWall);
-          if (untilReset !== undefined) wait = Math.max(wait ?? 0, untilReset);
-        }
-      }
-    }
-    wait ??= backoffDelay(attempt, this.settings.baseDelay, this.settings.maxDelay);
-    const pauseMs = wait * (1 + this.settings.pauseJitter * this.random());
+  private pauseFor(serverWait: number | undefined, attempt: number, status: number): number {
+    const pauseMs = this.pauseLength(serverWait, attempt);
     this.counters.pauses++;
     if (this.rateAware) {
       // If a shared limiter cannot record the pause (Redis unreachable), this fetch still honours it.
@@ -698,6 +772,12 @@ class LimitedFetcher {
       this.pauseHere(pauseMs);
     }
     return pauseMs;
+  }
+
+  /** What the server asked, else the backoff (not jittered down to 0: a pause must wait), plus jitter. */
+  private pauseLength(serverWait: number | undefined, attempt: number): number {
+    const wait = serverWait ?? backoffDelay(attempt, this.settings.baseDelay, this.settings.maxDelay);
+    return wait * (1 + this.settings.pauseJitter * this.random());
   }
 
   /** Pauses this fetch's own callers. Extend-only, like RateLimiter.pause: a shorter pause never cuts a longer one short. */
@@ -768,6 +848,7 @@ class LimitedFetcher {
   }
 
   private acquire(
+    limiter: Limiter,
     cost: Cost | undefined,
     priority: number | undefined,
     callerSignal: AbortSignal | undefined,
@@ -780,7 +861,7 @@ class LimitedFetcher {
     if (deadline !== Number.POSITIVE_INFINITY) options.timeout = Math.max(0, deadline - this.clock.now());
     let acquired: Promise<Permit>;
     try {
-      acquired = this.limiter.acquire(options);
+      acquired = limiter.acquire(options);
     } catch (error) {
       link.dispose();
       return Promise.reject(error);
@@ -809,6 +890,7 @@ class LimitedFetcher {
     request: RequestDescription,
     cost: Cost | undefined,
     permit: SettlablePermit,
+    leftWindow: () => void,
   ): void {
     const canSettle = cost !== undefined && typeof permit.settle === "function";
     const custom = this.options.actualCost;
@@ -817,6 +899,7 @@ class LimitedFetcher {
     const isEventStream = type.includes("text/event-stream");
     if (response.body === null || (!isJson && !isEventStream && !(canSettle && custom !== undefined))) {
       giveBack(permit);
+      leftWindow();
       return;
     }
     const clone = response.clone();
@@ -839,7 +922,10 @@ class LimitedFetcher {
           // An actualCost callback that throws keeps the estimate: the charge was already made.
         },
       )
-      .finally(() => giveBack(permit));
+      .finally(() => {
+        giveBack(permit);
+        leftWindow();
+      });
   }
 
   /**
@@ -879,6 +965,38 @@ class LimitedFetcher {
 function giveBack(permit: Permit): void {
   const result = permit.release();
   if (result !== undefined) result.catch(() => {});
+}
+
+/**
+ * Gives a window permit back with what the attempt said: its latency (the service took it), a drop (it
+ * refused: a 429/503/529, a reset, an attempt timeout), or nothing (a 404, the caller's abort).
+ */
+function leaveWindow(window: AdaptivePermit | undefined, outcome: number | "drop" | "ignore"): void {
+  if (window === undefined) return;
+  if (outcome === "drop") window.dropped();
+  else if (outcome === "ignore") window.ignore();
+  else window.reportLatency(outcome);
+  window.release();
+}
+
+/**
+ * How long the server asked callers to wait — `retry-after-ms`/`Retry-After`, else the reset of an
+ * exhausted budget — or `undefined` when it did not say.
+ */
+function serverWait(headers: RateLimitHeaders, nowWall: number): number | undefined {
+  // Only a positive, finite wait says when: "0", a date already past (clock skew) or a number too big
+  // to represent would otherwise resend at once, in a burst, or never.
+  const usable = (ms: number | undefined) => (ms !== undefined && ms > 0 && Number.isFinite(ms) ? ms : undefined);
+  let wait = usable(headers.retryAfterMs);
+  if (wait === undefined) {
+    for (const report of Object.values(headers.units)) {
+      if (report.remaining !== undefined && report.remaining < 1 && report.resetAt !== undefined) {
+        const untilReset = usable(report.resetAt - nowWall);
+        if (untilReset !== undefined) wait = Math.max(wait ?? 0, untilReset);
+      }
+    }
+  }
+  return wait;
 }
 
 /** The cost an `estimate` returned must be one the limiter can read; the error names the request. */

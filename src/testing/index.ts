@@ -9,6 +9,8 @@ export type {
   MockFailure,
   MockLatency,
   MockOutcome,
+  MockOverload,
+  MockOverloadOptions,
   MockProviderStyle,
   MockRequestInfo,
   MockRequestRecord,

@@ -11,6 +11,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { checkOptionNames, type OptionNames, optionNames } from "../core/arguments.js";
 import { type Duration, describe, toMilliseconds } from "../core/duration.js";
+import { allowManyListeners } from "../core/many-listeners.js";
 import {
   type ErrorKind,
   errorResponse,
@@ -19,9 +20,11 @@ import {
   rateLimitHeaders,
   retryAfterHeaders,
 } from "./mock-styles.js";
+import { type MockOverload, type MockOverloadOptions, OverloadGate } from "./overload-gate.js";
 
 export type { MockProviderStyle } from "./mock-styles.js";
 export { formatGoDuration } from "./mock-styles.js";
+export type { MockOverload, MockOverloadOptions } from "./overload-gate.js";
 
 /** A deliberate failure the server can produce instead of serving a request. */
 export type MockFailure =
@@ -82,8 +85,14 @@ export interface MockServerOptions {
   minute?: Duration;
   /** Requests served at once; one more is answered with a 429 at once. Default: no cap. */
   concurrency?: number;
-  /** Response time of an admitted request. Default 0. */
+  /** Response time of an admitted request (the service time, in the overloaded mode). Default 0. */
   latency?: MockLatency;
+  /**
+   * The overloaded mode: a hidden capacity C served at once, a bounded queue behind it (latency grows
+   * with the queue), and beyond the queue a 503 or 429 without `Retry-After`. C can change while the
+   * server runs (`server.overload.capacity = 8`). Default: off.
+   */
+  overload?: MockOverloadOptions;
   /**
    * Completion tokens a chat request produces, never more than its `max_tokens`. A number, a
    * `{ min, max }` range drawn uniformly (integers), or a function. Default 16.
@@ -207,6 +216,8 @@ export interface MockServer extends AsyncDisposable {
   readonly requests: readonly MockRequestRecord[];
   /** Requests being served right now. */
   readonly inFlight: number;
+  /** The overloaded mode's state, with C to change while it runs; `undefined` when it is off. */
+  readonly overload: MockOverload | undefined;
   /** Counts over every request so far. */
   summary(): MockServerSummary;
   /** Stops listening and drops every open connection (hanging requests included). */
@@ -324,6 +335,7 @@ const MOCK_SERVER_OPTIONS = /* @__PURE__ */ optionNames<MockServerOptions>({
   minute: true,
   concurrency: true,
   latency: true,
+  overload: true,
   completionTokens: true,
   reply: true,
   quota: true,
@@ -347,6 +359,7 @@ function checkMockOptionNames(options: MockServerOptions): void {
     [options.failures, FAILURE_KINDS, "failures"],
     [options.latency, RANGE_OPTIONS, "latency"],
     [options.completionTokens, RANGE_OPTIONS, "completionTokens"],
+    [options.overload, optionNames<MockOverloadOptions>({ capacity: true, queue: true, status: true }), "overload"],
   ];
   for (const [value, known, where] of nested) {
     if (typeof value === "object" && value !== null) checkOptionNames(value, known, where);
@@ -363,6 +376,7 @@ class MockApiServer implements MockServer {
   private readonly requestBucket: Bucket | undefined;
   private readonly tokenBucket: Bucket | undefined;
   private readonly concurrency: number;
+  readonly overload: OverloadGate | undefined;
   /** Requests admitted and not yet answered: never above `concurrency`. */
   private serving = 0;
   private maxServing = 0;
@@ -385,6 +399,9 @@ class MockApiServer implements MockServer {
       throw new RangeError(`concurrency must be a number >= 1 or Infinity; got ${describe(options.concurrency)}`);
     }
     this.concurrency = concurrency;
+    this.overload = options.overload === undefined ? undefined : new OverloadGate(options.overload);
+    // Every request waiting or being served listens to it: hundreds at once is what the server is for.
+    allowManyListeners(this.closed.signal);
     this.style = options.style ?? "openai";
     if (this.style !== "openai" && this.style !== "anthropic") {
       throw new RangeError(`style must be "openai" or "anthropic"; got ${describe(options.style)}`);
@@ -577,6 +594,12 @@ class MockApiServer implements MockServer {
       );
       return;
     }
+    if (this.overload !== undefined && !this.overload.admits()) {
+      // No Retry-After, as most overloaded services answer: the client has to find the pace itself.
+      if (this.overload.status === 429) fail("rate-limited", "Too many requests: the service is overloaded.");
+      else fail("overloaded", "The service is overloaded. Please retry later.");
+      return;
+    }
     // What the request reserves: OpenAI counts max_tokens against TPM up front, whatever is produced.
     const replyText = isCompletion ? this.options.reply?.(record) : undefined;
     const produced = replyText === undefined ? this.completionSize(record) : Math.ceil(replyText.length / 4);
@@ -613,6 +636,27 @@ class MockApiServer implements MockServer {
     // The quota counts what is admitted, in flight included, so it is never overspent by concurrency.
     this.quotaTokensUsed += reserved;
     this.quotaRequestsUsed++;
+    // Beyond the hidden capacity, a request waits in the service's queue: its latency grows with it.
+    if (this.overload !== undefined) await this.overload.enter(this.closed.signal);
+    try {
+      await this.serve(response, record, body, path, inputTokens, completion, reserved, replyText, send);
+    } finally {
+      this.overload?.leave();
+    }
+  }
+
+  /** Serves an admitted request: the latency, then the answer (streamed for a streaming chat request). */
+  private async serve(
+    response: ServerResponse,
+    record: MockRequestRecord,
+    body: unknown,
+    path: string,
+    inputTokens: number,
+    completion: number,
+    reserved: number,
+    replyText: string | undefined,
+    send: (status: number, payload: unknown) => void,
+  ): Promise<void> {
     this.serving++;
     this.maxServing = Math.max(this.maxServing, this.serving);
     const answer = replyText === undefined ? completionText(body, completion) : replyText.slice(0, completion * 4);

@@ -8,13 +8,15 @@ import { describe, expect, it } from "vitest";
 import { parseCommandLine, UsageError } from "../../src/cli/command-line.js";
 import { FETCH_COMMAND, prepareRequest } from "../../src/cli/fetch-command.js";
 import { readLines } from "../../src/cli/input.js";
+import { MOCK_COMMAND } from "../../src/cli/mock-command.js";
 import { runProcess } from "../../src/cli/process-job.js";
 import { RUN_COMMAND } from "../../src/cli/run-command.js";
-import { readFetchSettings, readRunSettings } from "../../src/cli/settings.js";
+import { readFetchSettings, readMockSettings, readRunSettings } from "../../src/cli/settings.js";
 import { InputError, parseRecord } from "../../src/cli/template.js";
 
 const runSettings = (...argv: string[]) => readRunSettings(parseCommandLine(RUN_COMMAND, [...argv, "--", "true"]));
 const fetchSettings = (...argv: string[]) => readFetchSettings(parseCommandLine(FETCH_COMMAND, argv));
+const mockSettings = (...argv: string[]) => readMockSettings(parseCommandLine(MOCK_COMMAND, argv));
 
 function usageErrorOf(action: () => unknown): UsageError {
   try {
@@ -33,6 +35,41 @@ describe("option values", () => {
     );
     expect(usageErrorOf(() => runSettings("-qc", "-2")).message).toBe(
       '-c (--concurrency) must be an integer from 1 to 100000 (or unlimited); got "-2"',
+    );
+  });
+
+  it("-c auto[:MIN-MAX]: bounds are read, checked and refused naming the option as typed", () => {
+    expect(fetchSettings("-c", "auto").limits).toMatchObject({ adaptive: { min: 1, max: 64 }, concurrency: 64 });
+    expect(fetchSettings("-c", "auto:4-64").limits).toMatchObject({ adaptive: { min: 4, max: 64 }, concurrency: 64 });
+    expect(runSettings("--concurrency", "AUTO:2-3").limits.adaptive).toEqual({ min: 2, max: 3 });
+    expect(fetchSettings("-c", "12").limits.adaptive).toBeUndefined();
+    const refusals: [string, RegExp][] = [
+      ["auto:0-4", /^-c \(--concurrency\) auto:MIN-MAX needs MIN >= 1 .*; got "auto:0-4"/],
+      ["auto:8-4", /needs MIN <= MAX; got "auto:8-4"/],
+      ["auto:1-100001", /needs MAX <= 100000/],
+      ["auto:4", /must be auto or auto:MIN-MAX with whole numbers; got "auto:4" \(e.g. auto or auto:4-64\)/],
+      ["autox", /must be auto or auto:MIN-MAX/],
+      ["auto:1.5-4", /must be auto or auto:MIN-MAX/],
+    ];
+    for (const [text, message] of refusals)
+      expect(usageErrorOf(() => fetchSettings("-c", text)).message).toMatch(message);
+  });
+
+  it("sluice mock --overload C[:QUEUE] and --overload-status: read, and refused naming the option", () => {
+    expect(mockSettings("--overload", "16").server.overload).toEqual({ capacity: 16, queue: 16, status: 503 });
+    expect(mockSettings("--overload", "8:0", "--overload-status", "429").server.overload).toEqual({
+      capacity: 8,
+      queue: 0,
+      status: 429,
+    });
+    expect(mockSettings().server.overload).toBeUndefined();
+    expect(usageErrorOf(() => mockSettings("--overload-status", "429")).message).toBe(
+      "--overload-status needs --overload C[:QUEUE]",
+    );
+    expect(usageErrorOf(() => mockSettings("--overload", "0")).message).toMatch(/^--overload must be C or C:QUEUE/);
+    expect(usageErrorOf(() => mockSettings("--overload", "4:x")).message).toMatch(/got "4:x"/);
+    expect(usageErrorOf(() => mockSettings("--overload", "4", "--overload-status", "500")).message).toBe(
+      '--overload-status must be 503 or 429; got "500"',
     );
   });
 

@@ -172,3 +172,36 @@ describe("sluice demo", () => {
     expect(readFileSync(report, "utf8")).toContain("limits held");
   }, 40_000);
 });
+
+describe("sluice fetch against an overloaded service (503 without Retry-After beyond a hidden capacity)", () => {
+  const overloaded = () => startMockServer({ latency: 10, overload: { capacity: 8, queue: 8 } });
+  const attemptsOf = (stdout: string) =>
+    stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as { status: number; attempts: number });
+
+  it("-c 64 (four times the capacity) backs off under the ceiling: everything served, at most 5% refused", async () => {
+    // The service: 16 at once, 16 queued, 503 beyond.
+    server = await startMockServer({ latency: 10, overload: { capacity: 16, queue: 16 } });
+    // 1,500 requests: the first burst of 64 (the window opens at the ceiling) is refused beyond 32 once.
+    const result = await runCli(["fetch", "-c", "64", "--retries", "10", "--json", "-q"], {
+      input: urls(server.url, 1_500),
+    });
+    expect(result.code).toBe(0);
+    const results = attemptsOf(result.stdout);
+    expect(results.every((entry) => entry.status === 200)).toBe(true);
+    const { total, outcomes } = server.summary();
+    expect((outcomes.overloaded ?? 0) / total).toBeLessThanOrEqual(0.05);
+  });
+
+  it("-c auto:2-32 finds a limit: everything served, through the same retries", async () => {
+    server = await overloaded();
+    const result = await runCli(["fetch", "-c", "auto:2-32", "--retries", "10", "--json", "-q"], {
+      input: urls(server.url, 400),
+    });
+    expect(result.code).toBe(0);
+    expect(attemptsOf(result.stdout).every((entry) => entry.status === 200)).toBe(true);
+    expect(server.summary().outcomes.ok).toBe(400);
+  });
+});

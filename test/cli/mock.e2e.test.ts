@@ -62,6 +62,18 @@ describe("sluice mock", () => {
     expect((await mock?.result)?.code).toBe(0);
   });
 
+  it("--overload C:QUEUE behaves like an overloaded service: 503 without Retry-After beyond; sluice fetch -c 64 still gets everything", async () => {
+    const url = await startMock(["--overload", "2:2", "--latency", "20ms"]);
+    const responses = await Promise.all(Array.from({ length: 8 }, () => fetch(`${url}/work`)));
+    const refused = responses.filter((response) => response.status === 503);
+    expect(refused.length).toBeGreaterThan(0);
+    expect(refused[0]?.headers.get("retry-after")).toBeNull();
+    const fetched = await runCli(["fetch", "-q", "-c", "64", "--retries", "10"], { input: urls(url, 60) });
+    expect(fetched.code, fetched.stdout).toBe(0);
+    mock?.child.kill("SIGTERM");
+    expect((await mock?.result)?.code).toBe(0);
+  });
+
   it("a port in use: exit 3 with a message that says what to do", async () => {
     const taken = createServer();
     await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));

@@ -96,6 +96,15 @@ describe("sluice run: limits", () => {
     expect((list[29] as Span).start - (list[0] as Span).start).toBeGreaterThanOrEqual(1000 - JITTER);
   });
 
+  it("-c auto:1-4 adapts this process's concurrency and never runs more than its MAX at once", async () => {
+    const log = join(directory, "auto.log");
+    const result = await runCli(["run", "-c", "auto:1-4", "-q", "--", record, log, "{}", "0.02"], { input: lines(40) });
+    expect(result.code).toBe(0);
+    const list = spans(log);
+    expect(list).toHaveLength(40);
+    expect(maxOverlap(list)).toBeLessThanOrEqual(4);
+  });
+
   it("spaces starts by --min-interval", async () => {
     const log = join(directory, "spacing.log");
     const result = await runCli(["run", "-c", "4", "--min-interval", "300ms", "-q", "--", record, log, "{}", "0"], {

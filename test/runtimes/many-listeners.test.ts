@@ -3,7 +3,7 @@
  * request); Node must not call that a leak. The warning is lifted without importing `node:events`
  * (see src/core/many-listeners.ts), and these tests keep it lifted.
  */
-import { map, NEVER_ABORTED, Semaphore, TaskGroup } from "sluice";
+import { AdaptiveLimiter, map, NEVER_ABORTED, Semaphore, TaskGroup } from "sluice";
 import { limitedFetch } from "sluice/http";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 
@@ -67,11 +67,23 @@ describe("no MaxListenersExceededWarning on the signals sluice shares", () => {
   it("limitedFetch's stop switch, which every call waiting for the limiter listens to", async () => {
     const semaphore = new Semaphore(1);
     const held = semaphore.tryAcquire()!;
-    const fetch = limitedFetch(semaphore, { fetch: async () => new Response("ok") });
+    const fetch = limitedFetch(semaphore, { fetch: async () => new Response("ok"), concurrency: false });
     const calls = Array.from({ length: MANY }, () => fetch("http://api.test/"));
     // The calls reach the limiter a few microtasks after they are made.
     await new Promise((resolve) => setTimeout(resolve, 0));
     expect(semaphore.waiting).toBe(MANY);
+    held.release();
+    await Promise.all(calls);
+    expect(await warningsPrinted()).toEqual([]);
+  });
+
+  it("limitedFetch's stop switch, listened to by every call waiting in its concurrency window", async () => {
+    const window = new AdaptiveLimiter({ max: 1, initial: 1 });
+    const held = await window.acquire();
+    const fetch = limitedFetch(new Semaphore(1), { fetch: async () => new Response("ok"), concurrency: window });
+    const calls = Array.from({ length: MANY }, () => fetch("http://api.test/"));
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(window.waiting).toBe(MANY);
     held.release();
     await Promise.all(calls);
     expect(await warningsPrinted()).toEqual([]);

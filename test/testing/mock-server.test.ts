@@ -354,3 +354,53 @@ describe("formatGoDuration", () => {
     );
   });
 });
+
+describe("startMockServer: the overloaded mode (hidden capacity, bounded queue, refusal beyond it)", () => {
+  it("serves C at once, queues up to the bound, refuses the rest with 503 and no Retry-After", async () => {
+    const server = await start({ latency: 40, overload: { capacity: 2, queue: 2 } });
+    const overload = server.overload;
+    if (overload === undefined) throw new Error("overload mode is off");
+    const responses = Array.from({ length: 6 }, () => fetch(`${server.url}/work`));
+    const statuses = (await Promise.all(responses)).map((response) => response.status);
+    expect(statuses.filter((status) => status === 200)).toHaveLength(4);
+    const refused = statuses.filter((status) => status === 503);
+    expect(refused).toHaveLength(2);
+    const response = await Promise.all(Array.from({ length: 5 }, () => fetch(`${server.url}/work`)));
+    const refusal = response.find((each) => each.status === 503);
+    expect(refusal?.headers.get("retry-after")).toBeNull();
+    // The queued ones waited behind the first C: their latency grows with the queue.
+    const served = server.requests.filter((record) => record.outcome === "ok").slice(0, 4);
+    const slowest = Math.max(...served.map((record) => (record.endedAt ?? 0) - record.arrivedAt));
+    expect(slowest).toBeGreaterThanOrEqual(75);
+    expect(server.summary().maxInFlight).toBe(2);
+  });
+
+  it("C can change while it runs: growing starts the waiters at once; 429 instead of 503 when asked", async () => {
+    const server = await start({ latency: 1_000, overload: { capacity: 1, queue: 4, status: 429 } });
+    const overload = server.overload;
+    if (overload === undefined) throw new Error("overload mode is off");
+    const pending = Array.from({ length: 3 }, () => fetch(`${server.url}/work`));
+    for (let i = 0; i < 200 && overload.serving + overload.waiting < 3; i++) await new Promise((r) => setTimeout(r, 5));
+    expect([overload.serving, overload.waiting]).toEqual([1, 2]);
+    overload.capacity = 3;
+    expect([overload.serving, overload.waiting]).toEqual([3, 0]);
+    await server.close();
+    await Promise.allSettled(pending);
+    expect(() => {
+      overload.capacity = 0;
+    }).toThrow(/overload.capacity must be an integer >= 1; got 0/);
+    const refusing = await start({ latency: 200, overload: { capacity: 1, queue: 0, status: 429 } });
+    const [first, second] = await Promise.all([fetch(`${refusing.url}/a`), fetch(`${refusing.url}/b`)]);
+    expect([first?.status, second?.status].sort()).toEqual([200, 429]);
+  });
+
+  it("refuses bad overload options, naming them", async () => {
+    await expect(startMockServer({ overload: { capacity: 0 } })).rejects.toThrow(/overload.capacity/);
+    await expect(startMockServer({ overload: { capacity: 4, status: 500 as never } })).rejects.toThrow(
+      /overload.status/,
+    );
+    await expect(startMockServer({ overload: { capacity: 4, qeue: 2 } as never })).rejects.toThrow(
+      /did you mean "queue"/,
+    );
+  });
+});
