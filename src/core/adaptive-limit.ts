@@ -6,8 +6,8 @@
 import { Admission, type LimiterStatistics } from "./admission.js";
 import { checkClock, checkFunction, checkName, checkOptionNames, optionNames } from "./arguments.js";
 import { type Clock, systemClock } from "./clock.js";
+import { describe } from "./describe.js";
 import { defineDisposeSymbols } from "./dispose.js";
-import { describe } from "./duration.js";
 import { defaultAbortReason, weightAboveCapacity } from "./errors.js";
 import type { LimitAlgorithm, LimitAlgorithmName } from "./limit-algorithms.js";
 import { type AdaptiveLimitStatistics, type LimitChange, LimitEstimator, rethrowLater } from "./limit-estimator.js";

@@ -3,7 +3,7 @@
  * DESIGN.md's "Bad input fails at once" promises.
  */
 import type { Clock } from "./clock.js";
-import { describe } from "./duration.js";
+import { describe } from "./describe.js";
 
 export function checkCapacity(value: unknown, argument = "capacity"): number {
   if (typeof value !== "number") {

@@ -8,7 +8,7 @@ import { Admission, type LimiterCounters, type LimiterStatistics } from "./admis
 import { checkCapacity, checkClock, checkName, checkOptionNames, optionNames } from "./arguments.js";
 import { type Clock, systemClock } from "./clock.js";
 import { Deque } from "./deque.js";
-import { describe } from "./duration.js";
+import { describe } from "./describe.js";
 import { ClosedError } from "./errors.js";
 import { type CheckedWaitOptions, checkWaitOptions, type WaitOptions } from "./wait-options.js";
 import type { SelfChecking, WaitQueue } from "./wait-queue.js";

@@ -2,6 +2,7 @@
  * Durations: milliseconds as a number, or a string such as `"250ms"`, `"10s"`, `"1m"`, `"1h"`,
  * `"1.5s"`, or Go-style compounds such as `"6m0s"` and `"2m52.8s"` (what OpenAI's rate-limit headers send).
  */
+import { describe } from "./describe.js";
 
 /** Milliseconds, or a string with units: `"250ms"`, `"10s"`, `"1m30s"`, `"1h"`, `"1d"`. */
 export type Duration = number | string;
@@ -87,20 +88,4 @@ export function toMilliseconds(value: Duration, argument: string): number {
     return ms;
   }
   throw new TypeError(`${argument} must be a number of milliseconds or a duration string; got ${describe(value)}`);
-}
-
-/** A short, safe rendering of any value for error messages. */
-export function describe(value: unknown): string {
-  if (typeof value === "string") {
-    // An error message names the value; it need not carry a megabyte of it.
-    return value.length > 80
-      ? `${JSON.stringify(value.slice(0, 80))}… (${value.length} characters)`
-      : JSON.stringify(value);
-  }
-  if (typeof value === "bigint") return `${value}n`;
-  // String(fn) would print the function's whole source.
-  if (typeof value === "function") return value.name === "" ? "a function" : `the function ${value.name}`;
-  if (value === null || typeof value !== "object") return String(value);
-  if (Array.isArray(value)) return "an array";
-  return `an object (${Object.prototype.toString.call(value)})`;
 }

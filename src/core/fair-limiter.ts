@@ -7,7 +7,7 @@ import { Admission, type LimiterCounters, type LimiterStatistics } from "./admis
 import { checkCapacity, checkClock, checkName, checkOptionNames, checkWeight, optionNames } from "./arguments.js";
 import { type Clock, systemClock } from "./clock.js";
 import { Deque } from "./deque.js";
-import { describe } from "./duration.js";
+import { describe } from "./describe.js";
 import { defaultAbortReason, weightAboveCapacity } from "./errors.js";
 import { checkKey, KeyedPrimitive, keyedKind } from "./keyed.js";
 import { type KeyedLimiter, type KeyStatistics, KeyView } from "./keyed-semaphore.js";

@@ -10,7 +10,8 @@
 import type { LimiterCounters } from "./admission.js";
 import { checkClock, checkFunction, checkName, checkOptionNames, optionNames } from "./arguments.js";
 import { type Clock, systemClock } from "./clock.js";
-import { type Duration, describe } from "./duration.js";
+import { describe } from "./describe.js";
+import type { Duration } from "./duration.js";
 import { checkKey, KeyedPrimitive, type KeyedStatistics, keyedKind, type Sweepable, Sweeper } from "./keyed.js";
 import { type KeyedLimiter, type KeyStatistics, KeyView } from "./keyed-semaphore.js";
 import type { HeaderInput } from "./rate-headers.js";

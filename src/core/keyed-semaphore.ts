@@ -5,7 +5,7 @@
  */
 import { checkCapacity, checkClock, checkName, checkOptionNames, optionNames } from "./arguments.js";
 import { type Clock, systemClock } from "./clock.js";
-import { describe } from "./duration.js";
+import { describe } from "./describe.js";
 import { checkKey, KeyedPrimitive, type KeyedStatistics, keyedKind } from "./keyed.js";
 import type { AcquireOptions, Limiter, Permit } from "./limiter.js";
 import type { LockOptions } from "./mutex.js";

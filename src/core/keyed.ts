@@ -7,7 +7,7 @@
 import type { LimiterCounters, LimiterStatistics } from "./admission.js";
 import type { Clock, TimerHandle } from "./clock.js";
 import { DeadlineHeap, type HeapEntry } from "./deadline-heap.js";
-import { describe } from "./duration.js";
+import { describe } from "./describe.js";
 
 /** The longest key accepted, in UTF-16 code units: a key is an id, not a payload kept per limiter. */
 export const MAX_KEY_LENGTH = 1024;
@@ -28,8 +28,12 @@ export function checkKey(value: unknown, argument = "key"): string {
 export interface KeyedStatistics extends LimiterCounters {
   /** The name given at construction, if any. */
   name: string | undefined;
-  /** The capacity of each key (what one key may hold at once). */
-  capacityPerKey: number;
+  /**
+   * The capacity of each key (what one key may hold at once); `"auto"` for a keyed rate limiter whose
+   * keys adapt their concurrency (`concurrency: "auto"`: each key's current limit is in its own
+   * `statistics(key)`).
+   */
+  capacityPerKey: number | "auto";
   /** Keys alive now: holding, waiting or (a rate limiter) not yet refilled. */
   keys: number;
   /** Weight held now, over every key. */
@@ -194,7 +198,7 @@ export class KeyTable<L extends PerKey> {
   }
 
   /** Totals over every key, live and dropped. O(live keys). */
-  statistics(name: string | undefined, capacityPerKey: number): KeyedStatistics {
+  statistics(name: string | undefined, capacityPerKey: number | "auto"): KeyedStatistics {
     const totals: KeyedStatistics = {
       name,
       capacityPerKey,

@@ -5,7 +5,7 @@
  * a user implements to bring their own. Each is a few lines of arithmetic on one sample at a time; the
  * limiter does the clamping to `[min, max]`, the rounding and the bookkeeping.
  */
-import { describe } from "./duration.js";
+import { describe } from "./describe.js";
 
 /** What one finished call tells the algorithm. */
 export interface LimitSample {

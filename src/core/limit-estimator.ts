@@ -3,7 +3,7 @@
  * counters and the `"limit"` event. One implementation, used by AdaptiveLimiter (which admits up to it)
  * and by a RateLimiter whose `concurrency` is `"auto"`.
  */
-import { describe } from "./duration.js";
+import { describe } from "./describe.js";
 import { type LimitAlgorithm, type LimitAlgorithmName, type LimitSample, limitAlgorithm } from "./limit-algorithms.js";
 
 /** A change of the limit, as the `"limit"` event reports it. */

@@ -6,7 +6,7 @@
 import { checkCapacity, checkFunction, checkOptionNames, checkSignal, optionNames } from "./arguments.js";
 import { systemClock } from "./clock.js";
 import { Deque } from "./deque.js";
-import { describe } from "./duration.js";
+import { describe } from "./describe.js";
 import { type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
 import { linkSignals } from "./linked-signal.js";
 import { allowManyListeners } from "./many-listeners.js";

@@ -3,7 +3,7 @@
  * (RateLimiter, RedisRateLimiter): DESIGN.md's numbers rule, in one place.
  */
 import { nearestName } from "./arguments.js";
-import { describe } from "./duration.js";
+import { describe } from "./describe.js";
 import type { RateCost } from "./rate-limiter.js";
 
 /** The default unit: a plain number is a cost in requests, and a cost object costs 1 request unless it says. */

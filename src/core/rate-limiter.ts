@@ -14,9 +14,10 @@ import {
   optionNames,
 } from "./arguments.js";
 import { type Clock, systemClock, type TimerHandle } from "./clock.js";
+import { describe } from "./describe.js";
 import { identify, type LimiterIdentity, type RatePauseEvent, ratePauseChannel } from "./diagnostics.js";
 import { defineDisposeSymbols } from "./dispose.js";
-import { type Duration, describe, toMilliseconds } from "./duration.js";
+import { type Duration, toMilliseconds } from "./duration.js";
 import { costAboveLimit, defaultAbortReason, weightAboveCapacity } from "./errors.js";
 import type { LimitSample } from "./limit-algorithms.js";
 import { type AdaptiveLimitStatistics, LimitEstimator } from "./limit-estimator.js";

@@ -7,7 +7,7 @@
 import { Admission, type LimiterStatistics } from "./admission.js";
 import { checkClock, checkFunction, checkName, checkOptionNames } from "./arguments.js";
 import { systemClock } from "./clock.js";
-import { describe } from "./duration.js";
+import { describe } from "./describe.js";
 import { defaultAbortReason } from "./errors.js";
 import { type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
 import type { LockOptions } from "./mutex.js";

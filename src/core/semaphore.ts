@@ -13,9 +13,9 @@ import {
   optionNames,
 } from "./arguments.js";
 import { type Clock, systemClock } from "./clock.js";
+import { describe } from "./describe.js";
 import { identify, type LimiterIdentity } from "./diagnostics.js";
 import { defineDisposeSymbols } from "./dispose.js";
-import { describe } from "./duration.js";
 import { defaultAbortReason, weightAboveCapacity } from "./errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
 import { HeldPermit, runHolding } from "./permit.js";

@@ -3,8 +3,8 @@
  * nurseries. Tasks share a signal; the first failure aborts it; the group ends only when every task has.
  */
 import { checkFunction, checkOptionNames, checkSignal, optionNames } from "./arguments.js";
+import { describe } from "./describe.js";
 import { defineDisposeSymbols } from "./dispose.js";
-import { describe } from "./duration.js";
 import { ClosedError } from "./errors.js";
 import type { Limiter } from "./limiter.js";
 import { allowManyListeners } from "./many-listeners.js";

@@ -11,7 +11,7 @@ import {
   type OptionNames,
   optionNames,
 } from "./arguments.js";
-import { describe } from "./duration.js";
+import { describe } from "./describe.js";
 import type { AcquireOptions, Limiter } from "./limiter.js";
 
 /** How long and in which order to wait: {@link AcquireOptions} without `weight`. */

@@ -7,8 +7,9 @@
 import { AdaptiveLimiter, type AdaptivePermit } from "../core/adaptive-limit.js";
 import { checkOptionNames, optionNames } from "../core/arguments.js";
 import { type Clock, systemClock, type TimerHandle } from "../core/clock.js";
+import { describe } from "../core/describe.js";
 import { type HttpAttemptEvent, httpAttemptChannel, identityOf } from "../core/diagnostics.js";
-import { type Duration, describe, toMilliseconds } from "../core/duration.js";
+import { type Duration, toMilliseconds } from "../core/duration.js";
 import { TimeoutError } from "../core/errors.js";
 import type { AcquireOptions, Limiter, Permit } from "../core/limiter.js";
 import { linkSignals } from "../core/linked-signal.js";

@@ -37,6 +37,7 @@ import {
   trace,
 } from "@opentelemetry/api";
 import { checkOptionNames, optionNames } from "../core/arguments.js";
+import { describe } from "../core/describe.js";
 import type {
   AcquireEvent,
   HoldEvent,
@@ -46,7 +47,6 @@ import type {
   RatePauseEvent,
 } from "../core/diagnostics.js";
 import { identityOf } from "../core/diagnostics.js";
-import { describe } from "../core/duration.js";
 
 /** The instrumentation scope name: what the metrics and spans are reported under. */
 export const SCOPE = "sluice";

@@ -2,7 +2,7 @@
  * Fencing for any capacity: the rule a resource protected by a RedisSemaphore follows to refuse holders
  * whose lease ended (see `semaphore-scripts.ts`, "fencing slots").
  */
-import { describe } from "../core/duration.js";
+import { describe } from "../core/describe.js";
 
 /**
  * The resource side of fencing: a resource protected by a {@link RedisSemaphore} of any capacity keeps

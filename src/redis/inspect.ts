@@ -4,7 +4,7 @@
  * Read-only.
  */
 import { checkOptionNames, optionNames } from "../core/arguments.js";
-import { describe } from "../core/duration.js";
+import { describe } from "../core/describe.js";
 import { type RedisClient, type RedisConnection, Script, toConnection } from "./connection.js";
 import { withDeadline } from "./errors.js";
 import { parseSlots } from "./permits.js";

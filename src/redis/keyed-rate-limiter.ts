@@ -4,7 +4,8 @@
  * connection per key in the client, and the key's state in Redis expires once it has refilled.
  */
 import { checkOptionNames, optionNames } from "../core/arguments.js";
-import { type Duration, describe, toMilliseconds } from "../core/duration.js";
+import { describe } from "../core/describe.js";
+import { type Duration, toMilliseconds } from "../core/duration.js";
 import { costAboveLimit, TimeoutError } from "../core/errors.js";
 import { checkKey } from "../core/keyed.js";
 import { KeyedRateLimiter, type RateLevel } from "../core/keyed-rate-limiter.js";

@@ -2,7 +2,7 @@
  * RedisMutex: the core's one lock over a RedisSemaphore of capacity 1.
  */
 import { checkOptionNames } from "../core/arguments.js";
-import { describe } from "../core/duration.js";
+import { describe } from "../core/describe.js";
 import { LockOver } from "../core/mutex.js";
 import type { RedisClient } from "./connection.js";
 import type { RedisSemaphoreSnapshot } from "./inspect.js";

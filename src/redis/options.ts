@@ -3,7 +3,8 @@
  * value with the same message.
  */
 import { checkOptionNames, optionNames } from "../core/arguments.js";
-import { type Duration, describe, toMilliseconds } from "../core/duration.js";
+import { describe } from "../core/describe.js";
+import { type Duration, toMilliseconds } from "../core/duration.js";
 import type { Limiter } from "../core/limiter.js";
 
 /** What to do when Redis cannot be reached for an acquire. */

@@ -10,8 +10,9 @@
 import { Admission, type LimiterStatistics } from "../core/admission.js";
 import { checkFunction, checkOptionNames, optionNames } from "../core/arguments.js";
 import { systemClock, type TimerHandle } from "../core/clock.js";
+import { describe } from "../core/describe.js";
 import { identify, type LimiterIdentity } from "../core/diagnostics.js";
-import { type Duration, describe, toMilliseconds } from "../core/duration.js";
+import { type Duration, toMilliseconds } from "../core/duration.js";
 import { ClosedError, costAboveLimit, TimeoutError, weightAboveCapacity } from "../core/errors.js";
 import { type Limiter, NEVER_ABORTED, type Permit } from "../core/limiter.js";
 import { HeldPermit, runHolding } from "../core/permit.js";

@@ -10,7 +10,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { checkOptionNames, type OptionNames, optionNames } from "../core/arguments.js";
-import { type Duration, describe, toMilliseconds } from "../core/duration.js";
+import { describe } from "../core/describe.js";
+import { type Duration, toMilliseconds } from "../core/duration.js";
 import { allowManyListeners } from "../core/many-listeners.js";
 import {
   type ErrorKind,

@@ -4,7 +4,7 @@
  * service does, and what adaptive concurrency must find without being told C. Written without sluice's
  * own primitives, so a client is not tested against its own code.
  */
-import { describe } from "../core/duration.js";
+import { describe } from "../core/describe.js";
 
 /** Options of the overloaded mode (`overload` in the mock server's options). */
 export interface MockOverloadOptions {

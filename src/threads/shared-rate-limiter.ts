@@ -20,8 +20,9 @@
 import { Admission, type LimiterStatistics } from "../core/admission.js";
 import { checkClock, checkFunction, checkName, checkOptionNames, optionNames } from "../core/arguments.js";
 import type { Clock, TimerHandle } from "../core/clock.js";
+import { describe } from "../core/describe.js";
 import { identify, type LimiterIdentity } from "../core/diagnostics.js";
-import { type Duration, describe, toMilliseconds } from "../core/duration.js";
+import { type Duration, toMilliseconds } from "../core/duration.js";
 import { costAboveLimit, TimeoutError } from "../core/errors.js";
 import type { AcquireOptions, Limiter, Permit } from "../core/limiter.js";
 import { type GiveBack, HeldPermit, runHolding } from "../core/permit.js";

@@ -17,8 +17,8 @@ import {
   optionNames,
 } from "../core/arguments.js";
 import { type Clock, systemClock } from "../core/clock.js";
+import { describe } from "../core/describe.js";
 import { identify, type LimiterIdentity } from "../core/diagnostics.js";
-import { describe } from "../core/duration.js";
 import { weightAboveCapacity } from "../core/errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "../core/limiter.js";
 import { HeldPermit, runHolding } from "../core/permit.js";

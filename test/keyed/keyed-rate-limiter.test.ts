@@ -26,6 +26,19 @@ describe("KeyedRateLimiter", () => {
     expect(limiter.statistics()).toMatchObject({ keys: 0, granted: 3, timedOut: 0 });
   });
 
+  it('concurrency: "auto" adapts each key on its own; the totals say "auto" for the per-key capacity', async () => {
+    const clock = new FakeClock();
+    const limiter = new KeyedRateLimiter({ limits: [{ limit: 100, interval: 1_000 }], concurrency: "auto", clock });
+    const a = await limiter.acquire("a");
+    const b = await limiter.acquire("b");
+    expect(limiter.statistics()).toMatchObject({ capacityPerKey: "auto", keys: 2, inUse: 2 });
+    expect(limiter.statistics("a")).toMatchObject({ key: "a", inUse: 1 });
+    expect(Number.isInteger(limiter.statistics("a").capacity)).toBe(true);
+    a.release();
+    b.release();
+    expect(limiter.statistics()).toMatchObject({ inUse: 0, granted: 2 });
+  });
+
   it("a key with a call in flight or a waiter is never forgotten", async () => {
     const clock = new FakeClock();
     const limiter = new KeyedRateLimiter({ limits: [{ limit: 1, interval: 100 }], concurrency: 1, clock });
