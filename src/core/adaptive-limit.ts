@@ -7,6 +7,7 @@ import { Admission, type LimiterStatistics } from "./admission.js";
 import { checkClock, checkFunction, checkName, checkOptionNames, optionNames } from "./arguments.js";
 import { type Clock, systemClock } from "./clock.js";
 import { describe } from "./describe.js";
+import { identify, type LimiterIdentity } from "./diagnostics.js";
 import { defineDisposeSymbols } from "./dispose.js";
 import { defaultAbortReason, weightAboveCapacity } from "./errors.js";
 import type { LimitAlgorithm, LimitAlgorithmName } from "./limit-algorithms.js";
@@ -83,8 +84,9 @@ export class AdaptivePermit extends HeldPermit {
     giveBack: (permit: AdaptivePermit) => void,
     now: number,
     inFlight: number,
+    limiter?: LimiterIdentity,
   ) {
-    super(weight, signal, giveBack as (permit: never) => void);
+    super(weight, signal, giveBack as (permit: never) => void, limiter);
     this.grantedAt = now;
     this.inFlightAtGrant = inFlight;
     this.outcome = "sample";
@@ -142,6 +144,8 @@ function isTimeoutError(error: unknown): boolean {
 export class AdaptiveLimiter implements Limiter {
   /** Optional name, used in error messages and statistics. */
   readonly name: string | undefined;
+  /** What its `sluice:*` events name. */
+  private readonly identity: LimiterIdentity;
   private readonly isDrop: (error: unknown) => boolean;
   private readonly clock: Clock;
   /** The moving limit: `estimator.limit` is the weight admitted at once. */
@@ -174,6 +178,7 @@ export class AdaptiveLimiter implements Limiter {
     if (options.isDrop !== undefined) checkFunction(options.isDrop, "isDrop");
     this.isDrop = options.isDrop ?? isTimeoutError;
     this.clock = checkClock(options.clock) ?? systemClock;
+    this.identity = identify(this, this.name, "adaptive", "memory", this.clock);
     this.admission = new Admission<number, AdaptivePermit>(
       {
         impossible: (weight) => (weight > this.max ? weightAboveCapacity(weight, this.max, this.subject()) : undefined),
@@ -182,12 +187,14 @@ export class AdaptiveLimiter implements Limiter {
         fits: (weight) => weight <= this.estimator.limit - this.held || this.held === 0,
         take: (weight, signal) => {
           this.held += weight;
-          return new AdaptivePermit(weight, signal, this.giveBackPermit, this.clock.now(), this.held);
+          return new AdaptivePermit(weight, signal, this.giveBackPermit, this.clock.now(), this.held, this.identity);
         },
+        weight: (weight) => weight,
       },
       this.clock,
       () => this.subject(),
       () => this.notifyIfIdle(),
+      this.identity,
     );
   }
 

@@ -7,7 +7,16 @@
 import { execFileSync } from "node:child_process";
 import dc from "node:diagnostics_channel";
 import fc from "fast-check";
-import { type AcquireEvent, type HoldEvent, identityOf, Mutex, type Permit, RateLimiter, Semaphore } from "sluice";
+import {
+  type AcquireEvent,
+  AdaptiveLimiter,
+  type HoldEvent,
+  identityOf,
+  Mutex,
+  type Permit,
+  RateLimiter,
+  Semaphore,
+} from "sluice";
 import { FakeClock, flushMicrotasks } from "sluice/testing";
 import { afterEach, describe, expect, it } from "vitest";
 
@@ -116,6 +125,23 @@ describe("sluice:acquire and sluice:hold", () => {
     ]);
     expect(ended(acquire).slice(1)).toEqual(["acquired 2@0 0→0", "acquired 1@0 0→100 queued"]);
     expect(hold.filter(({ phase }) => phase === "asyncEnd").map(({ event }) => event.weight)).toEqual([1, 1, 2]);
+  });
+
+  it("name an AdaptiveLimiter as adaptive: its waits and holds are published like every Limiter's", async () => {
+    const clock = new FakeClock();
+    const limiter = new AdaptiveLimiter({ name: "svc", min: 1, max: 1, initial: 1, clock });
+    const { acquire, hold } = record();
+    const first = await limiter.acquire();
+    const second = limiter.acquire();
+    clock.advance(20);
+    first.release();
+    (await second).release();
+    expect(identityOf(limiter)).toMatchObject({ name: "svc", kind: "adaptive", backend: "memory" });
+    expect(ended(acquire)).toEqual(["acquired 1@0 0→0", "acquired 1@0 0→20 queued"]);
+    expect(hold.filter(({ phase }) => phase === "asyncEnd").map(({ event }) => event.limiter.kind)).toEqual([
+      "adaptive",
+      "adaptive",
+    ]);
   });
 
   it("publish nothing for what is not a Limiter, and nothing once unsubscribed", async () => {
