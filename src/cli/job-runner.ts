@@ -6,6 +6,7 @@
 import { setMaxListeners } from "node:events";
 import type { Permit } from "../core/limiter.js";
 import { backoffDelay, sleep } from "../core/sleep.js";
+import { grantTimeOf } from "./observed-limiter.js";
 import type { RunStatistics } from "./statistics.js";
 import { InputError, type InputLine } from "./template.js";
 
@@ -253,7 +254,7 @@ export class JobRunner<Job, Outcome> {
       attempts++;
       const started = performance.now();
       if (attempts === 1) firstStart = started;
-      if (records) statistics.attemptStarted(cost);
+      if (records) statistics.attemptStarted(cost, grantTimeOf(permit));
       try {
         outcome = await handler.attempt(job, { attempt: attempts, signal: this.ending.signal, permit });
         verdict = handler.classify(outcome);

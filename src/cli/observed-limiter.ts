@@ -35,7 +35,7 @@ export function observedLimiter<L extends Acquirer>(
       throw error;
     }
     const started = performance.now();
-    statistics.attemptStarted(normalizeCost(options?.cost));
+    statistics.attemptStarted(normalizeCost(options?.cost), grantTimeOf(permit));
     let ended = false;
     const end = () => {
       if (ended) return;
@@ -81,4 +81,14 @@ export function normalizeCost(cost: RateAcquireOptions["cost"]): Record<string, 
   if (cost === undefined) return { requests: 1 };
   if (typeof cost === "number") return { requests: cost };
   return { requests: 1, ...cost };
+}
+
+/**
+ * When the limiter granted `permit`, on `performance.now()`'s clock (the system clock every CLI limiter
+ * uses), if the permit says: an in-process RateLimiter's permit carries the instant its limits were
+ * charged. Others (Redis, worker threads) do not; their start is when the caller saw the grant.
+ */
+export function grantTimeOf(permit: Permit): number | undefined {
+  const grantedAt = (permit as { grantedAt?: unknown }).grantedAt;
+  return typeof grantedAt === "number" ? grantedAt : undefined;
 }

@@ -73,9 +73,19 @@ export class RunStatistics {
     this.endedAt ??= this.now();
   }
 
-  /** An attempt was admitted and starts now; `cost` by unit (a job costs one `requests`). */
-  attemptStarted(cost: Readonly<Record<string, number>>): void {
-    const at = this.elapsed();
+  /**
+   * An attempt was admitted and starts now; `cost` by unit (a job costs one `requests`). `grantedAt`, on
+   * this run's clock, is when the limiter granted it, if it says (an in-process RateLimiter's permit
+   * does): the windows then count the instant the limiter charged, not the moment the caller's code got
+   * round to it, which on a busy event loop is a few ms later and differs from call to call (so a window
+   * could seem to hold one start more than the limiter ever let in).
+   */
+  attemptStarted(cost: Readonly<Record<string, number>>, grantedAt?: number): void {
+    const now = this.elapsed();
+    const at =
+      grantedAt === undefined || !Number.isFinite(grantedAt)
+        ? now
+        : Math.min(now, Math.max(this.lastStartAt ?? 0, grantedAt - this.startedAt));
     this.lastStartAt = at;
     this.attemptsStarted++;
     this.inFlight++;

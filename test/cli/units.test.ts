@@ -196,6 +196,24 @@ describe("the run's meters", () => {
     );
   });
 
+  it("counts a start at the limiter's grant time when the permit says, never before the previous start or after now", () => {
+    let now = 1_000;
+    const statistics = new RunStatistics([parseRate("2/s")], "sliding-window", () => now);
+    now = 1_010; // granted at 1,000 (0 ms into the run), seen by the caller 10 ms later
+    statistics.attemptStarted({ requests: 1 }, 1_000);
+    now = 2_000; // granted at 2,000 exactly (the window of 1 s has moved on), seen at once
+    statistics.attemptStarted({ requests: 1 }, 2_000);
+    expect(statistics.lastStartAt).toBe(1_000);
+    // Seen at the times the caller got round to them (10 ms late for the first), the two would fall in one
+    // window of 1 s; at the grant times they do not.
+    expect(statistics.windows[0]?.current(1_000)).toBe(1);
+    now = 2_100;
+    statistics.attemptStarted({ requests: 1 }, 1_500); // before the previous start: clamped to it
+    expect(statistics.lastStartAt).toBe(1_000);
+    statistics.attemptStarted({ requests: 1 }, 9_999); // after now: clamped to now
+    expect(statistics.lastStartAt).toBe(1_100);
+  });
+
   it("counts in flight and failures by category without growing per job", () => {
     const statistics = new RunStatistics([parseRate("5/s")]);
     for (let index = 0; index < 1000; index++) {
