@@ -14,7 +14,7 @@ import type { LimitAlgorithm, LimitAlgorithmName } from "./limit-algorithms.js";
 import { type AdaptiveLimitStatistics, type LimitChange, LimitEstimator, rethrowLater } from "./limit-estimator.js";
 import type { AcquireOptions, Limiter } from "./limiter.js";
 import { HeldPermit, runHolding } from "./permit.js";
-import { type CheckedAcquireOptions, checkAcquireOptions } from "./wait-options.js";
+import { type CheckedAcquireOptions, checkAcquireOptions, checkRunArguments } from "./wait-options.js";
 
 defineDisposeSymbols();
 
@@ -255,8 +255,7 @@ export class AdaptiveLimiter implements Limiter {
   ): Promise<T> {
     let checked: CheckedAcquireOptions;
     try {
-      checkFunction(fn, "fn");
-      checked = checkAcquireOptions(options);
+      checked = checkRunArguments(fn, options);
     } catch (error) {
       return Promise.reject(error);
     }

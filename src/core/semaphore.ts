@@ -19,7 +19,7 @@ import { defineDisposeSymbols } from "./dispose.js";
 import { defaultAbortReason, weightAboveCapacity } from "./errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
 import { HeldPermit, runHolding } from "./permit.js";
-import { ACQUIRE_OPTIONS, type CheckedAcquireOptions, checkAcquireOptions } from "./wait-options.js";
+import { ACQUIRE_OPTIONS, type CheckedAcquireOptions, checkAcquireOptions, checkRunArguments } from "./wait-options.js";
 import type { SelfChecking, Waiter, WaitQueue } from "./wait-queue.js";
 
 defineDisposeSymbols();
@@ -274,8 +274,7 @@ export class Semaphore implements Limiter {
     }
     let checked: CheckedAcquireOptions;
     try {
-      checkFunction(fn, "fn");
-      checked = checkAcquireOptions(options);
+      checked = checkRunArguments(fn, options);
     } catch (error) {
       return Promise.reject(error);
     }

@@ -3,6 +3,7 @@
  * waits, with the same checks (and the same error messages) as Semaphore's.
  */
 import {
+  checkFunction,
   checkOptionNames,
   checkPriority,
   checkSignal,
@@ -115,4 +116,15 @@ export function checkAcquireOptions(options: AcquireOptions | undefined): Checke
   checkAcquireOptionNames(options);
   const { priority, signal, timeout } = readWaitOptions(options);
   return { weight: options.weight === undefined ? 1 : checkWeight(options.weight), priority, signal, timeout };
+}
+
+/**
+ * The arguments of a Limiter's `run(fn, options)`, checked in the order every Limiter checks them: the
+ * function, then the options.
+ *
+ * @throws TypeError/RangeError naming the argument and the value.
+ */
+export function checkRunArguments(fn: unknown, options: AcquireOptions | undefined): CheckedAcquireOptions {
+  checkFunction(fn, "fn");
+  return checkAcquireOptions(options);
 }
