@@ -4,9 +4,11 @@
  * recorded for every write, and when the parent injected each fault. Never from what the library
  * believes of itself: a holder that was not told it lost its lease shows up here as overlap.
  *
- * Times are `performance.timeOrigin + performance.now()` in every process, comparable across processes
- * on one machine; rate admissions are in Redis server time (`admittedAt`), which is what the limiter
- * promises its windows in.
+ * Times are `performance.timeOrigin + performance.now()` in every process: the wall clock's scale, so that
+ * fault times compare with rate admissions, which are in Redis server time (`admittedAt`, what the
+ * limiter promises its windows in). Across processes this is exact only while NTP does not step or slew
+ * the clock between their starts (test/redis/worker.ts uses the monotonic clock for that reason; here the
+ * comparison with Redis' clock decides).
  */
 
 /** One JSON line of a fault worker (test/redis/fault-worker.ts). */
@@ -411,7 +413,17 @@ export interface SettledFigures {
    * Callers lost: timed out, or still waiting a lease after a later caller of their own process was
    * served (a requeue after a lost lease takes one check-in, a third of a lease; this one was forgotten).
    */
-  lost: { worker: string; call: number; asked: number; settled: number; outcome: string; overtakenBy: number }[];
+  lost: {
+    worker: string;
+    call: number;
+    asked: number;
+    settled: number;
+    outcome: string;
+    token?: number;
+    overtakenBy: number;
+    /** The first later caller served before it: its call, token, ask and grant. */
+    passer?: { call: number; token?: number; asked: number; granted: number };
+  }[];
 }
 
 /** One acquire of a worker: from the ask to its grant, its refusal (an error's name), or `pending` at `end`. */
@@ -461,8 +473,19 @@ export function settledFigures(run: FaultRun): SettledFigures {
       if (passers.length > 0) figures.overtaken++;
       const firstPassed = Math.min(...passers.map((other) => other.to));
       if (wait.to - firstPassed > run.config.leaseTtl || wait.outcome === "TimeoutError") {
-        const { call, from: asked, to: settled, outcome } = wait;
-        figures.lost.push({ worker: worker.label, call, asked, settled, outcome, overtakenBy: passers.length });
+        const { call, from: asked, to: settled, outcome, token } = wait;
+        const first = passers.find((other) => other.to === firstPassed);
+        const passer = first && { call: first.call, token: first.token, asked: first.from, granted: first.to };
+        figures.lost.push({
+          worker: worker.label,
+          call,
+          asked,
+          settled,
+          outcome,
+          token,
+          overtakenBy: passers.length,
+          passer,
+        });
       }
     }
     if (worker.killedAt !== undefined) continue;
@@ -750,7 +773,7 @@ export function verdicts(run: FaultRun, figures: Figures): Verdict[] {
       check: "3b no caller lost (timed out, or left behind)",
       pass: settled.lost.length === 0,
       value: settled.lost.length,
-      figure: `${settled.lost.length} lost${settled.lost.map((lost) => `; ${lost.worker} #${lost.call} waited ${Math.round(lost.settled - lost.asked)} ms ${faultDuring(run, lost.asked, lost.settled)}, ${lost.outcome}, passed by ${lost.overtakenBy}`).join("")}`,
+      figure: `${settled.lost.length} lost${settled.lost.map((lost) => `; ${lost.worker} #${lost.call} waited ${Math.round(lost.settled - lost.asked)} ms ${faultDuring(run, lost.asked, lost.settled)}, ${lost.outcome}${lost.token === undefined ? "" : ` (token ${lost.token})`}, passed by ${lost.overtakenBy}${passerFigure(run, lost)}`).join("")}`,
     },
     {
       check: "3c FIFO within each process (not asserted)",
@@ -783,4 +806,12 @@ export function verdicts(run: FaultRun, figures: Figures): Verdict[] {
       figure: `worst spanning ${over(rate.worstSpanning)}; above one more burst per loss: ${rate.worstExcessAcrossLosses.toFixed(2)}`,
     },
   ];
+}
+
+/** The first caller that passed a lost one, as a figure: " (first: #23, token 812, asked +40 ms, granted +95 ms)". */
+function passerFigure(run: FaultRun, lost: SettledFigures["lost"][number]): string {
+  const { passer } = lost;
+  if (passer === undefined) return "";
+  const after = (at: number) => `${at - lost.asked >= 0 ? "+" : ""}${Math.round(at - lost.asked)} ms`;
+  return ` (first: #${passer.call}, token ${passer.token}, asked ${after(passer.asked)}, granted ${after(passer.granted)} = ${afterFault(run, passer.granted)})`;
 }

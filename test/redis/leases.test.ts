@@ -8,6 +8,7 @@
 import { ClosedError, LeaseLostError } from "sluice";
 import { RedisSemaphore, type RedisSemaphoreOptions } from "sluice/redis";
 import { describe, expect, it } from "vitest";
+import { processClock } from "../../src/threads/process-clock.js";
 import { useRedisServer } from "../support/use-redis-server.js";
 import { Worker } from "./processes.js";
 
@@ -15,7 +16,8 @@ const context = useRedisServer();
 let counter = 0;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const wallClock = () => performance.timeOrigin + performance.now();
+// The system monotonic clock: one scale in this process and in the workers.
+const sharedClock = processClock.now;
 
 function uniqueName(label: string): string {
   return `${label}-${++counter}`;
@@ -120,10 +122,10 @@ describe("frozen processes (SIGSTOP) past their lease", () => {
     const worker = new Worker({ mode: "frozen", port: context.server.port, name, capacity: 1, leaseTtl, holdMs: 200 });
     await worker.line("held");
     worker.kill("SIGSTOP");
-    const stoppedAt = wallClock();
+    const stoppedAt = sharedClock();
     const other = semaphore(name, 1, { leaseTtl });
     const permit = await other.acquire({ timeout: 5_000 });
-    const grantedAt = wallClock();
+    const grantedAt = sharedClock();
     expect(grantedAt - stoppedAt).toBeGreaterThan(leaseTtl * 0.9);
     worker.kill("SIGCONT");
     expect(await worker.line("checked")).toEqual({ leaseLost: true, aborted: true });
@@ -174,7 +176,7 @@ describe("frozen processes (SIGSTOP) past their lease", () => {
     const second = await holder.acquire({ timeout: 5_000 });
     worker.kill("SIGCONT");
     await sleep(300);
-    const releasedAt = wallClock();
+    const releasedAt = sharedClock();
     await second.release();
     const grant = (await worker.line("granted")) as { at: number; leaseLost: boolean; aborted: boolean };
     expect(grant.at).toBeGreaterThan(releasedAt);

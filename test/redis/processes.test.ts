@@ -7,8 +7,9 @@ import { Redis } from "ioredis";
 import { LeaseLostError } from "sluice";
 import { RedisSemaphore } from "sluice/redis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { processClock } from "../../src/threads/process-clock.js";
 import { RedisServer } from "../support/redis-server.js";
-import { maxOverlap, Worker } from "./processes.js";
+import { maxOverlap, overlapFigure, Worker } from "./processes.js";
 
 let server: RedisServer;
 let redis: Redis;
@@ -42,14 +43,19 @@ describe("RedisSemaphore across real processes", () => {
     await Promise.all(workers.map((worker) => worker.line("done", 20_000)));
     const grants = workers.flatMap((worker) => worker.grants);
     expect(grants.length).toBeGreaterThan(200);
-    expect(maxOverlap(grants)).toBeLessThanOrEqual(4);
-    expect(maxOverlap(grants)).toBe(4);
+    const peak = maxOverlap(grants);
+    expect(peak, peak > 4 ? overlapFigure(workers) : "").toBeLessThanOrEqual(4);
+    expect(peak).toBe(4);
     const tokens = grants.map((grant) => grant.token);
     expect(new Set(tokens).size).toBe(tokens.length);
-    // The only errors: waits cut short by the end of the run.
+    // The only errors: waits cut short by the end of the run; and a lost lease only in a process whose
+    // event loop stalled for much of a lease (a loaded machine can do that; nothing here injects it).
     for (const worker of workers) {
-      const { errors } = (await worker.line("done")) as { errors: object };
-      for (const name of Object.keys(errors)) expect(name).toBe("TimeoutError");
+      const { errors, longestStallMs } = (await worker.line("done")) as { errors: object; longestStallMs: number };
+      for (const name of Object.keys(errors)) {
+        if (name === "LeaseLostError" && longestStallMs >= config.leaseTtl / 2) continue;
+        expect(name, `errors ${JSON.stringify(errors)}, longest stall ${longestStallMs} ms`).toBe("TimeoutError");
+      }
     }
     // Every process waited and was served: per-process grants within 2x of each other.
     const perProcess = workers.map((worker) => worker.grants.length);
@@ -116,7 +122,7 @@ describe("RedisSemaphore across real processes", () => {
     await new Promise((resolve) => setTimeout(resolve, 300));
     // Down for longer than commandTimeout, so callers waiting then get errors.
     await server.restart(800);
-    const restartedAt = performance.timeOrigin + performance.now();
+    const restartedAt = processClock.now();
     const done = await Promise.all(workers.map((worker) => worker.line("done", 15_000)));
     const grants = workers.flatMap((worker) => worker.grants);
     expect(maxOverlap(grants)).toBeLessThanOrEqual(2);

@@ -4,7 +4,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { peakWeight } from "./fault-checks.js";
+import { peak, peakWeight } from "./fault-checks.js";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const defaultScript = fileURLToPath(new URL("./worker.ts", import.meta.url));
@@ -20,9 +20,13 @@ export interface WorkerOptions {
 
 export interface Grant {
   token: number;
+  /** The fencing slots of the grant (loop mode). */
+  slots?: number[];
   start: number;
   end: number;
   lostAt?: number;
+  /** Whether `permit.leaseLost` read true at `end` (loop mode). */
+  lostByEnd?: boolean;
 }
 
 export class Worker {
@@ -117,14 +121,41 @@ export class Worker {
 
 /**
  * The most grants whose [start, end) intervals overlap at any instant. A grant whose lease was lost
- * counts until the moment its holder learned it (the work stops there).
+ * counts until the moment its holder learned it (the work stops there); one whose holder found
+ * `leaseLost` at the end of its work (after a stall past the lease) not at all: it learned before the
+ * write it would have made, and the lease ended at an instant its log does not show.
  */
 export function maxOverlap(grants: Grant[]): number {
-  return peakWeight(
-    grants.map((grant) => ({
-      start: grant.start,
-      end: grant.lostAt === undefined ? grant.end : Math.min(grant.end, grant.lostAt),
-      weight: 1,
-    })),
+  return peakWeight(grants.map(counted));
+}
+
+/** The stretch of a grant that counts as held (see {@link maxOverlap}). */
+function counted(grant: Grant): { start: number; end: number; weight: number } {
+  if (grant.lostByEnd === true) return { start: grant.start, end: grant.start, weight: 1 };
+  return {
+    start: grant.start,
+    end: grant.lostAt === undefined ? grant.end : Math.min(grant.end, grant.lostAt),
+    weight: 1,
+  };
+}
+
+/**
+ * What a failed overlap check needs to be understood: the grants held at the peak instant (process,
+ * token, slots, times relative to the earliest start there, whether the lease was lost) and each
+ * process's longest event-loop stall as its `done` line reported it.
+ */
+export function overlapFigure(workers: readonly Worker[]): string {
+  const all = workers.flatMap((worker, index) => worker.grants.map((grant) => ({ ...grant, process: index })));
+  const { at } = peak(all.map(counted));
+  const held = all.filter((grant) => grant.start <= at && at < grant.end);
+  const origin = Math.min(...held.map((grant) => grant.start));
+  const rows = held.map(
+    (grant) =>
+      `p${grant.process} #${grant.token} slots ${grant.slots?.join(",")} [${(grant.start - origin).toFixed(2)}, ${(grant.end - origin).toFixed(2)}] ms${grant.lostByEnd ? " lost by end" : ""}${grant.lostAt === undefined ? "" : ` lostAt ${(grant.lostAt - origin).toFixed(2)}`}`,
   );
+  const stalls = workers.map((worker, index) => {
+    const done = worker.lines.find((line) => "done" in line)?.done as { longestStallMs?: number } | undefined;
+    return `p${index} longest stall ${done?.longestStallMs ?? "?"} ms`;
+  });
+  return `held at the peak:\n${rows.join("\n")}\n${stalls.join("; ")}`;
 }

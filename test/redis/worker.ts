@@ -5,8 +5,8 @@
  *
  * Modes:
  * - `loop`: `callers` callers acquire, hold `holdMs`, release, until `durationMs` passed; each grant is
- *   reported as `{grant: {token, start, end, lostAt?}}` with wall-clock times (performance.timeOrigin
- *   + now, comparable between processes on one machine). Errors are counted by name and the caller
+ *   reported as `{grant: {token, start, end, lostAt?}}` with times on the system's
+ *   monotonic clock (processClock: comparable between processes on one machine, never stepped). Errors are counted by name and the caller
  *   retries after a short pause, so a Redis restart shows up as errors, never as a hang.
  * - `hold`: takes `weight` permits, prints `{held: token}` and waits to be killed.
  * - `frozen`: takes a permit (`run: true`: inside `run()`), prints `{held}`, and `holdMs` later — an
@@ -18,6 +18,7 @@
  */
 import { Redis } from "ioredis";
 import { type RedisPermit, RedisRateLimiter, RedisSemaphore } from "../../src/redis/index.js";
+import { processClock } from "../../src/threads/process-clock.js";
 
 interface Config {
   mode: "loop" | "hold" | "rate" | "frozen" | "queue";
@@ -43,7 +44,7 @@ const semaphore = new RedisSemaphore(redis, {
   leaseTtl: config.leaseTtl,
   commandTimeout: config.commandTimeout ?? 1_000,
 });
-const clock = () => performance.timeOrigin + performance.now();
+const clock = processClock.now;
 const report = (line: unknown) => process.stdout.write(`${JSON.stringify(line)}\n`);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -60,8 +61,10 @@ async function loop(): Promise<void> {
         permit.signal.addEventListener("abort", () => (lostAt = clock()), { once: true });
         await sleep(config.holdMs ?? 1);
         const end = clock();
+        // Read at the end of the work, as a careful holder would before its write: true after a stall past the lease.
+        const lostByEnd = permit.leaseLost;
         grants++;
-        report({ grant: { token: permit.fencingToken, start, end, lostAt } });
+        report({ grant: { token: permit.fencingToken, slots: permit.fencingSlots, start, end, lostAt, lostByEnd } });
         await permit.release();
       } catch (error) {
         const name = (error as Error).name ?? "Error";
@@ -70,8 +73,18 @@ async function loop(): Promise<void> {
       }
     }
   };
+  // The longest event-loop stall in the run, by a 10 ms tick that comes late: a lease lost without a fault
+  // injected needs one at least as long as the lease.
+  let longestStallMs = 0;
+  let tick = performance.now();
+  const stalls = setInterval(() => {
+    const now = performance.now();
+    longestStallMs = Math.max(longestStallMs, Math.round(now - tick - 10));
+    tick = now;
+  }, 10);
   await Promise.all(Array.from({ length: config.callers ?? 1 }, caller));
-  report({ done: { grants, errors } });
+  clearInterval(stalls);
+  report({ done: { grants, errors, longestStallMs } });
 }
 
 /** `rate`: callers take from a shared RedisRateLimiter until the deadline; reports Redis admission times. */
