@@ -9,6 +9,9 @@
  *
  * One run, about 50 s of a 2-core machine; the figures are printed whether the checks pass or not.
  */
+import { writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { type FaultRun, type Figures, figuresOf, stallsFigure, type Verdict, verdicts } from "./fault-checks.js";
 import { recoveryBounds, runFaultScenario } from "./fault-scenario.js";
@@ -22,6 +25,12 @@ beforeAll(async () => {
   figures = figuresOf(run, recoveryBounds);
   const all = verdicts(run, figures);
   verdictOf = (prefix) => all.filter((verdict) => verdict.check.startsWith(prefix));
+  // A failed run's whole log, for reading afterwards: every line of every process and every fault.
+  if (all.some((verdict) => !verdict.pass)) {
+    const file = join(tmpdir(), `sluice-fault-run-${process.pid}-${Date.now()}.json`);
+    writeFileSync(file, JSON.stringify(run));
+    console.log(`fault run log: ${file}`);
+  }
   console.log(
     [
       `fault suite (fencing ${run.guard}; ${stallsFigure(run)}):`,
