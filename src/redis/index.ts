@@ -19,7 +19,11 @@ export type {
   RedisWaiter,
 } from "./inspect.js";
 export { inspectRedis } from "./inspect.js";
-export type { RedisKeyedRateLimiterOptions, RedisKeyedRateLimiterStatistics } from "./keyed-rate-limiter.js";
+export type {
+  RedisKeyedRateLimiterOptions,
+  RedisKeyedRateLimiterStatistics,
+  RedisKeyedRatePermit,
+} from "./keyed-rate-limiter.js";
 export { RedisKeyedRateLimiter } from "./keyed-rate-limiter.js";
 export { RedisMutex } from "./mutex.js";
 export type { RedisCloseOptions, UnavailablePolicy } from "./options.js";

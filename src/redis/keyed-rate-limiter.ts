@@ -51,6 +51,24 @@ interface Level {
   readonly buckets: readonly Bucket[];
 }
 
+/** A permit of a {@link RedisKeyedRateLimiter}. */
+export interface RedisKeyedRatePermit extends Permit {
+  /** When Redis admitted the call, in Redis server time (ms since the epoch, µs precision). */
+  readonly admittedAt: number;
+}
+
+/** A permit of a {@link RedisKeyedRateLimiter}: nothing to give back (a rate is spent once charged). */
+class KeyedRatePermit extends HeldPermit<void> implements RedisKeyedRatePermit {
+  constructor(
+    signal: AbortSignal,
+    readonly admittedAt: number,
+  ) {
+    super(1, signal, giveNothingBack);
+  }
+}
+
+function giveNothingBack(): void {}
+
 /** Lifetime counters of a {@link RedisKeyedRateLimiter} in this process. */
 export interface RedisKeyedRateLimiterStatistics {
   /** The name shared by every process. */
@@ -102,7 +120,6 @@ export class RedisKeyedRateLimiter {
   private readonly commandMs: number;
   private readonly counters = { granted: 0, aborted: 0, timedOut: 0, rejected: 0, scripts: 0 };
   private waitingNow = 0;
-  private readonly giveBack = (): void => {};
 
   /**
    * @throws TypeError/RangeError naming the option and the value, as `new KeyedRateLimiter()` does, and
@@ -141,7 +158,7 @@ export class RedisKeyedRateLimiter {
    * charged in one script. Rejects (never throws) for a bad key or options, a cost above a limit's burst
    * (naming the level), with `signal.reason`, a `TimeoutError`, or a Redis failure.
    */
-  async acquire(key: string, options?: Omit<RateAcquireOptions, "weight" | "priority">): Promise<Permit> {
+  async acquire(key: string, options?: Omit<RateAcquireOptions, "weight" | "priority">): Promise<RedisKeyedRatePermit> {
     const { keys, args, signal, deadline } = this.request(key, options);
     this.waitingNow++;
     try {
@@ -150,10 +167,10 @@ export class RedisKeyedRateLimiter {
           this.counters.aborted++;
           throw signal.reason;
         }
-        const wait = await this.ask(keys, args);
-        if (wait === 0) {
+        const { wait, admittedAt } = await this.ask(keys, args);
+        if (admittedAt !== undefined) {
           this.counters.granted++;
-          return new HeldPermit(1, signal ?? NEVER_ABORTED, this.giveBack);
+          return new KeyedRatePermit(signal ?? NEVER_ABORTED, admittedAt);
         }
         const now = performance.now();
         if (now + wait > deadline) {
@@ -175,7 +192,7 @@ export class RedisKeyedRateLimiter {
   /** Runs `fn` once a call under `key` may start (see {@link RedisKeyedRateLimiter.acquire}). */
   async run<T>(
     key: string,
-    fn: (signal: AbortSignal, permit: Permit) => T | PromiseLike<T>,
+    fn: (signal: AbortSignal, permit: RedisKeyedRatePermit) => T | PromiseLike<T>,
     options?: Omit<RateAcquireOptions, "weight" | "priority">,
   ): Promise<T> {
     if (typeof fn !== "function") throw new TypeError(`fn must be a function; got ${describe(fn)}`);
@@ -231,8 +248,8 @@ export class RedisKeyedRateLimiter {
     return { keys, args, signal: checked.signal, deadline: performance.now() + timeout };
   }
 
-  /** One script: 0 when admitted (and charged), else the ms until every limit can pay. */
-  private async ask(keys: string[], args: (string | number)[]): Promise<number> {
+  /** One script: when admitted (and charged), Redis' time of it; else the ms until every limit can pay. */
+  private async ask(keys: string[], args: (string | number)[]): Promise<{ wait: number; admittedAt?: number }> {
     this.counters.scripts++;
     try {
       const reply = (await withDeadline(
@@ -240,7 +257,7 @@ export class RedisKeyedRateLimiter {
         this.commandMs,
         () => `acquire on ${this.subject()}`,
       )) as [number, number];
-      return reply[0] === 1 ? 0 : reply[1] / 1000;
+      return reply[0] === 1 ? { wait: 0, admittedAt: reply[1] / 1000 } : { wait: reply[1] / 1000 };
     } catch (error) {
       this.counters.rejected++;
       throw error;

@@ -6,6 +6,7 @@ import { TimeoutError } from "sluice";
 import { RedisKeyedRateLimiter } from "sluice/redis";
 import { describe, expect, it } from "vitest";
 import { useRedisServer } from "../support/use-redis-server.js";
+import { Worker } from "./processes.js";
 
 const served = useRedisServer();
 let counter = 0;
@@ -87,5 +88,81 @@ describe("RedisKeyedRateLimiter", () => {
         }),
     ).toThrow(/"sliding-window" is not supported by RedisKeyedRateLimiter/);
     expect(limiter.statistics().scripts).toBe(0);
+  });
+});
+
+/**
+ * The most admissions above a token bucket's promise in any window between two of `times` (sorted):
+ * `count - (burst + rate × span)`; at most 0 when the promise holds (a µs of slack for rounding).
+ */
+function worstExcess(times: readonly number[], limit: number, interval: number, burst: number): number {
+  let worst = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < times.length; i++) {
+    for (let j = i; j < times.length; j++) {
+      const span = (times[j] as number) - (times[i] as number);
+      worst = Math.max(worst, j - i + 1 - (burst + (limit / interval) * span) - 1e-3);
+    }
+  }
+  return worst;
+}
+
+describe("RedisKeyedRateLimiter across two processes", () => {
+  it("every key's, tenant's and the global limit hold in every window of Redis time, with both processes served", async () => {
+    const limits = { own: 4, tenant: 10, global: 24 };
+    const tenants = ["acme", "globex", "initech"];
+    const keys = tenants.flatMap((tenant) => Array.from({ length: 6 }, (_, user) => `${tenant}/u${user}`));
+    const config = {
+      mode: "keyed",
+      port: served.server.port,
+      name: `keyed-procs-${++counter}`,
+      capacity: 1,
+      leaseTtl: 1_000,
+      callers: 6,
+      durationMs: 2_000,
+      keys,
+      limits: [{ limit: limits.own, interval: 1_000, burst: 2 }],
+      levels: [
+        { name: "global", limits: [{ limit: limits.global, interval: 1_000, burst: 6 }] },
+        { name: "tenant", limits: [{ limit: limits.tenant, interval: 1_000, burst: 3 }], byTenant: true },
+      ],
+    };
+    const workers = [new Worker(config), new Worker(config)];
+    const reports = (await Promise.all(workers.map((worker) => worker.line("keyed", 20_000)))) as {
+      admitted: { key: string; at: number }[];
+      scripts: number;
+    }[];
+    for (const report of reports) expect(report.admitted.length).toBeGreaterThan(10);
+    const all = reports.flatMap((report) => report.admitted).sort((a, b) => a.at - b.at);
+    const timesOf = (match: (key: string) => boolean) => all.filter(({ key }) => match(key)).map(({ at }) => at);
+    expect(
+      worstExcess(
+        timesOf(() => true),
+        limits.global,
+        1_000,
+        6,
+      ),
+    ).toBeLessThanOrEqual(0);
+    for (const tenant of tenants) {
+      expect(
+        worstExcess(
+          timesOf((key) => key.startsWith(`${tenant}/`)),
+          limits.tenant,
+          1_000,
+          3,
+        ),
+      ).toBeLessThanOrEqual(0);
+    }
+    for (const key of keys)
+      expect(
+        worstExcess(
+          timesOf((other) => other === key),
+          limits.own,
+          1_000,
+          2,
+        ),
+      ).toBeLessThanOrEqual(0);
+    // The binding limit is the global one (3 tenants x 10 > 24): it is used, not wasted, in 2 s of Redis time.
+    const span = (all.at(-1)?.at as number) - (all[0]?.at as number);
+    expect(all.length).toBeGreaterThanOrEqual(Math.floor(0.8 * (6 + (limits.global / 1_000) * span)));
   });
 });

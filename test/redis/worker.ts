@@ -8,6 +8,8 @@
  *   reported as `{grant: {token, start, end, lostAt?}}` with times on the system's
  *   monotonic clock (processClock: comparable between processes on one machine, never stepped). Errors are counted by name and the caller
  *   retries after a short pause, so a Redis restart shows up as errors, never as a hang.
+ * - `keyed`: callers take from a RedisKeyedRateLimiter under random `keys`; reports every admission's key
+ *   and Redis time, and the scripts it ran.
  * - `hold`: takes `weight` permits, prints `{held: token}` and waits to be killed.
  * - `frozen`: takes a permit (`run: true`: inside `run()`), prints `{held}`, and `holdMs` later — an
  *   overdue timer once the parent thaws a SIGSTOP — prints what it then knows of its lease
@@ -17,13 +19,17 @@
  *   `holdMs`.
  */
 import { Redis } from "ioredis";
-import { type RedisPermit, RedisRateLimiter, RedisSemaphore } from "../../src/redis/index.js";
+import { RedisKeyedRateLimiter, type RedisPermit, RedisRateLimiter, RedisSemaphore } from "../../src/redis/index.js";
 import { processClock } from "../../src/threads/process-clock.js";
 
 interface Config {
-  mode: "loop" | "hold" | "rate" | "frozen" | "queue";
+  mode: "loop" | "hold" | "rate" | "keyed" | "frozen" | "queue";
   run?: boolean;
   limits?: { limit: number; interval: number; burst?: number }[];
+  /** `keyed`: the levels above the keys (a level with `byTenant` is keyed by the part before "/"). */
+  levels?: { name: string; limits: { limit: number; interval: number; burst?: number }[]; byTenant?: boolean }[];
+  /** `keyed`: the keys callers pick from at random. */
+  keys?: string[];
   port: number;
   name: string;
   capacity: number;
@@ -104,6 +110,33 @@ async function rate(): Promise<void> {
   report({ admitted });
 }
 
+/** `keyed`: callers take from a shared RedisKeyedRateLimiter under random keys until the deadline. */
+async function keyed(): Promise<void> {
+  const limiter = new RedisKeyedRateLimiter(redis, {
+    name: config.name,
+    limits: config.limits ?? [],
+    levels: (config.levels ?? []).map(({ name, limits, byTenant }) => ({
+      name,
+      limits,
+      key: byTenant ? (key: string) => key.split("/")[0] as string : undefined,
+    })),
+  });
+  const keys = config.keys ?? ["only"];
+  const deadline = clock() + (config.durationMs ?? 1_000);
+  const admitted: { key: string; at: number }[] = [];
+  const caller = async () => {
+    while (clock() < deadline) {
+      const key = keys[Math.floor(Math.random() * keys.length)] as string;
+      const permit = await limiter.acquire(key, { timeout: Math.max(1, deadline - clock()) }).catch(() => undefined);
+      if (permit === undefined) continue;
+      admitted.push({ key, at: permit.admittedAt });
+      permit.release();
+    }
+  };
+  await Promise.all(Array.from({ length: config.callers ?? 1 }, caller));
+  report({ keyed: { admitted, scripts: limiter.statistics().scripts } });
+}
+
 async function hold(): Promise<void> {
   const permit = await semaphore.acquire({ weight: config.weight ?? 1 });
   report({ held: permit.fencingToken });
@@ -152,6 +185,7 @@ async function queue(): Promise<void> {
 try {
   if (config.mode === "loop") await loop();
   else if (config.mode === "rate") await rate();
+  else if (config.mode === "keyed") await keyed();
   else if (config.mode === "frozen") await frozen();
   else if (config.mode === "queue") await queue();
   else await hold();
