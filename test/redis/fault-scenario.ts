@@ -210,7 +210,14 @@ export async function runFaultScenario(options: ScenarioOptions = {}): Promise<F
   const command = (label: string, message: WorkerCommand) => workers.get(label)?.process.send(message);
   /** The next line of `label` with this event (or the first since `from`). */
   const nextLine = (label: string, event: WorkerEvent["event"], ms = 10_000, from?: number) =>
-    (workers.get(label) as Running).process.next((line) => line.event === event, ms, from) as Promise<WorkerEvent>;
+    (
+      (workers.get(label) as Running).process.next((line) => line.event === event, ms, from) as Promise<WorkerEvent>
+    ).catch((error: Error) => {
+      // Which worker, what it was waiting for, and the last of what it said.
+      const lines = (workers.get(label) as Running).process.lines;
+      const last = lines.slice(-5).map((line) => JSON.stringify(line));
+      throw new Error(`${label} (waiting for "${event}"): ${error.message}; its last lines: ${last.join(" ")}`);
+    });
 
   /** Kills `label` at the moment its own command says, and starts `replacement` in its place. */
   const kill = async (label: string, how: "die-holding" | "die-queued", replacement: string) => {
