@@ -675,7 +675,10 @@ export function rateFigures(run: FaultRun): RateFigures {
         from,
         to,
         admitted: j - i + 1,
-        promised: burst + rate * (to - from),
+        // One µs more of span: Redis' clock counts whole µs, and an epoch time in ms (~1.8e12) holds a
+        // µs only to a quarter of one, so an admission exactly on the bucket's boundary could show as
+        // 0.00002 above it.
+        promised: burst + rate * (to - from + 0.001),
         losses: spanned,
       };
       const excess = rateExcess(window);
