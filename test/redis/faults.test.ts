@@ -30,6 +30,26 @@ beforeAll(async () => {
     const file = join(tmpdir(), `sluice-fault-run-${process.pid}-${Date.now()}.json`);
     writeFileSync(file, JSON.stringify(run));
     console.log(`fault run log: ${file}`);
+    // A lost caller (check 3b): its own lines and its first passer's, and the faults around them.
+    for (const lost of figures.settled.lost) {
+      const worker = run.workers.find((record) => record.label === lost.worker);
+      const calls = new Set([lost.call, lost.passer?.call]);
+      const from = Math.min(lost.asked, lost.passer?.asked ?? lost.asked) - 100;
+      const lines = (worker?.lines ?? []).filter(
+        (line) => line.at >= from && line.at <= lost.settled + 100 && (!("call" in line) || calls.has(line.call)),
+      );
+      const faults = run.faults.filter((fault) => fault.end >= from && fault.at <= lost.settled);
+      console.log(
+        [
+          `${lost.worker} #${lost.call} (times in ms after its ask):`,
+          ...faults.map(
+            (fault) =>
+              `  fault ${fault.kind} ${Math.round(fault.at - lost.asked)}..${Math.round(fault.end - lost.asked)}`,
+          ),
+          ...lines.map((line) => `  ${Math.round(line.at - lost.asked)} ${JSON.stringify({ ...line, at: undefined })}`),
+        ].join("\n"),
+      );
+    }
   }
   console.log(
     [
