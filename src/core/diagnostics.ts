@@ -56,6 +56,17 @@ export function identify(
   return identity;
 }
 
+/**
+ * Registers `owner` (a RedisMutex, a SharedMutex) as the face of the limiter `inner` it stands on, and
+ * names the kind after the face: events and metrics then say `mutex`, the object the caller knows.
+ */
+export function identifyFace(owner: object, inner: object, kind: string): void {
+  const identity = identities.get(inner);
+  if (identity === undefined) return;
+  identity.kind = kind;
+  identities.set(owner, identity);
+}
+
 /** Registers `owner` as another face of a limiter already identified (a Mutex over its Semaphore). */
 export function identifyAs(owner: object, identity: LimiterIdentity): void {
   identities.set(owner, identity);

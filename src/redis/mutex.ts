@@ -3,6 +3,7 @@
  */
 import { checkOptionNames } from "../core/arguments.js";
 import { describe } from "../core/describe.js";
+import { identifyFace } from "../core/diagnostics.js";
 import { LockOver } from "../core/mutex.js";
 import type { RedisClient } from "./connection.js";
 import type { RedisSemaphoreSnapshot } from "./inspect.js";
@@ -47,6 +48,7 @@ export class RedisMutex extends LockOver<RedisPermit, Promise<RedisPermit | unde
     const semaphore = new RedisSemaphore(redis, { ...options, capacity: 1 });
     super(semaphore);
     this.own = semaphore;
+    identifyFace(this, semaphore, "mutex");
   }
 
   /** A snapshot of the lock in Redis: see {@link RedisSemaphore.inspect}. */

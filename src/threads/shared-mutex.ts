@@ -5,6 +5,7 @@
 import type { Worker } from "node:worker_threads";
 import { checkOptionNames } from "../core/arguments.js";
 import type { Clock } from "../core/clock.js";
+import { identifyFace } from "../core/diagnostics.js";
 import type { Permit } from "../core/limiter.js";
 import { LockOver } from "../core/mutex.js";
 import {
@@ -53,6 +54,7 @@ export class SharedMutex extends LockOver<Permit, Permit | undefined, SharedSema
     const semaphore = options instanceof SharedSemaphore ? options : new SharedSemaphore(1, options);
     super(semaphore);
     this.own = semaphore;
+    identifyFace(this, semaphore, "mutex");
   }
 
   /**

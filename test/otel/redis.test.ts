@@ -13,7 +13,8 @@ import {
 } from "@opentelemetry/sdk-metrics";
 import { LeaseLostError } from "sluice";
 import { instrumentSluice } from "sluice/otel";
-import { RedisSemaphore } from "sluice/redis";
+import { RedisMutex, RedisSemaphore } from "sluice/redis";
+import { SharedMutex } from "sluice/threads";
 import { describe, expect, it } from "vitest";
 import { useRedisServer } from "../support/use-redis-server.js";
 
@@ -63,6 +64,46 @@ describe("sluice/otel with a RedisSemaphore", () => {
       expect(metric("sluice.limiter.in_use")).toEqual([{ attributes: redis, value: 0 }]);
       expect(metric("sluice.limiter.capacity")).toEqual([{ attributes: redis, value: 1 }]);
       expect(metric("sluice.lease.lost")).toEqual([{ attributes: redis, value: 1 }]);
+    } finally {
+      instrumentation.disable();
+      await meterProvider.shutdown();
+    }
+  });
+
+  it("labels a RedisMutex's and a SharedMutex's metrics sluice.limiter.kind=mutex", async () => {
+    const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
+    const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 3_600_000 });
+    const meterProvider = new MeterProvider({ readers: [reader] });
+    const name = `otel-mutex-${process.pid}`;
+    const mutex = context.track(new RedisMutex(context.redis, { name, leaseTtl: 30_000, guardRestarts: false }));
+    const local = new SharedMutex({ name: "shared" });
+    const instrumentation = instrumentSluice({ meterProvider, limiters: [mutex, local], spans: "none" });
+    try {
+      await mutex.runExclusive(() => undefined);
+      await local.runExclusive(() => undefined);
+      const metric = await collect(reader, exporter);
+      expect(metric("sluice.limiter.requests")).toEqual(
+        expect.arrayContaining([
+          {
+            attributes: {
+              "sluice.limiter.name": name,
+              "sluice.limiter.kind": "mutex",
+              "sluice.backend": "redis",
+              "sluice.result": "acquired",
+            },
+            value: 1,
+          },
+          {
+            attributes: {
+              "sluice.limiter.name": "shared",
+              "sluice.limiter.kind": "mutex",
+              "sluice.backend": "threads",
+              "sluice.result": "acquired",
+            },
+            value: 1,
+          },
+        ]),
+      );
     } finally {
       instrumentation.disable();
       await meterProvider.shutdown();
