@@ -1,10 +1,11 @@
 // One limit for many processes: a RedisSemaphore shared by two "processes" (two clients, as two
-// servers of one service would be), a RedisMutex, fencing with FencingGuard, and inspect().
+// servers of one service would be), a RedisMutex, a RedisReadWriteLock, fencing with FencingGuard, and
+// inspect().
 // Run: npm run build && npx tsx examples/redis-semaphore.ts   (uses REDIS_URL, or starts a redis-server)
 // An ES module (top-level await): copied into a project without "type": "module", save it as .mts,
 // with redis-server.mjs beside it.
 import { Redis } from "ioredis";
-import { FencingGuard, inspectRedis, RedisMutex, RedisSemaphore } from "sluice/redis";
+import { FencingGuard, inspectRedis, RedisMutex, RedisReadWriteLock, RedisSemaphore } from "sluice/redis";
 import { localRedis } from "./redis-server.mjs";
 
 const server = await localRedis();
@@ -61,6 +62,15 @@ const report = new RedisMutex(serverA, { name: "nightly-report", leaseTtl: "2s" 
 await report.runExclusive(async (signal) => {
   console.log(`building the report alone (signal aborted: ${signal.aborted})`);
 });
+
+// Many readers or one writer, across processes; a waiting writer holds back later readers.
+const catalog = new RedisReadWriteLock(serverA, { name: "catalog", maxReaders: 16 });
+const catalogB = new RedisReadWriteLock(serverB, { name: "catalog", maxReaders: 16 });
+const [one, two] = await Promise.all([catalog.read(), catalogB.read()]); // two readers at once
+const reload = catalogB.runWrite(() => console.log("reloading the catalog alone"));
+await Promise.all([one.release(), two.release()]);
+await reload;
+await Promise.all([catalog.close(), catalogB.close()]);
 
 // What `sluice inspect` shows: every sluice semaphore (and rate limiter) in this Redis.
 for (const found of await inspectRedis(serverA)) {

@@ -35,5 +35,7 @@ export type {
   RedisRatePermit,
 } from "./rate-limiter.js";
 export { RedisRateLimiter } from "./rate-limiter.js";
+export type { RedisReadWriteLockOptions } from "./read-write-lock.js";
+export { RedisReadWriteLock } from "./read-write-lock.js";
 export type { RedisSemaphoreOptions, RedisSemaphoreStatistics } from "./semaphore.js";
 export { RedisSemaphore } from "./semaphore.js";
