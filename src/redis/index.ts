@@ -25,6 +25,8 @@ export type {
   RedisKeyedRatePermit,
 } from "./keyed-rate-limiter.js";
 export { RedisKeyedRateLimiter } from "./keyed-rate-limiter.js";
+export type { RedisKeyedSemaphoreOptions } from "./keyed-semaphore.js";
+export { RedisKeyedSemaphore } from "./keyed-semaphore.js";
 export { RedisMutex } from "./mutex.js";
 export type { RedisCloseOptions, UnavailablePolicy } from "./options.js";
 export type { RedisPermit } from "./permits.js";

@@ -6,6 +6,7 @@ import { Redis } from "ioredis";
 import { identityOf } from "sluice";
 import { RedisReadWriteLock } from "sluice/redis";
 import { describe, expect, it } from "vitest";
+import { seededRandom } from "../support/seeded-random.js";
 import { useRedisServer } from "../support/use-redis-server.js";
 import { peak } from "./fault-checks.js";
 
@@ -75,11 +76,7 @@ describe("RedisReadWriteLock", () => {
     const maxReaders = 3;
     const locks = twoLocks(maxReaders);
     const held: { start: number; end: number; weight: number; write: boolean }[] = [];
-    let seed = 7;
-    const random = () => {
-      seed = (seed * 16807) % 2147483647;
-      return seed / 2147483647;
-    };
+    const random = seededRandom(7);
     const caller = async (index: number) => {
       for (let round = 0; round < 12; round++) {
         const lock = locks[index % 2] as RedisReadWriteLock;
