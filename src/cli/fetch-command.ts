@@ -8,7 +8,7 @@ import { Semaphore } from "../core/semaphore.js";
 import { estimateLlmCost, type FetchFunction, type LimitedFetch, limitedFetch } from "../http/index.js";
 import { RedisUnavailableError } from "../redis/errors.js";
 import type { CommandSpec } from "./command-line.js";
-import { EXIT_CODE_HELP, type ExitCode } from "./exit-codes.js";
+import { EXIT_CODE_HELP, type ExitCode, RESUMABLE_USAGE_HELP } from "./exit-codes.js";
 import type { JobHandler, JobResult } from "./job-runner.js";
 import { type BuiltLimits, buildLimits } from "./limits.js";
 import { observedLimiter } from "./observed-limiter.js";
@@ -112,7 +112,7 @@ export const FETCH_COMMAND: CommandSpec = {
   exitCodes: [
     EXIT_CODE_HELP.ok,
     ["1", "at least one request failed after its retries (a network error, or a final status that is not 2xx)"],
-    EXIT_CODE_HELP.usage,
+    RESUMABLE_USAGE_HELP,
     EXIT_CODE_HELP.failure,
     EXIT_CODE_HELP.interrupted,
     EXIT_CODE_HELP.brokenPipe,

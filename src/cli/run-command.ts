@@ -2,7 +2,7 @@
  * `sluice run`: one process per input line, under concurrency and rate limits.
  */
 import type { CommandSpec } from "./command-line.js";
-import { EXIT_CODE_HELP, ExitCode } from "./exit-codes.js";
+import { EXIT_CODE_HELP, ExitCode, RESUMABLE_USAGE_HELP } from "./exit-codes.js";
 import type { JobHandler, JobResult } from "./job-runner.js";
 import { buildLimits } from "./limits.js";
 import { checkProgram, type ProcessOutcome, runProcess } from "./process-job.js";
@@ -81,7 +81,7 @@ export const RUN_COMMAND: CommandSpec = {
   exitCodes: [
     EXIT_CODE_HELP.ok,
     EXIT_CODE_HELP.jobFailed,
-    EXIT_CODE_HELP.usage,
+    RESUMABLE_USAGE_HELP,
     EXIT_CODE_HELP.failure,
     EXIT_CODE_HELP.cannotExecute,
     EXIT_CODE_HELP.commandNotFound,
