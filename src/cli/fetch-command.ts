@@ -32,7 +32,7 @@ export const FETCH_COMMAND: CommandSpec = {
     "Results are JSON lines (input, status, ok, duration, attempts, body) on stdout, or in --output FILE.",
     "A non-2xx final status counts as a failed job (exit code 1).",
     "",
-    "With --resume FILE, the results go to FILE instead, appended and synced to disk one by one; run the",
+    "With --resume FILE, the results go to FILE instead, appended and synced to disk as they come; run the",
     "same command again after a crash, kill or Ctrl-C and it sends only the lines FILE does not record as",
     "succeeded (failed lines are sent again). FILE is tied to its input: another input is refused (exit 2).",
   ].join("\n"),

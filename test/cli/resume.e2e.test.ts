@@ -16,6 +16,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import fc from "fast-check";
 import { type MockServer, startMockServer } from "sluice/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type CliProcess, ensureBuilt, runCli, startCli } from "./cli-process.js";
@@ -60,7 +61,11 @@ function recordsIn(path: string): { line: number; ok: boolean }[] {
 }
 
 function succeededLines(path: string): Set<number> {
-  return new Set(recordsIn(path).filter((record) => record.ok).map((record) => record.line));
+  return new Set(
+    recordsIn(path)
+      .filter((record) => record.ok)
+      .map((record) => record.line),
+  );
 }
 
 /**
@@ -96,18 +101,6 @@ class LineCounter {
   }
 }
 
-/** A seeded generator (mulberry32): a failing run can be replayed with the seed it prints. */
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Waits until `cli` has appended `records` lines to `path`, or has ended; resolves whether it still runs. */
 async function untilRecorded(cli: CliProcess, path: string, records: number): Promise<boolean> {
   let ended = false;
@@ -130,7 +123,11 @@ function linesReceived(mock: MockServer, from: number): { line: number; status: 
 describe("sluice fetch --resume", () => {
   it("killed with SIGKILL at random points of 2,000 requests and resumed until done: every line ends with exactly one recorded success, and no recorded success is sent again", async () => {
     const seed = Number(process.env["SLUICE_RESUME_SEED"] ?? Date.now() % 1_000_000);
-    const random = seeded(seed);
+    // Where each kill falls: after 1 to 500 more results, drawn from the seed (a failure says it).
+    const gaps = fc.sample(fc.array(fc.integer({ min: 1, max: 500 }), { minLength: 5, maxLength: 5 }), {
+      seed,
+      numRuns: 1,
+    })[0] as number[];
     const total = 2000;
     // A few server errors, so that failed lines are recorded, and retried by the next run.
     server = await startMockServer({ latency: { min: 1, max: 8 }, failures: { "server-error": 0.01 }, seed });
@@ -150,7 +147,7 @@ describe("sluice fetch --resume", () => {
       let killed = false;
       if (kills < 5) {
         // Somewhere in the next few hundred results, including mid-write of a batch.
-        const target = new LineCounter(resume).lines() + 1 + Math.floor(random() * 500);
+        const target = new LineCounter(resume).lines() + (gaps[kills] as number);
         if (await untilRecorded(cli, resume, target)) {
           cli.child.kill("SIGKILL");
           killed = true;
@@ -199,9 +196,11 @@ describe("sluice fetch --resume", () => {
     const before = server.requests.length;
     const rest = await runCli(args);
     expect(rest.code, rest.stderr).toBe(0);
-    expect(linesReceived(server, before).map((request) => request.line).sort((a, b) => a - b)).toEqual(
-      Array.from({ length: 300 }, (_, index) => index + 1).filter((line) => !recorded.has(line)),
-    );
+    expect(
+      linesReceived(server, before)
+        .map((request) => request.line)
+        .sort((a, b) => a - b),
+    ).toEqual(Array.from({ length: 300 }, (_, index) => index + 1).filter((line) => !recorded.has(line)));
   }, 60_000);
 
   it("a resume file written for another input is refused, naming the file and the first line that differs; nothing is sent", async () => {
