@@ -9,7 +9,7 @@
  * is named, and nothing is sent.
  */
 import { createHash } from "node:crypto";
-import { type FileHandle, open } from "node:fs/promises";
+import { type FileHandle, open, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { InputLine } from "./template.js";
 
@@ -224,8 +224,8 @@ export class ResumeFile {
    *   when it cannot be read or written.
    */
   static async open(path: string): Promise<ResumeFile> {
-    const existed = await open(path, "r").then(
-      (handle) => handle.close().then(() => true),
+    const existed = await stat(path).then(
+      () => true,
       () => false,
     );
     const handle = await open(path, "a+");

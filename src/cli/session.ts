@@ -105,13 +105,7 @@ export async function runSession<Job, Outcome>(options: SessionOptions<Job, Outc
   const fail = (cause: string, error: unknown) => stopping.fail(cause, error);
   const resume =
     settings.resumePath === undefined ? undefined : await openResumeFile(settings.resumePath, options.label);
-  const record =
-    resume === undefined
-      ? undefined
-      : (input: InputLine, result: Readonly<Record<string, unknown>>) =>
-          resume.record(input, result).catch((error: unknown) => {
-            stopping.fail(`cannot write the resume file ${resume.name}`, error);
-          });
+  const record = resume === undefined ? undefined : recorder(resume, stopping);
   const context: SessionContext = { stdout, stderr, statistics, settings, note, stop, fail, record };
   const runner = new JobRunner<Job, Outcome>({
     handler: options.handler(context),
@@ -131,19 +125,7 @@ export async function runSession<Job, Outcome>(options: SessionOptions<Job, Outc
   stopping.runner = runner;
 
   const source = openLines(options, statistics);
-  let lines: AsyncIterable<InputLine> = numbered(source.lines);
-  let skipped = 0;
-  if (resume !== undefined) {
-    // Before anything is sent: a resume file written for another input is refused here.
-    try {
-      ({ lines, skipped } = await pendingLines(lines, resume.records, resume.name));
-    } catch (error) {
-      source.input?.destroy();
-      await resume.close();
-      throw error instanceof WrongResumeFileError ? new UsageError(error.message, options.label) : error;
-    }
-    if (skipped > 0) note(`resuming from ${resume.name}: ${skipped} lines already succeeded, skipped`);
-  }
+  const { lines, skipped } = await linesToRun(options, source, resume, note);
   if (mode !== "off" || settings.reportPath !== undefined) countTotal(options, statistics, skipped);
   const unlisten = options.handleSignals === false ? () => {} : listenForSignals(stopping, statistics, stderr);
   const waits = mode === "off" ? undefined : explainWaits({ statistics, limits, pending: () => runner.pending });
@@ -276,6 +258,37 @@ function countTotal(options: SessionOptions<unknown, unknown>, statistics: RunSt
     },
     () => {},
   );
+}
+
+/**
+ * The input lines less those `--resume`'s file records as succeeded. Resolves before anything is sent;
+ * a resume file written for another input is refused here (exit 2).
+ */
+async function linesToRun(
+  options: SessionOptions<unknown, unknown>,
+  source: ReturnType<typeof openLines>,
+  resume: ResumeFile | undefined,
+  note: (message: string) => void,
+): Promise<{ lines: AsyncIterable<InputLine>; skipped: number }> {
+  const lines = numbered(source.lines);
+  if (resume === undefined) return { lines, skipped: 0 };
+  try {
+    const pending = await pendingLines(lines, resume.records, resume.name);
+    if (pending.skipped > 0) note(`resuming from ${resume.name}: ${pending.skipped} lines already succeeded, skipped`);
+    return pending;
+  } catch (error) {
+    source.input?.destroy();
+    await resume.close();
+    throw error instanceof WrongResumeFileError ? new UsageError(error.message, options.label) : error;
+  }
+}
+
+/** `SessionContext.record`: a record that cannot be written stops the run, which then exits 3. */
+function recorder(resume: ResumeFile, stopping: Stopping): NonNullable<SessionContext["record"]> {
+  return (input, result) =>
+    resume.record(input, result).catch((error: unknown) => {
+      stopping.fail(`cannot write the resume file ${resume.name}`, error);
+    });
 }
 
 /** Opens `--resume FILE`; a file that is not a resume file is the user's mistake (exit 2). */

@@ -234,6 +234,9 @@ describe("sluice fetch --resume", () => {
     expect(isDirectory.stderr).toBe(`sluice fetch: cannot write the resume file ${folder}: it is a directory\n`);
     const missingDirectory = await runCli(["fetch", "--resume", join(folder, "no", "results.jsonl")]);
     expect(missingDirectory.code).toBe(3);
+    const device = await runCli(["fetch", "--resume", "/dev/zero"], { input: "http://127.0.0.1:9/\n" });
+    expect(device.code).toBe(3);
+    expect(device.stderr).toBe("sluice fetch: cannot read the resume file /dev/zero: it is not a regular file\n");
     const notResults = join(directory, "notes.txt");
     writeFileSync(notResults, "some notes\nmore notes\n");
     const wrongFile = await runCli(["fetch", "--resume", notResults], { input: "http://127.0.0.1:9/\n" });
