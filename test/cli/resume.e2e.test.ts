@@ -223,6 +223,30 @@ describe("sluice fetch --resume", () => {
     expect(server.requests.length).toBe(before);
   }, 30_000);
 
+  it("a torn last line (a kill mid-write) is ignored and cut off: its line is sent again, and the file is whole", async () => {
+    server = await startMockServer({});
+    const input = join(directory, "torn-input.jsonl");
+    writeFileSync(input, `${requests(server.url, 5)}\n`);
+    const resume = join(directory, "torn-results.jsonl");
+    expect((await runCli(["fetch", "-i", input, "--resume", resume, "-q"])).code).toBe(0);
+    const [first, second, third] = readFileSync(resume, "utf8").split("\n") as [string, string, string];
+    const sentFirst = (JSON.parse(first) as { line: number }).line;
+    const sentSecond = (JSON.parse(second) as { line: number }).line;
+    const torn = (JSON.parse(third) as { line: number }).line;
+    writeFileSync(resume, `${first}\n${second}\n${third.slice(0, 40)}`);
+    const before = server.requests.length;
+    const result = await runCli(["fetch", "-i", input, "--resume", resume]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stderr).toContain(`sluice: resuming from ${resume}: 2 lines already succeeded, skipped`);
+    const resent = linesReceived(server, before).map((request) => request.line);
+    expect(resent).toContain(torn);
+    expect(resent).not.toContain(sentFirst);
+    expect(resent).not.toContain(sentSecond);
+    expect(resent).toHaveLength(3);
+    expect([...succeededLines(resume)].sort()).toEqual([1, 2, 3, 4, 5]);
+    expect(recordsIn(resume)).toHaveLength(5);
+  }, 30_000);
+
   it("refuses --resume without a file (2), a directory or an unusable file (3), and with --output (2)", async () => {
     const noFile = await runCli(["fetch", "--resume"]);
     expect(noFile.code).toBe(2);
