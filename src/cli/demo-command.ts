@@ -136,6 +136,7 @@ export async function demoCommand(settings: DemoSettings, commandLine: string): 
       json: false,
       // Written below, once the contrast run can be shown beside it.
       reportPath: undefined,
+      resumePath: undefined,
       quiet: true,
       progressInterval,
     },

@@ -39,13 +39,22 @@ export const EXIT_CODE_HELP = {
   ok: ["0", "every job succeeded (or the input was empty)"],
   jobFailed: ["1", "at least one job failed after its retries"],
   usage: ["2", "usage error: a bad option or value, or options that would do nothing; nothing was run"],
-  failure: ["3", "sluice could not work: unreadable input, unwritable output or report, Redis unreachable or lost"],
+  failure: [
+    "3",
+    "sluice could not work: unreadable input, unwritable output, report or resume file, Redis unreachable or lost",
+  ],
   cannotExecute: ["126", "the command exists but cannot be executed; nothing was run"],
   commandNotFound: ["127", "the command was not found; nothing was run"],
   interrupted: ["130", "interrupted by Ctrl-C (SIGINT)"],
   brokenPipe: ["141", "stdout was closed by its reader (as by | head): no new jobs were started"],
   terminated: ["143", "terminated by SIGTERM: running jobs were ended"],
 } as const satisfies Record<keyof typeof ExitCode, ExitCodeHelp>;
+
+/** Exit code 2 for the commands that take `--resume` (`run`, `fetch`). */
+export const RESUMABLE_USAGE_HELP: ExitCodeHelp = [
+  "2",
+  "usage error: a bad option or value, options that would do nothing, or a --resume FILE written for another input; nothing was run",
+];
 
 /** Every exit code of every command, for `sluice --help`. */
 export const EXIT_CODES_HELP: readonly ExitCodeHelp[] = [

@@ -8,7 +8,7 @@ import { Semaphore } from "../core/semaphore.js";
 import { estimateLlmCost, type FetchFunction, type LimitedFetch, limitedFetch } from "../http/index.js";
 import { RedisUnavailableError } from "../redis/errors.js";
 import type { CommandSpec } from "./command-line.js";
-import { EXIT_CODE_HELP, type ExitCode } from "./exit-codes.js";
+import { EXIT_CODE_HELP, type ExitCode, RESUMABLE_USAGE_HELP } from "./exit-codes.js";
 import type { JobHandler, JobResult } from "./job-runner.js";
 import { type BuiltLimits, buildLimits } from "./limits.js";
 import { observedLimiter } from "./observed-limiter.js";
@@ -31,6 +31,10 @@ export const FETCH_COMMAND: CommandSpec = {
     "",
     "Results are JSON lines (input, status, ok, duration, attempts, body) on stdout, or in --output FILE.",
     "A non-2xx final status counts as a failed job (exit code 1).",
+    "",
+    "With --resume FILE, the results go to FILE instead, appended and synced to disk as they come; run the",
+    "same command again after a crash, kill or Ctrl-C and it sends only the lines FILE does not record as",
+    "succeeded (failed lines are sent again). FILE is tied to its input: another input is refused (exit 2).",
   ].join("\n"),
   options: [
     ...withDefault(LIMIT_OPTIONS, "concurrency", "16"),
@@ -100,11 +104,15 @@ export const FETCH_COMMAND: CommandSpec = {
       command: "sluice fetch --rate 5/s --report fetch.html < urls.txt",
       explanation: "and a report showing the limits held",
     },
+    {
+      command: "sluice fetch -i prompts.jsonl --resume results.jsonl --rate 500/min --retry-post",
+      explanation: "a batch that survives a crash: run it again to send only what has not succeeded",
+    },
   ],
   exitCodes: [
     EXIT_CODE_HELP.ok,
     ["1", "at least one request failed after its retries (a network error, or a final status that is not 2xx)"],
-    EXIT_CODE_HELP.usage,
+    RESUMABLE_USAGE_HELP,
     EXIT_CODE_HELP.failure,
     EXIT_CODE_HELP.interrupted,
     EXIT_CODE_HELP.brokenPipe,
@@ -322,10 +330,12 @@ function fetchHandler(
       // No request can succeed once the quota is gone: read no more input (limitedFetch already
       // refuses what was queued).
       if (result.failure === "quota exhausted") context.stop("quota exhausted");
-      results.write(`${JSON.stringify(fetchResult(result))}\n`);
       if (result.failure !== undefined && setup.noteFailures !== false) {
         context.note(`line ${result.input.number} failed (${result.error}): ${result.job?.url ?? result.input.line}`);
       }
+      // --resume: the results file is the resume file, and the job is over once its record is on disk.
+      if (context.record !== undefined) return context.record(result.input, fetchResult(result));
+      results.write(`${JSON.stringify(fetchResult(result))}\n`);
     },
     stopAdmitting(reason) {
       // Requests queued inside limitedFetch (waiting for the limits) are not running yet: drop them.

@@ -104,6 +104,23 @@ export async function checkWritable(what: string, path: string): Promise<void> {
   }
 }
 
+/**
+ * A file read and then appended to (`--resume`): missing (it is created) or a readable regular file,
+ * and writable either way. Not a device or a pipe: `/dev/zero` would be read for ever.
+ * @throws Error saying why `path` cannot be used: a directory, no permission, no such directory.
+ */
+export async function checkReadWritable(what: string, path: string): Promise<void> {
+  await checkWritable(what, path);
+  const info = await stat(path).catch(() => undefined);
+  if (info === undefined) return;
+  try {
+    if (!info.isFile()) throw new Error("it is not a regular file");
+    await access(path, constants.R_OK);
+  } catch (error) {
+    throw new Error(`cannot read the ${what} ${path}: ${describeError(error)}`);
+  }
+}
+
 /** An error as one short phrase: `no such file`, `permission denied`, or its message. */
 export function describeError(error: unknown): string {
   if (!(error instanceof Error)) return String(error);

@@ -2,7 +2,7 @@
  * `sluice run`: one process per input line, under concurrency and rate limits.
  */
 import type { CommandSpec } from "./command-line.js";
-import { EXIT_CODE_HELP, ExitCode } from "./exit-codes.js";
+import { EXIT_CODE_HELP, ExitCode, RESUMABLE_USAGE_HELP } from "./exit-codes.js";
 import type { JobHandler, JobResult } from "./job-runner.js";
 import { buildLimits } from "./limits.js";
 import { checkProgram, type ProcessOutcome, runProcess } from "./process-job.js";
@@ -24,6 +24,10 @@ export const RUN_COMMAND: CommandSpec = {
     "Each job's output is printed when it ends (grouped, never interleaved). Progress and the summary go",
     "to stderr. Ctrl-C stops starting jobs, lets the running ones finish and prints the summary; a second",
     "Ctrl-C ends them. The input is streamed: any number of lines runs in flat memory.",
+    "",
+    "With --resume FILE, each job's --json result is also appended to FILE and synced to disk; run the",
+    "same command again after a crash, kill or Ctrl-C and it runs only the lines FILE does not record as",
+    "succeeded (failed lines run again). FILE is tied to its input: another input is refused (exit 2).",
   ].join("\n"),
   options: [
     ...withDefault(LIMIT_OPTIONS, "concurrency", "the number of CPUs"),
@@ -62,6 +66,10 @@ export const RUN_COMMAND: CommandSpec = {
       explanation: "retry failures, cut hung jobs, one JSON result per job",
     },
     {
+      command: "sluice run -i files.txt --resume done.jsonl -- ./convert {}",
+      explanation: "run it again after a crash: only the lines not yet done run",
+    },
+    {
       command: "sluice run --shell -- 'gzip -c {} > {}.gz' < files.txt",
       explanation: "a pipeline per line, through the shell",
     },
@@ -73,7 +81,7 @@ export const RUN_COMMAND: CommandSpec = {
   exitCodes: [
     EXIT_CODE_HELP.ok,
     EXIT_CODE_HELP.jobFailed,
-    EXIT_CODE_HELP.usage,
+    RESUMABLE_USAGE_HELP,
     EXIT_CODE_HELP.failure,
     EXIT_CODE_HELP.cannotExecute,
     EXIT_CODE_HELP.commandNotFound,
@@ -169,9 +177,11 @@ function processHandler(
     },
     finished(result: JobResult<ProcessJob, ProcessOutcome>) {
       const outcome = result.outcome;
+      // --resume: the job is over once its record is on disk (its output is printed as usual).
+      const recorded = context.record?.(result.input, jsonResult(result));
       if (settings.json) {
         stdout.write(`${JSON.stringify(jsonResult(result))}\n`);
-        return;
+        return recorded;
       }
       if (outcome !== undefined) {
         if (outcome.stdout !== "") stdout.write(outcome.stdout);
@@ -181,6 +191,7 @@ function processHandler(
         const attempts = result.attempts > 1 ? `, ${result.attempts} attempts` : "";
         context.note(`line ${result.input.number} failed (${result.error}${attempts}): ${preview(result.input.line)}`);
       }
+      return recorded;
     },
   };
 }

@@ -4,14 +4,16 @@
  */
 import { writeFile } from "node:fs/promises";
 import { RedisUnavailableError } from "../redis/errors.js";
+import { UsageError } from "./command-line.js";
 import { ExitCode } from "./exit-codes.js";
-import { checkReadable, checkWritable, describeError } from "./files.js";
+import { checkReadable, checkReadWritable, checkWritable, describeError } from "./files.js";
 import { countLines, openInput, readLines } from "./input.js";
 import { type Admission, type JobHandler, JobRunner } from "./job-runner.js";
 import type { BuiltLimits } from "./limits.js";
 import { Output } from "./output.js";
 import { Progress, type ProgressMode, summary } from "./progress.js";
 import { renderReport } from "./report.js";
+import { pendingLines, ResumeFile, WrongResumeFileError } from "./resume-file.js";
 import type { SessionSettings } from "./settings.js";
 import { RunStatistics } from "./statistics.js";
 import { type InputLine, readLine } from "./template.js";
@@ -32,6 +34,12 @@ export interface SessionContext {
    * as `stop` does, and the run exits 3 with `error`'s message instead of failing every remaining line.
    */
   readonly fail: (cause: string, error: unknown) => void;
+  /**
+   * With `--resume FILE`: appends a finished job's result there and resolves once it is on disk. A
+   * record that cannot be written fails the run (exit 3): results with nowhere to go would be paid for
+   * again. Without `--resume`, `undefined`.
+   */
+  readonly record: ((input: InputLine, result: Readonly<Record<string, unknown>>) => Promise<void>) | undefined;
 }
 
 export interface SessionOptions<Job, Outcome> {
@@ -95,7 +103,10 @@ export async function runSession<Job, Outcome>(options: SessionOptions<Job, Outc
   };
   const stop = (cause: string) => stopping.stop(cause);
   const fail = (cause: string, error: unknown) => stopping.fail(cause, error);
-  const context: SessionContext = { stdout, stderr, statistics, settings, note, stop, fail };
+  const resume =
+    settings.resumePath === undefined ? undefined : await openResumeFile(settings.resumePath, options.label);
+  const record = resume === undefined ? undefined : recorder(resume, stopping);
+  const context: SessionContext = { stdout, stderr, statistics, settings, note, stop, fail, record };
   const runner = new JobRunner<Job, Outcome>({
     handler: options.handler(context),
     admission: failingOnLostRedis(options.admission ?? limits.admission, stopping),
@@ -113,13 +124,15 @@ export async function runSession<Job, Outcome>(options: SessionOptions<Job, Outc
   });
   stopping.runner = runner;
 
+  const source = openLines(options, statistics);
+  const { lines, skipped } = await linesToRun(options, source, resume, note);
+  if (mode !== "off" || settings.reportPath !== undefined) countTotal(options, statistics, skipped);
   const unlisten = options.handleSignals === false ? () => {} : listenForSignals(stopping, statistics, stderr);
-  const source = openLines(options, statistics, mode !== "off" || settings.reportPath !== undefined);
   const waits = mode === "off" ? undefined : explainWaits({ statistics, limits, pending: () => runner.pending });
   let inputError: unknown;
   try {
     progress.start();
-    await runner.run(numbered(source.lines));
+    await runner.run(lines);
   } catch (error) {
     inputError = error;
   } finally {
@@ -131,6 +144,10 @@ export async function runSession<Job, Outcome>(options: SessionOptions<Job, Outc
     unlisten();
     // When stopped early, stdin may still be open and waiting: let go of it so the process can end.
     source.input?.destroy();
+    // Every record was awaited by its job; this only lets go of the file.
+    await resume
+      ?.close()
+      .catch((error: unknown) => stopping.fail(`cannot write the resume file ${resume.name}`, error));
   }
   return finish(options, { statistics, stopping, stderr, stdout, inputError });
 }
@@ -216,28 +233,72 @@ function listenForSignals(stopping: Stopping, statistics: RunStatistics, stderr:
   };
 }
 
-/** The lines to run: the caller's own (the demo), or the input file / stdin, with its total if cheap. */
+/** The lines to run: the caller's own (the demo), or the input file / stdin. */
 function openLines(
   options: SessionOptions<unknown, unknown>,
   statistics: RunStatistics,
-  wantsTotal: boolean,
 ): { lines: AsyncIterable<string>; input: ReturnType<typeof openInput> | undefined } {
   if (options.lines !== undefined) {
     statistics.total = options.total;
     return { lines: options.lines, input: undefined };
   }
-  const path = options.settings.inputPath;
-  const input = openInput(path);
-  // The total (for the ETA) costs one streaming pass over a regular file; pipes stay unknown.
-  if (wantsTotal) {
-    void countLines(path).then(
-      (total) => {
-        if (statistics.total === undefined) statistics.total = total;
-      },
-      () => {},
-    );
-  }
+  const input = openInput(options.settings.inputPath);
   return { lines: readLines(input), input };
+}
+
+/**
+ * The total (for the ETA), less the lines a resume skips: it costs one streaming pass over a regular
+ * file, so it is counted beside the run; pipes stay unknown.
+ */
+function countTotal(options: SessionOptions<unknown, unknown>, statistics: RunStatistics, skipped: number): void {
+  if (options.lines !== undefined) return;
+  void countLines(options.settings.inputPath).then(
+    (total) => {
+      if (statistics.total === undefined && total !== undefined) statistics.total = total - skipped;
+    },
+    () => {},
+  );
+}
+
+/**
+ * The input lines less those `--resume`'s file records as succeeded. Resolves before anything is sent;
+ * a resume file written for another input is refused here (exit 2).
+ */
+async function linesToRun(
+  options: SessionOptions<unknown, unknown>,
+  source: ReturnType<typeof openLines>,
+  resume: ResumeFile | undefined,
+  note: (message: string) => void,
+): Promise<{ lines: AsyncIterable<InputLine>; skipped: number }> {
+  const lines = numbered(source.lines);
+  if (resume === undefined) return { lines, skipped: 0 };
+  try {
+    const pending = await pendingLines(lines, resume.records, resume.name);
+    if (pending.skipped > 0) note(`resuming from ${resume.name}: ${pending.skipped} lines already succeeded, skipped`);
+    return pending;
+  } catch (error) {
+    source.input?.destroy();
+    await resume.close();
+    throw error instanceof WrongResumeFileError ? new UsageError(error.message, options.label) : error;
+  }
+}
+
+/** `SessionContext.record`: a record that cannot be written stops the run, which then exits 3. */
+function recorder(resume: ResumeFile, stopping: Stopping): NonNullable<SessionContext["record"]> {
+  return (input, result) =>
+    resume.record(input, result).catch((error: unknown) => {
+      stopping.fail(`cannot write the resume file ${resume.name}`, error);
+    });
+}
+
+/** Opens `--resume FILE`; a file that is not a resume file is the user's mistake (exit 2). */
+async function openResumeFile(path: string, label: string): Promise<ResumeFile> {
+  try {
+    return await ResumeFile.open(path);
+  } catch (error) {
+    if (error instanceof WrongResumeFileError) throw new UsageError(error.message, label);
+    throw new Error(`cannot use the resume file ${path}: ${describeError(error)}`);
+  }
 }
 
 /** After the last job: the failure, the summary, the report, and the exit code that says it all. */
@@ -315,6 +376,7 @@ export async function checkFiles(
   if (check.input && input !== undefined && input !== "-") await checkReadable(input);
   if (settings.reportPath !== undefined) await checkWritable("report", settings.reportPath);
   for (const output of check.outputs ?? []) await checkWritable(output.what, output.path);
+  if (settings.resumePath !== undefined) await checkReadWritable("resume file", settings.resumePath);
 }
 
 /**

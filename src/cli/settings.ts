@@ -53,6 +53,11 @@ export interface SessionSettings {
   readonly timeout: number | undefined;
   readonly json: boolean;
   readonly reportPath: string | undefined;
+  /**
+   * `--resume FILE`: every result is appended there durably, and lines the file records as succeeded
+   * are skipped (see `resume-file.ts`).
+   */
+  readonly resumePath: string | undefined;
   readonly quiet: boolean;
   readonly progressInterval: number;
 }
@@ -143,10 +148,19 @@ export function readFetchSettings(parsed: ParsedCommandLine): FetchSettings {
       `--json prints the results on stdout, but ${values.typed("output")} writes them to ${outputPath}: give one of the two`,
     );
   }
+  if (session.resumePath !== undefined && (outputPath !== undefined || session.json)) {
+    const other = outputPath !== undefined ? `${values.typed("output")} ${outputPath}` : "--json (stdout)";
+    throw values.error(
+      `${values.typed("resume")} writes the results to ${session.resumePath}, and ${other} would write them too: give one of the two`,
+    );
+  }
   if (values.flag("retry-post") && session.retries === 0) {
     throw values.error(`--retry-post retries POST requests, but ${values.typed("retries")} is 0: nothing is retried`);
   }
-  checkDistinctFiles(values, jobFiles(values, session, outputPath, outputPath === undefined));
+  checkDistinctFiles(
+    values,
+    jobFiles(values, session, outputPath, outputPath === undefined && session.resumePath === undefined),
+  );
   return {
     limits,
     session,
@@ -407,9 +421,18 @@ function readSession(values: OptionValues, defaults: { retries: number }): Sessi
     timeout: readTimeout(values),
     json: values.flag("json"),
     reportPath: values.string("report"),
+    resumePath: readResumePath(values),
     quiet,
     progressInterval: readProgressInterval(values, quiet) ?? 5 * SECOND,
   };
+}
+
+function readResumePath(values: OptionValues): string | undefined {
+  const path = values.string("resume");
+  if (path !== undefined && path.trim() === "") {
+    throw values.error(`${values.typed("resume")} needs a FILE: the results file to append to and resume from`);
+  }
+  return path;
 }
 
 function readTimeout(values: OptionValues): number | undefined {
@@ -545,6 +568,7 @@ function jobFiles(
   );
   if (session.reportPath !== undefined) files.push({ what: values.typed("report"), path: session.reportPath });
   if (outputPath !== undefined) files.push({ what: values.typed("output"), path: outputPath });
+  if (session.resumePath !== undefined) files.push({ what: values.typed("resume"), path: session.resumePath });
   if (writesStdout) files.push(STDOUT);
   return files;
 }

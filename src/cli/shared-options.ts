@@ -100,6 +100,13 @@ export const SESSION_OPTIONS: readonly OptionSpec[] = [
     value: "FILE.html",
     description: "write a self-contained HTML report: concurrency and start rate against the limits, latency, 429s",
   },
+  {
+    name: "resume",
+    type: "string",
+    value: "FILE",
+    description:
+      "append each result to FILE as a JSON line, synced to disk, and skip the input lines FILE records as succeeded: after a crash or Ctrl-C, the same command finishes the batch. Failed lines run again; a FILE written for another input is refused (exit 2), nothing sent",
+  },
   { name: "quiet", short: "q", type: "boolean", description: "no progress, no summary (the exit code still tells)" },
   {
     name: "progress-interval",
