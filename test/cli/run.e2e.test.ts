@@ -407,7 +407,7 @@ describe("sluice run: memory", () => {
   it("streams an endless input: reads a line only when it can start a job, in flat memory", async () => {
     // 20 million lines (170 MB) offered through a pipe; sluice must read only what it runs.
     const source = spawn("seq", ["1", "20000000"], { stdio: ["ignore", "pipe", "ignore"] });
-    const cli = startCli(["run", "-c", "4", "--progress-interval", "10s", "--", "true"], { openStdin: true });
+    const cli = startCli(["run", "-c", "4", "--progress-interval", "1s", "--", "true"], { openStdin: true });
     source.stdout.pipe(cli.child.stdin as NodeJS.WritableStream);
     const samples: number[] = [];
     const sample = () => {
@@ -420,7 +420,14 @@ describe("sluice run: memory", () => {
       }
     };
     const sampler = setInterval(sample, 100);
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    // Ctrl-C once it has run more than 10 jobs (its progress line says so), not after a fixed time: on a
+    // loaded machine a fixed time can end before it started, or before its first jobs.
+    await waitFor(
+      () => Number(/sluice run: (\d+) done/.exec(cli.stderr())?.[1] ?? 0) > 10,
+      15_000,
+      "a progress line with more than 10 jobs done",
+    );
+    await new Promise((resolve) => setTimeout(resolve, 300));
     cli.child.kill("SIGINT");
     const result = await cli.result;
     clearInterval(sampler);
