@@ -20,6 +20,7 @@ import {
   type MockProviderStyle,
   rateLimitHeaders,
   retryAfterHeaders,
+  streamFrames,
 } from "./mock-styles.js";
 import { type MockOverload, type MockOverloadOptions, OverloadGate } from "./overload-gate.js";
 
@@ -235,7 +236,8 @@ export interface MockServer extends AsyncDisposable {
  *
  * `POST /v1/chat/completions` answers like OpenAI — streamed as server-sent events when the body says
  * `stream: true` (with a final `usage` chunk for `stream_options: { include_usage: true }`), a stream
- * holding its concurrency slot until its last chunk; `POST /v1/messages` answers like Anthropic; any
+ * holding its concurrency slot until its last chunk; `POST /v1/messages` answers like Anthropic —
+ * streamed as its `message_start` … `message_stop` events when the body says `stream: true`; any
  * other path answers `{ ok: true, path }`, counting the body's characters / 4 as tokens.
  *
  * @example
@@ -661,7 +663,8 @@ class MockApiServer implements MockServer {
     this.serving++;
     this.maxServing = Math.max(this.maxServing, this.serving);
     const answer = replyText === undefined ? completionText(body, completion) : replyText.slice(0, completion * 4);
-    const streaming = path === "/v1/chat/completions" && (body as { stream?: unknown }).stream === true;
+    const streaming =
+      (path === "/v1/chat/completions" || path === "/v1/messages") && (body as { stream?: unknown }).stream === true;
     const settle = () => {
       // The unused part of the reservation comes back (or the overrun is charged as debt).
       this.tokenBucket?.charge(inputTokens + completion - reserved, this.now());
@@ -671,7 +674,8 @@ class MockApiServer implements MockServer {
     if (streaming) {
       // A stream holds its concurrency slot until its last chunk, as with a real provider.
       try {
-        await this.stream(response, record, body, answer, inputTokens, completion, this.latencyFor(record));
+        const style = path === "/v1/messages" ? "anthropic" : "openai";
+        await this.stream(response, style, record, body, answer, inputTokens, completion, this.latencyFor(record));
       } finally {
         this.serving--;
         settle();
@@ -696,12 +700,14 @@ class MockApiServer implements MockServer {
   }
 
   /**
-   * Streams a chat completion as OpenAI does (server-sent events of `chat.completion.chunk`, a final
-   * chunk with `usage` when `stream_options.include_usage` is set, then `[DONE]`): headers after half the
-   * latency (time to first token), the chunks spread over the other half.
+   * Streams a completion as server-sent events in the provider's shapes ({@link streamFrames}): OpenAI's
+   * `chat.completion.chunk`s (a final chunk with `usage` when `stream_options.include_usage` is set, then
+   * `[DONE]`), or Anthropic's `message_start` … `message_stop` events: headers after half the latency
+   * (time to first token), the text spread over the other half.
    */
   private async stream(
     response: ServerResponse,
+    style: MockProviderStyle,
     record: MockRequestRecord,
     body: unknown,
     answer: string,
@@ -720,24 +726,25 @@ class MockApiServer implements MockServer {
       "content-type": "text/event-stream",
       "cache-control": "no-cache",
       ...rateLimitHeaders(
-        "openai",
+        style,
         this.requestBucket?.report(this.now()),
         this.tokenBucket?.report(this.now()),
         Date.now(),
       ),
     });
     const model = typeof (body as { model?: unknown }).model === "string" ? (body as { model: string }).model : "mock";
-    const base = {
-      id: `chatcmpl-mock-${record.index}`,
-      object: "chat.completion.chunk",
-      created: Math.floor(Date.now() / 1000),
+    const options = (body as { stream_options?: { include_usage?: unknown } }).stream_options;
+    const frames = streamFrames(style, {
+      id: style === "openai" ? `chatcmpl-mock-${record.index}` : `msg_mock_${record.index}`,
       model,
-    };
+      input,
+      output,
+      includeUsage: options?.include_usage === true,
+    });
     const words = answer.split(/(?<= )/);
     const pieces = Math.max(1, Math.min(8, words.length));
     const perPiece = Math.ceil(words.length / pieces);
-    const event = (data: unknown) => response.write(`data: ${JSON.stringify(data)}\n\n`);
-    event({ ...base, choices: [{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }] });
+    for (const frame of frames.start) response.write(frame);
     for (let i = 0; i < pieces; i++) {
       if (latency > 0) await sleep(latency / 2 / pieces, this.closed.signal);
       if (this.gone(response)) {
@@ -745,19 +752,9 @@ class MockApiServer implements MockServer {
         record.endedAt ??= this.now();
         return;
       }
-      const content = words.slice(i * perPiece, (i + 1) * perPiece).join("");
-      event({ ...base, choices: [{ index: 0, delta: { content }, finish_reason: null }] });
+      response.write(frames.piece(words.slice(i * perPiece, (i + 1) * perPiece).join("")));
     }
-    event({ ...base, choices: [{ index: 0, delta: {}, finish_reason: "stop" }] });
-    const options = (body as { stream_options?: { include_usage?: unknown } }).stream_options;
-    if (options?.include_usage === true) {
-      event({
-        ...base,
-        choices: [],
-        usage: { prompt_tokens: input, completion_tokens: output, total_tokens: input + output },
-      });
-    }
-    response.end("data: [DONE]\n\n");
+    response.end(frames.end.join(""));
     record.outcome = "ok";
     record.endedAt = this.now();
   }

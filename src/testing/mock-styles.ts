@@ -146,3 +146,92 @@ export function errorResponse(
       return anthropic(400, "invalid_request_error");
   }
 }
+
+/** What a streamed completion reports, for {@link streamFrames}. */
+export interface StreamedCompletion {
+  /** The completion's id (`chatcmpl-…`, `msg_…`). */
+  id: string;
+  /** The model the request named. */
+  model: string;
+  /** Prompt tokens. */
+  input: number;
+  /** Completion tokens produced. */
+  output: number;
+  /** OpenAI: whether the request asked for a final usage chunk (`stream_options.include_usage`). */
+  includeUsage: boolean;
+}
+
+/**
+ * The server-sent events of a streamed completion, in the shapes the providers' SDKs parse: the frames
+ * before the text, one frame per piece of text, and the frames after it.
+ *
+ * OpenAI: `chat.completion.chunk`s as bare `data:` lines — a first chunk with the role, one per piece,
+ * one with `finish_reason`, a last one with `usage` (and no choices) when the request set
+ * `stream_options.include_usage`, then `data: [DONE]`.
+ * Anthropic: named events — `message_start` (the message with the input tokens), `content_block_start`,
+ * a `ping`, one `content_block_delta` (`text_delta`) per piece, `content_block_stop`, `message_delta`
+ * (the stop reason and the output tokens), `message_stop`.
+ */
+export function streamFrames(
+  style: MockProviderStyle,
+  completion: StreamedCompletion,
+): { start: string[]; piece(text: string): string; end: string[] } {
+  if (style === "openai") {
+    const base = {
+      id: completion.id,
+      object: "chat.completion.chunk",
+      created: Math.floor(Date.now() / 1000),
+      model: completion.model,
+    };
+    const chunk = (data: unknown) => `data: ${JSON.stringify(data)}\n\n`;
+    const end = [chunk({ ...base, choices: [{ index: 0, delta: {}, finish_reason: "stop" }] })];
+    if (completion.includeUsage) {
+      const { input, output } = completion;
+      end.push(
+        chunk({
+          ...base,
+          choices: [],
+          usage: { prompt_tokens: input, completion_tokens: output, total_tokens: input + output },
+        }),
+      );
+    }
+    end.push("data: [DONE]\n\n");
+    return {
+      start: [
+        chunk({ ...base, choices: [{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }] }),
+      ],
+      piece: (content) => chunk({ ...base, choices: [{ index: 0, delta: { content }, finish_reason: null }] }),
+      end,
+    };
+  }
+  const event = (type: string, data: Record<string, unknown>) =>
+    `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
+  return {
+    start: [
+      event("message_start", {
+        message: {
+          id: completion.id,
+          type: "message",
+          role: "assistant",
+          content: [],
+          model: completion.model,
+          stop_reason: null,
+          stop_sequence: null,
+          // As the API does: the input in full, the output counted so far (the first token).
+          usage: { input_tokens: completion.input, output_tokens: Math.min(1, completion.output) },
+        },
+      }),
+      event("content_block_start", { index: 0, content_block: { type: "text", text: "" } }),
+      event("ping", {}),
+    ],
+    piece: (text) => event("content_block_delta", { index: 0, delta: { type: "text_delta", text } }),
+    end: [
+      event("content_block_stop", { index: 0 }),
+      event("message_delta", {
+        delta: { stop_reason: "end_turn", stop_sequence: null },
+        usage: { output_tokens: completion.output },
+      }),
+      event("message_stop", {}),
+    ],
+  };
+}
