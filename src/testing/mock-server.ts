@@ -828,7 +828,15 @@ function lastUserText(body: unknown): string {
   const messages = (body as { messages?: unknown }).messages;
   if (!Array.isArray(messages)) return "";
   const last = messages[messages.length - 1] as { content?: unknown } | undefined;
-  return typeof last?.content === "string" ? last.content : "";
+  const content = last?.content;
+  if (typeof content === "string") return content;
+  // Content as parts (what the Anthropic API takes, and the AI SDK sends): the text of its text parts.
+  if (!Array.isArray(content)) return "";
+  return content
+    .map((part: { type?: unknown; text?: unknown }) =>
+      part?.type === "text" && typeof part.text === "string" ? part.text : "",
+    )
+    .join("");
 }
 
 /** A deterministic completion: the same request always gets the same text, so tests can check it. */
