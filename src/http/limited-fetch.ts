@@ -81,7 +81,8 @@ export interface LimitedFetchOptions {
   /**
    * The actual cost once the response is in, to settle the estimate (refund or charge the difference).
    * Receives a clone, so reading it leaves the caller's body untouched. Default: `usage` in a JSON body
-   * ({@link costFromUsage}). Return `undefined` to keep the estimate.
+   * ({@link costFromUsage}), or the final usage of a server-sent-event stream, read as the caller reads
+   * it (`costFromEventStream`). Return `undefined` to keep the estimate.
    */
   actualCost?: (response: Response, request: RequestDescription) => Cost | undefined | Promise<Cost | undefined>;
   /**

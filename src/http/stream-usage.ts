@@ -12,37 +12,6 @@ const USAGE_EVENT = /"usage(?:Metadata)?"\s*:\s*\{/;
 const MESSAGE_START = /"type"\s*:\s*"message_start"/;
 
 /**
- * Collects, from a server-sent event stream fed in pieces, the `data:` lines a final usage is read
- * from: Anthropic's `message_start` and the latest other event with a usage object. Lines are split
- * across pieces at any byte; only the unfinished line and those two are kept.
- */
-class UsageLines {
-  private partial = "";
-  private start: string | undefined;
-  private latest: string | undefined;
-
-  push(text: string): void {
-    const lines = (this.partial + text).split("\n");
-    this.partial = lines.pop() ?? "";
-    for (const line of lines) this.line(line);
-  }
-
-  /** The usage the stream reported, once it has ended; `undefined` when it reported none. */
-  end(): Cost | undefined {
-    this.line(this.partial);
-    this.partial = "";
-    const kept = [this.start, this.latest].filter((line) => line !== undefined);
-    return kept.length === 0 ? undefined : costFromEventStream(kept.join("\n"));
-  }
-
-  private line(line: string): void {
-    if (!line.startsWith("data:")) return;
-    if (MESSAGE_START.test(line)) this.start ??= line;
-    else if (USAGE_EVENT.test(line)) this.latest = line;
-  }
-}
-
-/**
  * Releases the permit of a stream its caller dropped without reading it to the end or cancelling it:
  * once the body is garbage, nobody will ever read it.
  */
@@ -63,16 +32,28 @@ export function observeEventStream(response: Response, onEnd: (actual: Cost | un
   }
   const reader = source.getReader();
   const decoder = new TextDecoder();
-  const usage = new UsageLines();
+  // The unfinished line, and the only two lines a final usage is read from: Anthropic's message_start
+  // and the latest other event with a usage object. Lines may be cut across chunks at any byte.
+  let partial = "";
+  let start: string | undefined;
+  let latest: string | undefined;
+  const take = (text: string, last?: boolean): void => {
+    const lines = (partial + text).split("\n");
+    partial = last ? "" : (lines.pop() as string);
+    for (const line of lines) {
+      if (MESSAGE_START.test(line)) start ??= line;
+      else if (USAGE_EVENT.test(line)) latest = line;
+    }
+  };
   let ended = false;
-  const finish = (actual: Cost | undefined): void => {
+  const finish = (actual?: Cost): void => {
     if (ended) return;
     ended = true;
     abandoned.unregister(dropped);
     onEnd(actual);
   };
   const dropped = (): void => {
-    finish(undefined);
+    finish();
     reader.cancel().catch(() => {});
   };
   const body = new ReadableStream<Uint8Array>(
@@ -82,21 +63,21 @@ export function observeEventStream(response: Response, onEnd: (actual: Cost | un
         try {
           chunk = await reader.read();
         } catch (error) {
-          finish(undefined);
+          finish();
           controller.error(error);
           return;
         }
         if (chunk.done) {
-          usage.push(decoder.decode());
-          finish(usage.end());
+          take(decoder.decode(), true);
+          finish((start ?? latest) ? costFromEventStream([start, latest].join("\n")) : undefined);
           controller.close();
           return;
         }
-        usage.push(decoder.decode(chunk.value, { stream: true }));
+        take(decoder.decode(chunk.value, { stream: true }));
         controller.enqueue(chunk.value);
       },
       cancel(reason) {
-        finish(undefined);
+        finish();
         return reader.cancel(reason);
       },
     },
@@ -111,6 +92,5 @@ export function observeEventStream(response: Response, onEnd: (actual: Cost | un
   });
   // SDKs name the URL in their errors and logs; a constructed Response would have none.
   Object.defineProperty(observed, "url", { value: response.url });
-  Object.defineProperty(observed, "redirected", { value: response.redirected });
   return observed;
 }
