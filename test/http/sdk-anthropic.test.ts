@@ -4,7 +4,6 @@
  */
 import Anthropic from "@anthropic-ai/sdk";
 import { RateLimiter } from "sluice";
-import { limitedFetch } from "sluice/http";
 import { describe, expect, it } from "vitest";
 import {
   expectSettledToServedUsage,
@@ -12,12 +11,13 @@ import {
   mockProviders,
   PROVIDER,
   PROVIDER_LIMITS,
+  sluiceFetch,
 } from "../support/sdk-provider.js";
 
 const start = mockProviders();
 
 function client(baseURL: string, limiter: RateLimiter) {
-  const fetch = limitedFetch(limiter, { retry: { attempts: 6, nonIdempotent: true }, pauseJitter: 0.05 });
+  const fetch = sluiceFetch(limiter);
   const anthropic = new Anthropic({
     apiKey: "sk-ant-test",
     baseURL, // the mock's root: the SDK appends /v1/messages

@@ -7,7 +7,7 @@ import { createAnthropic } from "@ai-sdk/anthropic";
 import { createOpenAI } from "@ai-sdk/openai";
 import { generateText, type LanguageModel, streamText } from "ai";
 import { RateLimiter } from "sluice";
-import { type LimitedFetch, limitedFetch } from "sluice/http";
+import type { LimitedFetch } from "sluice/http";
 import { describe, expect, it } from "vitest";
 import {
   expectSettledToServedUsage,
@@ -15,6 +15,7 @@ import {
   mockProviders,
   PROVIDER,
   PROVIDER_LIMITS,
+  sluiceFetch,
 } from "../support/sdk-provider.js";
 
 const start = mockProviders();
@@ -28,10 +29,6 @@ function models(url: string, fetch: LimitedFetch): [string, LanguageModel][] {
     ["openai", openai.chat("mock")],
     ["anthropic", anthropic("mock")],
   ];
-}
-
-function sluiceFetch(limiter: RateLimiter): LimitedFetch {
-  return limitedFetch(limiter, { retry: { attempts: 6, nonIdempotent: true }, pauseJitter: 0.05 });
 }
 
 describe("the Vercel AI SDK through limitedFetch", () => {

@@ -73,6 +73,16 @@ function tokenLimiter() {
   return new RateLimiter({ limits: [{ limit: 100_000, interval: "1m", unit: "tokens" }], clock: new FakeClock() });
 }
 
+/** A stream through limitedFetch with its first chunk read: the limiter, the script and the caller's reader. */
+async function readingFirstChunk(events: readonly string[]) {
+  const limiter = tokenLimiter();
+  const script = scriptedStream(events);
+  const response = await post(limitedFetch(limiter, { fetch: script.fetch }));
+  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+  await reader.read();
+  return { limiter, script, reader };
+}
+
 describe("limitedFetch: a streamed response is settled as its caller reads it", () => {
   it("holds the permit while the caller reads, settles from the final usage at the end, and reads nothing ahead", async () => {
     const limiter = tokenLimiter();
@@ -135,12 +145,7 @@ describe("limitedFetch: a streamed response is settled as its caller reads it", 
   });
 
   it("keeps the estimate and releases at once when the caller cancels, cancelling the source", async () => {
-    const limiter = tokenLimiter();
-    const script = scriptedStream(OPENAI_EVENTS);
-    const fetch = limitedFetch(limiter, { fetch: script.fetch });
-    const response = await post(fetch);
-    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
-    await reader.read();
+    const { limiter, script, reader } = await readingFirstChunk(OPENAI_EVENTS);
     expect(limiter.inUse).toBe(1);
     await reader.cancel("enough");
     expect(script.state.cancelled).toBe("enough");
@@ -152,12 +157,7 @@ describe("limitedFetch: a streamed response is settled as its caller reads it", 
   });
 
   it("keeps the estimate and releases when the stream fails mid-way; the caller sees the error", async () => {
-    const limiter = tokenLimiter();
-    const script = scriptedStream(OPENAI_EVENTS);
-    const fetch = limitedFetch(limiter, { fetch: script.fetch });
-    const response = await post(fetch);
-    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
-    await reader.read();
+    const { limiter, script, reader } = await readingFirstChunk(OPENAI_EVENTS);
     const reset = new TypeError("terminated");
     script.fail(reset);
     await expect(reader.read()).rejects.toBe(reset);

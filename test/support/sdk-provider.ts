@@ -3,6 +3,7 @@
  * closed after it, and the check that the limiter's settled tokens are what the provider served.
  */
 import type { RateLimiter } from "sluice";
+import { type LimitedFetch, limitedFetch } from "sluice/http";
 import { type MockServer, type MockServerOptions, startMockServer } from "sluice/testing";
 import { afterEach, expect } from "vitest";
 
@@ -51,4 +52,9 @@ export async function expectSettledToServedUsage(limiter: RateLimiter, server: M
   const { settled } = limiter.statistics();
   expect(settled.calls).toBe(calls);
   expect(settled.actual["tokens"]).toBe(server.summary().tokensServed);
+}
+
+/** The fetch every SDK test hands its SDK: LLM calls retried through the limiter, six attempts in all. */
+export function sluiceFetch(limiter: RateLimiter): LimitedFetch {
+  return limitedFetch(limiter, { retry: { attempts: 6, nonIdempotent: true }, pauseJitter: 0.05 });
 }
