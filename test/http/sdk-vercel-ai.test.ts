@@ -20,19 +20,22 @@ import {
 
 const start = mockProviders();
 
-/** One model of each provider, both sending through the same limitedFetch. */
+/**
+ * A model of each API, all sending through the same limitedFetch: OpenAI's Responses API (what
+ * `openai(id)` speaks) and Chat Completions (`openai.chat(id)`), and Anthropic's Messages API.
+ */
 function models(url: string, fetch: LimitedFetch): [string, LanguageModel][] {
   const openai = createOpenAI({ apiKey: "sk-test", baseURL: `${url}/v1`, fetch });
   const anthropic = createAnthropic({ apiKey: "sk-ant-test", baseURL: `${url}/v1`, fetch });
-  // `.chat`: the Chat Completions API (the provider's default model is the Responses API).
   return [
-    ["openai", openai.chat("mock")],
+    ["responses", openai("mock")],
+    ["chat", openai.chat("mock")],
     ["anthropic", anthropic("mock")],
   ];
 }
 
 describe("the Vercel AI SDK through limitedFetch", () => {
-  it("generateText: 20 calls at once per provider never exceed the limits; tokens settle to the usage served", async () => {
+  it("generateText: 20 calls at once per API never exceed the limits; tokens settle to the usage served", async () => {
     const server = await start({ ...PROVIDER, tokensPerMinute: 2000 });
     const limiter = new RateLimiter({
       ...PROVIDER_LIMITS,
@@ -49,13 +52,15 @@ describe("the Vercel AI SDK through limitedFetch", () => {
       ),
     );
     const summary = server.summary();
-    expect(summary.outcomes).toEqual({ ok: 40 });
+    expect(summary.outcomes).toEqual({ ok: 60 });
     expect(summary.status429).toBe(0);
     expect(summary.maxInFlight).toBeLessThanOrEqual(4);
-    expect(server.requests.filter((record) => record.path === "/v1/messages")).toHaveLength(20);
+    for (const path of ["/v1/responses", "/v1/chat/completions", "/v1/messages"]) {
+      expect(server.requests.filter((record) => record.path === path)).toHaveLength(20);
+    }
     expect(server.requests.find((record) => record.path === "/v1/messages")?.headers["x-api-key"]).toBe("sk-ant-test");
     expect(results.reduce((sum, tokens) => sum + tokens, 0)).toBe(summary.tokensServed);
-    await expectSettledToServedUsage(limiter, server, 40);
+    await expectSettledToServedUsage(limiter, server, 60);
     expect(limiter.statistics().settled.estimated["tokens"]).toBeGreaterThan(2000);
   });
 
@@ -75,13 +80,13 @@ describe("the Vercel AI SDK through limitedFetch", () => {
       ),
     );
     const summary = server.summary();
-    expect(summary.outcomes).toEqual({ ok: 16 });
+    expect(summary.outcomes).toEqual({ ok: 24 });
     expect(summary.maxInFlight).toBeLessThanOrEqual(4);
     // The openai provider asked for the usage chunk itself (stream_options.include_usage).
     const chat = server.requests.find((record) => record.path === "/v1/chat/completions");
     expect(chat?.body).toMatchObject({ stream: true, stream_options: { include_usage: true } });
     expect(usages.reduce((sum, tokens) => sum + tokens, 0)).toBe(summary.tokensServed);
-    await expectSettledToServedUsage(limiter, server, 16);
+    await expectSettledToServedUsage(limiter, server, 24);
   });
 
   it("429s are retried by sluice through the limiter, not by the SDK (maxRetries: 0)", async () => {
@@ -101,8 +106,8 @@ describe("the Vercel AI SDK through limitedFetch", () => {
     );
     expect(texts.every((text) => text.startsWith("echo:"))).toBe(true);
     expect(server.summary().status429).toBe(3);
-    expect(server.summary().outcomes.ok).toBe(10);
-    expect(fetch.statistics()).toMatchObject({ calls: 10, attempts: 13, retries: 3, rateLimited: 3 });
-    await expectSettledToServedUsage(limiter, server, 10);
+    expect(server.summary().outcomes.ok).toBe(15);
+    expect(fetch.statistics()).toMatchObject({ calls: 15, attempts: 18, retries: 3, rateLimited: 3 });
+    await expectSettledToServedUsage(limiter, server, 15);
   });
 });

@@ -31,6 +31,13 @@ const ANTHROPIC_EVENTS = [
   'event: message_stop\r\ndata: {"type":"message_stop"}\r\n\r\n',
 ];
 
+/** OpenAI's Responses API: named events, the usage on the response of the last, `response.completed`. */
+const RESPONSES_EVENTS = [
+  'event: response.created\ndata: {"type":"response.created","response":{"id":"r1","status":"in_progress","usage":null}}\n\n',
+  'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":"hi"}\n\n',
+  'event: response.completed\ndata: {"type":"response.completed","response":{"id":"r1","usage":{"input_tokens":30,"output_tokens":10,"total_tokens":40}}}\n\n',
+];
+
 /**
  * A fetch whose one response is a stream the test feeds: `pulled` counts the chunks the reader asked
  * for, `cancelled` says whether (and why) it was cancelled, `fail(error)` breaks it.
@@ -114,7 +121,7 @@ describe("limitedFetch: a streamed response is settled as its caller reads it", 
     const bytesOf = (events: string[]) => encoder.encode(events.join(""));
     await fc.assert(
       fc.asyncProperty(
-        fc.constantFrom(OPENAI_EVENTS, ANTHROPIC_EVENTS),
+        fc.constantFrom(OPENAI_EVENTS, ANTHROPIC_EVENTS, RESPONSES_EVENTS),
         fc.array(fc.nat(), { maxLength: 12 }),
         async (events, cuts) => {
           const bytes = bytesOf(events);
@@ -142,6 +149,12 @@ describe("limitedFetch: a streamed response is settled as its caller reads it", 
       ),
       { numRuns: 60 },
     );
+  });
+
+  it("reads each API's final usage: chat's usage chunk, Anthropic's start and delta, the Responses API's last event", () => {
+    expect(costFromEventStream(OPENAI_EVENTS.join(""))).toEqual({ requests: 1, tokens: 40 });
+    expect(costFromEventStream(ANTHROPIC_EVENTS.join(""))).toEqual({ requests: 1, tokens: 37 });
+    expect(costFromEventStream(RESPONSES_EVENTS.join(""))).toEqual({ requests: 1, tokens: 40 });
   });
 
   it("keeps the estimate and releases at once when the caller cancels, cancelling the source", async () => {
