@@ -593,10 +593,13 @@ class LimitedFetcher {
           );
     const link = linkSignals(callerSignal, timer?.signal);
     const sentAt = this.clock.now();
+    // A success's body is still coming: the caller's abort must reach it (a stream) until it has.
+    let bodyFollows = false;
     try {
       const target = input instanceof Request ? input.clone() : input;
       const fetchImpl = this.options.fetch ?? globalThis.fetch;
       response = await fetchImpl(target, { ...init, signal: link.signal });
+      bodyFollows = response.status < 400;
     } catch (error) {
       giveBack(permit);
       // A reset or an attempt timeout is an overload signal; the caller's own abort says nothing.
@@ -616,7 +619,7 @@ class LimitedFetcher {
         pauseUntil: undefined,
       };
     } finally {
-      link.dispose();
+      if (!bodyFollows) link.dispose();
       if (timerHandle !== undefined) this.clock.clearTimeout(timerHandle);
     }
 
@@ -662,13 +665,15 @@ class LimitedFetcher {
     } catch (error) {
       giveBack(permit);
       leaveWindow(window, "ignore");
+      link.dispose();
       throw error;
     }
 
     if (response.status < 400) {
-      const finished = this.finishSuccess(response, request, cost, permit, () =>
-        leaveWindow(window, this.clock.now() - sentAt),
-      );
+      const finished = this.finishSuccess(response, request, cost, permit, () => {
+        link.dispose();
+        leaveWindow(window, this.clock.now() - sentAt);
+      });
       return { kind: "response", response: finished };
     }
     // Then read the (small) error body from a clone to tell "wait" from "never".

@@ -230,6 +230,26 @@ describe("limitedFetch: streams through the openai SDK against the mock provider
     await Promise.all(servers.splice(0).map((server) => server.close()));
   });
 
+  it("the caller's abort reaches a stream already answering, with attemptTimeout set too", async () => {
+    const server = await startMockServer({ latency: 1000, completionTokens: 40 });
+    servers.push(server);
+    const limiter = new RateLimiter({ concurrency: 1 });
+    const fetch = limitedFetch(limiter, { attemptTimeout: 10_000 });
+    const caller = new AbortController();
+    const response = await fetch(`${server.url}/v1/chat/completions`, {
+      method: "POST",
+      signal: caller.signal,
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "m", max_tokens: 40, stream: true, messages: [{ role: "user", content: "x" }] }),
+    });
+    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+    await reader.read();
+    caller.abort();
+    // Not read to its end (half a second more): the abort ends it, and its slot is free at once.
+    await expect(reader.read()).rejects.toMatchObject({ name: "AbortError" });
+    expect(limiter.inUse).toBe(0);
+  });
+
   it("an SDK stream left early (break) gives its slot back with the estimate kept; the next call goes through", async () => {
     const server = await startMockServer({ latency: 200, completionTokens: 40 });
     servers.push(server);
