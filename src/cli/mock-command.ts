@@ -15,10 +15,11 @@ export const MOCK_COMMAND: CommandSpec = {
   usage: ["mock [options]"],
   description: [
     "Starts the mock provider of sluice/testing on 127.0.0.1 and prints its URL on stdout, then serves",
-    "until Ctrl-C or SIGTERM, and says what it served. POST /v1/chat/completions answers like OpenAI,",
-    "POST /v1/messages like Anthropic (with usage); any other path answers {ok, path}. Limits are token",
-    "buckets that start full, as providers enforce them; a request beyond one gets a 429 with the",
-    "provider's headers (retry-after, x-ratelimit-*), as does one beyond --concurrency.",
+    "until Ctrl-C or SIGTERM, and says what it served. POST /v1/chat/completions and /v1/responses",
+    "answer like OpenAI, POST /v1/messages like Anthropic (with usage, streamed for stream: true); any",
+    "other path answers {ok, path}. Limits are token buckets that start full, as providers enforce",
+    "them; a request beyond one gets a 429 with the provider's headers (retry-after, x-ratelimit-*), as",
+    "does one beyond --concurrency.",
   ].join("\n"),
   options: [
     {

@@ -89,7 +89,8 @@ export function costFromUsage(json: unknown): Cost | undefined {
 
 /**
  * The actual cost of a streamed call, from its server-sent events: OpenAI's final chunk carries `usage`
- * when the request set `stream_options: { include_usage: true }`; Anthropic's `message_start` carries
+ * when the request set `stream_options: { include_usage: true }`, and its Responses API's
+ * `response.completed` event carries the response with its `usage`; Anthropic's `message_start` carries
  * the input tokens and its last `message_delta` the output tokens. Returns `undefined` when the stream
  * reports no usage.
  *
@@ -131,7 +132,8 @@ export function costFromEventStream(text: string): Cost | undefined {
       if (usage !== undefined && isCount(usage["output_tokens"])) anthropicOutput = usage["output_tokens"];
       continue;
     }
-    found = costFromUsage(event) ?? found;
+    // OpenAI's Responses API reports it in its last event, `response.completed`, on the response.
+    found = costFromUsage(event) ?? costFromUsage(fields["response"]) ?? found;
   }
   if (found !== undefined) return found;
   if (anthropicInput !== undefined || anthropicOutput !== undefined) {

@@ -17,15 +17,9 @@ import { allowManyListeners } from "../core/many-listeners.js";
 import { normalizeCost } from "../core/rate-cost.js";
 import { parseRateLimitHeaders, type RateLimitHeaders } from "../core/rate-headers.js";
 import { backoffDelay, sleep } from "../core/sleep.js";
-import {
-  type Cost,
-  costFromEventStream,
-  costFromUsage,
-  costIn,
-  estimateLlmCost,
-  type RequestDescription,
-} from "./cost.js";
+import { type Cost, costFromUsage, costIn, estimateLlmCost, type RequestDescription } from "./cost.js";
 import { type FailedResponse, type NonRetryableError, QuotaExhaustedError, RequestTooLargeError } from "./errors.js";
+import { observeEventStream } from "./stream-usage.js";
 
 /** Any function with the signature of the global `fetch`. */
 export type FetchFunction = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
@@ -87,7 +81,8 @@ export interface LimitedFetchOptions {
   /**
    * The actual cost once the response is in, to settle the estimate (refund or charge the difference).
    * Receives a clone, so reading it leaves the caller's body untouched. Default: `usage` in a JSON body
-   * ({@link costFromUsage}). Return `undefined` to keep the estimate.
+   * ({@link costFromUsage}), or the final usage of a server-sent-event stream, read as the caller reads
+   * it (`costFromEventStream`). Return `undefined` to keep the estimate.
    */
   actualCost?: (response: Response, request: RequestDescription) => Cost | undefined | Promise<Cost | undefined>;
   /**
@@ -232,9 +227,11 @@ const QUOTA_CODES = new Set(["insufficient_quota", "billing_error", "billing_har
  * {@link QuotaExhaustedError} or {@link RequestTooLargeError}, and a quota error stops the queue.
  * After the last attempt, the last response is returned as fetch would (a 429 stays a 429).
  *
- * The permit is held until the response body has arrived — for JSON and server-sent-event bodies (what
- * LLM APIs send, streamed or not), which are read from a clone to find the usage — or until the headers
- * have, for other bodies (downloads are not buffered twice).
+ * The permit is held until the response body has arrived — for JSON bodies, read from a clone to find
+ * the usage, and for server-sent-event streams (streamed LLM answers), observed as the caller reads them
+ * and settled from the usage of their last events when they end (the estimate stays if the caller
+ * cancels) — or until the headers have, for other bodies (downloads are not buffered twice). Read or
+ * cancel a stream you receive: one left unread holds its permit until it is garbage-collected.
  *
  * @example
  * ```ts
@@ -596,10 +593,13 @@ class LimitedFetcher {
           );
     const link = linkSignals(callerSignal, timer?.signal);
     const sentAt = this.clock.now();
+    // A success's body is still coming: the caller's abort must reach it (a stream) until it has.
+    let bodyFollows = false;
     try {
       const target = input instanceof Request ? input.clone() : input;
       const fetchImpl = this.options.fetch ?? globalThis.fetch;
       response = await fetchImpl(target, { ...init, signal: link.signal });
+      bodyFollows = response.status < 400;
     } catch (error) {
       giveBack(permit);
       // A reset or an attempt timeout is an overload signal; the caller's own abort says nothing.
@@ -619,7 +619,7 @@ class LimitedFetcher {
         pauseUntil: undefined,
       };
     } finally {
-      link.dispose();
+      if (!bodyFollows) link.dispose();
       if (timerHandle !== undefined) this.clock.clearTimeout(timerHandle);
     }
 
@@ -665,12 +665,16 @@ class LimitedFetcher {
     } catch (error) {
       giveBack(permit);
       leaveWindow(window, "ignore");
+      link.dispose();
       throw error;
     }
 
     if (response.status < 400) {
-      this.finishSuccess(response, request, cost, permit, () => leaveWindow(window, this.clock.now() - sentAt));
-      return { kind: "response", response };
+      const finished = this.finishSuccess(response, request, cost, permit, () => {
+        link.dispose();
+        leaveWindow(window, this.clock.now() - sentAt);
+      });
+      return { kind: "response", response: finished };
     }
     // Then read the (small) error body from a clone to tell "wait" from "never".
     let failure: FailedResponse;
@@ -881,9 +885,11 @@ class LimitedFetcher {
 
   /**
    * Holds the permit until the response body has arrived, then settles it from the usage the body
-   * reports and releases it. Only JSON and server-sent-event bodies (what LLM APIs send) are read, from a
-   * clone, so the caller's body is untouched; a stream holds its slot until its last event, as the server
-   * counts it. Other bodies (downloads) release at once: reading them alongside the caller would buffer
+   * reports and releases it, and returns the response the caller gets. A JSON body (what LLM APIs send)
+   * is read from a clone, so the caller's body is untouched. A server-sent-event stream is observed as
+   * the caller reads it (see {@link observeEventStream}): it holds its slot until its last event, as the
+   * server counts it, settles from the usage its events report, and keeps the estimate when the caller
+   * cancels it. Other bodies (downloads) release at once: reading them alongside the caller would buffer
    * whatever the caller has not consumed yet.
    */
   private finishSuccess(
@@ -892,7 +898,7 @@ class LimitedFetcher {
     cost: Cost | undefined,
     permit: SettlablePermit,
     leftWindow: () => void,
-  ): void {
+  ): Response {
     const canSettle = cost !== undefined && typeof permit.settle === "function";
     const custom = this.options.actualCost;
     const type = response.headers.get("content-type") ?? "";
@@ -901,7 +907,19 @@ class LimitedFetcher {
     if (response.body === null || (!isJson && !isEventStream && !(canSettle && custom !== undefined))) {
       giveBack(permit);
       leftWindow();
-      return;
+      return response;
+    }
+    if (isEventStream && custom === undefined) {
+      return observeEventStream(response, (actual) => {
+        try {
+          if (actual !== undefined && canSettle) permit.settle?.(actual);
+        } catch {
+          // A usage the limiter refuses keeps the estimate: the charge was already made.
+        } finally {
+          giveBack(permit);
+          leftWindow();
+        }
+      });
     }
     const clone = response.clone();
     let actual: Promise<Cost | undefined>;
@@ -909,7 +927,7 @@ class LimitedFetcher {
       actual = Promise.resolve().then(() => custom(clone, request));
     } else {
       actual = clone.text().then(
-        (text) => (isJson ? costFromUsage(parseJson(text)) : costFromEventStream(text)),
+        (text) => costFromUsage(parseJson(text)),
         // The caller aborted or the connection broke mid-body: nothing to settle from.
         () => undefined,
       );
@@ -927,6 +945,7 @@ class LimitedFetcher {
         giveBack(permit);
         leftWindow();
       });
+    return response;
   }
 
   /**

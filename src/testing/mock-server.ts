@@ -14,12 +14,15 @@ import { describe } from "../core/describe.js";
 import { type Duration, toMilliseconds } from "../core/duration.js";
 import { allowManyListeners } from "../core/many-listeners.js";
 import {
+  type CompletionApi,
   type ErrorKind,
   errorResponse,
   type LimitReport,
   type MockProviderStyle,
   rateLimitHeaders,
+  responseObject,
   retryAfterHeaders,
+  streamFrames,
 } from "./mock-styles.js";
 import { type MockOverload, type MockOverloadOptions, OverloadGate } from "./overload-gate.js";
 
@@ -131,8 +134,8 @@ export interface MockServerOptions {
    */
   inject?: (request: MockRequestInfo) => MockFailure | undefined;
   /**
-   * Which provider's headers and bodies to use for paths other than `/v1/chat/completions` (always
-   * OpenAI style) and `/v1/messages` (always Anthropic style). Default `"openai"`.
+   * Which provider's headers and bodies to use for paths other than `/v1/chat/completions` and
+   * `/v1/responses` (always OpenAI style) and `/v1/messages` (always Anthropic style). Default `"openai"`.
    */
   style?: MockProviderStyle;
   /** Seed for latency, completion sizes and random failures, so runs are reproducible. Default 1. */
@@ -235,7 +238,9 @@ export interface MockServer extends AsyncDisposable {
  *
  * `POST /v1/chat/completions` answers like OpenAI — streamed as server-sent events when the body says
  * `stream: true` (with a final `usage` chunk for `stream_options: { include_usage: true }`), a stream
- * holding its concurrency slot until its last chunk; `POST /v1/messages` answers like Anthropic; any
+ * holding its concurrency slot until its last chunk; `POST /v1/responses` like OpenAI's Responses API
+ * (streamed as its `response.*` events); `POST /v1/messages` answers like Anthropic — streamed as its
+ * `message_start` … `message_stop` events when the body says `stream: true`; any
  * other path answers `{ ok: true, path }`, counting the body's characters / 4 as tokens.
  *
  * @example
@@ -490,9 +495,9 @@ class MockApiServer implements MockServer {
     }
     const text = await readBody(request);
     const body = parseBody(text);
-    const style: MockProviderStyle =
-      path === "/v1/chat/completions" ? "openai" : path === "/v1/messages" ? "anthropic" : this.style;
-    const isCompletion = path === "/v1/chat/completions" || path === "/v1/messages";
+    const api = completionApi(path);
+    const style: MockProviderStyle = api === undefined ? this.style : api === "messages" ? "anthropic" : "openai";
+    const isCompletion = api !== undefined;
     const inputTokens = Math.ceil(text.length / 4);
     const record: MockRequestRecord = {
       index: this.requests.length,
@@ -661,7 +666,8 @@ class MockApiServer implements MockServer {
     this.serving++;
     this.maxServing = Math.max(this.maxServing, this.serving);
     const answer = replyText === undefined ? completionText(body, completion) : replyText.slice(0, completion * 4);
-    const streaming = path === "/v1/chat/completions" && (body as { stream?: unknown }).stream === true;
+    const api = completionApi(path);
+    const streaming = api !== undefined && (body as { stream?: unknown }).stream === true;
     const settle = () => {
       // The unused part of the reservation comes back (or the overrun is charged as debt).
       this.tokenBucket?.charge(inputTokens + completion - reserved, this.now());
@@ -671,7 +677,7 @@ class MockApiServer implements MockServer {
     if (streaming) {
       // A stream holds its concurrency slot until its last chunk, as with a real provider.
       try {
-        await this.stream(response, record, body, answer, inputTokens, completion, this.latencyFor(record));
+        await this.stream(response, api, record, body, answer, inputTokens, completion, this.latencyFor(record));
       } finally {
         this.serving--;
         settle();
@@ -696,12 +702,15 @@ class MockApiServer implements MockServer {
   }
 
   /**
-   * Streams a chat completion as OpenAI does (server-sent events of `chat.completion.chunk`, a final
-   * chunk with `usage` when `stream_options.include_usage` is set, then `[DONE]`): headers after half the
-   * latency (time to first token), the chunks spread over the other half.
+   * Streams a completion as server-sent events in the API's shapes ({@link streamFrames}): OpenAI's
+   * `chat.completion.chunk`s (a final chunk with `usage` when `stream_options.include_usage` is set, then
+   * `[DONE]`), its Responses API events (`response.created` … `response.completed`, with the usage), or
+   * Anthropic's `message_start` … `message_stop` events: headers after half the latency (time to first
+   * token), the text spread over the other half.
    */
   private async stream(
     response: ServerResponse,
+    api: CompletionApi,
     record: MockRequestRecord,
     body: unknown,
     answer: string,
@@ -720,24 +729,29 @@ class MockApiServer implements MockServer {
       "content-type": "text/event-stream",
       "cache-control": "no-cache",
       ...rateLimitHeaders(
-        "openai",
+        api === "messages" ? "anthropic" : "openai",
         this.requestBucket?.report(this.now()),
         this.tokenBucket?.report(this.now()),
         Date.now(),
       ),
     });
     const model = typeof (body as { model?: unknown }).model === "string" ? (body as { model: string }).model : "mock";
-    const base = {
-      id: `chatcmpl-mock-${record.index}`,
-      object: "chat.completion.chunk",
-      created: Math.floor(Date.now() / 1000),
-      model,
-    };
+    const options = (body as { stream_options?: { include_usage?: unknown } }).stream_options;
+    const frames = streamFrames(
+      api,
+      {
+        id: completionId(api, record.index),
+        model,
+        input,
+        output,
+        includeUsage: options?.include_usage === true,
+      },
+      answer,
+    );
     const words = answer.split(/(?<= )/);
     const pieces = Math.max(1, Math.min(8, words.length));
     const perPiece = Math.ceil(words.length / pieces);
-    const event = (data: unknown) => response.write(`data: ${JSON.stringify(data)}\n\n`);
-    event({ ...base, choices: [{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }] });
+    for (const frame of frames.start) response.write(frame);
     for (let i = 0; i < pieces; i++) {
       if (latency > 0) await sleep(latency / 2 / pieces, this.closed.signal);
       if (this.gone(response)) {
@@ -745,19 +759,9 @@ class MockApiServer implements MockServer {
         record.endedAt ??= this.now();
         return;
       }
-      const content = words.slice(i * perPiece, (i + 1) * perPiece).join("");
-      event({ ...base, choices: [{ index: 0, delta: { content }, finish_reason: null }] });
+      response.write(frames.piece(words.slice(i * perPiece, (i + 1) * perPiece).join("")));
     }
-    event({ ...base, choices: [{ index: 0, delta: {}, finish_reason: "stop" }] });
-    const options = (body as { stream_options?: { include_usage?: unknown } }).stream_options;
-    if (options?.include_usage === true) {
-      event({
-        ...base,
-        choices: [],
-        usage: { prompt_tokens: input, completion_tokens: output, total_tokens: input + output },
-      });
-    }
-    response.end("data: [DONE]\n\n");
+    response.end(frames.end.join(""));
     record.outcome = "ok";
     record.endedAt = this.now();
   }
@@ -828,10 +832,22 @@ function requestedOutputTokens(body: unknown): number | undefined {
 
 function lastUserText(body: unknown): string {
   if (typeof body !== "object" || body === null) return "";
-  const messages = (body as { messages?: unknown }).messages;
+  // Chat and messages APIs: `messages`; the Responses API: `input`, a string or a list of messages.
+  const { messages: listed, input } = body as { messages?: unknown; input?: unknown };
+  if (typeof input === "string") return input;
+  const messages = listed ?? input;
   if (!Array.isArray(messages)) return "";
   const last = messages[messages.length - 1] as { content?: unknown } | undefined;
-  return typeof last?.content === "string" ? last.content : "";
+  const content = last?.content;
+  if (typeof content === "string") return content;
+  // Content as parts (what the Anthropic API takes, and the AI SDK sends): the text of its text parts
+  // (`input_text` in the Responses API).
+  if (!Array.isArray(content)) return "";
+  return content
+    .map((part: { type?: unknown; text?: unknown }) =>
+      (part?.type === "text" || part?.type === "input_text") && typeof part.text === "string" ? part.text : "",
+    )
+    .join("");
 }
 
 /** A deterministic completion: the same request always gets the same text, so tests can check it. */
@@ -842,8 +858,22 @@ function completionText(body: unknown, tokens: number): string {
   return words.slice(0, Math.max(0, tokens)).join(" ");
 }
 
+/** Which completion API a path is, if it is one. */
+function completionApi(path: string): CompletionApi | undefined {
+  if (path === "/v1/chat/completions") return "chat";
+  if (path === "/v1/responses") return "responses";
+  return path === "/v1/messages" ? "messages" : undefined;
+}
+
+function completionId(api: CompletionApi, index: number): string {
+  return api === "chat" ? `chatcmpl-mock-${index}` : api === "responses" ? `resp_mock_${index}` : `msg_mock_${index}`;
+}
+
 function successBody(path: string, body: unknown, input: number, output: number, index: number, text: string): unknown {
   const model = typeof (body as { model?: unknown })?.model === "string" ? (body as { model: string }).model : "mock";
+  if (path === "/v1/responses") {
+    return responseObject({ id: completionId("responses", index), model, input, output, includeUsage: true }, text);
+  }
   if (path === "/v1/messages") {
     return {
       id: `msg_mock_${index}`,

@@ -146,3 +146,157 @@ export function errorResponse(
       return anthropic(400, "invalid_request_error");
   }
 }
+
+/** The completion APIs the mock answers: OpenAI's Chat Completions and Responses, Anthropic's Messages. */
+export type CompletionApi = "chat" | "responses" | "messages";
+
+/** What a completion reports, for {@link streamFrames} and {@link responseObject}. */
+export interface StreamedCompletion {
+  /** The completion's id (`chatcmpl-…`, `resp_…`, `msg_…`). */
+  id: string;
+  /** The model the request named. */
+  model: string;
+  /** Prompt tokens. */
+  input: number;
+  /** Completion tokens produced. */
+  output: number;
+  /** OpenAI chat: whether the request asked for a final usage chunk (`stream_options.include_usage`). */
+  includeUsage: boolean;
+}
+
+/** A Responses API `response` object with one message of `text`, as `POST /v1/responses` returns it. */
+export function responseObject(completion: StreamedCompletion, text: string, status = "completed"): object {
+  const done = status === "completed";
+  return {
+    id: completion.id,
+    object: "response",
+    created_at: Math.floor(Date.now() / 1000),
+    status,
+    model: completion.model,
+    output: done
+      ? [
+          {
+            type: "message",
+            id: `msg_${completion.id}`,
+            status: "completed",
+            role: "assistant",
+            content: [{ type: "output_text", text, annotations: [] }],
+          },
+        ]
+      : [],
+    usage: done
+      ? {
+          input_tokens: completion.input,
+          input_tokens_details: { cached_tokens: 0 },
+          output_tokens: completion.output,
+          output_tokens_details: { reasoning_tokens: 0 },
+          total_tokens: completion.input + completion.output,
+        }
+      : null,
+  };
+}
+
+/**
+ * The server-sent events of a streamed completion of `text`, in the shapes the providers' SDKs parse: the
+ * frames before the text, one frame per piece of it, and the frames after it.
+ *
+ * Chat (OpenAI): `chat.completion.chunk`s as bare `data:` lines — a first chunk with the role, one per
+ * piece, one with `finish_reason`, a last one with `usage` (and no choices) when the request set
+ * `stream_options.include_usage`, then `data: [DONE]`.
+ * Responses (OpenAI): named events with a `sequence_number` — `response.created`,
+ * `response.output_item.added`, `response.content_part.added`, one `response.output_text.delta` per
+ * piece, `response.output_text.done`, `response.content_part.done`, `response.output_item.done`, and
+ * `response.completed` with the whole response and its usage.
+ * Messages (Anthropic): named events — `message_start` (the message with the input tokens),
+ * `content_block_start`, a `ping`, one `content_block_delta` (`text_delta`) per piece,
+ * `content_block_stop`, `message_delta` (the stop reason and the output tokens), `message_stop`.
+ */
+export function streamFrames(
+  api: CompletionApi,
+  completion: StreamedCompletion,
+  text: string,
+): { start: string[]; piece(text: string): string; end: string[] } {
+  if (api === "chat") {
+    const base = {
+      id: completion.id,
+      object: "chat.completion.chunk",
+      created: Math.floor(Date.now() / 1000),
+      model: completion.model,
+    };
+    const chunk = (data: unknown) => `data: ${JSON.stringify(data)}\n\n`;
+    const end = [chunk({ ...base, choices: [{ index: 0, delta: {}, finish_reason: "stop" }] })];
+    if (completion.includeUsage) {
+      const { input, output } = completion;
+      end.push(
+        chunk({
+          ...base,
+          choices: [],
+          usage: { prompt_tokens: input, completion_tokens: output, total_tokens: input + output },
+        }),
+      );
+    }
+    end.push("data: [DONE]\n\n");
+    return {
+      start: [
+        chunk({ ...base, choices: [{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }] }),
+      ],
+      piece: (content) => chunk({ ...base, choices: [{ index: 0, delta: { content }, finish_reason: null }] }),
+      end,
+    };
+  }
+  if (api === "responses") {
+    let sequence = 0;
+    const event = (type: string, data: Record<string, unknown>) =>
+      `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: sequence++, ...data })}\n\n`;
+    const item = { type: "message", id: `msg_${completion.id}`, role: "assistant" };
+    const part = { type: "output_text", text, annotations: [] };
+    const at = { item_id: item.id, output_index: 0, content_index: 0 };
+    return {
+      start: [
+        event("response.created", { response: responseObject(completion, "", "in_progress") }),
+        event("response.output_item.added", { output_index: 0, item: { ...item, status: "in_progress", content: [] } }),
+        event("response.content_part.added", { ...at, part: { ...part, text: "" } }),
+      ],
+      piece: (delta) => event("response.output_text.delta", { ...at, delta, logprobs: [] }),
+      end: [
+        event("response.output_text.done", { ...at, text, logprobs: [] }),
+        event("response.content_part.done", { ...at, part }),
+        event("response.output_item.done", {
+          output_index: 0,
+          item: { ...item, status: "completed", content: [part] },
+        }),
+        event("response.completed", { response: responseObject(completion, text) }),
+      ],
+    };
+  }
+  const event = (type: string, data: Record<string, unknown>) =>
+    `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
+  return {
+    start: [
+      event("message_start", {
+        message: {
+          id: completion.id,
+          type: "message",
+          role: "assistant",
+          content: [],
+          model: completion.model,
+          stop_reason: null,
+          stop_sequence: null,
+          // As the API does: the input in full, the output counted so far (the first token).
+          usage: { input_tokens: completion.input, output_tokens: Math.min(1, completion.output) },
+        },
+      }),
+      event("content_block_start", { index: 0, content_block: { type: "text", text: "" } }),
+      event("ping", {}),
+    ],
+    piece: (delta) => event("content_block_delta", { index: 0, delta: { type: "text_delta", text: delta } }),
+    end: [
+      event("content_block_stop", { index: 0 }),
+      event("message_delta", {
+        delta: { stop_reason: "end_turn", stop_sequence: null },
+        usage: { output_tokens: completion.output },
+      }),
+      event("message_stop", {}),
+    ],
+  };
+}

@@ -168,6 +168,43 @@ describe("startMockServer: limits enforced like a provider", () => {
     expect(server.requests[1]).toMatchObject({ outcome: "ok", status: 200, outputTokens: 12 });
   });
 
+  it("streams /v1/messages as Anthropic's named events, input in message_start and output in message_delta", async () => {
+    const server = await start({ concurrency: 1, latency: 80, completionTokens: 12, tokensPerMinute: 10_000 });
+    const plain = (await (await messages(server, "stream me", { max_tokens: 50 })).json()) as {
+      content: { text: string }[];
+      usage: { input_tokens: number; output_tokens: number };
+    };
+    const streamed = await messages(server, "stream me", { max_tokens: 50, stream: true });
+    expect(streamed.headers.get("content-type")).toBe("text/event-stream");
+    expect(streamed.headers.get("anthropic-ratelimit-tokens-limit")).toBe("10000");
+    // While the stream is still sending, the one slot is taken.
+    expect((await messages(server, "meanwhile")).status).toBe(429);
+    const events = (await streamed.text())
+      .split("\n\n")
+      .filter((event) => event !== "")
+      .map((event) => {
+        const [name, data] = event.split("\n");
+        const parsed = JSON.parse((data ?? "").replace(/^data: /, "")) as Record<string, unknown>;
+        // Each event's name is its type, as the SDKs expect.
+        expect(name).toBe(`event: ${parsed["type"]}`);
+        return parsed as { type: string; delta?: { text?: string }; usage?: object; message?: { usage: object } };
+      });
+    expect(events.map((event) => event.type)).toEqual([
+      "message_start",
+      "content_block_start",
+      "ping",
+      ...events.filter((event) => event.type === "content_block_delta").map(() => "content_block_delta"),
+      "content_block_stop",
+      "message_delta",
+      "message_stop",
+    ]);
+    const text = events.map((event) => (event.type === "content_block_delta" ? event.delta?.text : "")).join("");
+    expect(text).toBe(plain.content[0]?.text);
+    expect(events[0]?.message?.usage).toEqual({ input_tokens: server.requests[1]?.inputTokens, output_tokens: 1 });
+    expect(events.at(-2)?.usage).toEqual({ output_tokens: 12 });
+    expect(server.requests[1]).toMatchObject({ outcome: "ok", status: 200, outputTokens: 12 });
+  });
+
   it("refuses a request larger than the token limit, in a way clients can tell from an ordinary 429", async () => {
     const server = await start({ tokensPerMinute: 100 });
     const openai = await chat(server, "hi", { max_tokens: 500 });
