@@ -52,5 +52,9 @@ const statuses = await Promise.all(
 for (const key of fetchPooled.statistics().keys) {
   console.log(`${key.name}: ${key.routed} calls routed, ${key.statuses[200] ?? 0} served`);
 }
-console.log(`${statuses.filter((status) => status === 200).length} of 600 served; ${server.summary().status429} × 429`);
+const { outcomes } = server.summary();
+console.log(
+  `${statuses.filter((status) => status === 200).length} of 600 served; ` +
+    `${outcomes["rate-limited"] ?? 0} rate-limited, ${outcomes.quota ?? 0} quota answers (team-c's calls in flight)`,
+);
 if (statuses.some((status) => status !== 200)) process.exit(1);

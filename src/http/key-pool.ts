@@ -152,23 +152,29 @@ const CALL = Symbol("sluice.keyPool.call");
 /** One call's stay at one key: what it costs, until the key sends it. */
 class Stay {
   sent = false;
+  private waiting = true;
   constructor(
-    readonly cost: Record<string, number>,
+    readonly cost: Readonly<Record<string, number>>,
     private readonly key: PooledKey,
   ) {
-    key.waiting.add(this);
+    key.queue(cost, 1);
   }
   /** The key sent it (`sent`: its first attempt) or the call left the key: it waits in front of nobody now. */
   leave(sent = false): void {
     if (sent) this.sent = true;
-    this.key.waiting.delete(this);
+    if (!this.waiting) return;
+    this.waiting = false;
+    this.key.queue(this.cost, -1);
   }
 }
 
 /** A key of the pool: its settings, its own limitedFetch, and what the pool knows of its queue. */
 class PooledKey {
-  /** Calls routed here and not yet sent: their cost is what a new call would wait behind. */
-  readonly waiting = new Set<Stay>();
+  /**
+   * The cost of the calls routed here and not yet sent, per unit: what a new call would wait behind. A
+   * running sum, so routing a burst of thousands costs O(keys) per call, not O(calls queued).
+   */
+  private readonly waitingCost: Record<string, number> = {};
   /** Calls of this pool at this key now, waiting or in flight. */
   active = 0;
   routed = 0;
@@ -196,11 +202,12 @@ class PooledKey {
    * How long a call costing `cost` would wait here, behind the calls already routed here and not sent:
    * the limiter's own answer when it can give one (`readyIn`), else 0 (the load breaks the tie).
    */
-  waitFor(cost: Record<string, number>): number {
+  waitFor(cost: Readonly<Record<string, number>>): number {
     if (typeof this.limiter.readyIn !== "function") return 0;
     const total = { ...cost };
-    for (const stay of this.waiting) {
-      for (const unit in stay.cost) total[unit] = (total[unit] ?? 0) + (stay.cost[unit] as number);
+    for (const unit in this.waitingCost) {
+      // Never below 0: a sum that went back and forth may be a hair off.
+      total[unit] = (total[unit] ?? 0) + Math.max(0, this.waitingCost[unit] as number);
     }
     try {
       return this.limiter.readyIn(total);
@@ -208,6 +215,11 @@ class PooledKey {
       // A cost the limiter refuses: the acquire will say why, with the limiter's own error.
       return 0;
     }
+  }
+
+  /** Adds (`sign` 1) or takes away (-1) the cost of a call waiting here. */
+  queue(cost: Readonly<Record<string, number>>, sign: 1 | -1): void {
+    for (const unit in cost) this.waitingCost[unit] = (this.waitingCost[unit] ?? 0) + sign * (cost[unit] as number);
   }
 
   /** The wrapped fetch of this key's limitedFetch: the call is sent now, with this key's credentials. */
