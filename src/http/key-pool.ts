@@ -140,7 +140,6 @@ const POOL_KEY_OPTIONS = /* @__PURE__ */ optionNames<PoolKey>({
 /** The limiter query a key is routed by, when its limiter has it (`RateLimiter.readyIn`). */
 interface Routable {
   readyIn?(cost?: Cost): number;
-  statistics?(): { inUse?: unknown };
 }
 
 /**
@@ -369,14 +368,12 @@ class KeyPool {
         key.active--;
       }
       if (!this.removeOn.has(response.status)) return response;
-      this.remove(
-        key,
-        new KeyRejectedError(
-          `HTTP ${response.status}: the server refused the key`,
-          await failureOf(response, request.url),
-        ),
-      );
+      // Read from a clone: a call that cannot move gets the response with its body unread.
+      const failure = await failureOf(response.clone(), request.url);
+      this.remove(key, new KeyRejectedError(`HTTP ${response.status}: the server refused the key`, failure));
       if (!replayable) return response;
+      // Moving on: the refused body is not read, so let its connection go.
+      response.body?.cancel().catch(() => {});
     }
   }
 

@@ -255,6 +255,28 @@ describe("keyPoolFetch: keys out of rotation", () => {
     await expect(chat(pooled, server.url, 7)).rejects.toBeInstanceOf(NoKeysLeftError);
   });
 
+  it("moves a call refused with 401 to another key, but returns the 401 of a stream body it cannot send twice", async () => {
+    const fetch: FetchFunction = async (_input, init) => {
+      if (init?.body instanceof ReadableStream) await new Response(init.body).text();
+      const refused = new Headers(init?.headers).get("authorization") === "Bearer sk-revoked";
+      return new Response(refused ? '{"error":{"code":"invalid_api_key"}}' : "ok", { status: refused ? 401 : 200 });
+    };
+    const moved = keyPoolFetch([{ apiKey: "sk-revoked" }, { apiKey: "sk-good" }], { fetch });
+    const response = await moved("http://api.test/v1/x", { method: "POST", body: "{}" });
+    expect(response.status).toBe(200);
+    const once = keyPoolFetch([{ apiKey: "sk-revoked" }, { apiKey: "sk-good" }], { fetch });
+    const stream = new ReadableStream({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode("{}"));
+        controller.close();
+      },
+    });
+    const refused = await once("http://api.test/v1/x", { method: "POST", body: stream, duplex: "half" } as RequestInit);
+    expect(refused.status).toBe(401);
+    expect(await refused.text()).toContain("invalid_api_key");
+    expect(once.statistics().keys[0]?.removedBecause).toBeInstanceOf(KeyRejectedError);
+  });
+
   it("learns each key's own limits from its own responses", async () => {
     const server = await start({ keys: { "sk-a": { requestsPerMinute: 60 }, "sk-b": { requestsPerMinute: 120 } } });
     const limiters = [new RateLimiter(), new RateLimiter()];
