@@ -3,6 +3,7 @@
  * that answers at once (no server, no clock); the removal tests run against the mock provider with
  * per-key limits, whose own record says which key each request carried.
  */
+import fc from "fast-check";
 import { RateLimiter } from "sluice";
 import {
   type FetchFunction,
@@ -133,6 +134,46 @@ describe("keyPoolFetch: routing", () => {
     expect(limiters.map((limiter) => limiter.waiting)).toEqual([10, 20, 30]);
     pooled.stop(new Error("done"));
     await Promise.allSettled(calls);
+  });
+
+  it("property: each call went to a key no later than any other could start it (greedy soonest-start)", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1, maxLength: 4 }),
+        fc.integer({ min: 1, max: 160 }),
+        async (limits, calls) => {
+          const { sent, fetch } = answering();
+          const pooled = keyPoolFetch(
+            limits.map((limit, i) => ({
+              apiKey: `sk-${i}`,
+              limiter: new RateLimiter({ limits: [{ limit, interval: "1h" }] }),
+            })),
+            { fetch, learnLimits: false },
+          );
+          const pending = Array.from({ length: calls }, (_, i) => chat(pooled, "http://api.test", i));
+          await new Promise((resolve) => setTimeout(resolve, 0));
+          const routed = pooled.statistics().keys.map((key) => key.routed);
+          // Every call was routed once; no key started more than its bucket holds.
+          expect(routed.reduce((sum, count) => sum + count, 0)).toBe(calls);
+          for (const [i, limit] of limits.entries()) {
+            expect(sent.filter((key) => key === `Bearer sk-${i}`).length).toBeLessThanOrEqual(limit);
+          }
+          // In units of the hour: the wait key i's last call had, against the wait one more call would have
+          // at key j now. A key given a call past its bucket was the soonest then, so no other key beats it.
+          const waitOfLast = (i: number) =>
+            Math.max(0, ((routed[i] as number) - (limits[i] as number)) / (limits[i] as number));
+          const waitOfNext = (j: number) =>
+            Math.max(0, ((routed[j] as number) + 1 - (limits[j] as number)) / (limits[j] as number));
+          for (const i of limits.keys()) {
+            if ((routed[i] as number) <= (limits[i] as number)) continue;
+            for (const j of limits.keys()) expect(waitOfLast(i)).toBeLessThanOrEqual(waitOfNext(j) + 1e-9);
+          }
+          pooled.stop(new Error("done"));
+          await Promise.allSettled(pending);
+        },
+      ),
+      { numRuns: 40 },
+    );
   });
 
   it("avoids a paused key while another can start at once", async () => {
