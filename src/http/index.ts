@@ -15,6 +15,7 @@ export type {
   KeyPoolFetch,
   KeyPoolOptions,
   KeyPoolStatistics,
+  KeyRemoval,
   KeyRemovedEvent,
   PoolKey,
   PoolKeyStatistics,

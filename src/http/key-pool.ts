@@ -48,6 +48,14 @@ export interface PoolKey {
   limiter?: Limiter;
 }
 
+/** A key that left the rotation, and why (see {@link NoKeysLeftError.reasons}). */
+export interface KeyRemoval {
+  /** The key's name (see {@link PoolKey.name}). */
+  readonly key: string;
+  /** What the server said: a {@link QuotaExhaustedError} or a {@link KeyRejectedError}. */
+  readonly reason: NonRetryableError;
+}
+
 /** Why a key left the rotation, as {@link KeyPoolOptions.onKeyRemoved} hears it. */
 export interface KeyRemovedEvent {
   /** The key's name (see {@link PoolKey.name}). */
@@ -118,8 +126,8 @@ export class NoKeysLeftError extends NonRetryableError {
   /** Always "NoKeysLeftError": compare it where `instanceof` cannot (an error from another copy of sluice). */
   override readonly name = "NoKeysLeftError";
   /** Each key, in the order given, and why it left. */
-  readonly reasons: readonly { readonly key: string; readonly reason: NonRetryableError }[];
-  constructor(reasons: readonly { readonly key: string; readonly reason: NonRetryableError }[]) {
+  readonly reasons: readonly KeyRemoval[];
+  constructor(reasons: readonly KeyRemoval[]) {
     super(
       `no key left in the pool: ${reasons.map(({ key, reason }) => `${key}: ${reason.message}`).join("; ")}`,
       undefined,
