@@ -40,7 +40,7 @@ function chat(fetch: FetchFunction, url: string, i: number): Promise<Response> {
 /** A fetch that answers 200 at once and notes the credential of every request it sent. */
 function answering() {
   const sent: string[] = [];
-  const fetch: FetchFunction = async (input, init) => {
+  const fetch: FetchFunction = async (_input, init) => {
     const headers = new Headers(init?.headers);
     sent.push(headers.get("authorization") ?? headers.get("x-api-key") ?? "none");
     return new Response(JSON.stringify({ ok: true }), { headers: { "content-type": "application/json" } });
