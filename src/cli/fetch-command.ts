@@ -3,9 +3,17 @@
  * `Retry-After` pause every request sharing the limits, and retries queue through the limits again.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
+import { createHash } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { Semaphore } from "../core/semaphore.js";
-import { estimateLlmCost, type FetchFunction, type LimitedFetch, limitedFetch } from "../http/index.js";
+import {
+  estimateLlmCost,
+  type FetchFunction,
+  keyPoolFetch,
+  type LimitedFetch,
+  type LimitedFetchOptions,
+  limitedFetch,
+} from "../http/index.js";
 import { RedisUnavailableError } from "../redis/errors.js";
 import type { CommandSpec } from "./command-line.js";
 import { EXIT_CODE_HELP, type ExitCode, RESUMABLE_USAGE_HELP } from "./exit-codes.js";
@@ -14,7 +22,7 @@ import { type BuiltLimits, buildLimits } from "./limits.js";
 import { observedLimiter } from "./observed-limiter.js";
 import { Output } from "./output.js";
 import { checkFiles, runSession, type SessionContext, type SessionResult } from "./session.js";
-import type { FetchSettings, SessionSettings } from "./settings.js";
+import type { FetchSettings, LimitSettings, SessionSettings } from "./settings.js";
 import { LIMIT_OPTIONS, SESSION_OPTIONS, withDefault } from "./shared-options.js";
 import { fieldOf, InputError, type InputLine } from "./template.js";
 
@@ -77,6 +85,27 @@ export const FETCH_COMMAND: CommandSpec = {
       description: "a header for every request",
     },
     {
+      name: "api-key",
+      type: "string",
+      multiple: true,
+      value: "KEY",
+      description:
+        "send each request with an API key (Authorization: Bearer KEY); given more than once, a key pool: each key has the limits above of its own (shared through Redis under --key NAME:KEY-HASH with --redis), each request goes to the key that can start it soonest, and a key whose quota runs out or that the server refuses (401, 403) is taken out while the others carry on",
+    },
+    {
+      name: "api-key-file",
+      type: "string",
+      value: "FILE",
+      description: "API keys from FILE, one a line (# starts a comment), as if each were an --api-key",
+    },
+    {
+      name: "api-key-header",
+      type: "string",
+      value: "NAME",
+      description: "the header that carries the key as it is, e.g. x-api-key (Anthropic) or api-key (Azure)",
+      default: "authorization (Bearer KEY)",
+    },
+    {
       name: "retry-post",
       type: "boolean",
       description: "also retry non-idempotent requests (POST, PATCH): right for LLM completions (not with --retries 0)",
@@ -99,6 +128,10 @@ export const FETCH_COMMAND: CommandSpec = {
       command:
         "sluice fetch -i prompts.jsonl -o results.jsonl --rate 500/min --rate 200000/min:tokens --retry-post -H 'authorization: Bearer sk-…'",
       explanation: "LLM requests under RPM and TPM limits, estimated tokens settled from each response's usage",
+    },
+    {
+      command: "sluice fetch -i prompts.jsonl -o results.jsonl --rate 600/min --retry-post --api-key-file keys.txt",
+      explanation: "spread over several API keys, each with 600 requests per minute of its own",
     },
     {
       command: "sluice fetch --rate 5/s --report fetch.html < urls.txt",
@@ -170,17 +203,30 @@ export interface FetchSetup {
   readonly handleSignals?: boolean;
   /** Whether a failed request is printed as a note on stderr (default true). */
   readonly noteFailures?: boolean;
+  /** `--api-key`s, each with limits of its own (`limits` is the first's): requests go through a key pool. */
+  readonly keys?: readonly { readonly apiKey: string; readonly limits: BuiltLimits }[];
+  /** The header that carries each key (`authorization`: `Bearer KEY`). */
+  readonly apiKeyHeader?: string;
 }
 
 /** Runs `sluice fetch` with its settings; resolves with the exit code. */
 export async function fetchCommand(settings: FetchSettings, commandLine: string): Promise<ExitCode> {
   const outputs = settings.outputPath === undefined ? [] : [{ what: "output", path: settings.outputPath }];
   await checkFiles(settings.session, { input: true, outputs });
-  const limits = await buildLimits(settings.limits);
+  const keys: { apiKey: string; limits: BuiltLimits }[] = [];
+  try {
+    for (const apiKey of settings.apiKeys)
+      keys.push({ apiKey, limits: await buildLimits(limitsOfKey(settings, apiKey)) });
+  } catch (error) {
+    await Promise.all(keys.map((key) => key.limits.close()));
+    throw error;
+  }
+  const limits = keys[0]?.limits ?? (await buildLimits(settings.limits));
   try {
     const result = await runFetchSession({
       settings: settings.session,
       limits,
+      ...(keys.length === 0 ? {} : { keys, apiKeyHeader: settings.apiKeyHeader }),
       headers: settings.headers,
       method: settings.method,
       costFields: settings.costFields,
@@ -192,8 +238,19 @@ export async function fetchCommand(settings: FetchSettings, commandLine: string)
     });
     return result.exitCode;
   } finally {
-    await limits.close();
+    await Promise.all(keys.length === 0 ? [limits.close()] : keys.map((key) => key.limits.close()));
   }
+}
+
+/**
+ * The limits of one key of a pool: those given, each key its own. Shared through Redis, each key's live
+ * under `--key` and a hash of the key (never the key itself), so every process with that key shares them.
+ */
+function limitsOfKey(settings: FetchSettings, apiKey: string): LimitSettings {
+  const redis = settings.limits.redis;
+  if (redis === undefined || settings.apiKeys.length === 1) return settings.limits;
+  const hash = createHash("sha256").update(apiKey).digest("hex").slice(0, 12);
+  return { ...settings.limits, redis: { ...redis, key: `${redis.key}:${hash}` } };
 }
 
 /** Runs a fetch session (also the demo's). */
@@ -212,7 +269,9 @@ export async function runFetchSession(setup: FetchSetup): Promise<SessionResult 
   // The job loop only bounds how many requests are outstanding (waiting in the limiter or in flight);
   // the limiter itself is acquired by limitedFetch, once per attempt, and records the attempts.
   const outstanding = new Semaphore(
-    Number.isFinite(limits.description.concurrency) ? limits.description.concurrency * 2 : 1024,
+    Number.isFinite(limits.description.concurrency)
+      ? limits.description.concurrency * 2 * Math.max(1, setup.keys?.length ?? 1)
+      : 1024,
   );
   let fetcher: LimitedFetch | undefined;
   const result = await runSession<FetchJob, FetchOutcome>({
@@ -269,7 +328,7 @@ function fetchHandler(
   const onLimiterError = (error: unknown) => {
     if (error instanceof RedisUnavailableError) context.fail("Redis unavailable", error);
   };
-  const fetcher = limitedFetch(observedLimiter(setup.limits.limiter, statistics, onLimiterError), {
+  const options: LimitedFetchOptions = {
     fetch: countingFetch,
     estimate: (request) => jobs.getStore()?.cost ?? estimateLlmCost(request),
     retry: {
@@ -282,7 +341,26 @@ function fetchHandler(
     // -c auto: the window adapts per attempt, from each response's latency and overload answers.
     ...(setup.limits.window === undefined ? {} : { concurrency: setup.limits.window }),
     onRetry: () => statistics.retried(),
-  });
+  };
+  const keys = setup.keys;
+  const fetcher =
+    keys === undefined
+      ? limitedFetch(observedLimiter(setup.limits.limiter, statistics, onLimiterError), options)
+      : keyPoolFetch(
+          keys.map((key) => ({
+            apiKey: key.apiKey,
+            limiter: observedLimiter(key.limits.limiter, statistics, onLimiterError),
+          })),
+          {
+            ...options,
+            // Each key gets a window of its own (-c auto).
+            ...(setup.limits.window === undefined ? {} : { concurrency: "auto" }),
+            apiKeyHeader: setup.apiKeyHeader ?? "authorization",
+            onKeyRemoved: (event) => {
+              context.note(`${event.key} taken out (${event.reason.message}); ${event.keysLeft} key(s) left`);
+            },
+          },
+        );
   return {
     fetcher,
     prepare: (input) => prepareRequest(input, setup),
@@ -329,7 +407,7 @@ function fetchHandler(
     finished(result: JobResult<FetchJob, FetchOutcome>) {
       // No request can succeed once the quota is gone: read no more input (limitedFetch already
       // refuses what was queued).
-      if (result.failure === "quota exhausted") context.stop("quota exhausted");
+      if (result.failure === "quota exhausted" || result.failure === "no key left") context.stop(result.failure);
       if (result.failure !== undefined && setup.noteFailures !== false) {
         context.note(`line ${result.input.number} failed (${result.error}): ${result.job?.url ?? result.input.line}`);
       }
@@ -360,6 +438,7 @@ function errorKind(error: unknown): string {
   if (name === "TimeoutError") return "timeout";
   if (name === "QuotaExhaustedError") return "quota exhausted";
   if (name === "RequestTooLargeError") return "request too large";
+  if (name === "NoKeysLeftError") return "no key left";
   // A closed limiter is one the run closed because it is ending (Redis went away): like an interrupt.
   if (name === "InterruptedError" || name === "AbortError" || name === "ClosedError") return "interrupted";
   // fetch rejects with a TypeError for every network failure (refused, reset, DNS).

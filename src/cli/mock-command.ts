@@ -74,6 +74,14 @@ export const MOCK_COMMAND: CommandSpec = {
       description: "completion tokens a chat request produces (never more than its max_tokens)",
       default: "16",
     },
+    {
+      name: "api-key",
+      type: "string",
+      multiple: true,
+      value: "KEY",
+      description:
+        "accept only these API keys (Authorization: Bearer KEY or x-api-key; any other gets 401), each with the limits and quota above of its own",
+    },
     { name: "quota-requests", type: "string", value: "N", description: "after N requests served, a quota error" },
     { name: "quota-tokens", type: "string", value: "N", description: "after N tokens served, a quota error" },
     {
@@ -179,12 +187,16 @@ export async function mockCommand(settings: MockSettings): Promise<ExitCode> {
 }
 
 function describeLimits(settings: MockSettings): string {
-  const { requestsPerMinute, tokensPerMinute, concurrency } = settings.server;
+  const { concurrency, keys } = settings.server;
+  const accounts = keys === undefined ? [] : Object.values(keys);
+  const { requestsPerMinute, tokensPerMinute } = accounts[0] ?? settings.server;
   const limits = [
     requestsPerMinute === undefined ? undefined : `${formatNumber(requestsPerMinute)} requests`,
     tokensPerMinute === undefined ? undefined : `${formatNumber(tokensPerMinute)} tokens`,
   ].filter((limit) => limit !== undefined);
-  const per = limits.length === 0 ? "no rate limit" : `${limits.join(" and ")} per ${settings.minuteText}`;
+  const per =
+    (limits.length === 0 ? "no rate limit" : `${limits.join(" and ")} per ${settings.minuteText}`) +
+    (keys === undefined ? "" : ` per API key (${accounts.length} accepted)`);
   const atOnce = concurrency === undefined ? "" : `, ${concurrency} at once`;
   const overload = settings.server.overload;
   const overloaded =

@@ -4,6 +4,7 @@
  * is refused, two outputs that are one file are refused, and every number is bounded. The rest of the
  * CLI receives the settings object and never looks at the command line again.
  */
+import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import type { MockServerOptions } from "../testing/mock-server.js";
 import type { ParsedCommandLine } from "./command-line.js";
@@ -86,6 +87,10 @@ export interface FetchSettings {
   readonly maxOutput: number;
   /** Where the results go: a file, or stdout when `undefined`. */
   readonly outputPath: string | undefined;
+  /** `--api-key` and `--api-key-file`, in order: with any, requests go through a key pool. */
+  readonly apiKeys: readonly string[];
+  /** `--api-key-header`: the header that carries the key (`authorization`: `Bearer KEY`). */
+  readonly apiKeyHeader: string;
 }
 
 /** `sluice demo`. */
@@ -171,7 +176,60 @@ export function readFetchSettings(parsed: ParsedCommandLine): FetchSettings {
     retryPost: values.flag("retry-post"),
     maxOutput: readMaxOutput(values),
     outputPath,
+    ...readApiKeys(values),
   };
+}
+
+/**
+ * `--api-key` (repeatable) and `--api-key-file` (one key a line; blank lines and `#` comments skipped),
+ * checked: no key twice, none empty, and no `--header` setting the same header.
+ */
+function readApiKeys(values: OptionValues): { apiKeys: string[]; apiKeyHeader: string } {
+  const given: { key: string; from: string }[] = values.list("api-key").map((key) => ({
+    key: key.trim(),
+    from: values.typed("api-key"),
+  }));
+  const file = values.string("api-key-file");
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (error) {
+      throw values.error(`${values.typed("api-key-file")} ${file}: ${(error as Error).message}`);
+    }
+    const lines = text.split(/\r?\n/).map((line) => line.trim());
+    for (const [index, line] of lines.entries()) {
+      if (line !== "" && !line.startsWith("#")) given.push({ key: line, from: `${file} line ${index + 1}` });
+    }
+    if (!given.some((entry) => entry.from.startsWith(file))) {
+      throw values.error(`${values.typed("api-key-file")} ${file} has no key (one a line; # starts a comment)`);
+    }
+  }
+  const header = (values.string("api-key-header") ?? "authorization").toLowerCase();
+  if (values.given("api-key-header") && given.length === 0) {
+    throw values.error(`${values.typed("api-key-header")} names the header of --api-key, but no key is given`);
+  }
+  if (!/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(header)) {
+    throw values.error(`${values.typed("api-key-header")} must be a header name; got ${JSON.stringify(header)}`);
+  }
+  const seen = new Map<string, string>();
+  for (const { key, from } of given) {
+    if (key === "") throw values.error(`${from}: an API key must not be empty`);
+    const first = seen.get(key);
+    if (first !== undefined) {
+      throw values.error(`${from}: the API key ${maskKey(key)} is given twice (first by ${first})`);
+    }
+    seen.set(key, from);
+  }
+  if (given.length > 0 && values.list("header").some((line) => line.split(":")[0]?.trim().toLowerCase() === header)) {
+    throw values.error(`--header sets ${header}, which --api-key sets for each request: give one of the two`);
+  }
+  return { apiKeys: given.map((entry) => entry.key), apiKeyHeader: header };
+}
+
+/** An API key as messages show it: never whole. */
+function maskKey(key: string): string {
+  return key.length <= 10 ? `${key.slice(0, 3)}...` : `${key.slice(0, 3)}...${key.slice(-4)}`;
 }
 
 export function readDemoSettings(parsed: ParsedCommandLine): DemoSettings {
@@ -216,18 +274,27 @@ export function readMockSettings(parsed: ParsedCommandLine): MockSettings {
   if (style !== "openai" && style !== "anthropic") {
     throw values.error(`--style must be openai or anthropic; got ${JSON.stringify(style)}`);
   }
+  // With --api-key, the limits and the quota hold per key, each key its own; without, server-wide.
+  const accountLimits = {
+    ...optional("requestsPerMinute", requestsPerMinute),
+    ...optional("tokensPerMinute", tokensPerMinute),
+    ...optional("quota", readQuota(values)),
+  };
+  const keys = values.list("api-key").map((key) => key.trim());
+  for (const [index, key] of keys.entries()) {
+    if (key === "") throw values.error(`${values.typed("api-key")}: an API key must not be empty`);
+    if (keys.indexOf(key) !== index) throw values.error(`${values.typed("api-key")} ${key} is given twice`);
+  }
   const server: MockSettings["server"] = {
     port: values.integer("port", { min: 0, max: 65_535 }) ?? 8429,
     host,
     style,
     seed: values.integer("seed", { min: 0, max: 2 ** 32 - 1 }) ?? 1,
     minute: values.duration("minute", { min: 1, max: DAY }) ?? MINUTE,
-    ...optional("requestsPerMinute", requestsPerMinute),
-    ...optional("tokensPerMinute", tokensPerMinute),
+    ...(keys.length === 0 ? accountLimits : { keys: Object.fromEntries(keys.map((key) => [key, accountLimits])) }),
     ...optional("concurrency", values.integer("concurrency", { min: 1, max: MAX_CONCURRENCY })),
     ...optional("latency", values.range("latency", "duration", { min: 0, max: 10 * MINUTE })),
     ...optional("completionTokens", values.range("completion-tokens", "integer", { min: 0, max: 1_000_000 })),
-    ...optional("quota", readQuota(values)),
     ...optional("failures", readFailures(values)),
     ...optional("overload", readOverload(values)),
   };

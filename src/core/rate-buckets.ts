@@ -107,8 +107,10 @@ export class TokenBucket implements RateBucket {
 
   readyAt(cost: number, now: number): number {
     // Payable at t when max(fullAt, t) + cost × interval / limit - t <= burst × interval / limit.
-    // If the bucket is full at `now`, the answer is <= now because cost <= burst was checked at entry.
-    const ready = (this.fullAtScaled + (cost - this.burst) * this.interval) / this.limit;
+    // If the bucket is full at `now`, the answer is <= now because cost <= burst was checked at entry;
+    // a cost above the burst (RateLimiter.readyIn asks, for a backlog) gets when the bucket would have
+    // refilled that far, counted from `now` when it is full (fullAt may be -Infinity: never charged).
+    const ready = (Math.max(this.fullAtScaled, now * this.limit) + (cost - this.burst) * this.interval) / this.limit;
     return Math.max(ready, now);
   }
 

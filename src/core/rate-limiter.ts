@@ -556,6 +556,28 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
   }
 
   /**
+   * How long from now until a call costing `cost` could start as far as time decides — the pause, the
+   * spacing and every limit's budget — in ms; 0 when it could start now. It does not count the callers
+   * already waiting or the concurrency slots (when calls end is unknown): to ask "behind the ones I sent
+   * here", pass their cost and this one's together. A cost above what a limit can ever pay gets the time
+   * its budget would take to refill that far. The answer is for comparing limiters (a key pool sends each
+   * request to the limiter that answers least), never a promise; it leaves the limiter unchanged.
+   *
+   * @throws TypeError/RangeError for a cost that is not finite and >= 0, or a unit a typo away from a
+   *   counted one (as `acquire` refuses it).
+   *
+   * @example
+   * ```ts
+   * const soonest = limiters.reduce((best, limiter) => (limiter.readyIn(cost) < best.readyIn(cost) ? limiter : best));
+   * ```
+   */
+  readyIn(cost?: RateCost): number {
+    const demand = normalizeDemand(cost, 1, this.counted);
+    const now = this.clock.now();
+    return Math.max(0, this.readyAt(demand, now) - now);
+  }
+
+  /**
    * Runs `fn` once admitted and releases its concurrency slot when it settles (returned, thrown or
    * rejected). `fn` receives the work's signal and the permit, so it can `settle` the actual cost.
    *

@@ -12,6 +12,16 @@ export { costFromEventStream, costFromUsage, estimateLlmCost } from "./cost.js";
 export type { FailedResponse } from "./errors.js";
 export { NonRetryableError, QuotaExhaustedError, RequestTooLargeError } from "./errors.js";
 export type {
+  KeyPoolFetch,
+  KeyPoolOptions,
+  KeyPoolStatistics,
+  KeyRemoval,
+  KeyRemovedEvent,
+  PoolKey,
+  PoolKeyStatistics,
+} from "./key-pool.js";
+export { KeyRejectedError, keyPoolFetch, NoKeysLeftError } from "./key-pool.js";
+export type {
   FetchFunction,
   LimitedFetch,
   LimitedFetchOptions,

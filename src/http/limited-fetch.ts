@@ -1040,8 +1040,8 @@ function isAsyncIterable(value: unknown): boolean {
   return typeof value === "object" && value !== null && Symbol.asyncIterator in value;
 }
 
-/** What estimators see: URL, method, headers and the body as text when it is text. */
-async function describeRequest(
+/** @internal What estimators see: URL, method, headers and the body as text when it is text (the key pool routes by it too). */
+export async function describeRequest(
   input: string | URL | Request,
   init: RequestInit | undefined,
 ): Promise<RequestDescription> {

@@ -7,6 +7,7 @@
 export { FakeClock, flushMicrotasks } from "./fake-clock.js";
 export type {
   MockFailure,
+  MockKeyOptions,
   MockLatency,
   MockOutcome,
   MockOverload,

@@ -126,6 +126,19 @@ export interface MockServerOptions {
     /** Requests admitted before the quota runs out. */
     requests?: number;
   };
+  /**
+   * Limits per API key, the key read from `Authorization: Bearer <key>` or `x-api-key` (as OpenAI and
+   * Anthropic send it): each key named here has buckets and a quota of its own, on top of the limits
+   * above (which stay server-wide), and its responses report its own buckets in the rate-limit headers.
+   * A request with a key not named here, or none, gets 401 (`invalid_api_key` / `authentication_error`).
+   * Default: no keys checked.
+   *
+   * @example
+   * ```ts
+   * await startMockServer({ keys: { "sk-a": { requestsPerMinute: 600 }, "sk-b": { requestsPerMinute: 600 } } });
+   * ```
+   */
+  keys?: Readonly<Record<string, MockKeyOptions>>;
   /** Probability (0..1) per request of each failure, drawn from the seeded generator. */
   failures?: Partial<Record<"server-error" | "overloaded" | "reset" | "hang", number>>;
   /**
@@ -146,6 +159,21 @@ export interface MockServerOptions {
   port?: number;
 }
 
+/** The limits of one API key of the mock server (see {@link MockServerOptions.keys}). Every limit defaults to "none". */
+export interface MockKeyOptions {
+  /** Requests this key may make per minute: a token bucket of this size, refilled continuously. */
+  requestsPerMinute?: number;
+  /** Tokens this key may use per minute, counted as the server-wide `tokensPerMinute` counts them. */
+  tokensPerMinute?: number;
+  /** This key's total budget: once spent, its requests get the non-retryable quota error. */
+  quota?: {
+    /** Tokens its admitted requests may use (input + output; one in flight counts its reservation). */
+    tokens?: number;
+    /** Requests admitted before its quota runs out. */
+    requests?: number;
+  };
+}
+
 /** How the server handled a request. */
 export type MockOutcome =
   | "ok"
@@ -158,11 +186,15 @@ export type MockOutcome =
   | "reset"
   | "hang"
   | "bad-request"
+  /** A key the server does not know (with the `keys` option). */
+  | "unauthorized"
   /** The client went away before the response was sent. */
   | "aborted";
 
 /** One request as the server saw it. Times are milliseconds since the server started. */
 export interface MockRequestRecord extends MockRequestInfo {
+  /** The API key it carried (`Authorization: Bearer` or `x-api-key`), if any. */
+  readonly apiKey: string | undefined;
   /** When the request's headers arrived. */
   readonly arrivedAt: number;
   /** When the body had been read and the request was admitted or refused. */
@@ -305,6 +337,65 @@ class Bucket {
   }
 }
 
+/**
+ * One API key's own limits (the `keys` option): buckets and a quota like the server-wide ones, checked
+ * and charged together with them.
+ */
+class KeyAccount {
+  readonly requestBucket: Bucket | undefined;
+  readonly tokenBucket: Bucket | undefined;
+  quotaTokensUsed = 0;
+  quotaRequestsUsed = 0;
+
+  constructor(
+    private readonly options: MockKeyOptions,
+    where: string,
+    minuteMs: number,
+    now: number,
+  ) {
+    if (typeof options !== "object" || options === null) {
+      throw new TypeError(`${where} must be an object of limits; got ${describe(options)}`);
+    }
+    checkOptionNames(options, MOCK_KEY_OPTIONS, where);
+    if (typeof options.quota === "object" && options.quota !== null) {
+      checkOptionNames(options.quota, QUOTA_OPTIONS, `${where}.quota`);
+    }
+    const requests = checkLimit(options.requestsPerMinute, `${where}.requestsPerMinute`);
+    const tokens = checkLimit(options.tokensPerMinute, `${where}.tokensPerMinute`);
+    this.requestBucket = requests === undefined ? undefined : new Bucket(requests, minuteMs, now);
+    this.tokenBucket = tokens === undefined ? undefined : new Bucket(tokens, minuteMs, now);
+  }
+
+  /** Whether this key's quota is spent. */
+  quotaSpent(): boolean {
+    const quota = this.options.quota;
+    return (
+      (quota?.tokens !== undefined && this.quotaTokensUsed >= quota.tokens) ||
+      (quota?.requests !== undefined && this.quotaRequestsUsed >= quota.requests)
+    );
+  }
+
+  /** Admits a request reserving `reserved` tokens; the caller has checked both buckets' `waitFor`. */
+  charge(reserved: number, now: number): void {
+    this.requestBucket?.charge(1, now);
+    this.tokenBucket?.charge(reserved, now);
+    this.quotaTokensUsed += reserved;
+    this.quotaRequestsUsed++;
+  }
+
+  /** A finished request used `delta` tokens more than it reserved (less, when negative). */
+  settle(delta: number, now: number): void {
+    this.tokenBucket?.charge(delta, now);
+    this.quotaTokensUsed += delta;
+  }
+}
+
+/** The key a request carries, as OpenAI (`Authorization: Bearer`) and Anthropic (`x-api-key`) send it. */
+function apiKeyOf(headers: Readonly<Record<string, string>>): string | undefined {
+  const bearer = /^Bearer\s+(.+)$/i.exec(headers.authorization ?? "")?.[1]?.trim();
+  return bearer ?? headers["x-api-key"];
+}
+
 /** Mulberry32: a tiny seeded generator, good enough for jitter and reproducible enough for tests. */
 function seededRandom(seed: number): () => number {
   let state = seed >>> 0;
@@ -351,6 +442,16 @@ const MOCK_SERVER_OPTIONS = /* @__PURE__ */ optionNames<MockServerOptions>({
   seed: true,
   host: true,
   port: true,
+  keys: true,
+});
+const QUOTA_OPTIONS = /* @__PURE__ */ optionNames<NonNullable<MockServerOptions["quota"]>>({
+  tokens: true,
+  requests: true,
+});
+const MOCK_KEY_OPTIONS = /* @__PURE__ */ optionNames<MockKeyOptions>({
+  requestsPerMinute: true,
+  tokensPerMinute: true,
+  quota: true,
 });
 const RANGE_OPTIONS = /* @__PURE__ */ optionNames<{ min: number; max: number }>({ min: true, max: true });
 
@@ -361,7 +462,7 @@ function checkMockOptionNames(options: MockServerOptions): void {
   }
   checkOptionNames(options, MOCK_SERVER_OPTIONS, "the startMockServer() options");
   const nested: [unknown, OptionNames, string][] = [
-    [options.quota, optionNames<NonNullable<MockServerOptions["quota"]>>({ tokens: true, requests: true }), "quota"],
+    [options.quota, QUOTA_OPTIONS, "quota"],
     [options.failures, FAILURE_KINDS, "failures"],
     [options.latency, RANGE_OPTIONS, "latency"],
     [options.completionTokens, RANGE_OPTIONS, "completionTokens"],
@@ -389,6 +490,8 @@ class MockApiServer implements MockServer {
   private quotaTokensUsed = 0;
   private quotaRequestsUsed = 0;
   private readonly failureRates: [MockFailure, number][];
+  /** Each API key's own limits, with the `keys` option; `undefined`: keys are not checked. */
+  private readonly accounts: Map<string, KeyAccount> | undefined;
   private address: AddressInfo | undefined;
   private closing: Promise<void> | undefined;
   /** Aborted by close(): cuts every latency wait short, so no timer outlives the server. */
@@ -420,6 +523,7 @@ class MockApiServer implements MockServer {
     const now = this.now();
     this.requestBucket = requests === undefined ? undefined : new Bucket(requests, this.minuteMs, now);
     this.tokenBucket = tokens === undefined ? undefined : new Bucket(tokens, this.minuteMs, now);
+    this.accounts = keyAccounts(options.keys, this.minuteMs, now);
     this.http = createServer((request, response) => {
       this.handle(request, response).catch((error: unknown) => {
         if (!response.headersSent) response.writeHead(500).end(String(error));
@@ -499,12 +603,15 @@ class MockApiServer implements MockServer {
     const style: MockProviderStyle = api === undefined ? this.style : api === "messages" ? "anthropic" : "openai";
     const isCompletion = api !== undefined;
     const inputTokens = Math.ceil(text.length / 4);
+    const apiKey = apiKeyOf(headers);
+    const account = apiKey === undefined ? undefined : this.accounts?.get(apiKey);
     const record: MockRequestRecord = {
       index: this.requests.length,
       method: request.method ?? "GET",
       path,
       headers,
       body,
+      apiKey,
       arrivedAt,
       startedAt: undefined,
       endedAt: undefined,
@@ -531,8 +638,8 @@ class MockApiServer implements MockServer {
         "content-type": "application/json",
         ...rateLimitHeaders(
           style,
-          this.requestBucket?.report(this.now()),
-          this.tokenBucket?.report(this.now()),
+          (account?.requestBucket ?? this.requestBucket)?.report(this.now()),
+          (account?.tokenBucket ?? this.tokenBucket)?.report(this.now()),
           Date.now(),
         ),
         ...extra,
@@ -554,11 +661,16 @@ class MockApiServer implements MockServer {
       fail("bad-request", "the request body must be a JSON object");
       return;
     }
+    if (this.accounts !== undefined && account === undefined) {
+      fail("unauthorized", `Incorrect API key provided: ${apiKey === undefined ? "none" : maskKey(apiKey)}.`);
+      return;
+    }
     const requested = requestedOutputTokens(body);
     const quota = this.options.quota;
     if (
       (quota?.tokens !== undefined && this.quotaTokensUsed >= quota.tokens) ||
-      (quota?.requests !== undefined && this.quotaRequestsUsed >= quota.requests)
+      (quota?.requests !== undefined && this.quotaRequestsUsed >= quota.requests) ||
+      account?.quotaSpent() === true
     ) {
       fail("quota", "You exceeded your current quota, please check your plan and billing details.");
       return;
@@ -620,11 +732,20 @@ class MockApiServer implements MockServer {
       );
       return;
     }
-    const waitRequests = this.requestBucket?.waitFor(1, now) ?? 0;
-    const waitTokens = this.tokenBucket?.waitFor(reserved, now) ?? 0;
+    const waitRequests = Math.max(
+      this.requestBucket?.waitFor(1, now) ?? 0,
+      account?.requestBucket?.waitFor(1, now) ?? 0,
+    );
+    const waitTokens = Math.max(
+      this.tokenBucket?.waitFor(reserved, now) ?? 0,
+      account?.tokenBucket?.waitFor(reserved, now) ?? 0,
+    );
     if (waitRequests > 0 || waitTokens > 0) {
       const unit = waitRequests >= waitTokens ? "requests" : "tokens";
-      const limit = unit === "requests" ? this.requestBucket?.capacity : this.tokenBucket?.capacity;
+      const limit =
+        unit === "requests"
+          ? (account?.requestBucket ?? this.requestBucket)?.capacity
+          : (account?.tokenBucket ?? this.tokenBucket)?.capacity;
       const wait = Math.max(waitRequests, waitTokens);
       fail(
         "rate-limited",
@@ -642,10 +763,11 @@ class MockApiServer implements MockServer {
     // The quota counts what is admitted, in flight included, so it is never overspent by concurrency.
     this.quotaTokensUsed += reserved;
     this.quotaRequestsUsed++;
+    account?.charge(reserved, now);
     // Beyond the hidden capacity, a request waits in the service's queue: its latency grows with it.
     if (this.overload !== undefined) await this.overload.enter(this.closed.signal);
     try {
-      await this.serve(response, record, body, path, inputTokens, completion, reserved, replyText, send);
+      await this.serve(response, record, body, path, inputTokens, completion, reserved, replyText, send, account);
     } finally {
       this.overload?.leave();
     }
@@ -662,6 +784,7 @@ class MockApiServer implements MockServer {
     reserved: number,
     replyText: string | undefined,
     send: (status: number, payload: unknown) => void,
+    account: KeyAccount | undefined,
   ): Promise<void> {
     this.serving++;
     this.maxServing = Math.max(this.maxServing, this.serving);
@@ -672,12 +795,23 @@ class MockApiServer implements MockServer {
       // The unused part of the reservation comes back (or the overrun is charged as debt).
       this.tokenBucket?.charge(inputTokens + completion - reserved, this.now());
       this.quotaTokensUsed += inputTokens + completion - reserved;
+      account?.settle(inputTokens + completion - reserved, this.now());
       record.outputTokens = completion;
     };
     if (streaming) {
       // A stream holds its concurrency slot until its last chunk, as with a real provider.
       try {
-        await this.stream(response, api, record, body, answer, inputTokens, completion, this.latencyFor(record));
+        await this.stream(
+          response,
+          api,
+          record,
+          body,
+          answer,
+          inputTokens,
+          completion,
+          this.latencyFor(record),
+          account,
+        );
       } finally {
         this.serving--;
         settle();
@@ -717,6 +851,7 @@ class MockApiServer implements MockServer {
     input: number,
     output: number,
     latency: number,
+    account: KeyAccount | undefined,
   ): Promise<void> {
     if (latency > 0) await sleep(latency / 2, this.closed.signal);
     if (this.gone(response)) {
@@ -730,8 +865,8 @@ class MockApiServer implements MockServer {
       "cache-control": "no-cache",
       ...rateLimitHeaders(
         api === "messages" ? "anthropic" : "openai",
-        this.requestBucket?.report(this.now()),
-        this.tokenBucket?.report(this.now()),
+        (account?.requestBucket ?? this.requestBucket)?.report(this.now()),
+        (account?.tokenBucket ?? this.tokenBucket)?.report(this.now()),
         Date.now(),
       ),
     });
@@ -799,6 +934,29 @@ class MockApiServer implements MockServer {
     if (typeof size === "function") return Math.max(0, Math.round(size(this.random, request)));
     return Math.floor(size.min + (size.max - size.min + 1) * this.random());
   }
+}
+
+/** The `keys` option's accounts, checked; `undefined` when keys are not checked. */
+function keyAccounts(
+  keys: MockServerOptions["keys"],
+  minuteMs: number,
+  now: number,
+): Map<string, KeyAccount> | undefined {
+  if (keys === undefined) return undefined;
+  if (typeof keys !== "object" || keys === null || Array.isArray(keys)) {
+    throw new TypeError(`keys must be an object of limits per API key; got ${describe(keys)}`);
+  }
+  const accounts = new Map<string, KeyAccount>();
+  for (const [key, limits] of Object.entries(keys)) {
+    if (key.trim() === "") throw new RangeError(`keys must not name an empty API key; got ${describe(key)}`);
+    accounts.set(key, new KeyAccount(limits, `keys["${maskKey(key)}"]`, minuteMs, now));
+  }
+  return accounts;
+}
+
+/** An API key as error messages show it: the first 3 and last 4 characters, as OpenAI's errors do. */
+function maskKey(key: string): string {
+  return key.length <= 10 ? key : `${key.slice(0, 3)}...${key.slice(-4)}`;
 }
 
 function readBody(request: IncomingMessage): Promise<string> {

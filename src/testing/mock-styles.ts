@@ -29,7 +29,8 @@ export type ErrorKind =
   | "quota"
   | "server-error"
   | "overloaded"
-  | "bad-request";
+  | "bad-request"
+  | "unauthorized";
 
 /**
  * Formats milliseconds the way Go's `time.Duration.String()` does, which is what OpenAI's
@@ -127,6 +128,8 @@ export function errorResponse(
         return openai(503, "server_error", "overloaded");
       case "bad-request":
         return openai(400, "invalid_request_error", null);
+      case "unauthorized":
+        return openai(401, "invalid_request_error", "invalid_api_key");
     }
   }
   const anthropic = (status: number, type: string) => ({ status, body: { type: "error", error: { type, message } } });
@@ -144,6 +147,8 @@ export function errorResponse(
       return anthropic(529, "overloaded_error");
     case "bad-request":
       return anthropic(400, "invalid_request_error");
+    case "unauthorized":
+      return anthropic(401, "authentication_error");
   }
 }
 

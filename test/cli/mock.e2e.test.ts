@@ -101,3 +101,29 @@ describe("sluice mock", () => {
     expect(result.stderr).toMatch(message);
   });
 });
+
+describe("sluice mock --api-key", () => {
+  it("accepts only the keys given, each with the limits of its own, and refuses a key given twice", async () => {
+    const url = await startMock([
+      "--api-key",
+      "sk-mock-a",
+      "--api-key",
+      "sk-mock-b",
+      "--requests-per-minute",
+      "2",
+      "--minute",
+      "1h",
+    ]);
+    const send = (key: string) =>
+      fetch(`${url}/v1/models`, { headers: { authorization: `Bearer ${key}` } }).then((response) => response.status);
+    expect([await send("sk-mock-a"), await send("sk-mock-a"), await send("sk-mock-a")]).toEqual([200, 200, 429]);
+    // The other key's bucket is its own; a key not given is refused.
+    expect([await send("sk-mock-b"), await send("sk-other")]).toEqual([200, 401]);
+    mock?.child.kill("SIGINT");
+    const result = await mock?.result;
+    expect(result?.stderr).toContain("2 requests per 1h per API key (2 accepted)");
+    const twice = await runCli(["mock", "--port", "0", "--api-key", "sk-x", "--api-key", "sk-x"]);
+    expect(twice.code).toBe(2);
+    expect(twice.stderr).toContain("--api-key sk-x is given twice");
+  });
+});

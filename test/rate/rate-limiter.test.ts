@@ -819,3 +819,37 @@ describe("RateLimiter: a cost unit no limit counts", () => {
     expect(limiter.statistics().settled.calls).toBe(1);
   });
 });
+
+describe("RateLimiter.readyIn: how long a cost would wait, for comparing limiters", () => {
+  it("is 0 while the budget pays, then the refill time, for a backlog beyond the burst too", () => {
+    const clock = new FakeClock();
+    const limiter = new RateLimiter({ limits: [{ limit: 2, interval: 1000 }], clock });
+    // A fresh bucket: 2 now, a backlog of 4 when two more have refilled.
+    expect(limiter.readyIn()).toBe(0);
+    expect(limiter.readyIn(2)).toBe(0);
+    expect(limiter.readyIn(4)).toBe(1000);
+    limiter.tryAcquire()?.release();
+    limiter.tryAcquire()?.release();
+    expect(limiter.readyIn()).toBe(500);
+    expect(limiter.readyIn({ requests: 3 })).toBe(1500);
+    clock.advance(200);
+    expect(limiter.readyIn()).toBe(300);
+  });
+
+  it("counts the pause and the spacing, and leaves the limiter unchanged", () => {
+    const clock = new FakeClock();
+    const limiter = new RateLimiter({ minInterval: 100, clock });
+    limiter.tryAcquire()?.release();
+    expect(limiter.readyIn()).toBe(100);
+    limiter.pause(2000);
+    expect(limiter.readyIn()).toBe(2000);
+    expect(limiter.readyIn()).toBe(2000);
+    expect(limiter.statistics().granted).toBe(1);
+  });
+
+  it("refuses a bad cost as acquire does, naming it", () => {
+    const limiter = new RateLimiter({ limits: [{ limit: 10, interval: 1000, unit: "tokens" }] });
+    expect(() => limiter.readyIn(-1)).toThrow(RangeError);
+    expect(() => limiter.readyIn({ tokenz: 5 })).toThrow(/tokenz/);
+  });
+});

@@ -441,3 +441,67 @@ describe("startMockServer: the overloaded mode (hidden capacity, bounded queue, 
     );
   });
 });
+
+describe("startMockServer: limits per API key", () => {
+  const send = (server: MockServer, headers: Record<string, string>) =>
+    fetch(`${server.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...headers },
+      body: JSON.stringify({ model: "mock", max_tokens: 5, messages: [{ role: "user", content: "hi" }] }),
+    });
+
+  it("gives each key its own buckets and quota, reads Bearer and x-api-key, and refuses unknown keys with 401", async () => {
+    const server = await start({
+      keys: { "sk-a": { requestsPerMinute: 2 }, "sk-b": { requestsPerMinute: 3, quota: { requests: 3 } } },
+      minute: "1h",
+    });
+    const a = [];
+    for (let i = 0; i < 3; i++) a.push((await send(server, { authorization: "Bearer sk-a" })).status);
+    expect(a).toEqual([200, 200, 429]);
+    const first = await send(server, { "x-api-key": "sk-b" });
+    expect(first.status).toBe(200);
+    // The key's own bucket in the headers: 3 per minute, 2 left.
+    expect(first.headers.get("x-ratelimit-limit-requests")).toBe("3");
+    expect(first.headers.get("x-ratelimit-remaining-requests")).toBe("2");
+    await send(server, { "x-api-key": "sk-b" });
+    await send(server, { "x-api-key": "sk-b" });
+    const spent = await send(server, { "x-api-key": "sk-b" });
+    expect(spent.status).toBe(429);
+    expect(await spent.json()).toMatchObject({ error: { code: "insufficient_quota" } });
+    const unknown = await send(server, { authorization: "Bearer sk-zzzzzzzzzzzzzzzz" });
+    expect(unknown.status).toBe(401);
+    expect(await unknown.json()).toMatchObject({ error: { code: "invalid_api_key" } });
+    expect((await send(server, {})).status).toBe(401);
+    expect(server.requests.map((record) => record.apiKey)).toEqual([
+      "sk-a",
+      "sk-a",
+      "sk-a",
+      "sk-b",
+      "sk-b",
+      "sk-b",
+      "sk-b",
+      "sk-zzzzzzzzzzzzzzzz",
+      undefined,
+    ]);
+    expect(server.summary().outcomes).toMatchObject({ ok: 5, "rate-limited": 1, quota: 1, unauthorized: 2 });
+  });
+
+  it("keeps the server-wide limits on top of the keys' own", async () => {
+    const server = await start({ requestsPerMinute: 2, keys: { "sk-a": {}, "sk-b": {} }, minute: "1h" });
+    const statuses = [];
+    for (const key of ["sk-a", "sk-b", "sk-a"])
+      statuses.push((await send(server, { authorization: `Bearer ${key}` })).status);
+    expect(statuses).toEqual([200, 200, 429]);
+  });
+
+  it("refuses bad key options, naming them", async () => {
+    await expect(startMockServer({ keys: [] as never })).rejects.toThrow(/keys must be an object/);
+    await expect(startMockServer({ keys: { "": {} } })).rejects.toThrow(/empty API key/);
+    await expect(startMockServer({ keys: { "sk-a": { requestPerMinute: 5 } as never } })).rejects.toThrow(
+      /unknown option "requestPerMinute" in keys\["sk-a"\]/,
+    );
+    await expect(startMockServer({ keys: { "sk-a": { tokensPerMinute: -1 } } })).rejects.toThrow(
+      /keys\["sk-a"\]\.tokensPerMinute/,
+    );
+  });
+});
