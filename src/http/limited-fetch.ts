@@ -14,15 +14,18 @@ import { TimeoutError } from "../core/errors.js";
 import type { AcquireOptions, Limiter, Permit } from "../core/limiter.js";
 import { linkSignals } from "../core/linked-signal.js";
 import { allowManyListeners } from "../core/many-listeners.js";
-import { normalizeCost } from "../core/rate-cost.js";
+import { normalizeCost, reportedLimitsOf } from "../core/rate-cost.js";
 import { parseRateLimitHeaders, type RateLimitHeaders } from "../core/rate-headers.js";
 import { backoffDelay, sleep } from "../core/sleep.js";
 import {
+  CHAT_OVERHEAD,
   type Cost,
   costFromEventStream,
   costFromUsage,
   costIn,
   estimateLlmCost,
+  messageCount,
+  promptText,
   type RequestDescription,
 } from "./cost.js";
 import { type FailedResponse, type NonRetryableError, QuotaExhaustedError, RequestTooLargeError } from "./errors.js";
@@ -80,10 +83,22 @@ export interface LimitedFetchOptions {
   fetch?: FetchFunction;
   /**
    * The cost of a request before it is sent, in the limiter's units. Default {@link estimateLlmCost}:
-   * `{ requests: 1, tokens: characters / 4 + max_tokens }` for requests with a body, `1` otherwise.
+   * `{ requests: 1, tokens: input + max_tokens, "input-tokens": input, "output-tokens": max_tokens }` for
+   * requests with a body (input: `countTokens`'s count, else characters / 4), `1` otherwise.
    * Used only with limiters that take a cost (`RateLimiter`); a `Semaphore` just counts requests.
    */
   estimate?: (request: RequestDescription) => Cost | undefined;
+  /**
+   * A tokenizer for the input estimate, sync or async: given the prompt's text ({@link promptText}: the
+   * system prompt and the messages' text, or the whole body when it has no prompt fields), it returns
+   * its number of tokens. The estimate's input is that count plus {@link CHAT_OVERHEAD} per message and 3,
+   * set on the request as `inputTokens` for `estimate` (the default reads it). Called once per call,
+   * before the limiter is asked; a hook that throws, or returns anything but a finite number >= 0,
+   * rejects that call with a `TypeError` / `RangeError` naming `countTokens` — nothing is sent and
+   * the limiter is not charged. Default: none (characters / 4). Recipes for `js-tiktoken` and
+   * `gpt-tokenizer` are in docs/http.md.
+   */
+  countTokens?: (text: string, request: RequestDescription) => number | PromiseLike<number>;
   /**
    * The actual cost once the response is in, to settle the estimate (refund or charge the difference).
    * Receives a clone, so reading it leaves the caller's body untouched. Default: `usage` in a JSON body
@@ -278,6 +293,7 @@ interface Settings {
 const LIMITED_FETCH_OPTIONS = /* @__PURE__ */ optionNames<LimitedFetchOptions>({
   fetch: true,
   estimate: true,
+  countTokens: true,
   actualCost: true,
   retry: true,
   pauseOn: true,
@@ -309,7 +325,7 @@ function checkOptions(limiter: Limiter, options: LimitedFetchOptions): Settings 
     throw new TypeError(`options must be an object; got ${describe(options)}`);
   }
   checkOptionNames(options, LIMITED_FETCH_OPTIONS, "the limitedFetch() options");
-  for (const name of ["fetch", "estimate", "actualCost", "random", "onRetry"] as const) {
+  for (const name of ["fetch", "estimate", "countTokens", "actualCost", "random", "onRetry"] as const) {
     if (options[name] !== undefined && typeof options[name] !== "function") {
       throw new TypeError(`options.${name} must be a function; got ${describe(options[name])}`);
     }
@@ -486,7 +502,10 @@ class LimitedFetcher {
     callerSignal?.throwIfAborted();
     const startedAt = this.clock.now();
     const deadline = startedAt + this.settings.totalTime;
-    const request = await describeRequest(input, init);
+    let request = await describeRequest(input, init);
+    if (this.rateAware && this.options.countTokens !== undefined && request.body !== undefined && request.body !== "") {
+      request = { ...request, inputTokens: await countInputTokens(this.options.countTokens, request) };
+    }
     const cost = this.rateAware ? (this.options.estimate ?? estimateLlmCost)(request) : undefined;
     // A bad estimate is the estimate's fault, not a request too large for the limiter (whose RangeError
     // below means exactly that).
@@ -816,7 +835,17 @@ class LimitedFetcher {
       const limit = report.limit;
       if (limit === undefined || !(limit > 0) || !Number.isFinite(limit)) continue;
       const known = this.learned.get(unit);
-      if (known === undefined && configured.some((config) => (config.unit ?? "requests") === unit)) continue;
+      // A configured limit of this unit covers the report when it is the one the report describes and
+      // of about its size: a daily quota (10,000 or 3 requests) does not cover a reported 500 per
+      // minute, which is learned beside it.
+      if (
+        known === undefined &&
+        reportedLimitsOf(configured, unit, limit, intervalMs).some(
+          (config) => config.limit <= 2 * limit && config.limit >= limit / 2,
+        )
+      ) {
+        continue;
+      }
       let inferred: number | undefined = report.window;
       if (inferred === undefined && report.remaining !== undefined && report.resetAt !== undefined) {
         const used = limit - report.remaining - 1;
@@ -835,7 +864,16 @@ class LimitedFetcher {
       if (known !== undefined && known.limit === limit && interval > known.interval * 0.97) continue;
       this.learned.set(unit, { limit, interval });
       next ??= [...(this.limiter.limits ?? [])];
-      const index = next.findIndex((config) => (config.unit ?? "requests") === unit);
+      // The learned limit itself, not a configured one counting the same unit (a daily quota).
+      const index =
+        known === undefined
+          ? -1
+          : next.findIndex(
+              (config) =>
+                (config.unit ?? "requests") === unit &&
+                config.limit === known.limit &&
+                intervalMs(config) === Math.ceil(known.interval),
+            );
       const config: LimitConfig = { limit, interval: Math.ceil(interval), unit };
       if (index === -1) next.push(config);
       else next[index] = config;
@@ -1010,6 +1048,39 @@ function checkEstimate(cost: Cost | undefined, request: RequestDescription): voi
       ? new RangeError(message, { cause: error })
       : new TypeError(message, { cause: error });
   }
+}
+
+/**
+ * The input tokens of a request by the `countTokens` hook: its count of the prompt's text, plus the
+ * chat overhead per message. Whatever goes wrong is the hook's, and says so.
+ */
+async function countInputTokens(
+  countTokens: NonNullable<LimitedFetchOptions["countTokens"]>,
+  request: RequestDescription,
+): Promise<number> {
+  const where = `${request.method} ${request.url}`;
+  const text = promptText(request.json) ?? (request.body as string);
+  let count: unknown;
+  try {
+    count = await countTokens(text, request);
+  } catch (error) {
+    throw new TypeError(`countTokens threw for ${where}: ${(error as Error)?.message ?? describe(error)}`, {
+      cause: error,
+    });
+  }
+  if (typeof count !== "number") {
+    throw new TypeError(`countTokens must return a number of tokens; got ${describe(count)} for ${where}`);
+  }
+  if (!Number.isFinite(count) || count < 0) {
+    throw new RangeError(`countTokens must return a finite number >= 0; got ${count} for ${where}`);
+  }
+  const messages = messageCount(request.json);
+  return count + (messages > 0 ? messages * CHAT_OVERHEAD + 3 : 0);
+}
+
+/** A limit's interval in ms (`limits` may hold durations as text). */
+function intervalMs(config: LimitConfig): number {
+  return toMilliseconds(config.interval, "interval");
 }
 
 /** Whether a reset header names an instant (`2024-06-03T12:34:56Z`) rather than a delay (`6m0s`, `30`). */
