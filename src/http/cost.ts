@@ -20,15 +20,19 @@ export interface RequestDescription {
   /** The body parsed as JSON when it is JSON, else `undefined`. */
   readonly json: unknown;
   /**
-   * The prompt's input tokens as the `countTokens` option of `limitedFetch` counted them (its count of
-   * {@link promptText} plus {@link CHAT_OVERHEAD} per message and 3), or `undefined` when no tokenizer
-   * was given: {@link estimateLlmCost} then counts characters / 4.
+   * The request's input tokens as the `countTokens` option of `limitedFetch` counted them (with
+   * {@link chatTokens}: a tokenizer's count of {@link promptText} plus {@link CHAT_OVERHEAD} per message
+   * and 3), or `undefined` when no hook was given: {@link estimateLlmCost} then counts characters / 4.
    */
   readonly inputTokens?: number | undefined;
 }
 
 /** The names LLM APIs use for "at most this many output tokens". */
 const OUTPUT_CAP_FIELDS = ["max_tokens", "max_completion_tokens", "max_output_tokens"] as const;
+
+/** The units of input and output tokens apart: the names of Anthropic's headers, which `observe()` matches. */
+const INPUT = "input-tokens";
+const OUTPUT = "output-tokens";
 
 /**
  * Tokens a chat API adds per message around its text (role and separators), for the tokenizer count of
@@ -80,7 +84,7 @@ function collectText(items: unknown, parts: string[]): void {
 }
 
 /** How many messages a chat body holds (each costs {@link CHAT_OVERHEAD} tokens besides its text). */
-export function messageCount(json: unknown): number {
+function messageCount(json: unknown): number {
   if (typeof json !== "object" || json === null) return 0;
   const fields = json as Record<string, unknown>;
   const messages = Array.isArray(fields["messages"]) ? fields["messages"] : fields["input"];
@@ -88,7 +92,7 @@ export function messageCount(json: unknown): number {
 }
 
 /** The output cap a request asks for (`max_tokens`, `max_completion_tokens`, `max_output_tokens`), or 0. */
-export function outputCap(json: unknown): number {
+function outputCap(json: unknown): number {
   if (typeof json !== "object" || json === null) return 0;
   const fields = json as Record<string, unknown>;
   for (const name of OUTPUT_CAP_FIELDS) {
@@ -96,6 +100,33 @@ export function outputCap(json: unknown): number {
     if (typeof value === "number" && Number.isFinite(value) && value > 0) return value;
   }
   return 0;
+}
+
+/**
+ * A `countTokens` hook for `limitedFetch` from a tokenizer: `tokenize` (sync or async) counts the
+ * prompt's text ({@link promptText}, or the whole body when it has no prompt fields), and the chat's
+ * overhead is added: {@link CHAT_OVERHEAD} per message and 3 to prime the reply, as OpenAI counts a chat.
+ *
+ * @example
+ * ```ts
+ * import { getEncoding } from "js-tiktoken";
+ * import { chatTokens, limitedFetch } from "sluice/http";
+ * const o200k = getEncoding("o200k_base");
+ * const fetch = limitedFetch(limiter, { countTokens: chatTokens((text) => o200k.encode(text, [], []).length) });
+ * ```
+ */
+export function chatTokens(
+  tokenize: (text: string) => number | PromiseLike<number>,
+): (request: RequestDescription) => Promise<number> {
+  if (typeof tokenize !== "function") {
+    throw new TypeError(`chatTokens needs a function from text to its number of tokens; got ${typeof tokenize}`);
+  }
+  return async (request) => {
+    const count = await tokenize(promptText(request.json) ?? request.body ?? "");
+    const messages = messageCount(request.json);
+    // A count that is not a number stays as it is, for limitedFetch to refuse by name.
+    return typeof count === "number" && messages > 0 ? count + messages * CHAT_OVERHEAD + 3 : count;
+  };
 }
 
 /**
@@ -120,7 +151,7 @@ export function estimateLlmCost(request: RequestDescription): Cost {
   if (request.body === undefined || request.body === "") return 1;
   const output = outputCap(request.json);
   const input = request.inputTokens ?? Math.ceil(request.body.length / 4);
-  return { requests: 1, tokens: input + output, "input-tokens": input, "output-tokens": output };
+  return { requests: 1, tokens: input + output, [INPUT]: input, [OUTPUT]: output };
 }
 
 /**
@@ -144,9 +175,9 @@ export function costFromUsage(json: unknown): Cost | undefined {
   const gemini = body["usageMetadata"] as Record<string, unknown> | undefined;
   if (typeof gemini === "object" && gemini !== null && isCount(gemini["totalTokenCount"])) {
     const cost: Record<string, number> = { requests: 1, tokens: gemini["totalTokenCount"] };
-    if (isCount(gemini["promptTokenCount"])) cost["input-tokens"] = gemini["promptTokenCount"];
+    if (isCount(gemini["promptTokenCount"])) cost[INPUT] = gemini["promptTokenCount"];
     if (isCount(gemini["candidatesTokenCount"])) {
-      cost["output-tokens"] =
+      cost[OUTPUT] =
         gemini["candidatesTokenCount"] + (isCount(gemini["thoughtsTokenCount"]) ? gemini["thoughtsTokenCount"] : 0);
     }
     return cost;
@@ -168,7 +199,7 @@ export function costFromUsage(json: unknown): Cost | undefined {
   if (input === undefined || output === undefined) {
     return total === undefined ? undefined : { requests: 1, tokens: total };
   }
-  return { requests: 1, tokens: total ?? input + output, "input-tokens": input, "output-tokens": output };
+  return { requests: 1, tokens: total ?? input + output, [INPUT]: input, [OUTPUT]: output };
 }
 
 /**
@@ -186,45 +217,39 @@ export function costFromUsage(json: unknown): Cost | undefined {
  */
 export function costFromEventStream(text: string): Cost | undefined {
   let found: Cost | undefined;
-  let anthropicInput: number | undefined;
+  /** Anthropic: the usage of `message_start` (input, cache writes counted), the output of the last `message_delta`. */
+  let anthropic: Record<string, number> | undefined;
   let anthropicOutput: number | undefined;
   for (const line of text.split("\n")) {
     if (!line.startsWith("data:")) continue;
-    const data = line.slice(5).trim();
-    if (data === "" || data === "[DONE]") continue;
-    let event: unknown;
-    try {
-      event = JSON.parse(data);
-    } catch {
-      continue;
-    }
+    const event = parseJson(line.slice(5).trim());
     if (typeof event !== "object" || event === null) continue;
     const fields = event as Record<string, unknown>;
     if (fields["type"] === "message_start") {
-      const usage = (fields["message"] as { usage?: Record<string, unknown> } | undefined)?.usage;
-      if (usage !== undefined) {
-        anthropicInput =
-          (isCount(usage["input_tokens"]) ? usage["input_tokens"] : 0) +
-          (isCount(usage["cache_creation_input_tokens"]) ? usage["cache_creation_input_tokens"] : 0);
-        if (isCount(usage["output_tokens"])) anthropicOutput = usage["output_tokens"];
-      }
-      continue;
+      anthropic = costFromUsage(fields["message"]) as Record<string, number> | undefined;
+    } else if (fields["type"] === "message_delta") {
+      const output = (fields["usage"] as Record<string, unknown> | undefined)?.["output_tokens"];
+      if (isCount(output)) anthropicOutput = output;
+    } else {
+      found = costFromUsage(event) ?? found;
     }
-    if (fields["type"] === "message_delta") {
-      const usage = fields["usage"] as Record<string, unknown> | undefined;
-      if (usage !== undefined && isCount(usage["output_tokens"])) anthropicOutput = usage["output_tokens"];
-      continue;
-    }
-    found = costFromUsage(event) ?? found;
   }
-  if (found !== undefined) return found;
-  if (anthropicInput !== undefined || anthropicOutput !== undefined) {
-    const cost: Record<string, number> = { requests: 1, tokens: (anthropicInput ?? 0) + (anthropicOutput ?? 0) };
-    if (anthropicInput !== undefined) cost["input-tokens"] = anthropicInput;
-    if (anthropicOutput !== undefined) cost["output-tokens"] = anthropicOutput;
-    return cost;
+  if (found !== undefined || (anthropic === undefined && anthropicOutput === undefined)) return found;
+  const input = anthropic?.[INPUT];
+  const output = anthropicOutput ?? anthropic?.[OUTPUT];
+  const cost: Record<string, number> = { requests: 1, tokens: (input ?? 0) + (output ?? 0) };
+  if (input !== undefined) cost[INPUT] = input;
+  if (output !== undefined) cost[OUTPUT] = output;
+  return cost;
+}
+
+/** Text as JSON, or `undefined` when it is not JSON (an event's `[DONE]`, an empty line, an HTML error page). */
+export function parseJson(data: string): unknown {
+  try {
+    return JSON.parse(data);
+  } catch {
+    return undefined;
   }
-  return undefined;
 }
 
 function isCount(value: unknown): value is number {

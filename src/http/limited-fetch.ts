@@ -14,18 +14,16 @@ import { TimeoutError } from "../core/errors.js";
 import type { AcquireOptions, Limiter, Permit } from "../core/limiter.js";
 import { linkSignals } from "../core/linked-signal.js";
 import { allowManyListeners } from "../core/many-listeners.js";
-import { normalizeCost, reportedLimitsOf } from "../core/rate-cost.js";
+import { checkCostValue, normalizeCost } from "../core/rate-cost.js";
 import { parseRateLimitHeaders, type RateLimitHeaders } from "../core/rate-headers.js";
 import { backoffDelay, sleep } from "../core/sleep.js";
 import {
-  CHAT_OVERHEAD,
   type Cost,
   costFromEventStream,
   costFromUsage,
   costIn,
   estimateLlmCost,
-  messageCount,
-  promptText,
+  parseJson,
   type RequestDescription,
 } from "./cost.js";
 import { type FailedResponse, type NonRetryableError, QuotaExhaustedError, RequestTooLargeError } from "./errors.js";
@@ -89,16 +87,15 @@ export interface LimitedFetchOptions {
    */
   estimate?: (request: RequestDescription) => Cost | undefined;
   /**
-   * A tokenizer for the input estimate, sync or async: given the prompt's text ({@link promptText}: the
-   * system prompt and the messages' text, or the whole body when it has no prompt fields), it returns
-   * its number of tokens. The estimate's input is that count plus {@link CHAT_OVERHEAD} per message and 3,
-   * set on the request as `inputTokens` for `estimate` (the default reads it). Called once per call,
-   * before the limiter is asked; a hook that throws, or returns anything but a finite number >= 0,
-   * rejects that call with a `TypeError` / `RangeError` naming `countTokens` — nothing is sent and
-   * the limiter is not charged. Default: none (characters / 4). Recipes for `js-tiktoken` and
-   * `gpt-tokenizer` are in docs/http.md.
+   * The input tokens of a request, sync or async: usually {@link chatTokens} around a tokenizer,
+   * `chatTokens((text) => encoding.encode(text).length)`, which counts the prompt's text and adds the
+   * chat's overhead per message. The count is set on the request as `inputTokens`, which the default
+   * `estimate` uses instead of characters / 4. Called once per call with a body, before the limiter is
+   * asked; a hook that throws, or returns anything but a finite number >= 0, rejects that call with a
+   * `TypeError` / `RangeError` naming `countTokens` and the value — nothing is sent and the limiter is
+   * not charged. Default: none. Recipes for `js-tiktoken` and `gpt-tokenizer` are in docs/http.md.
    */
-  countTokens?: (text: string, request: RequestDescription) => number | PromiseLike<number>;
+  countTokens?: (request: RequestDescription) => number | PromiseLike<number>;
   /**
    * The actual cost once the response is in, to settle the estimate (refund or charge the difference).
    * Receives a clone, so reading it leaves the caller's body untouched. Default: `usage` in a JSON body
@@ -840,8 +837,8 @@ class LimitedFetcher {
       // minute, which is learned beside it.
       if (
         known === undefined &&
-        reportedLimitsOf(configured, unit, limit, intervalMs).some(
-          (config) => config.limit <= 2 * limit && config.limit >= limit / 2,
+        configured.some(
+          (config) => (config.unit ?? "requests") === unit && config.limit <= 2 * limit && config.limit >= limit / 2,
         )
       ) {
         continue;
@@ -864,16 +861,12 @@ class LimitedFetcher {
       if (known !== undefined && known.limit === limit && interval > known.interval * 0.97) continue;
       this.learned.set(unit, { limit, interval });
       next ??= [...(this.limiter.limits ?? [])];
-      // The learned limit itself, not a configured one counting the same unit (a daily quota).
+      // The learned limit itself, not a configured one counting the same unit (a daily quota, whose
+      // size differs: one of about the learned size would have kept it from being learned).
       const index =
         known === undefined
           ? -1
-          : next.findIndex(
-              (config) =>
-                (config.unit ?? "requests") === unit &&
-                config.limit === known.limit &&
-                intervalMs(config) === Math.ceil(known.interval),
-            );
+          : next.findIndex((config) => (config.unit ?? "requests") === unit && config.limit === known.limit);
       const config: LimitConfig = { limit, interval: Math.ceil(interval), unit };
       if (index === -1) next.push(config);
       else next[index] = config;
@@ -1050,37 +1043,20 @@ function checkEstimate(cost: Cost | undefined, request: RequestDescription): voi
   }
 }
 
-/**
- * The input tokens of a request by the `countTokens` hook: its count of the prompt's text, plus the
- * chat overhead per message. Whatever goes wrong is the hook's, and says so.
- */
+/** The input tokens of a request by the `countTokens` hook. Whatever goes wrong is the hook's, and says so. */
 async function countInputTokens(
   countTokens: NonNullable<LimitedFetchOptions["countTokens"]>,
   request: RequestDescription,
 ): Promise<number> {
-  const where = `${request.method} ${request.url}`;
-  const text = promptText(request.json) ?? (request.body as string);
+  const where = `countTokens(${request.method} ${request.url})`;
   let count: unknown;
   try {
-    count = await countTokens(text, request);
+    count = await countTokens(request);
   } catch (error) {
-    throw new TypeError(`countTokens threw for ${where}: ${(error as Error)?.message ?? describe(error)}`, {
-      cause: error,
-    });
+    throw new TypeError(`${where} threw: ${(error as Error)?.message ?? describe(error)}`, { cause: error });
   }
-  if (typeof count !== "number") {
-    throw new TypeError(`countTokens must return a number of tokens; got ${describe(count)} for ${where}`);
-  }
-  if (!Number.isFinite(count) || count < 0) {
-    throw new RangeError(`countTokens must return a finite number >= 0; got ${count} for ${where}`);
-  }
-  const messages = messageCount(request.json);
-  return count + (messages > 0 ? messages * CHAT_OVERHEAD + 3 : 0);
-}
-
-/** A limit's interval in ms (`limits` may hold durations as text). */
-function intervalMs(config: LimitConfig): number {
-  return toMilliseconds(config.interval, "interval");
+  // A count is a cost amount: a finite number >= 0, or a TypeError/RangeError naming it and the value.
+  return checkCostValue(count, where);
 }
 
 /** Whether a reset header names an instant (`2024-06-03T12:34:56Z`) rather than a delay (`6m0s`, `30`). */
@@ -1108,14 +1084,7 @@ async function describeRequest(
   else if (raw instanceof URLSearchParams) body = raw.toString();
   else if (raw instanceof ArrayBuffer || ArrayBuffer.isView(raw)) body = new TextDecoder().decode(raw as ArrayBuffer);
   else if (raw === undefined && isRequest && input.body !== null) body = await input.clone().text();
-  let json: unknown;
-  if (body !== undefined && /^\s*[[{]/.test(body)) {
-    try {
-      json = JSON.parse(body);
-    } catch {
-      json = undefined;
-    }
-  }
+  const json = body !== undefined && /^\s*[[{]/.test(body) ? parseJson(body) : undefined;
   return { url, method, headers, body, json };
 }
 
@@ -1125,14 +1094,6 @@ async function readFailure(response: Response, url: string): Promise<FailedRespo
     .text()
     .catch(() => "");
   return { status: response.status, headers: response.headers, body, url: response.url || url };
-}
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
 }
 
 /** The machine-readable error code: OpenAI `error.code`/`error.type`, Anthropic `error.type`. */

@@ -4,7 +4,7 @@
  * what actually reached the server.
  */
 import { RateLimiter } from "sluice";
-import { type FetchFunction, limitedFetch } from "sluice/http";
+import { chatTokens, type FetchFunction, limitedFetch, type RequestDescription } from "sluice/http";
 import { type MockServer, type MockServerOptions, startMockServer } from "sluice/testing";
 import { afterEach, describe, expect, it } from "vitest";
 
@@ -183,16 +183,16 @@ describe("the mock provider: OpenAI's daily quotas (RPD, TPD)", () => {
 });
 
 describe("limitedFetch: the countTokens hook", () => {
-  it("estimates the input with the hook's count (sync or async) plus the chat overhead", async () => {
-    for (const countTokens of [(text: string) => text.length, async (text: string) => text.length]) {
+  it("estimates the input with chatTokens' count of the prompt (sync or async) plus the chat overhead", async () => {
+    for (const tokenize of [(text: string) => text.length, async (text: string) => text.length]) {
       const server = await start({ completionTokens: 3 });
       const limiter = new RateLimiter({ limits: [{ limit: 10_000, interval: "1m", unit: "input-tokens" }] });
       const seen: string[] = [];
       const fetch = limitedFetch(limiter, {
-        countTokens: (text) => {
+        countTokens: chatTokens((text) => {
           seen.push(text);
-          return countTokens(text);
-        },
+          return tokenize(text);
+        }),
       });
       await (await post(fetch, `${server.url}/v1/chat/completions`, chatBody("hello there", 50))).arrayBuffer();
       await settled();
@@ -207,22 +207,40 @@ describe("limitedFetch: the countTokens hook", () => {
     }
   });
 
+  it("takes any hook of the request: its count is the input estimate as it is", async () => {
+    const server = await start({ completionTokens: 3 });
+    const limiter = new RateLimiter({ limits: [{ limit: 10_000, interval: "1m", unit: "input-tokens" }] });
+    const fetch = limitedFetch(limiter, { countTokens: (request) => (request.body?.length ?? 0) + 1 });
+    const body = chatBody("hello there", 50);
+    await (await post(fetch, `${server.url}/v1/chat/completions`, body)).arrayBuffer();
+    await settled();
+    expect(limiter.statistics().settled.estimated["input-tokens"]).toBe(body.length + 1);
+  });
+
   it("a hook that throws or returns anything but a count rejects that call: nothing sent, nothing charged", async () => {
     const server = await start();
-    const cases: [() => unknown, RegExp, ErrorConstructor][] = [
+    const url = `${server.url}/v1/chat/completions`;
+    const cases: [(request: RequestDescription) => unknown, string, ErrorConstructor][] = [
       [
         () => {
           throw new Error("tokenizer not loaded");
         },
-        /countTokens threw for POST .*: tokenizer not loaded/,
+        `countTokens(POST ${url}) threw: tokenizer not loaded`,
         TypeError,
       ],
-      [() => Promise.reject(new Error("async failure")), /countTokens threw .*async failure/, TypeError],
-      [() => "12", /countTokens must return a number of tokens; got "12"/, TypeError],
-      [() => undefined, /countTokens must return a number of tokens; got undefined/, TypeError],
-      [() => Number.NaN, /countTokens must return a finite number >= 0; got NaN/, RangeError],
-      [() => -1, /countTokens must return a finite number >= 0; got -1/, RangeError],
-      [() => Number.POSITIVE_INFINITY, /countTokens must return a finite number >= 0; got Infinity/, RangeError],
+      [() => Promise.reject(new Error("async failure")), `countTokens(POST ${url}) threw: async failure`, TypeError],
+      [() => "12", `countTokens(POST ${url}) must be a number; got "12"`, TypeError],
+      [() => undefined, `countTokens(POST ${url}) must be a number; got undefined`, TypeError],
+      [() => Number.NaN, `countTokens(POST ${url}) must be a finite number >= 0; got NaN`, RangeError],
+      [() => -1, `countTokens(POST ${url}) must be a finite number >= 0; got -1`, RangeError],
+      [
+        () => Number.POSITIVE_INFINITY,
+        `countTokens(POST ${url}) must be a finite number >= 0; got Infinity`,
+        RangeError,
+      ],
+      // Through chatTokens, the tokenizer's own bad answer is named the same way.
+      [chatTokens(() => Number.NaN), `countTokens(POST ${url}) must be a finite number >= 0; got NaN`, RangeError],
+      [chatTokens(() => "7" as never), `countTokens(POST ${url}) must be a number; got "7"`, TypeError],
     ];
     for (const [hook, message, type] of cases) {
       const limiter = new RateLimiter({ limits: [{ limit: 100, interval: "1m" }], concurrency: 1 });
@@ -232,15 +250,18 @@ describe("limitedFetch: the countTokens hook", () => {
         (reason: unknown) => reason,
       );
       expect(error).toBeInstanceOf(type);
-      expect((error as Error).message).toMatch(message);
+      expect((error as Error).message).toBe(message);
       expect(limiter.statistics()).toMatchObject({ inUse: 0, waiting: 0, remaining: { requests: 100 } });
     }
     expect(server.requests).toHaveLength(0);
   });
 
-  it("is refused at once when it is not a function", () => {
+  it("is refused at once when it is not a function, and so is chatTokens' tokenizer", () => {
     expect(() => limitedFetch(new RateLimiter({}), { countTokens: 42 as never })).toThrow(
       /options.countTokens must be a function; got 42/,
+    );
+    expect(() => chatTokens("o200k_base" as never)).toThrow(
+      new TypeError("chatTokens needs a function from text to its number of tokens; got string"),
     );
   });
 });
