@@ -90,8 +90,8 @@ export interface LimitedFetchOptions {
    * The input tokens of a request, sync or async: usually {@link chatTokens} around a tokenizer,
    * `chatTokens((text) => encoding.encode(text).length)`, which counts the prompt's text and adds the
    * chat's overhead per message. The count is set on the request as `inputTokens`, which the default
-   * `estimate` uses instead of characters / 4. Called once per call with a body, before the limiter is
-   * asked; a hook that throws, or returns anything but a finite number >= 0, rejects that call with a
+   * `estimate` uses instead of characters / 4. Called once per call with a body (with a limiter that
+   * takes costs, such as a `RateLimiter`), before the limiter is asked; a hook that throws, or returns anything but a finite number >= 0, rejects that call with a
    * `TypeError` / `RangeError` naming `countTokens` and the value — nothing is sent and the limiter is
    * not charged. Default: none. Recipes for `js-tiktoken` and `gpt-tokenizer` are in docs/http.md.
    */

@@ -544,7 +544,7 @@ class MockApiServer implements MockServer {
       path === "/v1/chat/completions" ? "openai" : path === "/v1/messages" ? "anthropic" : this.style;
     const isCompletion = path === "/v1/chat/completions" || path === "/v1/messages";
     const inputTokens = Math.ceil(text.length / 4);
-    const cache = path === "/v1/messages" ? this.cacheUse(body, inputTokens) : { read: 0, write: 0 };
+    const cache = path === "/v1/messages" ? this.cacheUse(body, inputTokens) : { read: 0, write: 0, prefix: undefined };
     const record: MockRequestRecord = {
       index: this.requests.length,
       method: request.method ?? "GET",
@@ -703,8 +703,10 @@ class MockApiServer implements MockServer {
       return;
     }
 
-    // Admitted: every bucket pays together.
+    // Admitted: every bucket pays together, and the prompt's cached prefix is written (a refused request
+    // writes nothing, as with Anthropic).
     for (const [bucket, cost] of limits) bucket?.charge(cost, now);
+    if (cache.prefix !== undefined) this.promptCache.add(cache.prefix);
     record.reservedTokens = reserved;
     // The quota counts what is admitted, in flight included, so it is never overspent by concurrency.
     this.quotaTokensUsed += reserved;
@@ -853,16 +855,14 @@ class MockApiServer implements MockServer {
 
   /**
    * The prompt cache, as Anthropic's works: the prompt up to the last block marked `cache_control` (in
-   * `system`, then the messages) is a cached prefix; the first request with it writes it, later ones
-   * read it. Its tokens are its characters / 4 (rounded up), never more than the whole input.
+   * `system`, then the messages) is a cached prefix; the first admitted request with it writes it, later
+   * ones read it. Its tokens are its characters / 4 (rounded up), never more than the whole input.
    */
-  private cacheUse(body: unknown, inputTokens: number): { read: number; write: number } {
+  private cacheUse(body: unknown, inputTokens: number): { read: number; write: number; prefix: string | undefined } {
     const prefix = cachedPrefix(body);
-    if (prefix === undefined) return { read: 0, write: 0 };
+    if (prefix === undefined) return { read: 0, write: 0, prefix };
     const tokens = Math.min(inputTokens, Math.ceil(prefix.length / 4));
-    if (this.promptCache.has(prefix)) return { read: tokens, write: 0 };
-    this.promptCache.add(prefix);
-    return { read: 0, write: tokens };
+    return this.promptCache.has(prefix) ? { read: tokens, write: 0, prefix } : { read: 0, write: tokens, prefix };
   }
 
   /** Whether nobody will read `response`: the client left, or close() dropped the connection. */

@@ -67,6 +67,16 @@ describe("the mock provider: Anthropic's ITPM and OTPM, cache reads exempt", () 
     });
   });
 
+  it("a refused request writes nothing to the prompt cache: its retry writes it", async () => {
+    const server = await start({ inject: ({ index }) => (index === 0 ? "rate-limit" : undefined) });
+    const body = messagesBody(4_000, "first");
+    expect((await post(fetch, `${server.url}/v1/messages`, body)).status).toBe(429);
+    const retried = await post(fetch, `${server.url}/v1/messages`, body);
+    const usage = ((await retried.json()) as { usage: Record<string, number> }).usage;
+    expect(usage["cache_read_input_tokens"]).toBe(0);
+    expect(usage["cache_creation_input_tokens"]).toBeGreaterThan(900);
+  });
+
   it("refuses with a 429 over ITPM, and counts no cache read against it", async () => {
     // 2,500 input tokens a minute; each request has ~1,030 input tokens, ~1,000 of them a cached prefix.
     const server = await start({ inputTokensPerMinute: 2_500 });
