@@ -5,6 +5,9 @@
 //
 //   node bench/http.mjs             (after `npm run build`)
 //   node bench/http.mjs --runs 1    one run per setup instead of 3 (medians are reported)
+//   node bench/http.mjs --style anthropic
+//                                   Anthropic's Messages API instead, which limits input and output tokens
+//                                   apart (ITPM 40,000, OTPM 8,000), with output the binding limit
 //
 // Prompts are long enough that the tokens-per-minute limit, not requests per minute, binds.
 //
@@ -19,20 +22,25 @@ import { machine, median, table } from "./harness.mjs";
 
 const runsIndex = process.argv.indexOf("--runs");
 const RUNS = runsIndex === -1 ? 3 : Number(process.argv[runsIndex + 1]);
+const styleIndex = process.argv.indexOf("--style");
+const ANTHROPIC = styleIndex !== -1 && process.argv[styleIndex + 1] === "anthropic";
 const MINUTE = 3000;
 const RPM = 600;
 const TPM = 40_000;
 const CONCURRENCY = 8;
 const REQUESTS = 1000;
-const MAX_TOKENS = 20;
+const ITPM = 40_000;
+const OTPM = 8_000;
+const MAX_TOKENS = ANTHROPIC ? 40 : 20;
 const LATENCY = { min: 10, max: 30 };
+const PATH = ANTHROPIC ? "/v1/messages" : "/v1/chat/completions";
 const PROVIDER = {
   requestsPerMinute: RPM,
-  tokensPerMinute: TPM,
+  ...(ANTHROPIC ? { inputTokensPerMinute: ITPM, outputTokensPerMinute: OTPM } : { tokensPerMinute: TPM }),
   concurrency: CONCURRENCY,
   minute: MINUTE,
   latency: LATENCY,
-  completionTokens: { min: 5, max: 20 },
+  completionTokens: ANTHROPIC ? { min: 10, max: 40 } : { min: 5, max: 20 },
 };
 
 function body(i) {
@@ -53,7 +61,10 @@ async function callWithManualRetry(schedule, url, i) {
     );
     await response.arrayBuffer();
     if (response.status !== 429) return response.status;
-    const wait = Number(response.headers.get("retry-after-ms") ?? 1000);
+    // OpenAI sends retry-after-ms; Anthropic only retry-after, in seconds.
+    const wait = Number(
+      response.headers.get("retry-after-ms") ?? Number(response.headers.get("retry-after") ?? 1) * 1000,
+    );
     await new Promise((resolve) => setTimeout(resolve, wait));
   }
 }
@@ -76,7 +87,12 @@ const setups = {
     const limiter = new RateLimiter({
       limits: [
         { limit: RPM, interval: MINUTE },
-        { limit: TPM, interval: MINUTE, unit: "tokens" },
+        ...(ANTHROPIC
+          ? [
+              { limit: ITPM, interval: MINUTE, unit: "input-tokens" },
+              { limit: OTPM, interval: MINUTE, unit: "output-tokens" },
+            ]
+          : [{ limit: TPM, interval: MINUTE, unit: "tokens" }]),
       ],
       concurrency: CONCURRENCY,
     });
@@ -114,22 +130,38 @@ const setups = {
  */
 function theoreticalMinimum(server) {
   const served = server.requests.filter((record) => record.outcome === "ok");
-  const tokens = served.reduce((sum, record) => sum + record.inputTokens + record.outputTokens, 0);
-  const busy = served.reduce((sum, record) => sum + (record.endedAt - record.startedAt), 0);
-  const byRequests = (Math.max(0, served.length - RPM) * MINUTE) / RPM;
-  const byTokens = (Math.max(0, tokens - TPM) * MINUTE) / TPM;
-  return Math.max(byRequests, byTokens, busy / CONCURRENCY);
+  const sum = (of) => served.reduce((total, record) => total + of(record), 0);
+  const busy = sum((record) => record.endedAt - record.startedAt);
+  const beyond = (used, limit) => (Math.max(0, used - limit) * MINUTE) / limit;
+  const byTokens = ANTHROPIC
+    ? Math.max(
+        beyond(
+          sum((record) => record.inputTokens - record.cacheReadTokens),
+          ITPM,
+        ),
+        beyond(
+          sum((record) => record.outputTokens),
+          OTPM,
+        ),
+      )
+    : beyond(
+        sum((record) => record.inputTokens + record.outputTokens),
+        TPM,
+      );
+  return Math.max(beyond(served.length, RPM), byTokens, busy / CONCURRENCY);
 }
 
 async function measure(name, makeCall) {
   const server = await startMockServer({ ...PROVIDER, seed: 7 });
-  const url = `${server.url}/v1/chat/completions`;
+  const url = `${server.url}${PATH}`;
   const call = makeCall(url);
   const started = performance.now();
   const statuses = await Promise.all(Array.from({ length: REQUESTS }, (_, i) => call(i)));
   const wall = performance.now() - started;
   const minimum = theoreticalMinimum(server);
   const summary = server.summary();
+  // After the first window: once a client that learns limits from headers has seen them.
+  const late429 = server.requests.filter((record) => record.status === 429 && record.arrivedAt >= MINUTE).length;
   await server.close();
   return {
     name,
@@ -137,12 +169,14 @@ async function measure(name, makeCall) {
     minimum,
     completed: statuses.filter((status) => status === 200).length,
     status429: summary.status429,
+    late429,
   };
 }
 
 console.log(`${machine()}\n`);
+const limits = ANTHROPIC ? `${ITPM} ITPM, ${OTPM} OTPM (Anthropic style)` : `${TPM} TPM`;
 console.log(
-  `${REQUESTS} chat completions (max_tokens ${MAX_TOKENS}) against a mock provider enforcing ${RPM} RPM, ${TPM} TPM, ` +
+  `${REQUESTS} chat completions (max_tokens ${MAX_TOKENS}) against a mock provider enforcing ${RPM} RPM, ${limits}, ` +
     `${CONCURRENCY} concurrent; a "minute" lasts ${MINUTE / 1000} s; latency ${LATENCY.min}-${LATENCY.max} ms; ` +
     `median of ${RUNS} run(s).\n`,
 );
@@ -159,6 +193,7 @@ for (const [name, makeCall] of Object.entries(setups)) {
     "% of theoretical throughput": (100 * minimum) / wall,
     "429s (median)": median(results.map((result) => result.status429)),
     "429s (% of requests)": (100 * median(results.map((result) => result.status429))) / REQUESTS,
+    "429s after the first minute (%)": (100 * median(results.map((result) => result.late429))) / REQUESTS,
     completed: Math.min(...results.map((result) => result.completed)),
   });
   console.error(`done: ${name}`);

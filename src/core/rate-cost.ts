@@ -73,3 +73,25 @@ export function checkCostUnits(
 export function countedUnits(limits: readonly { readonly unit?: string | undefined }[]): ReadonlySet<string> {
   return new Set([REQUESTS, ...limits.map((limit) => limit.unit ?? REQUESTS)]);
 }
+
+/**
+ * Which of `limits` a server's report on `unit` describes: of those counting `unit`, the one whose limit
+ * is nearest (by ratio) to the reported `limit`, or without one the one with the shortest interval (ties:
+ * all of them). A provider's headers describe its per-minute limits; a daily quota counting the same unit
+ * is another limit, which a per-minute `remaining` must not empty.
+ */
+export function reportedLimitsOf<T extends { readonly unit?: string | undefined; readonly limit: number }>(
+  limits: readonly T[],
+  unit: string,
+  reportedLimit: number | undefined,
+  intervalOf: (limit: T) => number = (limit) => (limit as unknown as { interval: number }).interval,
+): T[] {
+  const candidates = limits.filter((limit) => (limit.unit ?? REQUESTS) === unit);
+  if (candidates.length <= 1) return candidates;
+  const distance = (limit: T) =>
+    reportedLimit !== undefined && reportedLimit > 0
+      ? Math.abs(Math.log(limit.limit / reportedLimit))
+      : intervalOf(limit);
+  const best = Math.min(...candidates.map(distance));
+  return candidates.filter((limit) => distance(limit) === best);
+}

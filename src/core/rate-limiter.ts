@@ -31,6 +31,7 @@ import {
   normalizeCost,
   normalizeSettlement,
   REQUESTS,
+  reportedLimitsOf,
 } from "./rate-cost.js";
 import { type HeaderInput, parseRateLimitHeaders, type RateLimitHeaders } from "./rate-headers.js";
 import { type CheckedAcquireOptions, checkAcquireOptions } from "./wait-options.js";
@@ -644,7 +645,10 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
    * `anthropic-ratelimit-*`, IETF `RateLimit` / `RateLimit-Policy`; see `parseRateLimitHeaders`), and
    * pauses for `Retry-After` / `retry-after-ms`. Only ever tightens: a limit whose unit the server reports
    * is lowered to the `remaining` the server reports (a sliding window: at most that much more until the
-   * server's reset); nothing is ever raised past the configuration. Units are matched by name.
+   * server's reset); nothing is ever raised past the configuration. Units are matched by name; when
+   * several limits count the unit the server reports (requests per minute and per day), only the one
+   * whose `limit` is nearest the server's reported limit is tightened (without a reported limit, the one
+   * with the shortest interval), so a per-minute `remaining` never empties a daily quota.
    *
    * @throws TypeError when `headers` is not a `Headers` or an object of header fields.
    *
@@ -665,6 +669,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     for (const bucket of this.buckets) {
       const observed = found.units[bucket.unit];
       if (observed?.remaining === undefined) continue;
+      if (!reportedLimitsOf(this.buckets, bucket.unit, observed.limit).includes(bucket)) continue;
       bucket.tighten(
         observed.remaining,
         observed.resetAt === undefined ? undefined : observed.resetAt + wallToClock,

@@ -8,7 +8,14 @@
  * @module sluice/http
  */
 export type { Cost, RequestDescription } from "./cost.js";
-export { costFromEventStream, costFromUsage, estimateLlmCost } from "./cost.js";
+export {
+  CHAT_OVERHEAD,
+  chatTokens,
+  costFromEventStream,
+  costFromUsage,
+  estimateLlmCost,
+  promptText,
+} from "./cost.js";
 export type { FailedResponse } from "./errors.js";
 export { NonRetryableError, QuotaExhaustedError, RequestTooLargeError } from "./errors.js";
 export type {

@@ -14,10 +14,10 @@ import { TimeoutError } from "../core/errors.js";
 import type { AcquireOptions, Limiter, Permit } from "../core/limiter.js";
 import { linkSignals } from "../core/linked-signal.js";
 import { allowManyListeners } from "../core/many-listeners.js";
-import { normalizeCost } from "../core/rate-cost.js";
+import { checkCostValue, normalizeCost } from "../core/rate-cost.js";
 import { parseRateLimitHeaders, type RateLimitHeaders } from "../core/rate-headers.js";
 import { backoffDelay, sleep } from "../core/sleep.js";
-import { type Cost, costFromUsage, costIn, estimateLlmCost, type RequestDescription } from "./cost.js";
+import { type Cost, costFromUsage, costIn, estimateLlmCost, parseJson, type RequestDescription } from "./cost.js";
 import { type FailedResponse, type NonRetryableError, QuotaExhaustedError, RequestTooLargeError } from "./errors.js";
 import { observeEventStream } from "./stream-usage.js";
 
@@ -74,10 +74,21 @@ export interface LimitedFetchOptions {
   fetch?: FetchFunction;
   /**
    * The cost of a request before it is sent, in the limiter's units. Default {@link estimateLlmCost}:
-   * `{ requests: 1, tokens: characters / 4 + max_tokens }` for requests with a body, `1` otherwise.
+   * `{ requests: 1, tokens: input + max_tokens, "input-tokens": input, "output-tokens": max_tokens }` for
+   * requests with a body (input: `countTokens`'s count, else characters / 4), `1` otherwise.
    * Used only with limiters that take a cost (`RateLimiter`); a `Semaphore` just counts requests.
    */
   estimate?: (request: RequestDescription) => Cost | undefined;
+  /**
+   * The input tokens of a request, sync or async: usually {@link chatTokens} around a tokenizer,
+   * `chatTokens((text) => encoding.encode(text).length)`, which counts the prompt's text and adds the
+   * chat's overhead per message. The count is set on the request as `inputTokens`, which the default
+   * `estimate` uses instead of characters / 4. Called once per call with a body (with a limiter that
+   * takes costs, such as a `RateLimiter`), before the limiter is asked; a hook that throws, or returns anything but a finite number >= 0, rejects that call with a
+   * `TypeError` / `RangeError` naming `countTokens` and the value — nothing is sent and the limiter is
+   * not charged. Default: none. Recipes for `js-tiktoken` and `gpt-tokenizer` are in docs/http.md.
+   */
+  countTokens?: (request: RequestDescription) => number | PromiseLike<number>;
   /**
    * The actual cost once the response is in, to settle the estimate (refund or charge the difference).
    * Receives a clone, so reading it leaves the caller's body untouched. Default: `usage` in a JSON body
@@ -275,6 +286,7 @@ interface Settings {
 const LIMITED_FETCH_OPTIONS = /* @__PURE__ */ optionNames<LimitedFetchOptions>({
   fetch: true,
   estimate: true,
+  countTokens: true,
   actualCost: true,
   retry: true,
   pauseOn: true,
@@ -306,7 +318,7 @@ function checkOptions(limiter: Limiter, options: LimitedFetchOptions): Settings 
     throw new TypeError(`options must be an object; got ${describe(options)}`);
   }
   checkOptionNames(options, LIMITED_FETCH_OPTIONS, "the limitedFetch() options");
-  for (const name of ["fetch", "estimate", "actualCost", "random", "onRetry"] as const) {
+  for (const name of ["fetch", "estimate", "countTokens", "actualCost", "random", "onRetry"] as const) {
     if (options[name] !== undefined && typeof options[name] !== "function") {
       throw new TypeError(`options.${name} must be a function; got ${describe(options[name])}`);
     }
@@ -483,7 +495,10 @@ class LimitedFetcher {
     callerSignal?.throwIfAborted();
     const startedAt = this.clock.now();
     const deadline = startedAt + this.settings.totalTime;
-    const request = await describeRequest(input, init);
+    let request = await describeRequest(input, init);
+    if (this.rateAware && this.options.countTokens !== undefined && request.body !== undefined && request.body !== "") {
+      request = { ...request, inputTokens: await countInputTokens(this.options.countTokens, request) };
+    }
     const cost = this.rateAware ? (this.options.estimate ?? estimateLlmCost)(request) : undefined;
     // A bad estimate is the estimate's fault, not a request too large for the limiter (whose RangeError
     // below means exactly that).
@@ -820,7 +835,17 @@ class LimitedFetcher {
       const limit = report.limit;
       if (limit === undefined || !(limit > 0) || !Number.isFinite(limit)) continue;
       const known = this.learned.get(unit);
-      if (known === undefined && configured.some((config) => (config.unit ?? "requests") === unit)) continue;
+      // A configured limit of this unit covers the report when it is the one the report describes and
+      // of about its size: a daily quota (10,000 or 3 requests) does not cover a reported 500 per
+      // minute, which is learned beside it.
+      if (
+        known === undefined &&
+        configured.some(
+          (config) => (config.unit ?? "requests") === unit && config.limit <= 2 * limit && config.limit >= limit / 2,
+        )
+      ) {
+        continue;
+      }
       let inferred: number | undefined = report.window;
       if (inferred === undefined && report.remaining !== undefined && report.resetAt !== undefined) {
         const used = limit - report.remaining - 1;
@@ -839,7 +864,12 @@ class LimitedFetcher {
       if (known !== undefined && known.limit === limit && interval > known.interval * 0.97) continue;
       this.learned.set(unit, { limit, interval });
       next ??= [...(this.limiter.limits ?? [])];
-      const index = next.findIndex((config) => (config.unit ?? "requests") === unit);
+      // The learned limit itself, not a configured one counting the same unit (a daily quota, whose
+      // size differs: one of about the learned size would have kept it from being learned).
+      const index =
+        known === undefined
+          ? -1
+          : next.findIndex((config) => (config.unit ?? "requests") === unit && config.limit === known.limit);
       const config: LimitConfig = { limit, interval: Math.ceil(interval), unit };
       if (index === -1) next.push(config);
       else next[index] = config;
@@ -1031,6 +1061,22 @@ function checkEstimate(cost: Cost | undefined, request: RequestDescription): voi
   }
 }
 
+/** The input tokens of a request by the `countTokens` hook. Whatever goes wrong is the hook's, and says so. */
+async function countInputTokens(
+  countTokens: NonNullable<LimitedFetchOptions["countTokens"]>,
+  request: RequestDescription,
+): Promise<number> {
+  const where = `countTokens(${request.method} ${request.url})`;
+  let count: unknown;
+  try {
+    count = await countTokens(request);
+  } catch (error) {
+    throw new TypeError(`${where} threw: ${(error as Error)?.message ?? describe(error)}`, { cause: error });
+  }
+  // A count is a cost amount: a finite number >= 0, or a TypeError/RangeError naming it and the value.
+  return checkCostValue(count, where);
+}
+
 /** Whether a reset header names an instant (`2024-06-03T12:34:56Z`) rather than a delay (`6m0s`, `30`). */
 function isAbsoluteTime(value: string | null): boolean {
   return value !== null && /\d{4}-\d{2}-\d{2}|[a-z]{3},/i.test(value);
@@ -1056,14 +1102,7 @@ export async function describeRequest(
   else if (raw instanceof URLSearchParams) body = raw.toString();
   else if (raw instanceof ArrayBuffer || ArrayBuffer.isView(raw)) body = new TextDecoder().decode(raw as ArrayBuffer);
   else if (raw === undefined && isRequest && input.body !== null) body = await input.clone().text();
-  let json: unknown;
-  if (body !== undefined && /^\s*[[{]/.test(body)) {
-    try {
-      json = JSON.parse(body);
-    } catch {
-      json = undefined;
-    }
-  }
+  const json = body !== undefined && /^\s*[[{]/.test(body) ? parseJson(body) : undefined;
   return { url, method, headers, body, json };
 }
 
@@ -1073,14 +1112,6 @@ async function readFailure(response: Response, url: string): Promise<FailedRespo
     .text()
     .catch(() => "");
   return { status: response.status, headers: response.headers, body, url: response.url || url };
-}
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
 }
 
 /** The machine-readable error code: OpenAI `error.code`/`error.type`, Anthropic `error.type`. */

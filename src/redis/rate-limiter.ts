@@ -16,7 +16,14 @@ import { type Duration, toMilliseconds } from "../core/duration.js";
 import { ClosedError, costAboveLimit, TimeoutError, weightAboveCapacity } from "../core/errors.js";
 import { type Limiter, NEVER_ABORTED, type Permit } from "../core/limiter.js";
 import { HeldPermit, runHolding } from "../core/permit.js";
-import { checkCostUnits, countedUnits, normalizeCost, normalizeSettlement, REQUESTS } from "../core/rate-cost.js";
+import {
+  checkCostUnits,
+  countedUnits,
+  normalizeCost,
+  normalizeSettlement,
+  REQUESTS,
+  reportedLimitsOf,
+} from "../core/rate-cost.js";
 import { type HeaderInput, parseRateLimitHeaders } from "../core/rate-headers.js";
 import {
   type RateAcquireOptions,
@@ -467,9 +474,12 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
    */
   async observe(headers: HeaderInput): Promise<void> {
     const found = parseRateLimitHeaders(headers, Date.now());
+    // Of several limits counting a unit (per minute, per day), only the one the report describes.
     const tightened = this.buckets.map((bucket): [Bucket, number] => [
       bucket,
-      found.units[bucket.unit]?.remaining ?? -1,
+      reportedLimitsOf(this.buckets, bucket.unit, found.units[bucket.unit]?.limit, (b) => b.intervalMs).includes(bucket)
+        ? (found.units[bucket.unit]?.remaining ?? -1)
+        : -1,
     ]);
     if (tightened.some(([, remaining]) => remaining >= 0)) {
       await this.call(scripts.tighten, 0, tightened, "observe");

@@ -82,6 +82,29 @@ export interface MockServerOptions {
    */
   tokensPerMinute?: number;
   /**
+   * Input tokens admitted per minute (Anthropic's ITPM), a token bucket: a request is charged its input
+   * on arrival — the uncached input and cache writes; cache reads (a prompt prefix up to a
+   * `cache_control` block the server has seen before) are exempt, as with Anthropic's current models.
+   * Reported in `anthropic-ratelimit-input-tokens-*` headers (or `x-ratelimit-*-input-tokens`).
+   */
+  inputTokensPerMinute?: number;
+  /**
+   * Output tokens admitted per minute (Anthropic's OTPM), a token bucket: a request reserves its
+   * `max_tokens` on arrival (when absent, the completion it will get) and is settled to the completion
+   * actually produced when it finishes. Reported in `anthropic-ratelimit-output-tokens-*` headers.
+   */
+  outputTokensPerMinute?: number;
+  /**
+   * Requests admitted per day (OpenAI's RPD), a token bucket refilled over `day`. Like OpenAI, the
+   * server sends no headers for it: a request over it gets a 429 whose message names "requests per day
+   * (RPD)", with `retry-after` for when it would fit.
+   */
+  requestsPerDay?: number;
+  /** Tokens admitted per day (OpenAI's TPD), charged and settled like `tokensPerMinute`; no headers either. */
+  tokensPerDay?: number;
+  /** How long "a day" lasts, for `requestsPerDay` / `tokensPerDay`. Default 1440 × `minute`. */
+  day?: Duration;
+  /**
    * How long "a minute" lasts. Default `"1m"`. Shrink it to run the same scenario faster: with
    * `minute: "6s"` every limit refills ten times as fast and reset headers shrink to match, so a
    * test sees the same shape of traffic in a tenth of the time.
@@ -205,6 +228,10 @@ export interface MockRequestRecord extends MockRequestInfo {
   readonly inputTokens: number;
   /** Completion tokens produced; 0 unless the request succeeded. */
   outputTokens: number;
+  /** Of `inputTokens`, those read from the prompt cache (Anthropic style; exempt from `inputTokensPerMinute`). */
+  readonly cacheReadTokens: number;
+  /** Of `inputTokens`, those written to the prompt cache (the first request with that cached prefix). */
+  readonly cacheWriteTokens: number;
   /** The tokens this request was charged on arrival (input + reserved output), 0 if refused. */
   reservedTokens: number;
   /** HTTP status sent; `undefined` for a reset or a request still hanging. */
@@ -429,6 +456,11 @@ const FAILURE_KINDS = ["server-error", "overloaded", "reset", "hang"] as const;
 const MOCK_SERVER_OPTIONS = /* @__PURE__ */ optionNames<MockServerOptions>({
   requestsPerMinute: true,
   tokensPerMinute: true,
+  inputTokensPerMinute: true,
+  outputTokensPerMinute: true,
+  requestsPerDay: true,
+  tokensPerDay: true,
+  day: true,
   minute: true,
   concurrency: true,
   latency: true,
@@ -482,6 +514,14 @@ class MockApiServer implements MockServer {
   private readonly minuteMs: number;
   private readonly requestBucket: Bucket | undefined;
   private readonly tokenBucket: Bucket | undefined;
+  /** Anthropic's ITPM and OTPM, when configured. */
+  private readonly inputBucket: Bucket | undefined;
+  private readonly outputBucket: Bucket | undefined;
+  /** OpenAI's RPD and TPD, when configured. */
+  private readonly dailyRequestBucket: Bucket | undefined;
+  private readonly dailyTokenBucket: Bucket | undefined;
+  /** Prompt prefixes cached so far (Anthropic style `cache_control`): a later request reads them. */
+  private readonly promptCache = new Set<string>();
   private readonly concurrency: number;
   readonly overload: OverloadGate | undefined;
   /** Requests admitted and not yet answered: never above `concurrency`. */
@@ -503,6 +543,12 @@ class MockApiServer implements MockServer {
     if (!(this.minuteMs > 0)) throw new RangeError(`minute must be longer than 0 ms; got ${describe(options.minute)}`);
     const requests = checkLimit(options.requestsPerMinute, "requestsPerMinute");
     const tokens = checkLimit(options.tokensPerMinute, "tokensPerMinute");
+    const inputTokens = checkLimit(options.inputTokensPerMinute, "inputTokensPerMinute");
+    const outputTokens = checkLimit(options.outputTokensPerMinute, "outputTokensPerMinute");
+    const requestsPerDay = checkLimit(options.requestsPerDay, "requestsPerDay");
+    const tokensPerDay = checkLimit(options.tokensPerDay, "tokensPerDay");
+    const dayMs = options.day === undefined ? 1440 * this.minuteMs : toMilliseconds(options.day, "day");
+    if (!(dayMs > 0)) throw new RangeError(`day must be longer than 0 ms; got ${describe(options.day)}`);
     const concurrency = options.concurrency ?? Number.POSITIVE_INFINITY;
     if (typeof concurrency !== "number" || !(concurrency >= 1)) {
       throw new RangeError(`concurrency must be a number >= 1 or Infinity; got ${describe(options.concurrency)}`);
@@ -524,6 +570,10 @@ class MockApiServer implements MockServer {
     this.requestBucket = requests === undefined ? undefined : new Bucket(requests, this.minuteMs, now);
     this.tokenBucket = tokens === undefined ? undefined : new Bucket(tokens, this.minuteMs, now);
     this.accounts = keyAccounts(options.keys, this.minuteMs, now);
+    this.inputBucket = inputTokens === undefined ? undefined : new Bucket(inputTokens, this.minuteMs, now);
+    this.outputBucket = outputTokens === undefined ? undefined : new Bucket(outputTokens, this.minuteMs, now);
+    this.dailyRequestBucket = requestsPerDay === undefined ? undefined : new Bucket(requestsPerDay, dayMs, now);
+    this.dailyTokenBucket = tokensPerDay === undefined ? undefined : new Bucket(tokensPerDay, dayMs, now);
     this.http = createServer((request, response) => {
       this.handle(request, response).catch((error: unknown) => {
         if (!response.headersSent) response.writeHead(500).end(String(error));
@@ -605,6 +655,7 @@ class MockApiServer implements MockServer {
     const inputTokens = Math.ceil(text.length / 4);
     const apiKey = apiKeyOf(headers);
     const account = apiKey === undefined ? undefined : this.accounts?.get(apiKey);
+    const cache = path === "/v1/messages" ? this.cacheUse(body, inputTokens) : { read: 0, write: 0, prefix: undefined };
     const record: MockRequestRecord = {
       index: this.requests.length,
       method: request.method ?? "GET",
@@ -617,6 +668,8 @@ class MockApiServer implements MockServer {
       endedAt: undefined,
       inputTokens,
       outputTokens: 0,
+      cacheReadTokens: cache.read,
+      cacheWriteTokens: cache.write,
       reservedTokens: 0,
       status: undefined,
       outcome: undefined,
@@ -641,17 +694,13 @@ class MockApiServer implements MockServer {
           (account?.requestBucket ?? this.requestBucket)?.report(this.now()),
           (account?.tokenBucket ?? this.tokenBucket)?.report(this.now()),
           Date.now(),
+          this.inputOutputReports(),
         ),
         ...extra,
       };
       response.writeHead(status, headersOut).end(JSON.stringify(payload));
     };
-    const fail = (
-      kind: ErrorKind,
-      message: string,
-      extra: Record<string, string> = {},
-      unit?: "requests" | "tokens",
-    ) => {
+    const fail = (kind: ErrorKind, message: string, extra: Record<string, string> = {}, unit?: RateUnit) => {
       record.outcome = kind;
       const { status, body: errorBody } = errorResponse(style, kind, message, unit);
       send(status, errorBody, extra);
@@ -732,33 +781,54 @@ class MockApiServer implements MockServer {
       );
       return;
     }
-    const waitRequests = Math.max(
-      this.requestBucket?.waitFor(1, now) ?? 0,
-      account?.requestBucket?.waitFor(1, now) ?? 0,
-    );
-    const waitTokens = Math.max(
-      this.tokenBucket?.waitFor(reserved, now) ?? 0,
-      account?.tokenBucket?.waitFor(reserved, now) ?? 0,
-    );
-    if (waitRequests > 0 || waitTokens > 0) {
-      const unit = waitRequests >= waitTokens ? "requests" : "tokens";
-      const limit =
-        unit === "requests"
-          ? (account?.requestBucket ?? this.requestBucket)?.capacity
-          : (account?.tokenBucket ?? this.tokenBucket)?.capacity;
-      const wait = Math.max(waitRequests, waitTokens);
+    // Anthropic's ITPM counts the uncached input and cache writes, not cache reads; OTPM reserves max_tokens.
+    const chargedInput = inputTokens - cache.read;
+    const reservedOutput = requested ?? completion;
+    for (const [bucket, cost, name] of [
+      [this.inputBucket, chargedInput, "input tokens per minute (ITPM)"],
+      [this.outputBucket, reservedOutput, "output tokens per minute (OTPM)"],
+    ] as const) {
+      if (bucket !== undefined && cost > bucket.capacity) {
+        fail("too-large", `Request too large on ${name}: Limit ${bucket.capacity}, Requested ${cost}.`, {}, "tokens");
+        return;
+      }
+    }
+    // Every limit, with what this request costs in it; the one it waits longest for is named in the 429.
+    const limits: [Bucket | undefined, number, RateUnit, string][] = [
+      [this.requestBucket, 1, "requests", "requests per min"],
+      [this.tokenBucket, reserved, "tokens", "tokens per min"],
+      [this.inputBucket, chargedInput, "input-tokens", "input tokens per minute (ITPM)"],
+      [this.outputBucket, reservedOutput, "output-tokens", "output tokens per minute (OTPM)"],
+      [this.dailyRequestBucket, 1, "requests", "requests per day (RPD)"],
+      [this.dailyTokenBucket, reserved, "tokens", "tokens per day (TPD)"],
+    ];
+    let longest: { wait: number; bucket: Bucket; cost: number; unit: RateUnit; name: string } | undefined;
+    // The API key's own limits (keys option) too; its account charges them once admitted.
+    const keyLimits: typeof limits = [
+      [account?.requestBucket, 1, "requests", "requests per min"],
+      [account?.tokenBucket, reserved, "tokens", "tokens per min"],
+    ];
+    for (const [bucket, cost, unit, name] of [...limits, ...keyLimits]) {
+      const wait = bucket?.waitFor(cost, now) ?? 0;
+      if (bucket !== undefined && wait > 0 && (longest === undefined || wait > longest.wait)) {
+        longest = { wait, bucket, cost, unit, name };
+      }
+    }
+    if (longest !== undefined) {
+      const { wait, bucket, cost, unit, name } = longest;
       fail(
         "rate-limited",
-        `Rate limit reached on ${unit} per min: Limit ${limit}, Requested ${unit === "requests" ? 1 : reserved}. Please try again in ${Math.ceil(wait)}ms.`,
+        `Rate limit reached on ${name}: Limit ${bucket.capacity}, Requested ${cost}. Please try again in ${Math.ceil(wait)}ms.`,
         retryAfterHeaders(style, wait),
         unit,
       );
       return;
     }
 
-    // Admitted: every bucket pays together.
-    this.requestBucket?.charge(1, now);
-    this.tokenBucket?.charge(reserved, now);
+    // Admitted: every bucket pays together, and the prompt's cached prefix is written (a refused request
+    // writes nothing, as with Anthropic).
+    for (const [bucket, cost] of limits) bucket?.charge(cost, now);
+    if (cache.prefix !== undefined) this.promptCache.add(cache.prefix);
     record.reservedTokens = reserved;
     // The quota counts what is admitted, in flight included, so it is never overspent by concurrency.
     this.quotaTokensUsed += reserved;
@@ -794,6 +864,8 @@ class MockApiServer implements MockServer {
     const settle = () => {
       // The unused part of the reservation comes back (or the overrun is charged as debt).
       this.tokenBucket?.charge(inputTokens + completion - reserved, this.now());
+      this.dailyTokenBucket?.charge(inputTokens + completion - reserved, this.now());
+      this.outputBucket?.charge(completion - (reserved - inputTokens), this.now());
       this.quotaTokensUsed += inputTokens + completion - reserved;
       account?.settle(inputTokens + completion - reserved, this.now());
       record.outputTokens = completion;
@@ -832,7 +904,13 @@ class MockApiServer implements MockServer {
       return;
     }
     record.outcome = "ok";
-    send(200, successBody(path, body, inputTokens, completion, record.index, answer));
+    send(
+      200,
+      successBody(path, body, inputTokens, completion, record.index, answer, {
+        read: record.cacheReadTokens,
+        write: record.cacheWriteTokens,
+      }),
+    );
   }
 
   /**
@@ -868,6 +946,7 @@ class MockApiServer implements MockServer {
         (account?.requestBucket ?? this.requestBucket)?.report(this.now()),
         (account?.tokenBucket ?? this.tokenBucket)?.report(this.now()),
         Date.now(),
+        this.inputOutputReports(),
       ),
     });
     const model = typeof (body as { model?: unknown }).model === "string" ? (body as { model: string }).model : "mock";
@@ -899,6 +978,26 @@ class MockApiServer implements MockServer {
     response.end(frames.end.join(""));
     record.outcome = "ok";
     record.endedAt = this.now();
+  }
+
+  /** The ITPM/OTPM reports for the headers, when those limits are configured. */
+  private inputOutputReports(): Record<string, LimitReport | undefined> {
+    return {
+      "input-tokens": this.inputBucket?.report(this.now()),
+      "output-tokens": this.outputBucket?.report(this.now()),
+    };
+  }
+
+  /**
+   * The prompt cache, as Anthropic's works: the prompt up to the last block marked `cache_control` (in
+   * `system`, then the messages) is a cached prefix; the first admitted request with it writes it, later
+   * ones read it. Its tokens are its characters / 4 (rounded up), never more than the whole input.
+   */
+  private cacheUse(body: unknown, inputTokens: number): { read: number; write: number; prefix: string | undefined } {
+    const prefix = cachedPrefix(body);
+    if (prefix === undefined) return { read: 0, write: 0, prefix };
+    const tokens = Math.min(inputTokens, Math.ceil(prefix.length / 4));
+    return this.promptCache.has(prefix) ? { read: tokens, write: 0, prefix } : { read: 0, write: tokens, prefix };
   }
 
   /** Whether nobody will read `response`: the client left, or close() dropped the connection. */
@@ -977,6 +1076,32 @@ function parseBody(text: string): unknown {
   }
 }
 
+/** A unit a 429 names (OpenAI's error `type`). */
+type RateUnit = "requests" | "tokens" | "input-tokens" | "output-tokens";
+
+/**
+ * The prompt up to and including the last content block marked `cache_control` (system blocks, then the
+ * messages' blocks), serialized, or `undefined` when nothing is marked.
+ */
+function cachedPrefix(body: unknown): string | undefined {
+  if (typeof body !== "object" || body === null) return undefined;
+  const fields = body as { system?: unknown; messages?: unknown };
+  const blocks: unknown[] = [];
+  if (Array.isArray(fields.system)) blocks.push(...fields.system);
+  if (Array.isArray(fields.messages)) {
+    for (const message of fields.messages) {
+      const content = (message as { content?: unknown } | null)?.content;
+      if (Array.isArray(content)) blocks.push(...content);
+      else blocks.push(content);
+    }
+  }
+  let last = -1;
+  blocks.forEach((block, index) => {
+    if (typeof block === "object" && block !== null && "cache_control" in block) last = index;
+  });
+  return last === -1 ? undefined : JSON.stringify(blocks.slice(0, last + 1));
+}
+
 /** The output cap a chat request asks for, under any of the names the APIs use. */
 function requestedOutputTokens(body: unknown): number | undefined {
   if (typeof body !== "object" || body === null) return undefined;
@@ -1027,7 +1152,15 @@ function completionId(api: CompletionApi, index: number): string {
   return api === "chat" ? `chatcmpl-mock-${index}` : api === "responses" ? `resp_mock_${index}` : `msg_mock_${index}`;
 }
 
-function successBody(path: string, body: unknown, input: number, output: number, index: number, text: string): unknown {
+function successBody(
+  path: string,
+  body: unknown,
+  input: number,
+  output: number,
+  index: number,
+  text: string,
+  cache: { read: number; write: number } = { read: 0, write: 0 },
+): unknown {
   const model = typeof (body as { model?: unknown })?.model === "string" ? (body as { model: string }).model : "mock";
   if (path === "/v1/responses") {
     return responseObject({ id: completionId("responses", index), model, input, output, includeUsage: true }, text);
@@ -1041,7 +1174,16 @@ function successBody(path: string, body: unknown, input: number, output: number,
       content: [{ type: "text", text }],
       stop_reason: "end_turn",
       stop_sequence: null,
-      usage: { input_tokens: input, output_tokens: output },
+      // Anthropic's input_tokens are those after the last cache breakpoint: neither read nor written.
+      usage:
+        cache.read === 0 && cache.write === 0
+          ? { input_tokens: input, output_tokens: output }
+          : {
+              input_tokens: input - cache.read - cache.write,
+              cache_creation_input_tokens: cache.write,
+              cache_read_input_tokens: cache.read,
+              output_tokens: output,
+            },
     };
   }
   if (path === "/v1/chat/completions") {

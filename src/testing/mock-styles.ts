@@ -62,17 +62,22 @@ function trimDecimals(value: number, digits: number): string {
   return String(Number(value.toFixed(digits)));
 }
 
-/** The rate-limit headers a response carries, in the style's own names and formats. */
+/**
+ * The rate-limit headers a response carries, in the style's own names and formats: `requests` and
+ * `tokens`, plus the units of `more` (`input-tokens`, `output-tokens`: Anthropic's ITPM and OTPM).
+ */
 export function rateLimitHeaders(
   style: MockProviderStyle,
   requests: LimitReport | undefined,
   tokens: LimitReport | undefined,
   wallNow: number,
+  more: Readonly<Record<string, LimitReport | undefined>> = {},
 ): Record<string, string> {
   const headers: Record<string, string> = {};
   const entries: [string, LimitReport | undefined][] = [
     ["requests", requests],
     ["tokens", tokens],
+    ...Object.entries(more),
   ];
   for (const [unit, report] of entries) {
     if (report === undefined) continue;
@@ -105,7 +110,7 @@ export function errorResponse(
   style: MockProviderStyle,
   kind: ErrorKind,
   message: string,
-  unit: "requests" | "tokens" = "requests",
+  unit: "requests" | "tokens" | "input-tokens" | "output-tokens" = "requests",
 ): { status: number; body: unknown } {
   if (style === "openai") {
     const openai = (status: number, type: string, code: string | null) => ({

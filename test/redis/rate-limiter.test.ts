@@ -171,6 +171,20 @@ describe("RedisRateLimiter", () => {
     expect(performance.now() - started).toBeGreaterThanOrEqual(250);
   });
 
+  it("observe() lowers only the limit the server's report describes: a per-minute remaining leaves the day's quota", async () => {
+    const limited = limiter({
+      limits: [
+        { limit: 500, interval: "1m" },
+        { limit: 10_000, interval: "1d" },
+      ],
+    });
+    await limited.observe({ "x-ratelimit-limit-requests": "500", "x-ratelimit-remaining-requests": "5" });
+    const [minute, day] = (await limited.inspect()).limits;
+    expect(minute?.remaining).toBeCloseTo(5, 0);
+    expect(day?.remaining).toBeCloseTo(10_000, 0);
+    await limited.close();
+  });
+
   it("inspectRedis finds rate limiters and their concurrency semaphore without knowing their configuration", async () => {
     const name = `rate-inspect-${++counter}`;
     const limited = limiter({
