@@ -102,7 +102,17 @@ describe("examples copied into a CommonJS project", () => {
     writeFileSync(join(project, "package.json"), JSON.stringify({ name: "my-project", version: "1.0.0" }));
     mkdirSync(join(project, "node_modules"));
     symlinkSync(root, join(project, "node_modules", "sluice"));
-    for (const name of ["tsx", "ioredis", "openai", "@opentelemetry", "@anthropic-ai", "ai", "@ai-sdk", "js-tiktoken", "gpt-tokenizer"]) {
+    for (const name of [
+      "tsx",
+      "ioredis",
+      "openai",
+      "@opentelemetry",
+      "@anthropic-ai",
+      "ai",
+      "@ai-sdk",
+      "js-tiktoken",
+      "gpt-tokenizer",
+    ]) {
       symlinkSync(join(root, "node_modules", name), join(project, "node_modules", name));
     }
     for (const file of readdirSync(examplesDirectory).filter((name) => name.endsWith(".mjs"))) {
