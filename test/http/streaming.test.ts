@@ -152,9 +152,15 @@ describe("limitedFetch: a streamed response is settled as its caller reads it", 
   });
 
   it("reads each API's final usage: chat's usage chunk, Anthropic's start and delta, the Responses API's last event", () => {
-    expect(costFromEventStream(OPENAI_EVENTS.join(""))).toEqual({ requests: 1, tokens: 40 });
-    expect(costFromEventStream(ANTHROPIC_EVENTS.join(""))).toEqual({ requests: 1, tokens: 37 });
-    expect(costFromEventStream(RESPONSES_EVENTS.join(""))).toEqual({ requests: 1, tokens: 40 });
+    const cost = (input: number, output: number) => ({
+      requests: 1,
+      tokens: input + output,
+      "input-tokens": input,
+      "output-tokens": output,
+    });
+    expect(costFromEventStream(OPENAI_EVENTS.join(""))).toEqual(cost(31, 9));
+    expect(costFromEventStream(ANTHROPIC_EVENTS.join(""))).toEqual(cost(25, 12));
+    expect(costFromEventStream(RESPONSES_EVENTS.join(""))).toEqual(cost(30, 10));
   });
 
   it("keeps the estimate and releases at once when the caller cancels, cancelling the source", async () => {
