@@ -359,7 +359,12 @@ export class AdaptiveLimiter implements Limiter {
     this.held -= permit.weight;
     if (permit.outcome !== "ignore") {
       const latency = permit.reportedLatency >= 0 ? permit.reportedLatency : this.clock.now() - permit.grantedAt;
-      this.estimator.sample({ latency, inFlight: permit.inFlightAtGrant, dropped: permit.outcome === "drop" });
+      this.estimator.sample({
+        latency,
+        inFlight: permit.inFlightAtGrant,
+        dropped: permit.outcome === "drop",
+        pending: this.held,
+      });
     }
     if (this.admission.queue.size !== 0) this.admission.dispatch();
     if (this.held === 0) this.notifyIfIdle();

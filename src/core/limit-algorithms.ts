@@ -15,6 +15,11 @@ export interface LimitSample {
   readonly inFlight: number;
   /** Whether the call was an overload signal: a 429/503, a timeout, an error classified as a drop. */
   readonly dropped: boolean;
+  /**
+   * The weight still in flight as the sample is taken, this call's excluded, when the limiter knows it:
+   * the calls whose samples, still to come, were granted before whatever this sample changes.
+   */
+  readonly pending?: number;
 }
 
 /**
@@ -219,9 +224,11 @@ export function vegas(options: VegasOptions = {}): LimitAlgorithm {
   let previousMean = 0;
   let drift = -1;
 
+  /** The calls in flight besides the one that gave the last sample (as many as were at its grant). */
+  let others = 0;
   /** Moves the limit to `next`; if its floor changes, the samples of what is in flight are skipped. */
   const change = (limit: number, next: number): number => {
-    if (Math.floor(next) !== Math.floor(limit)) skip = Math.floor(limit);
+    if (Math.floor(next) !== Math.floor(limit)) skip = Math.min(Math.floor(limit), others);
     samples = 0;
     sum = 0;
     squares = 0;
@@ -231,8 +238,10 @@ export function vegas(options: VegasOptions = {}): LimitAlgorithm {
 
   return {
     name: "vegas",
-    update(limit, { latency, inFlight, dropped }) {
+    update(limit, sample) {
+      const { latency, inFlight, dropped } = sample;
       if (!dropped) lastLatency = latency;
+      others = sample.pending ?? Math.max(0, inFlight - 1);
       if (skip > 0) {
         skip--;
         return limit;

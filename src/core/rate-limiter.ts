@@ -369,7 +369,12 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     // The sample first, so the hand-off that follows sees the limit it moved.
     if (this.adaptive !== undefined) {
       const latency = this.clock.now() - permit.grantedAt;
-      this.moveConcurrency({ latency, inFlight: permit.inFlightAtGrant, dropped: false });
+      this.moveConcurrency({
+        latency,
+        inFlight: permit.inFlightAtGrant,
+        dropped: false,
+        pending: this.inFlight - permit.weight,
+      });
     }
     this.giveBack(permit.weight);
   };
@@ -605,7 +610,8 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     }
     if (until <= now) return;
     // The server said "too many": with `concurrency: "auto"`, a drop (each 429, even one a pause in force covers).
-    if (this.adaptive !== undefined) this.moveConcurrency({ latency: 0, inFlight: this.inFlight, dropped: true });
+    if (this.adaptive !== undefined)
+      this.moveConcurrency({ latency: 0, inFlight: this.inFlight, dropped: true, pending: this.inFlight });
     if (until <= this.pauseEnd) return;
     this.pauseEnd = until;
     this.pauseReason = reason;

@@ -300,8 +300,11 @@ class Bucket {
   }
 }
 
-/** Mulberry32: a tiny seeded generator, good enough for jitter and reproducible enough for tests. */
-function seededRandom(seed: number): () => number {
+/**
+ * Mulberry32: a tiny seeded generator, good enough for jitter and reproducible enough for tests.
+ * @internal Also the adaptive-concurrency simulation's (test/support/overload-simulation.ts).
+ */
+export function seededRandom(seed: number): () => number {
   let state = seed >>> 0;
   return () => {
     state = (state + 0x6d2b79f5) >>> 0;

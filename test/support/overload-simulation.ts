@@ -10,6 +10,7 @@
  */
 import type { LimitAlgorithm, LimitAlgorithmName } from "../../src/core/limit-algorithms.js";
 import { LimitEstimator } from "../../src/core/limit-estimator.js";
+import { seededRandom } from "../../src/testing/mock-server.js";
 
 export interface SimulationOptions {
   algorithm: LimitAlgorithmName | (() => LimitAlgorithm);
@@ -52,18 +53,6 @@ export interface SimulationResult {
   estimator: LimitEstimator;
 }
 
-/** mulberry32: a small seeded generator, so each run repeats exactly. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 type Event = { at: number; seq: number; run: () => void };
 
 export function simulate(options: SimulationOptions): SimulationResult {
@@ -74,7 +63,7 @@ export function simulate(options: SimulationOptions): SimulationResult {
   const clientDelayMs = options.clientDelayMs ?? 1;
   const stallChance = options.stallChance ?? 0.002;
   const stallMs = options.stallMs ?? 15;
-  const rand = random(options.seed ?? 1);
+  const rand = seededRandom(options.seed ?? 1);
   const algorithm = typeof options.algorithm === "function" ? options.algorithm() : options.algorithm;
   const estimator = new LimitEstimator(options.min ?? 1, options.max ?? 1000, options.initial ?? 10, algorithm);
   const binMs = 500;
@@ -165,8 +154,9 @@ export function simulate(options: SimulationOptions): SimulationResult {
   let refused = 0;
   const answer = (sentAt: number, inFlightAtGrant: number, dropped: boolean) => {
     inFlight--;
-    if (!dropped && now < runMs) bins[Math.floor(now / binMs)]++;
-    estimator.sample({ latency: now - sentAt, inFlight: inFlightAtGrant, dropped });
+    const bin = Math.floor(now / binMs);
+    if (!dropped && now < runMs) bins[bin] = (bins[bin] ?? 0) + 1;
+    estimator.sample({ latency: now - sentAt, inFlight: inFlightAtGrant, dropped, pending: inFlight });
     fill();
   };
   const send = () => {
