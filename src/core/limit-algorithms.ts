@@ -128,24 +128,29 @@ export function gradient2(options: Gradient2Options = {}): LimitAlgorithm {
   const smoothing = fraction(options.smoothing ?? 0.2, "smoothing");
   const longWindow = positive(options.longWindow ?? 600, "longWindow");
   const backoffRatio = checkBackoffRatio(options.backoffRatio ?? 0.9);
-  const long = new ExponentialAverage(longWindow, 10);
+  // The long-term latency (Netflix `ExpAvgMeasurement`): an exponential moving average over about
+  // `longWindow` samples, a plain average over the first 10, so the first are not drowned by a zero start.
+  const factor = 2 / (longWindow + 1);
+  let longLatency = 0;
+  let count = 0;
   let last = 0;
   return {
     name: "gradient",
     update(limit, { latency, inFlight, dropped }) {
       if (dropped) return limit * backoffRatio;
       last = latency;
-      let longLatency = long.add(latency);
+      longLatency =
+        count < 10 ? longLatency + (latency - longLatency) / ++count : longLatency * (1 - factor) + latency * factor;
       // After a long overload, latency falls back well below the long average: pull the average down
       // faster than its window would, so the limit recovers (Netflix: ×0.9 when long/short > 2).
-      if (longLatency / latency > 2) longLatency = long.scale(0.9);
+      if (longLatency / latency > 2) longLatency *= 0.9;
       // An app-limited client (using under half its limit) learns nothing about the service's room.
       if (inFlight < limit / 2) return limit;
       const gradient = Math.max(0.5, Math.min(1, longLatency / latency));
       const next = limit * gradient + queueSize;
       return limit * (1 - smoothing) + next * smoothing;
     },
-    estimates: () => ({ longLatency: long.value, lastLatency: last }),
+    estimates: () => ({ longLatency, lastLatency: last }),
   };
 }
 
@@ -154,8 +159,6 @@ const MIN_WINDOW = 8;
 
 /** Options of {@link vegas}. */
 export interface VegasOptions {
-  /** Weight of each new estimate, in (0, 1]. Default 1 (Netflix's). */
-  smoothing?: number;
   /**
    * Re-measure the unloaded latency every `probeMultiplier × limit` samples (about that many round
    * trips). Default 100 (Netflix's is 30, for a probe that costs nothing; this one drains the queue).
@@ -201,12 +204,11 @@ export interface VegasOptions {
  * - **A drop acts at once and multiplies the limit by 0.9** (then waits for what was in flight), where
  *   Netflix's subtracts `step`: a refusal means the service's queue overflowed, and each call sent
  *   before the limit moves would be refused too.
+ * - **No `smoothing`** (Netflix's default, 1, is none): a decision per round trip needs none.
  */
 export function vegas(options: VegasOptions = {}): LimitAlgorithm {
-  const smoothing = fraction(options.smoothing ?? 1, "smoothing");
   const probeMultiplier = positive(options.probeMultiplier ?? 100, "probeMultiplier");
   const tolerance = fraction(options.tolerance ?? 0.1, "tolerance");
-  const smooth = (limit: number, next: number) => (1 - smoothing) * limit + smoothing * next;
   let noLoad = 0;
   /** Samples still to skip: those of the calls in flight at the last change. */
   let skip = 0;
@@ -218,30 +220,25 @@ export function vegas(options: VegasOptions = {}): LimitAlgorithm {
   let sinceProbe = 0;
   /** While probing: the limit to restore once the drained window is measured; 0 otherwise. */
   let probing = 0;
-  let lastLatency = 0;
-  let queueEstimate = 0;
+  let queue = 0;
   /** The previous window's mean, and the variance of successive windows' means. */
   let previousMean = 0;
-  let drift = -1;
-
-  /** The calls in flight besides the one that gave the last sample (as many as were at its grant). */
+  let drift = 0;
+  /** The calls in flight besides the one that gave the last sample. */
   let others = 0;
-  /** Moves the limit to `next`; if its floor changes, the samples of what is in flight are skipped. */
+
+  /** Moves the limit to `next`, starting a new window; if its floor changes, what is in flight is skipped. */
   const change = (limit: number, next: number): number => {
     if (Math.floor(next) !== Math.floor(limit)) skip = Math.min(Math.floor(limit), others);
-    samples = 0;
-    sum = 0;
-    squares = 0;
+    samples = sum = squares = 0;
     saturated = false;
     return next;
   };
 
   return {
     name: "vegas",
-    update(limit, sample) {
-      const { latency, inFlight, dropped } = sample;
-      if (!dropped) lastLatency = latency;
-      others = sample.pending ?? Math.max(0, inFlight - 1);
+    update(limit, { latency, inFlight, dropped, pending }) {
+      others = pending ?? inFlight - 1;
       if (skip > 0) {
         skip--;
         return limit;
@@ -249,39 +246,33 @@ export function vegas(options: VegasOptions = {}): LimitAlgorithm {
       if (dropped) {
         // The service refused: its queue overflowed, far past where latency would hold the limit. Act
         // now, not at the window's end: each call sent meanwhile would be refused too.
-        if (probing > 0) {
-          const restore = probing;
-          probing = 0;
-          return change(limit, smooth(restore, restore * 0.9));
-        }
-        return change(limit, smooth(limit, limit * 0.9));
+        const from = probing || limit;
+        probing = 0;
+        return change(limit, from * 0.9);
       }
       sinceProbe++;
       samples++;
       sum += latency;
       squares += latency * latency;
-      if (inFlight * 2 >= limit) saturated = true;
+      saturated ||= inFlight * 2 >= limit;
       if (samples < Math.max(MIN_WINDOW, Math.floor(limit))) return limit;
 
       const mean = sum / samples;
       // The standard error of that mean: how much of a queue the latencies' own spread could fake.
       const error = Math.sqrt(Math.max(0, squares / samples - mean * mean) / (samples - 1));
-      const used = saturated;
-      if (probing > 0) {
+      if (probing) {
         // The drained window: its mean is the unloaded latency now. A rise is taken only if it is more
-        // than the noise (else the lower estimate stands), so that a probe does not trade a good estimate
-        // for a noisier one.
+        // than the noise (else the lower estimate stands): a probe must not trade a good estimate for a
+        // noisier one.
+        if (mean > noLoad + 2 * error || mean < noLoad) noLoad = mean;
         const restore = probing;
         probing = 0;
-        if (mean > noLoad + 2 * error || mean < noLoad) noLoad = mean;
         return change(limit, restore);
       }
-      if (previousMean > 0) {
-        const spread = (mean - previousMean) ** 2 / 2;
-        drift = drift < 0 ? spread : 0.9 * drift + 0.1 * spread;
-      }
+      const spread = (mean - previousMean) ** 2 / 2;
+      if (previousMean) drift = drift ? drift + 0.1 * (spread - drift) : spread;
       previousMean = mean;
-      if (noLoad === 0 || mean < noLoad) {
+      if (!noLoad || mean < noLoad) {
         noLoad = mean;
         return change(limit, limit);
       }
@@ -289,27 +280,26 @@ export function vegas(options: VegasOptions = {}): LimitAlgorithm {
         sinceProbe = 0;
         probing = limit;
         // 90% of what the service was serving (the limit less the queue this window showed).
-        return change(limit, Math.max(1, 0.9 * limit * (noLoad / mean)));
+        return change(limit, Math.max(1, (0.9 * limit * noLoad) / mean));
       }
       // An app-limited client (using under half its limit) learns nothing about the service's room.
-      if (!used) return change(limit, limit);
+      if (!saturated) return change(limit, limit);
       const step = log10Step(limit);
-      const queue = limit * (1 - noLoad / mean);
-      const noise = (limit * Math.max(error, Math.sqrt(Math.max(0, drift)))) / mean;
+      queue = limit * (1 - noLoad / mean);
+      const noise = (limit * Math.max(error, Math.sqrt(drift))) / mean;
       const most = Math.max(1, tolerance * limit);
-      queueEstimate = queue;
-      let next = limit;
-      if (queue <= 0) next = limit + 6 * step;
-      else if (queue < Math.max(noise, most / 2)) next = limit + step;
-      else if (queue > most + noise) next = limit - Math.max(step, (queue - most - noise) / 2);
-      return change(limit, smooth(limit, next));
+      return change(
+        limit,
+        queue <= 0
+          ? limit + 6 * step
+          : queue < Math.max(noise, most / 2)
+            ? limit + step
+            : queue > most + noise
+              ? limit - Math.max(step, (queue - most - noise) / 2)
+              : limit,
+      );
     },
-    estimates: () => ({
-      noLoadLatency: noLoad,
-      lastLatency,
-      queue: queueEstimate,
-      noise: Math.sqrt(Math.max(0, drift)),
-    }),
+    estimates: () => ({ noLoadLatency: noLoad, queue, noise: Math.sqrt(drift) }),
   };
 }
 
@@ -328,35 +318,6 @@ export function limitAlgorithm(name: LimitAlgorithmName): LimitAlgorithm {
       throw new RangeError(
         `algorithm must be "gradient", "aimd", "vegas", "backoff" or a LimitAlgorithm; got ${describe(name)}`,
       );
-  }
-}
-
-/**
- * An exponential moving average over about `window` samples, a plain average over the first `warmup`
- * (Netflix `ExpAvgMeasurement`): the first samples are not drowned by a zero start.
- */
-class ExponentialAverage {
-  value = 0;
-  private count = 0;
-  constructor(
-    private readonly window: number,
-    private readonly warmup: number,
-  ) {}
-
-  add(sample: number): number {
-    if (this.count < this.warmup) {
-      this.count++;
-      this.value += (sample - this.value) / this.count;
-    } else {
-      const factor = 2 / (this.window + 1);
-      this.value = this.value * (1 - factor) + sample * factor;
-    }
-    return this.value;
-  }
-
-  scale(factor: number): number {
-    this.value *= factor;
-    return this.value;
   }
 }
 

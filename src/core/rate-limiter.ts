@@ -19,7 +19,7 @@ import { identify, type LimiterIdentity, type RatePauseEvent, ratePauseChannel }
 import { defineDisposeSymbols } from "./dispose.js";
 import { type Duration, toMilliseconds } from "./duration.js";
 import { costAboveLimit, defaultAbortReason, weightAboveCapacity } from "./errors.js";
-import type { LimitSample } from "./limit-algorithms.js";
+import { type LimitSample, vegas } from "./limit-algorithms.js";
 import { type AdaptiveLimitStatistics, LimitEstimator } from "./limit-estimator.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
 import { type GiveBack, HeldPermit, runHolding } from "./permit.js";
@@ -416,7 +416,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     if (typeof options.concurrency === "string" && options.concurrency !== "auto") {
       throw new TypeError(`concurrency must be a number or "auto"; got ${describe(options.concurrency)}`);
     }
-    this.adaptive = options.concurrency === "auto" ? new LimitEstimator(1, 1000, 10, "vegas") : undefined;
+    this.adaptive = options.concurrency === "auto" ? new LimitEstimator(1, 1000, 10, vegas()) : undefined;
     this.concurrencyLimit = this.adaptive?.limit ?? checkConcurrency(options.concurrency ?? Number.POSITIVE_INFINITY);
     this.spacing = toMilliseconds(options.minInterval ?? 0, "minInterval");
     this.refund = checkRefund(options.refund ?? true);

@@ -8,7 +8,7 @@
  * the limit over time. Deterministic and fast (20 simulated seconds in a few ms), so the algorithms'
  * behaviour can be tested, and their causes seen, apart from a noisy machine's timing.
  */
-import type { LimitAlgorithm, LimitAlgorithmName } from "../../src/core/limit-algorithms.js";
+import { type LimitAlgorithm, type LimitAlgorithmName, limitAlgorithm } from "../../src/core/limit-algorithms.js";
 import { LimitEstimator } from "../../src/core/limit-estimator.js";
 import { seededRandom } from "../../src/testing/mock-server.js";
 
@@ -64,7 +64,7 @@ export function simulate(options: SimulationOptions): SimulationResult {
   const stallChance = options.stallChance ?? 0.002;
   const stallMs = options.stallMs ?? 15;
   const rand = seededRandom(options.seed ?? 1);
-  const algorithm = typeof options.algorithm === "function" ? options.algorithm() : options.algorithm;
+  const algorithm = typeof options.algorithm === "function" ? options.algorithm() : limitAlgorithm(options.algorithm);
   const estimator = new LimitEstimator(options.min ?? 1, options.max ?? 1000, options.initial ?? 10, algorithm);
   const binMs = 500;
   const bins = new Array<number>(Math.ceil(runMs / binMs)).fill(0);
