@@ -16,6 +16,9 @@
 //   node bench/adaptive.mjs            (after `npm run build`) 20 s per run, as the issue asks
 //   node bench/adaptive.mjs --quick    4 s per run
 //   node bench/adaptive.mjs --only steady,drop    some scenarios
+//   node bench/adaptive.mjs --clients vegas,best  some clients (rows whose name contains a word)
+//   ADAPTIVE_TRACE=/tmp/trace node bench/adaptive.mjs   also writes each adaptive run's changes of the
+//     limit (when, the sample that moved it, the algorithm's estimates) to /tmp/trace-ALGORITHM-SCENARIO.json
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -53,6 +56,8 @@ if (process.argv[2] === "--server") {
 const quick = process.argv.includes("--quick");
 const onlyIndex = process.argv.indexOf("--only");
 const only = onlyIndex === -1 ? undefined : process.argv[onlyIndex + 1].split(",");
+const clientsIndex = process.argv.indexOf("--clients");
+const clients = clientsIndex === -1 ? undefined : process.argv[clientsIndex + 1].split(",");
 const RUN_MS = quick ? 4_000 : 20_000;
 const BIN_MS = 500;
 
@@ -110,6 +115,18 @@ async function run(setup, scenario) {
     setup.algorithm === undefined
       ? setup.concurrency
       : new AdaptiveLimiter({ max: setup.ceiling, algorithm: setup.algorithm });
+  const trace = [];
+  const traceStart = performance.now();
+  if (process.env.ADAPTIVE_TRACE && window instanceof AdaptiveLimiter) {
+    window.on("limit", ({ limit, sample }) =>
+      trace.push({
+        at: Math.round(performance.now() - traceStart),
+        limit,
+        sample,
+        estimates: window.statistics().estimates,
+      }),
+    );
+  }
   for (let i = 0; i < UNLOADED; i++) await (await globalThis.fetch(`${service.url}/unloaded`)).arrayBuffer();
   const fetch = limitedFetch(new Semaphore(setup.ceiling), {
     concurrency: window,
@@ -145,6 +162,10 @@ async function run(setup, scenario) {
   const statistics = fetch.statistics();
   const { p99, unloaded } = await service.ask("stats");
   await service.close();
+  if (process.env.ADAPTIVE_TRACE && trace.length > 0) {
+    const { writeFileSync } = await import("node:fs");
+    writeFileSync(`${process.env.ADAPTIVE_TRACE}-${setup.algorithm}-${scenario}.json`, JSON.stringify(trace));
+  }
   return { served, bins, limits, statistics, p99, unloaded };
 }
 
@@ -197,6 +218,7 @@ for (const scenario of Object.keys(SCENARIOS)) {
   if (only !== undefined && !only.includes(scenario)) continue;
   const rows = [];
   for (const setup of SETUPS) {
+    if (clients !== undefined && !clients.some((word) => setup.name.includes(word))) continue;
     const result = await run(setup, scenario);
     const optimum = result.bins.reduce((sum, _, i) => sum + optimumAt(scenario, i * BIN_MS), 0);
     const { attempts, statuses } = result.statistics;

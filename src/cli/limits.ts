@@ -56,6 +56,10 @@ export async function buildLimits(options: LimitSettings): Promise<BuiltLimits> 
   return {
     ...built,
     window,
+    description: {
+      ...built.description,
+      adaptive: { min: adaptive.min, max: adaptive.max, current: () => window.capacity },
+    },
     admission: {
       acquire: async (request) => {
         const slot = await window.acquire({ signal: request.signal });

@@ -8,8 +8,10 @@ import type { RunStatistics } from "./statistics.js";
 
 /** The limits a run was configured with, as progress and report show them. */
 export interface LimitsDescription {
-  /** Attempts in flight at once; `Infinity` when unbounded. */
+  /** Attempts in flight at once; `Infinity` when unbounded. With `-c auto`, the most (its MAX). */
   readonly concurrency: number;
+  /** With `-c auto`: the bounds, and the adaptive limit now (what the live progress shows). */
+  readonly adaptive?: { readonly min: number; readonly max: number; readonly current: () => number };
   readonly rates: readonly RateSpec[];
   /** Spacing between starts, ms. */
   readonly minInterval: number | undefined;
@@ -94,6 +96,7 @@ export class Progress {
  * retries, ETA.
  *
  * @example `sluice run: 1234/5000 done (2 failed), ETA 6 min 17 s · 9.8/s · 10/s: 10 in window · in flight 8/8 · 429s 0 · retries 3`
+ * @example `sluice fetch: 800/3000 done, ETA 3 s · 760/s · in flight 17/18 (auto 1-64) · 429s 0 · retries 2` (`-c auto`)
  */
 export function statusLine(statistics: RunStatistics, limits: LimitsDescription, label: string): string {
   const total = statistics.total === undefined ? "" : `/${statistics.total}`;
@@ -113,7 +116,15 @@ export function statusLine(statistics: RunStatistics, limits: LimitsDescription,
       limits.algorithm === "token-bucket" ? `${rate.text}: bucket ${value}` : `${rate.text}: ${value} in window`,
     );
   });
-  parts.push(`in flight ${statistics.inFlight}${Number.isFinite(limits.concurrency) ? `/${limits.concurrency}` : ""}`);
+  if (limits.adaptive !== undefined) {
+    // The limit now, not the bound: under `-c auto` the bound is only how far it may go.
+    const { min, max, current } = limits.adaptive;
+    parts.push(`in flight ${statistics.inFlight}/${current()} (auto ${min}-${max})`);
+  } else {
+    parts.push(
+      `in flight ${statistics.inFlight}${Number.isFinite(limits.concurrency) ? `/${limits.concurrency}` : ""}`,
+    );
+  }
   parts.push(`429s ${statistics.rateLimited}`, `retries ${statistics.retries}`);
   if (statistics.waitingFor !== undefined) parts.push(`waiting: ${statistics.waitingFor}`);
   return parts.join(" · ");

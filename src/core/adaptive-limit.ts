@@ -10,7 +10,7 @@ import { describe } from "./describe.js";
 import { identify, type LimiterIdentity } from "./diagnostics.js";
 import { defineDisposeSymbols } from "./dispose.js";
 import { defaultAbortReason, weightAboveCapacity } from "./errors.js";
-import type { LimitAlgorithm, LimitAlgorithmName } from "./limit-algorithms.js";
+import { type LimitAlgorithm, type LimitAlgorithmName, limitAlgorithm } from "./limit-algorithms.js";
 import { type AdaptiveLimitStatistics, type LimitChange, LimitEstimator, rethrowLater } from "./limit-estimator.js";
 import type { AcquireOptions, Limiter } from "./limiter.js";
 import { HeldPermit, runHolding } from "./permit.js";
@@ -173,7 +173,9 @@ export class AdaptiveLimiter implements Limiter {
       options.min ?? 1,
       options.max ?? 1000,
       options.initial ?? 10,
-      options.algorithm ?? "vegas",
+      typeof (options.algorithm ?? "vegas") === "string"
+        ? limitAlgorithm((options.algorithm ?? "vegas") as LimitAlgorithmName)
+        : options.algorithm,
     );
     if (options.isDrop !== undefined) checkFunction(options.isDrop, "isDrop");
     this.isDrop = options.isDrop ?? isTimeoutError;
@@ -359,7 +361,12 @@ export class AdaptiveLimiter implements Limiter {
     this.held -= permit.weight;
     if (permit.outcome !== "ignore") {
       const latency = permit.reportedLatency >= 0 ? permit.reportedLatency : this.clock.now() - permit.grantedAt;
-      this.estimator.sample({ latency, inFlight: permit.inFlightAtGrant, dropped: permit.outcome === "drop" });
+      this.estimator.sample({
+        latency,
+        inFlight: permit.inFlightAtGrant,
+        dropped: permit.outcome === "drop",
+        pending: this.held,
+      });
     }
     if (this.admission.queue.size !== 0) this.admission.dispatch();
     if (this.held === 0) this.notifyIfIdle();

@@ -15,6 +15,11 @@ export interface LimitSample {
   readonly inFlight: number;
   /** Whether the call was an overload signal: a 429/503, a timeout, an error classified as a drop. */
   readonly dropped: boolean;
+  /**
+   * The weight still in flight as the sample is taken, this call's excluded, when the limiter knows it:
+   * the calls whose samples, still to come, were granted before whatever this sample changes.
+   */
+  readonly pending?: number;
 }
 
 /**
@@ -123,76 +128,178 @@ export function gradient2(options: Gradient2Options = {}): LimitAlgorithm {
   const smoothing = fraction(options.smoothing ?? 0.2, "smoothing");
   const longWindow = positive(options.longWindow ?? 600, "longWindow");
   const backoffRatio = checkBackoffRatio(options.backoffRatio ?? 0.9);
-  const long = new ExponentialAverage(longWindow, 10);
+  // The long-term latency (Netflix `ExpAvgMeasurement`): an exponential moving average over about
+  // `longWindow` samples, a plain average over the first 10, so the first are not drowned by a zero start.
+  const factor = 2 / (longWindow + 1);
+  let longLatency = 0;
+  let count = 0;
   let last = 0;
   return {
     name: "gradient",
     update(limit, { latency, inFlight, dropped }) {
       if (dropped) return limit * backoffRatio;
       last = latency;
-      let longLatency = long.add(latency);
+      longLatency =
+        count < 10 ? longLatency + (latency - longLatency) / ++count : longLatency * (1 - factor) + latency * factor;
       // After a long overload, latency falls back well below the long average: pull the average down
       // faster than its window would, so the limit recovers (Netflix: ×0.9 when long/short > 2).
-      if (longLatency / latency > 2) longLatency = long.scale(0.9);
+      if (longLatency / latency > 2) longLatency *= 0.9;
       // An app-limited client (using under half its limit) learns nothing about the service's room.
       if (inFlight < limit / 2) return limit;
       const gradient = Math.max(0.5, Math.min(1, longLatency / latency));
       const next = limit * gradient + queueSize;
       return limit * (1 - smoothing) + next * smoothing;
     },
-    estimates: () => ({ longLatency: long.value, lastLatency: last }),
+    estimates: () => ({ longLatency, lastLatency: last }),
   };
 }
 
+/** The fewest samples a Vegas window has: with fewer, one late answer would be the window's mean. */
+const MIN_WINDOW = 8;
+
 /** Options of {@link vegas}. */
 export interface VegasOptions {
-  /** Weight of each new estimate, in (0, 1]. Default 1 (Netflix's). */
-  smoothing?: number;
-  /** Re-measure the unloaded latency every `probeMultiplier × limit` samples. Default 30 (Netflix's). */
+  /**
+   * Re-measure the unloaded latency every `probeMultiplier × limit` samples (about that many round
+   * trips). Default 100 (Netflix's is 30, for a probe that costs nothing; this one drains the queue).
+   */
   probeMultiplier?: number;
+  /**
+   * The most standing queue at the service Vegas accepts, as a fraction of the limit (at least one call):
+   * above it the limit shrinks. Default 0.1, about 10% more latency than unloaded. Netflix's thresholds
+   * are 3 and 6 × `log10(limit)` calls whatever the limit: for a service of capacity 8, a queue of 40-75%
+   * of it.
+   */
+  tolerance?: number;
 }
 
 /**
- * TCP Vegas (Netflix `VegasLimit`): estimates the queue at the service from the lowest latency seen
- * (`noLoad`), `queue = ceil(limit × (1 − noLoad / latency))`, and with `step = max(1, log10(limit))`:
- * grows by `6 × step` when `queue <= step`, by `step` when `queue < 3 × step`, shrinks by `step` when
- * `queue > 6 × step` or on a drop, and otherwise holds. It probes for a new `noLoad` every
- * `probeMultiplier × limit` samples (Netflix jitters that by 0.5-1×; here the jitter is a fixed 0.75, so
- * that a run can be repeated exactly).
+ * TCP Vegas (Netflix `VegasLimit`, after Brakmo & Peterson's TCP Vegas): estimates the queue at the
+ * service from the unloaded latency (`noLoad`) and the current one, `queue = limit × (1 − noLoad /
+ * latency)`, and with `step = max(1, floor(log10(limit)))`: grows by `6 × step` while there is no queue,
+ * by `step` while the queue is within the noise, shrinks when it is over `tolerance × limit` (by `step`,
+ * or half the excess if that is more), multiplies by 0.9 on a drop, and otherwise holds.
+ *
+ * Where it departs from Netflix's (per-sample) version, each for a cause measured against an overloaded
+ * service (`test/core/adaptive-convergence.test.ts`, a simulation; `bench/adaptive.mjs`):
+ * - **Once per round trip, as TCP Vegas decides.** Netflix's moves the limit on every sample, so the
+ *   calls still in flight from before a change — granted under the old limit, and saying nothing about
+ *   the new one — each move it again: +6 per sample took the limit from 16 to 58 within one 20 ms round
+ *   trip, then as far below. Here, after a change, the samples of the calls that were in flight are
+ *   skipped, and the next decision is made on the next window of `limit` samples (at least 8).
+ * - **On the window's mean latency.** By Little's law the mean of a window is the limit over the
+ *   throughput, whatever the service's pattern; a single sample, or a window's lowest (a call that came
+ *   as a place freed), says little when the service serves in batches.
+ * - **Within the noise, no decision.** A client's own delays (its event loop, a busy machine) add to every
+ *   latency; a queue estimate within one standard error of the window's mean, or two standard deviations
+ *   of successive windows' means (a stall delays a whole window at once), is not taken for a queue. On a
+ *   machine too noisy to tell, it falls back on drops, as AIMD does.
+ * - **Thresholds relative to the limit** (`tolerance`), so the standing queue — the latency added and
+ *   the room over the service's capacity — is a fraction of the limit, not a fixed count.
+ * - **The unloaded latency is the lowest window mean**, re-measured by a probe that drains the queue:
+ *   Netflix re-measures `noLoad` by taking the next sample's latency, which under a standing queue is a
+ *   loaded one, so the queue looks empty and the limit climbs until the service refuses. Here the probe
+ *   lowers the limit for one window to 90% of what the service was serving, so its queue drains, and
+ *   takes that window's mean, then restores the limit.
+ * - **A drop acts at once and multiplies the limit by 0.9** (then waits for what was in flight), where
+ *   Netflix's subtracts `step`: a refusal means the service's queue overflowed, and each call sent
+ *   before the limit moves would be refused too.
+ * - **No `smoothing`** (Netflix's default, 1, is none): a decision per round trip needs none.
  */
 export function vegas(options: VegasOptions = {}): LimitAlgorithm {
-  const smoothing = fraction(options.smoothing ?? 1, "smoothing");
-  const probeMultiplier = positive(options.probeMultiplier ?? 30, "probeMultiplier");
+  const probeMultiplier = positive(options.probeMultiplier ?? 100, "probeMultiplier");
+  const tolerance = fraction(options.tolerance ?? 0.1, "tolerance");
   let noLoad = 0;
+  /** Samples still to skip: those of the calls in flight at the last change. */
+  let skip = 0;
+  /** The window being collected: its samples, the sum and squares of its latencies, whether it was used. */
   let samples = 0;
+  let sum = 0;
+  let squares = 0;
+  let saturated = false;
+  let sinceProbe = 0;
+  /** While probing: the limit to restore once the drained window is measured; 0 otherwise. */
+  let probing = 0;
+  let queue = 0;
+  /** The previous window's mean, and the variance of successive windows' means. */
+  let previousMean = 0;
+  let drift = 0;
+  /** The calls in flight besides the one that gave the last sample. */
+  let others = 0;
+
+  /** Moves the limit to `next`, starting a new window; if its floor changes, what is in flight is skipped. */
+  const change = (limit: number, next: number): number => {
+    if (Math.floor(next) !== Math.floor(limit)) skip = Math.min(Math.floor(limit), others);
+    samples = sum = squares = 0;
+    saturated = false;
+    return next;
+  };
+
   return {
     name: "vegas",
-    update(limit, { latency, inFlight, dropped }) {
+    update(limit, { latency, inFlight, dropped, pending }) {
+      others = pending ?? inFlight - 1;
+      if (skip > 0) {
+        skip--;
+        return limit;
+      }
+      if (dropped) {
+        // The service refused: its queue overflowed, far past where latency would hold the limit. Act
+        // now, not at the window's end: each call sent meanwhile would be refused too.
+        const from = probing || limit;
+        probing = 0;
+        return change(limit, from * 0.9);
+      }
+      sinceProbe++;
       samples++;
-      if (samples >= 0.75 * probeMultiplier * limit) {
-        samples = 0;
-        noLoad = latency;
-        return limit;
+      sum += latency;
+      squares += latency * latency;
+      saturated ||= inFlight * 2 >= limit;
+      if (samples < Math.max(MIN_WINDOW, Math.floor(limit))) return limit;
+
+      const mean = sum / samples;
+      // The standard error of that mean: how much of a queue the latencies' own spread could fake.
+      const error = Math.sqrt(Math.max(0, squares / samples - mean * mean) / (samples - 1));
+      if (probing) {
+        // The drained window: its mean is the unloaded latency now. A rise is taken only if it is more
+        // than the noise (else the lower estimate stands): a probe must not trade a good estimate for a
+        // noisier one.
+        if (mean > noLoad + 2 * error || mean < noLoad) noLoad = mean;
+        const restore = probing;
+        probing = 0;
+        return change(limit, restore);
       }
-      // A drop's latency says nothing about the unloaded one (a refusal answers fast; a pause has none).
-      if (!dropped && (noLoad === 0 || latency < noLoad)) {
-        noLoad = latency;
-        return limit;
+      const spread = (mean - previousMean) ** 2 / 2;
+      if (previousMean) drift = drift ? drift + 0.1 * (spread - drift) : spread;
+      previousMean = mean;
+      if (!noLoad || mean < noLoad) {
+        noLoad = mean;
+        return change(limit, limit);
       }
+      if (sinceProbe >= probeMultiplier * limit) {
+        sinceProbe = 0;
+        probing = limit;
+        // 90% of what the service was serving (the limit less the queue this window showed).
+        return change(limit, Math.max(1, (0.9 * limit * noLoad) / mean));
+      }
+      // An app-limited client (using under half its limit) learns nothing about the service's room.
+      if (!saturated) return change(limit, limit);
       const step = log10Step(limit);
-      let next: number;
-      if (dropped) next = limit - step;
-      else if (inFlight * 2 < limit) return limit;
-      else {
-        const queue = Math.ceil(limit * (1 - noLoad / latency));
-        if (queue <= step) next = limit + 6 * step;
-        else if (queue < 3 * step) next = limit + step;
-        else if (queue > 6 * step) next = limit - step;
-        else return limit;
-      }
-      return (1 - smoothing) * limit + smoothing * next;
+      queue = limit * (1 - noLoad / mean);
+      const noise = (limit * Math.max(error, Math.sqrt(drift))) / mean;
+      const most = Math.max(1, tolerance * limit);
+      return change(
+        limit,
+        queue <= 0
+          ? limit + 6 * step
+          : queue < Math.max(noise, most / 2)
+            ? limit + step
+            : queue > most + noise
+              ? limit - Math.max(step, (queue - most - noise) / 2)
+              : limit,
+      );
     },
-    estimates: () => ({ noLoadLatency: noLoad }),
+    estimates: () => ({ noLoadLatency: noLoad, queue, noise: Math.sqrt(drift) }),
   };
 }
 
@@ -211,35 +318,6 @@ export function limitAlgorithm(name: LimitAlgorithmName): LimitAlgorithm {
       throw new RangeError(
         `algorithm must be "gradient", "aimd", "vegas", "backoff" or a LimitAlgorithm; got ${describe(name)}`,
       );
-  }
-}
-
-/**
- * An exponential moving average over about `window` samples, a plain average over the first `warmup`
- * (Netflix `ExpAvgMeasurement`): the first samples are not drowned by a zero start.
- */
-class ExponentialAverage {
-  value = 0;
-  private count = 0;
-  constructor(
-    private readonly window: number,
-    private readonly warmup: number,
-  ) {}
-
-  add(sample: number): number {
-    if (this.count < this.warmup) {
-      this.count++;
-      this.value += (sample - this.value) / this.count;
-    } else {
-      const factor = 2 / (this.window + 1);
-      this.value = this.value * (1 - factor) + sample * factor;
-    }
-    return this.value;
-  }
-
-  scale(factor: number): number {
-    this.value *= factor;
-    return this.value;
   }
 }
 

@@ -4,7 +4,7 @@
  * and by a RateLimiter whose `concurrency` is `"auto"`.
  */
 import { describe } from "./describe.js";
-import { type LimitAlgorithm, type LimitAlgorithmName, type LimitSample, limitAlgorithm } from "./limit-algorithms.js";
+import type { LimitAlgorithm, LimitSample } from "./limit-algorithms.js";
 
 /** A change of the limit, as the `"limit"` event reports it. */
 export interface LimitChange {
@@ -139,8 +139,8 @@ function checkBound(value: unknown, argument: string): number {
   return value;
 }
 
+/** An algorithm object (names are resolved by the caller, so a limiter that needs one algorithm bundles one). */
 function checkAlgorithm(value: unknown): LimitAlgorithm {
-  if (typeof value === "string") return limitAlgorithm(value as LimitAlgorithmName);
   const algorithm = value as LimitAlgorithm;
   if (
     typeof value !== "object" ||

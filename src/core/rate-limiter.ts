@@ -19,7 +19,7 @@ import { identify, type LimiterIdentity, type RatePauseEvent, ratePauseChannel }
 import { defineDisposeSymbols } from "./dispose.js";
 import { type Duration, toMilliseconds } from "./duration.js";
 import { costAboveLimit, defaultAbortReason, weightAboveCapacity } from "./errors.js";
-import type { LimitSample } from "./limit-algorithms.js";
+import { type LimitSample, vegas } from "./limit-algorithms.js";
 import { type AdaptiveLimitStatistics, LimitEstimator } from "./limit-estimator.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
 import { type GiveBack, HeldPermit, runHolding } from "./permit.js";
@@ -370,7 +370,12 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     // The sample first, so the hand-off that follows sees the limit it moved.
     if (this.adaptive !== undefined) {
       const latency = this.clock.now() - permit.grantedAt;
-      this.moveConcurrency({ latency, inFlight: permit.inFlightAtGrant, dropped: false });
+      this.moveConcurrency({
+        latency,
+        inFlight: permit.inFlightAtGrant,
+        dropped: false,
+        pending: this.inFlight - permit.weight,
+      });
     }
     this.giveBack(permit.weight);
   };
@@ -412,7 +417,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     if (typeof options.concurrency === "string" && options.concurrency !== "auto") {
       throw new TypeError(`concurrency must be a number or "auto"; got ${describe(options.concurrency)}`);
     }
-    this.adaptive = options.concurrency === "auto" ? new LimitEstimator(1, 1000, 10, "vegas") : undefined;
+    this.adaptive = options.concurrency === "auto" ? new LimitEstimator(1, 1000, 10, vegas()) : undefined;
     this.concurrencyLimit = this.adaptive?.limit ?? checkConcurrency(options.concurrency ?? Number.POSITIVE_INFINITY);
     this.spacing = toMilliseconds(options.minInterval ?? 0, "minInterval");
     this.refund = checkRefund(options.refund ?? true);
@@ -628,7 +633,8 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     }
     if (until <= now) return;
     // The server said "too many": with `concurrency: "auto"`, a drop (each 429, even one a pause in force covers).
-    if (this.adaptive !== undefined) this.moveConcurrency({ latency: 0, inFlight: this.inFlight, dropped: true });
+    if (this.adaptive !== undefined)
+      this.moveConcurrency({ latency: 0, inFlight: this.inFlight, dropped: true, pending: this.inFlight });
     if (until <= this.pauseEnd) return;
     this.pauseEnd = until;
     this.pauseReason = reason;

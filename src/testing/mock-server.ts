@@ -423,8 +423,11 @@ function apiKeyOf(headers: Readonly<Record<string, string>>): string | undefined
   return bearer ?? headers["x-api-key"];
 }
 
-/** Mulberry32: a tiny seeded generator, good enough for jitter and reproducible enough for tests. */
-function seededRandom(seed: number): () => number {
+/**
+ * Mulberry32: a tiny seeded generator, good enough for jitter and reproducible enough for tests.
+ * @internal Also the adaptive-concurrency simulation's (test/support/overload-simulation.ts).
+ */
+export function seededRandom(seed: number): () => number {
   let state = seed >>> 0;
   return () => {
     state = (state + 0x6d2b79f5) >>> 0;

@@ -204,4 +204,25 @@ describe("sluice fetch against an overloaded service (503 without Retry-After be
     expect(attemptsOf(result.stdout).every((entry) => entry.status === 200)).toBe(true);
     expect(server.summary().outcomes.ok).toBe(400);
   });
+
+  it("-c auto: the live progress shows the adaptive limit now, not its MAX", async () => {
+    // Capacity 8 and 20 ms each: 1,000 requests take at least 2.5 s, so a line a second shows the limit
+    // while it moves; with 8 at once and 8 queued, a limit of MAX (64) would be refused most of the time.
+    server = await startMockServer({ latency: 20, overload: { capacity: 8, queue: 8 } });
+    const result = await runCli(["fetch", "-c", "auto:2-64", "--retries", "10", "--progress-interval", "1s"], {
+      input: urls(server.url, 1000),
+    });
+    expect(result.code).toBe(0);
+    const limits = result.stderr
+      .split("\n")
+      .map((line) => /^sluice fetch: .* · in flight \d+\/(\d+) \(auto 2-64\) · /.exec(line)?.[1])
+      .filter((limit) => limit !== undefined)
+      .map(Number);
+    expect(limits.length, result.stderr).toBeGreaterThan(0);
+    for (const limit of limits) expect(limit).toBeGreaterThanOrEqual(2);
+    for (const limit of limits) expect(limit).toBeLessThanOrEqual(64);
+    // It starts at 10 and stays near what the service takes: never the bound.
+    expect(limits.some((limit) => limit < 64)).toBe(true);
+    expect(result.stderr).not.toMatch(/in flight \d+\/64 \(auto/);
+  });
 });

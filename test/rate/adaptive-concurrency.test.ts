@@ -35,7 +35,7 @@ describe('RateLimiter concurrency: "auto"', () => {
   it("never admits more than the current limit, and a call heavier than it goes alone", async () => {
     const clock = new FakeClock();
     const limiter = new RateLimiter({ concurrency: "auto", clock });
-    for (let i = 0; i < 9; i++) limiter.pause(1, "429"); // 10 -> 1
+    for (let i = 0; i < 25; i++) limiter.pause(1, "429"); // each x 0.9: 10 -> 1
     expect(limiter.concurrency).toBe(1);
     await clock.advanceAsync(1);
     const first = await limiter.acquire();

@@ -1,0 +1,161 @@
+/**
+ * The default algorithm (Vegas, as sluice revises it) against issue 18's overloaded service, and the
+ * causes each revision fixes. Two kinds of test, neither on wall-clock time:
+ * - a discrete-event simulation (test/support/overload-simulation.ts) of bench/adaptive.mjs's setup — a
+ *   service of capacity C served in 20 ms, C more queued, 503 beyond; a client with unbounded demand, a
+ *   network delay and its own event-loop delay — driving the same estimator and algorithm code as an
+ *   AdaptiveLimiter, seeded, so each run repeats exactly;
+ * - AdaptiveLimiter itself on the fake clock, for each behaviour on its own.
+ */
+import { AdaptiveLimiter, type AdaptivePermit, vegas } from "sluice";
+import { FakeClock } from "sluice/testing";
+import { describe, expect, it } from "vitest";
+import { figures, type SimulationOptions, simulate } from "../support/overload-simulation.js";
+
+const SEEDS = [1, 2, 3];
+
+function run(options: Omit<SimulationOptions, "seed">) {
+  return SEEDS.map((seed) => {
+    const withSeed = { ...options, seed };
+    return figures(simulate(withSeed), withSeed);
+  });
+}
+
+describe("Vegas, the default, against the overloaded service (simulated, C = 16, 20 ms, 20 s)", () => {
+  it("steady: >= 95% of the optimum, no refusals, p99 <= 1.5x unloaded, the limit within ±20% of C", () => {
+    for (const result of run({ algorithm: "vegas" })) {
+      expect(result.throughput).toBeGreaterThanOrEqual(0.95);
+      expect(result.refused).toBeLessThanOrEqual(0.01);
+      expect(result.p99).toBeLessThanOrEqual(1.5);
+      expect(result.limitWithin).toBeGreaterThanOrEqual(0.9);
+      expect(result.limitMean).toBeGreaterThanOrEqual(16);
+      expect(result.limitMean).toBeLessThanOrEqual(19.2);
+    }
+  });
+
+  it("C drops to 8: throughput at once at 90% of the new optimum, no refusals, the limit down to 8-10", () => {
+    for (const result of run({
+      algorithm: "vegas",
+      capacities: [
+        [0, 16],
+        [6_667, 8],
+      ],
+    })) {
+      expect(result.recovery).toBeLessThanOrEqual(2);
+      expect(result.refused).toBeLessThanOrEqual(0.01);
+      // At 10 in flight (below), a call or two queue a whole service time now and then: 1.50-1.51x.
+      expect(result.p99).toBeLessThanOrEqual(1.6);
+      // One call is 12% of 8: the limit moves between 9 (within ±20%) and 10 (25% over), never below C.
+      expect(result.limitMean).toBeLessThanOrEqual(10);
+      expect(result.limitMin).toBeGreaterThanOrEqual(7);
+    }
+  });
+
+  it("C rises to 32: 90% of the new optimum within 2 s, the limit within ±20% of 32 within 2 s", () => {
+    for (const result of run({
+      algorithm: "vegas",
+      capacities: [
+        [0, 16],
+        [6_667, 32],
+      ],
+    })) {
+      expect(result.recovery).toBeLessThanOrEqual(2);
+      expect(result.convergence).toBeLessThanOrEqual(2);
+      expect(result.refused).toBeLessThanOrEqual(0.01);
+      expect(result.limitWithin).toBeGreaterThanOrEqual(0.9);
+    }
+  });
+
+  it("on a client whose event loop stalls (a busy machine), it neither collapses nor floods the service", () => {
+    const noisy = { clientDelayMs: 2, loopStalls: { every: 100, longest: 40 } };
+    const fixed = run({ ...noisy, algorithm: () => ({ name: "static", update: () => 16 }), initial: 16 });
+    for (const [index, result] of run({ ...noisy, algorithm: "vegas" }).entries()) {
+      // Netflix's per-sample Vegas fell to 35% of the optimum here, the right static limit reaches ~80%.
+      expect(result.throughput).toBeGreaterThanOrEqual((fixed[index]?.throughput ?? 1) * 1.05);
+      expect(result.refused).toBeLessThanOrEqual(0.01);
+    }
+  });
+});
+
+/** Runs rounds of as many calls as the limit, each round taking `latency(calls)` ms; the limit after each. */
+async function drive(limiter: AdaptiveLimiter, clock: FakeClock, latency: (calls: number) => number, rounds: number) {
+  const limits: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    const permits: AdaptivePermit[] = [];
+    for (let i = 0; i < limiter.capacity; i++) permits.push(await limiter.acquire());
+    await clock.advanceAsync(latency(permits.length));
+    for (const permit of permits) permit.release();
+    limits.push(limiter.capacity);
+  }
+  return limits;
+}
+
+describe("Vegas, each revision on its own (fake clock)", () => {
+  it("decides once per window: a round of calls moves the limit once, never once per call", async () => {
+    const clock = new FakeClock();
+    const limiter = new AdaptiveLimiter({ max: 1000, clock });
+    const limits = await drive(limiter, clock, () => 20, 12);
+    // Netflix's per-sample Vegas added 6 per call: 10 -> 70 in the second round.
+    let previous = 10;
+    for (const limit of limits) {
+      expect(limit - previous).toBeLessThanOrEqual(6);
+      previous = limit;
+    }
+    expect(limits.at(-1)).toBeGreaterThan(10);
+  });
+
+  it("skips the samples of calls in flight at a change: they say nothing about the new limit", async () => {
+    const clock = new FakeClock();
+    const limiter = new AdaptiveLimiter({ initial: 20, max: 1000, clock });
+    const first = await Promise.all(Array.from({ length: 20 }, () => limiter.acquire()));
+    const dropped = first[0] as AdaptivePermit;
+    dropped.dropped();
+    dropped.release();
+    expect(limiter.capacity).toBe(18); // a drop acts at once: x 0.9
+    // The 19 others were in flight under the old limit: more drops among them do not cut it again.
+    for (const permit of first.slice(1, 10)) {
+      permit.dropped();
+      permit.release();
+    }
+    expect(limiter.capacity).toBe(18);
+    for (const permit of first.slice(10)) permit.release();
+    expect(limiter.statistics()).toMatchObject({ drops: 10, capacity: 18 });
+  });
+
+  it("holds within the noise: latencies that jump regardless of the limit do not shrink it", async () => {
+    const clock = new FakeClock();
+    const limiter = new AdaptiveLimiter({ max: 1000, clock });
+    let round = 0;
+    // A busy machine: every third round is slow whatever is in flight; no queue at the service.
+    const limits = await drive(limiter, clock, () => (round++ % 3 === 2 ? 45 : 20), 60);
+    expect(Math.min(...limits)).toBeGreaterThanOrEqual(10);
+  });
+
+  it("grows to about what the service takes, and holds there as a queue would grow beyond it", async () => {
+    const clock = new FakeClock();
+    const limiter = new AdaptiveLimiter({ max: 1000, clock });
+    // A service of capacity 16, 20 ms each: beyond 16, the calls queue (latency grows with them).
+    const limits = await drive(limiter, clock, (calls) => 20 * Math.max(1, calls / 16), 80);
+    const last = limits.slice(-20);
+    expect(Math.max(...last)).toBeLessThanOrEqual(16 * 1.2);
+    expect(Math.min(...last)).toBeGreaterThanOrEqual(16 * 0.8);
+  });
+
+  it("re-measures the unloaded latency with a probe that drains the queue, so a slower service is learnt", async () => {
+    const clock = new FakeClock();
+    const limiter = new AdaptiveLimiter({ algorithm: vegas({ probeMultiplier: 5 }), max: 1000, clock });
+    await drive(limiter, clock, (calls) => 20 * Math.max(1, calls / 16), 30);
+    expect(limiter.statistics().estimates.noLoadLatency).toBeCloseTo(20, 5);
+    // The service now takes 40 ms a call, with the same capacity: not a queue of ours.
+    const limits = await drive(limiter, clock, (calls) => 40 * Math.max(1, calls / 16), 120);
+    expect(limiter.statistics().estimates.noLoadLatency).toBeCloseTo(40, 5);
+    const last = limits.slice(-20);
+    expect(Math.min(...last)).toBeGreaterThanOrEqual(16 * 0.8);
+    expect(Math.max(...last)).toBeLessThanOrEqual(16 * 1.2);
+  });
+
+  it("refuses a tolerance outside (0, 1]", () => {
+    expect(() => vegas({ tolerance: 0 })).toThrow(/tolerance must be a number in \(0, 1\]; got 0/);
+    expect(() => vegas({ tolerance: 2 })).toThrow(RangeError);
+  });
+});
