@@ -138,7 +138,7 @@ export class KeyTable<L extends PerKey> {
    * The counters of dropped keys that someone watches (a view of the key): held strongly by the watchers,
    * weakly here, so a key's counters survive its drops while a view of it exists, and no longer.
    */
-  private watched: Map<string, WeakRef<LimiterCounters>> | undefined = undefined;
+  private watched: Map<string, { deref(): LimiterCounters | undefined }> | undefined = undefined;
   private forgetWatched: FinalizationRegistry<string> | undefined = undefined;
 
   constructor(private readonly create: (key: string) => L) {}
@@ -176,7 +176,10 @@ export class KeyTable<L extends PerKey> {
     const known = this.watched.get(key)?.deref();
     if (known !== undefined) return known;
     const counters = newCounters();
-    this.watched.set(key, new WeakRef(counters));
+    // Where the runtime has no WeakRef or FinalizationRegistry (Cloudflare's workerd), a watched key's
+    // counters are kept for good: a few numbers per key ever watched, rather than a crash.
+    this.watched.set(key, typeof WeakRef === "function" ? new WeakRef(counters) : { deref: () => counters });
+    if (typeof FinalizationRegistry !== "function") return counters;
     this.forgetWatched ??= new FinalizationRegistry((gone) => {
       if (this.watched?.get(gone)?.deref() === undefined) this.watched?.delete(gone);
     });

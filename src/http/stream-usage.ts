@@ -15,7 +15,12 @@ const MESSAGE_START = /"type"\s*:\s*"message_start"/;
  * Releases the permit of a stream its caller dropped without reading it to the end or cancelling it:
  * once the body is garbage, nobody will ever read it.
  */
-const abandoned = /* @__PURE__ */ new FinalizationRegistry<() => void>((finish) => finish());
+// Cloudflare's workerd has no FinalizationRegistry: there a stream dropped unread keeps its permit (read
+// or cancel every stream, as the docs say); everywhere else it comes back once the stream is collected.
+const abandoned: FinalizationRegistry<() => void> | undefined =
+  typeof FinalizationRegistry === "function"
+    ? /* @__PURE__ */ new FinalizationRegistry<() => void>((finish) => finish())
+    : undefined;
 
 /**
  * Returns `response` with a body that passes the original's bytes through as the caller reads them,
@@ -49,7 +54,7 @@ export function observeEventStream(response: Response, onEnd: (actual: Cost | un
   const finish = (actual?: Cost): void => {
     if (ended) return;
     ended = true;
-    abandoned.unregister(dropped);
+    abandoned?.unregister(dropped);
     onEnd(actual);
   };
   const dropped = (): void => {
@@ -84,7 +89,7 @@ export function observeEventStream(response: Response, onEnd: (actual: Cost | un
     // Pulled only when the caller reads: the stream advances at the caller's pace, not ahead of it.
     { highWaterMark: 0 },
   );
-  abandoned.register(body, dropped, dropped);
+  abandoned?.register(body, dropped, dropped);
   const observed = new Response(body, {
     status: response.status,
     statusText: response.statusText,
