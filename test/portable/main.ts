@@ -10,7 +10,10 @@ const global = globalThis as { navigator?: { userAgent?: string }; process?: { v
 // Node 20 has no navigator.
 const runtime = global.navigator?.userAgent ?? `Node.js/${global.process?.version}`;
 const results = await runFiles(portableFiles, (result) => {
-  if (!result.passed) console.log(`FAIL ${result.name}\n     ${result.error}`);
+  // Every line of the error indented, so run.mjs keeps them all (a property's seed and counterexample
+  // are on the lines after the first), up to 30.
+  const error = String(result.error).split("\n").slice(0, 30).join("\n     ");
+  if (!result.passed) console.log(`FAIL ${result.name}\n     ${error}`);
 });
 const failed = results.filter((result) => !result.passed).length;
 console.log(`portable suite on ${runtime}: ${results.length - failed} passed, ${failed} failed`);

@@ -77,7 +77,7 @@ function failuresIn(result) {
   const lines = `${result.stdout}\n${result.stderr}`.split("\n").filter((line) => line.trim() !== "");
   const failing = lines.filter((line) => line.startsWith("FAIL") || line.startsWith("     "));
   if (result.killed) failing.push(`killed after ${DEADLINE_MS} ms`);
-  return failing.length > 0 ? failing.slice(0, 40) : lines.slice(-20);
+  return failing.length > 0 ? failing.slice(0, 60) : lines.slice(-20);
 }
 
 /** Serves `files` (path -> [type, body]) on a free 127.0.0.1 port until `close()`. */
