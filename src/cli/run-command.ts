@@ -8,7 +8,7 @@ import { buildLimits } from "./limits.js";
 import { checkProgram, type ProcessOutcome, runProcess } from "./process-job.js";
 import { checkFiles, runSession, type SessionContext } from "./session.js";
 import type { RunSettings } from "./settings.js";
-import { LIMIT_OPTIONS, SESSION_OPTIONS, withDefault } from "./shared-options.js";
+import { KEY_OPTIONS, LIMIT_OPTIONS, SESSION_OPTIONS, withDefault } from "./shared-options.js";
 import { CommandTemplate, fieldOf, InputError, type InputLine, whyNoRecord } from "./template.js";
 
 export const RUN_COMMAND: CommandSpec = {
@@ -31,6 +31,7 @@ export const RUN_COMMAND: CommandSpec = {
   ].join("\n"),
   options: [
     ...withDefault(LIMIT_OPTIONS, "concurrency", "the number of CPUs"),
+    ...KEY_OPTIONS,
     {
       name: "cost-field",
       type: "string",

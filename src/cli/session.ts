@@ -16,7 +16,7 @@ import { renderReport } from "./report.js";
 import { pendingLines, ResumeFile, WrongResumeFileError } from "./resume-file.js";
 import type { SessionSettings } from "./settings.js";
 import { RunStatistics } from "./statistics.js";
-import { type InputLine, readLine } from "./template.js";
+import { type InputLine, keyReader, readLine } from "./template.js";
 import { explainWaits } from "./wait-explainer.js";
 
 /** What a handler may use: where results and job output go, and the run's statistics. */
@@ -116,6 +116,7 @@ export async function runSession<Job, Outcome>(options: SessionOptions<Job, Outc
     retryDelay: settings.retryDelay,
     retryMaxDelay: settings.retryMaxDelay,
     ready: () => stdout.ready(),
+    ...(limits.keys === undefined ? {} : { keyOf: keyReader(limits.keys.field), readAhead: limits.keys.readAhead }),
     warn: (message, error) => {
       // A release that failed because Redis is gone is that failure, said once at the end.
       if (error instanceof RedisUnavailableError) stopping.fail("Redis unavailable", error);
