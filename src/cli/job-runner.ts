@@ -46,6 +46,8 @@ export interface AttemptContext {
   /** Fires when running jobs must end now (a second Ctrl-C, SIGTERM). */
   readonly signal: AbortSignal;
   readonly permit: Permit;
+  /** The line's key (`--key-field`), if jobs have keys: what the handler's own limiter is asked with. */
+  readonly key?: string;
 }
 
 /** A job that is over: the last attempt's outcome and how it went. */
@@ -293,7 +295,8 @@ export class JobRunner<Job, Outcome> {
       if (attempts === 1) firstStart = started;
       if (records) statistics.attemptStarted(cost, grantTimeOf(permit));
       try {
-        outcome = await handler.attempt(job, { attempt: attempts, signal: this.ending.signal, permit });
+        const context = { attempt: attempts, signal: this.ending.signal, permit };
+        outcome = await handler.attempt(job, key === undefined ? context : { ...context, key });
         verdict = handler.classify(outcome);
       } catch (error) {
         outcome = undefined;

@@ -8,7 +8,7 @@ import { FairLimiter } from "../core/fair-limiter.js";
 import { KeyedRateLimiter } from "../core/keyed-rate-limiter.js";
 import { KeyedSemaphore } from "../core/keyed-semaphore.js";
 import type { Limiter, Permit } from "../core/limiter.js";
-import { type RateAcquireOptions, RateLimiter } from "../core/rate-limiter.js";
+import { type RateAcquireOptions, type RateCost, RateLimiter, type RatePermit } from "../core/rate-limiter.js";
 import { Semaphore } from "../core/semaphore.js";
 import { inspectRedis } from "../redis/inspect.js";
 import { RedisRateLimiter } from "../redis/rate-limiter.js";
@@ -301,6 +301,10 @@ function allOf(permits: readonly Permit[]): Permit {
     [Symbol.dispose]: () => void release().catch(() => undefined),
     [Symbol.asyncDispose]: release,
     ...(grantTimeOf(last) === undefined ? {} : { grantedAt: grantTimeOf(last) }),
+    // The rates' permit settles an estimated cost (sluice fetch: tokens, from the response's usage).
+    ...(typeof (last as Partial<RatePermit>).settle === "function"
+      ? { settle: (actual: RateCost) => (last as RatePermit).settle(actual) }
+      : {}),
   } as Permit;
 }
 

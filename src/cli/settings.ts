@@ -190,8 +190,17 @@ export function readFetchSettings(parsed: ParsedCommandLine): FetchSettings {
     retryPost: values.flag("retry-post"),
     maxOutput: readMaxOutput(values),
     outputPath,
-    ...readApiKeys(values),
+    ...readKeyedApiKeys(values, limits),
   };
+}
+
+/** The API keys, which spread the requests over keys of their own: not with `--key-field` (yet). */
+function readKeyedApiKeys(values: OptionValues, limits: LimitSettings): ReturnType<typeof readApiKeys> {
+  const apiKeys = readApiKeys(values);
+  if (limits.keys !== undefined && apiKeys.apiKeys.length > 0) {
+    throw values.error("--key-field and --api-key (or --api-key-file) do not go together (yet): give one of the two");
+  }
+  return apiKeys;
 }
 
 /**
