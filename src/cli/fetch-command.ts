@@ -138,6 +138,11 @@ export const FETCH_COMMAND: CommandSpec = {
       explanation: "spread over several API keys, each with 600 requests per minute of its own",
     },
     {
+      command:
+        "sluice fetch -i prompts.jsonl -o results.jsonl --key-field customer --rate-per-key 60/min --rate 500/min --retry-post",
+      explanation: "60 per minute for each customer's lines, 500 in all, the customers in fair turns",
+    },
+    {
       command: "sluice fetch --rate 5/s --report fetch.html < urls.txt",
       explanation: "and a report showing the limits held",
     },

@@ -178,7 +178,7 @@ function buildKeyedLimits(options: LimitSettings, keys: KeySettings, description
     admission: { acquire },
     description: {
       ...description,
-      scope: `${description.scope}; per key of field ${JSON.stringify(keys.field)}${perKeyText.length === 0 ? "" : ` ${perKeyText.join(", ")}`}, fair turns between keys`,
+      scope: `${description.scope}; per key of field ${JSON.stringify(keys.field)}${perKeyText.length === 0 ? "" : `: ${perKeyText.join(", ")}`}; fair turns between keys`,
     },
     close: () => Promise.resolve(),
     whyWaiting: () => Promise.resolve(undefined),

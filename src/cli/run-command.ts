@@ -63,6 +63,10 @@ export const RUN_COMMAND: CommandSpec = {
       explanation: "two limits at once; each job costs its `tokens` field against the second",
     },
     {
+      command: "sluice run -i jobs.jsonl --key-field customer --rate-per-key 60/min -c 8 -- ./ask.sh {prompt}",
+      explanation: "60 a minute for each customer; the customers take fair turns at the 8 slots",
+    },
+    {
       command: "sluice run --retries 3 --timeout 30s --json -- ./convert {} < files.txt > results.jsonl",
       explanation: "retry failures, cut hung jobs, one JSON result per job",
     },

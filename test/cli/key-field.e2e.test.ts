@@ -73,7 +73,12 @@ describe("sluice fetch --key-field", () => {
       expect(busiestWindow(times, 1000 - JITTER), `key ${customer}`).toBeLessThanOrEqual(5);
     }
     // Per key, not shared: the three keys together started more than one key's 5 in some second.
-    expect(busiestWindow(served.map((record) => record.arrivedAt), 1000)).toBeGreaterThan(5);
+    expect(
+      busiestWindow(
+        served.map((record) => record.arrivedAt),
+        1000,
+      ),
+    ).toBeGreaterThan(5);
   });
 
   it("fair turns: key A's 500 lines, then key B's one: B is sent within a few of A's", async () => {
@@ -129,7 +134,20 @@ describe("sluice run --key-field", () => {
     const good = Array.from({ length: 12 }, (_, index) => JSON.stringify({ customer: ["A", "B", 7][index % 3] }));
     const bad = ['{"other": 1}', "not json", '{"customer": ""}', '{"customer": {"id": 1}}', '{"customer": null}'];
     const result = await runCli(
-      ["run", "--key-field", "customer", "--concurrency-per-key", "1", "-c", "3", "--", "sh", script, log, "{customer}"],
+      [
+        "run",
+        "--key-field",
+        "customer",
+        "--concurrency-per-key",
+        "1",
+        "-c",
+        "3",
+        "--",
+        "sh",
+        script,
+        log,
+        "{customer}",
+      ],
       { input: `${[...bad, ...good].join("\n")}\n`, timeout: 30_000 },
     );
     expect(result.code, result.stderr).toBe(1);
@@ -148,7 +166,10 @@ describe("sluice run --key-field", () => {
     for (const [kind, key] of events.sort((a, b) => Number(BigInt(a[2]) - BigInt(b[2])))) {
       open.set(key, (open.get(key) ?? 0) + (kind === "start" ? 1 : -1));
       most = Math.max(most, ...open.values());
-      together = Math.max(together, [...open.values()].reduce((sum, count) => sum + count, 0));
+      together = Math.max(
+        together,
+        [...open.values()].reduce((sum, count) => sum + count, 0),
+      );
     }
     expect(most).toBe(1);
     // The three keys ran side by side.
