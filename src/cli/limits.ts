@@ -71,7 +71,7 @@ export async function buildLimits(options: LimitSettings): Promise<BuiltLimits> 
       acquire: async (request) => {
         const slot = await window.acquire({ signal: request.signal });
         try {
-          return both(await built.admission.acquire(request), slot);
+          return allOf([slot, await built.admission.acquire(request)]);
         } catch (error) {
           slot.ignore();
           slot.release();
@@ -235,7 +235,7 @@ async function buildSharedLimits(
         const slot = await local.acquire({ signal });
         try {
           const permit = await shared.acquire({ cost, signal });
-          return both(permit, slot);
+          return allOf([slot, permit]);
         } catch (error) {
           slot.release();
           throw error;
@@ -286,39 +286,34 @@ async function restartGuardLeft(connection: RedisConnectionHandle, redis: RedisS
 }
 
 /**
- * A permit that holds every permit of `permits` and gives them all back, last taken first; it says
- * when the last one (the rates, which charge at the grant) was granted.
+ * A permit that holds every permit of `permits` (a local slot, then what was acquired holding it) and
+ * gives them all back in the order they were taken — each, even if one before it fails to — and says what
+ * the last one says: when it was granted (the rates, which charge at the grant) and how to settle a cost.
  */
 function allOf(permits: readonly Permit[]): Permit {
   const last = permits[permits.length - 1] as Permit;
   const release = async () => {
-    for (const permit of [...permits].reverse()) await permit.release();
+    let failure: { error: unknown } | undefined;
+    for (const permit of permits) {
+      try {
+        await permit.release();
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+    if (failure !== undefined) throw failure.error;
   };
+  const grantedAt = grantTimeOf(last);
   return {
     weight: last.weight,
     signal: last.signal,
     release,
     [Symbol.dispose]: () => void release().catch(() => undefined),
     [Symbol.asyncDispose]: release,
-    ...(grantTimeOf(last) === undefined ? {} : { grantedAt: grantTimeOf(last) }),
+    ...(grantedAt === undefined ? {} : { grantedAt }),
     // The rates' permit settles an estimated cost (sluice fetch: tokens, from the response's usage).
     ...(typeof (last as Partial<RatePermit>).settle === "function"
       ? { settle: (actual: RateCost) => (last as RatePermit).settle(actual) }
       : {}),
   } as Permit;
-}
-
-/** A permit that holds a shared permit and a local slot, and gives both back. */
-function both(shared: Permit, local: Permit): Permit {
-  const release = async () => {
-    local.release();
-    await shared.release();
-  };
-  return {
-    weight: shared.weight,
-    signal: shared.signal,
-    release,
-    [Symbol.dispose]: () => void release().catch(() => undefined),
-    [Symbol.asyncDispose]: release,
-  };
 }

@@ -33,6 +33,10 @@ afterAll(() => {
 const request = (base: string, customer: string, n: number) =>
   JSON.stringify({ url: `${base}/v1/models?n=${n}`, headers: { "x-customer": customer }, customer });
 
+/** `count` lines for key A, then one for key B. */
+const aThenB = (base: string, count: number) =>
+  `${[...Array.from({ length: count }, (_, index) => request(base, "A", index)), request(base, "B", 0)].join("\n")}\n`;
+
 const keyOf = (record: MockRequestRecord) => record.headers["x-customer"] as string;
 
 /** The most of `times` (ms) within any window of `width` ms. */
@@ -83,8 +87,7 @@ describe("sluice fetch --key-field", () => {
 
   it("fair turns: key A's 500 lines, then key B's one: B is sent within a few of A's", async () => {
     server = await startMockServer({ latency: { min: 1, max: 3 } });
-    const base = server.url;
-    const input = `${[...Array.from({ length: 500 }, (_, index) => request(base, "A", index)), request(base, "B", 0)].join("\n")}\n`;
+    const input = aThenB(server.url, 500);
     const result = await runCli(
       ["fetch", "--key-field", "customer", "-c", "4", "--rate", "200/s", "-o", join(directory, "fair.jsonl")],
       { input, timeout: 30_000 },
@@ -98,8 +101,7 @@ describe("sluice fetch --key-field", () => {
 
   it("reads only --read-ahead lines ahead: with 10, B's line is read, and sent, only among A's last", async () => {
     server = await startMockServer({ latency: { min: 1, max: 3 } });
-    const base = server.url;
-    const input = `${[...Array.from({ length: 100 }, (_, index) => request(base, "A", index)), request(base, "B", 0)].join("\n")}\n`;
+    const input = aThenB(server.url, 100);
     const result = await runCli(
       ["fetch", "--key-field", "customer", "-c", "2", "--read-ahead", "10", "-o", join(directory, "ahead.jsonl")],
       { input, timeout: 30_000 },
