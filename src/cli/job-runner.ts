@@ -293,7 +293,7 @@ export class JobRunner<Job, Outcome> {
       attempts++;
       const started = performance.now();
       if (attempts === 1) firstStart = started;
-      if (records) statistics.attemptStarted(cost, grantTimeOf(permit));
+      if (records) statistics.attemptStarted(cost, grantTimeOf(permit), key);
       try {
         const context = { attempt: attempts, signal: this.ending.signal, permit };
         outcome = await handler.attempt(job, key === undefined ? context : { ...context, key });

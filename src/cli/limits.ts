@@ -165,7 +165,8 @@ function buildKeyedLimits(options: LimitSettings, keys: KeySettings, description
       for (const permit of held.reverse()) permit.release();
       throw error;
     }
-    return allOf(held);
+    // The key goes with the permit, for the statistics' check of each key's rates.
+    return Object.assign(allOf(held), { key });
   };
   const perKeyText = [
     ...keys.rates.map((rate) => rate.text),
@@ -178,6 +179,7 @@ function buildKeyedLimits(options: LimitSettings, keys: KeySettings, description
     admission: { acquire },
     description: {
       ...description,
+      ratesPerKey: keys.rates,
       scope: `${description.scope}; per key of field ${JSON.stringify(keys.field)}${perKeyText.length === 0 ? "" : `: ${perKeyText.join(", ")}`}; fair turns between keys`,
     },
     close: () => Promise.resolve(),

@@ -69,6 +69,7 @@ describe("sluice fetch --key-field", () => {
       { input, timeout: 30_000 },
     );
     expect(result.code, result.stderr).toBe(0);
+    expect(result.stderr).toMatch(/5\/s per key held: at most 5 started by one key in any 1 s/);
     const served = server.requests.filter((record) => record.outcome === "ok");
     expect(served).toHaveLength(45);
     for (const customer of ["A", "B", "C"]) {
