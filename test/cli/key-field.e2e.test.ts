@@ -52,10 +52,13 @@ function busiestWindow(times: readonly number[], width: number): number {
 }
 
 /**
- * Server-side arrival times are up to a few ms closer together than the starts sluice admitted (the
- * network on a loaded machine); the window checked is that much shorter, which only weakens the check.
+ * Server-side arrival times can be closer together than the starts sluice admitted: the first requests
+ * of a run wait for new connections and for the HTTP client's first use (measured: the first window's
+ * arrivals up to 120 ms after their admission on a loaded machine, later ones within a few ms). The
+ * window checked is that much shorter, which only weakens the check: without the limit, a key's 15
+ * requests arrive within a few ms.
  */
-const JITTER = 60;
+const JITTER = 250;
 
 describe("sluice fetch --key-field", () => {
   it("holds --rate-per-key for each key, while the keys run side by side", async () => {
@@ -75,7 +78,10 @@ describe("sluice fetch --key-field", () => {
     for (const customer of ["A", "B", "C"]) {
       const times = served.filter((record) => keyOf(record) === customer).map((record) => record.arrivedAt);
       expect(times).toHaveLength(15);
-      expect(busiestWindow(times, 1000 - JITTER), `key ${customer}`).toBeLessThanOrEqual(5);
+      expect(
+        busiestWindow(times, 1000 - JITTER),
+        `key ${customer}: ${times.map(Math.round).join(" ")}`,
+      ).toBeLessThanOrEqual(5);
     }
     // Per key, not shared: the three keys together started more than one key's 5 in some second.
     expect(
