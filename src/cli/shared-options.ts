@@ -65,7 +65,7 @@ export const KEY_OPTIONS: readonly OptionSpec[] = [
     type: "string",
     value: "FIELD",
     description:
-      "each JSON input line's FIELD (a string or a number; a.b for a nested one) is its key: the --*-per-key limits hold per key, and the keys take fair turns at the shared limits (--concurrency, --rate), so one key's 10,000 lines do not hold back another's one. A line without it fails on its own (bad input). Not with --redis, -c auto or --min-interval",
+      "each JSON input line's FIELD (a string or a number; a.b for a nested one) is its key: the --*-per-key limits hold per key, and the keys take fair turns at the shared limits (--concurrency, --rate), so one key's 10,000 lines do not hold back another's one. A line without it fails on its own (bad input). Not (yet) with --redis, -c auto, --min-interval or --api-key",
   },
   {
     name: "rate-per-key",
@@ -78,7 +78,7 @@ export const KEY_OPTIONS: readonly OptionSpec[] = [
     name: "concurrency-per-key",
     type: "string",
     value: "N",
-    description: "with --key-field: at most N jobs of one key running at once",
+    description: "with --key-field: at most N jobs of one key running at once, up to 100000",
   },
   {
     name: "read-ahead",
