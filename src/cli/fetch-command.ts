@@ -5,6 +5,9 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { createHash } from "node:crypto";
 import { createWriteStream } from "node:fs";
+import { type Limiter, NEVER_ABORTED, type Permit } from "../core/limiter.js";
+import { runHolding } from "../core/permit.js";
+import type { RateAcquireOptions } from "../core/rate-limiter.js";
 import { Semaphore } from "../core/semaphore.js";
 import {
   estimateLlmCost,
@@ -19,11 +22,11 @@ import type { CommandSpec } from "./command-line.js";
 import { EXIT_CODE_HELP, type ExitCode, RESUMABLE_USAGE_HELP } from "./exit-codes.js";
 import type { JobHandler, JobResult } from "./job-runner.js";
 import { type BuiltLimits, buildLimits } from "./limits.js";
-import { observedLimiter } from "./observed-limiter.js";
+import { normalizeCost, observedLimiter } from "./observed-limiter.js";
 import { Output } from "./output.js";
 import { checkFiles, runSession, type SessionContext, type SessionResult } from "./session.js";
 import type { FetchSettings, LimitSettings, SessionSettings } from "./settings.js";
-import { LIMIT_OPTIONS, SESSION_OPTIONS, withDefault } from "./shared-options.js";
+import { KEY_OPTIONS, LIMIT_OPTIONS, SESSION_OPTIONS, withDefault } from "./shared-options.js";
 import { fieldOf, InputError, type InputLine } from "./template.js";
 
 export const FETCH_COMMAND: CommandSpec = {
@@ -46,6 +49,7 @@ export const FETCH_COMMAND: CommandSpec = {
   ].join("\n"),
   options: [
     ...withDefault(LIMIT_OPTIONS, "concurrency", "16"),
+    ...KEY_OPTIONS,
     {
       name: "cost-field",
       type: "string",
@@ -134,6 +138,11 @@ export const FETCH_COMMAND: CommandSpec = {
       explanation: "spread over several API keys, each with 600 requests per minute of its own",
     },
     {
+      command:
+        "sluice fetch -i prompts.jsonl -o results.jsonl --key-field customer --rate-per-key 60/min --rate 500/min --retry-post",
+      explanation: "60 per minute for each customer's lines, 500 in all, the customers in fair turns",
+    },
+    {
       command: "sluice fetch --rate 5/s --report fetch.html < urls.txt",
       explanation: "and a report showing the limits held",
     },
@@ -179,6 +188,8 @@ interface JobState {
   attempts: number;
   rateLimited: number;
   cost: Record<string, number> | undefined;
+  /** The line's key (`--key-field`), for the limits limitedFetch acquires. */
+  key: string | undefined;
 }
 
 export interface FetchSetup {
@@ -268,10 +279,13 @@ export async function runFetchSession(setup: FetchSetup): Promise<SessionResult 
   const results = file === undefined ? undefined : new Output(file);
   // The job loop only bounds how many requests are outstanding (waiting in the limiter or in flight);
   // the limiter itself is acquired by limitedFetch, once per attempt, and records the attempts.
+  // With --key-field, as many as are read ahead: the keys take turns in the limits, not here.
   const outstanding = new Semaphore(
-    Number.isFinite(limits.description.concurrency)
-      ? limits.description.concurrency * 2 * Math.max(1, setup.keys?.length ?? 1)
-      : 1024,
+    limits.keys !== undefined
+      ? limits.keys.readAhead
+      : Number.isFinite(limits.description.concurrency)
+        ? limits.description.concurrency * 2 * Math.max(1, setup.keys?.length ?? 1)
+        : 1024,
   );
   let fetcher: LimitedFetch | undefined;
   const result = await runSession<FetchJob, FetchOutcome>({
@@ -302,6 +316,23 @@ export async function runFetchSession(setup: FetchSetup): Promise<SessionResult 
     }
   }
   return { ...result, exitCode, fetch: fetcher };
+}
+
+/**
+ * The limiter limitedFetch acquires once per attempt: the limits themselves, or, with `--key-field`,
+ * their admission asked with the key of the line whose request it is (`keyOf`, from the job's context).
+ */
+function limiterOf(limits: BuiltLimits, keyOf: () => string | undefined): Limiter<RateAcquireOptions> {
+  if (limits.keys === undefined) return limits.limiter;
+  const acquire = (options?: RateAcquireOptions): Promise<Permit> => {
+    const key = keyOf();
+    const request = { cost: normalizeCost(options?.cost), signal: options?.signal ?? NEVER_ABORTED };
+    return limits.admission.acquire(key === undefined ? request : { ...request, key });
+  };
+  return {
+    acquire,
+    run: async (fn, options) => runHolding(fn, await acquire(options)),
+  };
 }
 
 function fetchHandler(
@@ -345,7 +376,14 @@ function fetchHandler(
   const keys = setup.keys;
   const fetcher =
     keys === undefined
-      ? limitedFetch(observedLimiter(setup.limits.limiter, statistics, onLimiterError), options)
+      ? limitedFetch(
+          observedLimiter(
+            limiterOf(setup.limits, () => jobs.getStore()?.key),
+            statistics,
+            onLimiterError,
+          ),
+          options,
+        )
       : keyPoolFetch(
           keys.map((key) => ({
             apiKey: key.apiKey,
@@ -365,8 +403,8 @@ function fetchHandler(
     fetcher,
     prepare: (input) => prepareRequest(input, setup),
     cost: () => ({}),
-    async attempt(job, { signal }) {
-      const state: JobState = { attempts: 0, rateLimited: 0, cost: job.cost };
+    async attempt(job, { signal, key }) {
+      const state: JobState = { attempts: 0, rateLimited: 0, cost: job.cost, key };
       try {
         const response = await jobs.run(state, () => fetcher(job.url, { ...job.init, signal }));
         const { body, truncated } = await readBody(response, setup.maxOutput);

@@ -5,6 +5,7 @@
  */
 import { setMaxListeners } from "node:events";
 import type { Permit } from "../core/limiter.js";
+import { Semaphore } from "../core/semaphore.js";
 import { backoffDelay, sleep } from "../core/sleep.js";
 import { grantTimeOf } from "./observed-limiter.js";
 import type { RunStatistics } from "./statistics.js";
@@ -13,7 +14,7 @@ import { InputError, type InputLine } from "./template.js";
 /** What the runner waits on before each attempt: a limiter seen through the one call the runner needs. */
 export interface Admission {
   /** Resolves with a permit when the attempt may start; rejects with `signal.reason` on abort. */
-  acquire(options: { cost: Readonly<Record<string, number>>; signal: AbortSignal }): Promise<Permit>;
+  acquire(options: { cost: Readonly<Record<string, number>>; signal: AbortSignal; key?: string }): Promise<Permit>;
 }
 
 /** How an attempt ended, in the runner's terms. */
@@ -45,6 +46,8 @@ export interface AttemptContext {
   /** Fires when running jobs must end now (a second Ctrl-C, SIGTERM). */
   readonly signal: AbortSignal;
   readonly permit: Permit;
+  /** The line's key (`--key-field`), if jobs have keys: what the handler's own limiter is asked with. */
+  readonly key?: string;
 }
 
 /** A job that is over: the last attempt's outcome and how it went. */
@@ -98,13 +101,25 @@ export interface JobRunnerOptions<Job, Outcome> {
    * them itself (see `observedLimiter`).
    */
   readonly recordsAttempts?: boolean;
+  /**
+   * The key of a line (`--key-field`), given to the admission with each attempt; throws `InputError`
+   * for a line that has none (the line fails as bad input). Absent: jobs have no key.
+   */
+  readonly keyOf?: (input: InputLine) => string;
+  /**
+   * How many lines may be read and not yet over (waiting for admission or running). Absent: the next
+   * line is read once the previous job was admitted, so one line at most waits. With keys, lines are
+   * read ahead so that several keys can wait at once and take turns.
+   */
+  readonly readAhead?: number;
 }
 
 /**
  * Runs one job per input line under an {@link Admission}, with retries and a two-step interrupt.
  *
  * Memory stays flat for any input: the next line is read only after the previous job was admitted, so
- * at most one job waits for admission, and the jobs in memory are those the limits let run.
+ * at most one job waits for admission, and the jobs in memory are those the limits let run. With
+ * `readAhead`, up to that many lines are read and not yet over, whatever the limits admit.
  */
 export class JobRunner<Job, Outcome> {
   /**
@@ -115,8 +130,11 @@ export class JobRunner<Job, Outcome> {
   /** Aborted by the second Ctrl-C or SIGTERM: running attempts are ended. */
   private readonly ending = new AbortController();
   private readonly running = new Set<Promise<void>>();
+  /** With `readAhead`: a slot per line read and not yet over. */
+  private readonly readAhead: Semaphore | undefined;
 
   constructor(private readonly options: JobRunnerOptions<Job, Outcome>) {
+    this.readAhead = options.readAhead === undefined ? undefined : new Semaphore(options.readAhead);
     // Every running attempt listens to `ending` (a child process, a fetch), as many as the concurrency.
     setMaxListeners(0, this.admitting.signal, this.ending.signal);
   }
@@ -156,17 +174,28 @@ export class JobRunner<Job, Outcome> {
     try {
       // Checked before asking for the next line, so a stop reads nothing more.
       while (!this.stopped) {
+        // Read ahead: a slot before the line, given back when its job is over, so memory stays bounded.
+        const slot =
+          this.readAhead === undefined
+            ? undefined
+            : await this.readAhead.acquire({ signal: this.admitting.signal }).catch((): typeof STOPPED => STOPPED);
+        if (slot === STOPPED) break;
         // Waiting for input (an idle pipe, a terminal) must not delay an interrupt.
         const next = await this.unlessStopped(iterator.next());
-        if (next === STOPPED || next.done) break;
+        if (next === STOPPED || next.done) {
+          slot?.release();
+          break;
+        }
         statistics.read++;
         const ready = this.options.ready?.();
         if (ready !== undefined) await this.unlessStopped(ready);
         if (this.stopped) {
+          slot?.release();
           statistics.notStarted++;
           break;
         }
-        await this.start(next.value);
+        const admitted = this.start(next.value, slot);
+        if (slot === undefined) await admitted;
       }
     } catch (error) {
       readError = error;
@@ -202,10 +231,15 @@ export class JobRunner<Job, Outcome> {
     });
   }
 
-  /** Starts the job for `input` and resolves once its first attempt was admitted (or never will be). */
-  private start(input: InputLine): Promise<void> {
+  /**
+   * Starts the job for `input` and resolves once its first attempt was admitted (or never will be);
+   * `slot` (of the read-ahead) is released once the job is over.
+   */
+  private start(input: InputLine, slot?: Permit): Promise<void> {
     let job: Job;
+    let key: string | undefined;
     try {
+      key = this.options.keyOf?.(input);
       job = this.options.handler.prepare(input);
     } catch (error) {
       if (!(error instanceof InputError)) throw error;
@@ -213,20 +247,23 @@ export class JobRunner<Job, Outcome> {
         { input, job: undefined, attempts: 0, durationMs: 0, outcome: undefined },
         { failure: "bad input", detail: error.message, retryable: false },
       );
-      this.track(finished);
+      this.track(finished, slot);
       return Promise.resolve();
     }
     return new Promise<void>((admitted) => {
-      this.track(this.runJob(input, job, admitted));
+      this.track(this.runJob(input, job, key, admitted), slot);
     });
   }
 
-  private track(promise: Promise<void>): void {
+  private track(promise: Promise<void>, slot: Permit | undefined): void {
     this.running.add(promise);
-    void promise.finally(() => this.running.delete(promise));
+    void promise.finally(() => {
+      this.running.delete(promise);
+      slot?.release();
+    });
   }
 
-  private async runJob(input: InputLine, job: Job, admitted: () => void): Promise<void> {
+  private async runJob(input: InputLine, job: Job, key: string | undefined, admitted: () => void): Promise<void> {
     const { handler, admission, statistics } = this.options;
     const cost = { requests: 1, ...handler.cost(job) };
     const records = this.options.recordsAttempts !== false;
@@ -237,7 +274,9 @@ export class JobRunner<Job, Outcome> {
     for (;;) {
       let permit: Permit;
       try {
-        permit = await admission.acquire({ cost, signal: this.admitting.signal });
+        permit = await admission.acquire(
+          key === undefined ? { cost, signal: this.admitting.signal } : { cost, signal: this.admitting.signal, key },
+        );
       } catch (error) {
         admitted();
         if (this.stopped && attempts === 0) {
@@ -254,9 +293,10 @@ export class JobRunner<Job, Outcome> {
       attempts++;
       const started = performance.now();
       if (attempts === 1) firstStart = started;
-      if (records) statistics.attemptStarted(cost, grantTimeOf(permit));
+      if (records) statistics.attemptStarted(cost, grantTimeOf(permit), key);
       try {
-        outcome = await handler.attempt(job, { attempt: attempts, signal: this.ending.signal, permit });
+        const context = { attempt: attempts, signal: this.ending.signal, permit };
+        outcome = await handler.attempt(job, key === undefined ? context : { ...context, key });
         verdict = handler.classify(outcome);
       } catch (error) {
         outcome = undefined;

@@ -4,17 +4,22 @@
  * job loop does not know whether the limits live in this process or in Redis.
  */
 import { AdaptiveLimiter } from "../core/adaptive-limit.js";
+import { FairLimiter } from "../core/fair-limiter.js";
+import { KeyedRateLimiter } from "../core/keyed-rate-limiter.js";
+import { KeyedSemaphore } from "../core/keyed-semaphore.js";
 import type { Limiter, Permit } from "../core/limiter.js";
-import { type RateAcquireOptions, RateLimiter } from "../core/rate-limiter.js";
+import { type RateAcquireOptions, type RateCost, RateLimiter, type RatePermit } from "../core/rate-limiter.js";
 import { Semaphore } from "../core/semaphore.js";
 import { inspectRedis } from "../redis/inspect.js";
 import { RedisRateLimiter } from "../redis/rate-limiter.js";
 import { RedisSemaphore } from "../redis/semaphore.js";
 import type { Admission } from "./job-runner.js";
+import { grantTimeOf } from "./observed-limiter.js";
 import type { LimitsDescription } from "./progress.js";
+import type { RateSpec } from "./rates.js";
 import { formatDuration } from "./rates.js";
 import { connectRedis, type RedisConnectionHandle } from "./redis-connection.js";
-import type { LimitSettings, RedisSettings } from "./settings.js";
+import type { KeySettings, LimitSettings, RedisSettings } from "./settings.js";
 
 /** A limiter ready for the job loop. */
 export interface BuiltLimits {
@@ -26,6 +31,8 @@ export interface BuiltLimits {
   readonly description: LimitsDescription;
   /** The Redis the limits live in, if they are shared. */
   readonly redisUrl?: string;
+  /** With `--key-field`: the field that keys each line, and how far ahead lines are read for turns. */
+  readonly keys?: KeySettings;
   /** Releases connections (Redis). */
   close(): Promise<void>;
   /**
@@ -64,7 +71,7 @@ export async function buildLimits(options: LimitSettings): Promise<BuiltLimits> 
       acquire: async (request) => {
         const slot = await window.acquire({ signal: request.signal });
         try {
-          return both(await built.admission.acquire(request), slot);
+          return allOf([slot, await built.admission.acquire(request)]);
         } catch (error) {
           slot.ignore();
           slot.release();
@@ -88,6 +95,7 @@ async function buildFixedLimits(options: LimitSettings): Promise<BuiltLimits> {
     algorithm: options.algorithm,
   };
   if (options.redis !== undefined) return buildSharedLimits(options, options.redis, description);
+  if (options.keys !== undefined) return buildKeyedLimits(options, options.keys, description);
   let limiter: Limiter<RateAcquireOptions>;
   if (options.rates.length === 0 && options.minInterval === undefined) {
     limiter = new Semaphore(options.concurrency, { name: "sluice" });
@@ -113,6 +121,77 @@ async function buildFixedLimits(options: LimitSettings): Promise<BuiltLimits> {
     whyWaiting: () => Promise.resolve(pauseLeft(limiter)),
     abandon: () => {},
   };
+}
+
+/**
+ * `--key-field`: each job waits, in this order, for
+ * 1. its key's own concurrency (`--concurrency-per-key`, a `KeyedSemaphore`): waiting there holds
+ *    nothing another key needs, so a busy key queues behind itself only;
+ * 2. its key's turn at the shared concurrency (`--concurrency`, a `FairLimiter`): the keys that wait
+ *    take turns (deficit round robin), so one key's 10,000 lines do not starve another's one;
+ * 3. the rates, its key's own (`--rate-per-key`) and the shared ones (`--rate`, a level of the
+ *    `KeyedRateLimiter` above every key), charged together in one step at the start: a rate is charged
+ *    when the job starts, never earlier, so each holds at the start times as it does without keys.
+ * A job holds every permit until it ends, and gives back what it took if a later step refuses it.
+ * Waiting in step 3 holds a shared slot (a key that exhausted its own rate keeps the slots its jobs took
+ * meanwhile), but the next slot freed goes to the next key in turn.
+ */
+function buildKeyedLimits(options: LimitSettings, keys: KeySettings, description: LimitsDescription): BuiltLimits {
+  const perKey = keys.concurrency === undefined ? undefined : new KeyedSemaphore(keys.concurrency, { name: "sluice" });
+  const turns = new FairLimiter(options.concurrency, { name: "sluice" });
+  const asLimits = (rates: readonly RateSpec[]) =>
+    rates.map((rate) => ({
+      limit: rate.limit,
+      interval: rate.interval,
+      unit: rate.unit,
+      algorithm: options.algorithm,
+    }));
+  const rates =
+    keys.rates.length === 0 && options.rates.length === 0
+      ? undefined
+      : new KeyedRateLimiter({
+          name: "sluice",
+          limits: asLimits(keys.rates),
+          levels: options.rates.length === 0 ? [] : [{ name: "all keys", limits: asLimits(options.rates) }],
+        });
+  const acquire: BuiltLimits["admission"]["acquire"] = async ({ cost, signal, key }) => {
+    if (key === undefined) throw new TypeError("with --key-field, every job has a key");
+    const held: Permit[] = [];
+    try {
+      if (perKey !== undefined) held.push(await perKey.acquire(key, { signal }));
+      held.push(await turns.acquire(key, { signal }));
+      if (rates !== undefined) held.push(await rates.acquire(key, { cost, signal }));
+    } catch (error) {
+      for (const permit of held.reverse()) permit.release();
+      throw error;
+    }
+    // The key goes with the permit, for the statistics' check of each key's rates.
+    return Object.assign(allOf(held), { key });
+  };
+  const perKeyText = [
+    ...keys.rates.map((rate) => rate.text),
+    ...(keys.concurrency === undefined ? [] : [`${keys.concurrency} at once`]),
+  ];
+  return {
+    keys,
+    limiter: keyedOnly(),
+    window: undefined,
+    admission: { acquire },
+    description: {
+      ...description,
+      ratesPerKey: keys.rates,
+      scope: `${description.scope}; per key of field ${JSON.stringify(keys.field)}${perKeyText.length === 0 ? "" : `: ${perKeyText.join(", ")}`}; fair turns between keys`,
+    },
+    close: () => Promise.resolve(),
+    whyWaiting: () => Promise.resolve(undefined),
+    abandon: () => {},
+  };
+}
+
+/** The `limiter` of keyed limits, which admit a job only with its key: through `admission` alone. */
+function keyedOnly(): Limiter<RateAcquireOptions> {
+  const refuse = () => Promise.reject(new TypeError("limits per key (--key-field) are acquired with a key"));
+  return { acquire: refuse, run: refuse };
 }
 
 /**
@@ -158,7 +237,7 @@ async function buildSharedLimits(
         const slot = await local.acquire({ signal });
         try {
           const permit = await shared.acquire({ cost, signal });
-          return both(permit, slot);
+          return allOf([slot, permit]);
         } catch (error) {
           slot.release();
           throw error;
@@ -208,17 +287,35 @@ async function restartGuardLeft(connection: RedisConnectionHandle, redis: RedisS
   return `Redis started less than a --lease (${formatDuration(redis.lease)}) ago; its restart guard grants nothing for ${formatDuration(guard)} more`;
 }
 
-/** A permit that holds a shared permit and a local slot, and gives both back. */
-function both(shared: Permit, local: Permit): Permit {
+/**
+ * A permit that holds every permit of `permits` (a local slot, then what was acquired holding it) and
+ * gives them all back in the order they were taken — each, even if one before it fails to — and says what
+ * the last one says: when it was granted (the rates, which charge at the grant) and how to settle a cost.
+ */
+function allOf(permits: readonly Permit[]): Permit {
+  const last = permits[permits.length - 1] as Permit;
   const release = async () => {
-    local.release();
-    await shared.release();
+    let failure: { error: unknown } | undefined;
+    for (const permit of permits) {
+      try {
+        await permit.release();
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+    if (failure !== undefined) throw failure.error;
   };
+  const grantedAt = grantTimeOf(last);
   return {
-    weight: shared.weight,
-    signal: shared.signal,
+    weight: last.weight,
+    signal: last.signal,
     release,
     [Symbol.dispose]: () => void release().catch(() => undefined),
     [Symbol.asyncDispose]: release,
-  };
+    ...(grantedAt === undefined ? {} : { grantedAt }),
+    // The rates' permit settles an estimated cost (sluice fetch: tokens, from the response's usage).
+    ...(typeof (last as Partial<RatePermit>).settle === "function"
+      ? { settle: (actual: RateCost) => (last as RatePermit).settle(actual) }
+      : {}),
+  } as Permit;
 }

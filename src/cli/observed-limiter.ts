@@ -35,7 +35,7 @@ export function observedLimiter<L extends Acquirer>(
       throw error;
     }
     const started = performance.now();
-    statistics.attemptStarted(normalizeCost(options?.cost), grantTimeOf(permit));
+    statistics.attemptStarted(normalizeCost(options?.cost), grantTimeOf(permit), keyOf(permit));
     let ended = false;
     const end = () => {
       if (ended) return;
@@ -91,4 +91,10 @@ export function normalizeCost(cost: RateAcquireOptions["cost"]): Record<string, 
 export function grantTimeOf(permit: Permit): number | undefined {
   const grantedAt = (permit as { grantedAt?: unknown }).grantedAt;
   return typeof grantedAt === "number" ? grantedAt : undefined;
+}
+
+/** The key a permit was granted for (`--key-field`: the keyed limits' permits say), if it says. */
+export function keyOf(permit: Permit): string | undefined {
+  const key = (permit as { key?: unknown }).key;
+  return typeof key === "string" ? key : undefined;
 }

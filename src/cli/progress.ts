@@ -13,6 +13,8 @@ export interface LimitsDescription {
   /** With `-c auto`: the bounds, and the adaptive limit now (what the live progress shows). */
   readonly adaptive?: { readonly min: number; readonly max: number; readonly current: () => number };
   readonly rates: readonly RateSpec[];
+  /** With `--key-field`: each key's own rates (`--rate-per-key`). */
+  readonly ratesPerKey?: readonly RateSpec[];
   /** Spacing between starts, ms. */
   readonly minInterval: number | undefined;
   /** Where the limits live: `this process`, or `redis://host:port key NAME`. */
@@ -157,7 +159,12 @@ export function summary(
   }
   // No average rate here: divided by the wall time, the first window's burst makes a held `10/s` read
   // as 11.6/s. What proves a limit held is the most any window of it admitted, against the limit.
-  const checks = limits.rates.map((rate, index) => rateCheck(rate, statistics.peaks()[index] ?? 0, limits.algorithm));
+  const checks = [
+    ...limits.rates.map((rate, index) => rateCheck(rate, statistics.peaks()[index] ?? 0, limits.algorithm)),
+    ...(limits.ratesPerKey ?? []).map((rate, index) =>
+      rateCheck(rate, statistics.perKey?.peaks[index] ?? 0, limits.algorithm, true),
+    ),
+  ];
   lines.push(
     `  ${statistics.attemptsStarted} started${checks.length ? `; ${checks.join("; ")}` : ""}; ` +
       `in flight at most ${statistics.maxInFlight}${Number.isFinite(limits.concurrency) ? ` of ${limits.concurrency}` : ""}; ` +
@@ -178,11 +185,17 @@ export function summary(
  * promise is the most started in any window of the interval; a token bucket's, the fullest the bucket
  * got (never more than the burst: `burst + rate × span` in any span).
  */
-export function rateCheck(rate: RateSpec, peak: number, algorithm: LimitsDescription["algorithm"]): string {
+export function rateCheck(
+  rate: RateSpec,
+  peak: number,
+  algorithm: LimitsDescription["algorithm"],
+  perKey = false,
+): string {
   const held = peak <= rate.limit + 1e-9 ? "held" : "EXCEEDED";
   const what = rate.unit === "requests" ? "started" : rate.unit;
+  const name = perKey ? `${rate.text} per key` : rate.text;
   if (algorithm === "token-bucket") {
-    return `${rate.text} ${held}: the bucket at most ${formatNumber(peak)} full of ${formatNumber(rate.limit)}`;
+    return `${name} ${held}: ${perKey ? "a key's" : "the"} bucket at most ${formatNumber(peak)} full of ${formatNumber(rate.limit)}`;
   }
-  return `${rate.text} ${held}: at most ${formatNumber(peak)} ${what} in any ${formatDuration(rate.interval)}`;
+  return `${name} ${held}: at most ${formatNumber(peak)} ${what}${perKey ? " by one key" : ""} in any ${formatDuration(rate.interval)}`;
 }

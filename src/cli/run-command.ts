@@ -8,7 +8,7 @@ import { buildLimits } from "./limits.js";
 import { checkProgram, type ProcessOutcome, runProcess } from "./process-job.js";
 import { checkFiles, runSession, type SessionContext } from "./session.js";
 import type { RunSettings } from "./settings.js";
-import { LIMIT_OPTIONS, SESSION_OPTIONS, withDefault } from "./shared-options.js";
+import { KEY_OPTIONS, LIMIT_OPTIONS, SESSION_OPTIONS, withDefault } from "./shared-options.js";
 import { CommandTemplate, fieldOf, InputError, type InputLine, whyNoRecord } from "./template.js";
 
 export const RUN_COMMAND: CommandSpec = {
@@ -31,6 +31,7 @@ export const RUN_COMMAND: CommandSpec = {
   ].join("\n"),
   options: [
     ...withDefault(LIMIT_OPTIONS, "concurrency", "the number of CPUs"),
+    ...KEY_OPTIONS,
     {
       name: "cost-field",
       type: "string",
@@ -60,6 +61,10 @@ export const RUN_COMMAND: CommandSpec = {
       command:
         "sluice run -i jobs.jsonl --rate 600/min --rate 40000/min:tokens --cost-field tokens -- ./ask.sh {prompt}",
       explanation: "two limits at once; each job costs its `tokens` field against the second",
+    },
+    {
+      command: "sluice run -i jobs.jsonl --key-field customer --rate-per-key 60/min -c 8 -- ./ask.sh {prompt}",
+      explanation: "60 a minute for each customer; the customers take fair turns at the 8 slots",
     },
     {
       command: "sluice run --retries 3 --timeout 30s --json -- ./convert {} < files.txt > results.jsonl",

@@ -15,8 +15,8 @@ import { Progress, type ProgressMode, summary } from "./progress.js";
 import { renderReport } from "./report.js";
 import { pendingLines, ResumeFile, WrongResumeFileError } from "./resume-file.js";
 import type { SessionSettings } from "./settings.js";
-import { RunStatistics } from "./statistics.js";
-import { type InputLine, readLine } from "./template.js";
+import { PerKeyMeters, RunStatistics } from "./statistics.js";
+import { type InputLine, keyReader, readLine } from "./template.js";
 import { explainWaits } from "./wait-explainer.js";
 
 /** What a handler may use: where results and job output go, and the run's statistics. */
@@ -80,6 +80,8 @@ export interface SessionResult {
 export async function runSession<Job, Outcome>(options: SessionOptions<Job, Outcome>): Promise<SessionResult> {
   const { settings, limits } = options;
   const statistics = options.statistics ?? new RunStatistics(limits.description.rates, limits.description.algorithm);
+  const ratesPerKey = limits.description.ratesPerKey ?? [];
+  if (ratesPerKey.length > 0) statistics.perKey ??= new PerKeyMeters(ratesPerKey, limits.description.algorithm);
   const mode: ProgressMode =
     options.progressMode ?? (settings.quiet ? "off" : process.stderr.isTTY ? "terminal" : "lines");
   const progress = new Progress({
@@ -116,6 +118,7 @@ export async function runSession<Job, Outcome>(options: SessionOptions<Job, Outc
     retryDelay: settings.retryDelay,
     retryMaxDelay: settings.retryMaxDelay,
     ready: () => stdout.ready(),
+    ...(limits.keys === undefined ? {} : { keyOf: keyReader(limits.keys.field), readAhead: limits.keys.readAhead }),
     warn: (message, error) => {
       // A release that failed because Redis is gone is that failure, said once at the end.
       if (error instanceof RedisUnavailableError) stopping.fail("Redis unavailable", error);

@@ -35,6 +35,20 @@ export interface LimitSettings {
    */
   readonly algorithm: "sliding-window" | "token-bucket";
   readonly redis: RedisSettings | undefined;
+  /** `--key-field`: limits per key and fair turns between the keys; `undefined` without it. */
+  readonly keys?: KeySettings | undefined;
+}
+
+/** The limits per key of `--key-field` and how far ahead the lines are read for the keys to take turns. */
+export interface KeySettings {
+  /** The JSON field (dotted for a nested one) whose value is a line's key. */
+  readonly field: string;
+  /** `--rate-per-key`: every key's own rates. */
+  readonly rates: readonly RateSpec[];
+  /** `--concurrency-per-key`: every key's own concurrency; `undefined` for none. */
+  readonly concurrency: number | undefined;
+  /** `--read-ahead`: lines read ahead of those started, waiting for their turn. */
+  readonly readAhead: number;
 }
 
 export interface RedisSettings {
@@ -176,8 +190,17 @@ export function readFetchSettings(parsed: ParsedCommandLine): FetchSettings {
     retryPost: values.flag("retry-post"),
     maxOutput: readMaxOutput(values),
     outputPath,
-    ...readApiKeys(values),
+    ...readKeyedApiKeys(values, limits),
   };
+}
+
+/** The API keys, which spread the requests over keys of their own: not with `--key-field` (yet). */
+function readKeyedApiKeys(values: OptionValues, limits: LimitSettings): ReturnType<typeof readApiKeys> {
+  const apiKeys = readApiKeys(values);
+  if (limits.keys !== undefined && apiKeys.apiKeys.length > 0) {
+    throw values.error("--key-field and --api-key (or --api-key-file) do not go together (yet): give one of the two");
+  }
+  return apiKeys;
 }
 
 /**
@@ -381,6 +404,7 @@ function readLimits(values: OptionValues, defaults: { concurrency: number }): Li
       "--redis shares rates as token buckets (GCRA); --algorithm sliding-window works in one process only",
     );
   }
+  const keys = readKeys(values, { adaptive: adaptive !== undefined, redis: redis !== undefined, minInterval });
   return {
     concurrency: concurrency ?? defaults.concurrency,
     concurrencyGiven: concurrency !== undefined,
@@ -389,6 +413,50 @@ function readLimits(values: OptionValues, defaults: { concurrency: number }): Li
     minInterval,
     algorithm: values.given("algorithm") ? algorithm : redis === undefined ? "sliding-window" : "token-bucket",
     redis,
+    keys,
+  };
+}
+
+const DEFAULT_READ_AHEAD = 1000;
+
+/**
+ * `--key-field` and the limits per key. Each `--*-per-key` option needs `--key-field` (it would limit
+ * nothing); `--key-field` alone is fine: the keys then take fair turns at the shared limits.
+ */
+function readKeys(
+  values: OptionValues,
+  other: { adaptive: boolean; redis: boolean; minInterval: number | undefined },
+): KeySettings | undefined {
+  const field = values.string("key-field");
+  if (field === undefined) {
+    for (const name of ["rate-per-key", "concurrency-per-key", "read-ahead"]) {
+      if (values.given(name))
+        throw values.error(
+          `${values.typed(name)} needs --key-field FIELD: the field of each JSON line that names its key`,
+        );
+    }
+    return undefined;
+  }
+  if (field.trim() === "" || field.split(".").some((part) => part === "")) {
+    throw values.error(`--key-field must name a JSON field, such as customer or user.id; got ${JSON.stringify(field)}`);
+  }
+  // Each of these would need keyed limits of its own kind, which the command line does not build yet.
+  if (other.redis) throw values.error("--key-field works in one process: not with --redis (yet)");
+  if (other.adaptive) throw values.error(`--key-field needs a fixed ${values.typed("concurrency")}: not auto (yet)`);
+  if (other.minInterval !== undefined)
+    throw values.error("--key-field is not with --min-interval (yet): use --rate-per-key or --rate");
+  const rates = values.list("rate-per-key").map((text) => {
+    try {
+      return parseRate(text);
+    } catch (error) {
+      throw values.error(`${values.typed("rate-per-key")}: ${(error as Error).message}`);
+    }
+  });
+  return {
+    field,
+    rates,
+    concurrency: values.integer("concurrency-per-key", { min: 1, max: MAX_CONCURRENCY }),
+    readAhead: values.integer("read-ahead", { min: 1, max: 100_000 }) ?? DEFAULT_READ_AHEAD,
   };
 }
 
@@ -417,7 +485,7 @@ function readAlgorithm(values: OptionValues, rates: readonly RateSpec[]): LimitS
   if (algorithm !== "sliding-window" && algorithm !== "token-bucket") {
     throw values.error(`--algorithm must be sliding-window or token-bucket; got ${JSON.stringify(algorithm)}`);
   }
-  if (values.given("algorithm") && rates.length === 0) {
+  if (values.given("algorithm") && rates.length === 0 && !values.given("rate-per-key")) {
     throw values.error(`--algorithm says how --rate counts, but no --rate is given`);
   }
   return algorithm;
@@ -550,7 +618,8 @@ function readCostFields(
   limits: LimitSettings,
   made: { estimated: readonly string[] },
 ): Map<string, string> {
-  const units = [...new Set(limits.rates.map((rate) => rate.unit).filter((unit) => unit !== REQUESTS))];
+  const allRates = [...limits.rates, ...(limits.keys?.rates ?? [])];
+  const units = [...new Set(allRates.map((rate) => rate.unit).filter((unit) => unit !== REQUESTS))];
   const option = values.typed("cost-field");
   const fields = new Map<string, string>();
   for (const spec of values.list("cost-field")) {
@@ -569,7 +638,7 @@ function readCostFields(
     if (fields.has(unit)) throw values.error(`${option}: the unit ${unit} is given twice`);
     fields.set(unit, field);
   }
-  for (const rate of limits.rates) {
+  for (const rate of allRates) {
     if (rate.unit === REQUESTS || fields.has(rate.unit) || made.estimated.includes(rate.unit)) continue;
     throw values.error(
       `--rate ${rate.text} counts ${rate.unit}, but no job is charged any: add --cost-field ${rate.unit} (the number in each JSON input line's "${rate.unit}" field), or --cost-field ${rate.unit}=FIELD`,

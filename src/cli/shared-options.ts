@@ -55,6 +55,41 @@ export const LIMIT_OPTIONS: readonly OptionSpec[] = [
   },
 ];
 
+/**
+ * Limits per input line's key (`--key-field`): a limit per key, and fair turns between the keys at the
+ * shared limits.
+ */
+export const KEY_OPTIONS: readonly OptionSpec[] = [
+  {
+    name: "key-field",
+    type: "string",
+    value: "FIELD",
+    description:
+      "each JSON input line's FIELD (a string or a number; a.b for a nested one) is its key: the --*-per-key limits hold per key, and the keys take fair turns at the shared limits (--concurrency, --rate), so one key's 10,000 lines do not hold back another's one. A line without it fails on its own (bad input). Not (yet) with --redis, -c auto, --min-interval or --api-key",
+  },
+  {
+    name: "rate-per-key",
+    type: "string",
+    multiple: true,
+    value: "RATE",
+    description: "with --key-field: at most LIMIT starts per INTERVAL for each key, as --rate (10/s, 600/min:tokens)",
+  },
+  {
+    name: "concurrency-per-key",
+    type: "string",
+    value: "N",
+    description: "with --key-field: at most N jobs of one key running at once, up to 100000",
+  },
+  {
+    name: "read-ahead",
+    type: "string",
+    value: "N",
+    description:
+      "with --key-field: read up to N lines ahead of those running, so that the keys among them can take turns (the lines in memory), up to 100000",
+    default: "1000",
+  },
+];
+
 export const SESSION_OPTIONS: readonly OptionSpec[] = [
   {
     name: "input",

@@ -42,6 +42,8 @@ export class RunStatistics {
   readonly windows: LimitMeter[];
   private readonly recentStarts: RecentRate;
   private readonly recentFinishes: RecentRate;
+  /** With `--rate-per-key`: the meters of each key's own rates (set before the run starts). */
+  perKey: PerKeyMeters | undefined = undefined;
 
   constructor(
     readonly rates: readonly RateSpec[],
@@ -80,7 +82,7 @@ export class RunStatistics {
    * round to it, which on a busy event loop is a few ms later and differs from call to call (so a window
    * could seem to hold one start more than the limiter ever let in).
    */
-  attemptStarted(cost: Readonly<Record<string, number>>, grantedAt?: number): void {
+  attemptStarted(cost: Readonly<Record<string, number>>, grantedAt?: number, key?: string): void {
     const now = this.elapsed();
     const at =
       grantedAt === undefined || !Number.isFinite(grantedAt)
@@ -98,6 +100,7 @@ export class RunStatistics {
       const sum = window.add(at, cost[unit] ?? 0);
       if (sum > (bin.window[index] as number)) bin.window[index] = sum;
     });
+    if (key !== undefined) this.perKey?.add(key, at, cost);
   }
 
   /** An attempt ended after `durationMs` (the job may still be retried). */
@@ -251,6 +254,66 @@ export class Timeline {
  * Measures one rate limit's promise over the recorded starts: `add` returns the measure after a start,
  * `peak` is the largest seen, and the promise held when `peak <= limit`.
  */
+/** The fewest starts between two sweeps of the per-key meters. */
+const MIN_SWEEP = 1024;
+
+/**
+ * The check of `--rate-per-key`: one meter per rate for each key that started within the longest
+ * interval, and the most any key's meter read. A key whose last start is older than every interval reads
+ * as a fresh one, so it is dropped; the sweep runs once per as many starts as there are keys (O(1) a start
+ * amortized), which keeps memory to the keys of the last interval, not every key of the run.
+ */
+export class PerKeyMeters {
+  /** Per rate, the most one key's meter read. */
+  readonly peaks: number[];
+  private readonly keys = new Map<string, { meters: LimitMeter[]; lastAt: number }>();
+  private readonly longest: number;
+  private startsSinceSweep = 0;
+  private nextSweep = MIN_SWEEP;
+
+  constructor(
+    readonly rates: readonly RateSpec[],
+    private readonly algorithm: "sliding-window" | "token-bucket",
+  ) {
+    this.peaks = rates.map(() => 0);
+    this.longest = Math.max(...rates.map((rate) => rate.interval));
+  }
+
+  /** A start of `key` at `at` (ms since the run began) costing `cost`. */
+  add(key: string, at: number, cost: Readonly<Record<string, number>>): void {
+    let entry = this.keys.get(key);
+    if (entry === undefined) {
+      const meters = this.rates.map(
+        (rate): LimitMeter =>
+          this.algorithm === "token-bucket"
+            ? new BucketLevel(rate.limit, rate.interval)
+            : new TrailingWindow(rate.interval),
+      );
+      entry = { meters, lastAt: at };
+      this.keys.set(key, entry);
+    }
+    entry.lastAt = at;
+    entry.meters.forEach((meter, index) => {
+      const value = meter.add(at, cost[(this.rates[index] as RateSpec).unit] ?? 0);
+      if (value > (this.peaks[index] as number)) this.peaks[index] = value;
+    });
+    if (++this.startsSinceSweep >= this.nextSweep) this.sweep(at);
+  }
+
+  /** How many keys are metered now (tests). */
+  get size(): number {
+    return this.keys.size;
+  }
+
+  private sweep(now: number): void {
+    for (const [key, entry] of this.keys) if (now - entry.lastAt > this.longest) this.keys.delete(key);
+    // The next sweep after as many starts as keys are left: each sweep's cost is paid by the starts
+    // before it, and the keys kept are at most those of the last interval and as many again.
+    this.startsSinceSweep = 0;
+    this.nextSweep = Math.max(MIN_SWEEP, this.keys.size);
+  }
+}
+
 export interface LimitMeter {
   add(at: number, cost: number): number;
   current(at: number): number;

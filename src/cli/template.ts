@@ -4,6 +4,8 @@
  * `--shell` asks for one (and then every substituted value is quoted).
  */
 
+import { MAX_KEY_LENGTH } from "../core/keyed.js";
+
 /** One input line, numbered from 1, with its JSON record if the line is a JSON object. */
 export interface InputLine {
   readonly line: string;
@@ -60,6 +62,35 @@ export function fieldOf(record: Readonly<Record<string, unknown>> | undefined, p
     value = (value as Record<string, unknown>)[key];
   }
   return value;
+}
+
+/**
+ * What reads a line's key (`--key-field FIELD`): the field's value, a non-empty string (at most
+ * {@link MAX_KEY_LENGTH} characters) or a finite number, as text.
+ *
+ * @throws InputError naming the line and the field when the line is not a JSON object, lacks the
+ *   field, or its value is not a usable key: the line fails on its own, as bad input.
+ */
+export function keyReader(field: string): (input: InputLine) => string {
+  return (input) => {
+    const where = `line ${input.number}`;
+    if (input.record === undefined) throw new InputError(`${whyNoRecord(input)}, so it has no key field "${field}"`);
+    const value = fieldOf(input.record, field);
+    if (value === undefined) throw new InputError(`${where} has no key field "${field}"`);
+    if (typeof value === "number" && Number.isFinite(value)) return String(value);
+    if (typeof value !== "string") {
+      throw new InputError(
+        `${where}: the key field "${field}" must be a string or a number; got ${JSON.stringify(value)}`,
+      );
+    }
+    if (value === "") throw new InputError(`${where}: the key field "${field}" is empty`);
+    if (value.length > MAX_KEY_LENGTH) {
+      throw new InputError(
+        `${where}: the key field "${field}" is longer than ${MAX_KEY_LENGTH} characters (${value.length}, starting ${JSON.stringify(value.slice(0, 32))})`,
+      );
+    }
+    return value;
+  };
 }
 
 /** The argument vector of a job command with its placeholders. */

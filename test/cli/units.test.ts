@@ -10,7 +10,14 @@ import { type CommandSpec, formatHelp, parseCommandLine, UsageError } from "../.
 import { type JobHandler, JobRunner } from "../../src/cli/job-runner.js";
 import { parseRate } from "../../src/cli/rates.js";
 import { RUN_COMMAND } from "../../src/cli/run-command.js";
-import { BucketLevel, LatencyHistogram, RunStatistics, Timeline, TrailingWindow } from "../../src/cli/statistics.js";
+import {
+  BucketLevel,
+  LatencyHistogram,
+  PerKeyMeters,
+  RunStatistics,
+  Timeline,
+  TrailingWindow,
+} from "../../src/cli/statistics.js";
 import { CommandTemplate, type InputLine, parseRecord, quoteForShell } from "../../src/cli/template.js";
 
 describe("rate strings", () => {
@@ -226,6 +233,25 @@ describe("the run's meters", () => {
   });
 });
 
+describe("the meters of --rate-per-key", () => {
+  it("read the most one key started in any window, and keep only the keys of the last interval", () => {
+    const meters = new PerKeyMeters([parseRate("3/s")], "sliding-window");
+    // Key A: 3 starts within a second, then 3 more a second later; B: 2; then 10,000 keys once each.
+    for (const at of [0, 10, 20, 1100, 1110, 1120]) meters.add("A", at, { requests: 1 });
+    for (const at of [5, 15]) meters.add("B", at, { requests: 1 });
+    expect(meters.peaks).toEqual([3]);
+    for (let index = 0; index < 10_000; index++) meters.add(`key-${index}`, 2000 + index, { requests: 1 });
+    expect(meters.peaks).toEqual([3]);
+    // About the keys of the last second (and those since the last sweep), not all 10,002.
+    expect(meters.size).toBeLessThanOrEqual(1001 + 1024 + 2);
+    meters.add("A", 12_000, { requests: 1 });
+    meters.add("A", 12_001, { requests: 1 });
+    meters.add("A", 12_002, { requests: 1 });
+    meters.add("A", 12_003, { requests: 1 });
+    expect(meters.peaks).toEqual([4]);
+  });
+});
+
 describe("the job loop", () => {
   /** A handler whose attempts finish when the test says so. */
   function controlled() {
@@ -281,6 +307,44 @@ describe("the job loop", () => {
     expect(statistics.notStarted).toBe(1);
     expect(statistics.finished).toBe(finished.length);
     expect(pulled.count).toBe(statistics.finished + 1);
+  });
+
+  it("with readAhead, reads ahead of admission but never more than readAhead lines not over; each attempt asks with its key", async () => {
+    const { handler, pending } = controlled();
+    const semaphore = new Semaphore(2);
+    const keys: (string | undefined)[] = [];
+    const statistics = new RunStatistics([]);
+    const runner = new JobRunner({
+      handler,
+      admission: {
+        acquire: ({ signal, key }) => {
+          keys.push(key);
+          return semaphore.acquire({ signal });
+        },
+      },
+      statistics,
+      retries: 0,
+      retryDelay: 0,
+      retryMaxDelay: 0,
+      keyOf: (input) => (input.number % 2 === 0 ? "even" : "odd"),
+      readAhead: 10,
+    });
+    const pulled = { count: 0 };
+    const done = runner.run(numbered(100, pulled));
+    for (let round = 0; round < 5; round++) await tick();
+    // Two admitted, eight read and waiting: ten lines, not one more.
+    expect([pulled.count, semaphore.inUse]).toEqual([10, 2]);
+    for (let round = 0; round < 40; round++) {
+      pending.shift()?.();
+      await tick();
+      expect(pulled.count - statistics.finished).toBeLessThanOrEqual(10);
+    }
+    while (statistics.finished < 100) {
+      pending.shift()?.();
+      await tick();
+    }
+    await done;
+    expect(keys.slice(0, 4)).toEqual(["odd", "even", "odd", "even"]);
   });
 
   it("after stopAdmitting, running jobs still finish and nothing new starts", async () => {
