@@ -12,6 +12,7 @@
 //   --minute MS                     a "minute" of MS ms (default 3000); --requests N (default 2000);
 //   --processes N                   processes sharing one RedisRateLimiter (default 4);
 //   --only TEXT                     only the setups whose name contains TEXT
+//   --unlimited                     a server enforcing only the concurrency: the clients' own ceiling
 //
 // Prompts are long enough that a token limit, not requests per minute, binds.
 //
@@ -61,9 +62,15 @@ const OTPM = 8_000;
 const MAX_TOKENS = ANTHROPIC ? 40 : 20;
 const LATENCY = { min: 10, max: 30 };
 const PATH = ANTHROPIC ? "/v1/messages" : "/v1/chat/completions";
+// --unlimited: the server enforces only the concurrency, to show how fast the clients themselves can go.
+const UNLIMITED = process.argv.includes("--unlimited");
 const PROVIDER = {
-  requestsPerMinute: RPM,
-  ...(ANTHROPIC ? { inputTokensPerMinute: ITPM, outputTokensPerMinute: OTPM } : { tokensPerMinute: TPM }),
+  ...(UNLIMITED
+    ? {}
+    : {
+        requestsPerMinute: RPM,
+        ...(ANTHROPIC ? { inputTokensPerMinute: ITPM, outputTokensPerMinute: OTPM } : { tokensPerMinute: TPM }),
+      }),
   concurrency: CONCURRENCY,
   minute: MINUTE,
   latency: LATENCY,
@@ -260,6 +267,7 @@ function theoreticalMinimum(server) {
         sum((record) => record.inputTokens + record.outputTokens),
         TPM,
       );
+  if (UNLIMITED) return busy / CONCURRENCY;
   return Math.max(beyond(served.length, RPM), byTokens, busy / CONCURRENCY);
 }
 
@@ -333,6 +341,8 @@ if (childIndex !== -1) {
       "% of throughput, each run": results
         .map((result) => ((100 * result.minimum) / result.wall).toFixed(1))
         .join(" / "),
+      "429s, each run": results.map((result) => result.status429).join(" / "),
+      "requests/s": (1000 * REQUESTS) / wall,
       completed: Math.min(...results.map((result) => result.completed)),
     });
     console.error(`done: ${name}`);
