@@ -3,8 +3,10 @@
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmdirSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { afterAll, afterEach, beforeAll } from "vitest";
 
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const BUILT = join(ROOT, "dist", "cli.js");
@@ -157,4 +159,34 @@ export async function waitFor(condition: () => boolean, timeout = 10_000, what =
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+/**
+ * What every end-to-end CLI test file against a mock server sets up: the CLI built once, a scratch
+ * directory for the file (`scratch.directory`, removed after it), and the mock server the running test
+ * started — `current()` — closed after each test, then `forget()`-ten.
+ */
+export function useCliScratch(
+  prefix: string,
+  current: () => { close(): Promise<void> } | undefined,
+  forget: () => void,
+): { readonly directory: string } {
+  let directory: string | undefined;
+  beforeAll(async () => {
+    await ensureBuilt();
+    directory = mkdtempSync(join(tmpdir(), prefix));
+  }, 120_000);
+  afterEach(async () => {
+    await current()?.close();
+    forget();
+  });
+  afterAll(() => {
+    if (directory !== undefined) rmSync(directory, { recursive: true, force: true });
+  });
+  return {
+    get directory() {
+      if (directory === undefined) throw new Error("useCliScratch: the directory is made in beforeAll");
+      return directory;
+    },
+  };
 }

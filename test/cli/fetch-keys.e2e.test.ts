@@ -3,29 +3,20 @@
  * limits of the command line of its own, against the mock provider with limits per key. The real binary;
  * the server's record is the referee.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type MockServer, startMockServer } from "sluice/testing";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { ensureBuilt, runCli } from "./cli-process.js";
+import { describe, expect, it } from "vitest";
+import { runCli, useCliScratch } from "./cli-process.js";
 
-let directory: string;
 let server: MockServer | undefined;
-
-beforeAll(async () => {
-  await ensureBuilt();
-  directory = mkdtempSync(join(tmpdir(), "sluice-fetch-keys-"));
-}, 120_000);
-
-afterEach(async () => {
-  await server?.close();
-  server = undefined;
-});
-
-afterAll(() => {
-  rmSync(directory, { recursive: true, force: true });
-});
+const scratch = useCliScratch(
+  "sluice-fetch-keys-",
+  () => server,
+  () => {
+    server = undefined;
+  },
+);
 
 const urls = (base: string, count: number) =>
   `${Array.from({ length: count }, (_, index) => `${base}/v1/models?n=${index + 1}`).join("\n")}\n`;
@@ -41,9 +32,9 @@ describe("sluice fetch over several API keys", () => {
       minute: "1s",
       latency: { min: 2, max: 10 },
     });
-    const keys = join(directory, "keys.txt");
+    const keys = join(scratch.directory, "keys.txt");
     writeFileSync(keys, "# two keys from a file\nsk-cli-two\n\nsk-cli-spent\n");
-    const output = join(directory, "keys.jsonl");
+    const output = join(scratch.directory, "keys.jsonl");
     const result = await runCli(
       ["fetch", "--rate", "20/s", "-c", "4", "--api-key", "sk-cli-one", "--api-key-file", keys, "-o", output],
       { input: urls(server.url, 60) },
@@ -72,7 +63,7 @@ describe("sluice fetch over several API keys", () => {
   });
 
   it("refuses no keys, a key given twice, and a header option with nothing to carry, naming the option", async () => {
-    const empty = join(directory, "empty.txt");
+    const empty = join(scratch.directory, "empty.txt");
     writeFileSync(empty, "# nothing here\n\n");
     const noKeys = await runCli(["fetch", "--api-key-file", empty], { input: "" });
     expect(noKeys.code).toBe(2);

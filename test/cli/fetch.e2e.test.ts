@@ -2,29 +2,20 @@
  * End-to-end tests of `sluice fetch` and `sluice demo`: the real binary against the mock provider
  * (sluice/testing) on loopback. The server's own records are the referee.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type MockServer, startMockServer } from "sluice/testing";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { ensureBuilt, runCli, startCli, waitFor } from "./cli-process.js";
+import { describe, expect, it } from "vitest";
+import { runCli, startCli, useCliScratch, waitFor } from "./cli-process.js";
 
-let directory: string;
 let server: MockServer | undefined;
-
-beforeAll(async () => {
-  await ensureBuilt();
-  directory = mkdtempSync(join(tmpdir(), "sluice-fetch-"));
-}, 120_000);
-
-afterEach(async () => {
-  await server?.close();
-  server = undefined;
-});
-
-afterAll(() => {
-  rmSync(directory, { recursive: true, force: true });
-});
+const scratch = useCliScratch(
+  "sluice-fetch-",
+  () => server,
+  () => {
+    server = undefined;
+  },
+);
 
 const urls = (base: string, count: number) =>
   `${Array.from({ length: count }, (_, index) => `${base}/v1/models?n=${index + 1}`).join("\n")}\n`;
@@ -44,7 +35,7 @@ describe("sluice fetch", () => {
       concurrency: 4,
       latency: { min: 5, max: 30 },
     });
-    const output = join(directory, "ok.jsonl");
+    const output = join(scratch.directory, "ok.jsonl");
     const result = await runCli(["fetch", "--rate", "20/s", "-c", "4", "-q", "-o", output], {
       input: urls(server.url, 50),
     });
@@ -157,7 +148,7 @@ describe("sluice fetch", () => {
 
 describe("sluice demo", () => {
   it("runs at the mock provider's limits with zero 429s, writes the report, then shows the contrast", async () => {
-    const report = join(directory, "demo.html");
+    const report = join(scratch.directory, "demo.html");
     const result = await runCli(["demo", "-n", "60", "--report", report, "-q"], { timeout: 30_000 });
     expect(result.code).toBe(0);
     expect(result.stdout).toContain("60/60 succeeded");

@@ -5,29 +5,20 @@
  * carries in a header, is the referee.
  */
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type MockRequestRecord, type MockServer, startMockServer } from "sluice/testing";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { ensureBuilt, runCli, startCli, waitFor } from "./cli-process.js";
+import { describe, expect, it } from "vitest";
+import { runCli, startCli, useCliScratch, waitFor } from "./cli-process.js";
 
-let directory: string;
 let server: MockServer | undefined;
-
-beforeAll(async () => {
-  await ensureBuilt();
-  directory = mkdtempSync(join(tmpdir(), "sluice-key-field-"));
-}, 120_000);
-
-afterEach(async () => {
-  await server?.close();
-  server = undefined;
-});
-
-afterAll(() => {
-  rmSync(directory, { recursive: true, force: true });
-});
+const scratch = useCliScratch(
+  "sluice-key-field-",
+  () => server,
+  () => {
+    server = undefined;
+  },
+);
 
 /** A JSON request line for `customer`, which carries its key in the `x-customer` header too. */
 const request = (base: string, customer: string, n: number) =>
@@ -68,7 +59,17 @@ describe("sluice fetch --key-field", () => {
       .flatMap((customer) => Array.from({ length: 15 }, (_, index) => request(base, customer, index)))
       .join("\n")}\n`;
     const result = await runCli(
-      ["fetch", "--key-field", "customer", "--rate-per-key", "5/s", "-c", "8", "-o", join(directory, "rate.jsonl")],
+      [
+        "fetch",
+        "--key-field",
+        "customer",
+        "--rate-per-key",
+        "5/s",
+        "-c",
+        "8",
+        "-o",
+        join(scratch.directory, "rate.jsonl"),
+      ],
       { input, timeout: 30_000 },
     );
     expect(result.code, result.stderr).toBe(0);
@@ -96,7 +97,7 @@ describe("sluice fetch --key-field", () => {
     server = await startMockServer({ latency: { min: 1, max: 3 } });
     const input = aThenB(server.url, 500);
     const result = await runCli(
-      ["fetch", "--key-field", "customer", "-c", "4", "--rate", "200/s", "-o", join(directory, "fair.jsonl")],
+      ["fetch", "--key-field", "customer", "-c", "4", "--rate", "200/s", "-o", join(scratch.directory, "fair.jsonl")],
       { input, timeout: 30_000 },
     );
     expect(result.code, result.stderr).toBe(0);
@@ -110,7 +111,17 @@ describe("sluice fetch --key-field", () => {
     server = await startMockServer({ latency: { min: 1, max: 3 } });
     const input = aThenB(server.url, 100);
     const result = await runCli(
-      ["fetch", "--key-field", "customer", "-c", "2", "--read-ahead", "10", "-o", join(directory, "ahead.jsonl")],
+      [
+        "fetch",
+        "--key-field",
+        "customer",
+        "-c",
+        "2",
+        "--read-ahead",
+        "10",
+        "-o",
+        join(scratch.directory, "ahead.jsonl"),
+      ],
       { input, timeout: 30_000 },
     );
     expect(result.code, result.stderr).toBe(0);
@@ -121,7 +132,7 @@ describe("sluice fetch --key-field", () => {
     server = await startMockServer({ latency: { min: 1, max: 3 } });
     const base = server.url;
     const all = Array.from({ length: 20 }, (_, index) => request(base, index % 3 === 0 ? "B" : "A", index));
-    const resume = join(directory, "resume.jsonl");
+    const resume = join(scratch.directory, "resume.jsonl");
     const args = ["fetch", "--key-field", "customer", "--rate-per-key", "50/s", "--resume", resume];
     const first = await runCli(args, { input: `${all.slice(0, 12).join("\n")}\n` });
     expect(first.code, first.stderr).toBe(0);
@@ -136,8 +147,8 @@ describe("sluice fetch --key-field", () => {
 
 describe("sluice run --key-field", () => {
   it("holds --concurrency-per-key for each key, and a line without a usable key fails alone", async () => {
-    const log = join(directory, "per-key.log");
-    const script = join(directory, "per-key.sh");
+    const log = join(scratch.directory, "per-key.log");
+    const script = join(scratch.directory, "per-key.sh");
     // per-key.sh LOG KEY: logs "start KEY ns", sleeps, logs "end KEY ns".
     writeFileSync(script, 'echo "start $2 $(date +%s%N)" >> "$1"\nsleep 0.1\necho "end $2 $(date +%s%N)" >> "$1"\n');
     const good = Array.from({ length: 12 }, (_, index) => JSON.stringify({ customer: ["A", "B", 7][index % 3] }));

@@ -3,40 +3,21 @@
  * run against the mock provider (sluice/testing) on loopback, then resumed until done. The mock's log
  * of every request it received is the referee, not what sluice believes it sent.
  */
-import {
-  chmodSync,
-  closeSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  readSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
-import { tmpdir } from "node:os";
+import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import fc from "fast-check";
 import { type MockServer, startMockServer } from "sluice/testing";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type CliProcess, ensureBuilt, runCli, startCli } from "./cli-process.js";
+import { describe, expect, it } from "vitest";
+import { type CliProcess, runCli, startCli, useCliScratch } from "./cli-process.js";
 
-let directory: string;
 let server: MockServer | undefined;
-
-beforeAll(async () => {
-  await ensureBuilt();
-  directory = mkdtempSync(join(tmpdir(), "sluice-resume-e2e-"));
-}, 120_000);
-
-afterEach(async () => {
-  await server?.close();
-  server = undefined;
-});
-
-afterAll(() => {
-  rmSync(directory, { recursive: true, force: true });
-});
+const scratch = useCliScratch(
+  "sluice-resume-e2e-",
+  () => server,
+  () => {
+    server = undefined;
+  },
+);
 
 /** One JSON request per line, each carrying its line number in its body, so the mock's log names it. */
 function requests(base: string, count: number): string {
@@ -131,9 +112,9 @@ describe("sluice fetch --resume", () => {
     const total = 2000;
     // A few server errors, so that failed lines are recorded, and retried by the next run.
     server = await startMockServer({ latency: { min: 1, max: 8 }, failures: { "server-error": 0.01 }, seed });
-    const input = join(directory, "requests.jsonl");
+    const input = join(scratch.directory, "requests.jsonl");
     writeFileSync(input, `${requests(server.url, total)}\n`);
-    const resume = join(directory, "killed.jsonl");
+    const resume = join(scratch.directory, "killed.jsonl");
     const args = ["fetch", "-i", input, "--resume", resume, "-c", "48", "--retries", "0", "-q"];
     const history: string[] = [];
     let runs = 0;
@@ -177,9 +158,9 @@ describe("sluice fetch --resume", () => {
 
   it("Ctrl-C: the requests in flight finish and are recorded, none half; the next run sends only the rest", async () => {
     server = await startMockServer({ latency: { min: 20, max: 40 } });
-    const input = join(directory, "interrupted.jsonl");
+    const input = join(scratch.directory, "interrupted.jsonl");
     writeFileSync(input, `${requests(server.url, 300)}\n`);
-    const resume = join(directory, "interrupted-results.jsonl");
+    const resume = join(scratch.directory, "interrupted-results.jsonl");
     const args = ["fetch", "-i", input, "--resume", resume, "-c", "16", "--retries", "0", "-q"];
     const cli = startCli(args);
     await untilRecorded(cli, resume, 40);
@@ -205,13 +186,13 @@ describe("sluice fetch --resume", () => {
 
   it("a resume file written for another input is refused, naming the file and the first line that differs; nothing is sent", async () => {
     server = await startMockServer({});
-    const input = join(directory, "first.jsonl");
+    const input = join(scratch.directory, "first.jsonl");
     writeFileSync(input, `${requests(server.url, 10)}\n`);
-    const resume = join(directory, "first-results.jsonl");
+    const resume = join(scratch.directory, "first-results.jsonl");
     expect((await runCli(["fetch", "-i", input, "--resume", resume, "-q"])).code).toBe(0);
     const lines = readFileSync(input, "utf8").split("\n");
     lines[6] = JSON.stringify({ url: `${server.url}/v1/echo`, body: { line: "seven" } });
-    const other = join(directory, "other.jsonl");
+    const other = join(scratch.directory, "other.jsonl");
     writeFileSync(other, lines.join("\n"));
     const before = server.requests.length;
     const result = await runCli(["fetch", "-i", other, "--resume", resume, "-q"]);
@@ -225,9 +206,9 @@ describe("sluice fetch --resume", () => {
 
   it("a torn last line (a kill mid-write) is ignored and cut off: its line is sent again, and the file is whole", async () => {
     server = await startMockServer({});
-    const input = join(directory, "torn-input.jsonl");
+    const input = join(scratch.directory, "torn-input.jsonl");
     writeFileSync(input, `${requests(server.url, 5)}\n`);
-    const resume = join(directory, "torn-results.jsonl");
+    const resume = join(scratch.directory, "torn-results.jsonl");
     expect((await runCli(["fetch", "-i", input, "--resume", resume, "-q"])).code).toBe(0);
     const [first, second, third] = readFileSync(resume, "utf8").split("\n") as [string, string, string];
     const sentFirst = (JSON.parse(first) as { line: number }).line;
@@ -251,7 +232,7 @@ describe("sluice fetch --resume", () => {
     const noFile = await runCli(["fetch", "--resume"]);
     expect(noFile.code).toBe(2);
     expect(noFile.stderr).toContain("option --resume needs a value (FILE)");
-    const folder = join(directory, "a-directory");
+    const folder = join(scratch.directory, "a-scratch.directory");
     mkdirSync(folder);
     const isDirectory = await runCli(["fetch", "--resume", folder], { input: "http://127.0.0.1:9/\n" });
     expect(isDirectory.code).toBe(3);
@@ -261,18 +242,24 @@ describe("sluice fetch --resume", () => {
     const device = await runCli(["fetch", "--resume", "/dev/zero"], { input: "http://127.0.0.1:9/\n" });
     expect(device.code).toBe(3);
     expect(device.stderr).toBe("sluice fetch: cannot read the resume file /dev/zero: it is not a regular file\n");
-    const notResults = join(directory, "notes.txt");
+    const notResults = join(scratch.directory, "notes.txt");
     writeFileSync(notResults, "some notes\nmore notes\n");
     const wrongFile = await runCli(["fetch", "--resume", notResults], { input: "http://127.0.0.1:9/\n" });
     expect(wrongFile.code).toBe(2);
     expect(wrongFile.stderr).toContain(`${notResults} line 1 is not JSON`);
-    const both = await runCli(["fetch", "--resume", join(directory, "r.jsonl"), "-o", join(directory, "o.jsonl")]);
+    const both = await runCli([
+      "fetch",
+      "--resume",
+      join(scratch.directory, "r.jsonl"),
+      "-o",
+      join(scratch.directory, "o.jsonl"),
+    ]);
     expect(both.code).toBe(2);
     expect(both.stderr).toContain("give one of the two");
     const sameAsInput = await runCli(["fetch", "-i", notResults, "--resume", notResults]);
     expect(sameAsInput.code).toBe(2);
     if (process.getuid?.() !== 0) {
-      const unreadable = join(directory, "unreadable.jsonl");
+      const unreadable = join(scratch.directory, "unreadable.jsonl");
       writeFileSync(unreadable, "");
       chmodSync(unreadable, 0o200);
       const refused = await runCli(["fetch", "--resume", unreadable], { input: "http://127.0.0.1:9/\n" });
@@ -284,8 +271,8 @@ describe("sluice fetch --resume", () => {
 
 describe("sluice run --resume", () => {
   it("records each job's result, and a re-run runs only the lines that failed", async () => {
-    const resume = join(directory, "run-results.jsonl");
-    const marker = join(directory, "ran.txt");
+    const resume = join(scratch.directory, "run-results.jsonl");
+    const marker = join(scratch.directory, "ran.txt");
     const input = "1\n2\n3\n4\n5\n";
     // Line 3 fails the first time only: the marker file says it already tried.
     const script = `echo {} >> '${marker}'; [ {} != 3 ] || [ "$(grep -c '^3$' '${marker}')" -gt 1 ]`;
