@@ -17,6 +17,7 @@ import {
   type LimitedFetchOptions,
   type LimitedFetchStatistics,
   limitedFetch,
+  noFetchesYet,
 } from "./limited-fetch.js";
 import { checkKeys, type Routable } from "./pool-keys.js";
 
@@ -427,15 +428,9 @@ class KeyPool {
       removedBecause: key.removedBecause,
     }));
     const total: KeyPoolStatistics = {
+      ...noFetchesYet(),
       calls: this.calls,
-      attempts: 0,
-      retries: 0,
-      rateLimited: 0,
-      statuses: {},
-      networkErrors: 0,
-      pauses: 0,
       stopped: this.stopped !== undefined,
-      concurrency: undefined,
       keys,
     };
     for (const key of keys) {

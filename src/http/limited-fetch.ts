@@ -21,6 +21,21 @@ import { type Cost, costFromUsage, costIn, estimateLlmCost, parseJson, type Requ
 import { type FailedResponse, type NonRetryableError, QuotaExhaustedError, RequestTooLargeError } from "./errors.js";
 import { observeEventStream } from "./stream-usage.js";
 
+/** @internal Statistics before any call: the counters of one fetch, and the start of a key pool's totals. */
+export function noFetchesYet(): LimitedFetchStatistics {
+  return {
+    calls: 0,
+    attempts: 0,
+    retries: 0,
+    rateLimited: 0,
+    statuses: {},
+    networkErrors: 0,
+    pauses: 0,
+    stopped: false,
+    concurrency: undefined,
+  };
+}
+
 /** Any function with the signature of the global `fetch`. */
 export type FetchFunction = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 
@@ -444,17 +459,7 @@ class LimitedFetcher {
    * changed by learning, and their interval only ever shrinks towards the truth from above (see `learn`).
    */
   private readonly learned = new Map<string, { limit: number; interval: number }>();
-  private readonly counters: LimitedFetchStatistics = {
-    calls: 0,
-    attempts: 0,
-    retries: 0,
-    rateLimited: 0,
-    statuses: {},
-    networkErrors: 0,
-    pauses: 0,
-    stopped: false,
-    concurrency: undefined,
-  };
+  private readonly counters: LimitedFetchStatistics = noFetchesYet();
   readonly fetch: LimitedFetch;
 
   constructor(
