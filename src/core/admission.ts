@@ -99,9 +99,10 @@ export interface Gate<Request, Grant> {
   tryNow?(request: Request, signal: AbortSignal | undefined): Promise<Grant | undefined>;
   /**
    * `request` was just queued (a backend sends it on; a primitive whose queue head it became re-arms
-   * its timer). Given the request, not the waiter: most waiters are never made into objects.
+   * its timer). `isHead` says whether it became the head. Given the request, not the waiter: most
+   * waiters are never made into objects (and equal requests, such as the number 1, are not told apart).
    */
-  enqueued?(request: Request): void;
+  enqueued?(request: Request, isHead: boolean): void;
   /**
    * Dispatch stopped at `head`, which does not fit (or nobody waits: `undefined`): a primitive whose
    * requests wait for time arms its timer for it.
@@ -178,7 +179,8 @@ export class Admission<Request, Grant> implements SelfChecking {
     }
     // A request that sorts to the head and fits is served at once, so a light high-priority request
     // passes a heavy low-priority head that is still waiting for room.
-    if (this.queue.isFirstInLine(priority) && this.gate.fits(request)) {
+    const first = this.queue.isFirstInLine(priority);
+    if (first && this.gate.fits(request)) {
       this.counters.granted++;
       const grant = this.gate.take(request, signal ?? NEVER_ABORTED, undefined);
       if (event !== undefined) {
@@ -195,7 +197,7 @@ export class Admission<Request, Grant> implements SelfChecking {
     const promise = this.queue.enqueue(request, priority, signal, timeout);
     // Before `enqueued`, which may grant it at once (a backend's answer, a rate limiter's dispatch).
     if (event !== undefined) this.trace(event, this.queue.newest(priority) as Waiter<Request, Grant>);
-    this.gate.enqueued?.(request);
+    this.gate.enqueued?.(request, first);
     return promise;
   }
 

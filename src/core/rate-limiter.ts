@@ -434,8 +434,8 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
           return permit;
         },
         // A new head may become payable earlier or later than the old one: the timer must follow it.
-        enqueued: (demand) => {
-          if (this.queue.head?.request === demand) this.dispatch();
+        enqueued: (_, isHead) => {
+          if (isHead) this.dispatch();
         },
         stalled: (head) => {
           // Waiting for a release (concurrency): `giveBack` re-dispatches, so no timer is needed (or wanted).

@@ -356,8 +356,8 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
         take: () => {
           throw new Error("sluice internal error: a Redis rate limiter grants through Redis");
         },
-        enqueued: (demand) => {
-          if (this.queue.head?.request === demand) this.restart();
+        enqueued: (_, isHead) => {
+          if (isHead) this.restart();
         },
         tryNow: (demand, signal) => this.tryNow(demand, signal),
         // The head left (abort, timeout): ask for the new one.
