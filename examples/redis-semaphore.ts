@@ -64,8 +64,8 @@ await report.runExclusive(async (signal) => {
 });
 
 // Many readers or one writer, across processes; a waiting writer holds back later readers.
-const catalog = new RedisReadWriteLock(serverA, { name: "catalog", maxReaders: 16 });
-const catalogB = new RedisReadWriteLock(serverB, { name: "catalog", maxReaders: 16 });
+const catalog = new RedisReadWriteLock(serverA, { name: "catalog", maxReaders: 16, leaseTtl: "2s" });
+const catalogB = new RedisReadWriteLock(serverB, { name: "catalog", maxReaders: 16, leaseTtl: "2s" });
 const [one, two] = await Promise.all([catalog.read(), catalogB.read()]); // two readers at once
 const reload = catalogB.runWrite(() => console.log("reloading the catalog alone"));
 await Promise.all([one.release(), two.release()]);

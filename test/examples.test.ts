@@ -66,8 +66,27 @@ function runToEnd(
   });
 }
 
-function runExample(file: string, cwd = root): Promise<{ code: number | null; output: string }> {
-  return runToEnd(process.execPath, ["--import", "tsx", join(cwd === root ? examplesDirectory : cwd, file)], { cwd });
+/**
+ * Examples run two at a time (each test below is concurrent, and waits here for its turn): most of an
+ * example's time is waiting on its limits, not CPU, and one at a time took CI 100 s. Not more: some
+ * examples check their own timing, and CI has two cores.
+ */
+const EXAMPLES_AT_ONCE = 2;
+let running = 0;
+const turns: (() => void)[] = [];
+
+async function runExample(file: string, cwd = root): Promise<{ code: number | null; output: string }> {
+  if (running >= EXAMPLES_AT_ONCE) await new Promise<void>((resolve) => turns.push(resolve));
+  else running++;
+  try {
+    return await runToEnd(process.execPath, ["--import", "tsx", join(cwd === root ? examplesDirectory : cwd, file)], {
+      cwd,
+    });
+  } finally {
+    const next = turns.shift();
+    if (next !== undefined) next();
+    else running--;
+  }
 }
 
 beforeAll(() => {
@@ -77,7 +96,7 @@ beforeAll(() => {
 }, 120_000);
 
 describe("examples", () => {
-  it.each(examples)(
+  it.concurrent.each(examples)(
     "examples/%s runs and exits 0",
     async (file) => {
       const { code, output } = await runExample(file);
@@ -124,7 +143,7 @@ describe("examples copied into a CommonJS project", () => {
     if (project !== undefined) rmSync(project, { recursive: true, force: true });
   });
 
-  it.each(examples)(
+  it.concurrent.each(examples)(
     "examples/%s says what it needs, and runs saved as .mts as it says",
     async (file) => {
       const source = readFileSync(join(examplesDirectory, file), "utf8");
