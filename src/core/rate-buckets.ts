@@ -347,3 +347,10 @@ export class SlidingWindow implements RateBucket {
     this.first = first;
   }
 }
+
+/** A new, full limit of the same configuration as `bucket` (nothing spent, no pause, no server cap). */
+export function emptyLike(bucket: RateBucket): RateBucket {
+  return bucket instanceof TokenBucket
+    ? new TokenBucket(bucket.unit, bucket.limit, bucket.interval, bucket.burst)
+    : new SlidingWindow(bucket.unit, bucket.limit, bucket.interval);
+}
