@@ -237,7 +237,8 @@ export class KeyedRateLimiter
       return;
     }
     entry.inFlight -= permit.weight;
-    if (entry.inFlight === 0) this.sweeper.schedule(entry, entry.idleAt(this.clock.now()));
+    // Already scheduled: the sweep looks again then (the common case, a key used again and again).
+    if (entry.inFlight === 0 && entry.heapIndex < 0) this.sweeper.schedule(entry, entry.idleAt(this.clock.now()));
   };
   private readonly settleLight: Settle = {
     check: (target) => checkCostUnits(target, this.counted, "actual"),
@@ -510,7 +511,7 @@ export class KeyedRateLimiter
   }
 
   private sweepIfQuiet(entry: RateKey): void {
-    if (entry.quiet) this.sweeper.schedule(entry, entry.idleAt(this.clock.now()));
+    if (entry.heapIndex < 0 && entry.quiet) this.sweeper.schedule(entry, entry.idleAt(this.clock.now()));
   }
 
   /** Makes the light state of `key` and joins it to its level instances. Throws for a bad level key. */
