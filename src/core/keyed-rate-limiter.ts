@@ -122,26 +122,45 @@ class LevelInstance implements Sweepable {
  * buckets, what it holds and its counters, and serves the key until the key is forgotten.
  */
 class RateKey implements Sweepable {
-  heapIndex = -1;
+  // Fields are declared, not initialised in the class body: plain stores in the constructor make the
+  // cheapest object V8 knows, and a million keys make a million of them.
+  declare heapIndex: number;
+  declare private readonly owner: KeyedRateLimiter;
+  declare readonly key: string;
+  /** Its own limits; a full limiter takes them over. */
+  declare readonly buckets: RateBucket[];
+  /** The limits of its level instances. */
+  declare readonly shared: readonly SharedLimit[];
+  declare readonly levels: readonly LevelInstance[];
   /** Its full limiter, once one was needed. */
-  limiter: RateLimiter | undefined = undefined;
+  declare limiter: RateLimiter | undefined;
   /** Light: the weight its permits hold. */
-  inFlight = 0;
+  declare inFlight: number;
   /** Light: grants so far. */
-  granted = 0;
-  /** Light: the clock time of the last start (kept only with `minInterval`). */
-  lastStartAt = Number.NEGATIVE_INFINITY;
+  declare granted: number;
+  /** Light: the clock time of the last start, once there was one under `minInterval`. */
+  declare lastStartAt: number | undefined;
   /** Light: its settled calls, once one was settled. */
-  settled: SettledTotals | undefined = undefined;
+  declare settled: SettledTotals | undefined;
   constructor(
-    private readonly owner: KeyedRateLimiter,
-    readonly key: string,
-    /** Its own limits; a full limiter takes them over. */
-    readonly buckets: RateBucket[],
-    /** The limits of its level instances. */
-    readonly shared: readonly SharedLimit[],
-    readonly levels: readonly LevelInstance[],
-  ) {}
+    owner: KeyedRateLimiter,
+    key: string,
+    buckets: RateBucket[],
+    shared: readonly SharedLimit[],
+    levels: readonly LevelInstance[],
+  ) {
+    this.heapIndex = -1;
+    this.owner = owner;
+    this.key = key;
+    this.buckets = buckets;
+    this.shared = shared;
+    this.levels = levels;
+    this.limiter = undefined;
+    this.inFlight = 0;
+    this.granted = 0;
+    this.lastStartAt = undefined;
+    this.settled = undefined;
+  }
 
   get quiet(): boolean {
     const limiter = this.limiter;
@@ -159,7 +178,7 @@ class RateKey implements Sweepable {
   /** When it remembers nothing a fresh key would not (see {@link RateLimiter.idleAt}). */
   idleAt(now: number): number {
     if (this.limiter !== undefined) return this.limiter.idleAt(now);
-    let at = this.lastStartAt + this.owner.spacing;
+    let at = this.lastStartAt === undefined ? now : this.lastStartAt + this.owner.spacing;
     for (const bucket of this.buckets) at = Math.max(at, bucket.idleAt(now));
     return at;
   }
@@ -238,7 +257,10 @@ export class KeyedRateLimiter
     }
     entry.inFlight -= permit.weight;
     // Already scheduled: the sweep looks again then (the common case, a key used again and again).
-    if (entry.inFlight === 0 && entry.heapIndex < 0) this.sweeper.schedule(entry, entry.idleAt(this.clock.now()));
+    if (entry.inFlight === 0 && entry.heapIndex < 0) {
+      const now = this.clock.now();
+      this.sweeper.schedule(entry, entry.idleAt(now), now);
+    }
   };
   private readonly settleLight: Settle = {
     check: (target) => checkCostUnits(target, this.counted, "actual"),
@@ -478,7 +500,8 @@ export class KeyedRateLimiter
     if (entry.inFlight + weight > this.concurrency) return undefined;
     const now = this.clock.now();
     const spacing = this.spacing;
-    const ready = spacing > 0 ? entry.lastStartAt + spacing : Number.NEGATIVE_INFINITY;
+    const ready =
+      spacing > 0 && entry.lastStartAt !== undefined ? entry.lastStartAt + spacing : Number.NEGATIVE_INFINITY;
     if (payableAt(demand, entry.buckets, entry.shared, ready, now) > now) return undefined;
     const charges = chargeEach(demand, entry.buckets, entry.shared, now);
     entry.inFlight += weight;
@@ -503,7 +526,13 @@ export class KeyedRateLimiter
   private full(entry: RateKey): RateLimiter {
     if (entry.limiter !== undefined) return entry.limiter;
     const limiter = new RateLimiter(this.perKey);
-    limiter.adopt(entry.buckets, entry.inFlight, entry.lastStartAt, entry.granted, entry.settled ?? newSettledTotals());
+    limiter.adopt(
+      entry.buckets,
+      entry.inFlight,
+      entry.lastStartAt ?? Number.NEGATIVE_INFINITY,
+      entry.granted,
+      entry.settled ?? newSettledTotals(),
+    );
     limiter.joinLevels(entry.shared, this.subjectOf(entry.key));
     limiter.onQuiet = () => this.sweeper.schedule(entry, limiter.idleAt(this.clock.now()));
     entry.limiter = limiter;
@@ -511,7 +540,10 @@ export class KeyedRateLimiter
   }
 
   private sweepIfQuiet(entry: RateKey): void {
-    if (entry.heapIndex < 0 && entry.quiet) this.sweeper.schedule(entry, entry.idleAt(this.clock.now()));
+    if (entry.heapIndex < 0 && entry.quiet) {
+      const now = this.clock.now();
+      this.sweeper.schedule(entry, entry.idleAt(now), now);
+    }
   }
 
   /** Makes the light state of `key` and joins it to its level instances. Throws for a bad level key. */
