@@ -249,6 +249,8 @@ export class KeyedRateLimiter
   readonly spacing: number;
   /** The units the key's own limits and its levels' count: a cost unit one typo away from these is refused. */
   private readonly counted: ReadonlySet<string>;
+  /** Whether every limit, the key's and its levels', can pay one request: then the commonest call needs no check. */
+  private readonly onePossible: boolean;
   private readonly giveBackLight = (permit: KeyPermit): void => {
     const entry = permit.entry;
     if (entry.limiter !== undefined) {
@@ -296,7 +298,9 @@ export class KeyedRateLimiter
     this.concurrency = this.template.concurrency;
     this.spacing = this.template.minInterval;
     this.levels = checkLevels(levels, this.clock);
-    this.counted = countedUnits([...this.template.limits, ...this.levels.flatMap((level) => level.limits)]);
+    const limits = [...this.template.limits, ...this.levels.flatMap((level) => level.limits)];
+    this.counted = countedUnits(limits);
+    this.onePossible = limits.every((limit) => (limit.burst ?? limit.limit) >= 1);
     this.sweeper = new Sweeper(this.clock);
   }
 
@@ -324,7 +328,7 @@ export class KeyedRateLimiter
     try {
       if (entry.limiter !== undefined || listened()) return this.full(entry).tryAcquire(options);
       const demand = checkTryOptions(options, this.counted);
-      const impossible = this.whyImpossible(entry, demand);
+      const impossible = demand === 1 && this.onePossible ? undefined : this.whyImpossible(entry, demand);
       if (impossible !== undefined) throw impossible;
       return this.startLight(entry, demand, NEVER_ABORTED);
     } finally {
@@ -475,7 +479,8 @@ export class KeyedRateLimiter
    * @throws TypeError/RangeError for bad options.
    */
   private grantLight(entry: RateKey, options: RateAcquireOptions | undefined): RatePermit | undefined {
-    if (options === undefined) return this.startLight(entry, 1, NEVER_ABORTED);
+    // A cost no limit could pay is refused by the full limiter (an empty sliding window would admit it).
+    if (options === undefined) return this.onePossible ? this.startLight(entry, 1, NEVER_ABORTED) : undefined;
     const checked = checkAcquireOptions(options);
     const demand = normalizeDemand(options.cost, checked.weight, this.counted);
     if (checked.signal?.aborted || this.whyImpossible(entry, demand) !== undefined) return undefined;

@@ -217,6 +217,14 @@ describe("KeyedRateLimiter", () => {
     expect(limiter.statistics()).toMatchObject({ granted: 4, keys: 1 });
   });
 
+  it("a limit that can never pay one request refuses it on every path, as a RateLimiter does", async () => {
+    const limiter = new KeyedRateLimiter({ limits: [{ limit: 0.5, interval: 1_000, algorithm: "sliding-window" }] });
+    expect(() => limiter.tryAcquire("a")).toThrow(/cost 1 requests is above the limit 0\.5/);
+    await expect(limiter.acquire("a")).rejects.toThrow(/cost 1 requests is above the limit 0\.5/);
+    await expect(limiter.run("a", () => 1)).rejects.toThrow(/it could never be granted/);
+    expect(limiter.statistics()).toMatchObject({ granted: 0, rejected: 2, keys: 0 });
+  });
+
   it("property: a key's light path and its full limiter grant at the same instants as a plain RateLimiter", async () => {
     type Step =
       | { op: "acquire"; cost: number; weight: number }
