@@ -3,14 +3,16 @@
 // sluice's KeyedSemaphore against a p-limit-per-key map (what users write by hand: it never frees a key).
 // Then in Redis (a local redis-server of its own): RedisKeyedRateLimiter against RateLimiterRedis, one
 // process, decisions per second and commands per decision over --redis-keys keys (default 10,000).
-// Run: npm run build && node --expose-gc bench/tenants.mjs [--keys 100000] [--redis-keys 10000]
+// Each in-process contender is measured --runs times (default 3), the contenders taking turns, and each
+// figure is the median of its runs: the machine is shared, and its load moves within a minute.
+// Run: npm run build && node --expose-gc bench/tenants.mjs [--keys 100000] [--runs 3] [--redis-keys 10000]
 import { Redis } from "ioredis";
 import pLimit from "p-limit";
 import { RateLimiterMemory, RateLimiterRedis } from "rate-limiter-flexible";
 import { FairLimiter, KeyedRateLimiter, KeyedSemaphore } from "../dist/index.js";
 import { RedisKeyedRateLimiter } from "../dist/redis.js";
 import { localRedis } from "../examples/redis-server.mjs";
-import { heapUsed, machine, requireGc, table } from "./harness.mjs";
+import { heapUsed, machine, median, requireGc, table } from "./harness.mjs";
 
 const argv = process.argv.slice(2);
 const option = (name, fallback) => {
@@ -18,6 +20,7 @@ const option = (name, fallback) => {
   return at === -1 ? fallback : Number(argv[at + 1]);
 };
 const KEYS = option("keys", 100_000);
+const RUNS = option("runs", 3);
 /** Each key's budget; the run spends 2 per key in 2 passes, so every decision is a grant. */
 const PER_KEY = 10;
 const INTERVAL_MS = 1_000;
@@ -45,19 +48,33 @@ async function measure(name, make, decide, idleMs) {
   const left = typeof limiter.size === "number" ? limiter.size : "?";
   kept.length = 0;
   return {
-    contender: name,
-    "new keys: decisions/s": Math.round(KEYS / ((passes[0] ?? 0) / 1_000)),
-    "live keys: decisions/s": Math.round(KEYS / ((passes[1] ?? 0) / 1_000)),
-    "heap per live key (B)": Math.round((live - start) / KEYS),
-    "heap after idle, over start": `${(((idle - start) / start) * 100).toFixed(1)}% (${Math.round((idle - start) / 1024)} KiB)`,
-    "keys left after idle": left,
+    name,
+    newKeys: KEYS / ((passes[0] ?? 0) / 1_000),
+    liveKeys: KEYS / ((passes[1] ?? 0) / 1_000),
+    perKey: (live - start) / KEYS,
+    idleOver: idle - start,
+    idlePercent: ((idle - start) / start) * 100,
+    left,
+  };
+}
+
+/** One row of the table: the median of each figure over a contender's runs. */
+function row(runs) {
+  const of = (field) => median(runs.map((run) => run[field]));
+  return {
+    contender: runs[0].name,
+    "new keys: decisions/s": Math.round(of("newKeys")),
+    "live keys: decisions/s": Math.round(of("liveKeys")),
+    "heap per live key (B)": Math.round(of("perKey")),
+    "heap after idle, over start": `${of("idlePercent").toFixed(1)}% (${Math.round(of("idleOver") / 1024)} KiB)`,
+    "keys left after idle": runs[0].left,
   };
 }
 
 requireGc();
-const rows = [];
-rows.push(
-  await measure(
+/** The contenders: what `measure` takes after the name. */
+const contenders = [
+  [
     "sluice KeyedRateLimiter (tryAcquire)",
     () => new KeyedRateLimiter({ limits: [{ limit: PER_KEY, interval: INTERVAL_MS }] }),
     (limiter, key) => {
@@ -66,34 +83,26 @@ rows.push(
       permit.release();
     },
     INTERVAL_MS + 200,
-  ),
-);
-rows.push(
-  await measure(
+  ],
+  [
     "sluice KeyedRateLimiter (await acquire)",
     () => new KeyedRateLimiter({ limits: [{ limit: PER_KEY, interval: INTERVAL_MS }] }),
     async (limiter, key) => (await limiter.acquire(key)).release(),
     INTERVAL_MS + 200,
-  ),
-);
-rows.push(
-  await measure(
+  ],
+  [
     "rate-limiter-flexible RateLimiterMemory (await consume)",
     () => new RateLimiterMemory({ points: PER_KEY, duration: INTERVAL_MS / 1_000 }),
     (limiter, key) => limiter.consume(key),
     INTERVAL_MS + 200,
-  ),
-);
-rows.push(
-  await measure(
+  ],
+  [
     "sluice KeyedSemaphore(1) (await run)",
     () => new KeyedSemaphore(1),
     (semaphore, key) => semaphore.run(key, () => undefined),
     0,
-  ),
-);
-rows.push(
-  await measure(
+  ],
+  [
     "p-limit per key in a Map (await limit)",
     () => new Map(),
     (map, key) => {
@@ -102,11 +111,16 @@ rows.push(
       return limit(() => undefined);
     },
     0,
-  ),
-);
+  ],
+];
+const runs = contenders.map(() => []);
+for (let run = 0; run < RUNS; run++) {
+  for (const [index, contender] of contenders.entries()) runs[index]?.push(await measure(...contender));
+}
+const rows = runs.map(row);
 
 console.log(
-  `## Many tenants, in process (${KEYS.toLocaleString("en")} keys, one decision per key on new keys, then one on live keys; the machine is shared with other work, so compare within a run)\n`,
+  `## Many tenants, in process (${KEYS.toLocaleString("en")} keys, one decision per key on new keys, then one on live keys; each figure the median of ${RUNS} runs, the contenders taking turns; the machine is shared with other work, so compare within a run)\n`,
 );
 console.log(machine());
 console.log();

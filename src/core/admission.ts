@@ -267,6 +267,12 @@ export class Admission<Request, Grant> implements SelfChecking {
     this.requests++;
   }
 
+  /** @internal Counts `granted` grants made elsewhere before this limiter took over (a keyed key's light path). */
+  adoptGrants(granted: number): void {
+    this.requests += granted;
+    this.counters.granted += granted;
+  }
+
   /** Throws an Error naming the first broken invariant: the queue's, then the counters'. */
   assertInvariants(): void {
     this.queue.assertInvariants();

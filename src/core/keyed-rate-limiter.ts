@@ -11,20 +11,41 @@ import type { LimiterCounters } from "./admission.js";
 import { checkClock, checkFunction, checkName, checkOptionNames, optionNames } from "./arguments.js";
 import { type Clock, systemClock } from "./clock.js";
 import { describe } from "./describe.js";
+import { acquireChannel, holdChannel } from "./diagnostics.js";
 import type { Duration } from "./duration.js";
+import { weightAboveCapacity } from "./errors.js";
 import { checkKey, KeyedPrimitive, type KeyedStatistics, keyedKind, type Sweepable, Sweeper } from "./keyed.js";
 import { type KeyedLimiter, type KeyStatistics, KeyView } from "./keyed-semaphore.js";
+import { NEVER_ABORTED } from "./limiter.js";
+import { runHolding } from "./permit.js";
+import type { RateBucket } from "./rate-buckets.js";
+import { checkCostUnits, countedUnits } from "./rate-cost.js";
 import type { HeaderInput } from "./rate-headers.js";
 import {
+  chargeEach,
+  checkTryOptions,
+  costImpossible,
+  costRecord,
+  type Demand,
+  limitStatistics,
+  newSettledTotals,
+  normalizeDemand,
+  payableAt,
   RATE_LIMITER_OPTION_FLAGS,
   type RateAcquireOptions,
   type RateLimit,
   RateLimiter,
   type RateLimiterOptions,
+  RateLimiterPermit,
   type RateLimiterStatistics,
   type RatePermit,
+  type Settle,
+  type SettledTotals,
   type SharedLimit,
+  settleCharges,
+  weightOf,
 } from "./rate-limiter.js";
+import { checkAcquireOptions } from "./wait-options.js";
 
 /**
  * A level above the keys: limits that the keys mapped to one instance of it share. A level without `key`
@@ -93,32 +114,91 @@ class LevelInstance implements Sweepable {
   }
 }
 
-/** One live key: its limiter and the level instances it charges. */
+/**
+ * One live key. Light while nobody waits under it: only its limits' buckets and what it holds, the
+ * rules (concurrency, spacing, refunds, counted units) read from its keyed limiter, shared by every key.
+ * A caller that must wait (or anything the light path does not do: a pause, an aborted signal, a cost
+ * no limit could pay, diagnostics listened to) gives it a full {@link RateLimiter}, which takes over its
+ * buckets, what it holds and its counters, and serves the key until the key is forgotten.
+ */
 class RateKey implements Sweepable {
-  heapIndex = -1;
+  // Fields are declared, not initialised in the class body: plain stores in the constructor make the
+  // cheapest object V8 knows, and a million keys make a million of them.
+  declare heapIndex: number;
+  declare private readonly owner: KeyedRateLimiter;
+  declare readonly key: string;
+  /** Its own limits; a full limiter takes them over. */
+  declare readonly buckets: RateBucket[];
+  /** The limits of its level instances. */
+  declare readonly shared: readonly SharedLimit[];
+  declare readonly levels: readonly LevelInstance[];
+  /** Its full limiter, once one was needed. */
+  declare limiter: RateLimiter | undefined;
+  /** Light: the weight its permits hold. */
+  declare inFlight: number;
+  /** Light: grants so far. */
+  declare granted: number;
+  /** Light: the clock time of the last start, once there was one under `minInterval`. */
+  declare lastStartAt: number | undefined;
+  /** Light: its settled calls, once one was settled. */
+  declare settled: SettledTotals | undefined;
   constructor(
-    private readonly owner: KeyedRateLimiter,
-    readonly key: string,
-    readonly limiter: RateLimiter,
-    readonly levels: readonly LevelInstance[],
-  ) {}
+    owner: KeyedRateLimiter,
+    key: string,
+    buckets: RateBucket[],
+    shared: readonly SharedLimit[],
+    levels: readonly LevelInstance[],
+  ) {
+    this.heapIndex = -1;
+    this.owner = owner;
+    this.key = key;
+    this.buckets = buckets;
+    this.shared = shared;
+    this.levels = levels;
+    this.limiter = undefined;
+    this.inFlight = 0;
+    this.granted = 0;
+    this.lastStartAt = undefined;
+    this.settled = undefined;
+  }
+
+  get quiet(): boolean {
+    const limiter = this.limiter;
+    return limiter === undefined ? this.inFlight === 0 : limiter.inUse === 0 && limiter.waiting === 0;
+  }
 
   statistics(): RateLimiterStatistics {
-    return this.limiter.statistics();
+    return this.limiter?.statistics() ?? this.owner.lightStatistics(this);
   }
 
   counters(): LimiterCounters {
-    return this.limiter.counters();
+    return this.limiter?.counters() ?? { granted: this.granted, aborted: 0, timedOut: 0, rejected: 0 };
+  }
+
+  /** When it remembers nothing a fresh key would not (see {@link RateLimiter.idleAt}). */
+  idleAt(now: number): number {
+    if (this.limiter !== undefined) return this.limiter.idleAt(now);
+    let at = this.lastStartAt === undefined ? now : this.lastStartAt + this.owner.spacing;
+    for (const bucket of this.buckets) at = Math.max(at, bucket.idleAt(now));
+    return at;
   }
 
   sweep(now: number): number | undefined {
-    if (this.limiter.inUse !== 0 || this.limiter.waiting !== 0) return undefined;
-    const at = this.limiter.idleAt(now);
+    if (!this.quiet) return undefined;
+    const at = this.idleAt(now);
     if (at > now) return at;
     this.owner.forget(this);
     return undefined;
   }
 }
+
+/** A permit of a light key: its release and settlement go to the key (or the limiter that took it over). */
+class KeyPermit extends RateLimiterPermit {
+  declare entry: RateKey;
+}
+
+const NO_LEVELS: readonly LevelInstance[] = [];
+const NO_SHARED: readonly SharedLimit[] = [];
 
 /**
  * A rate limiter per key, optionally under levels shared by many keys, charged all together or not at
@@ -157,6 +237,45 @@ export class KeyedRateLimiter
   private readonly clock: Clock;
   private readonly levels: readonly Level[];
   private readonly sweeper: Sweeper;
+  /**
+   * The per-key options made into a limiter once, checked: what a light key's rules are read from, and
+   * what a key not live reads as.
+   */
+  private readonly template: RateLimiter;
+  /** Each key's concurrency; a light key never has `"auto"` (such keys are full from the start). */
+  private readonly concurrency: number;
+  private readonly auto: boolean;
+  /** @internal Each key's `minInterval`, in ms. */
+  readonly spacing: number;
+  /** The units the key's own limits and its levels' count: a cost unit one typo away from these is refused. */
+  private readonly counted: ReadonlySet<string>;
+  /** Whether every limit, the key's and its levels', can pay one request: then the commonest call needs no check. */
+  private readonly onePossible: boolean;
+  private readonly giveBackLight = (permit: KeyPermit): void => {
+    const entry = permit.entry;
+    if (entry.limiter !== undefined) {
+      entry.limiter.releaseAdopted(permit.weight);
+      return;
+    }
+    entry.inFlight -= permit.weight;
+    // Already scheduled: the sweep looks again then (the common case, a key used again and again).
+    if (entry.inFlight === 0 && entry.heapIndex < 0) {
+      const now = this.clock.now();
+      this.sweeper.schedule(entry, entry.idleAt(now), now);
+    }
+  };
+  private readonly settleLight: Settle = {
+    check: (target) => checkCostUnits(target, this.counted, "actual"),
+    apply: (permit, target, first) => {
+      const entry = (permit as KeyPermit).entry;
+      if (entry.limiter !== undefined) {
+        entry.limiter.settleAdopted(permit, target, first);
+        return;
+      }
+      entry.settled ??= newSettledTotals();
+      settleCharges(permit, target, first, entry.buckets, this.template.refundOption, entry.settled, this.clock.now());
+    },
+  };
 
   /**
    * @throws TypeError/RangeError naming the option and the value, as `new RateLimiter()` does; for a
@@ -174,8 +293,14 @@ export class KeyedRateLimiter
     this.clock = checkClock(clock) ?? systemClock;
     this.perKey = { ...perKey, clock: this.clock };
     // Made once here, so a bad option fails now rather than at the first call.
-    new RateLimiter(this.perKey);
+    this.template = new RateLimiter(this.perKey);
+    this.auto = perKey.concurrency === "auto";
+    this.concurrency = this.template.concurrency;
+    this.spacing = this.template.minInterval;
     this.levels = checkLevels(levels, this.clock);
+    const limits = [...this.template.limits, ...this.levels.flatMap((level) => level.limits)];
+    this.counted = countedUnits(limits);
+    this.onePossible = limits.every((limit) => (limit.burst ?? limit.limit) >= 1);
     this.sweeper = new Sweeper(this.clock);
   }
 
@@ -186,7 +311,12 @@ export class KeyedRateLimiter
    * above a level's burst names the level and its key.
    */
   acquire(key: string, options?: RateAcquireOptions): Promise<RatePermit> {
-    return this.call(key, (limiter) => limiter.acquire(options));
+    return this.call(
+      key,
+      options,
+      (permit) => Promise.resolve(permit),
+      (limiter) => limiter.acquire(options),
+    );
   }
 
   /**
@@ -196,7 +326,11 @@ export class KeyedRateLimiter
   tryAcquire(key: string, options?: Pick<RateAcquireOptions, "cost" | "weight">): RatePermit | undefined {
     const entry = this.table.get(checkKey(key));
     try {
-      return entry.limiter.tryAcquire(options);
+      if (entry.limiter !== undefined || listened()) return this.full(entry).tryAcquire(options);
+      const demand = checkTryOptions(options, this.counted);
+      const impossible = demand === 1 && this.onePossible ? undefined : this.whyImpossible(entry, demand);
+      if (impossible !== undefined) throw impossible;
+      return this.startLight(entry, demand, NEVER_ABORTED);
     } finally {
       this.sweepIfQuiet(entry);
     }
@@ -208,7 +342,12 @@ export class KeyedRateLimiter
     fn: (signal: AbortSignal, permit: RatePermit) => T | PromiseLike<T>,
     options?: RateAcquireOptions,
   ): Promise<T> {
-    return this.call(key, (limiter) => limiter.run(fn, options));
+    return this.call(
+      key,
+      typeof fn === "function" ? options : NOT_LIGHT,
+      (permit) => runHolding(fn, permit),
+      (limiter) => limiter.run(fn, options),
+    );
   }
 
   /**
@@ -219,7 +358,7 @@ export class KeyedRateLimiter
   pause(key: string, forOrUntil: Duration | Date, reason?: unknown): void {
     const entry = this.table.get(checkKey(key));
     try {
-      entry.limiter.pause(forOrUntil, reason);
+      this.full(entry).pause(forOrUntil, reason);
     } finally {
       this.sweepIfQuiet(entry);
     }
@@ -233,7 +372,7 @@ export class KeyedRateLimiter
   observe(key: string, headers: HeaderInput): void {
     const entry = this.table.get(checkKey(key));
     try {
-      entry.limiter.observe(headers);
+      this.full(entry).observe(headers);
     } finally {
       this.sweepIfQuiet(entry);
     }
@@ -249,21 +388,28 @@ export class KeyedRateLimiter
   /** A snapshot of `key`, as {@link RateLimiter.statistics} (its own limits); a key not live reads as fresh. */
   statistics(key: string): KeyStatistics<RateLimiterStatistics>;
   statistics(key?: string): KeyedStatistics | KeyStatistics<RateLimiterStatistics> {
-    if (key === undefined) return this.table.statistics(this.name, this.perKey.concurrency ?? Number.POSITIVE_INFINITY);
+    if (key === undefined) return this.table.statistics(this.name, this.auto ? "auto" : this.concurrency);
     checkKey(key);
     const live = this.table.live.get(key);
-    const statistics = live === undefined ? new RateLimiter(this.perKey).statistics() : live.statistics();
+    const statistics = live === undefined ? this.template.statistics() : live.statistics();
     return { ...this.table.statisticsOf(key, statistics), name: this.name, key };
   }
 
   /** Rejects every waiter of every key with `reason` (default: an `AbortError`). */
   clear(reason?: unknown): void {
-    for (const entry of [...this.table.live.values()]) entry.limiter.clear(reason);
+    for (const entry of [...this.table.live.values()]) entry.limiter?.clear(reason);
   }
 
   /** @internal How many level instances are live, per level name (tests and benchmarks). */
   levelInstances(): Record<string, number> {
     return Object.fromEntries(this.levels.map((level) => [level.name, level.instances.size]));
+  }
+
+  /** @internal How many live keys have a full limiter (tests and benchmarks). */
+  fullKeys(): number {
+    let full = 0;
+    for (const entry of this.table.live.values()) if (entry.limiter !== undefined) full++;
+    return full;
   }
 
   /** @internal Drops a key found idle and refilled; its level instances lose a user. */
@@ -276,26 +422,139 @@ export class KeyedRateLimiter
     }
   }
 
-  private call<T>(key: string, body: (limiter: RateLimiter) => Promise<T>): Promise<T> {
+  /** @internal A light key's statistics, as its full limiter would report them. */
+  lightStatistics(entry: RateKey): RateLimiterStatistics {
+    const fresh = this.template.statistics();
+    const { limits, remaining } = limitStatistics(entry.buckets, this.clock.now());
+    const settled = entry.settled;
+    return {
+      ...fresh,
+      available: fresh.capacity - entry.inFlight,
+      inUse: entry.inFlight,
+      granted: entry.granted,
+      limits,
+      remaining,
+      settled:
+        settled === undefined
+          ? fresh.settled
+          : { calls: settled.calls, estimated: { ...settled.estimated }, actual: { ...settled.actual } },
+    };
+  }
+
+  /**
+   * `acquire` and `run`: granted on the light path when the key is light and the call can start now
+   * (`light`); otherwise through the key's full limiter (`full`), which also refuses and counts what the
+   * light path does not grant. Never throws.
+   */
+  private call<T>(
+    key: string,
+    options: RateAcquireOptions | undefined,
+    light: (permit: RatePermit) => Promise<T>,
+    full: (limiter: RateLimiter) => Promise<T>,
+  ): Promise<T> {
     let entry: RateKey;
     try {
       entry = this.table.get(checkKey(key));
     } catch (error) {
       return Promise.reject(error);
     }
-    const outcome = body(entry.limiter);
+    let permit: RatePermit | undefined;
+    if (entry.limiter === undefined && options !== NOT_LIGHT && !listened()) {
+      try {
+        permit = this.grantLight(entry, options);
+      } catch (error) {
+        // Bad options: refused before admission, counted nowhere (as RateLimiter.acquire does).
+        this.sweepIfQuiet(entry);
+        return Promise.reject(error);
+      }
+    }
+    const outcome = permit === undefined ? full(this.full(entry)) : light(permit);
     this.sweepIfQuiet(entry);
     return outcome;
   }
 
+  /**
+   * The light path of `acquire`: the permit if the call may start now, `undefined` if it must wait, or
+   * is refused (an aborted signal, a cost no limit could pay), which the full limiter then does.
+   * @throws TypeError/RangeError for bad options.
+   */
+  private grantLight(entry: RateKey, options: RateAcquireOptions | undefined): RatePermit | undefined {
+    // A cost no limit could pay is refused by the full limiter (an empty sliding window would admit it).
+    if (options === undefined) return this.onePossible ? this.startLight(entry, 1, NEVER_ABORTED) : undefined;
+    const checked = checkAcquireOptions(options);
+    const demand = normalizeDemand(options.cost, checked.weight, this.counted);
+    if (checked.signal?.aborted || this.whyImpossible(entry, demand) !== undefined) return undefined;
+    return this.startLight(entry, demand, checked.signal ?? NEVER_ABORTED);
+  }
+
+  /** A RangeError if `demand` could never be admitted under a light key, as its full limiter would say. */
+  private whyImpossible(entry: RateKey, demand: Demand): RangeError | undefined {
+    const weight = weightOf(demand);
+    const subject = () => this.subjectOf(entry.key);
+    if (weight > this.concurrency)
+      return weightAboveCapacity(weight, this.concurrency, `${subject()} (its concurrency)`);
+    return costImpossible(demand, entry.buckets, entry.shared, subject);
+  }
+
+  /**
+   * Starts `demand` under a light key if it may start now — room for its weight, the spacing passed,
+   * every limit able to pay — charging every limit in the same step; otherwise `undefined`.
+   */
+  private startLight(entry: RateKey, demand: Demand, signal: AbortSignal): RatePermit | undefined {
+    const weight = weightOf(demand);
+    if (entry.inFlight + weight > this.concurrency) return undefined;
+    const now = this.clock.now();
+    const spacing = this.spacing;
+    const ready =
+      spacing > 0 && entry.lastStartAt !== undefined ? entry.lastStartAt + spacing : Number.NEGATIVE_INFINITY;
+    if (payableAt(demand, entry.buckets, entry.shared, ready, now) > now) return undefined;
+    const charges = chargeEach(demand, entry.buckets, entry.shared, now);
+    entry.inFlight += weight;
+    entry.granted++;
+    if (spacing > 0) entry.lastStartAt = now;
+    const permit = new KeyPermit(
+      weight,
+      signal,
+      this.giveBackLight,
+      this.settleLight,
+      costRecord(demand),
+      charges,
+      undefined,
+      now,
+      entry.inFlight,
+    );
+    permit.entry = entry;
+    return permit;
+  }
+
+  /** The full limiter of `key`, made now (taking over its light state) if it has none. */
+  private full(entry: RateKey): RateLimiter {
+    if (entry.limiter !== undefined) return entry.limiter;
+    const limiter = new RateLimiter(this.perKey);
+    limiter.adopt(
+      entry.buckets,
+      entry.inFlight,
+      entry.lastStartAt ?? Number.NEGATIVE_INFINITY,
+      entry.granted,
+      entry.settled ?? newSettledTotals(),
+    );
+    limiter.joinLevels(entry.shared, this.subjectOf(entry.key));
+    limiter.onQuiet = () => this.sweeper.schedule(entry, limiter.idleAt(this.clock.now()));
+    entry.limiter = limiter;
+    return limiter;
+  }
+
   private sweepIfQuiet(entry: RateKey): void {
-    if (entry.limiter.inUse === 0 && entry.limiter.waiting === 0) {
-      this.sweeper.schedule(entry, entry.limiter.idleAt(this.clock.now()));
+    if (entry.heapIndex < 0 && entry.quiet) {
+      const now = this.clock.now();
+      this.sweeper.schedule(entry, entry.idleAt(now), now);
     }
   }
 
-  /** Makes the limiter of `key` and joins it to its level instances. Throws for a bad level key. */
+  /** Makes the light state of `key` and joins it to its level instances. Throws for a bad level key. */
   protected create(key: string): RateKey {
+    if (this.levels.length === 0)
+      return this.made(new RateKey(this, key, this.template.freshBuckets(), NO_SHARED, NO_LEVELS));
     // Every level key first: one that throws must leave no instance behind.
     const instanceKeys = this.levels.map((level, index) =>
       level.key === undefined ? "" : levelKey(level, index, key),
@@ -315,19 +574,32 @@ export class KeyedRateLimiter
       instance.users++;
       this.sweeper.cancel(instance);
     }
-    const limiter = new RateLimiter(this.perKey);
-    limiter.joinLevels(
-      instances.flatMap((instance) => instance.shared),
-      `${keyedKind("rate limiter", this.name)} ${JSON.stringify(key)}`,
-    );
-    const entry = new RateKey(this, key, limiter, instances);
-    limiter.onQuiet = () => this.sweeper.schedule(entry, limiter.idleAt(this.clock.now()));
+    const shared = instances.flatMap((instance) => instance.shared);
+    return this.made(new RateKey(this, key, this.template.freshBuckets(), shared, instances));
+  }
+
+  /** A new key: full from the start when its concurrency adapts (the light path has no estimator). */
+  private made(entry: RateKey): RateKey {
+    if (this.auto) this.full(entry);
     return entry;
+  }
+
+  /** What messages call `key`'s limiter. */
+  private subjectOf(key: string): string {
+    return `${keyedKind("rate limiter", this.name)} ${JSON.stringify(key)}`;
   }
 
   private subject(): string {
     return this.name === undefined ? "the keyed rate limiter" : `keyed rate limiter ${JSON.stringify(this.name)}`;
   }
+}
+
+/** Options that keep `acquire`/`run` off the light path (a `run` whose `fn` is not a function). */
+const NOT_LIGHT: RateAcquireOptions = {};
+
+/** Whether someone listens to the acquire or hold diagnostics: then every key has its full limiter, which reports them. */
+function listened(): boolean {
+  return acquireChannel.hasSubscribers || holdChannel.hasSubscribers;
 }
 
 /** The instance key of `level` for `key`, checked: a level key function is user code. */

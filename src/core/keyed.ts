@@ -80,10 +80,12 @@ export class Sweeper {
     return this.due.size;
   }
 
-  /** Looks at `entry` at `at` (clock ms); an entry already scheduled keeps its time and is re-checked then. */
-  schedule(entry: Sweepable, at: number): void {
+  /**
+   * Looks at `entry` at `at` (clock ms); an entry already scheduled keeps its time and is re-checked then.
+   * `now` is the clock's time, when the caller has just read it.
+   */
+  schedule(entry: Sweepable, at: number, now = this.clock.now()): void {
     if (entry.heapIndex >= 0) return;
-    const now = this.clock.now();
     if (at <= now) {
       const later = entry.sweep(now);
       if (later === undefined) return;
@@ -157,14 +159,10 @@ export class KeyTable<L extends PerKey> {
   drop(key: string, limiter: L): void {
     if (this.live.get(key) !== limiter) return;
     this.live.delete(key);
-    const { granted, aborted, timedOut, rejected } = limiter.counters?.() ?? limiter.statistics();
-    for (const counters of [this.retired, this.watched?.get(key)?.deref()]) {
-      if (counters === undefined) continue;
-      counters.granted += granted;
-      counters.aborted += aborted;
-      counters.timedOut += timedOut;
-      counters.rejected += rejected;
-    }
+    const counters = limiter.counters?.() ?? limiter.statistics();
+    addCounters(this.retired, counters);
+    const watched = this.watched?.get(key)?.deref();
+    if (watched !== undefined) addCounters(watched, counters);
   }
 
   /**
@@ -245,6 +243,13 @@ export abstract class KeyedPrimitive<L extends PerKey> {
 
   /** Makes the primitive of a key that is not live. */
   protected abstract create(key: string): L;
+}
+
+function addCounters(to: LimiterCounters, from: LimiterCounters): void {
+  to.granted += from.granted;
+  to.aborted += from.aborted;
+  to.timedOut += from.timedOut;
+  to.rejected += from.rejected;
 }
 
 function newCounters(): LimiterCounters {

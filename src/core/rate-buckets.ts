@@ -79,27 +79,40 @@ export class BucketCharge {
  * `limit`: `fullAtScaled = fullAt × limit`, and one unit of cost moves it by `interval`.
  */
 export class TokenBucket implements RateBucket {
-  readonly algorithm = "token-bucket" as const;
+  // Fields are declared and stored in the constructor (no class-field definitions): a keyed rate
+  // limiter makes one bucket per key, a million of them for a million keys.
+  declare readonly unit: string;
+  declare limit: number;
+  declare interval: number;
+  declare burst: number;
   /**
    * When the bucket is full again, times `limit`. A value at or below `now × limit` means "full now".
    * Invariant: tokens available at `t` = `burst - max(0, fullAtScaled - t × limit) / interval`.
    */
-  private fullAtScaled = Number.NEGATIVE_INFINITY;
+  declare private fullAtScaled: number;
   /** Every refund so far, scaled: a charge's top is at most its `top - (refunded - refundedBefore)`. */
-  private refunded = 0;
+  declare private refunded: number;
   /**
    * Bumped when the stack is no longer what the charges made it: a pause that empties the bucket (a
    * refund must not refill it before the pause ends) or a new configuration (a new scale). Charges from
    * an earlier epoch refund nothing.
    */
-  private epoch = 0;
+  declare private epoch: number;
 
-  constructor(
-    readonly unit: string,
-    public limit: number,
-    public interval: number,
-    public burst: number,
-  ) {}
+  constructor(unit: string, limit: number, interval: number, burst: number) {
+    this.unit = unit;
+    this.limit = limit;
+    this.interval = interval;
+    this.burst = burst;
+    this.fullAtScaled = Number.NEGATIVE_INFINITY;
+    this.refunded = 0;
+    this.epoch = 0;
+  }
+
+  /** What it is: on the prototype, not a field of every bucket. */
+  get algorithm(): "token-bucket" {
+    return "token-bucket";
+  }
 
   get capacity(): number {
     return this.burst;
@@ -346,4 +359,11 @@ export class SlidingWindow implements RateBucket {
     }
     this.first = first;
   }
+}
+
+/** A new, full limit of the same configuration as `bucket` (nothing spent, no pause, no server cap). */
+export function emptyLike(bucket: RateBucket): RateBucket {
+  return bucket instanceof TokenBucket
+    ? new TokenBucket(bucket.unit, bucket.limit, bucket.interval, bucket.burst)
+    : new SlidingWindow(bucket.unit, bucket.limit, bucket.interval);
 }

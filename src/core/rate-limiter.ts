@@ -23,7 +23,7 @@ import { type LimitSample, vegas } from "./limit-algorithms.js";
 import { type AdaptiveLimitStatistics, LimitEstimator } from "./limit-estimator.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
 import { type GiveBack, HeldPermit, runHolding } from "./permit.js";
-import { type ChargeHandle, type RateBucket, SlidingWindow, TokenBucket } from "./rate-buckets.js";
+import { type ChargeHandle, emptyLike, type RateBucket, SlidingWindow, TokenBucket } from "./rate-buckets.js";
 import {
   checkCostUnits,
   checkCostValue,
@@ -228,7 +228,7 @@ export interface RateLimiterStatistics extends LimiterStatistics {
  * cost in several units at weight 1 is its normalized cost record alone; only another weight takes an
  * {@link Order} around it.
  */
-type Demand = number | Order | Readonly<Record<string, number>>;
+export type Demand = number | Order | Readonly<Record<string, number>>;
 
 class Order {
   constructor(
@@ -238,7 +238,8 @@ class Order {
   ) {}
 }
 
-function weightOf(demand: Demand): number {
+/** @internal The concurrency weight of a demand. */
+export function weightOf(demand: Demand): number {
   return demand instanceof Order ? demand.weight : 1;
 }
 
@@ -247,13 +248,14 @@ function costOf(demand: Demand, unit: string): number {
   return (demand instanceof Order ? demand.cost : demand)[unit] ?? 0;
 }
 
-function costRecord(demand: Demand): Record<string, number> {
+/** @internal What a permit of `demand` is charged, per unit (a record of its own). */
+export function costRecord(demand: Demand): Record<string, number> {
   if (typeof demand === "number") return { [REQUESTS]: demand };
   return { ...(demand instanceof Order ? demand.cost : demand) };
 }
 
 /** One limit's share of a grant: kept by the permit so `settle` can correct exactly that charge. */
-interface Charge {
+export interface Charge {
   readonly bucket: RateBucket;
   readonly handle: ChargeHandle;
 }
@@ -262,24 +264,25 @@ interface Charge {
  * A settlement: checked (before the permit records anything), then applied to the limits it was charged
  * to. One per limiter, like `GiveBack`.
  */
-interface Settle {
+export interface Settle {
   check(actual: Readonly<Record<string, number>>): void;
   apply(permit: RateLimiterPermit, actual: Record<string, number>, first: boolean): void;
 }
 
-class RateLimiterPermit extends HeldPermit implements RatePermit {
+/** @internal A rate limiter's permit (a keyed rate limiter's light keys hand out a subclass). */
+export class RateLimiterPermit extends HeldPermit implements RatePermit {
   /** @internal What the call was admitted with, kept from the first `settle` on (`refund: false` floors). */
   estimate: Readonly<Record<string, number>> | undefined = undefined;
   constructor(
     weight: number,
     signal: AbortSignal,
-    giveBack: GiveBack<RateLimiterPermit, void>,
+    giveBack: GiveBack<never, void>,
     private readonly settlement: Settle,
     /** What is charged now per unit. Mutated by `settle`. */
     readonly cost: Record<string, number>,
     /** @internal */
     readonly charges: readonly Charge[],
-    limiter: LimiterIdentity,
+    limiter: LimiterIdentity | undefined,
     /** @internal When it was granted, for `concurrency: "auto"`'s latency. */
     readonly grantedAt: number,
     /** @internal The weight in flight at the grant, its own included. */
@@ -384,7 +387,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     check: (target) => checkCostUnits(target, this.counted, "actual"),
     apply: (permit, target, first) => this.applySettlement(permit, target, first),
   };
-  private settledTotals = { calls: 0, estimated: {} as Record<string, number>, actual: {} as Record<string, number> };
+  private settledTotals: SettledTotals = newSettledTotals();
   private idleResolvers: (() => void)[] | undefined = undefined;
   /**
    * @internal Called each time the limiter becomes quiet (nothing in flight, nobody waiting): a keyed
@@ -546,12 +549,8 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
    * @throws TypeError/RangeError for bad options or a cost/weight that could never be admitted.
    */
   tryAcquire(options?: Pick<RateAcquireOptions, "cost" | "weight">): RatePermit | undefined {
-    if (options !== undefined && (typeof options !== "object" || options === null)) {
-      throw new TypeError(`options must be an object; got ${describe(options)}`);
-    }
-    if (options !== undefined) checkOptionNames(options, TRY_ACQUIRE_OPTIONS, "the tryAcquire options");
-    const weight = options?.weight === undefined ? 1 : checkWeight(options.weight);
-    const demand = normalizeDemand(options?.cost, weight, this.counted);
+    const demand = checkTryOptions(options, this.counted);
+    const weight = weightOf(demand);
     const impossible = this.whyImpossible(demand);
     if (impossible !== undefined) throw impossible;
     if (!this.queue.isFirstInLine(0) || !this.canStart(demand, (this.decidedAt = this.clock.now()))) return undefined;
@@ -762,20 +761,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
 
   /** A snapshot of the state and lifetime counters. */
   statistics(): RateLimiterStatistics {
-    const now = this.clock.now();
-    const remaining: Record<string, number> = {};
-    const limits = this.buckets.map((bucket) => {
-      const left = bucket.available(now);
-      remaining[bucket.unit] = Math.min(remaining[bucket.unit] ?? Number.POSITIVE_INFINITY, left);
-      return {
-        unit: bucket.unit,
-        algorithm: bucket.algorithm,
-        limit: bucket.limit,
-        interval: bucket.interval,
-        capacity: bucket.capacity,
-        remaining: left,
-      };
-    });
+    const { limits, remaining } = limitStatistics(this.buckets, this.clock.now());
     return {
       name: this.name,
       capacity: this.concurrencyLimit,
@@ -827,29 +813,13 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
   private readyAt(demand: Demand, now: number): number {
     let ready = this.pauseEnd;
     if (this.spacing > 0) ready = Math.max(ready, this.lastStartAt + this.spacing);
-    for (const bucket of this.buckets) {
-      const cost = costOf(demand, bucket.unit);
-      if (cost > 0) ready = Math.max(ready, bucket.readyAt(cost, now));
-    }
-    for (const { bucket } of this.shared) {
-      const cost = costOf(demand, bucket.unit);
-      if (cost > 0) ready = Math.max(ready, bucket.readyAt(cost, now));
-    }
-    return ready;
+    return payableAt(demand, this.buckets, this.shared, ready, now);
   }
 
   /** Charges every limit and hands out the permit. The caller has checked `canStart`. */
   private start(demand: Demand, signal: AbortSignal, now: number): RateLimiterPermit {
     const weight = weightOf(demand);
-    const charges: Charge[] = [];
-    for (const bucket of this.buckets) {
-      const cost = costOf(demand, bucket.unit);
-      if (cost > 0) charges.push({ bucket, handle: bucket.charge(cost, now) });
-    }
-    for (const { bucket } of this.shared) {
-      const cost = costOf(demand, bucket.unit);
-      if (cost > 0) charges.push({ bucket, handle: bucket.charge(cost, now) });
-    }
+    const charges = chargeEach(demand, this.buckets, this.shared, now);
     this.inFlight += weight;
     this.lastStartAt = now;
     return new RateLimiterPermit(
@@ -932,52 +902,18 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
 
   /** Applies a settlement to the limits. Called by permits. */
   private applySettlement(permit: RateLimiterPermit, target: Record<string, number>, first: boolean): void {
-    const now = this.clock.now();
-    const before = { ...permit.cost };
-    const estimate = permit.estimate as Readonly<Record<string, number>>;
-    for (const unit of Object.keys(target)) {
-      const old = permit.cost[unit] ?? 0;
-      let actual = target[unit] as number;
-      // Without refunds the estimate is the least the call costs — not the last settle, which may have
-      // been an extra that a later settle corrects (each settle sets the charge anew).
-      if (!this.refunds(unit)) actual = Math.max(actual, estimate[unit] ?? 0);
-      const delta = actual - old;
-      if (delta === 0) continue;
-      const charged = new Set<RateBucket>();
-      for (const charge of permit.charges) {
-        if (charge.bucket.unit !== unit) continue;
-        charged.add(charge.bucket);
-        charge.bucket.adjust(charge.handle, delta, now);
-      }
-      // A limit this call paid nothing into (the estimate left its unit out) can take an extra, but has
-      // nothing to refund.
-      if (delta > 0) {
-        for (const bucket of this.buckets) {
-          if (bucket.unit === unit && !charged.has(bucket)) bucket.adjust(undefined, delta, now);
-        }
-      }
-      permit.cost[unit] = actual;
-    }
-    const totals = this.settledTotals;
-    if (first) {
-      totals.calls++;
-      for (const [unit, amount] of Object.entries(before))
-        totals.estimated[unit] = (totals.estimated[unit] ?? 0) + amount;
-      for (const [unit, amount] of Object.entries(before)) totals.actual[unit] = (totals.actual[unit] ?? 0) + amount;
-    }
-    for (const unit of Object.keys(permit.cost)) {
-      const change = (permit.cost[unit] ?? 0) - (before[unit] ?? 0);
-      if (change !== 0) totals.actual[unit] = (totals.actual[unit] ?? 0) + change;
-    }
+    const before = settleCharges(
+      permit,
+      target,
+      first,
+      this.buckets,
+      this.refund,
+      this.settledTotals,
+      this.clock.now(),
+    );
     this.emit("settle", { estimate: before, actual: { ...permit.cost } });
     // A refund may let the head start earlier, an extra later: either way the timer must follow.
     if (this.queue.size !== 0) this.dispatch();
-  }
-
-  private refunds(unit: string): boolean {
-    const refund = this.refund;
-    if (typeof refund === "boolean") return refund;
-    return refund[unit] ?? true;
   }
 
   /** A RangeError if `demand` could never be admitted under the current configuration. */
@@ -987,16 +923,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     if (weight > most) {
       return weightAboveCapacity(weight, most, `${this.subject()} (its concurrency)`);
     }
-    const own = this.subject();
-    for (const bucket of this.buckets) {
-      const tooHigh = costAbove(demand, bucket, own);
-      if (tooHigh !== undefined) return tooHigh;
-    }
-    for (const { bucket, subject } of this.shared) {
-      const tooHigh = costAbove(demand, bucket, `${subject} (shared by ${own})`);
-      if (tooHigh !== undefined) return tooHigh;
-    }
-    return undefined;
+    return costImpossible(demand, this.buckets, this.shared, () => this.subject());
   }
 
   /** After a configuration change: nothing may wait for what can no longer happen. */
@@ -1063,6 +990,39 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
     return this.admission.counters;
   }
 
+  /**
+   * @internal For a keyed rate limiter's key that must queue: takes over what its light state spent and
+   * holds (its limits' buckets, in the order of this limiter's own, the weight in flight, the last start,
+   * the grants and settlements so far). Called once, right after construction.
+   */
+  adopt(buckets: RateBucket[], inFlight: number, lastStartAt: number, granted: number, settled: SettledTotals): void {
+    this.buckets = buckets;
+    this.inFlight = inFlight;
+    this.lastStartAt = lastStartAt;
+    this.admission.adoptGrants(granted);
+    this.settledTotals = settled;
+  }
+
+  /** @internal Gives back `weight` of a permit this limiter adopted (see `adopt`). */
+  releaseAdopted(weight: number): void {
+    this.giveBack(weight);
+  }
+
+  /** @internal Settles a permit this limiter adopted (see `adopt`). */
+  settleAdopted(permit: RateLimiterPermit, target: Record<string, number>, first: boolean): void {
+    this.applySettlement(permit, target, first);
+  }
+
+  /** @internal The `refund` option, checked. */
+  get refundOption(): boolean | Readonly<Record<string, boolean>> {
+    return this.refund;
+  }
+
+  /** @internal Fresh buckets of this limiter's own limits (a keyed rate limiter's light key). */
+  freshBuckets(): RateBucket[] {
+    return this.buckets.map(emptyLike);
+  }
+
   /** @internal This limiter's own limits, to be shared by the keys of a level it is an instance of. */
   sharedLimits(subject: string): SharedLimit[] {
     return this.buckets.map((bucket) => ({ bucket, subject }));
@@ -1087,10 +1047,168 @@ export interface SharedLimit {
   readonly subject: string;
 }
 
-/** The RangeError for a cost `bucket` could never pay, or `undefined`. */
-function costAbove(demand: Demand, bucket: RateBucket, subject: string): RangeError | undefined {
+/** @internal What a limiter's settled calls add up to (`statistics().settled`). */
+export interface SettledTotals {
+  calls: number;
+  estimated: Record<string, number>;
+  actual: Record<string, number>;
+}
+
+/** @internal No call settled yet. */
+export function newSettledTotals(): SettledTotals {
+  return { calls: 0, estimated: {}, actual: {} };
+}
+
+/**
+ * @internal The earliest time `demand` can be paid by every limit that counts one of its units, own and
+ * shared, and not before `ready`. `<= now` means now.
+ */
+export function payableAt(
+  demand: Demand,
+  buckets: readonly RateBucket[],
+  shared: readonly SharedLimit[],
+  ready: number,
+  now: number,
+): number {
+  for (const bucket of buckets) {
+    const cost = costOf(demand, bucket.unit);
+    if (cost > 0) ready = Math.max(ready, bucket.readyAt(cost, now));
+  }
+  for (const { bucket } of shared) {
+    const cost = costOf(demand, bucket.unit);
+    if (cost > 0) ready = Math.max(ready, bucket.readyAt(cost, now));
+  }
+  return ready;
+}
+
+/** @internal Charges `demand` to every limit that counts one of its units; the caller checked `payableAt`. */
+export function chargeEach(
+  demand: Demand,
+  buckets: readonly RateBucket[],
+  shared: readonly SharedLimit[],
+  now: number,
+): Charge[] {
+  const charges: Charge[] = [];
+  for (const bucket of buckets) {
+    const cost = costOf(demand, bucket.unit);
+    if (cost > 0) charges.push({ bucket, handle: bucket.charge(cost, now) });
+  }
+  for (const { bucket } of shared) {
+    const cost = costOf(demand, bucket.unit);
+    if (cost > 0) charges.push({ bucket, handle: bucket.charge(cost, now) });
+  }
+  return charges;
+}
+
+/** @internal The RangeError for a cost some limit (own or shared) could never pay, or `undefined`. */
+export function costImpossible(
+  demand: Demand,
+  buckets: readonly RateBucket[],
+  shared: readonly SharedLimit[],
+  own: () => string,
+): RangeError | undefined {
+  for (const bucket of buckets) {
+    if (costOf(demand, bucket.unit) > bucket.capacity) return costAbove(demand, bucket, own());
+  }
+  for (const { bucket, subject } of shared) {
+    if (costOf(demand, bucket.unit) > bucket.capacity)
+      return costAbove(demand, bucket, `${subject} (shared by ${own()})`);
+  }
+  return undefined;
+}
+
+/**
+ * @internal Sets `permit`'s charge to `target` in the limits it was charged to (and takes an extra in
+ * `buckets` it paid nothing into), counts it in `totals`; returns what it was charged before.
+ */
+export function settleCharges(
+  permit: RateLimiterPermit,
+  target: Record<string, number>,
+  first: boolean,
+  buckets: readonly RateBucket[],
+  refund: boolean | Readonly<Record<string, boolean>>,
+  totals: SettledTotals,
+  now: number,
+): Record<string, number> {
+  const before = { ...permit.cost };
+  const estimate = permit.estimate as Readonly<Record<string, number>>;
+  for (const unit of Object.keys(target)) {
+    const old = permit.cost[unit] ?? 0;
+    let actual = target[unit] as number;
+    // Without refunds the estimate is the least the call costs — not the last settle, which may have
+    // been an extra that a later settle corrects (each settle sets the charge anew).
+    if (!(typeof refund === "boolean" ? refund : (refund[unit] ?? true)))
+      actual = Math.max(actual, estimate[unit] ?? 0);
+    const delta = actual - old;
+    if (delta === 0) continue;
+    const charged = new Set<RateBucket>();
+    for (const charge of permit.charges) {
+      if (charge.bucket.unit !== unit) continue;
+      charged.add(charge.bucket);
+      charge.bucket.adjust(charge.handle, delta, now);
+    }
+    // A limit this call paid nothing into (the estimate left its unit out) can take an extra, but has
+    // nothing to refund.
+    if (delta > 0) {
+      for (const bucket of buckets) {
+        if (bucket.unit === unit && !charged.has(bucket)) bucket.adjust(undefined, delta, now);
+      }
+    }
+    permit.cost[unit] = actual;
+  }
+  if (first) {
+    totals.calls++;
+    for (const [unit, amount] of Object.entries(before))
+      totals.estimated[unit] = (totals.estimated[unit] ?? 0) + amount;
+    for (const [unit, amount] of Object.entries(before)) totals.actual[unit] = (totals.actual[unit] ?? 0) + amount;
+  }
+  for (const unit of Object.keys(permit.cost)) {
+    const change = (permit.cost[unit] ?? 0) - (before[unit] ?? 0);
+    if (change !== 0) totals.actual[unit] = (totals.actual[unit] ?? 0) + change;
+  }
+  return before;
+}
+
+/** @internal A snapshot of each limit and, per unit, the least budget left (`statistics().limits`, `.remaining`). */
+export function limitStatistics(
+  buckets: readonly RateBucket[],
+  now: number,
+): { limits: RateLimitStatistics[]; remaining: Record<string, number> } {
+  const remaining: Record<string, number> = {};
+  const limits = buckets.map((bucket) => {
+    const left = bucket.available(now);
+    remaining[bucket.unit] = Math.min(remaining[bucket.unit] ?? Number.POSITIVE_INFINITY, left);
+    return {
+      unit: bucket.unit,
+      algorithm: bucket.algorithm,
+      limit: bucket.limit,
+      interval: bucket.interval,
+      capacity: bucket.capacity,
+      remaining: left,
+    };
+  });
+  return { limits, remaining };
+}
+
+/**
+ * @internal `tryAcquire`'s options, checked as `RateLimiter.tryAcquire` checks them, as a demand.
+ * @throws TypeError/RangeError for bad options.
+ */
+export function checkTryOptions(
+  options: Pick<RateAcquireOptions, "cost" | "weight"> | undefined,
+  counted: ReadonlySet<string>,
+): Demand {
+  if (options === undefined) return 1;
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(`options must be an object; got ${describe(options)}`);
+  }
+  checkOptionNames(options, TRY_ACQUIRE_OPTIONS, "the tryAcquire options");
+  return normalizeDemand(options.cost, options.weight === undefined ? 1 : checkWeight(options.weight), counted);
+}
+
+/** The RangeError for a cost above what `bucket` could ever pay. */
+function costAbove(demand: Demand, bucket: RateBucket, subject: string): RangeError {
   const cost = costOf(demand, bucket.unit);
-  if (cost <= bucket.capacity) return undefined;
   const what = bucket.algorithm === "token-bucket" ? "burst" : "limit";
   return costAboveLimit(
     cost,
@@ -1168,8 +1286,8 @@ function checkRefund(value: unknown): boolean | Readonly<Record<string, boolean>
   throw new TypeError(`refund must be a boolean or an object of booleans per unit; got ${describe(value)}`);
 }
 
-/** Validates a cost and returns the compact demand for the queue. */
-function normalizeDemand(cost: RateCost | undefined, weight: number, counted: ReadonlySet<string>): Demand {
+/** @internal Validates a cost and returns the compact demand for the queue. */
+export function normalizeDemand(cost: RateCost | undefined, weight: number, counted: ReadonlySet<string>): Demand {
   if (cost === undefined) return weight === 1 ? 1 : new Order(weight, { [REQUESTS]: 1 });
   if (typeof cost === "number") {
     checkCostValue(cost, "cost");

@@ -1,5 +1,5 @@
 import fc from "fast-check";
-import { KeyedRateLimiter, type RatePermit, TimeoutError } from "sluice";
+import { KeyedRateLimiter, RateLimiter, type RateLimiterOptions, type RatePermit, TimeoutError } from "sluice";
 import { FakeClock } from "sluice/testing";
 import { describe, expect, it } from "vitest";
 
@@ -191,6 +191,114 @@ describe("KeyedRateLimiter", () => {
     );
     expect(limiter.size).toBe(0);
     expect(limiter.levelInstances()).toEqual({ tenant: 0 });
+  });
+
+  it("a key stays light (no RateLimiter of its own) until a caller must wait, and is light again once forgotten", async () => {
+    const clock = new FakeClock();
+    const limiter = new KeyedRateLimiter({ limits: [{ limit: 2, interval: 1_000 }], clock });
+    const first = await limiter.acquire("a", { cost: 2 });
+    first.settle(1); // refunded on the light path
+    expect(limiter.statistics("a")).toMatchObject({ inUse: 1, granted: 1, remaining: { requests: 1 } });
+    expect(limiter.fullKeys()).toBe(0);
+    (await limiter.acquire("a")).release();
+    const waiter = limiter.acquire("a");
+    expect(limiter.fullKeys()).toBe(1); // it must wait: the key's full limiter took over its bucket
+    expect(limiter.statistics("a")).toMatchObject({ inUse: 1, waiting: 1, granted: 2, settled: { calls: 1 } });
+    clock.advance(499);
+    expect(limiter.statistics("a").waiting).toBe(1);
+    clock.advance(1);
+    (await waiter).release();
+    first.release(); // a light permit, released to the limiter that adopted it
+    expect(limiter.statistics("a")).toMatchObject({ inUse: 0, waiting: 0, granted: 3 });
+    clock.advance(1_000);
+    expect(limiter.size).toBe(0);
+    (await limiter.acquire("a")).release();
+    expect(limiter.fullKeys()).toBe(0);
+    expect(limiter.statistics()).toMatchObject({ granted: 4, keys: 1 });
+  });
+
+  it("a limit that can never pay one request refuses it on every path, as a RateLimiter does", async () => {
+    const limiter = new KeyedRateLimiter({ limits: [{ limit: 0.5, interval: 1_000, algorithm: "sliding-window" }] });
+    expect(() => limiter.tryAcquire("a")).toThrow(/cost 1 requests is above the limit 0\.5/);
+    await expect(limiter.acquire("a")).rejects.toThrow(/cost 1 requests is above the limit 0\.5/);
+    await expect(limiter.run("a", () => 1)).rejects.toThrow(/it could never be granted/);
+    expect(limiter.statistics()).toMatchObject({ granted: 0, rejected: 2, keys: 0 });
+  });
+
+  it("property: a key's light path and its full limiter grant at the same instants as a plain RateLimiter", async () => {
+    type Step =
+      | { op: "acquire"; cost: number; weight: number }
+      | { op: "try"; cost: number }
+      | { op: "release"; which: number }
+      | { op: "settle"; which: number; cost: number }
+      | { op: "advance"; ms: number };
+    const step: fc.Arbitrary<Step> = fc.oneof(
+      fc.record({
+        op: fc.constant("acquire" as const),
+        cost: fc.integer({ min: 0, max: 3 }),
+        weight: fc.integer({ min: 1, max: 2 }),
+      }),
+      fc.record({ op: fc.constant("try" as const), cost: fc.integer({ min: 0, max: 3 }) }),
+      fc.record({ op: fc.constant("release" as const), which: fc.nat() }),
+      fc.record({ op: fc.constant("settle" as const), which: fc.nat(), cost: fc.integer({ min: 0, max: 4 }) }),
+      fc.record({ op: fc.constant("advance" as const), ms: fc.integer({ min: 0, max: 150 }) }),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(step, { maxLength: 60 }), fc.boolean(), async (steps, window) => {
+        const options = (clock: FakeClock): RateLimiterOptions => ({
+          limits: [
+            { limit: 4, interval: 100, burst: 3 },
+            window
+              ? { limit: 5, interval: 120, unit: "tokens", algorithm: "sliding-window" }
+              : { limit: 5, interval: 120, unit: "tokens" },
+          ],
+          concurrency: 3,
+          minInterval: 10,
+          clock,
+        });
+        const sides = [0, 1].map(() => {
+          const clock = new FakeClock();
+          return { clock, grants: [] as [number, number][], held: [] as RatePermit[] };
+        });
+        const [keyedSide, plainSide] = sides as [(typeof sides)[0], (typeof sides)[0]];
+        const keyed = new KeyedRateLimiter(options(keyedSide.clock));
+        const plain = new RateLimiter(options(plainSide.clock));
+        let calls = 0;
+        for (const s of steps) {
+          if (s.op === "acquire" || s.op === "try") {
+            const call = calls++;
+            const cost = { requests: 1, tokens: s.cost };
+            for (const [side, acquire] of [
+              [keyedSide, (o: object) => (s.op === "try" ? keyed.tryAcquire("k", o) : keyed.acquire("k", o))],
+              [plainSide, (o: object) => (s.op === "try" ? plain.tryAcquire(o) : plain.acquire(o))],
+            ] as const) {
+              const granted = (permit: RatePermit | undefined) => {
+                if (permit === undefined) return;
+                side.grants.push([call, side.clock.now()]);
+                side.held.push(permit);
+              };
+              const outcome = acquire(s.op === "try" ? { cost } : { cost, weight: s.weight });
+              if (outcome instanceof Promise) outcome.then(granted);
+              else granted(outcome);
+            }
+          }
+          for (const side of sides) {
+            const permit = side.held[(s as { which: number }).which % Math.max(1, side.held.length)];
+            if (s.op === "release" && permit !== undefined) {
+              side.held.splice(side.held.indexOf(permit), 1);
+              permit.release();
+            }
+            if (s.op === "settle" && permit !== undefined) permit.settle({ tokens: s.cost });
+            if (s.op === "advance") await side.clock.advanceAsync(s.ms);
+            else await side.clock.advanceAsync(0);
+          }
+          expect(keyedSide.grants).toEqual(plainSide.grants);
+          const { inUse, waiting, remaining } = plain.statistics();
+          expect(keyed.statistics("k")).toMatchObject({ inUse, waiting, remaining });
+        }
+      }),
+      { numRuns: 100 },
+    );
   });
 
   it("property: admitted exactly when every level has room in its sliding window; refusals charge nothing", () => {
