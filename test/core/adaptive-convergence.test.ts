@@ -37,33 +37,31 @@ const RISE: [number, number][] = [
 ];
 
 describe.each([
-  ["an idle client", {}, 2],
-  // One seed of three: 2.4 s. The limit is at 9 within 0.7 s, then steps between 9 and 10 (25% over C)
-  // for a while: with a call on its way back to the client, 9 shows no queue and 10 one call's.
-  ["a client on a quiet shared machine", QUIET_MACHINE, 2.5],
-])("issue 18's targets for the default algorithm, simulated, %s", (_, client, settles) => {
+  ["an idle client", {}],
+  ["a client on a quiet shared machine", QUIET_MACHINE],
+])("issue 18's targets for the default algorithm, simulated, %s", (_, client) => {
   it("steady (C = 16): >= 90% of the optimum, <= 1% refused, p99 <= 1.5x unloaded, the limit within ±20% of C", () => {
     for (const result of run({ ...client, algorithm: "vegas" })) {
       expect(result.throughput).toBeGreaterThanOrEqual(0.9);
       expect(result.refused).toBeLessThanOrEqual(0.01);
       expect(result.p99).toBeLessThanOrEqual(1.5);
-      // Its mean is 17.8-18.4; on the busier client it is at 20 (25% over) up to 14% of the time.
       expect(result.limitMean).toBeLessThanOrEqual(16 * 1.2);
-      expect(result.limitWithin).toBeGreaterThanOrEqual(0.85);
+      expect(result.limitWithin).toBeGreaterThanOrEqual(0.9);
     }
   });
 
   it("C drops to 8: the limit within ±20% of 8 within 2 s, and p99 <= 1.5x, <= 1% refused after", () => {
     for (const result of run({ ...client, algorithm: "vegas", capacities: DROP })) {
-      expect(result.convergence).toBeLessThanOrEqual(settles);
+      expect(result.convergence).toBeLessThanOrEqual(2);
       expect(result.recovery).toBeLessThanOrEqual(2);
       expect(result.steadyThroughput).toBeGreaterThanOrEqual(0.9);
       expect(result.refused).toBeLessThanOrEqual(0.01);
       expect(result.p99).toBeLessThanOrEqual(1.5);
       // 9 is the right limit here (8 at the service, ~1 on its way back), 10 is 25% over: the limit
-      // moves between them, mostly at 9 (the first revision sat at 10 and took 5-11 s to reach 9 at all).
+      // moves between them, at 9 89-100% of the time (the first revision: 44-100%, and 3 s to never to
+      // settle there for a second).
       expect(result.limitMean).toBeLessThanOrEqual(8 * 1.2);
-      expect(result.limitWithin).toBeGreaterThanOrEqual(0.75);
+      expect(result.limitWithin).toBeGreaterThanOrEqual(0.85);
     }
   });
 
