@@ -21,6 +21,60 @@ function run(options: Omit<SimulationOptions, "seed">) {
   });
 }
 
+/**
+ * The client as bench/adaptive.mjs's is on this 2-core machine when it is quiet (load 1-2): calibrated so
+ * that the right static limit (16) reaches 90% of the optimum and the first revision of Vegas held its
+ * limit at 18.7 with p99 1.4x, as they measured there (bench/RESULTS.md, 2026-12-07: 89.6%, 18.7).
+ */
+const QUIET_MACHINE = { clientDelayMs: 1.5, loopStalls: { every: 100, longest: 10 } };
+const DROP: [number, number][] = [
+  [0, 16],
+  [6_667, 8],
+];
+const RISE: [number, number][] = [
+  [0, 16],
+  [6_667, 32],
+];
+
+describe.each([
+  ["an idle client", {}],
+  ["a client on a quiet shared machine", QUIET_MACHINE],
+])("issue 18's targets for the default algorithm, simulated, %s", (_, client) => {
+  it("steady (C = 16): >= 90% of the optimum, <= 1% refused, p99 <= 1.5x unloaded, the limit within ±20% of C", () => {
+    for (const result of run({ ...client, algorithm: "vegas" })) {
+      expect(result.throughput).toBeGreaterThanOrEqual(0.9);
+      expect(result.refused).toBeLessThanOrEqual(0.01);
+      expect(result.p99).toBeLessThanOrEqual(1.5);
+      expect(result.limitMean).toBeLessThanOrEqual(16 * 1.2);
+      expect(result.limitWithin).toBeGreaterThanOrEqual(0.9);
+    }
+  });
+
+  it("C drops to 8: the limit within ±20% of 8 within 2 s, and p99 <= 1.5x, <= 1% refused after", () => {
+    for (const result of run({ ...client, algorithm: "vegas", capacities: DROP })) {
+      expect(result.convergence).toBeLessThanOrEqual(2);
+      expect(result.recovery).toBeLessThanOrEqual(2);
+      expect(result.steadyThroughput).toBeGreaterThanOrEqual(0.9);
+      expect(result.refused).toBeLessThanOrEqual(0.01);
+      expect(result.p99).toBeLessThanOrEqual(1.5);
+      // 9 is the right limit here (8 at the service, ~1 on its way back), 10 is 25% over: the limit
+      // moves between them, at 9 89-100% of the time (the first revision: 44-100%, and 3 s to never to
+      // settle there for a second).
+      expect(result.limitMean).toBeLessThanOrEqual(8 * 1.2);
+      expect(result.limitWithin).toBeGreaterThanOrEqual(0.85);
+    }
+  });
+
+  it("C rises to 32: 90% of the new optimum within 10 s", () => {
+    for (const result of run({ ...client, algorithm: "vegas", capacities: RISE })) {
+      expect(result.recovery).toBeLessThanOrEqual(10);
+      expect(result.steadyThroughput).toBeGreaterThanOrEqual(0.9);
+      expect(result.refused).toBeLessThanOrEqual(0.01);
+      expect(result.p99).toBeLessThanOrEqual(1.5);
+    }
+  });
+});
+
 describe("Vegas, the default, against the overloaded service (simulated, C = 16, 20 ms, 20 s)", () => {
   it("steady: >= 95% of the optimum, no refusals, p99 <= 1.5x unloaded, the limit within ±20% of C", () => {
     for (const result of run({ algorithm: "vegas" })) {
@@ -29,18 +83,13 @@ describe("Vegas, the default, against the overloaded service (simulated, C = 16,
       expect(result.p99).toBeLessThanOrEqual(1.5);
       expect(result.limitWithin).toBeGreaterThanOrEqual(0.9);
       expect(result.limitMean).toBeGreaterThanOrEqual(16);
-      expect(result.limitMean).toBeLessThanOrEqual(19.2);
+      // About C + 2: 16 at the service, 1-2 on their way back to the client. The first revision held 18.7.
+      expect(result.limitMean).toBeLessThanOrEqual(18.2);
     }
   });
 
   it("C drops to 8: throughput at once at 90% of the new optimum, no refusals, the limit down to 8-10", () => {
-    for (const result of run({
-      algorithm: "vegas",
-      capacities: [
-        [0, 16],
-        [6_667, 8],
-      ],
-    })) {
+    for (const result of run({ algorithm: "vegas", capacities: DROP })) {
       expect(result.recovery).toBeLessThanOrEqual(2);
       expect(result.refused).toBeLessThanOrEqual(0.01);
       // At 10 in flight (below), a call or two queue a whole service time now and then: 1.50-1.51x.
@@ -52,13 +101,7 @@ describe("Vegas, the default, against the overloaded service (simulated, C = 16,
   });
 
   it("C rises to 32: 90% of the new optimum within 2 s, the limit within ±20% of 32 within 2 s", () => {
-    for (const result of run({
-      algorithm: "vegas",
-      capacities: [
-        [0, 16],
-        [6_667, 32],
-      ],
-    })) {
+    for (const result of run({ algorithm: "vegas", capacities: RISE })) {
       expect(result.recovery).toBeLessThanOrEqual(2);
       expect(result.convergence).toBeLessThanOrEqual(2);
       expect(result.refused).toBeLessThanOrEqual(0.01);
