@@ -295,18 +295,22 @@ export class RedisKeyedRateLimiter {
     this.batch = [];
     const keys: string[] = [];
     const indexOf = new Map<string, number>();
-    const args: (string | number)[] = [attempts.length];
+    // Per key its T and tau, once; then the calls, each a count and (key index, cost) per bucket.
+    const perKey: (string | number)[] = [attempts.length];
+    const calls: (string | number)[] = [];
     for (const { charges } of attempts) {
-      args.push(charges.length);
+      calls.push(charges.length);
       for (const [key, emission, tolerance, cost] of charges) {
         let index = indexOf.get(key);
         if (index === undefined) {
           index = keys.push(key);
           indexOf.set(key, index);
+          perKey.push(emission, tolerance);
         }
-        args.push(index, emission, tolerance, cost);
+        calls.push(index, cost);
       }
     }
+    const args = perKey.concat(calls);
     this.counters.scripts++;
     withDeadline(script.run(this.connection, keys, args), this.commandMs, () => `acquire on ${this.subject()}`).then(
       (reply) => {

@@ -149,11 +149,12 @@ return {tonumber(t[1]) * 1000000 + tonumber(t[2]), redis.call('HGETALL', KEYS[1]
  * its buckets and charged in all, or charged in none.
  *
  * KEYS: every bucket the calls touch (all with the limiter's hash tag, so one slot), each once. ARGV 1:
- * the number of calls; then per call, in the order they were asked: m (its buckets with a cost), then per
- * bucket four arguments: the index of its key in KEYS, T (µs per unit), tau (burst × T, µs) and the
- * cost. Calls are decided one after the other, each seeing the charges of those before it, exactly as if
- * each had run a script of its own. Returns `{now, w...}`: Redis' time (µs) and, per call, 0 when
- * admitted and charged, else the exact µs until every bucket of it can pay (nothing charged).
+ * the number of calls; then per key of KEYS, T (µs per unit) and tau (burst × T, µs) — a key names its
+ * limit, so they are the same for every call on it; then per call, in the order they were asked: m (its
+ * buckets with a cost), then per bucket the index of its key in KEYS and the cost. Calls are decided one
+ * after the other, each seeing the charges of those before it, exactly as if each had run a script of its
+ * own. Returns `{now, w...}`: Redis' time (µs) and, per call, 0 when admitted and charged, else the exact
+ * µs until every bucket of it can pay (nothing charged).
  *
  * Commands: TIME, one MGET for every bucket, one `SET ... PX` per bucket charged — each key carries its
  * own expiry, so nothing has to compare one with another, and several calls on one bucket (the global
@@ -163,37 +164,41 @@ return {tonumber(t[1]) * 1000000 + tonumber(t[2]), redis.call('HGETALL', KEYS[1]
 export const KEYED_RATE_ACQUIRE = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local max, ceil = math.max, math.ceil
+local n = #KEYS
 -- No key at all when every call costs nothing (MGET needs one).
-local values = #KEYS > 0 and redis.call('MGET', unpack(KEYS)) or {}
-local tats, charged = {}, {}
-for k = 1, #KEYS do tats[k] = tonumber(values[k]) or 0 end
+local values = n > 0 and redis.call('MGET', unpack(KEYS)) or {}
+local tats, emission, tolerance, charged = {}, {}, {}, {}
+for k = 1, n do
+  tats[k] = tonumber(values[k]) or 0
+  emission[k] = tonumber(ARGV[2 * k])
+  tolerance[k] = tonumber(ARGV[2 * k + 1])
+end
 local reply = {now}
-local at = 2
+local at = 2 + 2 * n
 for call = 1, tonumber(ARGV[1]) do
-  local m = tonumber(ARGV[at])
+  local last = at + 2 * tonumber(ARGV[at])
   local ready = now
-  for i = 0, m - 1 do
-    local base = at + 1 + i * 4
+  for i = at + 1, last, 2 do
+    local k = tonumber(ARGV[i])
     -- Payable at t when max(tat, t) + cost * T - tau <= t.
-    local due = math.max(tats[tonumber(ARGV[base])], now) + tonumber(ARGV[base + 3]) * tonumber(ARGV[base + 1])
-      - tonumber(ARGV[base + 2])
+    local due = max(tats[k], now) + tonumber(ARGV[i + 1]) * emission[k] - tolerance[k]
     if due > ready then ready = due end
   end
   if ready > now then
-    reply[call + 1] = math.ceil(ready - now)
+    reply[call + 1] = ceil(ready - now)
   else
     reply[call + 1] = 0
-    for i = 0, m - 1 do
-      local base = at + 1 + i * 4
-      local k = tonumber(ARGV[base])
-      tats[k] = math.max(tats[k], now) + tonumber(ARGV[base + 3]) * tonumber(ARGV[base + 1])
+    for i = at + 1, last, 2 do
+      local k = tonumber(ARGV[i])
+      tats[k] = max(tats[k], now) + tonumber(ARGV[i + 1]) * emission[k]
       charged[k] = true
     end
   end
-  at = at + 1 + m * 4
+  at = last + 1
 end
 for k in pairs(charged) do
-  redis.call('SET', KEYS[k], tats[k], 'PX', math.ceil((tats[k] - now) / 1000) + 1000)
+  redis.call('SET', KEYS[k], tats[k], 'PX', ceil((tats[k] - now) / 1000) + 1000)
 end
 return reply
 `;
