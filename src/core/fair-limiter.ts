@@ -422,12 +422,13 @@ export class FairLimiter
     this.disarm();
     if (this.bucket === undefined || cost > this.limit - this.held) return;
     const now = this.clock.now();
-    const at = this.bucket.readyAt(cost, now);
-    if (at <= now) return;
+    // Already payable (the clock moved on since the head was last checked): dispatch as soon as may be.
+    // Never "no timer": nothing else would wake a head that waits for the rate alone.
+    const wait = Math.max(0, this.bucket.readyAt(cost, now) - now);
     this.timer = this.clock.setTimeout(() => {
       this.timer = undefined;
       this.dispatch();
-    }, at - now);
+    }, wait);
   }
 
   private disarm(): void {

@@ -350,6 +350,25 @@ describe("FairLimiter over a rate", () => {
     );
   });
 
+  it("a head whose cost came due while it was being queued is still served (a clock that moves between reads)", async () => {
+    // Under load, real time passes between the check that queues a caller and the arming of the timer:
+    // the cost may be payable by then. Here each read of the clock is 60 ms later than the one before.
+    // The limiter once armed no timer in that case, and the caller waited forever.
+    const timers = new FakeClock();
+    let reads = 0;
+    const clock = {
+      now: () => 60 * ++reads,
+      setTimeout: timers.setTimeout.bind(timers),
+      clearTimeout: timers.clearTimeout.bind(timers),
+    };
+    const limiter = new FairLimiter(Infinity, { rate: { limit: 10, interval: 1_000, burst: 1 }, clock });
+    const granted: string[] = [];
+    // Permits kept (not released): only the limiter's timer can serve the next caller.
+    for (const caller of ["first", "second", "third"]) void limiter.acquire("a").then(() => granted.push(caller));
+    for (let step = 0; step < 10 && granted.length < 3; step++) await timers.advanceAsync(100);
+    expect(granted).toEqual(["first", "second", "third"]);
+  });
+
   it("bad input: a weight above the rate's burst names the key; a bad rate names the option", async () => {
     const limiter = new FairLimiter(Infinity, { name: "api", rate: { limit: 10, interval: "1s", burst: 2 } });
     await expect(limiter.acquire("acme", { weight: 3 })).rejects.toThrow(
