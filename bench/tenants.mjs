@@ -1,11 +1,15 @@
 // Many tenants, in process: decisions per second and heap per key with many keys, then heap once the
 // keys went idle — sluice's KeyedRateLimiter against rate-limiter-flexible's RateLimiterMemory, and
 // sluice's KeyedSemaphore against a p-limit-per-key map (what users write by hand: it never frees a key).
-// Then in Redis (a local redis-server of its own): RedisKeyedRateLimiter against RateLimiterRedis, one
-// process, decisions per second and commands per decision over --redis-keys keys (default 10,000).
+// Then in Redis (a local redis-server of its own): RedisKeyedRateLimiter against RateLimiterRedis in one
+// process, then in two processes deciding on the same keys: decisions per second and commands per
+// decision over --redis-keys keys (default 10,000), --in-flight decisions at once in each (default 64).
 // Each in-process contender is measured --runs times (default 3), the contenders taking turns, and each
 // figure is the median of its runs: the machine is shared, and its load moves within a minute.
-// Run: npm run build && node --expose-gc bench/tenants.mjs [--keys 100000] [--runs 3] [--redis-keys 10000]
+// Run: npm run build && node --expose-gc bench/tenants.mjs [--keys 100000] [--runs 3] [--redis-keys 10000] [--in-flight 64] [--redis-only]
+import { spawn } from "node:child_process";
+import { loadavg } from "node:os";
+import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import pLimit from "p-limit";
 import { RateLimiterMemory, RateLimiterRedis } from "rate-limiter-flexible";
@@ -71,142 +75,244 @@ function row(runs) {
   };
 }
 
-requireGc();
-/** The contenders: what `measure` takes after the name. */
-const contenders = [
-  [
-    "sluice KeyedRateLimiter (tryAcquire)",
-    () => new KeyedRateLimiter({ limits: [{ limit: PER_KEY, interval: INTERVAL_MS }] }),
-    (limiter, key) => {
-      const permit = limiter.tryAcquire(key);
-      if (permit === undefined) throw new Error("refused");
-      permit.release();
-    },
-    INTERVAL_MS + 200,
-  ],
-  [
-    "sluice KeyedRateLimiter (await acquire)",
-    () => new KeyedRateLimiter({ limits: [{ limit: PER_KEY, interval: INTERVAL_MS }] }),
-    async (limiter, key) => (await limiter.acquire(key)).release(),
-    INTERVAL_MS + 200,
-  ],
-  [
-    "rate-limiter-flexible RateLimiterMemory (await consume)",
-    () => new RateLimiterMemory({ points: PER_KEY, duration: INTERVAL_MS / 1_000 }),
-    (limiter, key) => limiter.consume(key),
-    INTERVAL_MS + 200,
-  ],
-  [
-    "sluice KeyedSemaphore(1) (await run)",
-    () => new KeyedSemaphore(1),
-    (semaphore, key) => semaphore.run(key, () => undefined),
-    0,
-  ],
-  [
-    "p-limit per key in a Map (await limit)",
-    () => new Map(),
-    (map, key) => {
-      let limit = map.get(key);
-      if (limit === undefined) map.set(key, (limit = pLimit(1)));
-      return limit(() => undefined);
-    },
-    0,
-  ],
-];
-const runs = contenders.map(() => []);
-for (let run = 0; run < RUNS; run++) {
-  for (const [index, contender] of contenders.entries()) runs[index]?.push(await measure(...contender));
-}
-const rows = runs.map(row);
+const REDIS_KEYS = option("redis-keys", 10_000);
+/** Decisions in flight at once in each process (`--in-flight`): 64, as a server handling many users has. */
+const IN_FLIGHT = option("in-flight", 64);
 
-console.log(
-  `## Many tenants, in process (${KEYS.toLocaleString("en")} keys, one decision per key on new keys, then one on live keys; each figure the median of ${RUNS} runs, the contenders taking turns; the machine is shared with other work, so compare within a run)\n`,
-);
-console.log(machine());
-console.log();
-console.log(table(rows));
-
-// --- Fair turns ------------------------------------------------------------------------------------------
-/**
- * FairLimiter(1): `tenants` keys with `perTenant` waiters each (weight 1, share 1), then 100,000 grants
- * (each release hands the slot to the next turn): the cost per grant should not grow with the keys.
- */
-async function fairGrants(tenants, perTenant) {
-  const limiter = new FairLimiter(1);
-  const held = [];
-  for (let job = 0; job < perTenant; job++) {
-    for (let tenant = 0; tenant < tenants; tenant++)
-      limiter.acquire(`t${tenant}`).then(
-        (permit) => held.push(permit),
-        () => undefined, // cleared at the end
-      );
+async function inProcess() {
+  requireGc();
+  /** The contenders: what `measure` takes after the name. */
+  const contenders = [
+    [
+      "sluice KeyedRateLimiter (tryAcquire)",
+      () => new KeyedRateLimiter({ limits: [{ limit: PER_KEY, interval: INTERVAL_MS }] }),
+      (limiter, key) => {
+        const permit = limiter.tryAcquire(key);
+        if (permit === undefined) throw new Error("refused");
+        permit.release();
+      },
+      INTERVAL_MS + 200,
+    ],
+    [
+      "sluice KeyedRateLimiter (await acquire)",
+      () => new KeyedRateLimiter({ limits: [{ limit: PER_KEY, interval: INTERVAL_MS }] }),
+      async (limiter, key) => (await limiter.acquire(key)).release(),
+      INTERVAL_MS + 200,
+    ],
+    [
+      "rate-limiter-flexible RateLimiterMemory (await consume)",
+      () => new RateLimiterMemory({ points: PER_KEY, duration: INTERVAL_MS / 1_000 }),
+      (limiter, key) => limiter.consume(key),
+      INTERVAL_MS + 200,
+    ],
+    [
+      "sluice KeyedSemaphore(1) (await run)",
+      () => new KeyedSemaphore(1),
+      (semaphore, key) => semaphore.run(key, () => undefined),
+      0,
+    ],
+    [
+      "p-limit per key in a Map (await limit)",
+      () => new Map(),
+      (map, key) => {
+        let limit = map.get(key);
+        if (limit === undefined) map.set(key, (limit = pLimit(1)));
+        return limit(() => undefined);
+      },
+      0,
+    ],
+  ];
+  const runs = contenders.map(() => []);
+  for (let run = 0; run < RUNS; run++) {
+    for (const [index, contender] of contenders.entries()) runs[index]?.push(await measure(...contender));
   }
-  await null;
-  await null;
-  const grants = 100_000;
-  const began = performance.now();
-  for (let i = 0; i < grants; i++) {
-    held.pop()?.release();
+  const rows = runs.map(row);
+
+  console.log(
+    `## Many tenants, in process (${KEYS.toLocaleString("en")} keys, one decision per key on new keys, then one on live keys; each figure the median of ${RUNS} runs, the contenders taking turns; the machine is shared with other work, so compare within a run)\n`,
+  );
+  console.log(machine());
+  console.log();
+  console.log(table(rows));
+
+  // --- Fair turns ------------------------------------------------------------------------------------------
+  /**
+   * FairLimiter(1): `tenants` keys with `perTenant` waiters each (weight 1, share 1), then 100,000 grants
+   * (each release hands the slot to the next turn): the cost per grant should not grow with the keys.
+   */
+  async function fairGrants(tenants, perTenant) {
+    const limiter = new FairLimiter(1);
+    const held = [];
+    for (let job = 0; job < perTenant; job++) {
+      for (let tenant = 0; tenant < tenants; tenant++)
+        limiter.acquire(`t${tenant}`).then(
+          (permit) => held.push(permit),
+          () => undefined, // cleared at the end
+        );
+    }
     await null;
     await null;
+    const grants = 100_000;
+    const began = performance.now();
+    for (let i = 0; i < grants; i++) {
+      held.pop()?.release();
+      await null;
+      await null;
+    }
+    const elapsed = performance.now() - began;
+    limiter.clear();
+    return { "keys waiting": tenants, "waiters each": perTenant, "ns per grant": Math.round((elapsed * 1e6) / grants) };
   }
-  const elapsed = performance.now() - began;
-  limiter.clear();
-  return { "keys waiting": tenants, "waiters each": perTenant, "ns per grant": Math.round((elapsed * 1e6) / grants) };
+  const fairRows = [await fairGrants(10, 20_000), await fairGrants(1_000, 200), await fairGrants(100_000, 2)];
+  console.log("\n## Fair turns: FairLimiter(1), 100,000 grants, one release and one grant each\n");
+  console.log(table(fairRows));
 }
-const fairRows = [await fairGrants(10, 20_000), await fairGrants(1_000, 200), await fairGrants(100_000, 2)];
-console.log("\n## Fair turns: FairLimiter(1), 100,000 grants, one release and one grant each\n");
-console.log(table(fairRows));
 
 // --- Redis ---------------------------------------------------------------------------------------------
-const REDIS_KEYS = option("redis-keys", 10_000);
-const { port, stop } = await localRedis({ isolated: true });
-const redis = new Redis(port, "127.0.0.1");
-/** Commands the server processed (INFO stats), minus the INFO calls themselves. */
-async function commandsProcessed() {
+/** The contenders in Redis, by name: each makes its decide(key) on a client, under a name of the run's. */
+const redisContenders = {
+  "sluice RedisKeyedRateLimiter": (redis, name) => {
+    const limiter = new RedisKeyedRateLimiter(redis, { name, limits: [{ limit: PER_KEY, interval: 60_000 }] });
+    return (key) => limiter.acquire(key, { timeout: 0 });
+  },
+  "sluice RedisKeyedRateLimiter, with a global level": (redis, name) => {
+    const limiter = new RedisKeyedRateLimiter(redis, {
+      name,
+      limits: [{ limit: PER_KEY, interval: 60_000 }],
+      levels: [{ name: "global", limits: [{ limit: 1e9, interval: 60_000 }] }],
+    });
+    return (key) => limiter.acquire(key, { timeout: 0 });
+  },
+  "rate-limiter-flexible RateLimiterRedis": (redis, name) => {
+    const limiter = new RateLimiterRedis({ storeClient: redis, points: PER_KEY, duration: 60, keyPrefix: name });
+    return (key) => limiter.consume(key);
+  },
+};
+
+/**
+ * One process's part: `decide` on every one of `count` keys, two passes, IN_FLIGHT decisions at once
+ * (as a server handling many users would have), from the parent's "go" on. Prints when it began and ended
+ * (wall-clock scale, comparable between processes) and how many decisions were refused.
+ */
+async function redisWorker() {
+  const [contender, name] = [argv[argv.indexOf("--redis-worker") + 1], argv[argv.indexOf("--name") + 1]];
+  const redis = new Redis(option("port", 0), "127.0.0.1");
+  // Requests sent to Redis (each is answered once: a round trip, pipelined on the one connection).
+  let requests = 0;
+  const send = redis.sendCommand.bind(redis);
+  redis.sendCommand = (...args) => {
+    requests++;
+    return send(...args);
+  };
+  const decide = redisContenders[contender](redis, name);
+  const redisKeys = keys.slice(0, option("redis-keys", 10_000));
+  await redis.ping();
+  console.log(JSON.stringify({ ready: true }));
+  requests = 0;
+  await new Promise((resolve) => process.stdin.once("data", resolve));
+  const began = performance.timeOrigin + performance.now();
+  let refused = 0;
+  const counted = (key) => decide(key).catch(() => refused++);
+  for (let pass = 0; pass < 2; pass++) {
+    for (let at = 0; at < redisKeys.length; at += IN_FLIGHT) {
+      await Promise.all(redisKeys.slice(at, at + IN_FLIGHT).map(counted));
+    }
+  }
+  const ended = performance.timeOrigin + performance.now();
+  console.log(JSON.stringify({ began, ended, decisions: 2 * redisKeys.length, refused, requests }));
+  redis.disconnect();
+  process.stdin.destroy();
+}
+
+/** Runs `processes` workers of one contender at once on the same keys; decisions/s over them all. */
+async function measureRedis(contender, processes, port, redis, run) {
+  const started = Array.from({ length: processes }, () => {
+    const child = spawn(
+      process.execPath,
+      [
+        fileURLToPath(import.meta.url),
+        "--redis-worker",
+        contender,
+        "--name",
+        `bench-${run}`,
+        "--port",
+        String(port),
+        "--redis-keys",
+        String(REDIS_KEYS),
+        "--in-flight",
+        String(IN_FLIGHT),
+      ],
+      { stdio: ["pipe", "pipe", "inherit"] },
+    );
+    const lines = [];
+    let buffer = "";
+    const arrived = [];
+    child.stdout.on("data", (chunk) => {
+      buffer += chunk;
+      for (let at = buffer.indexOf("\n"); at >= 0; at = buffer.indexOf("\n")) {
+        lines.push(JSON.parse(buffer.slice(0, at)));
+        buffer = buffer.slice(at + 1);
+        arrived.shift()?.();
+      }
+    });
+    const next = async () => {
+      while (lines.length === 0) await new Promise((resolve) => arrived.push(resolve));
+      return lines.shift();
+    };
+    return { child, next };
+  });
+  for (const { next } of started) await next(); // ready
+  const before = await commandsProcessed(redis);
+  for (const { child } of started) child.stdin.write("go\n");
+  const reports = await Promise.all(started.map(({ next }) => next()));
+  const commands = (await commandsProcessed(redis)) - before - 1;
+  const decisions = reports.reduce((sum, report) => sum + report.decisions, 0);
+  const elapsed = Math.max(...reports.map((report) => report.ended)) - Math.min(...reports.map((r) => r.began));
+  return {
+    contender,
+    processes: String(processes),
+    "decisions/s": Math.round(decisions / (elapsed / 1_000)),
+    "commands per decision": Number((commands / decisions).toFixed(3)),
+    "round trips per decision": Number(
+      (reports.reduce((sum, report) => sum + report.requests, 0) / decisions).toFixed(3),
+    ),
+    refused: String(reports.reduce((sum, report) => sum + report.refused, 0)),
+  };
+}
+
+/** Commands the server processed (INFO stats), the INFO call itself included. */
+async function commandsProcessed(redis) {
   const info = await redis.info("stats");
   return Number(/total_commands_processed:(\d+)/.exec(info)?.[1]);
 }
-async function measureRedis(name, decide) {
-  const redisKeys = keys.slice(0, REDIS_KEYS);
-  const before = await commandsProcessed();
-  const began = performance.now();
-  for (let pass = 0; pass < 2; pass++) {
-    // 64 decisions in flight at once, as a server handling many users would have.
-    for (let at = 0; at < redisKeys.length; at += 64) await Promise.all(redisKeys.slice(at, at + 64).map(decide));
+
+async function redisBench() {
+  const { port, stop } = await localRedis({ isolated: true });
+  const redis = new Redis(port, "127.0.0.1");
+  const redisRows = [];
+  let run = 0;
+  try {
+    for (const processes of [1, 2]) {
+      for (const contender of Object.keys(redisContenders)) {
+        redisRows.push(await measureRedis(contender, processes, port, redis, ++run));
+      }
+    }
+  } finally {
+    redis.disconnect();
+    await stop();
   }
-  const elapsed = performance.now() - began;
-  const commands = (await commandsProcessed()) - before - 1;
-  return {
-    contender: name,
-    "decisions/s": Math.round((2 * REDIS_KEYS) / (elapsed / 1_000)),
-    "commands per decision": commands / (2 * REDIS_KEYS),
-  };
-}
-const redisRows = [];
-try {
-  const sluiceRedis = new RedisKeyedRateLimiter(redis, {
-    name: "bench",
-    limits: [{ limit: PER_KEY, interval: 60_000 }],
-  });
-  redisRows.push(await measureRedis("sluice RedisKeyedRateLimiter", (key) => sluiceRedis.acquire(key, { timeout: 0 })));
-  const sluiceLevels = new RedisKeyedRateLimiter(redis, {
-    name: "bench-levels",
-    limits: [{ limit: PER_KEY, interval: 60_000 }],
-    levels: [{ name: "global", limits: [{ limit: 1e9, interval: 60_000 }] }],
-  });
-  redisRows.push(
-    await measureRedis("sluice RedisKeyedRateLimiter, with a global level", (key) =>
-      sluiceLevels.acquire(key, { timeout: 0 }),
-    ),
+  console.log(
+    `\n## Many tenants, in Redis (${REDIS_KEYS.toLocaleString("en")} keys, 2 decisions each per process, ${IN_FLIGHT} at once in each process; 2 processes decide on the same keys)\n`,
   );
-  const flexible = new RateLimiterRedis({ storeClient: redis, points: PER_KEY, duration: 60, keyPrefix: "bench-rlf" });
-  redisRows.push(await measureRedis("rate-limiter-flexible RateLimiterRedis", (key) => flexible.consume(key)));
-} finally {
-  redis.disconnect();
-  await stop();
+  console.log(
+    `${machine()}; load average ${loadavg()
+      .map((load) => load.toFixed(1))
+      .join(", ")} at the end\n`,
+  );
+  console.log(table(redisRows));
 }
-console.log(
-  `\n## Many tenants, in Redis (${REDIS_KEYS.toLocaleString("en")} keys, 2 decisions each, 64 at once, one process)\n`,
-);
-console.log(table(redisRows));
+if (argv.includes("--redis-worker")) await redisWorker();
+else {
+  if (!argv.includes("--redis-only")) await inProcess();
+  await redisBench();
+}

@@ -43,6 +43,14 @@ const jobs = [
 await Promise.all(jobs);
 console.log(`globex's one job started after ${started.indexOf("globex")} of acme's 1,000`);
 
+// One rate shared between tenants in turns: 100 calls a second, premium taking 3 for each 1 of free's.
+const api = new FairLimiter(Infinity, { rate: { limit: 100, interval: "1s", burst: 4 }, shares: { premium: 3 } });
+const served: string[] = [];
+const calls = [...Array<string>(20).fill("free"), ...Array<string>(20).fill("premium")];
+await Promise.all(calls.map((tenant) => api.run(tenant, () => served.push(tenant))));
+const premium = served.slice(0, 20).filter((tenant) => tenant === "premium").length;
+console.log(`of the first 20 calls, premium made ${premium}, though it queued after free's 20`);
+
 // A lock per account: deposits to one account take turns, other accounts go on.
 const accounts = new KeyedMutex();
 const balances = new Map<string, number>();

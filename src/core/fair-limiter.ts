@@ -5,7 +5,7 @@
  */
 import { Admission, type LimiterCounters, type LimiterStatistics } from "./admission.js";
 import { checkCapacity, checkClock, checkName, checkOptionNames, checkWeight, optionNames } from "./arguments.js";
-import { type Clock, systemClock } from "./clock.js";
+import { type Clock, systemClock, type TimerHandle } from "./clock.js";
 import { Deque } from "./deque.js";
 import { describe } from "./describe.js";
 import { defaultAbortReason, weightAboveCapacity } from "./errors.js";
@@ -13,6 +13,8 @@ import { checkKey, KeyedPrimitive, keyedKind } from "./keyed.js";
 import { type KeyedLimiter, type KeyStatistics, KeyView } from "./keyed-semaphore.js";
 import { type AcquireOptions, NEVER_ABORTED, type Permit } from "./limiter.js";
 import { HeldPermit, runHolding } from "./permit.js";
+import { newRateBucket, type RateBucket } from "./rate-buckets.js";
+import { checkRateLimit, costAboveBucket, type RateLimit } from "./rate-limiter.js";
 import { type CheckedAcquireOptions, checkAcquireOptions } from "./wait-options.js";
 
 /** Options for {@link FairLimiter}. */
@@ -23,13 +25,25 @@ export interface FairLimiterOptions {
    * asked once when a key becomes live.
    */
   shares?: Readonly<Record<string, number>> | ((key: string) => number);
+  /**
+   * A rate the keys share, besides (or instead of, with a capacity of `Infinity`) the capacity: a token
+   * bucket by default, or a sliding window, as one of `RateLimiter`'s `limits` (its `unit` only names
+   * it). A request's `weight` is its cost: each grant pays it at once, and the turns share the rate by
+   * cost — a key's share is the cost it may take per turn.
+   */
+  rate?: RateLimit;
   /** Shows up in error messages and statistics. */
   name?: string;
-  /** Time source for timeouts; defaults to the global timers. */
+  /** Time source for timeouts and the rate; defaults to the global timers. */
   clock?: Clock;
 }
 
-const FAIR_LIMITER_OPTIONS = /* @__PURE__ */ optionNames<FairLimiterOptions>({ shares: true, name: true, clock: true });
+const FAIR_LIMITER_OPTIONS = /* @__PURE__ */ optionNames<FairLimiterOptions>({
+  shares: true,
+  rate: true,
+  name: true,
+  clock: true,
+});
 
 /** A snapshot of one key of a {@link FairLimiter}: what it holds and waits for, and its share. */
 export interface FairKeyStatistics extends LimiterStatistics {
@@ -102,10 +116,11 @@ class FairKey {
  *
  * Use it when many tenants share one resource (an API key, a GPU, a pool of workers) and one tenant's
  * burst must not delay the others: tenant A queues 100,000 jobs, then tenant B one — B starts after at
- * most one turn of A's (A's share). For a separate limit per key, use `KeyedSemaphore`.
+ * most one turn of A's (A's share). With `rate`, the keys share a rate the same way (a request's weight
+ * is its cost, paid at its grant), on one timer. For a separate limit per key, use `KeyedSemaphore`.
  *
  * Guarantees:
- * - never more than `capacity` weight held;
+ * - never more than `capacity` weight held, and with `rate` never more than the rate admits in any window;
  * - while keys wait, each is served in proportion to its share (3:1 shares, 3:1 throughput), none is
  *   starved, and each grant costs O(1) whatever the number of keys (for weights up to the shares);
  * - a key's heavy head is not starved by light requests of other keys: the turn waits for room;
@@ -116,6 +131,8 @@ class FairKey {
  * import { FairLimiter } from "sluice";
  * const gpu = new FairLimiter(4, { shares: { premium: 3 } });
  * await gpu.run(tenantId, () => infer(prompt));
+ * const api = new FairLimiter(Infinity, { rate: { limit: 100, interval: "1s" }, shares: { premium: 3 } });
+ * await api.run(tenantId, () => callApi());
  * ```
  */
 export class FairLimiter
@@ -139,11 +156,18 @@ export class FairLimiter
   /** The key whose turn is being served: only its requests fit while others wait. */
   private serving: FairKey | undefined = undefined;
   private dispatching = false;
+  /** The shared rate (`rate`), if any: every grant pays its weight into it. */
+  private readonly bucket: RateBucket | undefined;
+  /**
+   * The one timer of the limiter: armed, while keys wait, for when the rate can pay the cost of the
+   * head whose turn it is (room in the capacity comes back with a release, which dispatches itself).
+   */
+  private timer: TimerHandle | undefined = undefined;
 
   /**
    * @param capacity - the weight all keys together may hold at once: an integer >= 0, or `Infinity`.
    * @throws TypeError/RangeError naming the argument and the value: a bad capacity, an unknown option,
-   *   a share that is not a finite number > 0 (naming its key).
+   *   a bad `rate` (as `RateLimiter`'s limits), a share that is not a finite number > 0 (naming its key).
    */
   constructor(capacity: number, options: FairLimiterOptions = {}) {
     super();
@@ -155,6 +179,7 @@ export class FairLimiter
     this.name = checkName(options.name);
     this.clock = checkClock(options.clock) ?? systemClock;
     this.shareOf = checkShares(options.shares);
+    this.bucket = options.rate === undefined ? undefined : newRateBucket(checkRateLimit(options.rate, "rate"));
   }
 
   /** The weight all keys together may hold at once. */
@@ -185,7 +210,8 @@ export class FairLimiter
     checkWeight(weight);
     const fairKey = this.table.get(checkKey(key));
     try {
-      if (weight > this.limit) throw weightAboveCapacity(weight, this.limit, this.subject(key));
+      const impossible = this.whyImpossible(weight, this.subject(key));
+      if (impossible !== undefined) throw impossible;
       if (!fairKey.admission.queue.isFirstInLine(0) || !this.fits(fairKey, weight)) return undefined;
       fairKey.admission.grantedNow();
       return this.take(fairKey, weight, NEVER_ABORTED);
@@ -268,7 +294,8 @@ export class FairLimiter
 
   /** @internal */
   whyImpossible(weight: number, subject: string): RangeError | undefined {
-    return weight > this.limit ? weightAboveCapacity(weight, this.limit, subject) : undefined;
+    if (weight > this.limit) return weightAboveCapacity(weight, this.limit, subject);
+    return this.bucket === undefined ? undefined : costAboveBucket(weight, this.bucket, subject);
   }
 
   /**
@@ -277,11 +304,15 @@ export class FairLimiter
    */
   fits(fairKey: FairKey, weight: number): boolean {
     if (weight > this.limit - this.held) return false;
-    return this.serving === fairKey ? weight <= fairKey.deficit : this.ring.length === 0;
+    if (!(this.serving === fairKey ? weight <= fairKey.deficit : this.ring.length === 0)) return false;
+    if (this.bucket === undefined) return true;
+    const now = this.clock.now();
+    return this.bucket.readyAt(weight, now) <= now;
   }
 
   /** @internal */
   take(fairKey: FairKey, weight: number, signal: AbortSignal): Permit {
+    this.bucket?.charge(weight, this.clock.now());
     this.held += weight;
     fairKey.inUse += weight;
     if (this.serving === fairKey) fairKey.deficit -= weight;
@@ -293,6 +324,9 @@ export class FairLimiter
     if (fairKey.inRing) return;
     fairKey.inRing = true;
     this.ring.push(fairKey);
+    // The first key to wait may wait for the rate alone, which no release will end: arm the timer.
+    const head = fairKey.admission.queue.head;
+    if (this.ring.length === 1 && head !== undefined) this.armFor(head.request);
   }
 
   /** @internal A waiter left (abort, timeout): the turn it blocked may go on. */
@@ -364,15 +398,43 @@ export class FairLimiter
         this.serving = undefined;
         const head = queue.head;
         if (head === undefined) continue;
-        // Its head fits its deficit, not the room: the turn goes on at the next release.
-        if (head.request <= fairKey.deficit) return;
+        // Its head fits its deficit, not the room or the rate: the turn goes on at the next release,
+        // or when the rate can pay.
+        if (head.request <= fairKey.deficit) {
+          this.armFor(head.request);
+          return;
+        }
         ring.push(ring.shift() as FairKey);
         this.turnOpen = false;
       }
+      this.disarm();
     } finally {
       this.serving = undefined;
       this.dispatching = false;
     }
+  }
+
+  /**
+   * Arms the one timer for when the rate can pay `cost`, if the rate is what the head waits for (with
+   * the capacity full, a release dispatches). Re-armed on every call: the head may have changed.
+   */
+  private armFor(cost: number): void {
+    this.disarm();
+    if (this.bucket === undefined || cost > this.limit - this.held) return;
+    const now = this.clock.now();
+    // Already payable (the clock moved on since the head was last checked): dispatch as soon as may be.
+    // Never "no timer": nothing else would wake a head that waits for the rate alone.
+    const wait = Math.max(0, this.bucket.readyAt(cost, now) - now);
+    this.timer = this.clock.setTimeout(() => {
+      this.timer = undefined;
+      this.dispatch();
+    }, wait);
+  }
+
+  private disarm(): void {
+    if (this.timer === undefined) return;
+    this.clock.clearTimeout(this.timer);
+    this.timer = undefined;
   }
 
   private dropIfIdle(fairKey: FairKey): void {

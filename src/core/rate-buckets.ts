@@ -367,3 +367,16 @@ export function emptyLike(bucket: RateBucket): RateBucket {
     ? new TokenBucket(bucket.unit, bucket.limit, bucket.interval, bucket.burst)
     : new SlidingWindow(bucket.unit, bucket.limit, bucket.interval);
 }
+
+/** @internal A new limit of this configuration: a token bucket (the default) or a sliding window. */
+export function newRateBucket(config: {
+  unit: string;
+  limit: number;
+  intervalMs: number;
+  burst: number;
+  algorithm: "token-bucket" | "sliding-window";
+}): RateBucket {
+  return config.algorithm === "sliding-window"
+    ? new SlidingWindow(config.unit, config.limit, config.intervalMs)
+    : new TokenBucket(config.unit, config.limit, config.intervalMs, config.burst);
+}

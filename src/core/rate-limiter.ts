@@ -23,7 +23,7 @@ import { type LimitSample, vegas } from "./limit-algorithms.js";
 import { type AdaptiveLimitStatistics, LimitEstimator } from "./limit-estimator.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
 import { type GiveBack, HeldPermit, runHolding } from "./permit.js";
-import { type ChargeHandle, emptyLike, type RateBucket, SlidingWindow, TokenBucket } from "./rate-buckets.js";
+import { type ChargeHandle, emptyLike, newRateBucket, type RateBucket } from "./rate-buckets.js";
 import {
   checkCostUnits,
   checkCostValue,
@@ -946,9 +946,7 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
         bucket.reconfigure(config.limit, config.intervalMs, config.burst, now);
         return bucket;
       }
-      return config.algorithm === "sliding-window"
-        ? new SlidingWindow(config.unit, config.limit, config.intervalMs)
-        : new TokenBucket(config.unit, config.limit, config.intervalMs, config.burst);
+      return newRateBucket(config);
     });
     this.counted = countedUnits([...configs, ...this.shared.map(({ bucket }) => bucket)]);
     this.limitConfigs = configs.map(({ limit, interval, unit, burst, algorithm }) =>
@@ -1206,9 +1204,14 @@ export function checkTryOptions(
   return normalizeDemand(options.cost, options.weight === undefined ? 1 : checkWeight(options.weight), counted);
 }
 
-/** The RangeError for a cost above what `bucket` could ever pay. */
-function costAbove(demand: Demand, bucket: RateBucket, subject: string): RangeError {
-  const cost = costOf(demand, bucket.unit);
+/** The RangeError for a cost `bucket` could never pay, or `undefined`. */
+function costAbove(demand: Demand, bucket: RateBucket, subject: string): RangeError | undefined {
+  return costAboveBucket(costOf(demand, bucket.unit), bucket, subject);
+}
+
+/** @internal The RangeError for a `cost` (in `bucket`'s unit) it could never pay, or `undefined`. */
+export function costAboveBucket(cost: number, bucket: RateBucket, subject: string): RangeError | undefined {
+  if (cost <= bucket.capacity) return undefined;
   const what = bucket.algorithm === "token-bucket" ? "burst" : "limit";
   return costAboveLimit(
     cost,
@@ -1221,7 +1224,8 @@ function costAbove(demand: Demand, bucket: RateBucket, subject: string): RangeEr
 // ---------------------------------------------------------------------------------------------------
 // Argument checks. Each failure names the argument and the value.
 
-interface CheckedLimit {
+/** @internal */
+export interface CheckedLimit {
   limit: number;
   interval: Duration;
   intervalMs: number;
@@ -1230,7 +1234,8 @@ interface CheckedLimit {
   algorithm: "token-bucket" | "sliding-window";
 }
 
-function checkRateLimit(value: unknown, argument: string): CheckedLimit {
+/** @internal Checks one rate limit, naming `argument` and the value on failure. */
+export function checkRateLimit(value: unknown, argument: string): CheckedLimit {
   if (typeof value !== "object" || value === null) {
     throw new TypeError(`${argument} must be an object such as { limit: 100, interval: "1m" }; got ${describe(value)}`);
   }

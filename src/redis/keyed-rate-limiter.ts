@@ -30,7 +30,11 @@ export interface RedisKeyedRateLimiterOptions {
   limits?: readonly RateLimit[];
   /** Levels above the keys, as {@link KeyedRateLimiter}'s: all charged in the same script, or none. */
   levels?: readonly RateLevel[];
-  /** Key prefix. Default `"sluice:"`; a key's HASH is `<prefix>{<name>}:key:<key>`. */
+  /**
+   * Key prefix. Default `"sluice:"`; a key's bucket for a limit is the Redis key
+   * `<prefix>{<name>}:key:<key>|tat:<unit>:<limit>/<interval ms>:<burst>`, a level instance's
+   * `<prefix>{<name>}:level:<level>:<instance>|tat:...`.
+   */
   prefix?: string;
   /** Longest wait for one Redis reply. Default `"5s"`. */
   commandTimeout?: Duration;
@@ -50,6 +54,23 @@ interface Level {
   readonly key: ((key: string) => string) | undefined;
   readonly buckets: readonly Bucket[];
 }
+
+/** One bucket a call pays into: its Redis key, T (µs per unit), tau (burst × T, µs), the cost. */
+type Charge = readonly [key: string, emission: number, tolerance: number, cost: number];
+
+/** A call's attempt waiting for the script of its batch. */
+interface Attempt {
+  readonly charges: readonly Charge[];
+  resolve(answer: { wait: number; admittedAt?: number }): void;
+  reject(error: unknown): void;
+}
+
+/**
+ * The most calls in one script: their buckets go to one MGET (a Lua `unpack` holds some thousands of
+ * values), and a batch this large already makes the script's fixed cost (EVALSHA, TIME, MGET) a few
+ * hundredths of a command per call.
+ */
+const MOST_PER_SCRIPT = 256;
 
 /** A permit of a {@link RedisKeyedRateLimiter}. */
 export interface RedisKeyedRatePermit extends Permit {
@@ -83,7 +104,10 @@ export interface RedisKeyedRateLimiterStatistics {
   rejected: number;
   /** Calls of this process waiting now. */
   waiting: number;
-  /** Scripts run (one per attempt: one when the budget is there, one more per wait). */
+  /**
+   * Scripts run. Each attempt (one when the budget is there, one more per wait) is decided by a script;
+   * the attempts of this process asked in the same tick share one.
+   */
   scripts: number;
 }
 
@@ -91,10 +115,12 @@ export interface RedisKeyedRateLimiterStatistics {
  * A rate limit per key across processes, under levels shared by many keys, charged all or nothing in one
  * script: the same semantics as {@link KeyedRateLimiter}'s limits and levels, for a fleet.
  *
- * Each call runs one script with the HASHes of its key and of its level instances; when the budget is not
- * there, Redis answers with the exact time until it is, and the call waits that long and asks again (no
- * polling loop, no notices: another process may take the budget first, then the call waits again). The
- * client keeps nothing per key, and Redis forgets a key once it has refilled. Only rate limits: no
+ * Each call is decided by one script over the buckets of its key and of its level instances (one Redis
+ * key each); when the budget is not there, Redis answers with the exact time until it is, and the call
+ * waits that long and asks again (no polling loop, no notices: another process may take the budget
+ * first, then the call waits again). Calls of one process asked in the same tick share one script, still
+ * decided one after the other, each all or nothing. The client keeps nothing per key, and Redis forgets
+ * a bucket once it has refilled. Only rate limits: no
  * concurrency, spacing, pause or settle (use a `RedisRateLimiter` per key for those). Callers of one key
  * in one process are not queued together: each waits on its own.
  *
@@ -120,6 +146,8 @@ export class RedisKeyedRateLimiter {
   private readonly commandMs: number;
   private readonly counters = { granted: 0, aborted: 0, timedOut: 0, rejected: 0, scripts: 0 };
   private waitingNow = 0;
+  /** Attempts asked in this tick, sent together as one script at its end. */
+  private batch: Attempt[] = [];
 
   /**
    * @throws TypeError/RangeError naming the option and the value, as `new KeyedRateLimiter()` does, and
@@ -159,7 +187,7 @@ export class RedisKeyedRateLimiter {
    * (naming the level), with `signal.reason`, a `TimeoutError`, or a Redis failure.
    */
   async acquire(key: string, options?: Omit<RateAcquireOptions, "weight" | "priority">): Promise<RedisKeyedRatePermit> {
-    const { keys, args, signal, deadline } = this.request(key, options);
+    const { charges, signal, deadline } = this.request(key, options);
     this.waitingNow++;
     try {
       for (;;) {
@@ -167,7 +195,7 @@ export class RedisKeyedRateLimiter {
           this.counters.aborted++;
           throw signal.reason;
         }
-        const { wait, admittedAt } = await this.ask(keys, args);
+        const { wait, admittedAt } = await this.ask(charges);
         if (admittedAt !== undefined) {
           this.counters.granted++;
           return new KeyedRatePermit(signal ?? NEVER_ABORTED, admittedAt);
@@ -204,11 +232,11 @@ export class RedisKeyedRateLimiter {
     return { name: this.name, ...this.counters, waiting: this.waitingNow };
   }
 
-  /** The HASHes and arguments of one call; throws (into `acquire`'s rejection) for bad input. */
+  /** The buckets one call pays into; throws (into `acquire`'s rejection) for bad input. */
   private request(
     key: string,
     options: Omit<RateAcquireOptions, "weight" | "priority"> | undefined,
-  ): { keys: string[]; args: (string | number)[]; signal: AbortSignal | undefined; deadline: number } {
+  ): { charges: Charge[]; signal: AbortSignal | undefined; deadline: number } {
     checkKey(key);
     const checked = checkAcquireOptions(options as RateAcquireOptions | undefined);
     if (checked.weight !== 1 || checked.priority !== 0) {
@@ -219,9 +247,8 @@ export class RedisKeyedRateLimiter {
     const cost = normalizeCost(options?.cost);
     checkCostUnits(cost, this.counted, "cost");
     const tag = `${this.prefix}{${this.name}}`;
-    const keys = [`${tag}:key:${key}`];
-    const args: (string | number)[] = [0];
-    const push = (buckets: readonly Bucket[], index: number, subject: string) => {
+    const charges: Charge[] = [];
+    const push = (buckets: readonly Bucket[], instance: string, subject: string) => {
       for (const bucket of buckets) {
         const amount = cost[bucket.unit] ?? 0;
         // A cost no bucket could ever hold would wait forever: refused now, as in process.
@@ -232,36 +259,72 @@ export class RedisKeyedRateLimiter {
             { what: "burst", bound: bucket.burst, limit: bucket.limit, intervalMs: bucket.intervalMs },
             subject,
           );
-        if (amount > 0) args.push(index, bucket.field, bucket.emission, bucket.tolerance, amount);
+        // The field names the limit's configuration, so processes configured differently never read
+        // each other's state as their own.
+        if (amount > 0) charges.push([`${instance}|${bucket.field}`, bucket.emission, bucket.tolerance, amount]);
       }
     };
-    push(this.own, 1, `${this.subject()} key ${JSON.stringify(key)}`);
+    push(this.own, `${tag}:key:${key}`, `${this.subject()} key ${JSON.stringify(key)}`);
     this.levels.forEach((level, index) => {
       const instance =
         level.key === undefined ? "" : checkKey(level.key(key), `levels[${index}].key(${JSON.stringify(key)})`);
-      keys.push(`${tag}:level:${level.name}:${instance}`);
       const subject = `level ${JSON.stringify(level.name)}${level.key === undefined ? "" : ` key ${JSON.stringify(instance)}`} of ${this.subject()}`;
-      push(level.buckets, keys.length, subject);
+      push(level.buckets, `${tag}:level:${level.name}:${instance}`, subject);
     });
-    args[0] = (args.length - 1) / 5;
     const timeout = checked.timeout;
-    return { keys, args, signal: checked.signal, deadline: performance.now() + timeout };
+    return { charges, signal: checked.signal, deadline: performance.now() + timeout };
   }
 
-  /** One script: when admitted (and charged), Redis' time of it; else the ms until every limit can pay. */
-  private async ask(keys: string[], args: (string | number)[]): Promise<{ wait: number; admittedAt?: number }> {
-    this.counters.scripts++;
-    try {
-      const reply = (await withDeadline(
-        script.run(this.connection, keys, args),
-        this.commandMs,
-        () => `acquire on ${this.subject()}`,
-      )) as [number, number];
-      return reply[0] === 1 ? { wait: 0, admittedAt: reply[1] / 1000 } : { wait: reply[1] / 1000 };
-    } catch (error) {
-      this.counters.rejected++;
-      throw error;
+  /**
+   * One attempt: when admitted (and charged), Redis' time of it; else the ms until every limit can pay.
+   * Attempts asked in the same tick go to Redis as one script at the end of it (a microtask later), up
+   * to {@link MOST_PER_SCRIPT} each: one round trip and one TIME and MGET for all of them.
+   */
+  private ask(charges: readonly Charge[]): Promise<{ wait: number; admittedAt?: number }> {
+    return new Promise((resolve, reject) => {
+      if (this.batch.length === 0) queueMicrotask(() => this.send());
+      this.batch.push({ charges, resolve, reject });
+      if (this.batch.length === MOST_PER_SCRIPT) this.send();
+    });
+  }
+
+  /** Sends the attempts asked so far as one script, and answers each from its reply. */
+  private send(): void {
+    const attempts = this.batch;
+    if (attempts.length === 0) return;
+    this.batch = [];
+    const keys: string[] = [];
+    const indexOf = new Map<string, number>();
+    // Per key its T and tau, once; then the calls, each a count and (key index, cost) per bucket.
+    const perKey: (string | number)[] = [attempts.length];
+    const calls: (string | number)[] = [];
+    for (const { charges } of attempts) {
+      calls.push(charges.length);
+      for (const [key, emission, tolerance, cost] of charges) {
+        let index = indexOf.get(key);
+        if (index === undefined) {
+          index = keys.push(key);
+          indexOf.set(key, index);
+          perKey.push(emission, tolerance);
+        }
+        calls.push(index, cost);
+      }
     }
+    const args = perKey.concat(calls);
+    this.counters.scripts++;
+    withDeadline(script.run(this.connection, keys, args), this.commandMs, () => `acquire on ${this.subject()}`).then(
+      (reply) => {
+        const [now, ...waits] = reply as number[];
+        attempts.forEach((attempt, at) => {
+          const wait = waits[at] as number;
+          attempt.resolve(wait === 0 ? { wait: 0, admittedAt: (now as number) / 1000 } : { wait: wait / 1000 });
+        });
+      },
+      (error: unknown) => {
+        this.counters.rejected += attempts.length;
+        for (const attempt of attempts) attempt.reject(error);
+      },
+    );
   }
 
   private subject(): string {

@@ -144,49 +144,61 @@ return {tonumber(t[1]) * 1000000 + tonumber(t[2]), redis.call('HGETALL', KEYS[1]
 `;
 
 /**
- * The one script of RedisKeyedRateLimiter, for any key and any levels: GCRA over limits that live in
- * several HASHes (the key's own, each level instance's), all admitted or none charged.
+ * The one script of RedisKeyedRateLimiter, for any keys and levels, and for several calls at once: GCRA
+ * over buckets kept one per Redis key (a key's or a level instance's limit), each call admitted by all
+ * its buckets and charged in all, or charged in none.
  *
- * KEYS: the HASHes (all with the limiter's hash tag, so one slot). ARGV 1: n; then per limit five
- * arguments: the index of its HASH in KEYS, its field (`tat:<unit>:<limit>/<interval ms>:<burst>`), T
- * (µs per unit), tau (burst × T, µs) and the cost. Returns `{1, now}` when admitted and charged, `{0, wait
- * µs}` when not (nothing charged): the exact time until every limit can pay.
+ * KEYS: every bucket the calls touch (all with the limiter's hash tag, so one slot), each once. ARGV 1:
+ * the number of calls; then per key of KEYS, T (µs per unit) and tau (burst × T, µs) — a key names its
+ * limit, so they are the same for every call on it; then per call, in the order they were asked: m (its
+ * buckets with a cost), then per bucket the index of its key in KEYS and the cost. Calls are decided one
+ * after the other, each seeing the charges of those before it, exactly as if each had run a script of its
+ * own. Returns `{now, w...}`: Redis' time (µs) and, per call, 0 when admitted and charged, else the exact
+ * µs until every bucket of it can pay (nothing charged).
  *
- * A HASH expires once all its buckets are full again: deleting it then changes nothing, so a million
- * keys gone idle leave nothing behind in Redis, and the client keeps nothing per key either.
+ * Commands: TIME, one MGET for every bucket, one `SET ... PX` per bucket charged — each key carries its
+ * own expiry, so nothing has to compare one with another, and several calls on one bucket (the global
+ * level) write it once. A bucket's key expires once it is full again: deleting it then changes nothing,
+ * so a million keys gone idle leave nothing behind in Redis, and the client keeps nothing per key either.
  */
 export const KEYED_RATE_ACQUIRE = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local n = tonumber(ARGV[1])
-local function arg(i, k) return ARGV[1 + (i - 1) * 5 + k] end
-local tats = {}
-local ready = now
-for i = 1, n do
-  local tat = tonumber(redis.call('HGET', KEYS[tonumber(arg(i, 1))], arg(i, 2))) or 0
-  tats[i] = tat
-  local cost = tonumber(arg(i, 5))
-  if cost > 0 then
+local max, ceil = math.max, math.ceil
+local n = #KEYS
+-- No key at all when every call costs nothing (MGET needs one).
+local values = n > 0 and redis.call('MGET', unpack(KEYS)) or {}
+local tats, emission, tolerance, charged = {}, {}, {}, {}
+for k = 1, n do
+  tats[k] = tonumber(values[k]) or 0
+  emission[k] = tonumber(ARGV[2 * k])
+  tolerance[k] = tonumber(ARGV[2 * k + 1])
+end
+local reply = {now}
+local at = 2 + 2 * n
+for call = 1, tonumber(ARGV[1]) do
+  local last = at + 2 * tonumber(ARGV[at])
+  local ready = now
+  for i = at + 1, last, 2 do
+    local k = tonumber(ARGV[i])
     -- Payable at t when max(tat, t) + cost * T - tau <= t.
-    local at = math.max(tat, now) + cost * tonumber(arg(i, 3)) - tonumber(arg(i, 4))
-    if at > ready then ready = at end
+    local due = max(tats[k], now) + tonumber(ARGV[i + 1]) * emission[k] - tolerance[k]
+    if due > ready then ready = due end
   end
-end
-if ready > now then return {0, math.ceil(ready - now)} end
-local horizons = {}
-for i = 1, n do
-  local cost = tonumber(arg(i, 5))
-  if cost > 0 then
-    local k = tonumber(arg(i, 1))
-    local tat = math.max(tats[i], now) + cost * tonumber(arg(i, 3))
-    redis.call('HSET', KEYS[k], arg(i, 2), tat)
-    if tat > (horizons[k] or 0) then horizons[k] = tat end
+  if ready > now then
+    reply[call + 1] = ceil(ready - now)
+  else
+    reply[call + 1] = 0
+    for i = at + 1, last, 2 do
+      local k = tonumber(ARGV[i])
+      tats[k] = max(tats[k], now) + tonumber(ARGV[i + 1]) * emission[k]
+      charged[k] = true
+    end
   end
+  at = last + 1
 end
-for k, horizon in pairs(horizons) do
-  -- Never shortened: another field of the same HASH may be full later than this one.
-  local want = math.ceil((horizon - now) / 1000) + 1000
-  if redis.call('PTTL', KEYS[k]) < want then redis.call('PEXPIRE', KEYS[k], want) end
+for k in pairs(charged) do
+  redis.call('SET', KEYS[k], tats[k], 'PX', ceil((tats[k] - now) / 1000) + 1000)
 end
-return {1, now}
+return reply
 `;

@@ -5,7 +5,7 @@
  */
 
 import { Cluster, type ClusterOptions } from "ioredis";
-import { RedisMutex, RedisRateLimiter, RedisSemaphore } from "sluice/redis";
+import { RedisKeyedRateLimiter, RedisMutex, RedisRateLimiter, RedisSemaphore } from "sluice/redis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RedisClusterServers } from "../support/redis-server.js";
 
@@ -177,6 +177,34 @@ describe("Redis Cluster", () => {
     const byNode = await keysByNode(clients[0] as Cluster, `sluice:{${name}}:*`);
     expect(byNode.size).toBe(1);
     await Promise.all([first.close(), second.close()]);
+  });
+
+  it("decides a keyed rate limiter's calls of one tick in one script on one node, keys and levels", async () => {
+    const name = `cluster-keyed-${++counter}`;
+    const client = connect();
+    const limiter = new RedisKeyedRateLimiter(client, {
+      name,
+      limits: [{ limit: 2, interval: "1m" }],
+      levels: [{ name: "global", limits: [{ limit: 5, interval: "1m" }] }],
+    });
+    const outcomes = await Promise.allSettled(
+      ["a", "a", "a", "b", "b", "c", "c", "d"].map((key) => limiter.acquire(key, { timeout: 0 })),
+    );
+    // a 2, b 2, then the global 5 is spent at c's first.
+    expect(outcomes.map((outcome) => outcome.status === "fulfilled")).toEqual([
+      true,
+      true,
+      false,
+      true,
+      true,
+      true,
+      false,
+      false,
+    ]);
+    expect(limiter.statistics().scripts).toBe(1);
+    const nodes = await keysByNode(client, `sluice:{${name}}:*`);
+    expect([...nodes.values()].flat()).toHaveLength(4); // a, b and c charged, and the global bucket: one node
+    expect(nodes.size).toBe(1);
   });
 
   it("holds a rate limiter's concurrency across clients (its semaphore has a slot of its own)", async () => {

@@ -645,21 +645,31 @@ export function rateExcess(window: RateWindow | undefined): number {
   return window === undefined ? Number.NEGATIVE_INFINITY : window.admitted - window.promised;
 }
 
+/** A token bucket's promise: at most `burst + limit / interval × span` admissions in any span (ms). */
+export interface BucketPromise {
+  limit: number;
+  interval: number;
+  burst: number;
+}
+
+/** A stretch of time in which Redis' state may have been lost (a restart's down time, a FLUSHALL's round trip). */
+export interface StateLoss {
+  from: number;
+  to: number;
+}
+
 /**
- * Check 6: admitted starts never exceed a token bucket's promise in any window: at most
- * `burst + limit / interval × span` admissions in a span, over every window between two admissions.
- * A window that may span a loss of Redis' state (from the restart's stop to the server's start; from
- * sending FLUSHALL to its reply) is judged apart, against one more burst per loss.
+ * Admitted starts against one token bucket's promise, over every window between two admissions of
+ * `times` (Redis server time, ms, any order). A window that may span a loss of Redis' state is judged
+ * apart, against one more burst per loss: a bucket starts full again after each.
  */
-export function rateFigures(run: FaultRun): RateFigures {
-  const { limit, interval, burst } = run.config.rate;
+export function bucketFigures(
+  admittedAt: readonly number[],
+  { limit, interval, burst }: BucketPromise,
+  losses: readonly StateLoss[],
+): RateFigures {
   const rate = limit / interval;
-  const times = run.workers
-    .flatMap((worker) => worker.lines.flatMap((line) => (line.event === "rate" ? [line.admittedAt] : [])))
-    .sort((a, b) => a - b);
-  const losses = run.faults
-    .filter((fault) => fault.kind === "flush" || fault.kind === "restart" || fault.kind === "restart-cut")
-    .map((fault) => ({ from: fault.at, to: fault.end }));
+  const times = [...admittedAt].sort((a, b) => a - b);
   const figures: RateFigures = {
     admitted: times.length,
     worst: undefined,
@@ -688,6 +698,26 @@ export function rateFigures(run: FaultRun): RateFigures {
     }
   }
   return figures;
+}
+
+/** The stretches of a run in which Redis' state may have been lost: restarts (stop to start) and flushes. */
+export function stateLosses(faults: readonly FaultRecord[]): StateLoss[] {
+  return faults
+    .filter((fault) => fault.kind === "flush" || fault.kind === "restart" || fault.kind === "restart-cut")
+    .map((fault) => ({ from: fault.at, to: fault.end }));
+}
+
+/**
+ * Check 6: admitted starts never exceed a token bucket's promise in any window: at most
+ * `burst + limit / interval × span` admissions in a span, over every window between two admissions.
+ * A window that may span a loss of Redis' state (from the restart's stop to the server's start; from
+ * sending FLUSHALL to its reply) is judged apart, against one more burst per loss.
+ */
+export function rateFigures(run: FaultRun): RateFigures {
+  const times = run.workers.flatMap((worker) =>
+    worker.lines.flatMap((line) => (line.event === "rate" ? [line.admittedAt] : [])),
+  );
+  return bucketFigures(times, run.config.rate, stateLosses(run.faults));
 }
 
 export interface Figures {

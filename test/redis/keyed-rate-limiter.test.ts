@@ -6,7 +6,8 @@ import { TimeoutError } from "sluice";
 import { RedisKeyedRateLimiter } from "sluice/redis";
 import { describe, expect, it } from "vitest";
 import { useRedisServer } from "../support/use-redis-server.js";
-import { Worker } from "./processes.js";
+import { bucketFigures, rateExcess } from "./fault-checks.js";
+import { admittedBy, Worker } from "./processes.js";
 
 const served = useRedisServer();
 let counter = 0;
@@ -30,20 +31,61 @@ describe("RedisKeyedRateLimiter", () => {
     await limiter.acquire("acme/alice", now);
     await expect(limiter.acquire("acme/alice", now)).rejects.toBeInstanceOf(TimeoutError); // her own limit
     await limiter.acquire("acme/bob", now);
-    const bobKey = `sluice:{${name}}:key:acme/bob`;
-    const before = await served.redis.hgetall(bobKey);
+    const bobKey = `sluice:{${name}}:key:acme/bob|tat:requests:2/60000:2`;
+    const before = await served.redis.get(bobKey);
+    expect(before).not.toBeNull();
     await expect(limiter.acquire("acme/bob", now)).rejects.toBeInstanceOf(TimeoutError); // acme is spent
-    expect(await served.redis.hgetall(bobKey)).toEqual(before); // bob's own limit was not charged for it
+    expect(await served.redis.get(bobKey)).toEqual(before); // bob's own limit was not charged for it
     await limiter.acquire("globex/carol", now);
     await limiter.acquire("globex/carol", now); // global now spent (5)
     await expect(limiter.acquire("initech/dave", now)).rejects.toBeInstanceOf(TimeoutError);
     expect(
-      await served.redis.exists(`sluice:{${name}}:key:initech/dave`, `sluice:{${name}}:level:tenant:initech`),
+      await served.redis.exists(
+        `sluice:{${name}}:key:initech/dave|tat:requests:2/60000:2`,
+        `sluice:{${name}}:level:tenant:initech|tat:requests:3/60000:3`,
+      ),
     ).toBe(0);
     expect(limiter.statistics()).toMatchObject({ granted: 5, timedOut: 3, waiting: 0 });
   });
 
-  it("waits the exact time Redis names, and every key's HASH expires once refilled", async () => {
+  it("calls asked in one tick share one script, decided one after the other, each all or nothing", async () => {
+    const name = `keyed-${++counter}`;
+    const limiter = new RedisKeyedRateLimiter(served.redis, {
+      name,
+      limits: [{ limit: 2, interval: "1m" }],
+      levels: [{ name: "tenant", limits: [{ limit: 3, interval: "1m" }], key: tenantOf }],
+    });
+    const keys = ["acme/alice", "acme/alice", "acme/alice", "acme/bob", "acme/bob", "globex/carol", "free/zero"];
+    const outcomes = await Promise.all(
+      keys.map((key) =>
+        limiter.acquire(key, { timeout: 0, cost: key === "free/zero" ? 0 : 1 }).then(
+          (permit) => permit.admittedAt,
+          (error: Error) => error.name,
+        ),
+      ),
+    );
+    // alice 2 (her limit), bob 1 (acme's 3 spent: his second charges nothing), carol 1, a free call 1.
+    expect(outcomes.map((outcome) => typeof outcome)).toEqual([
+      "number",
+      "number",
+      "string",
+      "number",
+      "string",
+      "number",
+      "number",
+    ]);
+    expect(new Set(outcomes.filter((outcome) => typeof outcome === "number")).size).toBe(1); // one TIME
+    expect(limiter.statistics()).toMatchObject({ granted: 5, timedOut: 2, scripts: 1 });
+    // bob's one admission: his bucket is charged one unit (30 s of tat ahead of Redis' now), not two.
+    const [seconds] = await served.redis.time();
+    const bobTat = Number(await served.redis.get(`sluice:{${name}}:key:acme/bob|tat:requests:2/60000:2`));
+    expect(bobTat / 1e6 - Number(seconds)).toBeGreaterThan(29);
+    expect(bobTat / 1e6 - Number(seconds)).toBeLessThan(31);
+    // Costs 0 only: a script with no key at all.
+    await expect(limiter.acquire("free/zero", { cost: 0 })).resolves.toBeDefined();
+  });
+
+  it("waits the exact time Redis names, and every bucket's key expires once refilled", async () => {
     const name = `keyed-${++counter}`;
     const limiter = new RedisKeyedRateLimiter(served.redis, {
       name,
@@ -58,12 +100,12 @@ describe("RedisKeyedRateLimiter", () => {
     expect(started).toHaveLength(4);
     // Two at once, then one per 100 ms: the fourth no earlier than 200 ms - a clock's hair.
     expect(Math.max(...started)).toBeGreaterThanOrEqual(190);
-    const key = `sluice:{${name}}:key:alice`;
+    const key = `sluice:{${name}}:key:alice|tat:requests:2/200:2`;
     const ttl = await served.redis.pttl(key);
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(1_300);
     await sleep(ttl + 50);
-    expect(await served.redis.exists(key, `sluice:{${name}}:level:global:`)).toBe(0);
+    expect(await served.redis.exists(key, `sluice:{${name}}:level:global:|tat:requests:100/200:100`)).toBe(0);
   });
 
   it("bad input: a cost above a level's burst names the level; bad keys and options", async () => {
@@ -91,19 +133,9 @@ describe("RedisKeyedRateLimiter", () => {
   });
 });
 
-/**
- * The most admissions above a token bucket's promise in any window between two of `times` (sorted):
- * `count - (burst + rate × span)`; at most 0 when the promise holds (a µs of slack for rounding).
- */
+/** The most admissions above a token bucket's promise in any window of `times`: at most 0 when it holds. */
 function worstExcess(times: readonly number[], limit: number, interval: number, burst: number): number {
-  let worst = Number.NEGATIVE_INFINITY;
-  for (let i = 0; i < times.length; i++) {
-    for (let j = i; j < times.length; j++) {
-      const span = (times[j] as number) - (times[i] as number);
-      worst = Math.max(worst, j - i + 1 - (burst + (limit / interval) * span) - 1e-3);
-    }
-  }
-  return worst;
+  return rateExcess(bucketFigures(times, { limit, interval, burst }, []).worst);
 }
 
 describe("RedisKeyedRateLimiter across two processes", () => {
@@ -127,12 +159,10 @@ describe("RedisKeyedRateLimiter across two processes", () => {
       ],
     };
     const workers = [new Worker(config), new Worker(config)];
-    const reports = (await Promise.all(workers.map((worker) => worker.line("keyed", 20_000)))) as {
-      admitted: { key: string; at: number }[];
-      scripts: number;
-    }[];
-    for (const report of reports) expect(report.admitted.length).toBeGreaterThan(10);
-    const all = reports.flatMap((report) => report.admitted).sort((a, b) => a.at - b.at);
+    await Promise.all(workers.map((worker) => worker.line("keyed", 20_000)));
+    const admissions = workers.map((worker) => admittedBy(worker));
+    for (const admitted of admissions) expect(admitted.length).toBeGreaterThan(10);
+    const all = admissions.flat().sort((a, b) => a.at - b.at);
     const timesOf = (match: (key: string) => boolean) => all.filter(({ key }) => match(key)).map(({ at }) => at);
     expect(
       worstExcess(

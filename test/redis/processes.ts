@@ -119,6 +119,11 @@ export class Worker {
   }
 }
 
+/** What a `keyed` worker printed it was admitted: each call's key and Redis time of admission (ms). */
+export function admittedBy(worker: Worker): { key: string; at: number }[] {
+  return worker.lines.flatMap((line) => ("admission" in line ? [line.admission as { key: string; at: number }] : []));
+}
+
 /**
  * The most grants whose [start, end) intervals overlap at any instant. A grant whose lease was lost
  * counts until the moment its holder learned it (the work stops there); one whose holder found

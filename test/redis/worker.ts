@@ -8,8 +8,8 @@
  *   reported as `{grant: {token, start, end, lostAt?}}` with times on the system's
  *   monotonic clock (processClock: comparable between processes on one machine, never stepped). Errors are counted by name and the caller
  *   retries after a short pause, so a Redis restart shows up as errors, never as a hang.
- * - `keyed`: callers take from a RedisKeyedRateLimiter under random `keys`; reports every admission's key
- *   and Redis time, and the scripts it ran.
+ * - `keyed`: callers take from a RedisKeyedRateLimiter under random `keys`; prints every admission's key
+ *   and Redis time as it happens, then the scripts it ran and its errors by name.
  * - `hold`: takes `weight` permits, prints `{held: token}` and waits to be killed.
  * - `frozen`: takes a permit (`run: true`: inside `run()`), prints `{held}`, and `holdMs` later — an
  *   overdue timer once the parent thaws a SIGSTOP — prints what it then knows of its lease
@@ -110,7 +110,13 @@ async function rate(): Promise<void> {
   report({ admitted });
 }
 
-/** `keyed`: callers take from a shared RedisKeyedRateLimiter under random keys until the deadline. */
+/**
+ * `keyed`: callers take from a shared RedisKeyedRateLimiter under random keys until the deadline. Each
+ * admission is printed as it happens (`{admission: {key, at}}`, `at` in Redis time), so a process killed
+ * mid-run leaves what it was admitted; a failed call (Redis restarting) is counted by name and asked
+ * again after 50 ms. The last line, `{keyed: {...}}`, says how long the slowest call took (ms, the
+ * process's own clock) and how late after the deadline the last caller finished.
+ */
 async function keyed(): Promise<void> {
   const limiter = new RedisKeyedRateLimiter(redis, {
     name: config.name,
@@ -120,21 +126,34 @@ async function keyed(): Promise<void> {
       limits,
       key: byTenant ? (key: string) => key.split("/")[0] as string : undefined,
     })),
+    commandTimeout: config.commandTimeout ?? 1_000,
   });
   const keys = config.keys ?? ["only"];
   const deadline = clock() + (config.durationMs ?? 1_000);
-  const admitted: { key: string; at: number }[] = [];
+  const errors: Record<string, number> = {};
+  let admitted = 0;
+  let slowestCallMs = 0;
   const caller = async () => {
     while (clock() < deadline) {
       const key = keys[Math.floor(Math.random() * keys.length)] as string;
-      const permit = await limiter.acquire(key, { timeout: Math.max(1, deadline - clock()) }).catch(() => undefined);
-      if (permit === undefined) continue;
-      admitted.push({ key, at: permit.admittedAt });
-      permit.release();
+      const asked = clock();
+      try {
+        const permit = await limiter.acquire(key, { timeout: Math.max(1, deadline - clock()) });
+        admitted++;
+        report({ admission: { key, at: permit.admittedAt } });
+        permit.release();
+      } catch (error) {
+        const name = (error as Error).name ?? "Error";
+        errors[name] = (errors[name] ?? 0) + 1;
+        if (name !== "TimeoutError") await sleep(50);
+      }
+      slowestCallMs = Math.max(slowestCallMs, clock() - asked);
     }
   };
+  report({ ready: true });
   await Promise.all(Array.from({ length: config.callers ?? 1 }, caller));
-  report({ keyed: { admitted, scripts: limiter.statistics().scripts } });
+  const lateMs = clock() - deadline;
+  report({ keyed: { admitted, scripts: limiter.statistics().scripts, errors, slowestCallMs, lateMs } });
 }
 
 async function hold(): Promise<void> {
