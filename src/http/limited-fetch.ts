@@ -154,7 +154,8 @@ export interface LimitedFetchOptions {
   /** Called before each retry. */
   onRetry?: (event: RetryEvent) => void;
   /**
-   * Learn limits the limiter was not configured with from the server's headers (a `RateLimiter` only).
+   * Learn limits the limiter was not configured with from the server's headers (a limiter with settable
+   * `limits`: `RateLimiter`, or `RedisRateLimiter`, where every process sharing it learns the same ones).
    * When a response reports a limit for a unit the limiter has no limit for (`x-ratelimit-limit-tokens`,
    * `anthropic-ratelimit-requests-limit`, ...), a token-bucket limit of that size is added; its interval
    * is inferred from how fast the server says the bucket refills (`limit × timeToFull / used`, rounded
@@ -839,7 +840,16 @@ class LimitedFetcher {
     for (const [unit, report] of Object.entries(headers.units)) {
       const limit = report.limit;
       if (limit === undefined || !(limit > 0) || !Number.isFinite(limit)) continue;
-      const known = this.learned.get(unit);
+      let known = this.learned.get(unit);
+      // The limit as the limiter holds it may be sharper than ours: another process sharing a
+      // RedisRateLimiter learned it. Ours only ever replaces it with a sharper one, or every process
+      // would set its own estimate in turn and the shared limit would not only shrink towards the truth.
+      const held =
+        known && configured.find((config) => (config.unit ?? "requests") === unit && config.limit === known?.limit);
+      if (known !== undefined && typeof held?.interval === "number" && held.interval < known.interval) {
+        known = { limit: known.limit, interval: held.interval };
+        this.learned.set(unit, known);
+      }
       // A configured limit of this unit covers the report when it is the one the report describes and
       // of about its size: a daily quota (10,000 or 3 requests) does not cover a reported 500 per
       // minute, which is learned beside it.
@@ -865,8 +875,17 @@ class LimitedFetcher {
       }
       let interval = known?.interval ?? inferred ?? (this.settings.learnInterval as number);
       if (inferred !== undefined && inferred < interval) interval = inferred;
-      // Re-configuring on every response for a sliver of difference would only churn the limiter.
-      if (known !== undefined && known.limit === limit && interval > known.interval * 0.97) continue;
+      // Re-configuring on every response for a sliver of difference would only churn the limiter. But a
+      // learned limit the limiter no longer has is added again: a RedisRateLimiter's limits are replaced
+      // whole by whichever process set them last, and another may have set them without this one.
+      if (
+        known !== undefined &&
+        known.limit === limit &&
+        interval > known.interval * 0.97 &&
+        configured.some((config) => (config.unit ?? "requests") === unit && config.limit === known.limit)
+      ) {
+        continue;
+      }
       this.learned.set(unit, { limit, interval });
       next ??= [...(this.limiter.limits ?? [])];
       // The learned limit itself, not a configured one counting the same unit (a daily quota, whose
