@@ -598,18 +598,28 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
 
   // -------------------------------------------------------------------------------------------------
 
-  /** The rate part of the admission step (the whole of it without `concurrency`). */
-  private admit(demand: Demand, checked: CheckedAcquireOptions): Promise<RedisRatePermit> {
+  /** The rate part of the admission step: the whole of it without `concurrency`, its second stage with. */
+  private admit(demand: Demand, checked: CheckedAcquireOptions, secondStage = false): Promise<RedisRatePermit> {
     if (checked.timeout !== Number.POSITIVE_INFINITY) demand.deadline = this.clock.now() + checked.timeout;
-    return this.admission.admit(demand, checked) as Promise<RedisRatePermit>;
+    return this.admission.admit(demand, checked, secondStage) as Promise<RedisRatePermit>;
   }
 
   /**
    * With `concurrency`: the admission step's checks first (a request that can never be admitted, an
    * aborted signal), then a concurrency slot from the Redis semaphore, then the rate with what is left of
-   * the timeout. A wait for the slot that ends is counted here too, as the caller's wait it is.
+   * the timeout. A wait for the slot that ends is counted here too, as the caller's wait it is; and the
+   * `sluice:acquire` events (a `sluice.wait` span) cover both stages as the one wait the caller sees.
    */
-  private async acquireWithSlot(demand: Demand, checked: CheckedAcquireOptions): Promise<RedisRatePermit> {
+  private acquireWithSlot(demand: Demand, checked: CheckedAcquireOptions): Promise<RedisRatePermit> {
+    const event = this.admission.startEvent(demand, checked.priority);
+    const refused = this.admission.refuseEarly(demand, checked.signal, event);
+    if (refused !== undefined) return refused;
+    const stages = () => this.slotThenRate(demand, checked) as Promise<RatePermit>;
+    return this.admission.stagesWait(event, stages, checked.signal) as Promise<RedisRatePermit>;
+  }
+
+  /** The two stages of {@link acquireWithSlot}, once the admission step's checks passed. */
+  private async slotThenRate(demand: Demand, checked: CheckedAcquireOptions): Promise<RedisRatePermit> {
     const { weight, priority, signal, timeout } = checked;
     const started = this.clock.now();
     // One timeout for both waits, reported as the caller gave it (not as what was left of it for the
@@ -621,8 +631,6 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
             `timed out after ${timeout} ms waiting for Redis rate limiter ${JSON.stringify(this.name)}`,
           )
         : error;
-    const refused = this.admission.refuseEarly(demand, signal);
-    if (refused !== undefined) return refused as Promise<RedisRatePermit>;
     let slot: Permit;
     try {
       slot = await (this.concurrency as RedisSemaphore).acquire({ weight, priority, signal, timeout });
@@ -635,7 +643,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       // A slot without a fencing token came from the onUnavailable fallback.
       demand.slot = slot;
       demand.fellBack = (slot as RedisPermit).fencingToken === undefined;
-      return await this.admit(demand, { ...checked, timeout: left });
+      return await this.admit(demand, { ...checked, timeout: left }, true);
     } catch (error) {
       await Promise.resolve(slot.release()).catch(() => undefined);
       throw timedOut(error);
