@@ -461,7 +461,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     const current = this.config;
     const fields = (set: LimitSet) => set.buckets.slice(0, set.count).map((bucket) => bucket.field);
     // Setting the same limits again changes nothing (limitedFetch re-applies every limit when it learns one).
-    if (fields(current).join("\n") === buckets.map((bucket) => bucket.field).join("\n")) return;
+    if (fieldsOf(current.buckets.slice(0, current.count)) === fieldsOf(buckets)) return;
     // Until Redis has them, the limits in force there are those this process last sent or saw.
     this.adopt(this.limitSet(buckets, current.generation, true, current.install ? current.previous : fields(current)));
   }
@@ -900,12 +900,24 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       permit.cost[unit] = next;
     }
     if (deltas.size === 0 || !charged) return;
-    // The limits it was charged in, which may have changed since: a refund gives back where it was taken.
-    const changes = permit.buckets.map((bucket): [Bucket, number] => [bucket, deltas.get(bucket.unit) ?? 0]);
-    this.call(scripts.settle, 0, changes, "settle", undefined, permit.ends).then(
+    // Settled in the limits in force, which may have changed since the call was charged (set here or
+    // elsewhere). A limit still the same (its field) settles as charged. One whose numbers changed was
+    // carried over into the new limit with this call's charge counted as spent: an overrun is charged to
+    // the new one (charged to the old, it would go unseen), and a refund is kept — where the charge sits
+    // in the new bucket is not known, and keeping it never overspends.
+    const current = this.config.buckets;
+    const was = new Map(permit.buckets.map((bucket, index) => [bucket.field, permit.ends[index] ?? 0]));
+    const ends = current.map((bucket) => was.get(bucket.field) ?? 0);
+    const changes = current.map((bucket): [Bucket, number] => {
+      const delta = deltas.get(bucket.unit) ?? 0;
+      return [bucket, was.has(bucket.field) ? delta : Math.max(0, delta)];
+    });
+    if (changes.every(([, delta]) => delta === 0)) return;
+    this.call(scripts.settle, 0, changes, "settle", undefined, ends).then(
       (reply) => {
         // Where the call's charge ends now, for the next settlement's refund.
         permit.ends = (reply as number[]).slice(1);
+        permit.buckets = current;
         this.restart();
       },
       () => undefined,
@@ -1018,6 +1030,11 @@ function bucketOfField(field: string): Bucket {
     burst: Number(match[4]),
   };
   return gcraBucket(limit, "a limit in Redis", "RedisRateLimiter");
+}
+
+/** The fields of `buckets`, to tell two sets of limits apart. */
+function fieldsOf(buckets: readonly Bucket[]): string {
+  return buckets.map((bucket) => bucket.field).join("\n");
 }
 
 function limitField(limit: { unit: string; limit: number; interval: number; burst: number }): string {
