@@ -27,9 +27,9 @@
 //
 // The Redis rows run the same traffic from --processes child processes, each a limitedFetch over a
 // RedisRateLimiter of the same name (a redis-server the bench starts on a free loopback port), against one
-// mock server in this process. limitedFetch learns limits only into a limiter with a settable `limits`
-// (RateLimiter); RedisRateLimiter has none, so across processes the limits are configured in Redis. The row
-// "limits not told" shows what happens without them (a shared concurrency and shared pauses only).
+// mock server in this process. The row "limits configured in Redis" tells every process the limits; the row
+// "limits not told" tells them only the concurrency: limitedFetch learns the limits from the headers into
+// the RedisRateLimiter's `limits`, which every process sharing it then admits with.
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -188,7 +188,7 @@ const setups = {
   "bottleneck, limits told: reservoir per limit + maxConcurrent": () => bottleneckTold,
   "p-queue, limits told: intervalCap (strict) + concurrency": () => pQueueTold,
   [`${PROCESSES} processes, RedisRateLimiter, limits configured in Redis`]: { redis: "configured" },
-  [`${PROCESSES} processes, RedisRateLimiter, limits not told (concurrency only)`]: { redis: "not told" },
+  [`${PROCESSES} processes, RedisRateLimiter, limits not told (learned from headers)`]: { redis: "not told" },
 };
 
 /** The limiter of one process of a Redis row. */

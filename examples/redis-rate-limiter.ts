@@ -51,6 +51,20 @@ console.log(`the next call waited ${Math.round(performance.now() - waitStarted)}
 const state = await llm.inspect();
 for (const limit of state.limits) console.log(`${limit.unit}: ${Math.floor(limit.remaining)} of ${limit.burst} left`);
 
-await llm.close();
+// Limits set at run time are every process's (what limitedFetch does when it learns them from headers):
+// a process still holding others is answered with these at its next acquire.
+const here = new RedisRateLimiter(redis, { name: "claude", limits: [{ limit: 100, interval: "1m" }] });
+const there = new RedisRateLimiter(redis, { name: "claude", limits: [{ limit: 100, interval: "1m" }] }); // another process
+here.limits = [
+  { limit: 50, interval: "1m" },
+  { limit: 8_000, interval: "1m", unit: "output-tokens" },
+];
+await here.run(() => complete("set here", AbortSignal.timeout(1_000)));
+await there.run(() => complete("admitted there", AbortSignal.timeout(1_000)));
+console.log(
+  `the other process admits with ${there.limits.map((limit) => `${limit.limit} ${limit.unit}`).join(" and ")}`,
+);
+
+await Promise.all([llm.close(), here.close(), there.close()]);
 redis.disconnect();
 server.stop();

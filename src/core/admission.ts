@@ -158,14 +158,13 @@ export class Admission<Request, Grant> implements SelfChecking {
    * The admission step (see the module comment). Returns the grant itself when it is made in this step,
    * so that `run` can call its function in the caller's step; otherwise a promise. Never throws.
    */
-  admit(request: Request, options: CheckedWaitOptions): Grant | Promise<Grant> {
-    this.requests++;
+  admit(request: Request, options: CheckedWaitOptions, secondStage = false): Grant | Promise<Grant> {
+    // `secondStage`: the second stage of a wait in two stages, which `refuseEarly` counted already and
+    // whose events `stagesWait` publishes as one.
+    if (!secondStage) this.requests++;
     // The one `hasSubscribers` read of a request: without a subscriber, `event` stays undefined and
     // nothing below allocates for the events.
-    const event =
-      this.identity !== undefined && acquireChannel.hasSubscribers
-        ? startAcquire(this.identity, this.gate.weight?.(request) ?? 1, options.priority)
-        : undefined;
+    const event = secondStage ? undefined : this.startEvent(request, options.priority);
     const impossible = this.gate.impossible(request);
     if (impossible !== undefined) {
       this.counters.rejected++;
@@ -205,18 +204,43 @@ export class Admission<Request, Grant> implements SelfChecking {
    * Steps 1 and 2 alone, for a limiter whose wait has two stages (a concurrency slot, then the rate): a
    * rejected promise if `request` is refused before any wait, otherwise `undefined`. Counted as `admit`.
    */
-  refuseEarly(request: Request, signal: AbortSignal | undefined): Promise<never> | undefined {
+  refuseEarly(request: Request, signal: AbortSignal | undefined, event?: AcquireEvent): Promise<never> | undefined {
     this.requests++;
     const impossible = this.gate.impossible(request);
     if (impossible !== undefined) {
       this.counters.rejected++;
-      return Promise.reject(impossible);
+      return refused(event, "rejected", impossible);
     }
     if (signal?.aborted) {
       this.counters.aborted++;
-      return Promise.reject(signal.reason);
+      return refused(event, "aborted", signal.reason);
     }
     return undefined;
+  }
+
+  /**
+   * The `sluice:acquire` event of a request entering the admission step (`start` published), or
+   * `undefined` when nobody listens. A wait in two stages starts it before the first (see `stagesWait`).
+   */
+  startEvent(request: Request, priority: number): AcquireEvent | undefined {
+    return this.identity !== undefined && acquireChannel.hasSubscribers
+      ? startAcquire(this.identity, this.gate.weight?.(request) ?? 1, priority)
+      : undefined;
+  }
+
+  /**
+   * Publishes a wait in two stages (a concurrency slot from another limiter, then this queue, admitted
+   * as `secondStage`) as the one wait the caller sees: `end` (queued) before the first stage starts, and the end
+   * of the wait when the stages settle, classified as `countFailure` counts it. Returns their promise.
+   */
+  stagesWait(
+    event: AcquireEvent | undefined,
+    stages: () => Promise<Grant>,
+    signal: AbortSignal | undefined,
+  ): Promise<Grant> {
+    if (event === undefined) return stages();
+    admitted(event, true);
+    return this.endWhenSettled(event, stages(), signal);
   }
 
   /**
@@ -332,8 +356,9 @@ export class Admission<Request, Grant> implements SelfChecking {
   }
 
   /**
-   * Publishes `end` for a `timeout: 0` request whose last chance goes on in `promise`, and the end of the
-   * wait when it settles, classified as `countFailure` does. (The reaction marks `promise` handled.)
+   * Publishes `end` for a `timeout: 0` request whose last chance goes on in `promise` (or, `queued`, a wait
+   * in two stages), and the end of the wait when it settles, classified as `countFailure` does. (The
+   * reaction marks `promise` handled.)
    */
   private whenSettled(
     event: AcquireEvent | undefined,
@@ -342,6 +367,15 @@ export class Admission<Request, Grant> implements SelfChecking {
   ): Promise<Grant> {
     if (event === undefined) return promise;
     admitted(event, false);
+    return this.endWhenSettled(event, promise, signal);
+  }
+
+  /** Publishes the end of `event`'s wait when `promise` settles (see `whenSettled`); returns `promise`. */
+  private endWhenSettled(
+    event: AcquireEvent,
+    promise: Promise<Grant>,
+    signal: AbortSignal | undefined,
+  ): Promise<Grant> {
     promise.then(
       () => endAcquire(event, "acquired"),
       (error: unknown) =>

@@ -154,12 +154,13 @@ export interface LimitedFetchOptions {
   /** Called before each retry. */
   onRetry?: (event: RetryEvent) => void;
   /**
-   * Learn limits the limiter was not configured with from the server's headers (a `RateLimiter` only).
+   * Learn limits the limiter was not configured with from the server's headers (a limiter with settable
+   * `limits`: `RateLimiter`, or `RedisRateLimiter`, where every process sharing it learns the same ones).
    * When a response reports a limit for a unit the limiter has no limit for (`x-ratelimit-limit-tokens`,
    * `anthropic-ratelimit-requests-limit`, ...), a token-bucket limit of that size is added; its interval
    * is inferred from how fast the server says the bucket refills (`limit × timeToFull / used`, rounded
    * towards slower), or, until that can be told, `learnLimits.interval` (default `"1m"`: providers
-   * publish per-minute limits). Limits you configured are never changed here; `observe()` tightens them.
+   * publish per-minute limits). Limits the limiter had when the fetch was made are never changed here (limits another process learned into a shared RedisRateLimiter are refined like its own); `observe()` tightens them.
    * Default true; assumes the provider's reset headers mean "full again at" (OpenAI, Anthropic).
    */
   learnLimits?:
@@ -459,6 +460,12 @@ class LimitedFetcher {
    * changed by learning, and their interval only ever shrinks towards the truth from above (see `learn`).
    */
   private readonly learned = new Map<string, { limit: number; interval: number }>();
+  /**
+   * The limits the limiter had when this fetch was made (`unit:limit:interval`): configured, never changed
+   * by learning. A limit it has later that this fetch did not add was learned elsewhere (another process
+   * sharing a RedisRateLimiter) and is refined here like one of ours.
+   */
+  private readonly configuredLimits: ReadonlySet<string>;
   private readonly counters: LimitedFetchStatistics = noFetchesYet();
   readonly fetch: LimitedFetch;
 
@@ -467,6 +474,7 @@ class LimitedFetcher {
     private readonly options: LimitedFetchOptions,
   ) {
     this.settings = checkOptions(limiter, options);
+    this.configuredLimits = new Set((limiter.limits ?? []).map(limitKey));
     // Every call waiting for the limiter listens to the stop switch: thousands at once is normal.
     allowManyListeners(this.stopper.signal);
     this.clock = options.clock ?? systemClock;
@@ -839,7 +847,29 @@ class LimitedFetcher {
     for (const [unit, report] of Object.entries(headers.units)) {
       const limit = report.limit;
       if (limit === undefined || !(limit > 0) || !Number.isFinite(limit)) continue;
-      const known = this.learned.get(unit);
+      let known = this.learned.get(unit);
+      if (known === undefined) {
+        const elsewhere = configured.find(
+          (config) =>
+            (config.unit ?? "requests") === unit &&
+            config.limit === limit &&
+            typeof config.interval === "number" &&
+            !this.configuredLimits.has(limitKey(config)),
+        );
+        if (elsewhere !== undefined) {
+          known = { limit, interval: elsewhere.interval as number };
+          this.learned.set(unit, known);
+        }
+      }
+      // The limit as the limiter holds it may be sharper than ours: another process sharing a
+      // RedisRateLimiter learned it. Ours only ever replaces it with a sharper one, or every process
+      // would set its own estimate in turn and the shared limit would not only shrink towards the truth.
+      const held =
+        known && configured.find((config) => (config.unit ?? "requests") === unit && config.limit === known?.limit);
+      if (known !== undefined && typeof held?.interval === "number" && held.interval < known.interval) {
+        known = { limit: known.limit, interval: held.interval };
+        this.learned.set(unit, known);
+      }
       // A configured limit of this unit covers the report when it is the one the report describes and
       // of about its size: a daily quota (10,000 or 3 requests) does not cover a reported 500 per
       // minute, which is learned beside it.
@@ -865,8 +895,17 @@ class LimitedFetcher {
       }
       let interval = known?.interval ?? inferred ?? (this.settings.learnInterval as number);
       if (inferred !== undefined && inferred < interval) interval = inferred;
-      // Re-configuring on every response for a sliver of difference would only churn the limiter.
-      if (known !== undefined && known.limit === limit && interval > known.interval * 0.97) continue;
+      // Re-configuring on every response for a sliver of difference would only churn the limiter. But a
+      // learned limit the limiter no longer has is added again: a RedisRateLimiter's limits are replaced
+      // whole by whichever process set them last, and another may have set them without this one.
+      if (
+        known !== undefined &&
+        known.limit === limit &&
+        interval > known.interval * 0.97 &&
+        configured.some((config) => (config.unit ?? "requests") === unit && config.limit === known.limit)
+      ) {
+        continue;
+      }
       this.learned.set(unit, { limit, interval });
       next ??= [...(this.limiter.limits ?? [])];
       // The learned limit itself, not a configured one counting the same unit (a daily quota, whose
@@ -1083,6 +1122,11 @@ async function countInputTokens(
 }
 
 /** Whether a reset header names an instant (`2024-06-03T12:34:56Z`) rather than a delay (`6m0s`, `30`). */
+/** A limit as `configuredLimits` remembers it. */
+function limitKey(config: LimitConfig): string {
+  return `${config.unit ?? "requests"}:${config.limit}:${String(config.interval)}`;
+}
+
 function isAbsoluteTime(value: string | null): boolean {
   return value !== null && /\d{4}-\d{2}-\d{2}|[a-z]{3},/i.test(value);
 }

@@ -72,7 +72,10 @@ const scripts = {
 export interface RedisRateLimiterOptions {
   /** Identifies the limiter in Redis: every process using the same name shares the same budget. */
   name: string;
-  /** Rate limits that must all admit a call (token buckets, GCRA). All processes must agree on them. */
+  /**
+   * Rate limits that must all admit a call (token buckets, GCRA). All processes must agree on them, until
+   * one sets `limits` at run time: from then on every process uses the limits set (see {@link RedisRateLimiter.limits}).
+   */
   limits?: readonly RateLimit[];
   /** The least time between two starts, across all processes. */
   minInterval?: Duration;
@@ -108,7 +111,6 @@ const REDIS_RATE_LIMITER_OPTIONS = /* @__PURE__ */ optionNames<RedisRateLimiterO
   guardRestarts: true,
 });
 
-/** One configured limit as it travels to the scripts. */
 /** @internal One limit as it travels to the scripts. */
 export interface Bucket {
   unit: string;
@@ -172,13 +174,38 @@ export interface RedisRatePermit extends RatePermit {
   readonly admittedAt: number | undefined;
 }
 
+/** An acquire script's reply, with the limits it was asked with (a permit's charge is in those). */
+interface Answer {
+  reply: number[];
+  buckets: readonly Bucket[];
+}
+
 /** Applies a settlement in Redis: one function per limiter, like the give-back function. */
 type Settle = (permit: RatePermit_, actual: RateCost) => void;
+
+/**
+ * The limits a process admits with, as one immutable value: replaced whole when they are set or when
+ * Redis answers with newer ones, so a script's reply is always matched with the limits it was asked with.
+ */
+interface LimitSet {
+  /** The limits, then minInterval's spacing bucket if any: what every script is called with. */
+  readonly buckets: readonly Bucket[];
+  /** How many of `buckets` are limits (the rest is the spacing). */
+  readonly count: number;
+  /** The generation of the run-time limits in Redis these are (0: the constructor's, none set yet). */
+  readonly generation: number;
+  /** Whether these were set here and Redis has not confirmed them yet: the next acquire installs them. */
+  readonly install: boolean;
+  /** The fields of the limits last in force, whose budget carries over if Redis holds none to carry over. */
+  readonly previous: readonly string[];
+}
 
 /** A permit of a {@link RedisRateLimiter}: its release gives back the concurrency slot, if any. */
 class RatePermit_ extends HeldPermit<void | Promise<void>> implements RedisRatePermit {
   /** @internal Per limit, the end of this call's charge in Redis (server µs), for refunds: see rate-scripts.ts. */
   ends: number[] = [];
+  /** @internal The limits it was charged in (the ones in force when it was admitted), matching `ends`. */
+  buckets: readonly Bucket[] = [];
   constructor(
     weight: number,
     signal: AbortSignal,
@@ -254,9 +281,14 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
   readonly name: string;
   private readonly connection: RedisConnection;
   private readonly key: string;
-  private readonly buckets: Bucket[];
+  /** Where the limits set at run time live (see rate-scripts.ts). */
+  private readonly limitsKey: string;
+  /** The limits in force here (see {@link LimitSet}); replaced whole, never changed in place. */
+  private config: LimitSet;
+  /** minInterval, as a bucket of burst 1 after the limits; undefined without one. */
+  private readonly spacing: Bucket | undefined;
   /** The units the limits count, `requests` included: a cost unit one typo away from these is refused. */
-  private readonly counted: ReadonlySet<string>;
+  private counted: ReadonlySet<string>;
   private readonly commandMs: number;
   private readonly refund: boolean | Readonly<Record<string, boolean>>;
   private readonly onUnavailable: UnavailablePolicy;
@@ -293,41 +325,40 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       throw new TypeError(`name must be a non-empty string; got ${describe(options.name)}`);
     }
     this.name = options.name;
-    // The in-memory RateLimiter validates limits and refund exactly as users learn them; reuse it.
-    const validated = new RateLimiter({
-      limits: options.limits ?? [],
-      refund: options.refund ?? true,
-      name: options.name,
-    });
-    this.buckets = validated.limits.map((limit, index) => gcraBucket(limit, `limits[${index}]`, "RedisRateLimiter"));
-    this.counted = countedUnits(this.buckets);
+    // The in-memory RateLimiter validates refund exactly as users learn it (and limits: see toBuckets).
+    new RateLimiter({ refund: options.refund ?? true, name: options.name });
+    const limits = toBuckets(options.limits ?? []);
+    this.counted = countedUnits(limits);
     const spacing = toMilliseconds(options.minInterval ?? 0, "minInterval");
     if (spacing > MAX_INTERVAL_MS) {
       throw new RangeError(
         `minInterval must be at most 366 days (${MAX_INTERVAL_MS} ms) in Redis; got ${describe(options.minInterval)}`,
       );
     }
-    if (spacing > 0) {
-      this.buckets.push({
-        unit: "\0start",
-        field: `tat:spacing:${spacing}`,
-        emission: spacing * 1000,
-        tolerance: spacing * 1000,
-        burst: 1,
-        limit: 1,
-        intervalMs: spacing,
-      });
-    }
+    this.spacing =
+      spacing > 0
+        ? {
+            unit: "\0start",
+            field: `tat:spacing:${spacing}`,
+            emission: spacing * 1000,
+            tolerance: spacing * 1000,
+            burst: 1,
+            limit: 1,
+            intervalMs: spacing,
+          }
+        : undefined;
+    this.config = this.limitSet(limits, 0, false, []);
     this.refund = options.refund ?? true;
     this.commandMs = checkCommandTimeout(options.commandTimeout);
     this.onUnavailable = checkUnavailablePolicy(options.onUnavailable);
     const prefix = checkPrefix(options.prefix);
     this.key = `${prefix}{${this.name}}:rate`;
+    this.limitsKey = `${prefix}{${this.name}}:rate-limits`;
     // Checked here so that the error names the option the caller passed, not the semaphore's capacity,
     // with one message for every value that is not a concurrency (0 included: it would admit nothing).
     if (options.concurrency !== undefined) checkConcurrency(options.concurrency);
     if (
-      this.buckets.length === 0 &&
+      this.config.buckets.length === 0 &&
       (options.concurrency === undefined || options.concurrency === Number.POSITIVE_INFINITY)
     ) {
       throw new TypeError(
@@ -388,10 +419,51 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       inUse,
       waiting: this.queue.size + (this.concurrency?.waiting ?? 0),
       ...this.admission.counters,
-      limits: this.buckets
-        .filter((bucket) => !bucket.unit.startsWith("\0"))
+      limits: this.config.buckets
+        .slice(0, this.config.count)
         .map(({ unit, limit, intervalMs, burst }) => ({ unit, limit, interval: intervalMs, burst })),
     };
+  }
+
+  /**
+   * The rate limits, the same in every process sharing this limiter once one has set them. Settable at
+   * run time, as `RateLimiter.limits` (limitedFetch sets them when it learns limits from headers): a
+   * limit keeps what it has spent when its numbers change (matched by unit, in order); a new limit starts
+   * full; waiters whose cost can no longer ever be paid are rejected with a `RangeError`.
+   *
+   * Across processes: the limits set are stored in Redis with the next acquire of this process, and from
+   * then on every process sharing the limiter admits with them (a process that still has others is
+   * answered with these and asks again, so nobody charges limits that differ); when two processes set
+   * limits at once, the last to reach Redis wins everywhere. A process started later takes them at its
+   * first acquire; if Redis loses them (restart, `FLUSHALL`), a process that knew them installs them again.
+   *
+   * @example
+   * ```ts
+   * limiter.limits = [...limiter.limits, { limit: 40_000, interval: "1m", unit: "tokens" }];
+   * ```
+   */
+  get limits(): readonly RateLimit[] {
+    return this.config.buckets
+      .slice(0, this.config.count)
+      .map(({ unit, limit, intervalMs, burst }) => ({ limit, interval: intervalMs, unit, burst }));
+  }
+  /**
+   * Replaces the limits, as described above.
+   * @throws TypeError/RangeError naming the limit and the value, as the constructor does.
+   */
+  set limits(value: readonly RateLimit[]) {
+    const buckets = toBuckets(value);
+    if (buckets.length === 0 && this.spacing === undefined && this.concurrency === undefined) {
+      throw new TypeError(
+        `RedisRateLimiter ${JSON.stringify(this.name)} would limit nothing: limits must not be empty without minInterval or concurrency`,
+      );
+    }
+    const current = this.config;
+    const fields = (set: LimitSet) => set.buckets.slice(0, set.count).map((bucket) => bucket.field);
+    // Setting the same limits again changes nothing (limitedFetch re-applies every limit when it learns one).
+    if (fieldsOf(current.buckets.slice(0, current.count)) === fieldsOf(buckets)) return;
+    // Until Redis has them, the limits in force there are those this process last sent or saw.
+    this.adopt(this.limitSet(buckets, current.generation, true, current.install ? current.previous : fields(current)));
   }
 
   /**
@@ -455,7 +527,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     await this.call(
       scripts.pause,
       ms,
-      this.buckets.map((bucket) => [bucket, 0]),
+      this.config.buckets.map((bucket) => [bucket, 0]),
       "pause",
     );
     // Our own head learns the new time at its next try; try again now so it sleeps until the end.
@@ -475,9 +547,10 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
   async observe(headers: HeaderInput): Promise<void> {
     const found = parseRateLimitHeaders(headers, Date.now());
     // Of several limits counting a unit (per minute, per day), only the one the report describes.
-    const tightened = this.buckets.map((bucket): [Bucket, number] => [
+    const buckets = this.config.buckets;
+    const tightened = buckets.map((bucket): [Bucket, number] => [
       bucket,
-      reportedLimitsOf(this.buckets, bucket.unit, found.units[bucket.unit]?.limit, (b) => b.intervalMs).includes(bucket)
+      reportedLimitsOf(buckets, bucket.unit, found.units[bucket.unit]?.limit, (b) => b.intervalMs).includes(bucket)
         ? (found.units[bucket.unit]?.remaining ?? -1)
         : -1,
     ]);
@@ -493,18 +566,16 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     const snapshot = await inspectRateLimiter(this.connection, this.key, this.name, this.commandMs);
     // Report every configured limit, also those Redis has no state for (full).
     const found = new Map(snapshot.limits.map((limit) => [limitField(limit), limit]));
-    snapshot.limits = this.buckets
-      .filter((bucket) => !bucket.unit.startsWith("\0"))
-      .map(
-        (bucket) =>
-          found.get(bucket.field) ?? {
-            unit: bucket.unit,
-            limit: bucket.limit,
-            interval: bucket.intervalMs,
-            burst: bucket.burst,
-            remaining: bucket.burst,
-          },
-      );
+    snapshot.limits = this.config.buckets.slice(0, this.config.count).map(
+      (bucket) =>
+        found.get(bucket.field) ?? {
+          unit: bucket.unit,
+          limit: bucket.limit,
+          interval: bucket.intervalMs,
+          burst: bucket.burst,
+          remaining: bucket.burst,
+        },
+    );
     return snapshot;
   }
 
@@ -527,18 +598,28 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
 
   // -------------------------------------------------------------------------------------------------
 
-  /** The rate part of the admission step (the whole of it without `concurrency`). */
-  private admit(demand: Demand, checked: CheckedAcquireOptions): Promise<RedisRatePermit> {
+  /** The rate part of the admission step: the whole of it without `concurrency`, its second stage with. */
+  private admit(demand: Demand, checked: CheckedAcquireOptions, secondStage = false): Promise<RedisRatePermit> {
     if (checked.timeout !== Number.POSITIVE_INFINITY) demand.deadline = this.clock.now() + checked.timeout;
-    return this.admission.admit(demand, checked) as Promise<RedisRatePermit>;
+    return this.admission.admit(demand, checked, secondStage) as Promise<RedisRatePermit>;
   }
 
   /**
    * With `concurrency`: the admission step's checks first (a request that can never be admitted, an
    * aborted signal), then a concurrency slot from the Redis semaphore, then the rate with what is left of
-   * the timeout. A wait for the slot that ends is counted here too, as the caller's wait it is.
+   * the timeout. A wait for the slot that ends is counted here too, as the caller's wait it is; and the
+   * `sluice:acquire` events (a `sluice.wait` span) cover both stages as the one wait the caller sees.
    */
-  private async acquireWithSlot(demand: Demand, checked: CheckedAcquireOptions): Promise<RedisRatePermit> {
+  private acquireWithSlot(demand: Demand, checked: CheckedAcquireOptions): Promise<RedisRatePermit> {
+    const event = this.admission.startEvent(demand, checked.priority);
+    const refused = this.admission.refuseEarly(demand, checked.signal, event);
+    if (refused !== undefined) return refused;
+    const stages = () => this.slotThenRate(demand, checked) as Promise<RatePermit>;
+    return this.admission.stagesWait(event, stages, checked.signal) as Promise<RedisRatePermit>;
+  }
+
+  /** The two stages of {@link acquireWithSlot}, once the admission step's checks passed. */
+  private async slotThenRate(demand: Demand, checked: CheckedAcquireOptions): Promise<RedisRatePermit> {
     const { weight, priority, signal, timeout } = checked;
     const started = this.clock.now();
     // One timeout for both waits, reported as the caller gave it (not as what was left of it for the
@@ -550,8 +631,6 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
             `timed out after ${timeout} ms waiting for Redis rate limiter ${JSON.stringify(this.name)}`,
           )
         : error;
-    const refused = this.admission.refuseEarly(demand, signal);
-    if (refused !== undefined) return refused as Promise<RedisRatePermit>;
     let slot: Permit;
     try {
       slot = await (this.concurrency as RedisSemaphore).acquire({ weight, priority, signal, timeout });
@@ -564,7 +643,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       // A slot without a fencing token came from the onUnavailable fallback.
       demand.slot = slot;
       demand.fellBack = (slot as RedisPermit).fencingToken === undefined;
-      return await this.admit(demand, { ...checked, timeout: left });
+      return await this.admit(demand, { ...checked, timeout: left }, true);
     } catch (error) {
       await Promise.resolve(slot.release()).catch(() => undefined);
       throw timedOut(error);
@@ -577,9 +656,9 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
    */
   private async tryNow(demand: Demand, signal: AbortSignal | undefined): Promise<RatePermit | undefined> {
     if (!this.queue.isFirstInLine(0)) return undefined;
-    let reply: number[];
+    let answer: Answer;
     try {
-      reply = (await this.ask(demand)) as number[];
+      answer = await this.ask(demand);
     } catch (error) {
       if (!(error instanceof RedisUnavailableError) || this.onUnavailable === "fail") throw error;
       const permit =
@@ -589,9 +668,9 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       this.admission.counters.granted++;
       return permit;
     }
-    if (reply[0] !== 1) return undefined;
+    if (answer.reply[0] !== 1) return undefined;
     this.admission.counters.granted++;
-    return this.permit(demand, signal, reply);
+    return this.permit(demand, signal, answer);
   }
 
   /** The head changed (or Redis state did): forget the timer and ask again. */
@@ -619,25 +698,79 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     });
   }
 
-  /** One acquire script for `demand`: `{1, now}` admitted (charged), `{0, µs}` not yet (nothing charged). */
-  private ask(demand: Demand): Promise<unknown> {
-    return this.call(
-      scripts.acquire,
-      0,
-      this.buckets.map((bucket) => [bucket, this.costFor(bucket, demand.cost)]),
-      "acquire",
-      (late) => {
-        // Admitted after we gave up on the answer: give the charge back.
-        if ((late as number[])[0] === 1) this.refundAll(demand.cost, late as number[]);
-      },
-    );
+  /**
+   * One acquire script for `demand`, with the limits it was asked with: `{1, now, generation, end...}`
+   * admitted (charged), `{0, µs, generation}` not yet (nothing charged). When Redis holds newer limits than
+   * these, it charges nothing and answers with them: they are taken, and asked with again.
+   */
+  private async ask(demand: Demand): Promise<Answer> {
+    // Each round is asked with newer limits than the one before (or installs them), so two or three
+    // rounds are the most a change of limits costs; the bound only keeps a bug from spinning.
+    for (let round = 0; round < 10; round++) {
+      const sent = this.config;
+      const reply = (await this.call(
+        scripts.acquire,
+        0,
+        sent.buckets.map((bucket) => [bucket, this.costFor(bucket, demand.cost)]),
+        "acquire",
+        (late) => {
+          // Admitted after we gave up on the answer: give the charge back.
+          if ((late as number[])[0] === 1)
+            this.refundAll(demand.cost, { reply: late as number[], buckets: sent.buckets });
+        },
+        [],
+        [sent.generation, sent.install ? 1 : 0, sent.count, sent.previous.length, ...sent.previous],
+      )) as number[];
+      if (reply[0] !== 2) {
+        this.confirm(sent, reply[2] as number);
+        return { reply, buckets: sent.buckets };
+      }
+      this.takeFromRedis(sent, reply[1] as number, reply.slice(2) as unknown as string[]);
+    }
+    throw new Error(`sluice internal error: the limits of ${this.subject()} in Redis kept changing under an acquire`);
+  }
+
+  /** Redis answered a script asked with `sent` at `generation`: what this process set is now everyone's. */
+  private confirm(sent: LimitSet, generation: number): void {
+    if (this.config !== sent || (!sent.install && sent.generation === generation)) return;
+    this.config = { ...sent, generation, install: false, previous: [] };
+  }
+
+  /** Redis holds newer limits than `sent` (`fields`, at `generation`): admit with them from now on. */
+  private takeFromRedis(sent: LimitSet, generation: number, fields: readonly string[]): void {
+    const current = this.config;
+    // Limits set here since `sent` go to Redis with the next question, and win there (the last set wins).
+    if (current !== sent && (current.install || current.generation >= generation)) return;
+    this.adopt(this.limitSet(fields.map(bucketOfField), generation, false, []));
+  }
+
+  /** Puts `set` in force here: costs are checked against it, and waiters it can never admit are told so. */
+  private adopt(set: LimitSet): void {
+    this.config = set;
+    this.counted = countedUnits(set.buckets.slice(0, set.count));
+    this.queue.forEach((waiter) => {
+      const impossible = this.whyImpossible(waiter.request.cost, waiter.request.weight);
+      if (impossible !== undefined) this.admission.reject(waiter, impossible);
+    });
+    this.restart();
+  }
+
+  /** `limits`, then the spacing bucket if any. */
+  private limitSet(
+    limits: readonly Bucket[],
+    generation: number,
+    install: boolean,
+    previous: readonly string[],
+  ): LimitSet {
+    const buckets = this.spacing === undefined ? limits : [...limits, this.spacing];
+    return { buckets, count: limits.length, generation, install, previous };
   }
 
   private async askForHead(head: Waiter<Demand, RatePermit>): Promise<void> {
     const demand = head.request;
-    let reply: number[];
+    let answer: Answer;
     try {
-      reply = (await this.ask(demand)) as number[];
+      answer = await this.ask(demand);
     } catch (error) {
       this.asking = false;
       // Redis cannot be reached: every caller waiting here learns it now (as onUnavailable says), not
@@ -651,10 +784,11 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       return;
     }
     this.asking = false;
+    const reply = answer.reply;
     if (reply[0] === 1) {
-      if (head.queued) this.admission.grant(head, this.permit(demand, head.cancellation?.signal, reply));
+      if (head.queued) this.admission.grant(head, this.permit(demand, head.cancellation?.signal, answer));
       // The caller left while the script ran: nothing was used, so nothing should stay charged.
-      else this.refundAll(demand.cost, reply);
+      else this.refundAll(demand.cost, answer);
       this.pump();
       return;
     }
@@ -670,9 +804,9 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     }, Math.ceil(waitMs) + 1);
   }
 
-  /** A permit for `demand`, admitted by Redis with `reply` (`{1, now, end...}`), or by a fallback. */
-  private permit(demand: Demand, signal: AbortSignal | undefined, reply?: number[]): RatePermit_ {
-    const admittedAt = reply === undefined ? undefined : (reply[1] as number) / 1000;
+  /** A permit for `demand`, admitted by Redis with `answer` (see `ask`), or by a fallback. */
+  private permit(demand: Demand, signal: AbortSignal | undefined, answer?: Answer): RatePermit_ {
+    const admittedAt = answer === undefined ? undefined : (answer.reply[1] as number) / 1000;
     const permit = new RatePermit_(
       demand.weight,
       signal ?? NEVER_ABORTED,
@@ -682,7 +816,10 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       this.settlePermit,
       this.identity,
     );
-    if (reply !== undefined) permit.ends = reply.slice(2);
+    if (answer !== undefined) {
+      permit.ends = answer.reply.slice(3);
+      permit.buckets = answer.buckets;
+    }
     return permit;
   }
 
@@ -741,10 +878,10 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     return cost[bucket.unit] ?? 0;
   }
 
-  /** Gives back a whole charge nobody used, as admitted with `reply` (`{1, now, end...}`). */
-  private refundAll(cost: Record<string, number>, reply: number[]): void {
-    const deltas = this.buckets.map((bucket): [Bucket, number] => [bucket, -this.costFor(bucket, cost)]);
-    this.call(scripts.settle, 0, deltas, "refund", undefined, reply.slice(2)).catch(() => undefined);
+  /** Gives back a whole charge nobody used, as admitted with `answer` (see `ask`). */
+  private refundAll(cost: Record<string, number>, answer: Answer): void {
+    const deltas = answer.buckets.map((bucket): [Bucket, number] => [bucket, -this.costFor(bucket, cost)]);
+    this.call(scripts.settle, 0, deltas, "refund", undefined, answer.reply.slice(3)).catch(() => undefined);
   }
 
   /** A permit's settlement (see `Settle`). Asynchronous; its failure is not the caller's problem. */
@@ -763,11 +900,24 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
       permit.cost[unit] = next;
     }
     if (deltas.size === 0 || !charged) return;
-    const changes = this.buckets.map((bucket): [Bucket, number] => [bucket, deltas.get(bucket.unit) ?? 0]);
-    this.call(scripts.settle, 0, changes, "settle", undefined, permit.ends).then(
+    // Settled in the limits in force, which may have changed since the call was charged (set here or
+    // elsewhere). A limit still the same (its field) settles as charged. One whose numbers changed was
+    // carried over into the new limit with this call's charge counted as spent: an overrun is charged to
+    // the new one (charged to the old, it would go unseen), and a refund is kept — where the charge sits
+    // in the new bucket is not known, and keeping it never overspends.
+    const current = this.config.buckets;
+    const was = new Map(permit.buckets.map((bucket, index) => [bucket.field, permit.ends[index] ?? 0]));
+    const ends = current.map((bucket) => was.get(bucket.field) ?? 0);
+    const changes = current.map((bucket): [Bucket, number] => {
+      const delta = deltas.get(bucket.unit) ?? 0;
+      return [bucket, was.has(bucket.field) ? delta : Math.max(0, delta)];
+    });
+    if (changes.every(([, delta]) => delta === 0)) return;
+    this.call(scripts.settle, 0, changes, "settle", undefined, ends).then(
       (reply) => {
         // Where the call's charge ends now, for the next settlement's refund.
         permit.ends = (reply as number[]).slice(1);
+        permit.buckets = current;
         this.restart();
       },
       () => undefined,
@@ -785,7 +935,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     if (this.concurrency !== undefined && weight > this.concurrency.capacity) {
       return weightAboveCapacity(weight, this.concurrency.capacity, `${this.subject()} (its concurrency)`);
     }
-    for (const bucket of this.buckets) {
+    for (const bucket of this.config.buckets) {
       const amount = this.costFor(bucket, cost);
       if (amount > bucket.burst) {
         const bound = {
@@ -807,6 +957,8 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     onLate?: (value: unknown) => void,
     /** Per limit, the end of the call's charge (settlements); 0 where not given. */
     ends: readonly number[] = [],
+    /** An acquire's limits: the generation, install, count and previous fields (see RATE_ACQUIRE). */
+    limitsArguments?: readonly (string | number)[],
   ): Promise<unknown> {
     const args: (string | number)[] = [first, limits.length];
     for (const [index, [bucket, amount]] of limits.entries()) {
@@ -814,7 +966,10 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     }
     let running: Promise<unknown>;
     try {
-      running = script.run(this.connection, [this.key], args);
+      running =
+        limitsArguments === undefined
+          ? script.run(this.connection, [this.key], args)
+          : script.run(this.connection, [this.key, this.limitsKey], [...args, ...limitsArguments]);
     } catch (error) {
       running = Promise.reject(error);
     }
@@ -856,6 +1011,30 @@ export function gcraBucket(limit: RateLimit, where: string, owner: string): Buck
     limit: limit.limit,
     intervalMs,
   };
+}
+
+/** Checks limits as `RateLimiter` does (the same messages), as the scripts take them. */
+function toBuckets(value: readonly RateLimit[]): Bucket[] {
+  const checked = new RateLimiter({ limits: value }).limits;
+  return checked.map((limit, index) => gcraBucket(limit, `limits[${index}]`, "RedisRateLimiter"));
+}
+
+/** The limit a bucket's field names (`tat:<unit>:<limit>/<interval ms>:<burst>`), as another process set it. */
+function bucketOfField(field: string): Bucket {
+  const match = /^tat:(.+):([^:/]+)\/([^:/]+):([^:/]+)$/.exec(field);
+  if (match === null) throw new Error(`sluice internal error: a rate limit in Redis reads ${JSON.stringify(field)}`);
+  const limit = {
+    unit: match[1] as string,
+    limit: Number(match[2]),
+    interval: Number(match[3]),
+    burst: Number(match[4]),
+  };
+  return gcraBucket(limit, "a limit in Redis", "RedisRateLimiter");
+}
+
+/** The fields of `buckets`, to tell two sets of limits apart. */
+function fieldsOf(buckets: readonly Bucket[]): string {
+  return buckets.map((bucket) => bucket.field).join("\n");
 }
 
 function limitField(limit: { unit: string; limit: number; interval: number; burst: number }): string {

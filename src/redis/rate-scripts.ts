@@ -12,6 +12,15 @@
  * The key expires when every bucket is full again and no pause is in force — at that point deleting it
  * changes nothing, so nothing is ever left behind.
  *
+ * Limits set at run time (`limits = ...`, what limitedFetch does when it learns them from headers) live
+ * beside it, in a HASH `<prefix>{<name>}:rate-limits`: `generation` (a counter) and `fields` (a JSON array of
+ * the limits' field names, which carry their configuration). Every acquire carries the generation its
+ * process last saw and its limits' fields; the script admits only against the generation Redis holds, so
+ * processes never charge (or read) limits that differ: a process behind is answered with the current
+ * limits instead (and asks again), a process that set new limits installs them (the last set wins), and a
+ * process whose generation Redis lost (restart, FLUSHALL) installs its own again. The HASH expires a day
+ * after the last set; a process that set limits installs them again at its next acquire after that.
+ *
  * Each limit travels as five arguments: field, T (µs per unit), tau (burst × T, µs), an amount (the cost
  * to charge, a settlement delta, or a `remaining` to tighten to), and, for a settlement, the end of the
  * call's charge in that bucket (0 when unused).
@@ -58,11 +67,62 @@ end
 `;
 
 /**
- * ARGV 1 unused, 2 n, then per limit: field, T, tau, cost, unused. Returns `{1, now, end...}` when admitted
- * and charged (per limit, the end of this call's charge in the bucket, 0 where it cost nothing), `{0, wait
- * µs}` when not (nothing charged): the exact time until every limit can pay.
+ * KEYS 1 the buckets, 2 the limits set at run time. ARGV 1 unused, 2 n, then per limit: field, T, tau, cost,
+ * unused; then the generation this process last saw, 1 to install its limits (it set them) or 0, k (its
+ * first k limits are its limits; the rest is minInterval's spacing) and its previous limits' fields (count,
+ * then fields), whose budget carries over when Redis holds no generation to carry it from.
+ *
+ * Returns `{1, now, generation, end...}` when admitted and charged (per limit, the end of this call's charge
+ * in the bucket, 0 where it cost nothing), `{0, wait µs, generation}` when not (nothing charged): the exact
+ * time until every limit can pay; `{2, generation, field...}` when Redis holds newer limits than the
+ * process (nothing charged): it takes them and asks again.
  */
 export const RATE_ACQUIRE = `${PRELUDE}
+local base = 2 + n * 5
+local seen = tonumber(ARGV[base + 1])
+local install = ARGV[base + 2] == '1'
+local k = tonumber(ARGV[base + 3])
+local stored = redis.call('HMGET', KEYS[2], 'generation', 'fields')
+local generation = tonumber(stored[1]) or 0
+local installed = install or seen > generation
+if installed then
+  -- This process's limits become everyone's: it set them (the last set wins), or Redis lost the ones it
+  -- knows. A limit keeps what was spent when its numbers change (matched by unit, in order, as
+  -- RateLimiter does): spent units stay spent under the new numbers, so nobody gets a fresh bucket.
+  local old = {}
+  if generation > 0 then old = cjson.decode(stored[2])
+  else for j = 1, tonumber(ARGV[base + 4]) do old[j] = ARGV[base + 4 + j] end end
+  local used, mine, kept = {}, {}, {}
+  for i = 1, k do
+    mine[i] = field(i)
+    kept[field(i)] = true
+  end
+  for i = 1, k do
+    local unit = string.match(field(i), '^tat:(.+):[^:]+/[^:]+:[^:]+$')
+    for j, previous in ipairs(old) do
+      local u, limit, interval = string.match(previous, '^tat:(.+):([^:]+)/([^:]+):[^:]+$')
+      if not used[j] and u == unit then
+        used[j] = true
+        if previous ~= field(i) then
+          local tat = tonumber(redis.call('HGET', KEYS[1], previous)) or 0
+          local spent = math.max(0, tat - now) / (tonumber(interval) * 1000 / tonumber(limit))
+          if spent > 0 then tats[i] = math.max(tats[i], now + spent * num(i, 2)) end
+        end
+        break
+      end
+    end
+  end
+  for _, previous in ipairs(old) do
+    if not kept[previous] then redis.call('HDEL', KEYS[1], previous) end
+  end
+  if install then generation = math.max(generation, seen) + 1 else generation = seen end
+  redis.call('HSET', KEYS[2], 'generation', generation, 'fields', k > 0 and cjson.encode(mine) or '[]')
+  redis.call('PEXPIRE', KEYS[2], 86400000)
+elseif generation > seen then
+  local reply = {2, generation}
+  for _, f in ipairs(cjson.decode(stored[2])) do reply[#reply + 1] = f end
+  return reply
+end
 local ready = pause
 for i = 1, n do
   local cost = num(i, 4)
@@ -72,14 +132,17 @@ for i = 1, n do
     if at > ready then ready = at end
   end
 end
-if ready > now then return {0, math.ceil(ready - now)} end
-local reply = {1, now}
+if ready > now then
+  if installed then save() end
+  return {0, math.ceil(ready - now), generation}
+end
+local reply = {1, now, generation}
 for i = 1, n do
   local cost = num(i, 4)
-  reply[i + 2] = 0
+  reply[i + 3] = 0
   if cost > 0 then
     tats[i] = math.max(tats[i], now) + cost * num(i, 2)
-    reply[i + 2] = tats[i]
+    reply[i + 3] = tats[i]
   end
 end
 save()

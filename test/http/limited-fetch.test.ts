@@ -117,6 +117,21 @@ describe("limitedFetch: pacing from the limiter", () => {
     expect(Number(limits["tokens"]?.interval)).toBeLessThan(2400);
   });
 
+  it("refines a limit learned elsewhere (set after the fetch was made), never one the limiter had before", async () => {
+    const server = await start({ requestsPerMinute: 100, tokensPerMinute: 20_000, minute: "2s" });
+    // Configured before the fetch was made: left alone, though the server refills it 30 times as fast.
+    const limiter = new RateLimiter({ limits: [{ limit: 20_000, interval: "1m", unit: "tokens" }] });
+    const fetch = limitedFetch(limiter);
+    // As another process sharing a RedisRateLimiter leaves it: learned, at the assumed per-minute interval.
+    limiter.limits = [...limiter.limits, { limit: 100, interval: 60_000, unit: "requests" }];
+    for (let i = 0; i < 20; i++) await (await chat(fetch, server, `item ${i}`)).arrayBuffer();
+    const limits = Object.fromEntries(limiter.limits.map((limit) => [limit.unit, limit]));
+    expect(Number(limits["requests"]?.interval)).toBeGreaterThanOrEqual(2000);
+    expect(Number(limits["requests"]?.interval)).toBeLessThan(2400);
+    expect(limits["tokens"]?.interval).toBe("1m");
+    expect(limiter.limits).toHaveLength(2);
+  });
+
   it("learns from Anthropic's RFC 3339 reset headers too", async () => {
     const server = await start({ requestsPerMinute: 50, minute: "1s" });
     const limiter = new RateLimiter({});

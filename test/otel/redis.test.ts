@@ -1,8 +1,11 @@
 /**
  * sluice/otel over the Redis backend, with a real redis-server: a RedisSemaphore's waits and holds are
- * counted under `sluice.backend=redis`, and a lease lost (the holder's record evicted behind its back) is
- * counted by `sluice.lease.lost`.
+ * counted under `sluice.backend=redis`, a lease lost (the holder's record evicted behind its back) is
+ * counted by `sluice.lease.lost`, and a RedisRateLimiter's wait for its concurrency slot and then the rate
+ * is one wait.
  */
+
+import { hrTimeToMilliseconds } from "@opentelemetry/core";
 import {
   AggregationTemporality,
   type DataPoint,
@@ -11,9 +14,10 @@ import {
   type MetricData,
   PeriodicExportingMetricReader,
 } from "@opentelemetry/sdk-metrics";
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { LeaseLostError } from "sluice";
 import { instrumentSluice } from "sluice/otel";
-import { RedisMutex, RedisSemaphore } from "sluice/redis";
+import { RedisMutex, RedisRateLimiter, RedisSemaphore } from "sluice/redis";
 import { SharedMutex } from "sluice/threads";
 import { describe, expect, it } from "vitest";
 import { useRedisServer } from "../support/use-redis-server.js";
@@ -104,6 +108,64 @@ describe("sluice/otel with a RedisSemaphore", () => {
           },
         ]),
       );
+    } finally {
+      instrumentation.disable();
+      await meterProvider.shutdown();
+    }
+  });
+});
+
+describe("sluice/otel with a RedisRateLimiter with a concurrency", () => {
+  it("publishes the wait for the concurrency slot and then for the rate as one wait: one span, one result", async () => {
+    const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
+    const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 3_600_000 });
+    const meterProvider = new MeterProvider({ readers: [reader] });
+    const spanExporter = new InMemorySpanExporter();
+    const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spanExporter)] });
+    const name = `otel-rate-${process.pid}`;
+    const limiter = context.track(
+      new RedisRateLimiter(context.redis, {
+        name,
+        concurrency: 1,
+        limits: [{ limit: 1, interval: "200ms" }],
+        guardRestarts: false,
+      }),
+    );
+    const instrumentation = instrumentSluice({ meterProvider, tracerProvider });
+    try {
+      const first = await limiter.acquire();
+      // Gives up while waiting for the slot: still a wait of the rate limiter, timed out.
+      expect(await limiter.acquire({ timeout: 20 }).catch((error: unknown) => error)).toMatchObject({
+        name: "TimeoutError",
+      });
+      // Waits for the slot (released after 50 ms), then for the rate (one call per 200 ms).
+      const second = limiter.acquire();
+      setTimeout(() => void first.release(), 50);
+      await (await second).release();
+      const rate = { "sluice.limiter.name": name, "sluice.limiter.kind": "rate-limiter", "sluice.backend": "redis" };
+      const metric = await collect(reader, exporter);
+      expect(
+        metric("sluice.limiter.requests").filter((point) => point.attributes["sluice.limiter.kind"] === "rate-limiter"),
+      ).toEqual(
+        expect.arrayContaining([
+          { attributes: { ...rate, "sluice.result": "acquired" }, value: 2 },
+          { attributes: { ...rate, "sluice.result": "timeout" }, value: 1 },
+        ]),
+      );
+      const waits = spanExporter.getFinishedSpans().filter((span) => span.name === "sluice.wait");
+      const ofRate = waits.filter((span) => span.attributes["sluice.limiter.name"] === name);
+      const ofSlot = waits.filter((span) => span.attributes["sluice.limiter.name"] === `${name}/concurrency`);
+      // Every wait of a Redis limiter is a wait (for Redis at least), the first one too.
+      expect(ofRate.map((span) => span.attributes["sluice.result"])).toEqual(["acquired", "timeout", "acquired"]);
+      expect(ofSlot.map((span) => span.attributes["sluice.result"])).toEqual(["acquired", "timeout", "acquired"]);
+      // And each of the three requests is counted once, by how it ended.
+      (limiter as unknown as { admission: { assertInvariants(): void } }).admission.assertInvariants();
+      // The rate limiter's wait holds the slot's: it starts no later and ends no earlier.
+      for (const [index, whole] of ofRate.entries()) {
+        const slot = ofSlot[index] as (typeof ofSlot)[0];
+        expect(hrTimeToMilliseconds(whole.startTime)).toBeLessThanOrEqual(hrTimeToMilliseconds(slot.startTime));
+        expect(hrTimeToMilliseconds(whole.endTime)).toBeGreaterThanOrEqual(hrTimeToMilliseconds(slot.endTime));
+      }
     } finally {
       instrumentation.disable();
       await meterProvider.shutdown();
