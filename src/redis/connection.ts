@@ -76,6 +76,99 @@ export interface IoredisLike {
   on?(event: "message" | "smessage", listener: (channel: string, message: string) => void): unknown;
   /** The client (re)connected; ioredis has subscribed its channels again by then. */
   on?(event: "ready", listener: () => void): unknown;
+  /** The connection closed (each failed reconnect attempt closes again), or the client gave up (`"end"`). */
+  on?(event: "close" | "end", listener: () => void): unknown;
+  /** ioredis' options: the adapter follows its reconnect rules for commands caught by a dropped connection. */
+  readonly options?: object;
+}
+
+/**
+ * Commands that were written to a connection that then dropped. ioredis keeps them aside to resend after a
+ * reconnect, and fails them only then (or silently drops them, with `autoResendUnfulfilledCommands:
+ * false`): while Redis stays away they would wait out sluice's whole `commandTimeout`, whereas a command
+ * sent a millisecond later, held in ioredis' offline queue, fails after `maxRetriesPerRequest` reconnect
+ * attempts. This gives the first the same rule as the second: each pending command is failed once the
+ * client has closed `maxRetriesPerRequest + 1` times since it was caught (the instant ioredis flushes its
+ * offline queue), when a reconnect will not resend it, or when the client gives up. A command failed so
+ * may still have run in Redis, exactly as one that timed out; sluice's leases are made for that.
+ */
+function inFlightGuard(client: IoredisLike): Guard {
+  let guard = guards.get(client);
+  if (guard === undefined) {
+    const on = client.on?.bind(client);
+    guard = on === undefined ? (send) => send() : watch(client, on);
+    // One per client, however many primitives share it: the listeners are not added again each time.
+    guards.set(client, guard);
+  }
+  return guard;
+}
+
+type Guard = <T>(send: () => Promise<T>) => Promise<T>;
+const guards = new WeakMap<IoredisLike, Guard>();
+
+function watch(client: IoredisLike, on: NonNullable<IoredisLike["on"]>): Guard {
+  interface Pending {
+    reject: (error: Error) => void;
+    /** Closes counted when the connection it was sent on dropped; undefined while that one is up. */
+    caughtAt: number | undefined;
+  }
+  const pending = new Set<Pending>();
+  let closes = 0;
+  const options = () =>
+    (client.options ?? {}) as { maxRetriesPerRequest?: number | null; autoResendUnfulfilledCommands?: boolean };
+  const fail = (item: Pending, error: Error) => {
+    pending.delete(item);
+    item.reject(error);
+  };
+  on("close", () => {
+    closes += 1;
+    const retries = options().maxRetriesPerRequest;
+    for (const item of pending) {
+      item.caughtAt ??= closes - 1;
+      if (typeof retries === "number" && retries >= 0 && closes - item.caughtAt >= retries + 1) {
+        fail(
+          item,
+          new Error(
+            `the connection to Redis dropped with the command in flight, and ${retries + 1} reconnect attempts failed`,
+          ),
+        );
+      }
+    }
+  });
+  on("ready", () => {
+    closes = 0;
+    const resent = options().autoResendUnfulfilledCommands !== false;
+    for (const item of pending) {
+      if (item.caughtAt === undefined) continue;
+      if (resent) item.caughtAt = undefined;
+      else fail(item, new Error("the connection to Redis dropped with the command in flight, which is not resent"));
+    }
+  });
+  on("end", () => {
+    for (const item of pending) fail(item, new Error("the connection to Redis was closed with the command in flight"));
+  });
+  return <T>(send: () => Promise<T>) =>
+    new Promise<T>((resolve, reject) => {
+      const item: Pending = { reject, caughtAt: undefined };
+      pending.add(item);
+      const settle = () => pending.delete(item);
+      let sent: Promise<T>;
+      try {
+        sent = send();
+      } catch (error) {
+        sent = Promise.reject(error);
+      }
+      sent.then(
+        (value) => {
+          settle();
+          resolve(value);
+        },
+        (error: unknown) => {
+          settle();
+          reject(error);
+        },
+      );
+    });
 }
 
 /**
@@ -118,9 +211,10 @@ export function fromIoredis(client: IoredisLike): RedisConnection {
     await subscribe(channel);
     listener.subscribed = true;
   };
+  const guarded = inFlightGuard(client);
   return asRedisConnection({
-    evalsha: (sha, keys, args) => client.evalsha(sha, keys.length, ...keys, ...args),
-    eval: (script, keys, args) => client.eval(script, keys.length, ...keys, ...args),
+    evalsha: (sha, keys, args) => guarded(() => client.evalsha(sha, keys.length, ...keys, ...args)),
+    eval: (script, keys, args) => guarded(() => client.eval(script, keys.length, ...keys, ...args)),
     subscribe: (channel, onMessage, onResubscribed) =>
       listen(channel, onMessage, onResubscribed, (name) => client.subscribe(name)),
     unsubscribe: async (channel) => {

@@ -68,10 +68,13 @@ describe("RedisRateLimiter", () => {
     expect(Math.max(...times) - Math.min(...times)).toBeLessThan(50);
     const fourth = await limited.acquire();
     const fifth = await limited.acquire();
-    // 100 ms per request once the burst is spent, in Redis server time (TIME). TIME is the server's wall
-    // clock, which a VM may slew by a millisecond or two between calls (seen once: 97.98 ms), so allow that.
+    // 100 ms per request once the burst is spent, in Redis server time (TIME), counted from the burst: the
+    // bucket refills continuously, so a fourth grant that is late by a few milliseconds (its timer, the
+    // event loop) brings the fifth that much closer to it (seen in CI: 94.7 ms between them), while the
+    // fifth is still never sooner than 200 ms after the burst. TIME is the server's wall clock, which a VM
+    // may slew by a millisecond or two between calls (seen once: 97.98 ms), so allow that.
     expect((fourth.admittedAt as number) - Math.min(...times)).toBeGreaterThanOrEqual(95);
-    expect((fifth.admittedAt as number) - (fourth.admittedAt as number)).toBeGreaterThanOrEqual(95);
+    expect((fifth.admittedAt as number) - Math.min(...times)).toBeGreaterThanOrEqual(195);
     // Woken by one timer set to the exact wait, not by polling: late by timer and scheduling delay only.
     expect((fifth.admittedAt as number) - (fourth.admittedAt as number)).toBeLessThan(180);
   });
