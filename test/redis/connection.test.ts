@@ -90,16 +90,6 @@ describe("a command in flight when the connection drops", () => {
     expect(String((outcome as { error?: unknown }).error)).toMatch(/not resent/);
   });
 
-  it("fails when the client is closed for good", async () => {
-    const { server, client, connection } = await setUp({ maxRetriesPerRequest: null });
-    const inFlight = connection.eval(BUSY, [], [5_000]);
-    await whileRunning();
-    await server.stop();
-    client.disconnect();
-    const outcome = await settled(inFlight, 3_000);
-    expect(outcome.state).toBe("rejected");
-  });
-
   it("fails at once when the client is disconnected between reconnect attempts (ioredis fails nothing then)", async () => {
     const { server, client, connection } = await setUp({ maxRetriesPerRequest: 20 });
     await server.stop();
