@@ -14,6 +14,7 @@
 import type { TimerHandle } from "../core/clock.js";
 import type { LimiterIdentity } from "../core/diagnostics.js";
 import { type ClosedError, LeaseLostError } from "../core/errors.js";
+import type { SelfChecking } from "../core/wait-queue.js";
 import { LocalLease } from "./lease.js";
 import type { LeasedPermit, LeaseKeeper } from "./permits.js";
 import type { SemaphoreContext } from "./semaphore-context.js";
@@ -22,7 +23,7 @@ import type { RequestBatcher } from "./semaphore-requests.js";
 import type { Ticket, TicketQueue, Tickets } from "./semaphore-tickets.js";
 
 /** Keeps this process's lease on a RedisSemaphore, and with it the permits held here. */
-export class Leases implements LeaseKeeper {
+export class Leases implements LeaseKeeper, SelfChecking {
   /** What this process knows of its lease. */
   private readonly lease: LocalLease;
   /**
@@ -186,6 +187,24 @@ export class Leases implements LeaseKeeper {
     for (const permit of this.held.values()) permit.loseLease(error);
     this.held.clear();
     this.stopTimers();
+  }
+
+  /**
+   * @internal Throws an Error naming the first broken invariant of `held`: each permit in it is filed
+   * under its fencing token, not released, and its lease not known to be lost.
+   */
+  assertInvariants(): void {
+    for (const [token, permit] of this.held) {
+      const broken =
+        permit.fencingToken !== token
+          ? `a permit is kept under its fencing token; ${permit.fencingToken} is under ${token}`
+          : !permit.isHeld
+            ? `a permit kept under the lease is not released; ${token} is`
+            : permit.lossReason !== undefined
+              ? `a permit kept under the lease has not lost it; ${token} has`
+              : undefined;
+      if (broken !== undefined) throw new Error(`RedisSemaphore invariant broken: ${broken}`);
+    }
   }
 
   // ---- the restart guard --------------------------------------------------------------------------

@@ -148,6 +148,33 @@ export class Tickets {
     return this.byId.values();
   }
 
+  /**
+   * @internal Throws an Error naming the first broken invariant: each ticket in here is filed under its
+   * id, not cancelled, and its caller is in `queue`; `queuedInRedis` counts those whose seq is known.
+   */
+  assertInvariants(queue: TicketQueue): void {
+    const waiting = new Set<Ticket>();
+    queue.forEachRequest((ticket) => waiting.add(ticket));
+    let inRedis = 0;
+    for (const [id, ticket] of this.byId) {
+      const broken =
+        ticket.id !== id
+          ? `a ticket is filed under its id; ticket ${ticket.id} is under ${id}`
+          : ticket.cancelled
+            ? `a ticket waiting for its grant is not cancelled; ticket ${id} is`
+            : !waiting.has(ticket)
+              ? `a ticket waiting for its grant has its caller in the local queue; ticket ${id} has not`
+              : undefined;
+      if (broken !== undefined) throw new Error(`RedisSemaphore invariant broken: ${broken}`);
+      if (ticket.seq !== undefined) inRedis++;
+    }
+    if (inRedis !== this.inRedis) {
+      throw new Error(
+        `RedisSemaphore invariant broken: queuedInRedis counts the tickets queued in Redis; it is ${this.inRedis}, they are ${inRedis}`,
+      );
+    }
+  }
+
   /** `close()`: every submission is cancelled, so an acquire still in flight undoes itself on reply. */
   cancelAll(): void {
     for (const ticket of this.byId.values()) ticket.cancelled = true;

@@ -32,7 +32,7 @@ import { ClosedError, LeaseLostError } from "../core/errors.js";
 import type { AcquireOptions, Limiter, Permit } from "../core/limiter.js";
 import { runHolding } from "../core/permit.js";
 import { type CheckedAcquireOptions, checkAcquireOptions } from "../core/wait-options.js";
-import type { WaitQueue } from "../core/wait-queue.js";
+import type { SelfChecking, WaitQueue } from "../core/wait-queue.js";
 import type { RedisClient } from "./connection.js";
 import { inspectSemaphore, type RedisSemaphoreSnapshot } from "./inspect.js";
 import { checkCloseOptions, type RedisCloseOptions, type UnavailablePolicy } from "./options.js";
@@ -362,6 +362,14 @@ export class RedisSemaphore implements Limiter {
     }
     this.closing = this.leave(timeout);
     return this.closing;
+  }
+
+  /**
+   * @internal For the model tests: the admission (its queue and counters), the tickets (filed, counted,
+   * each with its caller waiting here) and the permits kept under the lease.
+   */
+  "~selfChecks"(): readonly SelfChecking[] {
+    return [this.admission, { assertInvariants: () => this.tickets.assertInvariants(this.queue) }, this.leases];
   }
 
   private async leave(timeout: number): Promise<void> {
