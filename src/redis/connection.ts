@@ -95,18 +95,33 @@ export interface IoredisLike {
 function inFlightGuard(client: IoredisLike): Guard {
   let guard = guards.get(client);
   if (guard === undefined) {
-    const on = client.on?.bind(client);
-    guard = on === undefined ? (send) => send() : watch(client, on);
+    guard = watch(client);
     // One per client, however many primitives share it: the listeners are not added again each time.
     guards.set(client, guard);
   }
   return guard;
 }
 
-type Guard = <T>(send: () => Promise<T>) => Promise<T>;
+interface Guard {
+  /** Sends a command through `send`, tracked until it settles. */
+  run<T>(send: () => Promise<T>): Promise<T>;
+  /** Fails every command still pending with `error`. */
+  drop(error: Error): void;
+}
+
 const guards = new WeakMap<IoredisLike, Guard>();
 
-function watch(client: IoredisLike, on: NonNullable<IoredisLike["on"]>): Guard {
+/**
+ * Fails, with `reason`, every command sluice sent through `client` that is still pending. For a caller that
+ * calls ioredis' `disconnect()` while the client is reconnecting: ioredis then neither reconnects nor fails
+ * the commands waiting in its offline queue, which would wait out sluice's `commandTimeout` (seen in the
+ * CLI: a run that lost Redis exited 5.6 s later instead of 0.6 s in about one run in four). @internal
+ */
+export function dropCommands(client: IoredisLike, reason: string): void {
+  guards.get(client)?.drop(new Error(reason));
+}
+
+function watch(client: IoredisLike): Guard {
   interface Pending {
     reject: (error: Error) => void;
     /** Closes counted when the connection it was sent on dropped; undefined while that one is up. */
@@ -120,7 +135,10 @@ function watch(client: IoredisLike, on: NonNullable<IoredisLike["on"]>): Guard {
     pending.delete(item);
     item.reject(error);
   };
-  on("close", () => {
+  const drop = (error: Error) => {
+    for (const item of pending) fail(item, error);
+  };
+  client.on?.("close", () => {
     closes += 1;
     const retries = options().maxRetriesPerRequest;
     for (const item of pending) {
@@ -135,7 +153,7 @@ function watch(client: IoredisLike, on: NonNullable<IoredisLike["on"]>): Guard {
       }
     }
   });
-  on("ready", () => {
+  client.on?.("ready", () => {
     closes = 0;
     const resent = options().autoResendUnfulfilledCommands !== false;
     for (const item of pending) {
@@ -144,31 +162,32 @@ function watch(client: IoredisLike, on: NonNullable<IoredisLike["on"]>): Guard {
       else fail(item, new Error("the connection to Redis dropped with the command in flight, which is not resent"));
     }
   });
-  on("end", () => {
-    for (const item of pending) fail(item, new Error("the connection to Redis was closed with the command in flight"));
-  });
-  return <T>(send: () => Promise<T>) =>
-    new Promise<T>((resolve, reject) => {
-      const item: Pending = { reject, caughtAt: undefined };
-      pending.add(item);
-      const settle = () => pending.delete(item);
-      let sent: Promise<T>;
-      try {
-        sent = send();
-      } catch (error) {
-        sent = Promise.reject(error);
-      }
-      sent.then(
-        (value) => {
-          settle();
-          resolve(value);
-        },
-        (error: unknown) => {
-          settle();
-          reject(error);
-        },
-      );
-    });
+  client.on?.("end", () => drop(new Error("the connection to Redis was closed with the command in flight")));
+  return {
+    drop,
+    run: <T>(send: () => Promise<T>) =>
+      new Promise<T>((resolve, reject) => {
+        const item: Pending = { reject, caughtAt: undefined };
+        pending.add(item);
+        const settle = () => pending.delete(item);
+        let sent: Promise<T>;
+        try {
+          sent = send();
+        } catch (error) {
+          sent = Promise.reject(error);
+        }
+        sent.then(
+          (value) => {
+            settle();
+            resolve(value);
+          },
+          (error: unknown) => {
+            settle();
+            reject(error);
+          },
+        );
+      }),
+  };
 }
 
 /**
@@ -211,10 +230,10 @@ export function fromIoredis(client: IoredisLike): RedisConnection {
     await subscribe(channel);
     listener.subscribed = true;
   };
-  const guarded = inFlightGuard(client);
+  const guard = inFlightGuard(client);
   return asRedisConnection({
-    evalsha: (sha, keys, args) => guarded(() => client.evalsha(sha, keys.length, ...keys, ...args)),
-    eval: (script, keys, args) => guarded(() => client.eval(script, keys.length, ...keys, ...args)),
+    evalsha: (sha, keys, args) => guard.run(() => client.evalsha(sha, keys.length, ...keys, ...args)),
+    eval: (script, keys, args) => guard.run(() => client.eval(script, keys.length, ...keys, ...args)),
     subscribe: (channel, onMessage, onResubscribed) =>
       listen(channel, onMessage, onResubscribed, (name) => client.subscribe(name)),
     unsubscribe: async (channel) => {
@@ -242,7 +261,10 @@ export function fromIoredis(client: IoredisLike): RedisConnection {
       copy.on?.("error", () => undefined);
       return fromIoredis(copy);
     },
-    disconnect: () => client.disconnect(),
+    disconnect: () => {
+      client.disconnect();
+      dropCommands(client, "the connection to Redis was closed with the command in flight");
+    },
     cluster: client.isCluster === true,
   });
 }

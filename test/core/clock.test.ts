@@ -68,6 +68,17 @@ describe("systemClock.unref", () => {
     expect(unrefTimer).toHaveBeenCalledWith(42);
   });
 
+  it("a deadline already passed (a negative delay) is armed as 0, which Node 24 would otherwise warn about", () => {
+    const spy = vi.spyOn(globalThis, "setTimeout");
+    try {
+      const handle = systemClock.setTimeout(() => undefined, -0.08);
+      systemClock.clearTimeout(handle);
+      expect(spy).toHaveBeenCalledWith(expect.any(Function), 0);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
   it("where a timer has nothing to unref it with (browsers, workers), does nothing and does not throw", () => {
     expect(() => systemClock.unref?.(42)).not.toThrow();
     expect(() => systemClock.unref?.(undefined)).not.toThrow();

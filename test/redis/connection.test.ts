@@ -8,6 +8,7 @@
 import { Redis, type RedisOptions } from "ioredis";
 import { fromIoredis } from "sluice/redis";
 import { afterEach, describe, expect, it } from "vitest";
+import { dropCommands } from "../../src/redis/connection.js";
 import { RedisServer } from "../support/redis-server.js";
 
 /** A script that keeps Redis busy for `ms`, so the test can stop the server while it is in flight. */
@@ -96,6 +97,32 @@ describe("a command in flight when the connection drops", () => {
     await server.stop();
     client.disconnect();
     const outcome = await settled(inFlight, 3_000);
+    expect(outcome.state).toBe("rejected");
+  });
+
+  it("fails at once when the client is disconnected between reconnect attempts (ioredis fails nothing then)", async () => {
+    const { server, client, connection } = await setUp({ maxRetriesPerRequest: 20 });
+    await server.stop();
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    // Between attempts: this one waits in ioredis' offline queue, which disconnect() leaves as it is.
+    const queued = connection.eval("return 1", [], []);
+    client.disconnect();
+    expect((await settled(queued, 300)).state).toBe("pending");
+    dropCommands(client, "dropped by the test");
+    const outcome = await settled(queued, 300);
+    expect(outcome).toMatchObject({ state: "rejected" });
+    expect(String((outcome as { error?: unknown }).error)).toMatch(/dropped by the test/);
+  });
+
+  it("a connection sluice duplicated fails its pending commands when sluice disconnects it", async () => {
+    const { server, connection } = await setUp({ maxRetriesPerRequest: 20 });
+    const copy = connection.duplicate();
+    await copy.eval("return 1", [], []);
+    await server.stop();
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    const queued = copy.eval("return 1", [], []);
+    copy.disconnect();
+    const outcome = await settled(queued, 1_000);
     expect(outcome.state).toBe("rejected");
   });
 });
