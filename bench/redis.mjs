@@ -55,11 +55,12 @@ function tapArrivals(redis) {
     arrivals: new Map(),
   };
   const record = (args, reply) => {
-    // ACQUIRE: ARGV 7 is the mode, ARGV 9.. the triples (weight, score, ticket id).
+    // ACQUIRE: ARGV 7 is the mode, ARGV 9.. the triples (weight, score, ticket id). The reply is
+    // {n, epoch, then per request: status, value, seq or ready, slots} (see semaphore-scripts.ts).
     if (args[6] !== "wait") return reply;
     return reply.then((value) => {
       for (let index = 0; 8 + 3 * index < args.length; index++) {
-        const at = 1 + 3 * index;
+        const at = 2 + 4 * index;
         tap.arrivals.set(Number(args[10 + 3 * index]), value[at] === 2 ? value[at + 1] : value[at + 2] + 0.5);
       }
       return value;
@@ -127,7 +128,7 @@ function makeAcquirer(library, redis, name, port) {
       acquire: async () => {
         const pending = semaphore.acquire();
         // The number acquire() just gave this request (private; its script goes out in a microtask).
-        const ticket = semaphore.lastTicketId;
+        const ticket = semaphore.tickets.lastId;
         const permit = await pending;
         const release = () => permit.release();
         release.token = permit.fencingToken;

@@ -5,7 +5,7 @@
  * One lease per process (per semaphore) covers all its permits and tickets. Redis counts it from when the
  * request that wrote it *arrived*; this process counts from when that request was *sent*, minus a margin
  * for clocks that run at different rates, so it always gives up first. The deadline is checked where it
- * matters, synchronously (see `RedisSemaphore.checkLease`); the watchdog is for work that only listens to
+ * matters, synchronously (see `Leases.checkLease`); the watchdog is for work that only listens to
  * its signal.
  */
 import type { Clock, TimerHandle } from "../core/clock.js";

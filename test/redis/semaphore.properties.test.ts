@@ -9,6 +9,7 @@ import { Redis } from "ioredis";
 import type { Permit } from "sluice";
 import { type RedisPermit, RedisSemaphore } from "sluice/redis";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { assertInvariants } from "../support/model.js";
 import { RedisServer } from "../support/redis-server.js";
 
 let server: RedisServer;
@@ -70,6 +71,8 @@ it("Redis state matches what the processes hold, and nothing leaks, under random
         expect(snapshot.used).toBeGreaterThanOrEqual(weight);
         expect(snapshot.used).toBeLessThanOrEqual(CAPACITY);
         expect(snapshot.holders.reduce((sum, holder) => sum + holder.weight, 0)).toBe(snapshot.used);
+        // And each process's own books: every request counted once, tickets filed and counted, permits kept.
+        for (const process of processes) assertInvariants(process);
       };
       try {
         for (const next of steps) {

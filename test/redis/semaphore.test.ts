@@ -375,8 +375,9 @@ describe("RedisSemaphore leases", () => {
     const doomed = new RedisSemaphore(connection, { name, capacity: 2, leaseTtl: 300, guardRestarts: false });
     await doomed.acquire({ weight: 2 });
     // Simulate a crash: this instance's timers stop, nothing is released or renewed.
-    (doomed as unknown as { stopTimers(): void; closed: boolean }).stopTimers();
-    (doomed as unknown as { closed: boolean }).closed = true;
+    const internals = doomed as unknown as { leases: { stopTimers(): void }; context: { closed: boolean } };
+    internals.leases.stopTimers();
+    internals.context.closed = true;
     const survivor = semaphore(name, 2, { leaseTtl: 300 });
     const started = performance.now();
     const permit = await survivor.acquire({ weight: 2, timeout: 3_000 });
@@ -395,11 +396,10 @@ describe("RedisSemaphore leases", () => {
     const lost = doomed.acquire().catch(() => undefined);
     await sleep(30);
     // The waiting process dies: its timers stop and its connections drop, as with kill -9.
-    const internals = doomed as unknown as { stopTimers(): void; closed: boolean; blocking?: { disconnect(): void } };
-    internals.stopTimers();
-    internals.closed = true;
+    const internals = doomed as unknown as { leases: { stopTimers(): void }; context: { closed: boolean } };
+    internals.leases.stopTimers();
+    internals.context.closed = true;
     doomedClient.disconnect();
-    internals.blocking?.disconnect();
     const next = holder.acquire({ timeout: 3_000 });
     await sleep(30);
     expect((await holder.inspect()).waiters.map((waiter) => waiter.client)).toEqual([doomed.client, holder.client]);
