@@ -5,7 +5,7 @@ import fc from "fast-check";
 import { TimeoutError } from "sluice";
 import { FakeClock, flushMicrotasks } from "sluice/testing";
 import { describe, expect, it, vi } from "vitest";
-import { type Waiter, WaitQueue } from "../../src/core/wait-queue.js";
+import { queueChecks, type Waiter, WaitQueue } from "../../src/core/wait-queue.js";
 
 type Queue = WaitQueue<string, string>;
 
@@ -912,6 +912,18 @@ describe("WaitQueue.assertInvariants", () => {
       },
     ],
   ];
+
+  it("says so instead of passing when the checks (test code, installed by sluice/testing) are missing", () => {
+    const { queue } = fixture();
+    const installed = queueChecks.check;
+    queueChecks.check = undefined;
+    try {
+      expect(() => queue.assertInvariants()).toThrow("the WaitQueue checks are not installed");
+    } finally {
+      queueChecks.check = installed;
+    }
+    queue.assertInvariants();
+  });
 
   it.each(cases)("throws an Error naming it when broken: %s", (invariant, breakIt) => {
     const broken = fixture();
