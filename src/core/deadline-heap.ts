@@ -49,9 +49,16 @@ export class DeadlineHeap<Entry extends HeapEntry> {
     return this.entries.length === 0 ? Number.POSITIVE_INFINITY : (this.deadlines[0] as number);
   }
 
-  /** Adds `entry`, due at `deadline`. */
-  push(entry: Entry, deadline: number): void {
-    const arrival = this.arrived++;
+  /** The arrival number of the entry with the earliest deadline, or `Infinity` when empty. */
+  get firstArrival(): number {
+    return this.entries.length === 0 ? Number.POSITIVE_INFINITY : (this.arrivals[0] as number);
+  }
+
+  /**
+   * Adds `entry`, due at `deadline`. `arrival` orders it among equal deadlines; an owner that orders
+   * entries kept elsewhere too (a wait queue's deadline FIFOs) numbers them all from one count.
+   */
+  push(entry: Entry, deadline: number, arrival = this.arrived++): void {
     this.entries.push(entry);
     this.deadlines.push(deadline);
     this.arrivals.push(arrival);

@@ -18,7 +18,7 @@ import { identify, type LimiterIdentity } from "./diagnostics.js";
 import { defineDisposeSymbols } from "./dispose.js";
 import { defaultAbortReason, weightAboveCapacity } from "./errors.js";
 import { type AcquireOptions, type Limiter, NEVER_ABORTED, type Permit } from "./limiter.js";
-import { HeldPermit, runHolding } from "./permit.js";
+import { HeldPermit, runHeld, runHolding } from "./permit.js";
 import { ACQUIRE_OPTIONS, type CheckedAcquireOptions, checkAcquireOptions, checkRunArguments } from "./wait-options.js";
 import type { SelfChecking, Waiter, WaitQueue } from "./wait-queue.js";
 
@@ -270,7 +270,7 @@ export class Semaphore implements Limiter {
   run<T>(fn: (signal: AbortSignal, permit: Permit) => T | PromiseLike<T>, options?: AcquireOptions): Promise<T> {
     // The uncontended, option-free path is the hot one: no async frame until the work's own.
     if (options === undefined && this.queue.size === 0 && this.held < this.limit && typeof fn === "function") {
-      return runHolding(fn, this.grantOne());
+      return runHeld(fn, this.grantOne());
     }
     let checked: CheckedAcquireOptions;
     try {

@@ -114,7 +114,11 @@ export function checkAcquireOptions(options: AcquireOptions | undefined): Checke
   if (options === undefined) return DEFAULT_ACQUIRE;
   checkObject(options);
   checkAcquireOptionNames(options);
-  const { priority, signal, timeout } = readWaitOptions(options);
+  // Read as `readWaitOptions` does, in the same order, into one object: this runs on every acquire and
+  // run with options, and each waiter with a timeout comes through here.
+  const priority = options.priority === undefined ? 0 : checkPriority(options.priority);
+  const signal = checkSignal(options.signal);
+  const timeout = options.timeout === undefined ? Number.POSITIVE_INFINITY : checkTimeout(options.timeout);
   return { weight: options.weight === undefined ? 1 : checkWeight(options.weight), priority, signal, timeout };
 }
 

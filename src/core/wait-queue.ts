@@ -11,16 +11,19 @@
  * Costs:
  * - enqueue: O(1) for a priority already waiting (a push onto that level's ring); a new priority level
  *   costs a binary search and an array insert over the *distinct priorities* waiting (almost always
- *   1-3), never over the waiters. A waiter with a timeout also joins the deadline heap: O(1) when
- *   deadlines arrive in order (one timeout for all), O(log n) otherwise.
- * - removal of any waiter (grant, abort, timeout, clear): O(1) amortized from its ring, plus O(log n)
- *   from the deadline heap if it has a timeout. The head leaves by moving the ring's start; a waiter
- *   from the middle leaves a tombstone, and a ring is compacted once its tombstones (or its emptied
- *   front) outnumber its waiters.
+ *   1-3), never over the waiters. A waiter with a timeout also gets a deadline: O(1) in its level's
+ *   deadline FIFO when it is due no earlier than those before it with the same timeout (one timeout
+ *   for all, the common case), O(log n) in the deadline heap otherwise.
+ * - removal of any waiter (grant, abort, timeout, clear): O(1) amortized from its ring (and its
+ *   deadline FIFO, which shares the ring's slots), plus O(log n) from the deadline heap if it is there.
+ *   The head leaves by moving the ring's start; a waiter from the middle leaves a tombstone, and a ring
+ *   is compacted once its tombstones (or its emptied front) outnumber its waiters.
  * - memory: a waiter with neither signal nor timeout costs two array slots next to its promise, no
- *   object of its own until the owner asks for it (see Level). One with a timeout and no signal costs
- *   one {@link Waiter} (64 bytes) and three slots of the deadline heap (24 bytes); a signal adds a
- *   field, the listener closure and a two-field object.
+ *   object of its own until the owner asks for it (see Level). One with a timeout that joins its level's
+ *   deadline FIFO costs two unboxed numbers more (its deadline and arrival: 16 bytes), still no object;
+ *   one that does not (a shorter timeout behind a longer one) costs one {@link Waiter} (64 bytes) and
+ *   three slots of the deadline heap (24 bytes); a signal adds a field, the listener closure and a
+ *   two-field object.
  * - no timer per waiter: the waiters with a timeout share the queue's one timer, armed for the
  *   earliest deadline; no closure per waiter unless it passed a signal.
  */
@@ -55,12 +58,36 @@ export type CancelReason = "abort" | "timeout";
  * - a `Waiter` object in the ring knows its own `index` and has the level's priority, kept true by
  *   every compaction; the slot after it holds its resolving function.
  */
-class Level {
+export class Level {
   items: unknown[] = [];
   start = 0;
   end = 0;
   live = 0;
   dead = 0;
+  /**
+   * The level's deadline FIFO: the deadline of the entry at ring index `i` is `deadlines[i / 2]`, and
+   * its arrival number (which orders equal deadlines across levels and the heap) `arrivals[i / 2]`;
+   * `Infinity` for an entry not in the FIFO (no timeout, in the heap, a tombstone, a slot outside the
+   * entries). Two arrays of unboxed numbers parallel to the ring, rather than an object per waiter or a
+   * heap slot: the ring already orders the level's waiters by arrival, and when they all wait with one
+   * timeout (the common case) their deadlines follow that order, so the ring is their deadline queue.
+   * `undefined` until the level's first waiter with a timeout, so a level that never sees one pays
+   * nothing.
+   *
+   * Invariants: both are `undefined` or both hold at least `end / 2` numbers; a finite deadline marks
+   * exactly the queued entries in the FIFO, `timed` of them; their deadlines do not decrease and their
+   * arrivals increase in ring order, each is at most `latest`, and each waited with `timeout`; no FIFO
+   * entry lies before ring index `due`.
+   */
+  deadlines: number[] | undefined = undefined;
+  arrivals: number[] | undefined = undefined;
+  timed = 0;
+  /** The timeout of every waiter in the FIFO (a newcomer with another timeout goes to the heap). */
+  timeout = Number.POSITIVE_INFINITY;
+  /** The latest deadline that joined the FIFO since it was last empty. */
+  latest = Number.NEGATIVE_INFINITY;
+  /** Where the search for the FIFO's first entry starts: it only moves forward, past each slot once. */
+  due = 0;
   constructor(readonly priority: number) {}
 }
 
@@ -71,17 +98,19 @@ class Level {
  * deadline heap and its listener is removed in the same synchronous step that settles its promise, so a
  * late abort or timer can never settle it twice.
  *
- * Its fields are what a waiter with a timeout needs and nothing more (five fields, 64 bytes on Node's
- * builds, which have no pointer compression): a waiter with a timeout is an object from the start, and
- * a hundred thousand of them waiting on one limiter is an ordinary day. Its resolving function stays in
- * the ring (see Level), its level is found from its priority, its deadline lives in the heap, and only
- * a waiter with a signal has a field for it. (`_Grant`, what its promise resolves to, only names the
- * queue it belongs to.)
+ * Its fields are what a waiter in the deadline heap needs and nothing more (five fields, 64 bytes on
+ * Node's builds, which have no pointer compression). Its resolving function stays in the ring (see
+ * Level), its level is found from its priority, its deadline lives in the heap or its level's deadline
+ * FIFO, and only a waiter with a signal has a field for it. (`_Grant`, what its promise resolves to,
+ * only names the queue it belongs to.)
  */
 export class Waiter<Request, _Grant> implements HeapEntry {
   /** @internal Where its entry is in its level's ring; -1 once it has left the queue. */
   index = 0;
-  /** @internal Its slot in the queue's deadline heap; -1 without a timeout or once it has left. */
+  /**
+   * @internal Its slot in the queue's deadline heap; -1 without a timeout, in its level's deadline FIFO
+   * or once it has left.
+   */
   heapIndex = -1;
   /**
    * Its signal and the queue's listener on it, present only when the waiter passed a signal: only a
@@ -115,7 +144,7 @@ class SignalWaiter<Request, Grant> extends Waiter<Request, Grant> {
 const TOMBSTONE: unknown = Object.freeze({});
 
 /** Whether a ring slot holds a waiter that has left (a tombstone). */
-function isDead(slot: unknown): boolean {
+export function isDead(slot: unknown): boolean {
   return slot === TOMBSTONE;
 }
 
@@ -189,6 +218,23 @@ const KEEP_SLOTS = 64;
 const SHIFT_AFTER = 16;
 const COMPACT_AFTER = 4;
 
+/** @internal What a wait queue shows its invariant checks (see {@link WaitQueue.assertInvariants}). */
+export interface QueueState {
+  levels: readonly Level[];
+  defaultLevel: Level;
+  size: number;
+  heap: DeadlineHeap<Waiter<unknown, unknown>>;
+  timedInLevels: number;
+  armed: boolean;
+  timerAt: number;
+  expiring: boolean;
+  /** Called once the levels are checked: it trusts their deadline FIFOs. */
+  earliest: () => number;
+}
+
+/** @internal Where `sluice/testing` installs the wait queue's invariant checks (wait-queue-checks.ts). */
+export const queueChecks: { check: ((state: QueueState) => void) | undefined } = { check: undefined };
+
 /**
  * @internal The name of the method under which a primitive lists the parts that check their own
  * invariants — its wait queues (or the admissions that own them) and itself — so the model tests can
@@ -229,14 +275,20 @@ export class WaitQueue<Request, Grant> implements SelfChecking {
   /** Invariant: `size` equals the sum of `live` over `levels`. */
   private count = 0;
   /**
-   * The queued waiters that have a timeout, earliest deadline first.
-   * Invariant: it holds exactly the queued waiters whose timeout is finite, and no settled one (it would
-   * keep the waiter's request, a queued run's function and all it closes over, alive until its deadline).
+   * The queued waiters with a timeout that are not in their level's deadline FIFO (see Level), earliest
+   * deadline first: those due before a waiter ahead of them in their level, or with another timeout.
+   * Invariant: it holds exactly the queued waiters whose timeout is finite and who are in no FIFO, and
+   * no settled one (it would keep the waiter's request, a queued run's function and all it closes over,
+   * alive until its deadline).
    */
   private readonly deadlines = new DeadlineHeap<Waiter<Request, Grant>>();
+  /** Invariant: the number of waiters in the levels' deadline FIFOs (the sum of their `timed`). */
+  private timedInLevels = 0;
+  /** Numbers the waiters with a timeout as they arrive: equal deadlines expire in arrival order. */
+  private arrived = 0;
   /**
    * The queue's one timer.
-   * Invariant: armed exactly while `deadlines` is not empty, so an empty queue leaves no timer behind
+   * Invariant: armed exactly while a waiter with a timeout waits, so an empty queue leaves no timer behind
    * (a pending timer keeps a process alive), and armed for `timerAt`, no later than the earliest
    * deadline; `timerAt` is `Infinity` while it is not armed.
    *
@@ -251,6 +303,9 @@ export class WaitQueue<Request, Grant> implements SelfChecking {
   private onTimer: (() => void) | undefined = undefined;
   /** True while the timer's callback times waiters out: arming waits until it is done. */
   private expiring = false;
+  /** Where `earliestDeadline` found the waiter due first: a level and its ring index, or the heap. */
+  private dueLevel: Level | undefined = undefined;
+  private dueIndex = 0;
 
   constructor(
     private readonly clock: Clock,
@@ -290,21 +345,24 @@ export class WaitQueue<Request, Grant> implements SelfChecking {
     level.live++;
     const end = level.end;
     level.end = end + 2;
-    if (signal === undefined && timeout === Number.POSITIVE_INFINITY) {
-      // Nothing can take this waiter out but its owner, who reaches it from the head or a walk: two
-      // slots in the ring and no object (see Level).
+    if (signal === undefined) {
+      // Nothing can take this waiter out but its owner, who reaches it from the head or a walk, and its
+      // deadline: two slots in the ring and no object (see Level), unless its deadline must go to the heap.
       level.items[end] = resolve;
       level.items[end + 1] = request;
+      if (timeout === Number.POSITIVE_INFINITY) {
+        if (level.deadlines !== undefined) this.outOfFifo(level, end, 0);
+      } else {
+        this.addDeadline(level, end, undefined, timeout);
+      }
       return promise;
     }
-    const waiter =
-      signal === undefined
-        ? new Waiter<Request, Grant>(request, priority, timeout)
-        : this.listen(new SignalWaiter<Request, Grant>(request, priority, timeout), signal);
+    const waiter = this.listen(new SignalWaiter<Request, Grant>(request, priority, timeout), signal);
     waiter.index = end;
     level.items[end] = waiter;
     level.items[end + 1] = resolve;
-    if (timeout !== Number.POSITIVE_INFINITY) this.addDeadline(waiter, timeout);
+    if (timeout !== Number.POSITIVE_INFINITY) this.addDeadline(level, end, waiter, timeout);
+    else if (level.deadlines !== undefined) this.outOfFifo(level, end, 0);
     return promise;
   }
 
@@ -425,33 +483,24 @@ export class WaitQueue<Request, Grant> implements SelfChecking {
 
   /**
    * @internal For tests: checks every invariant written next to the queue's state (the levels and their
-   * rings, the deadline heap, the timer) and throws an Error naming the first one broken. O(waiters).
+   * rings and deadline FIFOs, the deadline heap, the timer) and throws an Error naming the first one
+   * broken. O(waiters). The checks themselves are test code, kept out of users' bundles: importing
+   * `sluice/testing` installs them (wait-queue-checks.ts); without them this throws.
    */
   assertInvariants(): void {
-    const timed = assertLevels(this.levels, this.defaultLevel, this.count);
-    this.deadlines.assertInvariants((waiter, slot) => {
-      if (!waiter.queued) broken("no settled waiter in the deadline heap", `slot ${slot} holds one`);
+    const check = queueChecks.check;
+    if (check === undefined) throw new Error("the WaitQueue checks are not installed: import sluice/testing first");
+    check({
+      levels: this.levels,
+      defaultLevel: this.defaultLevel,
+      size: this.count,
+      heap: this.deadlines,
+      timedInLevels: this.timedInLevels,
+      armed: this.timer !== undefined,
+      timerAt: this.timerAt,
+      expiring: this.expiring,
+      earliest: () => this.earliestDeadline(),
     });
-    if (this.deadlines.size !== timed) {
-      broken(
-        "the deadline heap holds exactly the queued waiters with a timeout",
-        `${this.deadlines.size} in the heap, ${timed} queued`,
-      );
-    }
-    if (this.expiring) broken("no expiry is under way between calls", "expiring is set");
-    const armed = this.timer !== undefined;
-    if (armed !== timed > 0) {
-      broken("the timer is armed exactly while a waiter with a timeout waits", `armed: ${armed}, ${timed} waiting`);
-    }
-    if (!armed && this.timerAt !== Number.POSITIVE_INFINITY) {
-      broken("a timer that is not armed has no time", `timerAt ${this.timerAt}`);
-    }
-    if (armed && !(this.timerAt <= this.deadlines.earliest)) {
-      broken(
-        "the timer is armed no later than the earliest deadline",
-        `armed for ${this.timerAt}, earliest deadline ${this.deadlines.earliest}`,
-      );
-    }
   }
 
   /** Adds the abort listener of a waiter that passed a signal, and returns the waiter. */
@@ -462,19 +511,109 @@ export class WaitQueue<Request, Grant> implements SelfChecking {
     return waiter;
   }
 
-  /** Puts a waiter with a timeout into the deadline heap, and moves the timer if it is the first due. */
-  private addDeadline(waiter: Waiter<Request, Grant>, timeout: number): void {
+  /**
+   * Gives the entry just queued at ring index `index` of `level` its deadline, and moves the timer if it
+   * is the first due. It joins the level's deadline FIFO when that keeps the FIFO in deadline order (it
+   * waits with the FIFO's timeout and is due no earlier than the latest in it, as with one timeout for
+   * everybody and a clock that does not go back), or starts the FIFO if it is empty; otherwise it goes
+   * into the deadline heap as a Waiter object (`waiter`, or made now).
+   */
+  private addDeadline(level: Level, index: number, waiter: Waiter<Request, Grant> | undefined, timeout: number): void {
     const deadline = this.clock.now() + timeout;
-    this.deadlines.push(waiter, deadline);
+    const arrival = this.arrived++;
+    if (level.timed === 0 || (timeout === level.timeout && deadline >= level.latest)) {
+      const deadlines = level.deadlines ?? this.startFifo(level);
+      deadlines[index >> 1] = deadline;
+      (level.arrivals as number[])[index >> 1] = arrival;
+      level.timed++;
+      level.timeout = timeout;
+      level.latest = deadline;
+      this.timedInLevels++;
+    } else {
+      this.outOfFifo(level, index, arrival);
+      this.deadlines.push(waiter ?? this.materialize(level, index, timeout), deadline, arrival);
+    }
     // With one timeout for every waiter, a newcomer is never due before the armed timer: no timer call.
     // The delay is `timeout` itself, so a clock that adds it to its time (FakeClock) fires at `deadline`.
     if (deadline < this.timerAt && !this.expiring) this.arm(deadline, timeout);
   }
 
-  /** Takes a waiter that leaves the queue out of the deadline heap; the last one out takes the timer. */
-  private removeDeadline(waiter: Waiter<Request, Grant>): void {
-    this.deadlines.remove(waiter);
-    if (this.deadlines.size === 0 && !this.expiring) this.disarm();
+  /** Marks the entry at ring index `index` as not in `level`'s deadline FIFO (which must exist). */
+  private outOfFifo(level: Level, index: number, arrival: number): void {
+    (level.deadlines as number[])[index >> 1] = Number.POSITIVE_INFINITY;
+    (level.arrivals as number[])[index >> 1] = arrival;
+  }
+
+  /**
+   * Gives `level` its deadline FIFO, every entry so far marked as not in it. Written slot by slot from
+   * the front, so the arrays stay packed (of unboxed numbers), as every later write keeps them.
+   */
+  private startFifo(level: Level): number[] {
+    const deadlines: number[] = [];
+    const arrivals: number[] = [];
+    for (let slot = 0; slot < level.end >> 1; slot++) {
+      deadlines.push(Number.POSITIVE_INFINITY);
+      arrivals.push(0);
+    }
+    level.deadlines = deadlines;
+    level.arrivals = arrivals;
+    level.due = 0;
+    return deadlines;
+  }
+
+  /**
+   * Takes the entry at ring index `index` of `level` (`waiter`'s, if it was made an object) out of the
+   * deadline FIFO or heap it is in, if any; the last deadline out takes the timer.
+   */
+  private removeDeadline(level: Level, index: number, waiter: Waiter<Request, Grant> | undefined): void {
+    const deadlines = level.deadlines;
+    if (deadlines !== undefined && deadlines[index >> 1] !== Number.POSITIVE_INFINITY) {
+      deadlines[index >> 1] = Number.POSITIVE_INFINITY;
+      level.timed--;
+      this.timedInLevels--;
+    } else if (waiter !== undefined && waiter.heapIndex >= 0) {
+      this.deadlines.remove(waiter);
+    } else {
+      return;
+    }
+    if (this.timedInLevels === 0 && this.deadlines.size === 0 && !this.expiring) this.disarm();
+  }
+
+  /**
+   * The ring index of the first entry in `level`'s deadline FIFO, which must not be empty: the search
+   * resumes where the last one stopped, since no entry ever joins the FIFO ahead of one in it.
+   */
+  private fifoFirst(level: Level): number {
+    const deadlines = level.deadlines as number[];
+    let index = Math.max(level.due, level.start);
+    while (deadlines[index >> 1] === Number.POSITIVE_INFINITY) index += 2;
+    level.due = index;
+    return index;
+  }
+
+  /**
+   * The earliest deadline of any waiter (`Infinity` if none waits with a timeout), earliest arrival
+   * among equal ones; leaves where that waiter is in `dueLevel` and `dueIndex` (`dueLevel` undefined:
+   * the heap's first). O(levels with a deadline FIFO), almost always 1.
+   */
+  private earliestDeadline(): number {
+    let deadline = this.deadlines.earliest;
+    let arrival = this.deadlines.firstArrival;
+    this.dueLevel = undefined;
+    if (this.timedInLevels === 0) return deadline;
+    for (const level of this.levels) {
+      if (level.timed === 0) continue;
+      const index = this.fifoFirst(level);
+      const its = (level.deadlines as number[])[index >> 1] as number;
+      const arrived = (level.arrivals as number[])[index >> 1] as number;
+      if (its < deadline || (its === deadline && arrived < arrival)) {
+        deadline = its;
+        arrival = arrived;
+        this.dueLevel = level;
+        this.dueIndex = index;
+      }
+    }
+    return deadline;
   }
 
   private arm(at: number, delay: number): void {
@@ -504,28 +643,39 @@ export class WaitQueue<Request, Grant> implements SelfChecking {
     this.timer = undefined;
     this.timerAt = Number.POSITIVE_INFINITY;
     this.expiring = true;
-    const deadlines = this.deadlines;
     try {
-      for (let waiter = deadlines.first; waiter !== undefined && deadlines.earliest <= now; waiter = deadlines.first) {
+      while (this.earliestDeadline() <= now) {
+        const level = this.dueLevel;
+        const waiter =
+          level === undefined
+            ? (this.deadlines.first as Waiter<Request, Grant>)
+            : this.materialize(level, this.dueIndex);
         this.cancel(waiter, "timeout", new TimeoutError(waiter.timeout, this.timeoutMessage(waiter.timeout)));
       }
     } finally {
       // Also when an owner's listener threw: whoever is still due gets the timer, which fires at once.
       this.expiring = false;
-      const earliest = deadlines.earliest;
+      const earliest = this.earliestDeadline();
       if (earliest !== Number.POSITIVE_INFINITY) this.arm(earliest, delayUntil(earliest, this.clock.now()));
     }
   }
 
   /**
    * The waiter object of the entry at `index`, creating it the first time it is asked for: the ring's
-   * `[resolve, request]` becomes `[waiter, resolve]` (see Level).
+   * `[resolve, request]` becomes `[waiter, resolve]` (see Level). Its timeout is its level's deadline
+   * FIFO's if it is in it, else `timeout`.
    */
-  private materialize(level: Level, index: number): Waiter<Request, Grant> {
+  private materialize(level: Level, index: number, timeout = Number.POSITIVE_INFINITY): Waiter<Request, Grant> {
     const items = level.items;
     const slot = items[index];
     if (slot instanceof Waiter) return slot as Waiter<Request, Grant>;
-    const waiter = new Waiter<Request, Grant>(items[index + 1] as Request, level.priority, Number.POSITIVE_INFINITY);
+    const deadlines = level.deadlines;
+    const inFifo = deadlines !== undefined && deadlines[index >> 1] !== Number.POSITIVE_INFINITY;
+    const waiter = new Waiter<Request, Grant>(
+      items[index + 1] as Request,
+      level.priority,
+      inFifo ? level.timeout : timeout,
+    );
     waiter.index = index;
     items[index] = waiter;
     items[index + 1] = slot;
@@ -544,16 +694,24 @@ export class WaitQueue<Request, Grant> implements SelfChecking {
     const level = this.levels[position] as Level;
     const items = level.items;
     const resolve = items[index + 1] as (value: Grant | PromiseLike<Grant>) => void;
+    // Before the ring moves: the FIFO's slots are the ring's.
+    this.removeDeadline(level, index, waiter);
     this.count--;
     level.live--;
     if (level.live === 0) {
-      // The level empties: drop it and its ring (tombstones included).
+      // The level empties: drop it and its ring (tombstones included) and its deadline FIFO, now empty.
       this.dropLevel(position);
-      if (items.length > KEEP_SLOTS) level.items = [];
-      else for (let slot = level.start; slot < level.end; slot++) items[slot] = undefined;
+      if (items.length > KEEP_SLOTS) {
+        level.items = [];
+        level.deadlines = undefined;
+        level.arrivals = undefined;
+      } else {
+        for (let slot = level.start; slot < level.end; slot++) items[slot] = undefined;
+      }
       level.start = 0;
       level.end = 0;
       level.dead = 0;
+      level.due = 0;
     } else if (index === level.start) {
       // The head leaves: advance past it and past any tombstones behind it.
       let start = level.start;
@@ -575,7 +733,6 @@ export class WaitQueue<Request, Grant> implements SelfChecking {
       level.dead++;
       if (level.dead >= COMPACT_AFTER && level.dead > level.live) this.compact(level);
     }
-    if (waiter.heapIndex >= 0) this.removeDeadline(waiter);
     const cancellation = waiter.cancellation;
     if (cancellation !== undefined) {
       waiter.cancellation = undefined;
@@ -592,7 +749,7 @@ export class WaitQueue<Request, Grant> implements SelfChecking {
    * the tombstones are at least as many as the entries kept, so each removal pays O(1) for it.
    */
   private compact(level: Level): void {
-    const items = level.items;
+    const { items, deadlines, arrivals } = level;
     let to = 0;
     for (let from = level.start; from < level.end; from += 2) {
       const slot = items[from];
@@ -600,12 +757,21 @@ export class WaitQueue<Request, Grant> implements SelfChecking {
       if (slot instanceof Waiter) slot.index = to;
       items[to] = slot;
       items[to + 1] = items[from + 1];
+      if (deadlines !== undefined) {
+        deadlines[to >> 1] = deadlines[from >> 1] as number;
+        (arrivals as number[])[to >> 1] = (arrivals as number[])[from >> 1] as number;
+      }
       to += 2;
     }
     items.length = to;
+    if (deadlines !== undefined) {
+      deadlines.length = to >> 1;
+      (arrivals as number[]).length = to >> 1;
+    }
     level.start = 0;
     level.end = to;
     level.dead = 0;
+    level.due = 0;
   }
 
   /** Finds or inserts the level for `priority`, keeping `levels` sorted high to low. */
@@ -665,81 +831,4 @@ function delayUntil(at: number, now: number): number {
   let delay = at - now;
   while (delay > 0 && now + delay > at) delay = Math.max(0, delay - delay * Number.EPSILON);
   return delay;
-}
-
-/** Throws the Error that names a broken invariant of the queue (see {@link WaitQueue.assertInvariants}). */
-function broken(invariant: string, detail: string): never {
-  throw new Error(`WaitQueue invariant broken: ${invariant} (${detail})`);
-}
-
-/** Checks the levels and their rings; returns how many queued waiters have a timeout. */
-function assertLevels(levels: readonly Level[], defaultLevel: Level, size: number): number {
-  let live = 0;
-  let timed = 0;
-  levels.forEach((level, position) => {
-    const previous = levels[position - 1];
-    if (previous !== undefined && !(previous.priority > level.priority)) {
-      broken("levels are sorted by strictly descending priority", `${previous.priority} before ${level.priority}`);
-    }
-    if (level.live <= 0) broken("every level in the queue has a queued waiter", `level ${level.priority}`);
-    timed += assertRing(level);
-    live += level.live;
-  });
-  if (live !== size) broken("size equals the sum of the levels' live counts", `size ${size}, live ${live}`);
-  const unused = !levels.includes(defaultLevel);
-  const empty =
-    defaultLevel.live === 0 && defaultLevel.dead === 0 && defaultLevel.start === 0 && defaultLevel.end === 0;
-  if (unused && !(empty && defaultLevel.items.every((slot) => slot === undefined))) {
-    broken("the default level holds nothing while nobody waits at priority 0", `live ${defaultLevel.live}`);
-  }
-  return timed;
-}
-
-/** Checks one level's ring (see Level); returns how many of its waiters have a timeout. */
-function assertRing(level: Level): number {
-  const { items, start, end } = level;
-  const name = `level ${level.priority}`;
-  if (start % 2 !== 0 || end % 2 !== 0 || start < 0 || start > end || end > items.length) {
-    broken("entries lie between start and end, both even", `${name}: ${start}..${end} of ${items.length}`);
-  }
-  for (let slot = 0; slot < items.length; slot++) {
-    if ((slot < start || slot >= end) && items[slot] !== undefined) {
-      broken("every slot outside the entries is undefined", `${name}: slot ${slot}`);
-    }
-  }
-  let live = 0;
-  let dead = 0;
-  let timed = 0;
-  for (let index = start; index < end; index += 2) {
-    const slot = items[index];
-    if (isDead(slot)) {
-      dead++;
-      if (items[index + 1] !== undefined) broken("a tombstone keeps nothing", `${name}: slot ${index + 1}`);
-    } else {
-      live++;
-      if (slot instanceof Waiter) timed += assertWaiter(slot, level, index);
-      else if (typeof slot !== "function") broken("an entry starts with a waiter or its resolving function", name);
-    }
-  }
-  if (live !== level.live || dead !== level.dead) {
-    broken(
-      "live and dead count the ring's entries and tombstones",
-      `${name}: live ${level.live}, dead ${level.dead}; the ring has ${live} and ${dead}`,
-    );
-  }
-  if (live > 0 && isDead(items[start])) broken("no tombstone at the front of a ring", name);
-  return timed;
-}
-
-/** Checks a waiter object found at `index` of `level`'s ring; returns 1 if it has a timeout, else 0. */
-function assertWaiter(waiter: Waiter<unknown, unknown>, level: Level, index: number): number {
-  const name = `level ${level.priority}, slot ${index}`;
-  if (waiter.index !== index) broken("a waiter object knows its index", `${name}: it says ${waiter.index}`);
-  if (waiter.priority !== level.priority) broken("a waiter has its level's priority", `${name}: ${waiter.priority}`);
-  if (typeof level.items[index + 1] !== "function") broken("a waiter object's resolving function follows it", name);
-  const hasTimeout = waiter.timeout !== Number.POSITIVE_INFINITY;
-  if (hasTimeout !== waiter.heapIndex >= 0) {
-    broken("a waiter is in the deadline heap exactly when it has a timeout", `${name}: heapIndex ${waiter.heapIndex}`);
-  }
-  return hasTimeout ? 1 : 0;
 }

@@ -4,7 +4,10 @@
  * @packageDocumentation
  * @module sluice/testing
  */
+import { installWaitQueueChecks } from "../core/wait-queue-checks.js";
+
 export { FakeClock, flushMicrotasks } from "./fake-clock.js";
+
 export type {
   MockFailure,
   MockKeyOptions,
@@ -20,3 +23,7 @@ export type {
   MockServerSummary,
 } from "./mock-server.js";
 export { formatGoDuration, startMockServer } from "./mock-server.js";
+
+// The wait queue's invariant checks are test code, kept out of the core's bundles: the model tests (and
+// anyone checking sluice's invariants) get them with the testing tools.
+installWaitQueueChecks();

@@ -5,7 +5,7 @@ import fc from "fast-check";
 import { TimeoutError } from "sluice";
 import { FakeClock, flushMicrotasks } from "sluice/testing";
 import { describe, expect, it, vi } from "vitest";
-import { type Waiter, WaitQueue } from "../../src/core/wait-queue.js";
+import { queueChecks, type Waiter, WaitQueue } from "../../src/core/wait-queue.js";
 
 type Queue = WaitQueue<string, string>;
 
@@ -448,6 +448,40 @@ describe("WaitQueue timeouts: one timer per queue", () => {
     expect(clock.pendingTimers).toBe(0);
   });
 
+  it("keeps waiters with one timeout in their ring's deadline FIFO, with no object or heap slot each", () => {
+    const { queue, cancelled, clock } = makeQueue();
+    const heap = (queue as unknown as { deadlines: { size: number } }).deadlines;
+    for (let i = 0; i < 40; i++) {
+      void queue.enqueue(`w${i}`, 0, i % 2 === 0 ? undefined : new AbortController().signal, 50).catch(() => undefined);
+      clock.advance(1);
+    }
+    expect(heap.size).toBe(0);
+    // A shorter timeout behind them would put the FIFO out of deadline order: it goes to the heap.
+    void queue.enqueue("short", 0, undefined, 10).catch(() => undefined);
+    expect(heap.size).toBe(1);
+    queue.assertInvariants();
+    // Due at 50 both, the first waiter and the short one: in arrival order, across FIFO and heap.
+    clock.advance(10);
+    expect(cancelled.map((entry) => entry.request)).toEqual(["w0", "short"]);
+    expect(heap.size).toBe(0);
+    queue.rejectAll(new Error("done"));
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it("a clock that goes back does not put a deadline FIFO out of order: the earlier deadline goes to the heap", () => {
+    const { queue, cancelled, clock } = makeQueue();
+    clock.advance(100);
+    void queue.enqueue("late", 0, undefined, 10).catch(() => undefined);
+    // A custom clock may step back (a wall clock set back): the same timeout then gives an earlier deadline.
+    const now = vi.spyOn(clock, "now").mockReturnValue(50);
+    void queue.enqueue("early", 0, undefined, 10).catch(() => undefined);
+    now.mockRestore();
+    queue.assertInvariants();
+    clock.advance(10);
+    expect(cancelled.map((entry) => entry.request)).toEqual(["early", "late"]);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
   it("re-arms for a deadline that `now + (deadline - now)` would round past, so it fires at the deadline", () => {
     // 0.3 + (0.9 - 0.3) is 0.9000000000000001: re-armed at 0.3 by that sum, the timer due at 0.9 would
     // miss an advance to 0.9, which the waiter's own timer (0 + 0.9) used to reach.
@@ -476,8 +510,12 @@ describe("WaitQueue timeouts: one timer per queue", () => {
         arbitrary: fc.record({
           kind: fc.constant("add" as const),
           priority: fc.constantFrom(0, 0, 1, -1),
+          // Often one of two timeouts, so that deadline FIFOs fill and empty, and sometimes any.
           timeout: fc.option(
-            quarters(40).filter((ms) => ms > 0),
+            fc.oneof(
+              fc.constantFrom(10, 10, 17.5),
+              quarters(40).filter((ms) => ms > 0),
+            ),
             { nil: undefined, freq: 3 },
           ),
           cancellable: fc.boolean(),
@@ -626,6 +664,11 @@ describe("WaitQueue.assertInvariants", () => {
     end: number;
     live: number;
     dead: number;
+    deadlines: number[] | undefined;
+    arrivals: number[] | undefined;
+    timed: number;
+    latest: number;
+    due: number;
   }
   interface Internals {
     levels: Ring[];
@@ -635,9 +678,13 @@ describe("WaitQueue.assertInvariants", () => {
     timer: unknown;
     timerAt: number;
     expiring: boolean;
+    timedInLevels: number;
   }
 
-  /** A queue with three levels, bare waiters, waiters with a timeout and one with a signal too. */
+  /**
+   * A queue with three levels, bare waiters, waiters with a timeout in deadline FIFOs (b, b2 and low)
+   * and in the heap (d, with a signal too, and e: other timeouts than the FIFO's).
+   */
   function fixture() {
     const { queue } = makeQueue();
     const add = (request: string, priority: number, timeout = Number.POSITIVE_INFINITY, signal?: AbortSignal) =>
@@ -647,6 +694,8 @@ describe("WaitQueue.assertInvariants", () => {
     add("b", 0, 10);
     add("c", 0);
     add("d", 0, 20, new AbortController().signal);
+    add("b2", 0, 10);
+    add("e", 0, 5);
     add("low", -1, 30);
     const waiter = (request: string) => {
       let found = queue.head as Waiter<string, string>;
@@ -742,15 +791,70 @@ describe("WaitQueue.assertInvariants", () => {
       },
     ],
     [
-      "a waiter is in the deadline heap exactly when it has a timeout",
+      "a waiter is in the deadline heap exactly when it has a timeout and is in no deadline FIFO",
       ({ waiter }) => {
-        waiter("b").heapIndex = -1;
+        waiter("d").heapIndex = -1;
+      },
+    ],
+    [
+      "a waiter in a deadline FIFO waits with its timeout",
+      ({ waiter }) => {
+        (waiter("b") as { timeout: number }).timeout = 7;
+      },
+    ],
+    [
+      "a level without a deadline FIFO has none in it",
+      ({ internals }) => {
+        (internals.levels[0] as Ring).timed = 1;
+      },
+    ],
+    [
+      "a deadline FIFO has a slot for every entry",
+      ({ zero }) => {
+        (zero.deadlines as number[]).length = 1;
+      },
+    ],
+    [
+      "a finite deadline marks a queued entry",
+      ({ zero }) => {
+        (zero.deadlines as number[]).push(3);
+      },
+    ],
+    [
+      "no entry of a deadline FIFO lies before its search start",
+      ({ zero }) => {
+        zero.due = zero.end;
+      },
+    ],
+    [
+      "no deadline in a FIFO is after its latest",
+      ({ zero }) => {
+        zero.latest = 0;
+      },
+    ],
+    [
+      "a deadline FIFO is in deadline and arrival order",
+      ({ waiter, zero }) => {
+        const arrivals = zero.arrivals as number[];
+        arrivals[waiter("b2").index >> 1] = arrivals[waiter("b").index >> 1] as number;
+      },
+    ],
+    [
+      "timed counts a level's deadline FIFO",
+      ({ zero }) => {
+        zero.timed++;
+      },
+    ],
+    [
+      "timedInLevels counts the waiters in deadline FIFOs",
+      ({ internals }) => {
+        internals.timedInLevels++;
       },
     ],
     [
       "the default level holds nothing while nobody waits at priority 0",
       ({ queue, internals }) => {
-        for (const request of ["a", "b", "c", "d"]) {
+        for (const request of ["a", "b", "c", "d", "b2", "e"]) {
           let found = queue.head as Waiter<string, string>;
           while (found.request !== request) found = queue.after(found) as Waiter<string, string>;
           queue.reject(found, new Error("gone"));
@@ -767,7 +871,7 @@ describe("WaitQueue.assertInvariants", () => {
       },
     ],
     [
-      "the deadline heap holds exactly the queued waiters with a timeout",
+      "the deadline heap holds exactly the queued waiters with a timeout in no deadline FIFO",
       ({ internals }) => {
         // A waiter of another queue, waiting there, slipped into this queue's heap.
         const other = makeQueue().queue;
@@ -808,6 +912,18 @@ describe("WaitQueue.assertInvariants", () => {
       },
     ],
   ];
+
+  it("says so instead of passing when the checks (test code, installed by sluice/testing) are missing", () => {
+    const { queue } = fixture();
+    const installed = queueChecks.check;
+    queueChecks.check = undefined;
+    try {
+      expect(() => queue.assertInvariants()).toThrow("the WaitQueue checks are not installed");
+    } finally {
+      queueChecks.check = installed;
+    }
+    queue.assertInvariants();
+  });
 
   it.each(cases)("throws an Error naming it when broken: %s", (invariant, breakIt) => {
     const broken = fixture();

@@ -19,6 +19,8 @@ import { LeaseLostError } from "sluice";
 import { instrumentSluice } from "sluice/otel";
 import { RedisMutex, RedisRateLimiter, RedisSemaphore } from "sluice/redis";
 import { SharedMutex } from "sluice/threads";
+// Installs the wait queue's invariant checks, which the admission check below runs.
+import "sluice/testing";
 import { describe, expect, it } from "vitest";
 import { useRedisServer } from "../support/use-redis-server.js";
 
