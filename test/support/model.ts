@@ -1,4 +1,6 @@
 import fc from "fast-check";
+// Installs the wait queue's invariant checks, which users' bundles do not carry.
+import "sluice/testing";
 import { selfChecks, type WithSelfChecks } from "../../src/core/wait-queue.js";
 
 /**
