@@ -75,6 +75,18 @@ export class HeldPermit<Released extends void | Promise<void> = void> implements
     (this.giveBack as GiveBack<this, Released>)(this);
   }
 
+  /** @internal Releases if still held, then returns `value`: `run`'s reaction to the work's result. */
+  releaseWith<T>(value: T): T {
+    this.releaseIfHeld();
+    return value;
+  }
+
+  /** @internal Releases if still held, then throws `error`: `run`'s reaction to the work's failure. */
+  releaseRethrowing(error: unknown): never {
+    this.releaseIfHeld();
+    throw error;
+  }
+
   /** Releases if still held; a no-op otherwise. A release that fails asynchronously is not reported. */
   [Symbol.dispose](): void {
     if (!this.held) return;
@@ -137,22 +149,18 @@ export function runHeld<T>(
 }
 
 /**
- * An in-process permit's release is synchronous: it hangs on the result as its first reaction, and the
- * caller gets the result itself, so the release happens before the caller sees the result and costs no
- * promise of its own (the hot path of an uncontended `run`). The side chain ends in a function that
- * returns nothing, so it never rejects (the caller's chain reports errors).
+ * An in-process permit's release is synchronous: it is the reaction that turns the work's result into
+ * the caller's, so it happens before the caller sees the result. The caller gets a promise of its own,
+ * not the work's: a failure nobody handles is then reported as an unhandled rejection, as a queued
+ * `run`'s is (the work's own promise has this reaction, which would silence it).
  *
- * The reaction is the permit's `releaseIfHeld` bound to it rather than an arrow function: a bound
- * function is one object of 48 bytes where a closure is two (the function and its context, 96 bytes),
- * and an uncontended `run` makes one per call. (What this reaction costs as a whole, a `then`, its
- * derived promise and a microtask, is most of what `run(noop)` adds to a bare `await noop()`: see
- * bench/RESULTS.md, "Uncontended run(noop)".)
+ * The reactions are the permit's methods bound to it rather than arrow functions: a bound function is
+ * one object of 48 bytes where a closure is two (the function and its context), and an uncontended
+ * `run` makes them per call (bench/RESULTS.md, "Uncontended run(noop)").
  */
 function releaseOnSettle<T>(result: T | PromiseLike<T>, permit: HeldPermit): Promise<T> {
   const settled = result instanceof Promise ? (result as Promise<T>) : Promise.resolve(result);
-  const release = permit.releaseIfHeld.bind(permit);
-  settled.then(release, release);
-  return settled;
+  return settled.then(permit.releaseWith.bind(permit) as (value: T) => T, permit.releaseRethrowing.bind(permit));
 }
 
 /** Releases (waiting for a distributed release, which may reject), then returns `value`. */

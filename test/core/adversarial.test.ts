@@ -5,7 +5,7 @@
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import fc from "fast-check";
-import { Channel, Mutex, Pool, RateLimiter, Semaphore } from "sluice";
+import { Channel, Mutex, type Permit, Pool, RateLimiter, Semaphore } from "sluice";
 import { FakeClock, flushMicrotasks } from "sluice/testing";
 import { describe, expect, it } from "vitest";
 
@@ -369,5 +369,60 @@ describe("error messages name the value without dumping it", () => {
     expect(() => new Semaphore(1, { clock: (() => 1) as never })).toThrow(/got the function clock$|got a function$/);
     const long = "x".repeat(10_000);
     expect(() => new RateLimiter({ limits: [{ limit: 1, interval: long }] })).toThrow(/… \(10000 characters\)/);
+  });
+});
+
+describe("run(): a failure nobody handles is not lost", () => {
+  /** Runs `start` with the process's unhandled-rejection listeners swapped for one that records. */
+  async function unhandledDuring(start: () => void): Promise<unknown[]> {
+    const seen: unknown[] = [];
+    const saved = process.listeners("unhandledRejection");
+    process.removeAllListeners("unhandledRejection");
+    const record = (reason: unknown) => seen.push(reason);
+    process.on("unhandledRejection", record);
+    try {
+      start();
+      // Node reports unhandled rejections once the microtasks after a macrotask have run.
+      for (let turn = 0; turn < 3; turn++) await new Promise((resolve) => setTimeout(resolve, 0));
+    } finally {
+      process.off("unhandledRejection", record);
+      for (const listener of saved) process.on("unhandledRejection", listener);
+    }
+    return seen;
+  }
+
+  it("an uncontended run whose work rejects, its result ignored, is an unhandled rejection (as a queued one is)", async () => {
+    const semaphore = new Semaphore(1);
+    const boom = new Error("boom");
+    const uncontended = await unhandledDuring(() => {
+      void semaphore.run(async () => {
+        throw boom;
+      });
+    });
+    expect(uncontended).toEqual([boom]);
+    expect(semaphore.available).toBe(1);
+    const held = semaphore.tryAcquire() as Permit;
+    const queued = await unhandledDuring(() => {
+      void semaphore.run(async () => {
+        throw boom;
+      });
+      held.release();
+    });
+    expect(queued).toEqual([boom]);
+    expect(semaphore.available).toBe(1);
+  });
+
+  it("a handled failure is reported to its handler only, once the permit is back", async () => {
+    const semaphore = new Semaphore(1);
+    const seen = await unhandledDuring(() => {
+      semaphore
+        .run(async () => {
+          throw new Error("handled");
+        })
+        .catch(() => {
+          expect(semaphore.available).toBe(1);
+        });
+    });
+    expect(seen).toEqual([]);
   });
 });
