@@ -430,8 +430,9 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
   /**
    * The rate limits, the same in every process sharing this limiter once one has set them. Settable at
    * run time, as `RateLimiter.limits` (limitedFetch sets them when it learns limits from headers): a
-   * limit keeps what it has spent when its numbers change (matched by unit, in order); a new limit starts
-   * full; waiters whose cost can no longer ever be paid are rejected with a `RangeError`.
+   * limit keeps what it has spent when its numbers change (matched by unit, in order; a call in flight
+   * still gets its unused estimate back when it settles, following its charge through the last 32 changes);
+   * a new limit starts full; waiters whose cost can no longer ever be paid are rejected with a `RangeError`.
    *
    * Across processes: the limits set are stored in Redis with the next acquire of this process, and from
    * then on every process sharing the limiter admits with them (a process that still has others is
