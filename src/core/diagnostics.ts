@@ -8,7 +8,8 @@
  *   give-up) and `asyncStart` / `asyncEnd` when the wait ends: granted, timed out, aborted or rejected.
  * - `sluice:hold` (a TracingChannel, {@link HoldEvent}): `start` and `end` at the grant, `asyncStart` /
  *   `asyncEnd` at the release. The shape is the one `tracePromise` publishes, so generic subscribers work.
- * - `sluice:rate.pause`, `sluice:http.attempt`, `sluice:lease.lost`: plain channels.
+ * - `sluice:rate.pause`, `sluice:http.attempt`, `sluice:http.key.removed`, `sluice:lease.lost`: plain
+ *   channels.
  *
  * Cost when nobody listens: one `hasSubscribers` read per acquire and one per permit, and nothing
  * allocated. `node:diagnostics_channel` is reached through `process.getBuiltinModule` (see
@@ -175,6 +176,8 @@ export const holdChannel: TracingPublisher = /* @__PURE__ */ tracing("sluice:hol
 export const ratePauseChannel: Publisher = /* @__PURE__ */ plain("sluice:rate.pause");
 /** `sluice:http.attempt`: an {@link HttpAttemptEvent} for every request `limitedFetch` sends. */
 export const httpAttemptChannel: Publisher = /* @__PURE__ */ plain("sluice:http.attempt");
+/** `sluice:http.key.removed`: a `KeyRemovedDiagnosticsEvent` (sluice/http) when a key pool takes a key out. */
+export const keyRemovedChannel: Publisher = /* @__PURE__ */ plain("sluice:http.key.removed");
 /** `sluice:lease.lost`: a {@link LeaseLostEvent} whenever a distributed permit learns its lease is lost. */
 export const leaseLostChannel: Publisher = /* @__PURE__ */ plain("sluice:lease.lost");
 

@@ -69,6 +69,15 @@ export class BucketCharge {
   ) {}
 }
 
+/** How many reconfigurations back a charge in flight can still be refunded across. */
+const MOVES_KEPT = 8;
+
+/**
+ * One reconfiguration of a token bucket, the scale it left (see `TokenBucket.adjust`): when (clock ms),
+ * the limit and interval before it, and the bucket's `refunded` just before it.
+ */
+type BucketMove = [at: number, limit: number, interval: number, refunded: number];
+
 /**
  * A token bucket as GCRA: instead of a token count and a refill timer, one number says when the bucket
  * will be full again. Refill is continuous; the bucket starts full; a charge above what is left is
@@ -98,6 +107,13 @@ export class TokenBucket implements RateBucket {
    * an earlier epoch refund nothing.
    */
   declare private epoch: number;
+  /**
+   * The last few reconfigurations, oldest first: how a charge made before one maps into the bucket after
+   * it, so a call in flight while learned limits are sharpened (limitedFetch) still gets its refund.
+   * `undefined` until the first (not set in the constructor: most buckets never change); a pause
+   * (`emptyAt`) clears them: charges made before it refund nothing.
+   */
+  declare private moves: BucketMove[] | undefined;
 
   constructor(unit: string, limit: number, interval: number, burst: number) {
     this.unit = unit;
@@ -146,7 +162,24 @@ export class TokenBucket implements RateBucket {
       }
       return;
     }
-    if (!(handle instanceof BucketCharge) || handle.epoch !== this.epoch) return;
+    if (!(handle instanceof BucketCharge)) return;
+    // A charge made before reconfigurations is brought into the current one: its unpaid part, in units
+    // ahead of each change, keeps its place in the stack (a part already paid maps to nothing
+    // refundable). Not across a pause (it clears the moves) nor too many changes back.
+    const moves = this.moves ?? [];
+    let index = moves.length - this.epoch + handle.epoch;
+    if (index < 0) return;
+    for (; index < moves.length; index++) {
+      const [at, limit, interval, refunded] = moves[index] as BucketMove;
+      // The scale after the move: the next move's, or the bucket's own when it was the last.
+      const [, nextLimit = this.limit, nextInterval = this.interval] = moves[index + 1] ?? [];
+      const ahead = (handle.top - (refunded - handle.refundedBefore) - at * limit) / interval;
+      handle.size = Math.min(handle.size / interval, ahead) * nextInterval;
+      handle.top = at * nextLimit + ahead * nextInterval;
+      // Refunds after the move count from here (`refunded` goes on across epochs, each in its own scale).
+      handle.refundedBefore = refunded;
+    }
+    handle.epoch = this.epoch;
     // Only the unpaid part comes back: what time has already refilled was given back once. (Regression:
     // the whole refund used to be credited, so a late settle let the next calls exceed the promise.)
     const top = handle.top - (this.refunded - handle.refundedBefore);
@@ -173,12 +206,16 @@ export class TokenBucket implements RateBucket {
     if (empty <= this.fullAtScaled) return;
     this.fullAtScaled = empty;
     this.epoch++;
+    this.moves = undefined;
   }
 
   reconfigure(limit: number, interval: number, burst: number, now: number): void {
     // Setting `limits` re-applies every limit (the HTTP wrapper does so when it learns one): the same
     // numbers change nothing, and must not cost the calls in flight their refunds.
     if (limit === this.limit && interval === this.interval && burst === this.burst) return;
+    // What is spent stays spent, in units ahead of now: a charge's place in the stack maps the same way.
+    const moves = (this.moves ??= []);
+    if (moves.push([now, this.limit, this.interval, this.refunded]) > MOVES_KEPT) moves.shift();
     this.epoch++;
     const spent = Math.max(0, this.fullAtScaled - now * this.limit) / this.interval;
     this.limit = limit;

@@ -458,9 +458,11 @@ export class RateLimiter implements Limiter<RateAcquireOptions> {
 
   /**
    * The rate limits. Settable at run time: a limit keeps what it has spent when its numbers change
-   * (matched by unit and algorithm, in order); a new limit starts full. Waiters whose cost can no longer
-   * ever be paid are rejected with a `RangeError`. A sliding window whose interval grows keeps only the
-   * charges still inside its old interval, so its promise holds for spans that start after the change.
+   * (matched by unit and algorithm, in order; a call in flight still gets its unused estimate back from a
+   * changed token bucket, up to 8 changes back and not across a pause); a new limit starts full.
+   * Waiters whose cost can no longer ever be paid are rejected with a `RangeError`. A sliding window
+   * whose interval grows keeps only the charges still inside its old interval, so its promise holds for
+   * spans that start after the change.
    */
   get limits(): readonly RateLimit[] {
     return this.limitConfigs.map((limit) => ({ ...limit }));

@@ -23,6 +23,7 @@ export type {
   KeyPoolOptions,
   KeyPoolStatistics,
   KeyRemoval,
+  KeyRemovedDiagnosticsEvent,
   KeyRemovedEvent,
   PoolKey,
   PoolKeyStatistics,

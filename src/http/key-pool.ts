@@ -6,6 +6,7 @@
  * server says it is spent (quota exhausted) or refused (401, 403).
  */
 import { describe } from "../core/describe.js";
+import { identityOf, keyRemovedChannel, type LimiterIdentity } from "../core/diagnostics.js";
 import type { Limiter } from "../core/limiter.js";
 import { normalizeCost } from "../core/rate-cost.js";
 import { estimateLlmCost } from "./cost.js";
@@ -64,6 +65,15 @@ export interface KeyRemovedEvent {
   readonly reason: NonRetryableError;
   /** The keys still in rotation. */
   readonly keysLeft: number;
+}
+
+/**
+ * A key out of rotation, on the `node:diagnostics_channel` channel `sluice:http.key.removed`: what
+ * `onKeyRemoved` hears, and the key's limiter.
+ */
+export interface KeyRemovedDiagnosticsEvent extends KeyRemovedEvent {
+  /** The key's limiter; `undefined` for a Limiter that is not sluice's own. */
+  readonly limiter: LimiterIdentity | undefined;
 }
 
 /** Options for {@link keyPoolFetch}: those of `limitedFetch`, applied to each key, and a few of the pool's own. */
@@ -407,6 +417,10 @@ class KeyPool {
     key.removedBecause = reason;
     key.fetch.stop(reason);
     const keysLeft = this.keys.filter((other) => other.removedBecause === undefined).length;
+    if (keyRemovedChannel.hasSubscribers) {
+      const event: KeyRemovedDiagnosticsEvent = { key: key.name, reason, keysLeft, limiter: identityOf(key.limiter) };
+      keyRemovedChannel.publish(event);
+    }
     const listener = this.options.onKeyRemoved;
     if (listener === undefined) return;
     try {

@@ -206,6 +206,8 @@ class RatePermit_ extends HeldPermit<void | Promise<void>> implements RedisRateP
   ends: number[] = [];
   /** @internal The limits it was charged in (the ones in force when it was admitted), matching `ends`. */
   buckets: readonly Bucket[] = [];
+  /** @internal Since when (server µs) its charges sit in `buckets`: its admission, or its last settlement. */
+  since = 0;
   constructor(
     weight: number,
     signal: AbortSignal,
@@ -428,8 +430,9 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
   /**
    * The rate limits, the same in every process sharing this limiter once one has set them. Settable at
    * run time, as `RateLimiter.limits` (limitedFetch sets them when it learns limits from headers): a
-   * limit keeps what it has spent when its numbers change (matched by unit, in order); a new limit starts
-   * full; waiters whose cost can no longer ever be paid are rejected with a `RangeError`.
+   * limit keeps what it has spent when its numbers change (matched by unit, in order; a call in flight
+   * still gets its unused estimate back when it settles, following its charge through the last 32 changes);
+   * a new limit starts full; waiters whose cost can no longer ever be paid are rejected with a `RangeError`.
    *
    * Across processes: the limits set are stored in Redis with the next acquire of this process, and from
    * then on every process sharing the limiter admits with them (a process that still has others is
@@ -819,6 +822,7 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     if (answer !== undefined) {
       permit.ends = answer.reply.slice(3);
       permit.buckets = answer.buckets;
+      permit.since = answer.reply[1] as number;
     }
     return permit;
   }
@@ -901,23 +905,37 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     }
     if (deltas.size === 0 || !charged) return;
     // Settled in the limits in force, which may have changed since the call was charged (set here or
-    // elsewhere). A limit still the same (its field) settles as charged. One whose numbers changed was
-    // carried over into the new limit with this call's charge counted as spent: an overrun is charged to
-    // the new one (charged to the old, it would go unseen), and a refund is kept — where the charge sits
-    // in the new bucket is not known, and keeping it never overspends.
+    // elsewhere). A limit still the same (its field) settles as charged. One whose numbers changed (its
+    // unit's field differs) was carried over into the new limit with this call's charge counted as
+    // spent: an overrun is charged to the new one (charged to the old, it would go unseen), and a refund
+    // follows the charge to where the change moved it (RATE_SETTLE), or is kept if that is not known.
+    // Learned limits change often in a run's first seconds: keeping every refund then lost throughput.
     const current = this.config.buckets;
     const was = new Map(permit.buckets.map((bucket, index) => [bucket.field, permit.ends[index] ?? 0]));
-    const ends = current.map((bucket) => was.get(bucket.field) ?? 0);
-    const changes = current.map((bucket): [Bucket, number] => {
+    const byUnit = new Map(permit.buckets.map((bucket, index) => [bucket.unit, index]));
+    let moved = false;
+    const from = current.map((bucket) => {
+      const index = was.has(bucket.field) ? undefined : byUnit.get(bucket.unit);
+      if (index === undefined) return "";
+      moved = true;
+      return (permit.buckets[index] as Bucket).field;
+    });
+    const ends = current.map((bucket, index) =>
+      from[index] === "" ? (was.get(bucket.field) ?? 0) : (permit.ends[byUnit.get(bucket.unit) as number] ?? 0),
+    );
+    const changes = current.map((bucket, index): [Bucket, number] => {
       const delta = deltas.get(bucket.unit) ?? 0;
-      return [bucket, was.has(bucket.field) ? delta : Math.max(0, delta)];
+      return [bucket, was.has(bucket.field) || from[index] !== "" ? delta : Math.max(0, delta)];
     });
     if (changes.every(([, delta]) => delta === 0)) return;
-    this.call(scripts.settle, 0, changes, "settle", undefined, ends).then(
+    const following = moved ? [...from, permit.since] : undefined;
+    this.call(scripts.settle, 0, changes, "settle", undefined, ends, following).then(
       (reply) => {
         // Where the call's charge ends now, for the next settlement's refund.
-        permit.ends = (reply as number[]).slice(1);
+        const answer = reply as number[];
+        permit.ends = answer.slice(1, 1 + current.length);
         permit.buckets = current;
+        permit.since = answer[1 + current.length] as number;
         this.restart();
       },
       () => undefined,
@@ -957,7 +975,10 @@ export class RedisRateLimiter implements Limiter<RateAcquireOptions> {
     onLate?: (value: unknown) => void,
     /** Per limit, the end of the call's charge (settlements); 0 where not given. */
     ends: readonly number[] = [],
-    /** An acquire's limits: the generation, install, count and previous fields (see RATE_ACQUIRE). */
+    /**
+     * An acquire's limits (the generation, install, count and previous fields, see RATE_ACQUIRE), or a
+     * settlement's moved charges (see RATE_SETTLE): arguments after the limits, with the limits' key.
+     */
     limitsArguments?: readonly (string | number)[],
   ): Promise<unknown> {
     const args: (string | number)[] = [first, limits.length];

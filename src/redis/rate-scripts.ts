@@ -32,6 +32,9 @@
  * would then see more than the limit allows. So a refund is at most `end - now`.
  */
 
+/** How many moves of a charge (limits changed at run time) RATE_ACQUIRE remembers for RATE_SETTLE. */
+const MOVES_KEPT = 32;
+
 const PRELUDE = `
 local key = KEYS[1]
 local t = redis.call('TIME')
@@ -92,7 +95,7 @@ if installed then
   local old = {}
   if generation > 0 then old = cjson.decode(stored[2])
   else for j = 1, tonumber(ARGV[base + 4]) do old[j] = ARGV[base + 4 + j] end end
-  local used, mine, kept = {}, {}, {}
+  local used, mine, kept, moved = {}, {}, {}, {}
   for i = 1, k do
     mine[i] = field(i)
     kept[field(i)] = true
@@ -106,7 +109,10 @@ if installed then
         if previous ~= field(i) then
           local tat = tonumber(redis.call('HGET', KEYS[1], previous)) or 0
           local spent = math.max(0, tat - now) / (tonumber(interval) * 1000 / tonumber(limit))
-          if spent > 0 then tats[i] = math.max(tats[i], now + spent * num(i, 2)) end
+          if spent > 0 then
+            tats[i] = math.max(tats[i], now + spent * num(i, 2))
+            moved[#moved + 1] = {previous, field(i), string.format('%.0f', now)}
+          end
         end
         break
       end
@@ -117,6 +123,19 @@ if installed then
   end
   if install then generation = math.max(generation, seen) + 1 else generation = seen end
   redis.call('HSET', KEYS[2], 'generation', generation, 'fields', k > 0 and cjson.encode(mine) or '[]')
+  if #moved > 0 then
+    -- Where the charges went, so calls in flight still get their refunds (RATE_SETTLE): the last
+    -- MOVES_KEPT moves, and the time of the newest one dropped (a call admitted before it cannot follow).
+    local kept_moves = redis.call('HMGET', KEYS[2], 'moves', 'dropped')
+    local moves = kept_moves[1] and cjson.decode(kept_moves[1]) or {}
+    local dropped = kept_moves[2] or '0'
+    for _, move in ipairs(moved) do moves[#moves + 1] = move end
+    while #moves > ${MOVES_KEPT} do
+      dropped = moves[1][3]
+      table.remove(moves, 1)
+    end
+    redis.call('HSET', KEYS[2], 'moves', cjson.encode(moves), 'dropped', dropped)
+  end
   redis.call('PEXPIRE', KEYS[2], 86400000)
 elseif generation > seen then
   local reply = {2, generation}
@@ -152,13 +171,54 @@ return reply
 /**
  * Per limit: field, T, tau, delta, end (the end of the call's charge in the bucket). Positive delta:
  * charge the extra at the bucket's end, a bucket may go into debt; negative: refund what of the call's
- * charge is still ahead, at most `end - now` (see above). Returns `{1, end...}`: per limit, the end of the
- * call's charge after this settlement.
+ * charge is still ahead, at most `end - now` (see above). Returns `{1, end..., now}`: per limit, the end of
+ * the call's charge after this settlement, then the server time.
+ *
+ * With KEYS 2 (the limits set at run time), ARGV after the limits: per limit, the field the call was
+ * charged in when it is not that limit's ('' otherwise), then since when (server µs) the charge has sat
+ * there. Its end is then followed through the moves RATE_ACQUIRE recorded when the limits changed: a move
+ * carries the spent units ahead of its time into the new field at the new T, so the charge's end maps
+ * the same way, and the refund gives back only what is still ahead of it. A charge whose moves are not
+ * all known (dropped, Redis lost them) refunds nothing: the safe side.
  */
 export const RATE_SETTLE = `${PRELUDE}
+local base = 2 + n * 5
+local moves, dropped
+local function per_unit(name)
+  local limit, interval = string.match(name, '^tat:.+:([^:]+)/([^:]+):[^:]+$')
+  return tonumber(interval) * 1000 / tonumber(limit)
+end
+-- The end of a charge made in field 'from' (since 'since'), as it sits now in field i; 0 if unknown.
+local function follow(i, from, since, ends)
+  if moves == nil then
+    local stored = redis.call('HMGET', KEYS[2], 'moves', 'dropped')
+    moves = stored[1] and cjson.decode(stored[1]) or {}
+    dropped = tonumber(stored[2]) or 0
+  end
+  if since <= dropped then return 0 end
+  for _ = 1, #moves do
+    if from == field(i) then return ends end
+    local found
+    -- Moves are in time order: the first one out of 'from' after 'since' is the one that moved it.
+    for _, move in ipairs(moves) do
+      if move[1] == from and tonumber(move[3]) >= since then
+        found = move
+        break
+      end
+    end
+    if found == nil then return 0 end
+    local at = tonumber(found[3])
+    ends = at + math.max(0, ends - at) * per_unit(found[2]) / per_unit(from)
+    from, since = found[2], at
+  end
+  if from == field(i) then return ends end
+  return 0
+end
 local reply = {1}
 for i = 1, n do
   local delta, ends = num(i, 4), num(i, 5)
+  local from = ARGV[base + i]
+  if from ~= nil and from ~= '' then ends = follow(i, from, tonumber(ARGV[base + n + 1]), ends) end
   if delta > 0 then
     tats[i] = math.max(tats[i], now) + delta * num(i, 2)
     ends = tats[i]
@@ -169,6 +229,7 @@ for i = 1, n do
   end
   reply[i + 1] = ends
 end
+reply[n + 2] = now
 save()
 return reply
 `;

@@ -3,11 +3,13 @@
  * that answers at once (no server, no clock); the removal tests run against the mock provider with
  * per-key limits, whose own record says which key each request carried.
  */
+import diagnostics from "node:diagnostics_channel";
 import fc from "fast-check";
-import { RateLimiter } from "sluice";
+import { identityOf, RateLimiter } from "sluice";
 import {
   type FetchFunction,
   KeyRejectedError,
+  type KeyRemovedDiagnosticsEvent,
   type KeyRemovedEvent,
   keyPoolFetch,
   NoKeysLeftError,
@@ -258,21 +260,32 @@ describe("keyPoolFetch: keys out of rotation", () => {
   it("takes a key the server refuses (401) out of rotation and sends its calls with the others", async () => {
     const server = await start({ keys: { "sk-b": {}, "sk-c": {} } });
     const removed: KeyRemovedEvent[] = [];
+    const published: KeyRemovedDiagnosticsEvent[] = [];
+    const subscriber = (message: unknown) => published.push(message as KeyRemovedDiagnosticsEvent);
+    diagnostics.subscribe("sluice:http.key.removed", subscriber);
+    const limiters = ["sk-revoked", "sk-b", "sk-c"].map((apiKey) => new RateLimiter({ name: apiKey, concurrency: 4 }));
     const pooled = keyPoolFetch(
-      ["sk-revoked", "sk-b", "sk-c"].map((apiKey) => ({ apiKey })),
+      ["sk-revoked", "sk-b", "sk-c"].map((apiKey, index) => ({ apiKey, limiter: limiters[index] as RateLimiter })),
       {
         ...FAST,
         onKeyRemoved: (event) => removed.push(event),
       },
     );
-    const statuses = await Promise.all(
-      Array.from({ length: 30 }, (_, i) => chat(pooled, server.url, i).then((response) => response.status)),
-    );
-    expect(statuses.every((status) => status === 200)).toBe(true);
+    try {
+      const statuses = await Promise.all(
+        Array.from({ length: 30 }, (_, i) => chat(pooled, server.url, i).then((response) => response.status)),
+      );
+      expect(statuses.every((status) => status === 200)).toBe(true);
+    } finally {
+      diagnostics.unsubscribe("sluice:http.key.removed", subscriber);
+    }
     expect(removed.map((event) => event.key)).toEqual(["key 1 (sk-...)"]);
     expect(removed[0]?.reason).toBeInstanceOf(KeyRejectedError);
     expect(removed[0]?.reason.response?.status).toBe(401);
     expect(server.requests.filter((record) => record.outcome === "unauthorized").length).toBeGreaterThanOrEqual(1);
+    // The same removal on the diagnostics channel, once, with the key's limiter.
+    expect(published).toEqual([{ ...removed[0], limiter: identityOf(limiters[0]) }]);
+    expect(published[0]?.limiter?.name).toBe("sk-revoked");
   });
 
   it("rejects with NoKeysLeftError naming why each key left once every key is out", async () => {

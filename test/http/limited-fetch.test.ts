@@ -132,6 +132,28 @@ describe("limitedFetch: pacing from the limiter", () => {
     expect(limiter.limits).toHaveLength(2);
   });
 
+  it("sharpens a learned interval by more than half a percent, not only by 3% (a 2% slower limit stayed for good)", async () => {
+    // The server's answers, one per call: half the bucket used, full again in `reset`.
+    const resets = ["1.1s", "1.078s", "1.075s"];
+    const fake: FetchFunction = async () =>
+      new Response("{}", {
+        headers: {
+          "x-ratelimit-limit-requests": "100",
+          "x-ratelimit-remaining-requests": "49",
+          "x-ratelimit-reset-requests": resets.shift() ?? "1.1s",
+        },
+      });
+    const limiter = new RateLimiter({});
+    const fetch = limitedFetch(limiter, { fetch: fake });
+    const intervals: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      await (await fetch("https://api.example/v1/x")).arrayBuffer();
+      intervals.push(Number(limiter.limits[0]?.interval));
+    }
+    // 100 × 1,100 ms / 50 used, then 2% sharper (taken), then 0.3% sharper (not worth a change).
+    expect(intervals).toEqual([2_200, 2_156, 2_156]);
+  });
+
   it("learns from Anthropic's RFC 3339 reset headers too", async () => {
     const server = await start({ requestsPerMinute: 50, minute: "1s" });
     const limiter = new RateLimiter({});

@@ -600,6 +600,14 @@ describe("RateLimiter: observe", () => {
   });
 });
 
+/** A limiter of 1,000 tokens per second on the fake clock; `tokens(interval)` is its limit at another interval. */
+function tokensPerSecond() {
+  const clock = new FakeClock();
+  const tokens = (interval: number) => [{ limit: 1_000, interval, unit: "tokens" }];
+  const limiter = new RateLimiter({ limits: tokens(1_000), clock });
+  return { clock, limiter, tokens, left: () => limiter.statistics().remaining["tokens"] as number };
+}
+
 describe("RateLimiter: run-time changes", () => {
   it("raising concurrency wakes waiters; lowering it below a waiter's weight rejects that waiter", async () => {
     const clock = new FakeClock();
@@ -630,6 +638,54 @@ describe("RateLimiter: run-time changes", () => {
     expect(limiter.statistics().remaining).toEqual({ requests: 8 });
     limiter.limits = [{ limit: 20, interval: 1_000, burst: 5 }];
     expect(limiter.statistics().remaining).toEqual({ requests: -7 });
+  });
+
+  it("a call in flight while its limit changes (learned limits sharpening) still gets its unpaid estimate back", async () => {
+    const { clock, limiter, tokens, left } = tokensPerSecond();
+    // Two estimates of 500 and 300 stacked at 0; 600 ms refill the first and 100 of the second.
+    const first = await limiter.acquire({ cost: { tokens: 500 } });
+    const second = await limiter.acquire({ cost: { tokens: 300 } });
+    clock.advance(600);
+    // 200 units still ahead, at a tenth of the rate now, then at a fifth: they stay 200 ahead.
+    limiter.limits = tokens(10_000);
+    limiter.limits = tokens(5_000);
+    expect(left()).toBe(800);
+    // The first estimate was paid back by time before the change: nothing of it comes back.
+    first.settle({ tokens: 0 });
+    expect(left()).toBe(800);
+    // The second's unpaid 200 come back in the new bucket (they used to be kept: spent for good), but
+    // no more: settled at 0 after 200, its last 100 were paid back by time already.
+    second.settle({ tokens: 200 });
+    expect(left()).toBe(900);
+    second.settle({ tokens: 0 });
+    expect(left()).toBe(1_000);
+    clock.advance(1_000);
+    // 200 charged now, of which the bucket refills 100 (at 1,000 per 5 s) before the limit changes again.
+    const third = await limiter.acquire({ cost: { tokens: 200 } });
+    clock.advance(500);
+    limiter.limits = tokens(1_000);
+    expect(left()).toBe(900);
+    third.settle({ tokens: 0 });
+    expect(left()).toBe(1_000);
+    for (const permit of [first, second, third]) permit.release();
+  });
+
+  it("a refund does not follow a charge across a pause, nor across more changes than the bucket remembers", async () => {
+    const { clock, limiter, tokens, left } = tokensPerSecond();
+    const paused = await limiter.acquire({ cost: { tokens: 500 } });
+    limiter.limits = tokens(2_000);
+    limiter.pause(100);
+    // A pause empties the bucket until it ends (-50 now); the charge made before it refunds nothing.
+    expect(left()).toBe(-50);
+    paused.settle({ tokens: 0 });
+    expect(left()).toBe(-50);
+    clock.advance(2_100);
+    const old = await limiter.acquire({ cost: { tokens: 500 } });
+    for (let change = 1; change <= 9; change++) limiter.limits = tokens(2_000 + change);
+    const spent = 1_000 - left();
+    old.settle({ tokens: 0 });
+    expect(1_000 - left()).toBe(spent);
+    for (const permit of [paused, old]) permit.release();
   });
 
   it("a limit change that makes a queued cost impossible rejects it; a new limit starts full", async () => {
