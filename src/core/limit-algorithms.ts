@@ -206,8 +206,10 @@ export interface VegasOptions {
  * service from the unloaded latency (`noLoad`) and the current one, `queue = limit × (1 − noLoad /
  * latency)`, and with `step = max(1, floor(log10(limit)))`, `beta = max(0.5, tolerance × limit)` and
  * `alpha = beta / 2`: grows by `6 × step` while there is no queue, by `step` while the queue is under
- * `alpha`, shrinks when it is over `beta` by more than twice the noise, or by more than the noise twice
- * running (by half the excess, at least `step`), multiplies by 0.9 on a drop, and otherwise holds.
+ * `alpha` (into a level where a probe found a queue only after a wait), shrinks when it is over `beta` by
+ * more than twice the noise, or by more than the noise twice running (by half the excess, at least `step`;
+ * to `limit × noLoad / latency` after two windows at 1.5× `noLoad`), multiplies by 0.9 on a drop, and
+ * otherwise holds.
  *
  * Where it departs from Netflix's (per-sample) version, each for a cause measured against an overloaded
  * service (`test/core/adaptive-convergence.test.ts`, a simulation; `bench/adaptive.mjs`):
