@@ -242,15 +242,16 @@ export interface VegasOptions {
  * - **A probe that found a queue is not repeated at once.** Growing by `step` into a level where the next
  *   windows show a queue, then shrinking back, then growing again, held the limit half the time one call
  *   over the right one (17, 18, 17, 18 for C = 16 on the benchmark): p99 1.6× unloaded. Now, once such a
- *   probe has found a queue, growing back into that level waits 8 windows, then 16, up to 32 (about 1.5 s
- *   at C = 16), as BBR probes for more bandwidth one round trip in eight; past that level (C rose), the
- *   wait is forgotten. Only on a client that can tell one queued call (noise under a call): on a noisy one,
- *   each shrink is as likely noise, and the waits would ratchet the limit down.
+ *   probe has found a queue, growing back into that level waits 8 windows, then 16, up to 32 (2-3 s at
+ *   C = 16), as BBR probes for more bandwidth one round trip in eight; past that level (C rose), the wait
+ *   is forgotten. Only on a client whose latency noise is under `tolerance` (5%): on a noisier one, each
+ *   shrink is as likely noise, and the waits would ratchet the limit down.
  * - **A service that lost capacity is followed in two windows.** When two windows running have a mean
  *   latency 1.5× the unloaded one or more (a third of the limit queued: not one stall of the client's, which
  *   delays one window), the limit goes at once to what the service serves without a queue, by Little's law
  *   `limit × noLoad / mean` (at most halving it), as Gradient2's gradient would; otherwise a shrink takes
- *   half the excess. C 16 → 8 took the limit 17, 13, 10, 9 over four decisions, now 17, 13, 8.
+ *   half the excess. C 16 → 8 took the limit 17, 13, 10, 9 over four decisions, now 17, 13, 8. Also
+ *   only on a client whose noise is under `tolerance`.
  * - **No `smoothing`** (Netflix's default, 1, is none): a decision per round trip needs none.
  */
 export function vegas(options: VegasOptions = {}): LimitAlgorithm {
@@ -393,7 +394,8 @@ export function vegas(options: VegasOptions = {}): LimitAlgorithm {
       }
       // A queue under the noise less beta could be none: grow, or a noisy client never would.
       if (queue > 0 && queue >= Math.max(alpha, noise - beta)) return change(limit, limit);
-      const next = limit + (queued ? 1 : 6) * step;
+      // Slow start (6 × step) only on no queue at all and until a queue is first seen, as before.
+      const next = limit + (queue <= 0 && !queued ? 6 : 1) * step;
       // Into the level where the last probe found a queue: only once the hold is over (hold is 0 while
       // there is no ceiling). Past it, the service took more than at that probe (C rose): forgotten.
       if (Math.floor(next) >= ceiling) {
