@@ -19,6 +19,11 @@
 //   node bench/adaptive.mjs --clients vegas,best  some clients (rows whose name contains a word)
 //   ADAPTIVE_TRACE=/tmp/trace node bench/adaptive.mjs   also writes each adaptive run's changes of the
 //     limit (when, the sample that moved it, the algorithm's estimates) to /tmp/trace-ALGORITHM-SCENARIO.json
+//   node bench/adaptive.mjs --tail     also the service's p95 and the share of calls over 1.25x and 1.5x
+//     the unloaded latency (what a p99 is made of)
+//   node bench/adaptive.mjs --static 17,18    more static limits (no window), e.g. one or two over C
+//   ADAPTIVE_COMPARE=/tmp/old.mjs node bench/adaptive.mjs   also a row for that module's `vegas()` (another
+//     version, bundled with esbuild), to compare two versions in the same minutes of a loaded machine
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -44,8 +49,11 @@ if (process.argv[2] === "--server") {
       const latency = (record) => record.endedAt - record.arrivedAt;
       const ok = server.requests.filter((record) => record.outcome === "ok");
       const unloaded = quantile(ok.slice(0, UNLOADED).map(latency), 0.5);
-      const p99 = quantile(ok.slice(UNLOADED).map(latency), 0.99);
-      console.log(JSON.stringify({ p99, unloaded }));
+      const loaded = ok.slice(UNLOADED).map(latency);
+      const p99 = quantile(loaded, 0.99);
+      const over = (factor) => loaded.filter((value) => value > factor * unloaded).length / Math.max(1, loaded.length);
+      const tail = { p90: quantile(loaded, 0.9), p95: quantile(loaded, 0.95), over125: over(1.25), over15: over(1.5) };
+      console.log(JSON.stringify({ p99, unloaded, tail }));
     }
     if (command === "quit") break;
   }
@@ -58,6 +66,10 @@ const onlyIndex = process.argv.indexOf("--only");
 const only = onlyIndex === -1 ? undefined : process.argv[onlyIndex + 1].split(",");
 const clientsIndex = process.argv.indexOf("--clients");
 const clients = clientsIndex === -1 ? undefined : process.argv[clientsIndex + 1].split(",");
+const staticIndex = process.argv.indexOf("--static");
+const extraStatic = staticIndex === -1 ? [] : process.argv[staticIndex + 1].split(",").map(Number);
+const showTail = process.argv.includes("--tail");
+const compare = process.env.ADAPTIVE_COMPARE && (await import(process.env.ADAPTIVE_COMPARE)).vegas;
 const RUN_MS = quick ? 4_000 : 20_000;
 const BIN_MS = 500;
 
@@ -91,6 +103,11 @@ const SETUPS = [
   { name: "auto (vegas, the default)", ceiling: 1000, algorithm: "vegas" },
   { name: "auto (gradient)", ceiling: 1000, algorithm: "gradient" },
   { name: "auto (aimd)", ceiling: 1000, algorithm: "aimd" },
+  // ADAPTIVE_COMPARE=file.mjs: that module's `vegas()` too (say, the last release's, built with esbuild), to
+  // compare two versions in the same minutes of a machine whose load moves.
+  ...(compare === undefined ? [] : [{ name: "auto (vegas from ADAPTIVE_COMPARE)", ceiling: 1000, algorithm: compare }]),
+  // `--static 17,18`: more static limits (no window under them), to see what a limit a call or two over C costs.
+  ...extraStatic.map((limit) => ({ name: `static ${limit} (extra)`, ceiling: limit, concurrency: false })),
 ];
 
 const SCENARIOS = {
@@ -114,7 +131,10 @@ async function run(setup, scenario) {
   const window =
     setup.algorithm === undefined
       ? setup.concurrency
-      : new AdaptiveLimiter({ max: setup.ceiling, algorithm: setup.algorithm });
+      : new AdaptiveLimiter({
+          max: setup.ceiling,
+          algorithm: typeof setup.algorithm === "function" ? setup.algorithm() : setup.algorithm,
+        });
   const trace = [];
   const traceStart = performance.now();
   if (process.env.ADAPTIVE_TRACE && window instanceof AdaptiveLimiter) {
@@ -160,13 +180,14 @@ async function run(setup, scenario) {
   clearInterval(sampler);
   for (const change of changes) clearTimeout(change);
   const statistics = fetch.statistics();
-  const { p99, unloaded } = await service.ask("stats");
+  const { p99, unloaded, tail } = await service.ask("stats");
   await service.close();
   if (process.env.ADAPTIVE_TRACE && trace.length > 0) {
     const { writeFileSync } = await import("node:fs");
-    writeFileSync(`${process.env.ADAPTIVE_TRACE}-${setup.algorithm}-${scenario}.json`, JSON.stringify(trace));
+    const algorithm = typeof setup.algorithm === "function" ? "compare" : setup.algorithm;
+    writeFileSync(`${process.env.ADAPTIVE_TRACE}-${algorithm}-${scenario}.json`, JSON.stringify(trace));
   }
-  return { served, bins, limits, statistics, p99, unloaded };
+  return { served, bins, limits, statistics, p99, unloaded, tail };
 }
 
 /** The optimum served per bin at time `at` (ms from start). */
@@ -227,6 +248,11 @@ for (const scenario of Object.keys(SCENARIOS)) {
       "throughput % of optimum": (result.served / optimum) * 100,
       "refused %": ((statuses[503] ?? 0) / Math.max(1, attempts)) * 100,
       "p99 / unloaded": result.p99 / result.unloaded,
+      ...(showTail && {
+        "p95 / unloaded": result.tail.p95 / result.unloaded,
+        "% over 1.25x": result.tail.over125 * 100,
+        "% over 1.5x": result.tail.over15 * 100,
+      }),
       "limit at the end: mean (range)": describeLimits(result.limits, scenario),
       "throughput back to 90% of optimum after the change": recovery(scenario, result.bins),
       "limit within ±20% of the new C after": convergence(scenario, result.limits),

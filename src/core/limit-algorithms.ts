@@ -166,6 +166,22 @@ const MIN_WINDOW = 8;
 const WINDOW_ROUND_TRIPS = 2;
 /** The least standing queue Vegas accepts, in calls: at a small limit, `tolerance × limit` is under one. */
 const LEAST_QUEUE = 0.5;
+/**
+ * The windows with room (that would have grown the limit) Vegas waits before probing again a level where a
+ * probe found a queue: at first, and at most (doubling in between). Each probe queues a call or two at the
+ * service: on the benchmark machine, a static limit of 17 or 18 for C = 16 put 2-4% of the calls over 1.5×
+ * the unloaded latency (16: 0.1%), so probing every other window (the second revision: 17, 18, 17, 18)
+ * held the p99 at 1.6×. At most 32 windows (2-3 s at C = 16, 20 ms) between probes, so a rise of C is
+ * still found within a few seconds.
+ */
+const FIRST_HOLD = 8;
+const LONGEST_HOLD = 32;
+/**
+ * A window whose mean latency is this many times the unloaded one is far over: a third of the limit queued.
+ * Two running, and Vegas cuts to what the service serves (see `vegas`). At 2×, the second window after C
+ * halves (1.5-1.6×) did not count, and the cut came no sooner than half the excess.
+ */
+const FAR = 1.5;
 
 /** Options of {@link vegas}. */
 export interface VegasOptions {
@@ -190,8 +206,10 @@ export interface VegasOptions {
  * service from the unloaded latency (`noLoad`) and the current one, `queue = limit × (1 − noLoad /
  * latency)`, and with `step = max(1, floor(log10(limit)))`, `beta = max(0.5, tolerance × limit)` and
  * `alpha = beta / 2`: grows by `6 × step` while there is no queue, by `step` while the queue is under
- * `alpha`, shrinks when it is over `beta` by more than twice the noise, or by more than the noise twice
- * running (by half the excess, at least `step`), multiplies by 0.9 on a drop, and otherwise holds.
+ * `alpha` (into a level where a probe found a queue only after a wait), shrinks when it is over `beta` by
+ * more than twice the noise, or by more than the noise twice running (by half the excess, at least `step`;
+ * to `limit × noLoad / latency` after two windows at 1.5× `noLoad`), multiplies by 0.9 on a drop, and
+ * otherwise holds.
  *
  * Where it departs from Netflix's (per-sample) version, each for a cause measured against an overloaded
  * service (`test/core/adaptive-convergence.test.ts`, a simulation; `bench/adaptive.mjs`):
@@ -221,6 +239,19 @@ export interface VegasOptions {
  * - **A drop acts at once and multiplies the limit by 0.9** (then waits for what was in flight), where
  *   Netflix's subtracts `step`: a refusal means the service's queue overflowed, and each call sent
  *   before the limit moves would be refused too.
+ * - **A probe that found a queue is not repeated at once.** Growing by `step` into a level where the next
+ *   windows show a queue, then shrinking back, then growing again, held the limit half the time one call
+ *   over the right one (17, 18, 17, 18 for C = 16 on the benchmark): p99 1.6× unloaded. Now, once such a
+ *   probe has found a queue, growing back into that level waits 8 windows, then 16, up to 32 (2-3 s at
+ *   C = 16), as BBR probes for more bandwidth one round trip in eight; past that level (C rose), the wait
+ *   is forgotten. Only on a client whose latency noise is under `tolerance` (5%): on a noisier one, each
+ *   shrink is as likely noise, and the waits would ratchet the limit down.
+ * - **A service that lost capacity is followed in two windows.** When two windows running have a mean
+ *   latency 1.5× the unloaded one or more (a third of the limit queued: not one stall of the client's, which
+ *   delays one window), the limit goes at once to what the service serves without a queue, by Little's law
+ *   `limit × noLoad / mean` (at most halving it), as Gradient2's gradient would; otherwise a shrink takes
+ *   half the excess. C 16 → 8 took the limit 17, 13, 10, 9 over four decisions, now 17, 13, 8. Also
+ *   only on a client whose noise is under `tolerance`.
  * - **No `smoothing`** (Netflix's default, 1, is none): a decision per round trip needs none.
  */
 export function vegas(options: VegasOptions = {}): LimitAlgorithm {
@@ -251,6 +282,18 @@ export function vegas(options: VegasOptions = {}): LimitAlgorithm {
   let drift = 0;
   /** The calls in flight besides the one that gave the last sample. */
   let others = 0;
+  /** How many decided windows running had a mean `FAR` times the unloaded latency or more. */
+  let farRun = 0;
+  /**
+   * The (rounded) limit at which the last probe found a queue, 0 if none: growing into it waits `hold`
+   * more windows, and each probe that finds a queue there again doubles the wait (`holdLength`), up to
+   * `LONGEST_HOLD`.
+   */
+  let ceiling = 0;
+  /** The (rounded) limit the last growth reached: a shrink from there means that probe found a queue. */
+  let grownTo = 0;
+  let hold = 0;
+  let holdLength = 0;
 
   /** Moves the limit to `next`, starting a new window; if its floor changes, what is in flight is skipped. */
   const change = (limit: number, next: number): number => {
@@ -320,20 +363,50 @@ export function vegas(options: VegasOptions = {}): LimitAlgorithm {
       over = queue > beta + noise;
       const shrink = queue > beta + 2 * noise || (over && wasOver);
       queued ||= shrink;
-      return change(
-        limit,
-        queue <= 0
-          ? limit + (queued ? 1 : 6) * step
-          : // A queue under the noise less beta could be none: grow, or a noisy client never would.
-            queue < Math.max(alpha, noise - beta)
-            ? limit + step
-            : // Half the excess (less the noise) per decision: the whole of it answered a client's own stall,
-              // which looks like a queue of half the limit, by a limit far under C (simulated: a busy
-              // client at 75% of the right static limit's throughput).
-              shrink
-              ? limit - Math.max(step, (queue - beta - noise) / 2)
-              : limit,
-      );
+      farRun = mean >= FAR * noLoad ? farRun + 1 : 0;
+      const level = Math.floor(limit);
+      // Whether this client's noise is under the queue Vegas accepts (`tolerance`: latency 5% over the
+      // unloaded): the two moves below need it. Counted in calls (noise < 1), a small limit always passed
+      // — one call is much of it — and on a loaded machine (load 10) stalls read as failed probes and
+      // cuts at limits of 4-8 and held it there: the limit at 7.7 for C = 16 (bench, 2026-12-07 20:43).
+      const sharp = noise < tolerance * limit;
+      if (shrink) {
+        // A growth that found a queue was a failed probe: the level it reached is the ceiling, and growing
+        // back into it waits (see FIRST_HOLD). Only a probe's: every shrink's would ratchet a noisy client
+        // down (each shrink a ceiling a step lower; simulated, a client with 40 ms stalls fell to 30%).
+        if (level === grownTo && sharp) {
+          hold = holdLength = level === ceiling ? Math.min(LONGEST_HOLD, holdLength * 2) : FIRST_HOLD;
+          ceiling = level;
+        }
+        return change(
+          limit,
+          farRun > 1 && sharp
+            ? // Two windows running at 1.5x the unloaded latency or more: not a stall of the client's
+              // (that delays one window), but a service that lost capacity. What it serves without a
+              // queue is, by Little's law, limit × noLoad / mean: go there at once, at most halving (C 16
+              // -> 8: 17 -> 13 on the first window, 8-9 on the second), as Gradient2's gradient would.
+              Math.max(limit / 2, (limit * noLoad) / mean)
+            : // Half the excess (less the noise) per decision: the whole of it answered a client's own
+              // stall, which looks like a queue of half the limit, by a limit far under C (simulated: a
+              // busy client at 75% of the right static limit's throughput).
+              limit - Math.max(step, (queue - beta - noise) / 2),
+        );
+      }
+      // A queue under the noise less beta could be none: grow, or a noisy client never would.
+      if (queue > 0 && queue >= Math.max(alpha, noise - beta)) return change(limit, limit);
+      // Slow start (6 × step) only on no queue at all and until a queue is first seen, as before.
+      const next = limit + (queue <= 0 && !queued ? 6 : 1) * step;
+      // Into the level where the last probe found a queue: only once the hold is over (hold is 0 while
+      // there is no ceiling). Past it, the service took more than at that probe (C rose): forgotten.
+      if (Math.floor(next) >= ceiling) {
+        if (hold > 0) {
+          hold--;
+          return change(limit, limit);
+        }
+        if (level >= ceiling) ceiling = holdLength = 0;
+      }
+      grownTo = Math.floor(next);
+      return change(limit, next);
     },
     estimates: () => ({ noLoadLatency: noLoad, queue, noise: Math.sqrt(drift) }),
   };
