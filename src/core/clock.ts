@@ -91,7 +91,7 @@ export const systemClock: Clock = {
     if (ms > MAX_TIMER_DELAY) return new LongTimer(callback, ms);
     // A deadline already passed comes as a negative delay: Node 24 warns about each one
     // (TimeoutNegativeWarning), and every runtime treats it as 0 anyway.
-    return globalThis.setTimeout(callback, ms > 0 ? ms : 0);
+    return globalThis.setTimeout(callback, Math.max(ms, 0));
   },
   clearTimeout(handle) {
     if (handle instanceof LongTimer) globalThis.clearTimeout(handle.handle);
