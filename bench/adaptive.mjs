@@ -9,7 +9,8 @@
 // Three scenarios: steady (C = 16), a drop (C 16 -> 8 at a third of the run), a rise (C 16 -> 32 at a third).
 // Each row: throughput as a % of the optimum (C / 20 ms, per phase), refused attempts, the server-side
 // p99 latency as a multiple of the unloaded latency (the median of 30 requests sent one at a time before
-// the run), the limit's mean and range over the last half of the run (after the change), and for the
+// the run) — for a drop or a rise also over the requests that arrived from 2 s after the change, when
+// the issue wants its bounds back —, the limit's mean and range over the last half of the run (after the change), and for the
 // changes how long until the throughput (in 500 ms bins) is back to 90% of the new optimum, and until the
 // limit is within ±20% of the new C for a second.
 //
@@ -36,14 +37,21 @@ const SERVICE_MS = 20;
 const C = 16;
 const CALLERS = 256;
 const UNLOADED = 30;
+/** How long after a change of C the issue allows before its bounds hold again ("within 2 s"). */
+const SETTLE_MS = 2_000;
 
 if (process.argv[2] === "--server") {
   // The child: the overloaded service; reads "capacity N" and "stats" on stdin.
   const server = await startMockServer({ latency: SERVICE_MS, overload: { capacity: C, queue: C } });
   console.log(server.url);
+  let changedAt;
   for await (const line of createInterface({ input: process.stdin })) {
     const [command, value] = line.split(" ");
-    if (command === "capacity") server.overload.capacity = Number(value);
+    if (command === "capacity") {
+      server.overload.capacity = Number(value);
+      // The records' clock (ms since the server started), for "p99 from 2 s after the change".
+      changedAt = server.requests.at(-1)?.arrivedAt ?? 0;
+    }
     if (command === "stats") {
       // The first UNLOADED requests came one at a time: their median is the unloaded latency here.
       const latency = (record) => record.endedAt - record.arrivedAt;
@@ -53,7 +61,9 @@ if (process.argv[2] === "--server") {
       const p99 = quantile(loaded, 0.99);
       const over = (factor) => loaded.filter((value) => value > factor * unloaded).length / Math.max(1, loaded.length);
       const tail = { p90: quantile(loaded, 0.9), p95: quantile(loaded, 0.95), over125: over(1.25), over15: over(1.5) };
-      console.log(JSON.stringify({ p99, unloaded, tail }));
+      const settled = ok.slice(UNLOADED).filter((record) => record.arrivedAt >= changedAt + SETTLE_MS).map(latency);
+      const p99Settled = changedAt === undefined ? undefined : quantile(settled, 0.99);
+      console.log(JSON.stringify({ p99, unloaded, tail, p99Settled }));
     }
     if (command === "quit") break;
   }
@@ -180,14 +190,14 @@ async function run(setup, scenario) {
   clearInterval(sampler);
   for (const change of changes) clearTimeout(change);
   const statistics = fetch.statistics();
-  const { p99, unloaded, tail } = await service.ask("stats");
+  const { p99, unloaded, tail, p99Settled } = await service.ask("stats");
   await service.close();
   if (process.env.ADAPTIVE_TRACE && trace.length > 0) {
     const { writeFileSync } = await import("node:fs");
     const algorithm = typeof setup.algorithm === "function" ? "compare" : setup.algorithm;
     writeFileSync(`${process.env.ADAPTIVE_TRACE}-${algorithm}-${scenario}.json`, JSON.stringify(trace));
   }
-  return { served, bins, limits, statistics, p99, unloaded, tail };
+  return { served, bins, limits, statistics, p99, unloaded, tail, p99Settled };
 }
 
 /** The optimum served per bin at time `at` (ms from start). */
@@ -248,6 +258,10 @@ for (const scenario of Object.keys(SCENARIOS)) {
       "throughput % of optimum": (result.served / optimum) * 100,
       "refused %": ((statuses[503] ?? 0) / Math.max(1, attempts)) * 100,
       "p99 / unloaded": result.p99 / result.unloaded,
+      ...(scenario !== "steady" && {
+        "p99 / unloaded from 2 s after the change":
+          result.p99Settled === undefined ? "" : result.p99Settled / result.unloaded,
+      }),
       ...(showTail && {
         "p95 / unloaded": result.tail.p95 / result.unloaded,
         "% over 1.25x": result.tail.over125 * 100,

@@ -375,7 +375,10 @@ export function vegas(options: VegasOptions = {}): LimitAlgorithm {
         // back into it waits (see FIRST_HOLD). Only a probe's: every shrink's would ratchet a noisy client
         // down (each shrink a ceiling a step lower; simulated, a client with 40 ms stalls fell to 30%).
         if (level === grownTo && sharp) {
-          hold = holdLength = level === ceiling ? Math.min(LONGEST_HOLD, holdLength * 2) : FIRST_HOLD;
+          // A first failure at a new level is remembered without a wait: after C rose, noise makes some
+          // level on the way up look like a failed probe, and a wait there held the climb to 32 for 9-10 s.
+          // A second failure at the same level is the service's ceiling: wait 8 windows, then doubling.
+          hold = holdLength = level !== ceiling ? 0 : Math.min(LONGEST_HOLD, Math.max(FIRST_HOLD, holdLength * 2));
           ceiling = level;
         }
         return change(
