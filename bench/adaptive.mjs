@@ -61,7 +61,10 @@ if (process.argv[2] === "--server") {
       const p99 = quantile(loaded, 0.99);
       const over = (factor) => loaded.filter((value) => value > factor * unloaded).length / Math.max(1, loaded.length);
       const tail = { p90: quantile(loaded, 0.9), p95: quantile(loaded, 0.95), over125: over(1.25), over15: over(1.5) };
-      const settled = ok.slice(UNLOADED).filter((record) => record.arrivedAt >= changedAt + SETTLE_MS).map(latency);
+      const settled = ok
+        .slice(UNLOADED)
+        .filter((record) => record.arrivedAt >= changedAt + SETTLE_MS)
+        .map(latency);
       const p99Settled = changedAt === undefined ? undefined : quantile(settled, 0.99);
       console.log(JSON.stringify({ p99, unloaded, tail, p99Settled }));
     }
