@@ -115,7 +115,8 @@ const guards = new WeakMap<IoredisLike, Guard>();
  * Fails, with `reason`, every command sluice sent through `client` that is still pending. For a caller that
  * calls ioredis' `disconnect()` while the client is reconnecting: ioredis then neither reconnects nor fails
  * the commands waiting in its offline queue, which would wait out sluice's `commandTimeout` (seen in the
- * CLI: a run that lost Redis exited 5.6 s later instead of 0.6 s in about one run in four). @internal
+ * CLI: a run that lost Redis exited 5.6 s later instead of 0.6 s in about one run in four). A command sent
+ * through it afterwards fails at once with the same reason, until the client is ready again. @internal
  */
 export function dropCommands(client: IoredisLike, reason: string): void {
   guards.get(client)?.drop(new Error(reason));
@@ -135,6 +136,12 @@ function watch(client: IoredisLike): Guard {
     pending.delete(item);
     item.reject(error);
   };
+  /**
+   * Set by {@link dropCommands} (a client disconnected between reconnect attempts, which ioredis leaves
+   * "reconnecting" for good): a command sent after it would wait in the offline queue for ever, so it
+   * fails at once, until the client is ready again.
+   */
+  let dropped: Error | undefined;
   const drop = (error: Error) => {
     for (const item of pending) fail(item, error);
   };
@@ -155,6 +162,7 @@ function watch(client: IoredisLike): Guard {
   });
   client.on?.("ready", () => {
     closes = 0;
+    dropped = undefined;
     const resent = options().autoResendUnfulfilledCommands !== false;
     for (const item of pending) {
       if (item.caughtAt === undefined) continue;
@@ -164,9 +172,16 @@ function watch(client: IoredisLike): Guard {
   });
   client.on?.("end", () => drop(new Error("the connection to Redis was closed with the command in flight")));
   return {
-    drop,
+    drop: (error) => {
+      dropped = error;
+      drop(error);
+    },
     run: <T>(send: () => Promise<T>) =>
       new Promise<T>((resolve, reject) => {
+        if (dropped !== undefined) {
+          reject(dropped);
+          return;
+        }
         const item: Pending = { reject, caughtAt: undefined };
         pending.add(item);
         const settle = () => pending.delete(item);
@@ -201,6 +216,9 @@ function watch(client: IoredisLike): Guard {
  * ```
  */
 export function fromIoredis(client: IoredisLike): RedisConnection {
+  // Every command goes through the guard: a subscribe waiting in a duplicate's offline queue when sluice
+  // disconnects it would otherwise hold whoever awaits the subscription for its whole timeout.
+  const guard = inFlightGuard(client);
   /**
    * The subscribed channels' listeners, from the first `subscribe` or `ssubscribe` on (only a duplicate
    * gets one). Plain and sharded channels share it: a semaphore's channel is one or the other.
@@ -230,15 +248,14 @@ export function fromIoredis(client: IoredisLike): RedisConnection {
     await subscribe(channel);
     listener.subscribed = true;
   };
-  const guard = inFlightGuard(client);
   return asRedisConnection({
     evalsha: (sha, keys, args) => guard.run(() => client.evalsha(sha, keys.length, ...keys, ...args)),
     eval: (script, keys, args) => guard.run(() => client.eval(script, keys.length, ...keys, ...args)),
     subscribe: (channel, onMessage, onResubscribed) =>
-      listen(channel, onMessage, onResubscribed, (name) => client.subscribe(name)),
+      listen(channel, onMessage, onResubscribed, (name) => guard.run(() => client.subscribe(name))),
     unsubscribe: async (channel) => {
       channels?.delete(channel);
-      await client.unsubscribe(channel);
+      await guard.run(() => client.unsubscribe(channel));
     },
     ssubscribe: (channel, onMessage, onResubscribed) =>
       listen(channel, onMessage, onResubscribed, async (name) => {
@@ -247,13 +264,15 @@ export function fromIoredis(client: IoredisLike): RedisConnection {
             'this ioredis client has no ssubscribe (sharded pub/sub): update ioredis, or use notices: "publish"',
           );
         }
-        await client.ssubscribe(name);
+        const ssubscribe = client.ssubscribe.bind(client);
+        await guard.run(() => ssubscribe(name));
       }),
     sunsubscribe: async (channel) => {
       channels?.delete(channel);
-      await client.sunsubscribe?.(channel);
+      const sunsubscribe = client.sunsubscribe?.bind(client);
+      if (sunsubscribe !== undefined) await guard.run(() => sunsubscribe(channel));
     },
-    scan: (cursor, pattern, count) => client.scan(cursor, "MATCH", pattern, "COUNT", count),
+    scan: (cursor, pattern, count) => guard.run(() => client.scan(cursor, "MATCH", pattern, "COUNT", count)),
     duplicate: () => {
       const copy = client.duplicate();
       // Our own connection: its failures reach us through the commands; without a listener ioredis

@@ -102,6 +102,10 @@ describe("a command in flight when the connection drops", () => {
     const outcome = await settled(queued, 300);
     expect(outcome).toMatchObject({ state: "rejected" });
     expect(String((outcome as { error?: unknown }).error)).toMatch(/dropped by the test/);
+    // And one sent afterwards (a caller still at work) fails at once too, not into that queue for good.
+    const later = await settled(connection.eval("return 1", [], []), 300);
+    expect(later).toMatchObject({ state: "rejected" });
+    expect(String((later as { error?: unknown }).error)).toMatch(/dropped by the test/);
   });
 
   it("a connection sluice duplicated fails its pending commands when sluice disconnects it", async () => {
