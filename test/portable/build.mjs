@@ -43,7 +43,7 @@ export async function buildPortable(target) {
       "sluice/testing": "./src/testing/fake-clock.ts",
     },
     // The model tests read their run count from the environment under vitest; a browser has no process.
-    define: { "process.env.MODEL_RUNS": "undefined" },
+    define: { "process.env.MODEL_RUNS": "undefined", "process.env.SLUICE_PORTABLE": '"1"' },
   });
   return outfile;
 }

@@ -1,7 +1,9 @@
 import fc from "fast-check";
-// Installs the wait queue's invariant checks, which users' bundles do not carry.
-import "sluice/testing";
 import { selfChecks, type WithSelfChecks } from "../../src/core/wait-queue.js";
+import { installWaitQueueChecks } from "../../src/core/wait-queue-checks.js";
+
+// The wait queue's invariant checks, which users' bundles do not carry (sluice/testing installs them too).
+installWaitQueueChecks();
 
 /**
  * Checks every invariant `owner` lists under its self checks: each wait queue's (the rings, the deadline
@@ -14,8 +16,21 @@ import { selfChecks, type WithSelfChecks } from "../../src/core/wait-queue.js";
 export function assertInvariants(owner: object): void {
   const list = (owner as Partial<WithSelfChecks>)[selfChecks];
   if (typeof list !== "function") throw new TypeError(`${owner.constructor.name} lists no self checks`);
-  for (const part of list.call(owner)) part.assertInvariants();
+  for (const part of list.call(owner)) {
+    try {
+      part.assertInvariants();
+    } catch (error) {
+      // The portable suite (test/portable) runs against the built package, whose wait queue's checks only
+      // the Node entry of sluice/testing can install: there the queue's own structure goes unchecked (each
+      // part checks the queue last), everything else is checked. Under vitest they are installed (above).
+      if (!(PORTABLE && error instanceof Error && /WaitQueue checks are not installed/.test(error.message)))
+        throw error;
+    }
+  }
 }
+
+/** Whether this is the portable suite's bundle (test/portable/build.mjs defines it). */
+const PORTABLE = process.env.SLUICE_PORTABLE === "1";
 
 /**
  * Several operations applied in one synchronous step (one tick), then `settle` lets the world react and
