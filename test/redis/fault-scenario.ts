@@ -23,7 +23,7 @@
  */
 import { Redis } from "ioredis";
 import * as sluiceRedis from "../../src/redis/index.js";
-import { RedisSemaphore } from "../../src/redis/index.js";
+import { RedisKeyedSemaphore, RedisSemaphore, type RedisSemaphoreSnapshot } from "../../src/redis/index.js";
 import { RedisServer } from "../support/redis-server.js";
 import { TcpProxy } from "../support/tcp-proxy.js";
 import type {
@@ -61,7 +61,7 @@ export const recoveryBounds: RecoveryBounds = {
   flush: leaseTtl / 3 + 500,
 };
 
-const workerConfig = (label: string, port: number): FaultWorkerConfig => ({
+const workerConfig = (label: string, port: number, keyed: ScenarioOptions["keyed"]): FaultWorkerConfig => ({
   label,
   port,
   name: "faults",
@@ -75,10 +75,11 @@ const workerConfig = (label: string, port: number): FaultWorkerConfig => ({
     { kind: "run", weight: 1 },
     { kind: "acquire", weight: 2 },
   ],
-  rateCallers: 2,
+  rateCallers: keyed === undefined ? 2 : 0,
   steps: 2,
   stepMs: 20,
   acquireTimeout: faultRunConfig.acquireTimeout,
+  ...(keyed === undefined ? {} : { keyed }),
 });
 
 const now = () => performance.timeOrigin + performance.now();
@@ -120,7 +121,7 @@ class FencedResource {
   readonly writes: ResourceWrite[] = [];
   constructor(
     private readonly fence: Fence,
-    private readonly inspector: RedisSemaphore,
+    private readonly inspector: Inspector,
   ) {}
 
   async write(worker: string, { call, token, slots, believedValid }: WriteMessage["write"]): Promise<boolean> {
@@ -174,6 +175,19 @@ function watchStalls(): { found: FaultRun["stalls"]; stop(): void } {
 export interface ScenarioOptions {
   /** Progress, one line per step. */
   log?: (text: string) => void;
+  /**
+   * Runs the scenario on one key (`key`) of a RedisKeyedSemaphore instead of a RedisSemaphore, with
+   * `otherCallers` callers per process keeping `otherKeys` other keys busy, and no rate limiter.
+   */
+  keyed?: { key: string; otherKeys: number; otherCallers: number };
+}
+
+/** The keyed run: one key under test, and 4 callers per process on 200 other keys of the same semaphore. */
+export const keyedRun = { key: "tenant-under-test", otherKeys: 200, otherCallers: 4 };
+
+/** What the run reads the semaphore's state in Redis through. */
+interface Inspector {
+  inspect(): Promise<RedisSemaphoreSnapshot>;
 }
 
 /** Runs the scenario (about 50 s) and returns its logs. Every process it started is gone when it settles. */
@@ -184,7 +198,18 @@ export async function runFaultScenario(options: ScenarioOptions = {}): Promise<F
   const fleet = await TcpProxy.start(server.port);
   const redis = new Redis(server.port, "127.0.0.1", { maxRetriesPerRequest: 1, retryStrategy: () => 50 });
   redis.on("error", () => undefined);
-  const inspector = new RedisSemaphore(redis, { name: "faults", capacity: faultRunConfig.capacity, leaseTtl });
+  const keyed = options.keyed;
+  let inspector: Inspector;
+  if (keyed === undefined) {
+    inspector = new RedisSemaphore(redis, { name: "faults", capacity: faultRunConfig.capacity, leaseTtl });
+  } else {
+    const semaphore = new RedisKeyedSemaphore(redis, {
+      name: "faults",
+      capacityPerKey: faultRunConfig.capacity,
+      leaseTtl,
+    });
+    inspector = { inspect: () => semaphore.inspect(keyed.key) };
+  }
   const { fence, guard } = makeFence();
   const resource = new FencedResource(fence, inspector);
   const workers = new Map<string, Running>();
@@ -193,7 +218,7 @@ export async function runFaultScenario(options: ScenarioOptions = {}): Promise<F
 
   const spawn = (label: string, port: number, wholeRun: boolean): Running => {
     const record: WorkerRecord = { label, lines: [], wholeRun, frozen: [] };
-    const child: Worker = new Worker(workerConfig(label, port) as unknown as Record<string, unknown>, {
+    const child: Worker = new Worker(workerConfig(label, port, keyed) as unknown as Record<string, unknown>, {
       script,
       onMessage: (message) => {
         const { write } = message as WriteMessage;

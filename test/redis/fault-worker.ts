@@ -23,7 +23,7 @@
  * since the old `run` hands its function no permit (and so no fencing token).
  */
 import { Redis } from "ioredis";
-import { type RedisPermit, RedisRateLimiter, RedisSemaphore } from "../../src/redis/index.js";
+import { RedisKeyedSemaphore, type RedisPermit, RedisRateLimiter, RedisSemaphore } from "../../src/redis/index.js";
 import type { WorkerEvent } from "./fault-checks.js";
 
 export interface FaultWorkerConfig {
@@ -42,6 +42,13 @@ export interface FaultWorkerConfig {
   steps: number;
   stepMs: number;
   acquireTimeout: number;
+  /**
+   * Set for the keyed run (test/redis/keyed-semaphore-faults.test.ts): the callers above use `key` of a
+   * RedisKeyedSemaphore named `name` (capacity per key `capacity`), which every check is about, while
+   * `otherCallers` more callers keep `otherKeys` other keys of it busy (not logged), so the key under
+   * test shares its process's lease, notices and heartbeats with many keys in use.
+   */
+  keyed?: { key: string; otherKeys: number; otherCallers: number };
 }
 
 /** What the parent sends. */
@@ -61,12 +68,36 @@ const config = JSON.parse(process.argv[2] as string) as FaultWorkerConfig;
 // Reconnect every 50 ms rather than ioredis' growing back-off, so recovery times measure the library.
 const redis = new Redis(config.port, "127.0.0.1", { maxRetriesPerRequest: 1, retryStrategy: () => 50 });
 redis.on("error", () => undefined);
-const semaphore = new RedisSemaphore(redis, {
-  name: config.name,
-  capacity: config.capacity,
-  leaseTtl: config.leaseTtl,
-  commandTimeout: config.commandTimeout,
-});
+/** What the callers use: a RedisSemaphore, or one key of a RedisKeyedSemaphore. */
+interface SemaphoreUnderTest {
+  readonly client: string | undefined;
+  acquire: RedisSemaphore["acquire"];
+  run: RedisSemaphore["run"];
+  close(): Promise<void>;
+}
+const keyed =
+  config.keyed === undefined
+    ? undefined
+    : new RedisKeyedSemaphore(redis, {
+        name: config.name,
+        capacityPerKey: config.capacity,
+        leaseTtl: config.leaseTtl,
+        commandTimeout: config.commandTimeout,
+      });
+const semaphore: SemaphoreUnderTest =
+  keyed === undefined
+    ? new RedisSemaphore(redis, {
+        name: config.name,
+        capacity: config.capacity,
+        leaseTtl: config.leaseTtl,
+        commandTimeout: config.commandTimeout,
+      })
+    : {
+        client: (keyed as { client?: string }).client,
+        acquire: (options) => keyed.acquire(config.keyed?.key as string, options),
+        run: (fn, options) => keyed.run(config.keyed?.key as string, fn, options),
+        close: () => keyed.close(),
+      };
 const limiter = new RedisRateLimiter(redis, {
   name: config.rate.name,
   limits: [{ limit: config.rate.limit, interval: config.rate.interval, burst: config.rate.burst }],
@@ -255,9 +286,27 @@ async function rateCaller(): Promise<void> {
   }
 }
 
+/** The keyed run's load on other keys: acquire a random one, hold it a step, release; nothing logged. */
+async function otherKeysCaller(keys: number): Promise<void> {
+  while (!finishing.signal.aborted) {
+    const key = `other-${Math.floor(Math.random() * keys)}`;
+    try {
+      const permit = await (keyed as RedisKeyedSemaphore).acquire(key, {
+        timeout: config.acquireTimeout,
+        signal: finishing.signal,
+      });
+      await sleep(config.stepMs);
+      await permit.release().catch(() => undefined);
+    } catch {
+      if (!finishing.signal.aborted) await sleep(50);
+    }
+  }
+}
+
 const callers = [
   ...config.callers.map(({ kind, weight }) => caller(kind, weight)),
   ...Array.from({ length: config.rateCallers }, rateCaller),
+  ...Array.from({ length: config.keyed?.otherCallers ?? 0 }, () => otherKeysCaller(config.keyed?.otherKeys as number)),
 ];
 print({ event: "ready", at: now(), client: semaphore.client });
 

@@ -4,6 +4,7 @@
  *
  *   node --import tsx test/redis/faults-report.ts [runs] [--json file]   runs the scenario `runs` times
  *   node --import tsx test/redis/faults-report.ts --from file            the checks again, on saved runs
+ *   ... --keyed                                                           on one key of a RedisKeyedSemaphore
  *
  * Each run is test/redis/fault-scenario.ts (about 45 s); the table shows every check per run, then how
  * many runs failed each check and its main number as median [min, max]. `--json` saves every run's logs
@@ -11,7 +12,7 @@
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { type FaultRun, figuresOf, stallsFigure, type Verdict, verdicts } from "./fault-checks.js";
-import { recoveryBounds, runFaultScenario } from "./fault-scenario.js";
+import { keyedRun, recoveryBounds, runFaultScenario } from "./fault-scenario.js";
 
 const args = process.argv.slice(2);
 const option = (name: string) => {
@@ -25,7 +26,8 @@ const runCount = Number(args.find((arg, index) => /^\d+$/.test(arg) && !args[ind
 const runs: FaultRun[] = fromFile === undefined ? [] : (JSON.parse(readFileSync(fromFile, "utf8")) as FaultRun[]);
 if (fromFile === undefined) {
   for (let index = 1; index <= runCount; index++) {
-    runs.push(await runFaultScenario({ log: (text) => process.stderr.write(`  [run ${index}] ${text}\n`) }));
+    const log = (text: string) => process.stderr.write(`  [run ${index}] ${text}\n`);
+    runs.push(await runFaultScenario(args.includes("--keyed") ? { log, keyed: keyedRun } : { log }));
     // Saved after each run, so an interrupted series keeps what it measured.
     if (jsonFile !== undefined) writeFileSync(jsonFile, JSON.stringify(runs));
   }
