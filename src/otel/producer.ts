@@ -84,7 +84,14 @@ export interface ProducedResource {
 /** sdk-metrics' `ScopeMetrics`, by its shape. */
 export interface ProducedScopeMetrics {
   /** The instrumentation scope: `{ name: "sluice" }`. */
-  scope: { readonly name: string; readonly version?: string; readonly schemaUrl?: string };
+  scope: {
+    /** `sluice`. */
+    readonly name: string;
+    /** Not set. */
+    readonly version?: string;
+    /** Not set. */
+    readonly schemaUrl?: string;
+  };
   /** The histograms that have points. */
   metrics: HistogramMetricData[];
 }
@@ -93,9 +100,13 @@ export interface ProducedScopeMetrics {
 export interface HistogramMetricData {
   /** The metric's name, description and unit, from {@link METRICS}. */
   readonly descriptor: {
+    /** `sluice.limiter.wait.duration` or `sluice.limiter.hold.duration`. */
     readonly name: string;
+    /** What it measures. */
     readonly description: string;
+    /** `s`. */
     readonly unit: string;
+    /** `ValueType.DOUBLE`. */
     readonly valueType: ValueType;
   };
   /** sdk-metrics' `AggregationTemporality`: 0 is `DELTA`, 1 is `CUMULATIVE`. */
@@ -117,7 +128,12 @@ export interface HistogramDataPoint {
   /** The histogram. */
   readonly value: {
     /** The boundaries, and the count of each of the `boundaries.length + 1` buckets. */
-    buckets: { boundaries: number[]; counts: number[] };
+    buckets: {
+      /** The producer's boundaries, in seconds. */
+      boundaries: number[];
+      /** `counts[i]` values above `boundaries[i - 1]` and up to `boundaries[i]`; the last, above them all. */
+      counts: number[];
+    };
     /** Sum of the values, in seconds. */
     sum: number;
     /** How many values. */

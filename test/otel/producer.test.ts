@@ -232,6 +232,32 @@ describe("sluiceMetricProducer with the OpenTelemetry SDK", () => {
     expect(second.get(HOLD)?.dataPoints[0]?.startTime).toEqual(first.get(HOLD)?.dataPoints[0]?.startTime);
   });
 
+  it("cumulative: two readers of one producer both get every point, and neither disturbs the other", async () => {
+    const clock = new FakeClock();
+    const semaphore = new Semaphore(1, { name: "db", clock });
+    const producer = sluiceMetricProducer();
+    const first = setUp({ producer });
+    const second = new PeriodicExportingMetricReader({
+      exporter: new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE),
+      metricProducers: [producer],
+    });
+    const meterProvider = new MeterProvider({ readers: [second] });
+    running.push({ disable: () => void meterProvider.shutdown() });
+    await semaphore.run(() => clock.advance(10));
+    const holds = async () => {
+      const { resourceMetrics } = await second.collect();
+      const metric = resourceMetrics.scopeMetrics
+        .flatMap((scope) => scope.metrics)
+        .find((m) => m.descriptor.name === HOLD);
+      return histograms(metric);
+    };
+    expect(await holds()).toEqual({ [DB]: expected([0.01]) });
+    expect(histograms((await first.collect()).get(HOLD))).toEqual({ [DB]: expected([0.01]) });
+    await semaphore.run(() => clock.advance(20));
+    expect(await holds()).toEqual({ [DB]: expected([0.01, 0.02]) });
+    expect(histograms((await first.collect()).get(HOLD))).toEqual({ [DB]: expected([0.01, 0.02]) });
+  });
+
   it("delta: a limiter no longer used is no longer reported", async () => {
     const clock = new FakeClock();
     const { collect } = setUp({ producer: sluiceMetricProducer({ temporality: "delta" }), temporality: "delta" });
