@@ -223,6 +223,8 @@ class Series {
   inUse = 0;
   /** `sluice.limiter.*` and `sluice.backend`, made once. */
   readonly attributes: Attributes;
+  /** The same as one string: limiters with the same key share their points. */
+  readonly key: string;
   /** The same with `sluice.result`, made once per result. */
   readonly resultAttributes: Record<Result, Attributes>;
   /** `sluice.limiter.wait.duration`, by result. */
@@ -235,6 +237,7 @@ class Series {
       "sluice.limiter.kind": limiter.kind,
       "sluice.backend": limiter.backend,
     };
+    this.key = JSON.stringify([limiter.name ?? "", limiter.kind, limiter.backend]);
     const withResult = (result: Result): Attributes => ({ ...this.attributes, "sluice.result": result });
     this.resultAttributes = {
       acquired: withResult("acquired"),
@@ -375,13 +378,12 @@ class Recorder {
     const remaining = meter.createObservableGauge("sluice.rate.remaining", described("sluice.rate.remaining"));
     const instruments = [requests, queued, inUse, capacity, remaining];
     const callback = (result: BatchObservableResult) => {
-      for (const series of this.series.values()) {
+      for (const { series, requested, waiting, held } of this.totals()) {
         for (const name of RESULTS) {
-          const count = series.requests[name];
-          if (count > 0) result.observe(requests, count, series.resultAttributes[name]);
+          if (requested[name] > 0) result.observe(requests, requested[name], series.resultAttributes[name]);
         }
-        result.observe(queued, series.queued, series.attributes);
-        result.observe(inUse, series.inUse, series.attributes);
+        result.observe(queued, waiting, series.attributes);
+        result.observe(inUse, held, series.attributes);
       }
       for (const limiter of this.observed) {
         try {
@@ -395,6 +397,34 @@ class Recorder {
     };
     meter.addBatchObservableCallback(callback, instruments);
     this.removeCallbacks = () => meter.removeBatchObservableCallback(callback, instruments);
+  }
+
+  /**
+   * The counts of every attribute set: limiters that share a name, kind and backend (two unnamed
+   * semaphores) share a point, as they do in the histograms, so their counts add up. Observed one by
+   * one, the SDK would keep only the last limiter's figure for the set.
+   */
+  private totals(): { series: Series; requested: Record<Result, number>; waiting: number; held: number }[] {
+    const totals = new Map<
+      string,
+      { series: Series; requested: Record<Result, number>; waiting: number; held: number }
+    >();
+    for (const series of this.series.values()) {
+      const total = totals.get(series.key);
+      if (total === undefined) {
+        totals.set(series.key, {
+          series,
+          requested: { ...series.requests },
+          waiting: series.queued,
+          held: series.inUse,
+        });
+        continue;
+      }
+      for (const name of RESULTS) total.requested[name] += series.requests[name];
+      total.waiting += series.queued;
+      total.held += series.inUse;
+    }
+    return [...totals.values()];
   }
 
   private reportGauges(
