@@ -47,100 +47,20 @@ import type {
   RatePauseEvent,
 } from "../core/diagnostics.js";
 import { identityOf } from "../core/diagnostics.js";
+import { DURATION_BUCKETS, described, SCOPE } from "./metrics.js";
+import { DurationProducer, type SluiceMetricProducer } from "./producer.js";
 
-/** The instrumentation scope name: what the metrics and spans are reported under. */
-export const SCOPE = "sluice";
-
-/** One metric of the contract. */
-export interface MetricDescription {
-  /** The OpenTelemetry instrument that records it. */
-  readonly instrument: "counter" | "histogram" | "updowncounter" | "gauge";
-  /** Its unit, in OpenTelemetry's notation (UCUM; `{request}` for a count of requests). */
-  readonly unit: string;
-  /** What it measures (also its description in the exported data). */
-  readonly description: string;
-}
-
-/** The names of the metrics `sluice/otel` exports. */
-export type MetricName =
-  | "sluice.limiter.requests"
-  | "sluice.limiter.wait.duration"
-  | "sluice.limiter.hold.duration"
-  | "sluice.limiter.queued"
-  | "sluice.limiter.in_use"
-  | "sluice.limiter.capacity"
-  | "sluice.rate.remaining"
-  | "sluice.rate.pauses"
-  | "sluice.http.attempts"
-  | "sluice.lease.lost";
-
-/**
- * Every metric `sluice/otel` exports, by name (the contract). Each carries `sluice.limiter.name`,
- * `sluice.limiter.kind` and `sluice.backend`; see docs/observability.md for the others.
- */
-export const METRICS: Readonly<Record<MetricName, MetricDescription>> = {
-  "sluice.limiter.requests": {
-    instrument: "counter",
-    unit: "{request}",
-    description: "Requests to a limiter, by how they ended (sluice.result).",
-  },
-  "sluice.limiter.wait.duration": {
-    instrument: "histogram",
-    unit: "s",
-    description: "Time from acquire to grant or give-up.",
-  },
-  "sluice.limiter.hold.duration": { instrument: "histogram", unit: "s", description: "Time from grant to release." },
-  "sluice.limiter.queued": {
-    instrument: "updowncounter",
-    unit: "{request}",
-    description: "Callers waiting in a limiter's queue.",
-  },
-  "sluice.limiter.in_use": {
-    instrument: "updowncounter",
-    unit: "{permit}",
-    description: "Weight held (granted and not yet released).",
-  },
-  "sluice.limiter.capacity": {
-    instrument: "gauge",
-    unit: "{permit}",
-    description: "The most weight a limiter lets be held at once.",
-  },
-  "sluice.rate.remaining": {
-    instrument: "gauge",
-    unit: "{unit}",
-    description: "What a rate limit has left to spend now, per unit (sluice.rate.unit).",
-  },
-  "sluice.rate.pauses": {
-    instrument: "counter",
-    unit: "{pause}",
-    description: "Pauses of a rate limiter (pause(), or a Retry-After).",
-  },
-  "sluice.http.attempts": {
-    instrument: "counter",
-    unit: "{request}",
-    description: "Requests limitedFetch sent, by response status and whether each was a retry.",
-  },
-  "sluice.lease.lost": {
-    instrument: "counter",
-    unit: "{lease}",
-    description: "Distributed permits whose lease was lost.",
-  },
-};
-
-/** The options of the instrument named `name`, from the contract. */
-function described(name: MetricName): { description: string; unit: string } {
-  const { description, unit } = METRICS[name];
-  return { description, unit };
-}
-
-/**
- * Bucket boundaries of the two duration histograms, in seconds: a wait in a limiter runs from a
- * microsecond (uncontended) to minutes (a rate limit's window), which OpenTelemetry's default
- * boundaries (made for milliseconds) would put in their first bucket.
- */
-export const DURATION_BUCKETS: readonly number[] = [
-  0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
-];
+export { DURATION_BUCKETS, METRICS, type MetricDescription, type MetricName, SCOPE } from "./metrics.js";
+export {
+  type HistogramDataPoint,
+  type HistogramMetricData,
+  type MetricProducerOptions,
+  type ProducedMetrics,
+  type ProducedResource,
+  type ProducedScopeMetrics,
+  type SluiceMetricProducer,
+  sluiceMetricProducer,
+} from "./producer.js";
 
 /** Options for {@link instrumentSluice}. Every field is optional. */
 export interface InstrumentOptions {
@@ -163,6 +83,15 @@ export interface InstrumentOptions {
    * logger, once. Admission is never affected.
    */
   onError?: (error: unknown) => void;
+  /**
+   * Where the two duration histograms (`sluice.limiter.wait.duration`, `sluice.limiter.hold.duration`)
+   * are kept. Default: recorded through the meter, two SDK records per acquire + release (about 2 µs
+   * with sdk-metrics 2.x, which hashes the attributes on every record; nothing to set up). A producer
+   * from {@link sluiceMetricProducer}, also given to your reader (`metricProducers: [producer]`): sluice
+   * keeps the buckets and the reader collects them (tens of ns per record). One running
+   * instrumentation per producer.
+   */
+  histograms?: SluiceMetricProducer;
 }
 
 const INSTRUMENT_OPTIONS = /* @__PURE__ */ optionNames<InstrumentOptions>({
@@ -171,6 +100,7 @@ const INSTRUMENT_OPTIONS = /* @__PURE__ */ optionNames<InstrumentOptions>({
   spans: true,
   limiters: true,
   onError: true,
+  histograms: true,
 });
 
 /** What {@link instrumentSluice} returns: the running instrumentation. */
@@ -201,7 +131,8 @@ interface Handlers<Event> {
  * Starts recording sluice's metrics (and `sluice.wait` spans) into OpenTelemetry, for every Limiter in
  * this thread, until `disable()`.
  *
- * @throws TypeError/RangeError for bad options (naming the option); an Error naming what failed when the
+ * @throws TypeError/RangeError for bad options (naming the option); an Error when `histograms` is a
+ *   producer a running instrumentation already records into; an Error naming what failed when the
  *   meter provider or tracer provider throws while the instruments are made (nothing is subscribed then).
  */
 export function instrumentSluice(options: InstrumentOptions = {}): SluiceInstrumentation {
@@ -219,6 +150,7 @@ export function instrumentSluice(options: InstrumentOptions = {}): SluiceInstrum
   if (options.limiters !== undefined && !Array.isArray(options.limiters)) {
     throw new TypeError(`limiters must be an array of sluice limiters; got ${describe(options.limiters)}`);
   }
+  const producer = checkProducer(options.histograms);
   const observed = new Set<object>();
   for (const limiter of options.limiters ?? []) observed.add(checkLimiter(limiter, "limiters[]"));
   let meter: Meter;
@@ -237,8 +169,22 @@ export function instrumentSluice(options: InstrumentOptions = {}): SluiceInstrum
       reported = true;
       diag.error(`sluice/otel: recording failed (reported once): ${describeError(error)}`);
     });
-  const recorder = new Recorder(meter, tracer, spans, observed, onError);
+  const recorder = new Recorder(meter, tracer, spans, observed, onError, producer);
   return recorder.start();
+}
+
+function checkProducer(histograms: unknown): DurationProducer | undefined {
+  if (histograms === undefined) return undefined;
+  if (!(histograms instanceof DurationProducer)) {
+    throw new TypeError(`histograms must be a producer made by sluiceMetricProducer(); got ${describe(histograms)}`);
+  }
+  if (histograms.attached) {
+    // Two instrumentations recording into one producer would count every wait and hold twice.
+    throw new Error(
+      "histograms: this producer already keeps the histograms of a running instrumentSluice(); disable that one first, or make another producer",
+    );
+  }
+  return histograms;
 }
 
 function checkLimiter(limiter: unknown, argument: string): object {
@@ -254,11 +200,19 @@ function checkLimiter(limiter: unknown, argument: string): object {
 type Result = "acquired" | "timeout" | "aborted" | "rejected";
 const RESULTS: readonly Result[] = ["acquired", "timeout", "aborted", "rejected"];
 
+/** Where one duration histogram's values for one attribute set go: an SDK histogram, or a producer's cell. */
+interface DurationRecording {
+  record(seconds: number): void;
+}
+
+/** Makes the {@link DurationRecording} of a histogram for an attribute set. */
+type Durations = (duration: "wait" | "hold", attributes: Attributes) => DurationRecording;
+
 /**
  * What is counted for one limiter between collections. The counters and up-down counters are kept here
  * as plain numbers and reported by observable instruments when the SDK collects: a record into the SDK
- * costs 1.4-2 µs (it hashes the attributes each time; measured in bench/observability.mjs's machine),
- * so the hot path makes only the two histogram records no aggregate can replace.
+ * costs 0.8-1.1 µs (it hashes the attributes each time; measured in bench/observability.mjs's machine).
+ * The two histograms go through the SDK's records, or, with a producer, into sluice's own buckets.
  */
 class Series {
   /** Requests ended, by result (cumulative). */
@@ -269,14 +223,21 @@ class Series {
   inUse = 0;
   /** `sluice.limiter.*` and `sluice.backend`, made once. */
   readonly attributes: Attributes;
+  /** The same as one string: limiters with the same key share their points. */
+  readonly key: string;
   /** The same with `sluice.result`, made once per result. */
   readonly resultAttributes: Record<Result, Attributes>;
-  constructor(limiter: LimiterIdentity) {
+  /** `sluice.limiter.wait.duration`, by result. */
+  readonly waits: Record<Result, DurationRecording>;
+  /** `sluice.limiter.hold.duration`. */
+  readonly holds: DurationRecording;
+  constructor(limiter: LimiterIdentity, durations: Durations) {
     this.attributes = {
       "sluice.limiter.name": limiter.name ?? "",
       "sluice.limiter.kind": limiter.kind,
       "sluice.backend": limiter.backend,
     };
+    this.key = JSON.stringify([limiter.name ?? "", limiter.kind, limiter.backend]);
     const withResult = (result: Result): Attributes => ({ ...this.attributes, "sluice.result": result });
     this.resultAttributes = {
       acquired: withResult("acquired"),
@@ -284,13 +245,20 @@ class Series {
       aborted: withResult("aborted"),
       rejected: withResult("rejected"),
     };
+    const wait = (result: Result) => durations("wait", this.resultAttributes[result]);
+    this.waits = {
+      acquired: wait("acquired"),
+      timeout: wait("timeout"),
+      aborted: wait("aborted"),
+      rejected: wait("rejected"),
+    };
+    this.holds = durations("hold", this.attributes);
   }
 }
 
 /** The instruments, and the handlers that feed them from the channels. */
 class Recorder {
-  private readonly waitDuration: Histogram;
-  private readonly holdDuration: Histogram;
+  private readonly durations: Durations;
   private readonly pauses: Counter;
   private readonly httpAttempts: Counter;
   private readonly leasesLost: Counter;
@@ -314,17 +282,11 @@ class Recorder {
     private readonly spans: "queued" | "all" | "none",
     private readonly observed: Set<object>,
     private readonly onError: (error: unknown) => void,
+    private readonly producer: DurationProducer | undefined,
   ) {
     try {
-      const durations = { advice: { explicitBucketBoundaries: [...DURATION_BUCKETS] } };
-      this.waitDuration = meter.createHistogram("sluice.limiter.wait.duration", {
-        ...described("sluice.limiter.wait.duration"),
-        ...durations,
-      });
-      this.holdDuration = meter.createHistogram("sluice.limiter.hold.duration", {
-        ...described("sluice.limiter.hold.duration"),
-        ...durations,
-      });
+      this.durations =
+        producer === undefined ? meterDurations(meter) : (duration, attributes) => producer.cell(duration, attributes);
       this.pauses = meter.createCounter("sluice.rate.pauses", described("sluice.rate.pauses"));
       this.httpAttempts = meter.createCounter("sluice.http.attempts", described("sluice.http.attempts"));
       this.leasesLost = meter.createCounter("sluice.lease.lost", described("sluice.lease.lost"));
@@ -356,6 +318,7 @@ class Recorder {
     );
     this.listen<HttpAttemptEvent>("sluice:http.attempt", (event) => this.attempted(event));
     this.enabled = true;
+    if (this.producer !== undefined) this.producer.attached = true;
     const disable = () => this.disable();
     return {
       observe: (limiter) => {
@@ -369,6 +332,7 @@ class Recorder {
   private disable(): void {
     if (!this.enabled) return;
     this.enabled = false;
+    if (this.producer !== undefined) this.producer.attached = false;
     for (const unsubscribe of this.unsubscribe.splice(0)) unsubscribe();
     this.removeCallbacks?.();
     for (const { span } of this.waits.values()) span.end();
@@ -414,13 +378,12 @@ class Recorder {
     const remaining = meter.createObservableGauge("sluice.rate.remaining", described("sluice.rate.remaining"));
     const instruments = [requests, queued, inUse, capacity, remaining];
     const callback = (result: BatchObservableResult) => {
-      for (const series of this.series.values()) {
+      for (const { series, requested, waiting, held } of this.totals()) {
         for (const name of RESULTS) {
-          const count = series.requests[name];
-          if (count > 0) result.observe(requests, count, series.resultAttributes[name]);
+          if (requested[name] > 0) result.observe(requests, requested[name], series.resultAttributes[name]);
         }
-        result.observe(queued, series.queued, series.attributes);
-        result.observe(inUse, series.inUse, series.attributes);
+        result.observe(queued, waiting, series.attributes);
+        result.observe(inUse, held, series.attributes);
       }
       for (const limiter of this.observed) {
         try {
@@ -434,6 +397,34 @@ class Recorder {
     };
     meter.addBatchObservableCallback(callback, instruments);
     this.removeCallbacks = () => meter.removeBatchObservableCallback(callback, instruments);
+  }
+
+  /**
+   * The counts of every attribute set: limiters that share a name, kind and backend (two unnamed
+   * semaphores) share a point, as they do in the histograms, so their counts add up. Observed one by
+   * one, the SDK would keep only the last limiter's figure for the set.
+   */
+  private totals(): { series: Series; requested: Record<Result, number>; waiting: number; held: number }[] {
+    const totals = new Map<
+      string,
+      { series: Series; requested: Record<Result, number>; waiting: number; held: number }
+    >();
+    for (const series of this.series.values()) {
+      const total = totals.get(series.key);
+      if (total === undefined) {
+        totals.set(series.key, {
+          series,
+          requested: { ...series.requests },
+          waiting: series.queued,
+          held: series.inUse,
+        });
+        continue;
+      }
+      for (const name of RESULTS) total.requested[name] += series.requests[name];
+      total.waiting += series.queued;
+      total.held += series.inUse;
+    }
+    return [...totals.values()];
   }
 
   private reportGauges(
@@ -475,7 +466,7 @@ class Recorder {
     const outcome = event.outcome as Result;
     const series = this.seriesOf(event.limiter);
     series.requests[outcome]++;
-    this.waitDuration.record((event.endTime - event.startTime) / 1000, series.resultAttributes[outcome]);
+    series.waits[outcome].record((event.endTime - event.startTime) / 1000);
     if (event.queued && this.counted.delete(event)) series.queued--;
     const wait = this.waits.get(event);
     if (wait === undefined) return;
@@ -491,7 +482,7 @@ class Recorder {
   private released(event: HoldEvent): void {
     const series = this.seriesOf(event.limiter);
     if (this.counted.delete(event)) series.inUse -= event.weight;
-    this.holdDuration.record((event.endTime - event.startTime) / 1000, series.attributes);
+    series.holds.record((event.endTime - event.startTime) / 1000);
   }
 
   private attempted(event: HttpAttemptEvent): void {
@@ -507,11 +498,30 @@ class Recorder {
   private seriesOf(limiter: LimiterIdentity): Series {
     let series = this.series.get(limiter);
     if (series === undefined) {
-      series = new Series(limiter);
+      series = new Series(limiter, this.durations);
       this.series.set(limiter, series);
     }
     return series;
   }
+}
+
+/** The duration histograms recorded through `meter`: two SDK records per acquire + release. */
+function meterDurations(meter: Meter): Durations {
+  const advice = { advice: { explicitBucketBoundaries: [...DURATION_BUCKETS] } };
+  const histograms: Record<"wait" | "hold", Histogram> = {
+    wait: meter.createHistogram("sluice.limiter.wait.duration", {
+      ...described("sluice.limiter.wait.duration"),
+      ...advice,
+    }),
+    hold: meter.createHistogram("sluice.limiter.hold.duration", {
+      ...described("sluice.limiter.hold.duration"),
+      ...advice,
+    }),
+  };
+  return (duration, attributes) => {
+    const histogram = histograms[duration];
+    return { record: (seconds) => histogram.record(seconds, attributes) };
+  };
 }
 
 function describeError(error: unknown): string {

@@ -82,6 +82,21 @@ describe("sluice run with OTEL_EXPORTER_OTLP_ENDPOINT", () => {
     for (const name of ["sluice.limiter.requests", "sluice.limiter.wait.duration", "sluice.limiter.hold.duration"]) {
       expect(body).toContain(`"${name}"`);
     }
+    // The histograms come from sluice's producer (sluiceMetricProducer): the OTLP exporter takes its
+    // points as it takes the SDK's own. Three jobs, three holds, all in the buckets.
+    type Exported = { name: string; histogram?: { dataPoints: Record<string, unknown>[] } };
+    const holds = metrics
+      .flatMap(
+        ({ body }) =>
+          (JSON.parse(body) as { resourceMetrics: { scopeMetrics: { metrics: Exported[] }[] }[] }).resourceMetrics,
+      )
+      .flatMap((resource) => resource.scopeMetrics)
+      .flatMap((scope) => scope.metrics)
+      .filter((metric) => metric.name === "sluice.limiter.hold.duration");
+    const point = holds.at(-1)?.histogram?.dataPoints[0] ?? {};
+    expect(Number(point["count"])).toBe(3);
+    expect((point["bucketCounts"] as unknown[]).map(Number).reduce((sum, count) => sum + count, 0)).toBe(3);
+    expect(point["explicitBounds"]).toHaveLength(18);
   });
 
   it("says which packages are missing, and runs the jobs anyway, when they are not installed", async () => {

@@ -224,6 +224,20 @@ describe("sluice/otel with the OpenTelemetry SDK", () => {
     );
   });
 
+  it("adds up limiters that share a name, kind and backend into one point, in the counters as in the histograms", async () => {
+    const [a, b] = [new Semaphore(1), new Semaphore(1)];
+    const { collect } = setUp({ spans: "none" });
+    for (let i = 0; i < 3; i++) a.tryAcquire()?.release();
+    for (let i = 0; i < 5; i++) b.tryAcquire()?.release();
+    const held = [a.tryAcquire(), b.tryAcquire()];
+    const metrics = await collect();
+    const unnamed = "sluice.backend=memory,sluice.limiter.kind=semaphore,sluice.limiter.name=";
+    expect(points(metrics.get("sluice.limiter.requests"))).toEqual({ [`${unnamed},sluice.result=acquired`]: 10 });
+    expect(points(metrics.get("sluice.limiter.in_use"))).toEqual({ [unnamed]: 2 });
+    expect(points(metrics.get("sluice.limiter.hold.duration"))).toMatchObject({ [unnamed]: { count: 8 } });
+    for (const permit of held) permit?.release();
+  });
+
   it("stops recording when disabled", async () => {
     const semaphore = new Semaphore(1, { name: "off" });
     const { instrumentation, collect } = setUp();
