@@ -183,9 +183,8 @@ function checkBoundaries(boundaries: unknown): number[] {
         typeof boundary === "number" && Number.isFinite(boundary) && (i === 0 || boundary > boundaries[i - 1]),
     );
   if (!valid) {
-    throw new RangeError(
-      `boundaries must be finite numbers in strictly increasing order, at least one; got ${describe(boundaries)}`,
-    );
+    const shown = boundaries.length > 12 ? `${boundaries.length} values` : `[${boundaries.map(String).join(", ")}]`;
+    throw new RangeError(`boundaries must be finite numbers in strictly increasing order, at least one; got ${shown}`);
   }
   return [...boundaries];
 }

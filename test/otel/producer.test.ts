@@ -360,6 +360,7 @@ describe("sluiceMetricProducer: bad input", () => {
       expect(() => sluiceMetricProducer({ boundaries })).toThrow(RangeError);
       expect(() => sluiceMetricProducer({ boundaries })).toThrow(/^boundaries must be finite numbers .*; got /);
     }
+    expect(() => sluiceMetricProducer({ boundaries: [0.5, 0.1] })).toThrow(/; got \[0\.5, 0\.1\]$/);
     expect(() => sluiceMetricProducer({ temporaltiy: "delta" } as never)).toThrow(/did you mean "temporality"/);
     expect(() => sluiceMetricProducer(null as never)).toThrow(TypeError);
   });
