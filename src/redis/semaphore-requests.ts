@@ -71,13 +71,14 @@ export class RequestBatcher {
       batch.sort(localOrder);
     }
     if (this.context.closed || !batch.some((ticket) => this.tickets.isWaiting(ticket))) return;
-    if (this.grants.listening) {
+    const lease = this.leases.process;
+    if (lease.listening) {
       this.send(batch);
       return;
     }
     // The first time: listen for notices before any request of ours can be queued, so no notice is
     // published before the subscription can hear it.
-    this.grants.subscribe().then(
+    lease.subscribe().then(
       () => this.send(batch),
       (error: unknown) => {
         for (const ticket of batch) if (this.tickets.isWaiting(ticket)) this.onSubmitFailed(ticket, error);
