@@ -45,7 +45,7 @@ export interface RedisSemaphoreSnapshot {
   kind: "semaphore";
   /** The semaphore's name (a rate limiter's concurrency is `<name>/concurrency`). */
   name: string;
-  /** The Redis key of its state (`<prefix>{<name>}:meta`). */
+  /** The Redis key of its state (`<prefix>{<name>}:meta`; a keyed semaphore's key `k`: `<prefix>{<name>}:k:<k>:meta`). */
   key: string;
   /** The capacity the state was created with; `undefined` when no state exists (never used, or expired). */
   capacity: number | undefined;
@@ -75,15 +75,19 @@ function fromRedisNumber(text: string): number {
   return Number(text);
 }
 
-/** Reads one semaphore's state. */
+/**
+ * Reads one semaphore's state: `tag` is `<prefix>{<name>}:`; `keys` its `meta`, `queue` and `clients`
+ * when they are not `tag` followed by those (a key of a keyed semaphore).
+ */
 export async function inspectSemaphore(
   connection: RedisConnection,
   tag: string,
   name: string,
   timeoutMs = 5_000,
+  keys: readonly string[] = [`${tag}meta`, `${tag}queue`, `${tag}clients`],
 ): Promise<RedisSemaphoreSnapshot> {
   const reply = (await withDeadline(
-    inspectScript.run(connection, [`${tag}meta`, `${tag}queue`, `${tag}clients`], []),
+    inspectScript.run(connection, keys as string[], []),
     timeoutMs,
     `inspect ${name}`,
   )) as [number, string[], string[], string[]];
@@ -130,7 +134,7 @@ export async function inspectSemaphore(
   return {
     kind: "semaphore",
     name,
-    key: `${tag}meta`,
+    key: keys[0] as string,
     capacity:
       capacity === undefined ? undefined : Number(capacity) >= UNLIMITED ? Number.POSITIVE_INFINITY : Number(capacity),
     used: Number(meta.get("used") ?? 0),

@@ -282,7 +282,10 @@ export class ProcessLease implements TicketCounts {
     const sentAt = settings.clock.now();
     let failure: unknown;
     try {
-      const keys = [...this.directory.keys()].filter((key) => key.leases.active());
+      const all = [...this.directory.keys()];
+      const keys = all.filter((key) => key.leases.active());
+      // A heartbeat due when nothing is held any more still renews (and refreshes the keys' expiry).
+      if (keys.length === 0 && all[0] !== undefined) keys.push(all[0]);
       let lost = false;
       let checkIn = Number.POSITIVE_INFINITY;
       for (let from = 0; from < keys.length; from += CHECK_IN_CHUNK) {
