@@ -68,8 +68,8 @@ export const MAX_FENCED_CAPACITY = 1024;
  * slots, epoch`. load() and the short paths make the same read (the general path reuses a short path's),
  * so the field order lives here once.
  */
-const readState = (extra: string) =>
-  `redis.call('HMGET', KEYS[1], 'used', 'fence', 'seq', 'waiting', 'ready', ${extra}, 'capacity', 'slots', 'epoch')`;
+const readState = (extra: string, meta = "KEYS[1]") =>
+  `redis.call('HMGET', ${meta}, 'used', 'fence', 'seq', 'waiting', 'ready', ${extra}, 'capacity', 'slots', 'epoch')`;
 
 /**
  * Slot bookkeeping, shared by the short paths and the general code: pure functions over the `slots`
@@ -154,7 +154,7 @@ local created = false
 
 -- Reads the state; false when it does not exist. \`read\` is that HMGET's reply if the script made it already.
 local function load(extra, read)
-  local m = read or ${readState("extra or 'used'")}
+  local m = read or ${readState("extra or 'used'", "meta")}
   if not m[1] then return false, nil end
   used, fence, seq, waiting, ready = tonumber(m[1]), tonumber(m[2]), tonumber(m[3]), tonumber(m[4]), tonumber(m[5])
   stored = tonumber(m[7])
