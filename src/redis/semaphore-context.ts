@@ -217,9 +217,21 @@ export class SemaphoreContext {
     return this.settings.gone;
   }
 
+  /**
+   * Check-ins still owed to this key because a call on it failed (no reply, or a late one): Redis may hold
+   * a grant for this process that nobody here knows of, which only a check-in finds (two in a row, see
+   * `Leases.reconcile`). Until then the key counts as in use, so it is checked in and not forgotten.
+   */
+  unsure = 0;
+
   /** Runs `script` on this key (see {@link SemaphoreSettings.call}). */
   call(script: Script, extra: (string | number)[], what: string, onLate?: (value: unknown) => void): Promise<unknown> {
-    return this.settings.call(script, this.keys, extra, what, () => this.subject(), onLate);
+    const running = this.settings.call(script, this.keys, extra, what, () => this.subject(), onLate);
+    // On the side, so the caller reads the reply as many steps after Redis sent it as before.
+    running.catch(() => {
+      this.unsure = 3;
+    });
+    return running;
   }
 
   /** What error messages call the semaphore (and the key). */

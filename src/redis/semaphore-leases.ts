@@ -74,7 +74,7 @@ export class Leases implements LeaseKeeper, SelfChecking {
 
   /** Whether anything is held or waited for on this key. */
   active(): boolean {
-    return this.held.size > 0 || this.tickets.size > 0 || this.queue.size > 0;
+    return this.held.size > 0 || this.tickets.size > 0 || this.queue.size > 0 || this.context.unsure > 0;
   }
 
   // ---- the permits held ---------------------------------------------------------------------------
@@ -213,6 +213,7 @@ export class Leases implements LeaseKeeper, SelfChecking {
     const holdingEnd = grantsEnd + (holding as number);
     const end = holdingEnd + (queued as number);
     this.guardSeen = (guardUntil as number) > now;
+    if (this.context.unsure > 0) this.context.unsure--;
     if (created === 1 && !lost) {
       // The key's state was gone (a restart, a flush, an expiry): what we held or queued there is not.
       this.seenEpoch = epoch as number;

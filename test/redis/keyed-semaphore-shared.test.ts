@@ -13,6 +13,7 @@ import { LeaseLostError } from "sluice";
 import { RedisKeyedSemaphore, type RedisKeyedSemaphoreOptions, type RedisPermit } from "sluice/redis";
 import { describe, expect, it } from "vitest";
 import { processClock } from "../../src/threads/process-clock.js";
+import { TcpProxy } from "../support/tcp-proxy.js";
 import { useRedisServer } from "../support/use-redis-server.js";
 import { peak } from "./fault-checks.js";
 
@@ -35,7 +36,7 @@ function keyed(redis: Redis, options: RedisKeyedSemaphoreOptions): RedisKeyedSem
 /** What a test reaches inside: the process's lease (to play a frozen or killed process). */
 interface Internals {
   lease: { stopTimers(): void };
-  settings: { closed: boolean };
+  settings: { closed: boolean; client: string };
 }
 
 /** Scripts run so far (EVAL and EVALSHA), from INFO commandstats. */
@@ -197,6 +198,41 @@ describe("RedisKeyedSemaphore: one lease, one heartbeat, one subscription per pr
     }
     for (const permit of [...evens, ...(await Promise.all(odds))]) await permit.release();
     void doomedWaiting;
+  });
+});
+
+describe("RedisKeyedSemaphore: a grant nobody here knows of, on a key gone idle", () => {
+  it("is found by the check-ins a failed call on the key owes it, and given back", async () => {
+    const name = `keyed-orphan-${++counter}`;
+    const options = { name, capacityPerKey: 1, leaseTtl: 300, idleAfter: 10, guardRestarts: false };
+    const proxy = await TcpProxy.start(served.server.port);
+    const cutOffable = new Redis(proxy.port, "127.0.0.1", { maxRetriesPerRequest: 0 });
+    cutOffable.on("error", () => undefined);
+    served.track({
+      close: async () => {
+        cutOffable.disconnect();
+        await proxy.stop();
+      },
+    });
+    const a = keyed(cutOffable, options);
+    const b = keyed(served.redis, options);
+    // A holds another key all along: its lease stays alive, so only A can give back what it holds.
+    const kept = await a.acquire("kept");
+    // A grant of "x" to A whose reply never reached it (the script ran, the connection dropped): a holder
+    // of A's in Redis that A knows nothing of. Written here as such a script would have left it.
+    const meta = `sluice:{${name}}:k:x:meta`;
+    await b.run("x", () => undefined);
+    await served.redis.hset(meta, "used", 1, "h:1", `1:0::${(a as unknown as Internals).settings.client}`);
+    // A call of A's on "x" fails (the connection drops): A now owes "x" check-ins.
+    proxy.cutOff("drop");
+    await expect(a.tryAcquire("x")).rejects.toThrow();
+    proxy.restore();
+    // Its check-ins see the unknown grant twice and give it back; B gets "x".
+    const permit = await b.acquire("x", { timeout: 3_000 });
+    expect(await served.redis.hexists(meta, "h:1")).toBe(0);
+    await permit.release();
+    await waitFor(() => !a.keys().includes("x"), 2_000);
+    await kept.release();
   });
 });
 
