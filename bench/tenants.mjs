@@ -318,20 +318,7 @@ async function measureRedis(contender, processes, port, redis, run, linger) {
   const commands = (await commandsProcessed(redis)) - before - 1 - samples;
   const decisions = reports.reduce((sum, report) => sum + report.decisions, 0);
   const elapsed = Math.max(...reports.map((report) => report.ended)) - Math.min(...reports.map((r) => r.began));
-  if (linger !== undefined) {
-    return {
-      contender,
-      processes: String(processes),
-      "decisions/s": Math.round(decisions / (elapsed / 1_000)),
-      "commands per decision": Number((commands / decisions).toFixed(3)),
-      "round trips per decision": Number(
-        (reports.reduce((sum, report) => sum + report.requests, 0) / decisions).toFixed(3),
-      ),
-      "subscriptions (most at once)": String(subscriptions),
-      "heartbeat scripts": String(reports.reduce((sum, report) => sum + report.heartbeats, 0)),
-    };
-  }
-  return {
+  const row = {
     contender,
     processes: String(processes),
     "decisions/s": Math.round(decisions / (elapsed / 1_000)),
@@ -339,7 +326,13 @@ async function measureRedis(contender, processes, port, redis, run, linger) {
     "round trips per decision": Number(
       (reports.reduce((sum, report) => sum + report.requests, 0) / decisions).toFixed(3),
     ),
-    refused: String(reports.reduce((sum, report) => sum + report.refused, 0)),
+  };
+  if (linger === undefined)
+    return { ...row, refused: String(reports.reduce((sum, report) => sum + report.refused, 0)) };
+  return {
+    ...row,
+    "subscriptions (most at once)": String(subscriptions),
+    "heartbeat scripts": String(reports.reduce((sum, report) => sum + report.heartbeats, 0)),
   };
 }
 

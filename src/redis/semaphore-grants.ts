@@ -71,7 +71,7 @@ export class GrantListener {
     if (token !== 0) this.leases.guardPassed();
     // A notice can overtake the reply of the acquire that wrote our lease; without this, a first grant
     // would meet a lease deadline in the past and the watchdog would take the permit for lost at once.
-    if (ticket.registeredAt !== undefined) this.leases.written(ticket.registeredAt);
+    if (ticket.registeredAt !== undefined) this.leases.process.written(ticket.registeredAt);
     const waiter = findWaiter(this.admission.queue, ticket);
     if (waiter === undefined) {
       if (token !== 0) this.discard(token);
@@ -82,7 +82,7 @@ export class GrantListener {
           `weight ${ticket.weight} is above the capacity another process set for ${this.context.subject()}`,
         ),
       );
-    } else if (!this.leases.current()) {
+    } else if (!this.leases.process.current()) {
       // The grant was read after our lease may have lapsed (a freeze, a slow Redis): Redis may have
       // evicted it and given the weight to someone else. Never hand it over as valid; give it back and
       // queue the caller again, and renew the lease at once.

@@ -52,21 +52,6 @@ export class Leases implements LeaseKeeper, SelfChecking {
     return this.process.remaining();
   }
 
-  /** Whether a script sent at `sentAt` must (re)write the lease. */
-  mustRegister(sentAt: number): boolean {
-    return this.process.mustRegister(sentAt);
-  }
-
-  /** Whether the lease is good now by the local deadline. */
-  current(): boolean {
-    return this.process.current();
-  }
-
-  /** A script sent at `sentAt` wrote the lease. */
-  written(sentAt: number): void {
-    this.process.written(sentAt);
-  }
-
   /** The synchronous check behind a permit's `leaseLost` and `signal` (see {@link ProcessLease.checkLease}). */
   checkLease(): void {
     this.process.checkLease();
