@@ -20,8 +20,18 @@
  * - `<prefix>{<name>}:clients` ZSET: client id -> lease expiry (server µs). One lease per process covers
  *     all of its holders and tickets, so renewing costs one script per process, not one per permit.
  * - `<prefix>{<name>}:wake:<client>` is a pub/sub channel, not a key: grant notices
- *     `<ticket>:<token>:<slots>` are PUBLISHed there for that client's subscribed connection. Nothing is
- *     stored, so nothing needs an expiry; a notice nobody hears is handled as below.
+ *     `<ticket>:<token>:<slots>:<key part>` are PUBLISHed there for that client's subscribed connection
+ *     (`<key part>` names the key, see "keyed"; empty for a RedisSemaphore). Nothing is stored, so nothing
+ *     needs an expiry; a notice nobody hears is handled as below.
+ *
+ * Keyed: a RedisKeyedSemaphore runs the same scripts on each of its keys: key `k` is `meta` and `queue`
+ * at `<prefix>{<name>}:k:<k>:meta` and `...:queue` (KEYS 1 and 2), with the keyed semaphore's one
+ * `clients` and one channel per process, so one lease covers a process's permits and tickets on every key
+ * and one check-in script renews it over many keys (HEARTBEAT). Tickets are numbered per process across
+ * keys. Since `clients` is shared, a purge on one key cannot forget a dead process at once (its entries
+ * on other keys must still be found dead): an ended lease stays in `clients`, expired, for two `keyTtl`;
+ * by then every key that still held its entries was either purged (any check-in on it purges) or expired.
+ * A process that leaves marks its lease ended the same way (ARGV 6, third flag).
  *
  * `seq` is Redis' (it orders the queue); `ticket` is the process's own number for the request, sent with
  * the acquire. Grants name the ticket, not the seq, because a grant can overtake the acquire's reply: the
