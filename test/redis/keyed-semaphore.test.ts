@@ -5,7 +5,7 @@
  */
 import { Redis } from "ioredis";
 import { ClosedError, TimeoutError } from "sluice";
-import { RedisKeyedSemaphore } from "sluice/redis";
+import { inspectRedis, RedisKeyedSemaphore } from "sluice/redis";
 import { describe, expect, it } from "vitest";
 import { processClock } from "../../src/threads/process-clock.js";
 import { seededRandom } from "../support/seeded-random.js";
@@ -64,6 +64,14 @@ describe("RedisKeyedSemaphore", () => {
       }),
     );
     const held = await limiter.acquire("alice");
+    // `sluice inspect` finds each key in use as the semaphore `<name>/<key>`.
+    const found = (await inspectRedis(served.redis)).find((snapshot) => snapshot.name === `${limiter.name}/alice`);
+    expect(found).toMatchObject({
+      kind: "semaphore",
+      used: 1,
+      capacity: 1,
+      key: `sluice:{${limiter.name}}:k:alice:meta`,
+    });
     await expect(limiter.acquire("alice", { timeout: 50 })).rejects.toBeInstanceOf(TimeoutError);
     expect(await limiter.tryAcquire("alice")).toBeUndefined();
     const bob = await limiter.acquire("bob", { timeout: 1_000 });
