@@ -4,9 +4,13 @@
 // Then in Redis (a local redis-server of its own): RedisKeyedRateLimiter against RateLimiterRedis in one
 // process, then in two processes deciding on the same keys: decisions per second and commands per
 // decision over --redis-keys keys (default 10,000), --in-flight decisions at once in each (default 64).
+// Then RedisKeyedSemaphore in two processes on the same keys (capacity 1 per key, acquire + release per
+// key): decisions per second, commands and round trips per decision, the grant-notice subscriptions (the
+// most at once, sampled) and the heartbeat scripts. `--semaphore-before <dir>` adds the same run of
+// another build's dist (say main's, built in /tmp) to compare with.
 // Each in-process contender is measured --runs times (default 3), the contenders taking turns, and each
 // figure is the median of its runs: the machine is shared, and its load moves within a minute.
-// Run: npm run build && node --expose-gc bench/tenants.mjs [--keys 100000] [--runs 3] [--redis-keys 10000] [--in-flight 64] [--redis-only]
+// Run: npm run build && node --expose-gc bench/tenants.mjs [--keys 100000] [--runs 3] [--redis-keys 10000] [--in-flight 64] [--redis-only] [--semaphore-only] [--semaphore-before /tmp/main/dist]
 import { spawn } from "node:child_process";
 import { loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
@@ -19,6 +23,10 @@ import { localRedis } from "../examples/redis-server.mjs";
 import { heapUsed, machine, median, requireGc, table } from "./harness.mjs";
 
 const argv = process.argv.slice(2);
+const text = (name, fallback) => {
+  const at = argv.indexOf(`--${name}`);
+  return at === -1 ? fallback : argv[at + 1];
+};
 const option = (name, fallback) => {
   const at = argv.indexOf(`--${name}`);
   return at === -1 ? fallback : Number(argv[at + 1]);
@@ -189,6 +197,23 @@ const redisContenders = {
   },
 };
 
+/** RedisKeyedSemaphore of the build in `dist` (this one's, or another's to compare with): acquire + release. */
+const semaphoreContender = (dist) => async (redis, name) => {
+  const { RedisKeyedSemaphore } = await import(`${dist}/redis.js`);
+  const semaphore = new RedisKeyedSemaphore(redis, { name, capacityPerKey: 1, guardRestarts: false });
+  return async (key) => {
+    const permit = await semaphore.acquire(key, { timeout: 30_000 });
+    await permit.release();
+  };
+};
+const THIS_DIST = fileURLToPath(new URL("../dist", import.meta.url));
+const semaphoreContenders = {
+  "sluice RedisKeyedSemaphore (this build)": semaphoreContender(THIS_DIST),
+  ...(text("semaphore-before") === undefined
+    ? {}
+    : { "sluice RedisKeyedSemaphore (before)": semaphoreContender(text("semaphore-before")) }),
+};
+
 /**
  * One process's part: `decide` on every one of `count` keys, two passes, IN_FLIGHT decisions at once
  * (as a server handling many users would have), from the parent's "go" on. Prints when it began and ended
@@ -197,14 +222,18 @@ const redisContenders = {
 async function redisWorker() {
   const [contender, name] = [argv[argv.indexOf("--redis-worker") + 1], argv[argv.indexOf("--name") + 1]];
   const redis = new Redis(option("port", 0), "127.0.0.1");
-  // Requests sent to Redis (each is answered once: a round trip, pipelined on the one connection).
+  // Requests sent to Redis (each is answered once: a round trip, pipelined on the one connection), and
+  // of them the semaphore's heartbeats (the only script whose 7th argument is "renew").
   let requests = 0;
+  let heartbeats = 0;
   const send = redis.sendCommand.bind(redis);
-  redis.sendCommand = (...args) => {
+  redis.sendCommand = (command, ...rest) => {
     requests++;
-    return send(...args);
+    const args = command?.args ?? [];
+    if (/^evalsha$|^eval$/i.test(command?.name ?? "") && args[2 + Number(args[1]) + 6] === "renew") heartbeats++;
+    return send(command, ...rest);
   };
-  const decide = redisContenders[contender](redis, name);
+  const decide = await (redisContenders[contender] ?? semaphoreContenders[contender])(redis, name);
   const redisKeys = keys.slice(0, option("redis-keys", 10_000));
   await redis.ping();
   console.log(JSON.stringify({ ready: true }));
@@ -219,13 +248,18 @@ async function redisWorker() {
     }
   }
   const ended = performance.timeOrigin + performance.now();
-  console.log(JSON.stringify({ began, ended, decisions: 2 * redisKeys.length, refused, requests }));
+  // A lease's worth more, for the heartbeats due after the run (one per lease third per key before).
+  if (text("linger") !== undefined) await sleep(Number(text("linger")));
+  console.log(JSON.stringify({ began, ended, decisions: 2 * redisKeys.length, refused, requests, heartbeats }));
   redis.disconnect();
   process.stdin.destroy();
 }
 
-/** Runs `processes` workers of one contender at once on the same keys; decisions/s over them all. */
-async function measureRedis(contender, processes, port, redis, run) {
+/**
+ * Runs `processes` workers of one contender at once on the same keys; decisions/s over them all. With
+ * `linger` (ms), each worker waits that long after its run before it reports (its heartbeats go on).
+ */
+async function measureRedis(contender, processes, port, redis, run, linger) {
   const started = Array.from({ length: processes }, () => {
     const child = spawn(
       process.execPath,
@@ -241,6 +275,8 @@ async function measureRedis(contender, processes, port, redis, run) {
         String(REDIS_KEYS),
         "--in-flight",
         String(IN_FLIGHT),
+        ...(linger === undefined ? [] : ["--linger", String(linger)]),
+        ...(text("semaphore-before") === undefined ? [] : ["--semaphore-before", text("semaphore-before")]),
       ],
       { stdio: ["pipe", "pipe", "inherit"] },
     );
@@ -264,11 +300,25 @@ async function measureRedis(contender, processes, port, redis, run) {
   for (const { next } of started) await next(); // ready
   const before = await commandsProcessed(redis);
   for (const { child } of started) child.stdin.write("go\n");
+  // The grant-notice channels of the run's name, sampled every 50 ms while it runs (the most at once).
+  let subscriptions = 0;
+  let samples = 0;
+  let running = true;
+  const sampling = (async () => {
+    while (running) {
+      samples++;
+      const channels = await redis.pubsub("CHANNELS", `sluice:{bench-${run}*:wake:*`);
+      subscriptions = Math.max(subscriptions, channels.length);
+      await sleep(50);
+    }
+  })();
   const reports = await Promise.all(started.map(({ next }) => next()));
-  const commands = (await commandsProcessed(redis)) - before - 1;
+  running = false;
+  await sampling;
+  const commands = (await commandsProcessed(redis)) - before - 1 - samples;
   const decisions = reports.reduce((sum, report) => sum + report.decisions, 0);
   const elapsed = Math.max(...reports.map((report) => report.ended)) - Math.min(...reports.map((r) => r.began));
-  return {
+  const row = {
     contender,
     processes: String(processes),
     "decisions/s": Math.round(decisions / (elapsed / 1_000)),
@@ -276,7 +326,13 @@ async function measureRedis(contender, processes, port, redis, run) {
     "round trips per decision": Number(
       (reports.reduce((sum, report) => sum + report.requests, 0) / decisions).toFixed(3),
     ),
-    refused: String(reports.reduce((sum, report) => sum + report.refused, 0)),
+  };
+  if (linger === undefined)
+    return { ...row, refused: String(reports.reduce((sum, report) => sum + report.refused, 0)) };
+  return {
+    ...row,
+    "subscriptions (most at once)": String(subscriptions),
+    "heartbeat scripts": String(reports.reduce((sum, report) => sum + report.heartbeats, 0)),
   };
 }
 
@@ -286,16 +342,23 @@ async function commandsProcessed(redis) {
   return Number(/total_commands_processed:(\d+)/.exec(info)?.[1]);
 }
 
+/** How long each semaphore worker stays after its run: a lease (10 s) and a bit, so that heartbeats show. */
+const SEMAPHORE_LINGER = option("semaphore-linger", 11_000);
+
 async function redisBench() {
   const { port, stop } = await localRedis({ isolated: true });
   const redis = new Redis(port, "127.0.0.1");
   const redisRows = [];
+  const semaphoreRows = [];
   let run = 0;
   try {
-    for (const processes of [1, 2]) {
+    for (const processes of argv.includes("--semaphore-only") ? [] : [1, 2]) {
       for (const contender of Object.keys(redisContenders)) {
         redisRows.push(await measureRedis(contender, processes, port, redis, ++run));
       }
+    }
+    for (const contender of Object.keys(semaphoreContenders)) {
+      semaphoreRows.push(await measureRedis(contender, 2, port, redis, ++run, SEMAPHORE_LINGER));
     }
   } finally {
     redis.disconnect();
@@ -309,7 +372,11 @@ async function redisBench() {
       .map((load) => load.toFixed(1))
       .join(", ")} at the end\n`,
   );
-  console.log(table(redisRows));
+  if (redisRows.length > 0) console.log(table(redisRows));
+  console.log(
+    `\n## RedisKeyedSemaphore in Redis (${REDIS_KEYS.toLocaleString("en")} keys, capacity 1 each, acquire + release per key, 2 passes, ${IN_FLIGHT} at once in each of 2 processes on the same keys; lease 10 s; heartbeats counted until ${SEMAPHORE_LINGER / 1000} s after the run)\n`,
+  );
+  console.log(table(semaphoreRows));
 }
 if (argv.includes("--redis-worker")) await redisWorker();
 else {

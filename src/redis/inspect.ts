@@ -45,7 +45,7 @@ export interface RedisSemaphoreSnapshot {
   kind: "semaphore";
   /** The semaphore's name (a rate limiter's concurrency is `<name>/concurrency`). */
   name: string;
-  /** The Redis key of its state (`<prefix>{<name>}:meta`). */
+  /** The Redis key of its state (`<prefix>{<name>}:meta`; a keyed semaphore's key `k`: `<prefix>{<name>}:k:<k>:meta`). */
   key: string;
   /** The capacity the state was created with; `undefined` when no state exists (never used, or expired). */
   capacity: number | undefined;
@@ -75,15 +75,19 @@ function fromRedisNumber(text: string): number {
   return Number(text);
 }
 
-/** Reads one semaphore's state. */
+/**
+ * Reads one semaphore's state: `tag` is `<prefix>{<name>}:`; `keys` its `meta`, `queue` and `clients`
+ * when they are not `tag` followed by those (a key of a keyed semaphore).
+ */
 export async function inspectSemaphore(
   connection: RedisConnection,
   tag: string,
   name: string,
   timeoutMs = 5_000,
+  keys: readonly string[] = [`${tag}meta`, `${tag}queue`, `${tag}clients`],
 ): Promise<RedisSemaphoreSnapshot> {
   const reply = (await withDeadline(
-    inspectScript.run(connection, [`${tag}meta`, `${tag}queue`, `${tag}clients`], []),
+    inspectScript.run(connection, keys as string[], []),
     timeoutMs,
     `inspect ${name}`,
   )) as [number, string[], string[], string[]];
@@ -130,7 +134,7 @@ export async function inspectSemaphore(
   return {
     kind: "semaphore",
     name,
-    key: `${tag}meta`,
+    key: keys[0] as string,
     capacity:
       capacity === undefined ? undefined : Number(capacity) >= UNLIMITED ? Number.POSITIVE_INFINITY : Number(capacity),
     used: Number(meta.get("used") ?? 0),
@@ -167,11 +171,13 @@ const INSPECT_OPTIONS = /* @__PURE__ */ optionNames<InspectRedisOptions>({
   timeout: true,
 });
 
-const SUFFIXES = { meta: "semaphore", rate: "rate-limiter" } as const;
+/** What each scan looks for after `<prefix>{*}:` (`k:*:meta`: a keyed semaphore's keys), and what it is. */
+const SUFFIXES = { meta: "semaphore", "k:*:meta": "semaphore", rate: "rate-limiter" } as const;
 
 /**
- * Finds sluice primitives in Redis (by `SCAN` over `<prefix>{*}:meta` and `<prefix>{*}:rate`) and
- * returns a snapshot of each, sorted by name. Keys that expired between the scan and the read are
+ * Finds sluice primitives in Redis (by `SCAN` over `<prefix>{*}:meta`, `<prefix>{*}:k:*:meta` and `<prefix>{*}:rate`) and
+ * returns a snapshot of each, sorted by name; a key `k` of a RedisKeyedSemaphore `name` is the semaphore
+ * `name/k`. Keys that expired between the scan and the read are
  * skipped.
  *
  * @example
@@ -192,7 +198,9 @@ export async function inspectRedis(redis: RedisClient, options: InspectRedisOpti
   const prefix = options.prefix ?? "sluice:";
   const timeout = options.timeout ?? 5_000;
   const only = options.name ?? options.key;
-  const found: { name: string; kind: "semaphore" | "rate-limiter" }[] = [];
+  // A keyed semaphore's key `k` of `name` is found as the semaphore `name/k`, with its own `meta` and
+  // `queue` (see "keyed" in semaphore-scripts.ts).
+  const found: { name: string; kind: "semaphore" | "rate-limiter"; keys?: string[] }[] = [];
   if (only !== undefined) {
     found.push({ name: only, kind: "semaphore" }, { name: `${only}/concurrency`, kind: "semaphore" });
     found.push({ name: only, kind: "rate-limiter" });
@@ -207,7 +215,14 @@ export async function inspectRedis(redis: RedisClient, options: InspectRedisOpti
         for (const key of keys) {
           const inner = key.slice(prefix.length);
           const end = `}:${suffix}`;
-          if (inner.startsWith("{") && inner.endsWith(end)) found.push({ name: inner.slice(1, -end.length), kind });
+          const keyed = suffix === "rate" ? null : /^\{(.+?)\}:k:(.+):meta$/s.exec(inner);
+          if (keyed !== null) {
+            const start = `${prefix}{${keyed[1]}}:`;
+            const keys = [key, `${start}k:${keyed[2]}:queue`, `${start}clients`];
+            found.push({ name: `${keyed[1]}/${keyed[2]}`, kind, keys });
+          } else if (inner.startsWith("{") && inner.endsWith(end)) {
+            found.push({ name: inner.slice(1, -end.length), kind });
+          }
         }
         cursor = next;
         if (cursor === "0") break;
@@ -216,12 +231,12 @@ export async function inspectRedis(redis: RedisClient, options: InspectRedisOpti
   }
   const snapshots: RedisSnapshot[] = [];
   const seen = new Set<string>();
-  for (const { name, kind } of found) {
+  for (const { name, kind, keys } of found) {
     if (seen.has(`${kind}:${name}`)) continue;
     seen.add(`${kind}:${name}`);
     const tag = `${prefix}{${name}}:`;
     if (kind === "semaphore") {
-      const snapshot = await inspectSemaphore(connection, tag, name, timeout);
+      const snapshot = await inspectSemaphore(connection, tag, name, timeout, keys);
       if (snapshot.capacity !== undefined || snapshot.holders.length > 0 || snapshot.waiters.length > 0) {
         snapshots.push(snapshot);
       }

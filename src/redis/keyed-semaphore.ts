@@ -1,36 +1,38 @@
 /**
- * RedisKeyedSemaphore: a semaphore per key (per user, per account) shared by every process, with a
- * RedisSemaphore for a key only while this process uses it.
+ * RedisKeyedSemaphore: a semaphore per key (per user, per account) shared by every process, with nothing
+ * per key in this process but the state of the keys it holds or waits on.
  *
- * Each key is the semaphore `<name>/<key>` in Redis, with its own hash tag (so a Cluster spreads the keys
- * over its nodes) and everything a RedisSemaphore promises: FIFO across processes, leases, fencing,
- * restarts and dead processes. In this process a key's RedisSemaphore exists from its first call until it
- * has been idle (nothing held, nobody waiting, no call in flight) for `idleAfter`; then it is closed and
- * forgotten, and its keys expire in Redis `keyTtl` later. All keys of one client share its one notice
- * connection.
+ * All keys live under one hash tag, `{<name>}` (so a Redis Cluster keeps a keyed semaphore on one node):
+ * each key its `meta` HASH and `queue` ZSET (`<prefix>{<name>}:k:<key>:meta`, `...:queue`), expiring
+ * `keyTtl` after its last use; the leases (`clients`) and this process's notice channel are shared by
+ * all keys. So one lease covers every permit and ticket of the process on every key, one heartbeat
+ * script (per few hundred keys held or waited on) renews it, and one subscription hears every grant:
+ * no object, timer, subscription or connection per key. The scripts are RedisSemaphore's, for any key:
+ * each key has everything a RedisSemaphore promises (FIFO across processes, leases, fencing, restarts
+ * and dead processes). In this process a key's state (its callers, tickets and permits) exists from its
+ * first call until it has been idle (nothing held, nobody waiting, no call in flight) for `idleAfter`.
  */
 import { checkOptionNames } from "../core/arguments.js";
 import { describe } from "../core/describe.js";
+import { identify, type LimiterIdentity } from "../core/diagnostics.js";
 import { type Duration, toMilliseconds } from "../core/duration.js";
 import { ClosedError } from "../core/errors.js";
 import { checkKey, type KeyedStatistics, KeyTable, type PerKey } from "../core/keyed.js";
 import type { AcquireOptions } from "../core/limiter.js";
 import type { RedisClient } from "./connection.js";
-import type { RedisSemaphoreSnapshot } from "./inspect.js";
-import type { RedisCloseOptions } from "./options.js";
+import { inspectSemaphore, type RedisSemaphoreSnapshot } from "./inspect.js";
+import { checkCloseOptions, type RedisCloseOptions } from "./options.js";
 import type { RedisPermit } from "./permits.js";
-import {
-  REDIS_SEMAPHORE_OPTIONS,
-  RedisSemaphore,
-  type RedisSemaphoreOptions,
-  type RedisSemaphoreStatistics,
-} from "./semaphore.js";
+import { REDIS_SEMAPHORE_OPTIONS, type RedisSemaphoreOptions, type RedisSemaphoreStatistics } from "./semaphore.js";
+import { SemaphoreContext, SemaphoreSettings } from "./semaphore-context.js";
+import { SemaphoreKey } from "./semaphore-key.js";
+import { ProcessLease } from "./semaphore-process.js";
 
 /** Options for {@link RedisKeyedSemaphore}: a RedisSemaphore's, for every key, and when to forget a key. */
 export interface RedisKeyedSemaphoreOptions extends Omit<RedisSemaphoreOptions, "capacity"> {
   /** Permits per key, shared by all processes: an integer >= 1. All processes must agree on it. */
   capacityPerKey: number;
-  /** How long a key stays in this process once idle (nothing held, nobody waiting). Default `"5s"`. */
+  /** How long a key's state stays in this process once idle (nothing held, nobody waiting). Default `"5s"`. */
   idleAfter?: Duration;
 }
 
@@ -40,16 +42,19 @@ const OPTIONS = [
   "idleAfter",
 ] as const;
 
-/** A key's semaphore in this process, with what tells whether it is idle. */
+/** A key's state in this process, with what tells whether it is idle. */
 class LiveKey implements PerKey {
   /** Calls (acquire, tryAcquire, run) not yet settled. */
   inFlight = 0;
   /** When the key was last seen busy (`performance.now()`). */
   lastBusy = 0;
-  constructor(readonly semaphore: RedisSemaphore) {}
+  constructor(
+    readonly parts: SemaphoreKey,
+    private readonly name: string,
+  ) {}
 
   statistics(): RedisSemaphoreStatistics {
-    return this.semaphore.statistics();
+    return this.parts.statistics(this.name);
   }
 }
 
@@ -68,8 +73,12 @@ export class RedisKeyedSemaphore {
   readonly name: string;
   /** Permits per key. */
   readonly capacityPerKey: number;
+  /** @internal What its `sluice:*` events name. */
+  readonly identity: LimiterIdentity;
   private readonly table: KeyTable<LiveKey>;
-  private readonly options: RedisSemaphoreOptions;
+  private readonly settings: SemaphoreSettings;
+  /** The one lease, heartbeat and notice subscription of this process, for every key. */
+  private readonly lease: ProcessLease;
   private readonly idleMs: number;
   private sweeper: ReturnType<typeof setInterval> | undefined = undefined;
   private closing: Promise<void> | undefined = undefined;
@@ -93,13 +102,24 @@ export class RedisKeyedSemaphore {
     }
     this.idleMs = toMilliseconds(idleAfter, "idleAfter");
     this.capacityPerKey = capacityPerKey;
-    this.options = { ...rest, capacity: capacityPerKey };
-    // Every other option is checked here, by a semaphore as a first key would make it (it sends nothing
-    // to Redis until used, and is never used).
-    new RedisSemaphore(redis, { ...this.options, name: `${rest.name}/-` });
-    this.name = rest.name;
-    this.table = new KeyTable(
-      (key) => new LiveKey(new RedisSemaphore(redis, { ...this.options, name: `${this.name}/${key}` })),
+    const settings = new SemaphoreSettings(redis, { ...rest, capacity: capacityPerKey }, true);
+    this.settings = settings;
+    this.name = settings.name;
+    this.identity = identify(this, this.name, "semaphore", "redis", settings.clock);
+    const table = new KeyTable<LiveKey>(
+      (key) => new LiveKey(new SemaphoreKey(new SemaphoreContext(settings, key), this.lease, this.identity), this.name),
+    );
+    this.table = table;
+    this.lease = new ProcessLease(
+      settings,
+      {
+        *keys() {
+          for (const live of table.live.values()) yield live.parts;
+        },
+        find: (label) => (label.startsWith("k:") ? table.live.get(label.slice(2))?.parts : undefined),
+        locate: (label) => new SemaphoreContext(settings, label.slice(2)),
+      },
+      () => `Redis keyed semaphore ${JSON.stringify(this.name)}`,
     );
   }
 
@@ -108,12 +128,12 @@ export class RedisKeyedSemaphore {
    * a bad key (not a string, empty, above 1,024 characters) and as {@link RedisSemaphore.acquire}.
    */
   acquire(key: string, options?: AcquireOptions): Promise<RedisPermit> {
-    return this.use(key, (semaphore) => semaphore.acquire(options));
+    return this.use(key, (parts) => parts.acquire(options));
   }
 
   /** Takes `weight` permits of `key` if possible now without passing anyone; otherwise `undefined`. */
   tryAcquire(key: string, weight = 1): Promise<RedisPermit | undefined> {
-    return this.use(key, (semaphore) => semaphore.tryAcquire(weight));
+    return this.use(key, (parts) => parts.tryAcquire(weight));
   }
 
   /** Runs `fn` holding a permit of `key`, as {@link RedisSemaphore.run}. */
@@ -122,20 +142,27 @@ export class RedisKeyedSemaphore {
     fn: (signal: AbortSignal, permit: RedisPermit) => T | PromiseLike<T>,
     options?: AcquireOptions,
   ): Promise<T> {
-    return this.use(key, (semaphore) => semaphore.run(fn, options));
+    return this.use(key, (parts) => parts.run(fn, options));
   }
 
-  /** The keys this process has a semaphore for now (in use, or idle for less than `idleAfter`). */
+  /** The keys this process has state for now (in use, or idle for less than `idleAfter`). */
   keys(): string[] {
     return [...this.table.live.keys()];
   }
 
-  /** A key's semaphore in Redis, as {@link RedisSemaphore.inspect}. */
+  /** A key's semaphore in Redis, as {@link RedisSemaphore.inspect} (one round trip; nothing kept here). */
   inspect(key: string): Promise<RedisSemaphoreSnapshot> {
-    return this.use(key, (semaphore) => semaphore.inspect());
+    try {
+      checkKey(key);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const { settings } = this;
+    const context = new SemaphoreContext(settings, key);
+    return inspectSemaphore(settings.connection, settings.tag, this.name, settings.commandMs, context.keys);
   }
 
-  /** This process's figures: over every key, or of one key (as a RedisSemaphore's; zeros if not live). */
+  /** This process's figures: over every key, or of one key (as a RedisSemaphore's; undefined if not live). */
   statistics(): KeyedStatistics;
   statistics(key: string): RedisSemaphoreStatistics | undefined;
   statistics(key?: string): KeyedStatistics | RedisSemaphoreStatistics | undefined {
@@ -150,21 +177,27 @@ export class RedisKeyedSemaphore {
    */
   close(options?: RedisCloseOptions): Promise<void> {
     if (this.closing !== undefined) return this.closing;
+    let timeout: number;
+    try {
+      timeout = checkCloseOptions(options, this.settings.leaseMs);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     if (this.sweeper !== undefined) clearInterval(this.sweeper);
-    const all = [...this.table.live.values()];
-    for (const [key, entry] of this.table.live) this.table.drop(key, entry);
-    this.closing = Promise.all(all.map(({ semaphore }) => semaphore.close(options))).then(() => undefined);
+    this.closing = this.lease.close(timeout).then(() => {
+      for (const [key, entry] of this.table.live) this.table.drop(key, entry);
+    });
     return this.closing;
   }
 
-  /** Runs `call` on `key`'s semaphore (made if needed), counting it in flight until it settles. */
-  private use<T>(key: string, call: (semaphore: RedisSemaphore) => Promise<T>): Promise<T> {
+  /** Runs `call` on `key`'s state (made if needed), counting it in flight until it settles. */
+  private use<T>(key: string, call: (parts: SemaphoreKey) => Promise<T>): Promise<T> {
     try {
       checkKey(key);
     } catch (error) {
       return Promise.reject(error);
     }
-    if (this.closing !== undefined) {
+    if (this.settings.closed) {
       return Promise.reject(new ClosedError(`Redis keyed semaphore ${JSON.stringify(this.name)} is closed`));
     }
     const live = this.table.get(key);
@@ -172,7 +205,7 @@ export class RedisKeyedSemaphore {
     live.inFlight++;
     let settled: Promise<T>;
     try {
-      settled = call(live.semaphore);
+      settled = call(live.parts);
     } catch (error) {
       settled = Promise.reject(error);
     }
@@ -192,14 +225,13 @@ export class RedisKeyedSemaphore {
   private sweep(): void {
     const now = performance.now();
     for (const [key, entry] of this.table.live) {
-      const { inUse, waiting } = entry.statistics();
-      if (entry.inFlight > 0 || inUse > 0 || waiting > 0) {
+      if (entry.inFlight > 0 || !entry.parts.idle) {
         entry.lastBusy = now;
         continue;
       }
       if (now - entry.lastBusy < this.idleMs) continue;
+      // Nothing to close: a key has no timer, subscription or lease of its own.
       this.table.drop(key, entry);
-      entry.semaphore.close({ timeout: 0 }).catch(() => {});
     }
     if (this.table.live.size === 0 && this.sweeper !== undefined) {
       clearInterval(this.sweeper);

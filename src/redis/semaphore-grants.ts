@@ -1,31 +1,25 @@
 /**
- * The grant listener of a RedisSemaphore: hears of grants — by notice, in script replies, from check-ins
- * — hands each to its waiter as a permit, and takes permits back.
+ * The grant listener of one key of a RedisSemaphore: hands each grant it hears of — by notice (the
+ * process's one subscription passes it on, see semaphore-process.ts), in script replies, from check-ins
+ * — to its waiter as a permit, and takes permits back.
  *
- * Each semaphore of a process subscribes to its own notice channel, all of them over one connection
- * per client (`sharedNotices`), and hears of grants by push, not polling. A notice names the request
- * by this process's own number for it (not Redis' seq), because it can arrive before the reply of the
- * acquire that queued it. A release frees the weight in Redis and hands it to the tickets that now fit,
- * writing a notice on each receiving process's channel (grants to the releasing process come back in
- * the reply instead).
+ * A notice names the request by this process's own number for it (not Redis' seq), because it can
+ * arrive before the reply of the acquire that queued it. A release frees the weight in Redis and hands it
+ * to the tickets that now fit, writing a notice on each receiving process's channel (grants to the
+ * releasing process come back in the reply instead).
  */
 
 import type { Admission } from "../core/admission.js";
 import { LeaseLostError } from "../core/errors.js";
 import type { Permit } from "../core/limiter.js";
-import { withDeadline } from "./errors.js";
 import { LeasedPermit, parseSlots } from "./permits.js";
 import { redisNumber, type SemaphoreContext } from "./semaphore-context.js";
 import type { Leases } from "./semaphore-leases.js";
 import type { RequestBatcher } from "./semaphore-requests.js";
 import { findWaiter, type Ticket, type Tickets } from "./semaphore-tickets.js";
 
-/** Delivers a RedisSemaphore's grants to its waiters, and gives its permits back to Redis. */
+/** Delivers a key's grants to its waiters, and gives its permits back to Redis. */
 export class GrantListener {
-  /** Settles when the subscription is confirmed; undefined before the first try or after one failed. */
-  private subscription: Promise<void> | undefined;
-  /** Whether the subscription is confirmed: requests go out at once from then on. */
-  private subscribed = false;
   /** The last fencing token granted here, for statistics. */
   private lastGranted: number | undefined = undefined;
   /** A permit goes back through here: one function for every permit of this semaphore. */
@@ -44,58 +38,9 @@ export class GrantListener {
     this.requests = requests;
   }
 
-  /** Whether the subscription to grant notices is confirmed. */
-  get listening(): boolean {
-    return this.subscribed;
-  }
-
   /** The last fencing token granted here, or undefined before any. */
   get lastToken(): number | undefined {
     return this.lastGranted;
-  }
-
-  /**
-   * Subscribes to this process's grant notices, once (again after a failed try); resolves when Redis
-   * has confirmed it. After a reconnect (ioredis subscribes again by itself) the process checks in at
-   * once: notices published while the connection was down are lost, the grants they told of are not.
-   */
-  subscribe(): Promise<void> {
-    if (this.subscription !== undefined) return this.subscription;
-    const { context } = this;
-    const subscribing = context.notices.listen(
-      context.wakeKey,
-      (notice) => this.onNotice(notice),
-      () => this.leases.checkInSoon(),
-      context.sharded,
-    );
-    this.subscription = withDeadline(
-      subscribing,
-      context.commandMs,
-      `subscribing to grant notices of ${context.subject()}`,
-    ).then(
-      () => {
-        if (context.closed) context.notices.leave(context.wakeKey);
-        else this.subscribed = true;
-      },
-      (error: unknown) => {
-        // The next request tries again.
-        this.subscription = undefined;
-        context.notices.leave(context.wakeKey);
-        throw error;
-      },
-    );
-    return this.subscription;
-  }
-
-  /** `close()`: no more notices for this semaphore. */
-  stopListening(): void {
-    this.context.notices.leave(this.context.wakeKey);
-  }
-
-  /** A grant notice: `<ticket>:<token>:<slots>`. */
-  private onNotice(notice: string): void {
-    const [ticket, token, slots] = notice.split(":");
-    this.onGrant(Number(ticket), Number(token), slots);
   }
 
   /**
@@ -126,7 +71,7 @@ export class GrantListener {
     if (token !== 0) this.leases.guardPassed();
     // A notice can overtake the reply of the acquire that wrote our lease; without this, a first grant
     // would meet a lease deadline in the past and the watchdog would take the permit for lost at once.
-    if (ticket.registeredAt !== undefined) this.leases.written(ticket.registeredAt);
+    if (ticket.registeredAt !== undefined) this.leases.process.written(ticket.registeredAt);
     const waiter = findWaiter(this.admission.queue, ticket);
     if (waiter === undefined) {
       if (token !== 0) this.discard(token);
@@ -137,7 +82,7 @@ export class GrantListener {
           `weight ${ticket.weight} is above the capacity another process set for ${this.context.subject()}`,
         ),
       );
-    } else if (!this.leases.current()) {
+    } else if (!this.leases.process.current()) {
       // The grant was read after our lease may have lapsed (a freeze, a slow Redis): Redis may have
       // evicted it and given the weight to someone else. Never hand it over as valid; give it back and
       // queue the caller again, and renew the lease at once.

@@ -71,13 +71,14 @@ export class RequestBatcher {
       batch.sort(localOrder);
     }
     if (this.context.closed || !batch.some((ticket) => this.tickets.isWaiting(ticket))) return;
-    if (this.grants.listening) {
+    const lease = this.leases.process;
+    if (lease.listening) {
       this.send(batch);
       return;
     }
     // The first time: listen for notices before any request of ours can be queued, so no notice is
     // published before the subscription can hear it.
-    this.grants.subscribe().then(
+    lease.subscribe().then(
       () => this.send(batch),
       (error: unknown) => {
         for (const ticket of batch) if (this.tickets.isWaiting(ticket)) this.onSubmitFailed(ticket, error);
@@ -91,7 +92,7 @@ export class RequestBatcher {
     const batch = all.filter((ticket) => tickets.isWaiting(ticket));
     if (batch.length === 0 || context.closed) return;
     const sentAt = context.clock.now();
-    const register = leases.mustRegister(sentAt);
+    const register = leases.process.mustRegister(sentAt);
     const args: (string | number)[] = ["wait", register ? "1" : "0"];
     for (const ticket of batch) {
       ticket.registeredAt = register ? sentAt : undefined;
@@ -102,7 +103,7 @@ export class RequestBatcher {
       .then(
         (value) => {
           const reply = value as unknown[];
-          if (register) leases.written(sentAt);
+          if (register) leases.process.written(sentAt);
           const epoch = reply[1] as number;
           const lost = leases.onEpoch(epoch);
           grants.takeGrants(reply, 2 + 4 * batch.length);
@@ -235,14 +236,14 @@ export class RequestBatcher {
   ): Promise<LeasedPermit | undefined> {
     const { context, leases } = this;
     const sentAt = context.clock.now();
-    const register = leases.mustRegister(sentAt);
+    const register = leases.process.mustRegister(sentAt);
     const reply = (await context.call(
       context.scripts.acquire,
       ["try", register ? "1" : "0", weight, redisNumber(priority === 0 ? 0 : -priority), 0],
       what,
       (late) => this.undoAcquire(late as unknown[], []),
     )) as unknown[];
-    if (register) leases.written(sentAt);
+    if (register) leases.process.written(sentAt);
     this.requeue(leases.onEpoch(reply[1] as number));
     this.grants.takeGrants(reply, 6);
     if (reply[2] !== 1) return undefined;
@@ -267,7 +268,7 @@ export class RequestBatcher {
       this.grants.discard(token);
       throw this.context.closedError();
     }
-    if (!this.leases.current()) {
+    if (!this.leases.process.current()) {
       this.grants.discard(token);
       this.leases.checkInSoon();
       return undefined;

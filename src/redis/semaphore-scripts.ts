@@ -20,8 +20,18 @@
  * - `<prefix>{<name>}:clients` ZSET: client id -> lease expiry (server µs). One lease per process covers
  *     all of its holders and tickets, so renewing costs one script per process, not one per permit.
  * - `<prefix>{<name>}:wake:<client>` is a pub/sub channel, not a key: grant notices
- *     `<ticket>:<token>:<slots>` are PUBLISHed there for that client's subscribed connection. Nothing is
- *     stored, so nothing needs an expiry; a notice nobody hears is handled as below.
+ *     `<ticket>:<token>:<slots>:<key part>` are PUBLISHed there for that client's subscribed connection
+ *     (`<key part>` names the key, see "keyed"; empty for a RedisSemaphore). Nothing is stored, so nothing
+ *     needs an expiry; a notice nobody hears is handled as below.
+ *
+ * Keyed: a RedisKeyedSemaphore runs the same scripts on each of its keys: key `k` is `meta` and `queue`
+ * at `<prefix>{<name>}:k:<k>:meta` and `...:queue` (KEYS 1 and 2), with the keyed semaphore's one
+ * `clients` and one channel per process, so one lease covers a process's permits and tickets on every key
+ * and one check-in script renews it over many keys (HEARTBEAT). Tickets are numbered per process across
+ * keys. Since `clients` is shared, a purge on one key cannot forget a dead process at once (its entries
+ * on other keys must still be found dead): an ended lease stays in `clients`, expired, for two `keyTtl`;
+ * by then every key that still held its entries was either purged (any check-in on it purges) or expired.
+ * A process that leaves marks its lease ended the same way (ARGV 6, third flag).
  *
  * `seq` is Redis' (it orders the queue); `ticket` is the process's own number for the request, sent with
  * the acquire. Grants name the ticket, not the seq, because a grant can overtake the acquire's reply: the
@@ -68,8 +78,8 @@ export const MAX_FENCED_CAPACITY = 1024;
  * slots, epoch`. load() and the short paths make the same read (the general path reuses a short path's),
  * so the field order lives here once.
  */
-const readState = (extra: string) =>
-  `redis.call('HMGET', KEYS[1], 'used', 'fence', 'seq', 'waiting', 'ready', ${extra}, 'capacity', 'slots', 'epoch')`;
+const readState = (extra: string, meta = "KEYS[1]") =>
+  `redis.call('HMGET', ${meta}, 'used', 'fence', 'seq', 'waiting', 'ready', ${extra}, 'capacity', 'slots', 'epoch')`;
 
 /**
  * Slot bookkeeping, shared by the short paths and the general code: pure functions over the `slots`
@@ -126,9 +136,11 @@ local prefix, me = ARGV[1], ARGV[2]
 local capacity = tonumber(ARGV[3])
 local leaseUs = tonumber(ARGV[4]) * 1000
 local keyTtl = tonumber(ARGV[5])
--- ARGV[6]: one flag per character: the restart guard, then whether PUBLISH counts every listener.
+-- ARGV[6]: one flag per character: the restart guard, whether PUBLISH counts every listener, and
+-- whether \`clients\` is shared by several keys (a keyed semaphore; see "keyed").
 local guardRestarts = string.sub(ARGV[6], 1, 1) == '1'
 local deliveryCounted = string.sub(ARGV[6], 2, 2) == '1'
+local keyed = string.sub(ARGV[6], 3, 3) == '1'
 
 -- Lua's '..' prints numbers with 14 digits; tokens and times need all of theirs.
 local function int(x) return string.format('%.0f', x) end
@@ -152,7 +164,7 @@ local created = false
 
 -- Reads the state; false when it does not exist. \`read\` is that HMGET's reply if the script made it already.
 local function load(extra, read)
-  local m = read or ${readState("extra or 'used'")}
+  local m = read or ${readState("extra or 'used'", "meta")}
   if not m[1] then return false, nil end
   used, fence, seq, waiting, ready = tonumber(m[1]), tonumber(m[2]), tonumber(m[3]), tonumber(m[4]), tonumber(m[5])
   stored = tonumber(m[7])
@@ -226,7 +238,9 @@ local function tell(c, t, token, list, mine)
     mine[#mine + 1] = list
     return true
   end
-  local heard = redis.call('${publish}', prefix .. 'wake:' .. c, t .. ':' .. int(token) .. ':' .. list)
+  -- The notice ends with the key's part of the name (\`k:<key>\`, empty for a RedisSemaphore).
+  local heard = redis.call('${publish}', prefix .. 'wake:' .. c,
+    t .. ':' .. int(token) .. ':' .. list .. ':' .. string.sub(meta, #prefix + 1, -6))
   return heard > 0 or not deliveryCounted
 end
 
@@ -273,10 +287,8 @@ local function dispatch(mine)
   end
 end
 
--- Removes everything the given clients hold or wait for (their leases ended).
-local function evict(dead)
-  local isDead = {}
-  for _, c in ipairs(dead) do isDead[c] = true end
+-- Removes everything the clients in isDead (a set) hold or wait for in this key (their leases ended).
+local function evict(isDead)
   local all = redis.call('HGETALL', meta)
   for i = 1, #all, 2 do
     local field = all[i]
@@ -298,13 +310,25 @@ local function evict(dead)
       end
     end
   end
-  redis.call('ZREM', clients, unpack(dead))
 end
 
--- Evicts every client whose lease has ended.
+-- Evicts from this key every client whose lease has ended. A semaphore forgets them at once; a keyed
+-- one keeps their expired leases as markers for two key lifetimes, since other keys may still hold
+-- their entries: a key not touched for that long has expired, and one touched was purged.
 local function purge()
   local dead = redis.call('ZRANGEBYSCORE', clients, '-inf', '(' .. int(now()))
-  if #dead > 0 then evict(dead) end
+  if #dead == 0 then return end
+  local isDead = {}
+  for _, c in ipairs(dead) do isDead[c] = true end
+  evict(isDead)
+  if not keyed then redis.call('ZREM', clients, unpack(dead))
+  else redis.call('ZREMRANGEBYSCORE', clients, '-inf', '(' .. int(now() - 2000 * keyTtl)) end
+end
+
+-- This client leaves (or its lease ended): forgotten at once, or marked as ended (see purge).
+local function unregister()
+  if keyed then redis.call('ZADD', clients, now() - 1, me)
+  else redis.call('ZREM', clients, me) end
 end
 
 local function register()
@@ -460,63 +484,85 @@ return mine
 `;
 
 /**
- * ARGV 7 mode: `renew` (keep this client's lease, evict the dead, dispatch) or `leave` (drop everything
- * this client holds or waits for); ARGV 8 `1` to list this client's queued tickets. Returns
- * `{lost, now, earliestOtherLeaseEnd, ready, epoch, n, m}`, then n values of self-grants (ticket, token,
- * slots triples), then m values: every grant Redis holds for this client as (token, ticket, slots)
- * triples — the process takes up those whose notice it never got, releases those nobody here wants, and
- * learns that a permit it holds is gone when its token is missing — then the tickets this client has in
- * the queue (when asked), so it can queue again those that were lost.
- * `lost` = 1 when this client's lease had already ended (or the state was gone): its holders and
- * tickets are no longer in Redis.
+ * The check-in of this client over one or more keys of the semaphore (all it holds or waits on; a
+ * RedisSemaphore has one). KEYS: the first key's `meta` and `queue`, `clients`, then `meta` and `queue`
+ * of each further key. ARGV 7 mode: `renew` (keep this client's lease, evict the dead, dispatch) or
+ * `leave` (drop everything this client holds or waits for); ARGV 8 one character per key, `1` to list
+ * this client's queued tickets in it.
+ *
+ * Returns `{lost, now, earliestOtherLeaseEnd, keys}`, then for each key `{ready, epoch, created, n, m, q}`
+ * followed by n values of self-grants (ticket, token, slots triples), m values: every grant Redis holds
+ * for this client as (token, ticket, slots) triples — the process takes up those whose notice it never
+ * got, releases those nobody here wants, and learns that a permit it holds is gone when its token is
+ * missing — and q values: the tickets this client has in the queue (when asked), so it can queue again
+ * those that were lost. `lost` = 1 when this client's lease had already ended: its holders and tickets
+ * are no longer in Redis. `created` = 1 when the key's state was gone (recreated now): the same, for
+ * that key.
  */
 const heartbeat = (publish: Publish) => `${SLOTS}${prelude(publish)}
 local mode = ARGV[7]
-local exists = load()
-if not exists then
-  if mode == 'leave' then return {1, now(), 0, 0, 0, 0, 0} end
-  create()
-end
 local lease = redis.call('ZSCORE', clients, me)
 local lost = 0
-if not exists or not lease or tonumber(lease) < now() then lost = 1 end
-if mode == 'leave' or lost == 1 then evict({me}) end
-purge()
-if mode ~= 'leave' then register() end
-local mine = {lost, now(), 0, ready, epoch, 0, 0}
-dispatch(mine)
-mine[6] = #mine - 7
-save()
-redis.call('PEXPIRE', meta, keyTtl)
-redis.call('PEXPIRE', clients, keyTtl)
-if waiting > 0 then redis.call('PEXPIRE', queue, keyTtl) end
-local first = redis.call('ZRANGE', clients, 0, 1, 'WITHSCORES')
-for i = 1, #first, 2 do
-  if first[i] ~= me then mine[3] = tonumber(first[i + 1]) break end
-end
-if mode ~= 'leave' then
-  -- The grants Redis holds for this client: the safety net for a grant notice that never arrived.
-  local all = redis.call('HGETALL', meta)
-  for i = 1, #all, 2 do
-    if string.sub(all[i], 1, 2) == 'h:' then
-      local _, t, list, c = holderOf(all[i + 1])
-      if c == me then
-        mine[#mine + 1] = tonumber(string.sub(all[i], 3))
-        mine[#mine + 1] = tonumber(t)
-        mine[#mine + 1] = list
+if not lease or tonumber(lease) < now() then lost = 1 end
+if mode == 'leave' then unregister() else register() end
+local out = {lost, now(), 0, 0}
+local function checkIn(listQueued)
+  added, created, stored = {}, false, nil
+  local exists = load()
+  local at = #out
+  if not exists then
+    if mode == 'leave' then
+      out[at + 1], out[at + 2], out[at + 3], out[at + 4], out[at + 5], out[at + 6] = 0, 0, 0, 0, 0, 0
+      return
+    end
+    create()
+  end
+  if mode == 'leave' or lost == 1 then evict({[me] = true}) end
+  purge()
+  local mine = {}
+  dispatch(mine)
+  save()
+  redis.call('PEXPIRE', meta, keyTtl)
+  if waiting > 0 then redis.call('PEXPIRE', queue, keyTtl) end
+  local holding, queued = {}, {}
+  if mode ~= 'leave' then
+    -- The grants Redis holds for this client: the safety net for a grant notice that never arrived.
+    local all = redis.call('HGETALL', meta)
+    for i = 1, #all, 2 do
+      if string.sub(all[i], 1, 2) == 'h:' then
+        local _, t, list, c = holderOf(all[i + 1])
+        if c == me then
+          holding[#holding + 1] = tonumber(string.sub(all[i], 3))
+          holding[#holding + 1] = tonumber(t)
+          holding[#holding + 1] = list
+        end
+      end
+    end
+    if listQueued and waiting > 0 then
+      for _, member in ipairs(redis.call('ZRANGE', queue, 0, -1)) do
+        local t, c = string.match(member, '^%d+:%d+:(%d+):(.+)$')
+        if c == me then queued[#queued + 1] = tonumber(t) end
       end
     end
   end
-  mine[7] = #mine - 7 - mine[6]
-  if ARGV[8] == '1' and waiting > 0 then
-    for _, member in ipairs(redis.call('ZRANGE', queue, 0, -1)) do
-      local t, c = string.match(member, '^%d+:%d+:(%d+):(.+)$')
-      if c == me then mine[#mine + 1] = tonumber(t) end
-    end
+  out[at + 1], out[at + 2], out[at + 3] = ready, epoch, created and 1 or 0
+  out[at + 4], out[at + 5], out[at + 6] = #mine, #holding, #queued
+  for _, part in ipairs({mine, holding, queued}) do
+    for i = 1, #part do out[#out + 1] = part[i] end
   end
 end
-mine[4] = ready
-return mine
+local n = (#KEYS - 1) / 2
+for j = 1, n do
+  if j > 1 then meta, queue = KEYS[2 * j], KEYS[2 * j + 1] end
+  checkIn(string.sub(ARGV[8], j, j) == '1')
+  out[4] = j
+end
+redis.call('PEXPIRE', clients, keyTtl)
+local first = redis.call('ZRANGEBYSCORE', clients, '(' .. int(now()), '+inf', 'WITHSCORES', 'LIMIT', 0, 2)
+for i = 1, #first, 2 do
+  if first[i] ~= me then out[3] = tonumber(first[i + 1]) break end
+end
+return out
 `;
 
 /** Read-only snapshot for inspect(): `{now, metaFlat, queueFlatWithScores, clientsFlatWithScores}`. */

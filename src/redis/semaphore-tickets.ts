@@ -73,18 +73,34 @@ export function findWaiter(queue: TicketQueue, ticket: Ticket): Waiter<Ticket, P
  * to nobody here and is given back. The acquire's reply is *not* awaited before a ticket goes in: its
  * grant may arrive first, on the notice connection (see semaphore-scripts.ts).
  */
+/** The counts every key of a semaphore shares with the others in this process. */
+export interface TicketCounts {
+  /** The last ticket id given, on any key: ids are unique in the process, so no grant finds the wrong one. */
+  lastId: number;
+  /** Tickets waiting for their grant, on every key. */
+  waiting: number;
+  /** Of those, the ones whose seq is known (queued in Redis), on every key. */
+  inRedis: number;
+}
+
 export class Tickets {
   private readonly byId = new Map<number, Ticket>();
-  /** The last id given (read by tests to follow a request into Redis). */
-  private lastId = 0;
   /** Callers so far (see `Ticket.arrival`). */
   private arrivals = 0;
   /**
    * Tickets in here whose seq is known: queued in Redis, so a notice may come for them. The check-in
-   * timer runs while this is above 0 — not for acquires still in flight, which may never queue (and,
+   * timer runs while some key has any — not for acquires still in flight, which may never queue (and,
    * when Redis is down, fail on their own deadline).
    */
   private inRedis = 0;
+
+  /** `counts`: shared with the other keys of the semaphore. */
+  constructor(private readonly counts: TicketCounts) {}
+
+  /** The last id given (read by tests to follow a request into Redis). */
+  get lastId(): number {
+    return this.counts.lastId;
+  }
 
   /** A new caller's ticket, after every caller so far. */
   create(weight: number, priority: number): Ticket {
@@ -93,9 +109,10 @@ export class Tickets {
 
   /** `ticket` is submitted (again): a fresh id, not yet queued in Redis. */
   track(ticket: Ticket): void {
-    ticket.id = ++this.lastId;
+    ticket.id = ++this.counts.lastId;
     ticket.seq = undefined;
     this.byId.set(ticket.id, ticket);
+    this.counts.waiting++;
   }
 
   /**
@@ -106,6 +123,7 @@ export class Tickets {
     ticket.seq = seq;
     if (this.byId.get(ticket.id) !== ticket) return false;
     this.inRedis++;
+    this.counts.inRedis++;
     return true;
   }
 
@@ -113,7 +131,10 @@ export class Tickets {
   untrack(ticket: Ticket): void {
     if (this.byId.get(ticket.id) !== ticket) return;
     this.byId.delete(ticket.id);
-    if (ticket.seq !== undefined) this.inRedis--;
+    this.counts.waiting--;
+    if (ticket.seq === undefined) return;
+    this.inRedis--;
+    this.counts.inRedis--;
   }
 
   /** The ticket submitted as `id`, if it is still waiting for its grant. */
@@ -178,6 +199,8 @@ export class Tickets {
   /** `close()`: every submission is cancelled, so an acquire still in flight undoes itself on reply. */
   cancelAll(): void {
     for (const ticket of this.byId.values()) ticket.cancelled = true;
+    this.counts.waiting -= this.byId.size;
+    this.counts.inRedis -= this.inRedis;
     this.byId.clear();
     this.inRedis = 0;
   }

@@ -3,7 +3,9 @@
  *
  * Redis holds the truth (who holds what, who waits in which order); each process keeps a local
  * {@link WaitQueue} of its callers for abort and timeout handling. This file is the public class: its
- * options, statistics and the Limiter surface. It stands on four parts, each in its own file:
+ * options, statistics and the Limiter surface. It is one key of the machinery a RedisKeyedSemaphore has
+ * for each key (`semaphore-key.ts`), with the process's lease, heartbeat and notice subscription
+ * (`semaphore-process.ts`) for that one key. A key stands on four parts, each in its own file:
  *
  * - `semaphore-requests.ts`, acquiring: one script grants at once when the request fits and nobody
  *   waits ahead, or puts a ticket in the Redis queue (FIFO within a priority, across all processes);
@@ -11,37 +13,32 @@
  * - `semaphore-grants.ts`, releasing and waking: a release frees the weight and hands it to the tickets
  *   that now fit, writing a notice on each receiving process's channel; each process hears of its
  *   grants by push, and turns them into permits.
- * - `semaphore-leases.ts`, leases: one lease per process covers all its permits and tickets, renewed by a
- *   heartbeat and checked synchronously against a conservative local deadline. A process with requests
+ * - `semaphore-leases.ts`, leases: one lease per process covers all its permits and tickets (on every key),
+ *   renewed by a heartbeat and checked synchronously against a conservative local deadline. A process with requests
  *   queued in Redis also checks in at least every `wakeTimeout`, so a notice lost with a dropped
  *   connection costs a delay, never a hang; every check-in squares what Redis holds with what this
  *   process believes, and every reply carries the state's epoch, so a state recreated after a restart
  *   or a flush is noticed at the next reply.
- * - `semaphore-context.ts`, plumbing: the settings and keys, and the one way to run a script, with a
- *   deadline.
+ * - `semaphore-context.ts`, plumbing: the settings and a key's Redis keys, and the one way to run a
+ *   script, with a deadline.
  *
  * The Lua scripts and the key layout are in `semaphore-scripts.ts`; `inspect()` is in `inspect.ts`.
  */
 
-import { Admission, type LimiterStatistics } from "../core/admission.js";
-import { checkCapacity, checkFunction, checkOptionNames, checkWeight, optionNames } from "../core/arguments.js";
+import type { LimiterStatistics } from "../core/admission.js";
+import { checkCapacity, checkOptionNames, optionNames } from "../core/arguments.js";
 import { describe } from "../core/describe.js";
 import { identify, type LimiterIdentity } from "../core/diagnostics.js";
 import type { Duration } from "../core/duration.js";
-import { ClosedError, LeaseLostError } from "../core/errors.js";
-import type { AcquireOptions, Limiter, Permit } from "../core/limiter.js";
-import { runHolding } from "../core/permit.js";
-import { type CheckedAcquireOptions, checkAcquireOptions } from "../core/wait-options.js";
-import type { SelfChecking, WaitQueue } from "../core/wait-queue.js";
+import type { AcquireOptions, Limiter } from "../core/limiter.js";
+import type { SelfChecking } from "../core/wait-queue.js";
 import type { RedisClient } from "./connection.js";
 import { inspectSemaphore, type RedisSemaphoreSnapshot } from "./inspect.js";
 import { checkCloseOptions, type RedisCloseOptions, type UnavailablePolicy } from "./options.js";
 import type { RedisPermit } from "./permits.js";
-import { SemaphoreContext } from "./semaphore-context.js";
-import { GrantListener } from "./semaphore-grants.js";
-import { Leases } from "./semaphore-leases.js";
-import { RequestBatcher } from "./semaphore-requests.js";
-import { type Ticket, Tickets } from "./semaphore-tickets.js";
+import { SemaphoreContext, SemaphoreSettings } from "./semaphore-context.js";
+import { SemaphoreKey } from "./semaphore-key.js";
+import { ProcessLease } from "./semaphore-process.js";
 
 /** Options for {@link RedisSemaphore}. */
 export interface RedisSemaphoreOptions {
@@ -144,20 +141,12 @@ export class RedisSemaphore implements Limiter {
   readonly client: string;
   /** @internal What its `sluice:*` events name. */
   readonly identity: LimiterIdentity;
-  /** Settings, keys, closed or not, and the way to run a script: what every part reads. */
-  private readonly context: SemaphoreContext;
-  /** The admission step; its queue holds this process's callers (the order that counts is Redis'). */
-  private readonly admission: Admission<Ticket, Permit>;
-  /** Local callers waiting; abort and timeout are handled here, the order that counts is Redis'. */
-  private readonly queue: WaitQueue<Ticket, Permit>;
-  /** The submissions not yet granted. */
-  private readonly tickets = new Tickets();
-  /** Acquiring: takes the callers to Redis (and back out). */
-  private readonly requests: RequestBatcher;
-  /** Releasing and waking: hears of grants and hands them over; takes permits back. */
-  private readonly grants: GrantListener;
-  /** The lease, the permits held under it, heartbeats and check-ins. */
-  private readonly leases: Leases;
+  /** Settings, closed or not, and the way to run a script: what every part reads. */
+  private readonly settings: SemaphoreSettings;
+  /** Its one key: the callers, tickets, requests, grants and permits. */
+  private readonly key: SemaphoreKey;
+  /** The lease, heartbeat, check-ins and notice subscription of this process. */
+  private readonly lease: ProcessLease;
   /** The `close()` under way or done. */
   private closing: Promise<void> | undefined = undefined;
 
@@ -166,46 +155,18 @@ export class RedisSemaphore implements Limiter {
       throw new TypeError(`options must be an object with name and capacity; got ${describe(options)}`);
     }
     checkOptionNames(options, REDIS_SEMAPHORE_OPTIONS, "the new RedisSemaphore() options");
-    const context = new SemaphoreContext(redis, options);
-    this.context = context;
-    this.name = context.name;
-    this.client = context.client;
-    this.identity = identify(this, this.name, "semaphore", "redis", context.clock);
-    this.admission = new Admission<Ticket, Permit>(
-      {
-        impossible: (ticket) =>
-          context.closed
-            ? context.closedError()
-            : ticket.weight > context.capacity
-              ? context.tooHeavy(ticket.weight)
-              : undefined,
-        // Only Redis knows: every request goes there (`enqueued`), where it is granted at once or queued.
-        fits: () => false,
-        take: () => {
-          throw new Error("sluice internal error: a Redis semaphore grants through Redis");
-        },
-        enqueued: (ticket) => this.requests.submit(ticket),
-        tryNow: (ticket, signal) => this.requests.acquireIfFree(ticket, signal),
-        left: (waiter) => this.requests.forget(waiter.request),
-        weight: (ticket) => ticket.weight,
-      },
-      context.clock,
-      // Read when a wait times out: a wait the restart guard caused must say so, or it looks like a hang.
-      () =>
-        this.leases.restartGuard
-          ? `${context.subject()} (held back by the restart guard: the semaphore's state was missing on a Redis server that started less than one lease ago, so nothing is granted until a lease has passed since it started; see guardRestarts and inspect().guardRemaining)`
-          : context.subject(),
-      undefined,
-      this.identity,
+    const settings = new SemaphoreSettings(redis, options, false);
+    this.settings = settings;
+    this.name = settings.name;
+    this.client = settings.client;
+    this.identity = identify(this, this.name, "semaphore", "redis", settings.clock);
+    const context = new SemaphoreContext(settings);
+    this.lease = new ProcessLease(
+      settings,
+      { keys: () => [this.key], find: () => this.key, locate: () => context },
+      () => context.subject(),
     );
-    this.queue = this.admission.queue;
-    // The parts call one another (a grant may queue a caller again, a check-in may deliver a grant):
-    // each is made with what it needs at once, and told of the ones made after it.
-    this.leases = new Leases(context, this.identity, this.tickets, this.queue);
-    this.grants = new GrantListener(context, this.tickets, this.admission, this.leases);
-    this.requests = new RequestBatcher(context, this.tickets, this.admission, this.leases, this.grants);
-    this.leases.connect(this.requests, this.grants);
-    this.grants.connect(this.requests);
+    this.key = new SemaphoreKey(context, this.lease, this.identity);
   }
 
   /**
@@ -213,58 +174,47 @@ export class RedisSemaphore implements Limiter {
    * must be told the same value.
    */
   get capacity(): number {
-    return this.context.capacity;
+    return this.settings.capacity;
   }
   /**
    * Changes the capacity, as described above. Redis applies it for every process at once.
    * @throws TypeError if `value` is not a number; RangeError if it is not an integer >= 0 or `Infinity`.
    */
   set capacity(value: number) {
-    const context = this.context;
-    const before = context.capacity;
-    context.capacity = checkCapacity(value);
-    this.queue.forEach((waiter) => {
+    const { settings, key } = this;
+    const before = settings.capacity;
+    settings.capacity = checkCapacity(value);
+    key.queue.forEach((waiter) => {
       const ticket = waiter.request;
-      if (ticket.weight <= context.capacity) return;
-      this.requests.forget(ticket);
-      this.admission.reject(waiter, context.tooHeavy(ticket.weight));
+      if (ticket.weight <= settings.capacity) return;
+      key.requests.forget(ticket);
+      key.admission.reject(waiter, key.context.tooHeavy(ticket.weight));
     });
     // Have Redis apply the new capacity now, for every process: waiters that fit a larger one are
     // served (not at the next release or check-in), and tickets too heavy for a smaller one are refused
     // (a full semaphore, or one shrunk to 0, would never reach them). Token 0 is nobody's (tokens start
     // from the server clock), so this release frees nothing and only dispatches.
-    if (context.capacity !== before && !context.closed) this.grants.discard(0);
+    if (settings.capacity !== before && !settings.closed) key.grants.discard(0);
   }
 
   /** Callers of this process waiting for a permit. */
   get waiting(): number {
-    return this.queue.size;
+    return this.key.queue.size;
   }
 
   /** Weight this process holds (use `inspect()` for every process). */
   get inUse(): number {
-    return this.leases.inUse;
+    return this.key.leases.inUse;
   }
 
   /** `capacity - inUse`, as this process sees it. */
   get available(): number {
-    return this.context.capacity - this.inUse;
+    return this.settings.capacity - this.inUse;
   }
 
   /** A snapshot of this process's view, without a round trip (see {@link RedisSemaphoreStatistics}). */
   statistics(): RedisSemaphoreStatistics {
-    const inUse = this.inUse;
-    const capacity = this.context.capacity;
-    return {
-      name: this.name,
-      capacity,
-      available: capacity - inUse,
-      inUse,
-      waiting: this.queue.size,
-      ...this.admission.counters,
-      lastFencingToken: this.grants.lastToken,
-      restartGuard: this.leases.restartGuard,
-    };
+    return this.key.statistics(this.name);
   }
 
   /**
@@ -281,29 +231,15 @@ export class RedisSemaphore implements Limiter {
    * ```
    */
   acquire(options?: AcquireOptions): Promise<RedisPermit> {
-    let checked: CheckedAcquireOptions;
-    try {
-      checked = checkAcquireOptions(options);
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    return this.admission.admit(this.tickets.create(checked.weight, checked.priority), checked) as Promise<RedisPermit>;
+    return this.key.acquire(options);
   }
 
   /**
    * Takes `weight` permits if that is possible right now without passing anyone in line; otherwise
    * resolves `undefined`. One round trip.
    */
-  async tryAcquire(weight = 1): Promise<RedisPermit | undefined> {
-    checkWeight(weight);
-    if (weight > this.context.capacity) throw this.context.tooHeavy(weight);
-    if (this.context.closed) throw this.context.closedError();
-    // A caller of this process who asked first may still be on the way to Redis (batched to the end of
-    // the tick, or subscribing): Redis cannot see it yet, so the line is checked here too.
-    if (!this.queue.isFirstInLine(0)) return undefined;
-    const permit = await this.requests.tryInRedis(weight, 0, undefined, "tryAcquire");
-    if (permit !== undefined) this.admission.grantedNow();
-    return permit;
+  tryAcquire(weight = 1): Promise<RedisPermit | undefined> {
+    return this.key.tryAcquire(weight);
   }
 
   /**
@@ -316,20 +252,8 @@ export class RedisSemaphore implements Limiter {
    * const rows = await semaphore.run((signal) => db.query(sql, { signal }), { timeout: 10_000 });
    * ```
    */
-  async run<T>(
-    fn: (signal: AbortSignal, permit: RedisPermit) => T | PromiseLike<T>,
-    options?: AcquireOptions,
-  ): Promise<T> {
-    checkFunction(fn, "fn");
-    const permit = await this.acquire(options);
-    try {
-      // Its release rejects with LeaseLostError when the lease was lost, whatever fn returned.
-      return await runHolding(fn, permit);
-    } catch (error) {
-      // fn failed under a lost lease: what the caller needs to know first is that the lease was lost.
-      if (permit.leaseLost && !(error instanceof LeaseLostError)) throw this.context.lostError(permit, error);
-      throw error;
-    }
+  run<T>(fn: (signal: AbortSignal, permit: RedisPermit) => T | PromiseLike<T>, options?: AcquireOptions): Promise<T> {
+    return this.key.run(fn, options);
   }
 
   /**
@@ -337,7 +261,7 @@ export class RedisSemaphore implements Limiter {
    * the fencing counter.
    */
   inspect(): Promise<RedisSemaphoreSnapshot> {
-    return inspectSemaphore(this.context.connection, this.context.tag, this.name, this.context.commandMs);
+    return inspectSemaphore(this.settings.connection, this.settings.tag, this.name, this.settings.commandMs);
   }
 
   /**
@@ -356,11 +280,11 @@ export class RedisSemaphore implements Limiter {
     if (this.closing !== undefined) return this.closing;
     let timeout: number;
     try {
-      timeout = checkCloseOptions(options, this.context.leaseMs);
+      timeout = checkCloseOptions(options, this.settings.leaseMs);
     } catch (error) {
       return Promise.reject(error);
     }
-    this.closing = this.leave(timeout);
+    this.closing = this.lease.close(timeout);
     return this.closing;
   }
 
@@ -369,32 +293,6 @@ export class RedisSemaphore implements Limiter {
    * each with its caller waiting here) and the permits kept under the lease.
    */
   "~selfChecks"(): readonly SelfChecking[] {
-    return [this.admission, { assertInvariants: () => this.tickets.assertInvariants(this.queue) }, this.leases];
-  }
-
-  private async leave(timeout: number): Promise<void> {
-    const context = this.context;
-    context.closed = true;
-    const error = context.closedError();
-    this.queue.forEachRequest((ticket) => ticket.fallback?.abort());
-    this.admission.rejectAll(error);
-    // An acquire still in flight then undoes itself when its reply comes (onSubmitted).
-    this.tickets.cancelAll();
-    if (this.leases.holding) {
-      const stopping = new ClosedError(`${context.subject()} is closing: stop the work and release the permit`);
-      await this.leases.drain(stopping, timeout);
-    }
-    context.gone = true;
-    this.leases.abandon(
-      new LeaseLostError(
-        `${context.subject()} was closed before this permit was released (close() waited ${timeout} ms for it)`,
-      ),
-    );
-    try {
-      await context.call(context.scripts.heartbeat, ["leave", "0"], "close");
-    } catch {
-      // Our lease runs out on its own.
-    }
-    this.grants.stopListening();
+    return this.key.selfChecks();
   }
 }

@@ -5,7 +5,7 @@
  */
 import { Redis } from "ioredis";
 import { ClosedError, TimeoutError } from "sluice";
-import { RedisKeyedSemaphore } from "sluice/redis";
+import { inspectRedis, RedisKeyedSemaphore } from "sluice/redis";
 import { describe, expect, it } from "vitest";
 import { processClock } from "../../src/threads/process-clock.js";
 import { seededRandom } from "../support/seeded-random.js";
@@ -64,6 +64,14 @@ describe("RedisKeyedSemaphore", () => {
       }),
     );
     const held = await limiter.acquire("alice");
+    // `sluice inspect` finds each key in use as the semaphore `<name>/<key>`.
+    const found = (await inspectRedis(served.redis)).find((snapshot) => snapshot.name === `${limiter.name}/alice`);
+    expect(found).toMatchObject({
+      kind: "semaphore",
+      used: 1,
+      capacity: 1,
+      key: `sluice:{${limiter.name}}:k:alice:meta`,
+    });
     await expect(limiter.acquire("alice", { timeout: 50 })).rejects.toBeInstanceOf(TimeoutError);
     expect(await limiter.tryAcquire("alice")).toBeUndefined();
     const bob = await limiter.acquire("bob", { timeout: 1_000 });
@@ -74,7 +82,7 @@ describe("RedisKeyedSemaphore", () => {
     await bob.release();
   });
 
-  it("an idle key is forgotten after idleAfter, its semaphore leaves Redis, and its keys expire", async () => {
+  it("an idle key is forgotten after idleAfter, and its keys expire in Redis", async () => {
     const name = `keyed-sem-${++counter}`;
     const limiter = served.track(
       new RedisKeyedSemaphore(served.redis, {
@@ -95,10 +103,12 @@ describe("RedisKeyedSemaphore", () => {
     await sleep(350);
     expect(limiter.keys()).toEqual([]);
     expect(limiter.statistics()).toMatchObject({ keys: 0, granted: 2, inUse: 0 });
-    // Left: no process of it in Redis; the keys expire within keyTtl.
-    expect(await served.redis.zcard(`sluice:{${name}/alice}:clients`)).toBe(0);
+    // All keys under one hash tag; they expire within keyTtl.
+    expect((await served.redis.keys(`sluice:{${name}}:*`)).sort()).toEqual(
+      [`sluice:{${name}}:clients`, `sluice:{${name}}:k:alice:meta`, `sluice:{${name}}:k:bob:meta`].sort(),
+    );
     await sleep(1_100);
-    expect(await served.redis.keys(`sluice:{${name}/*`)).toEqual([]);
+    expect(await served.redis.keys(`sluice:{${name}}*`)).toEqual([]);
     // And it comes back on the next use.
     await limiter.run("alice", () => undefined);
     expect(limiter.keys()).toEqual(["alice"]);

@@ -213,7 +213,7 @@ describe("RedisSemaphore: a grant that overtakes its acquire's reply is not lost
             for (let run = 0; run < runsPerCaller; run++) {
               const pending = semaphore.acquire();
               // The number `acquire()` just gave this request (private; its script goes out in a microtask).
-              const ticket = (semaphore as unknown as { tickets: { lastId: number } }).tickets.lastId;
+              const ticket = (semaphore as unknown as { key: { tickets: { lastId: number } } }).key.tickets.lastId;
               const permit = await pending;
               grants.push({ tap, ticket, token: permit.fencingToken as number });
               inside++;

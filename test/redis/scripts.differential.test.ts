@@ -179,7 +179,7 @@ async function checkAgreement(
               ];
             }
             case "heartbeat":
-              return [...common, step.mode];
+              return [...common, step.mode, "0"];
           }
         };
         const script = (copy: Copy) =>

@@ -375,9 +375,9 @@ describe("RedisSemaphore leases", () => {
     const doomed = new RedisSemaphore(connection, { name, capacity: 2, leaseTtl: 300, guardRestarts: false });
     await doomed.acquire({ weight: 2 });
     // Simulate a crash: this instance's timers stop, nothing is released or renewed.
-    const internals = doomed as unknown as { leases: { stopTimers(): void }; context: { closed: boolean } };
-    internals.leases.stopTimers();
-    internals.context.closed = true;
+    const internals = doomed as unknown as { lease: { stopTimers(): void }; settings: { closed: boolean } };
+    internals.lease.stopTimers();
+    internals.settings.closed = true;
     const survivor = semaphore(name, 2, { leaseTtl: 300 });
     const started = performance.now();
     const permit = await survivor.acquire({ weight: 2, timeout: 3_000 });
@@ -396,9 +396,9 @@ describe("RedisSemaphore leases", () => {
     const lost = doomed.acquire().catch(() => undefined);
     await sleep(30);
     // The waiting process dies: its timers stop and its connections drop, as with kill -9.
-    const internals = doomed as unknown as { leases: { stopTimers(): void }; context: { closed: boolean } };
-    internals.leases.stopTimers();
-    internals.context.closed = true;
+    const internals = doomed as unknown as { lease: { stopTimers(): void }; settings: { closed: boolean } };
+    internals.lease.stopTimers();
+    internals.settings.closed = true;
     doomedClient.disconnect();
     const next = holder.acquire({ timeout: 3_000 });
     await sleep(30);
