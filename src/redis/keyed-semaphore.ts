@@ -73,6 +73,11 @@ export class RedisKeyedSemaphore {
   readonly name: string;
   /** Permits per key. */
   readonly capacityPerKey: number;
+  /**
+   * This process's id in Redis, one for every key: its lease in `clients`, its holders and waiters in
+   * {@link RedisKeyedSemaphore.inspect}, and its notice channel's name.
+   */
+  readonly client: string;
   /** @internal What its `sluice:*` events name. */
   readonly identity: LimiterIdentity;
   private readonly table: KeyTable<LiveKey>;
@@ -105,6 +110,7 @@ export class RedisKeyedSemaphore {
     const settings = new SemaphoreSettings(redis, { ...rest, capacity: capacityPerKey }, true);
     this.settings = settings;
     this.name = settings.name;
+    this.client = settings.client;
     this.identity = identify(this, this.name, "semaphore", "redis", settings.clock);
     const table = new KeyTable<LiveKey>(
       (key) => new LiveKey(new SemaphoreKey(new SemaphoreContext(settings, key), this.lease, this.identity), this.name),

@@ -93,7 +93,7 @@ const semaphore: SemaphoreUnderTest =
         commandTimeout: config.commandTimeout,
       })
     : {
-        client: (keyed as { client?: string }).client,
+        client: keyed.client,
         acquire: (options) => keyed.acquire(config.keyed?.key as string, options),
         run: (fn, options) => keyed.run(config.keyed?.key as string, fn, options),
         close: () => keyed.close(),

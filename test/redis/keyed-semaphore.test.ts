@@ -72,10 +72,13 @@ describe("RedisKeyedSemaphore", () => {
       capacity: 1,
       key: `sluice:{${limiter.name}}:k:alice:meta`,
     });
+    // Its holders in `inspect()` carry the process's one id, whatever the key.
+    expect((await limiter.inspect("alice")).holders.map((holder) => holder.client)).toEqual([limiter.client]);
     await expect(limiter.acquire("alice", { timeout: 50 })).rejects.toBeInstanceOf(TimeoutError);
     expect(await limiter.tryAcquire("alice")).toBeUndefined();
     const bob = await limiter.acquire("bob", { timeout: 1_000 });
     expect(bob.fencingToken).toBeGreaterThan(0);
+    expect((await limiter.inspect("bob")).holders.map((holder) => holder.client)).toEqual([limiter.client]);
     const waiting = limiter.acquire("alice", { timeout: 5_000 });
     await held.release();
     await (await waiting).release();
