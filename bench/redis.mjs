@@ -128,7 +128,7 @@ function makeAcquirer(library, redis, name, port) {
       acquire: async () => {
         const pending = semaphore.acquire();
         // The number acquire() just gave this request (private; its script goes out in a microtask).
-        const ticket = semaphore.tickets.lastId;
+        const ticket = semaphore.key.tickets.lastId;
         const permit = await pending;
         const release = () => permit.release();
         release.token = permit.fencingToken;
