@@ -159,6 +159,11 @@ export class Leases implements LeaseKeeper, SelfChecking {
     this.process.guardHolds();
   }
 
+  /** A `try` (tryAcquire, `timeout: 0`) was refused while the restart guard held grants back. */
+  guardRefusedTry(): void {
+    this.guardSeen = true;
+  }
+
   /** Redis granted something: the restart guard no longer holds anyone back. */
   guardPassed(): void {
     this.guardSeen = false;

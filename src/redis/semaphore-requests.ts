@@ -246,7 +246,11 @@ export class RequestBatcher {
     if (register) leases.process.written(sentAt);
     this.requeue(leases.onEpoch(reply[1] as number));
     this.grants.takeGrants(reply, 6);
-    if (reply[2] !== 1) return undefined;
+    if (reply[2] !== 1) {
+      // Refused while the restart guard holds grants back: a `timeout: 0` refusal must say why.
+      if ((reply[4] as number) > 0) leases.guardRefusedTry();
+      return undefined;
+    }
     // A reply read after a freeze longer than the lease may carry a grant Redis has since evicted.
     const permit = this.grantNowUnlessLapsed(weight, reply[3] as number, parseSlots(reply[5]), signal);
     return permit;

@@ -345,7 +345,7 @@ end
  *
  * Returns `{n, epoch, then per request: status, value, third, slots}` — `1, token, seq, slots` granted
  * (`seq`: the last ticket number handed out, so tickets up to it arrived earlier: what a FIFO check of the
- * grant order needs), `0, 0, 0, ''` busy (try), `2, seq, ready, ''` queued (`ready`: the restart guard's
+ * grant order needs), `0, 0, ready, ''` busy (try), `2, seq, ready, ''` queued (`ready`: the restart guard's
  * end, or 0) — then the grants a purge made to this client's own tickets (ticket, token, slots triples).
  */
 const ACQUIRE_SHORT = `
@@ -400,7 +400,7 @@ for i = 0, n - 1 do
     local token, list = grant(weight, ticket)
     out[at + 1], out[at + 2], out[at + 3], out[at + 4] = 1, token, seq, list
   elseif mode == 'try' then
-    out[at + 1], out[at + 2], out[at + 3], out[at + 4] = 0, 0, 0, ''
+    out[at + 1], out[at + 2], out[at + 3], out[at + 4] = 0, 0, ready, ''
   else
     seq = seq + 1
     local member = string.format('%016.0f', seq) .. ':' .. int(weight) .. ':' .. ticket .. ':' .. me

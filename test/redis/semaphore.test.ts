@@ -568,6 +568,11 @@ describe("RedisSemaphore restart guard", () => {
       const error = await limited.acquire({ timeout: 200 }).catch((caught: unknown) => caught);
       expect(error).toMatchObject({ name: "TimeoutError" });
       expect((error as Error).message).toMatch(/restart guard/);
+      // So does `timeout: 0` ("only if free now") on a free semaphore, refused by the guard alone.
+      const fresh = semaphore(uniqueName("guard-reason-now"), 1, { leaseTtl: "3s", guardRestarts: true }, client);
+      const now = await fresh.acquire({ timeout: 0 }).catch((caught: unknown) => caught);
+      expect(now).toMatchObject({ name: "TimeoutError" });
+      expect((now as Error).message).toMatch(/restart guard/);
       const snapshot = await limited.inspect();
       expect(snapshot.guardRemaining).toBeGreaterThan(1_000);
       expect(snapshot.guardRemaining).toBeLessThanOrEqual(3_000 + 1_000 + 100);
@@ -576,6 +581,8 @@ describe("RedisSemaphore restart guard", () => {
       const held = await other.acquire();
       const plain = await other.acquire({ timeout: 50 }).catch((caught: unknown) => caught);
       expect((plain as Error).message).not.toMatch(/restart guard/);
+      const busyNow = await other.acquire({ timeout: 0 }).catch((caught: unknown) => caught);
+      expect((busyNow as Error).message).not.toMatch(/restart guard/);
       await held.release();
     } finally {
       client.disconnect();
