@@ -97,6 +97,11 @@ export class RedisKeyedSemaphore {
     if (options === null || typeof options !== "object") {
       throw new TypeError(`options must be an object with a name and capacityPerKey; got ${describe(options)}`);
     }
+    if ("capacity" in options) {
+      throw new TypeError(
+        `a RedisKeyedSemaphore takes capacityPerKey (permits per key), not capacity; got capacity ${describe((options as { capacity?: unknown }).capacity)}`,
+      );
+    }
     checkOptionNames(options, OPTIONS, "the new RedisKeyedSemaphore() options");
     const { capacityPerKey, idleAfter = "5s", ...rest } = options;
     if (typeof rest.name !== "string" || rest.name === "") {

@@ -139,7 +139,7 @@ describe("RedisKeyedSemaphore", () => {
           name: string;
           capacityPerKey: number;
         }),
-    ).toThrow(/capacity/);
+    ).toThrow(/takes capacityPerKey \(permits per key\), not capacity; got capacity 1$/);
     await limiter.close();
     await expect(limiter.acquire("a")).rejects.toBeInstanceOf(ClosedError);
   });
