@@ -23,6 +23,7 @@ import { FakeClock, flushMicrotasks } from "sluice/testing";
 import { SharedSemaphore } from "sluice/threads";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { everyMetricJob } from "./every-metric.js";
+import { attributeKey, collectByName } from "./memory-reader.js";
 
 const contextManager = new AsyncLocalStorageContextManager();
 beforeAll(() => {
@@ -47,17 +48,7 @@ function setUp(options: { limiters?: object[]; spans?: "queued" | "all" | "none"
   const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spanExporter)] });
   const instrumentation = instrumentSluice({ meterProvider, tracerProvider, ...options });
   running.push(instrumentation, { disable: () => void meterProvider.shutdown() });
-  const collect = async (): Promise<Map<string, MetricData>> => {
-    metricExporter.reset();
-    await reader.forceFlush();
-    const found = new Map<string, MetricData>();
-    for (const resource of metricExporter.getMetrics()) {
-      for (const scope of resource.scopeMetrics) {
-        for (const metric of scope.metrics) found.set(metric.descriptor.name, metric);
-      }
-    }
-    return found;
-  };
+  const collect = () => collectByName(reader, metricExporter);
   return { instrumentation, collect, spanExporter, tracer: tracerProvider.getTracer("test") };
 }
 
@@ -65,10 +56,7 @@ function setUp(options: { limiters?: object[]; spans?: "queued" | "all" | "none"
 function points(metric: MetricData | undefined): Record<string, unknown> {
   const result: Record<string, unknown> = {};
   for (const point of (metric?.dataPoints ?? []) as DataPoint<unknown>[]) {
-    const key = Object.entries(point.attributes)
-      .map(([name, value]) => `${name}=${value}`)
-      .sort()
-      .join(",");
+    const key = attributeKey(point.attributes);
     const value = point.value as number | Histogram;
     result[key] = typeof value === "number" ? value : { count: value.count, sum: Number(value.sum?.toFixed(9)) };
   }

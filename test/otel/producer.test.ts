@@ -26,6 +26,7 @@ import {
 import { FakeClock, flushMicrotasks } from "sluice/testing";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { everyMetricJob } from "./every-metric.js";
+import { attributeKey, collectByName } from "./memory-reader.js";
 
 const running: { disable(): void }[] = [];
 afterEach(() => {
@@ -53,20 +54,7 @@ function setUp(options: { producer?: SluiceMetricProducer; temporality?: Tempora
     ...(options.producer === undefined ? {} : { histograms: options.producer }),
   });
   running.push(instrumentation, { disable: () => void meterProvider.shutdown() });
-  const collect = async (): Promise<Map<string, MetricData>> => {
-    exporter.reset();
-    await reader.forceFlush();
-    const found = new Map<string, MetricData>();
-    for (const resource of exporter.getMetrics()) {
-      for (const scope of resource.scopeMetrics) {
-        for (const metric of scope.metrics) {
-          expect(found.has(metric.descriptor.name)).toBe(false);
-          found.set(metric.descriptor.name, metric);
-        }
-      }
-    }
-    return found;
-  };
+  const collect = () => collectByName(reader, exporter);
   return { instrumentation, collect, reader };
 }
 
@@ -74,10 +62,7 @@ function setUp(options: { producer?: SluiceMetricProducer; temporality?: Tempora
 function histograms(metric: MetricData | undefined): Record<string, Histogram> {
   const result: Record<string, Histogram> = {};
   for (const point of (metric?.dataPoints ?? []) as DataPoint<Histogram>[]) {
-    const key = Object.entries(point.attributes)
-      .map(([name, value]) => `${name}=${value}`)
-      .sort()
-      .join(",");
+    const key = attributeKey(point.attributes);
     result[key] = point.value;
   }
   return result;

@@ -10,6 +10,30 @@ import { expect } from "vitest";
 import { type FaultRun, type Figures, figuresOf, stallsFigure, type Verdict, verdicts } from "./fault-checks.js";
 import { recoveryBounds, runFaultScenario, type ScenarioOptions } from "./fault-scenario.js";
 
+/** The faults every run injects, in order. */
+export const INJECTED_FAULTS = [
+  "freeze",
+  "kill-holding",
+  "kill-queued",
+  "cut-keep",
+  "cut-drop",
+  "restart-cut",
+  "restart",
+  "redis-pause",
+  "flush",
+];
+
+/** Each promise of the semaphore under faults, and the checks of fault-checks.ts that hold a run to it. */
+export const SEMAPHORE_PROMISES: [promise: string, checks: string[]][] = [
+  ["never more than the capacity held by holders who were not told they lost their lease", ["1 "]],
+  ["a lost lease is reported: release() and run() do not resolve for a permit whose lease was lost", ["1b "]],
+  ["a fenced resource accepts no stale write", ["2a "]],
+  ["a fenced resource refuses no write of a holder whose lease Redis still held", ["2b "]],
+  ["every promise settles, and no caller is left behind (after a restart, a flush, a freeze)", ["3 ", "3b "]],
+  ["capacity comes back after each fault within its bound", ["4 "]],
+  ["no process starves: grants per process within 0.8 of each other", ["5 "]],
+];
+
 export interface JudgedRun {
   run: FaultRun;
   figures: Figures;

@@ -10,7 +10,7 @@
  * One run, about 50 s of a 2-core machine; the figures are printed whether the checks pass or not.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { type JudgedRun, judgedFaultRun } from "./fault-suite.js";
+import { INJECTED_FAULTS, type JudgedRun, judgedFaultRun, SEMAPHORE_PROMISES } from "./fault-suite.js";
 
 let judged: JudgedRun;
 
@@ -22,30 +22,14 @@ const expectPassed = (prefix: string) => judged.expectPassed(prefix);
 
 describe("RedisSemaphore and RedisRateLimiter under faults (issue 14)", () => {
   it("the run injected every fault and its workers were served", () => {
-    expect(judged.run.faults.map((fault) => fault.kind)).toEqual([
-      "freeze",
-      "kill-holding",
-      "kill-queued",
-      "cut-keep",
-      "cut-drop",
-      "restart-cut",
-      "restart",
-      "redis-pause",
-      "flush",
-    ]);
+    expect(judged.run.faults.map((fault) => fault.kind)).toEqual(INJECTED_FAULTS);
     expect(judged.figures.grants).toBeGreaterThan(500);
     expect(judged.figures.rate.admitted).toBeGreaterThan(500);
   });
 
   // Each promise of the issue, and the checks of fault-checks.ts that hold the run to it.
   it.each([
-    ["never more than the capacity held by holders who were not told they lost their lease", ["1 "]],
-    ["a lost lease is reported: release() and run() do not resolve for a permit whose lease was lost", ["1b "]],
-    ["a fenced resource accepts no stale write", ["2a "]],
-    ["a fenced resource refuses no write of a holder whose lease Redis still held", ["2b "]],
-    ["every promise settles, and no caller is left behind (after a restart, a flush, a freeze)", ["3 ", "3b "]],
-    ["capacity comes back after each fault within its bound", ["4 "]],
-    ["no process starves: grants per process within 0.8 of each other", ["5 "]],
+    ...SEMAPHORE_PROMISES,
     ["the rate limiter keeps its promise in every window, one burst more per restart or flush", ["6 ", "6b "]],
   ])("%s", (_promise, prefixes) => {
     for (const prefix of prefixes) expectPassed(prefix);

@@ -10,7 +10,7 @@
  */
 import { beforeAll, describe, expect, it } from "vitest";
 import { keyedRun } from "./fault-scenario.js";
-import { type JudgedRun, judgedFaultRun } from "./fault-suite.js";
+import { INJECTED_FAULTS, type JudgedRun, judgedFaultRun, SEMAPHORE_PROMISES } from "./fault-suite.js";
 
 let judged: JudgedRun;
 
@@ -20,29 +20,12 @@ beforeAll(async () => {
 
 describe("RedisKeyedSemaphore under faults, one key among 200 busy ones", () => {
   it("the run injected every fault and its workers were served", () => {
-    expect(judged.run.faults.map((fault) => fault.kind)).toEqual([
-      "freeze",
-      "kill-holding",
-      "kill-queued",
-      "cut-keep",
-      "cut-drop",
-      "restart-cut",
-      "restart",
-      "redis-pause",
-      "flush",
-    ]);
+    expect(judged.run.faults.map((fault) => fault.kind)).toEqual(INJECTED_FAULTS);
     expect(judged.figures.grants).toBeGreaterThan(500);
   });
 
-  it.each([
-    ["never more than the capacity per key held by holders who were not told they lost their lease", ["1 "]],
-    ["a lost lease is reported: release() and run() do not resolve for a permit whose lease was lost", ["1b "]],
-    ["a fenced resource accepts no stale write", ["2a "]],
-    ["a fenced resource refuses no write of a holder whose lease Redis still held", ["2b "]],
-    ["every promise settles, and no caller is left behind (after a restart, a flush, a freeze)", ["3 ", "3b "]],
-    ["capacity comes back after each fault within its bound", ["4 "]],
-    ["no process starves: grants per process within 0.8 of each other", ["5 "]],
-  ])("%s", (_promise, prefixes) => {
+  // Per key: the capacity is the key's.
+  it.each(SEMAPHORE_PROMISES)("%s", (_promise, prefixes) => {
     for (const prefix of prefixes) judged.expectPassed(prefix);
   });
 });
